@@ -1,0 +1,54 @@
+using System.CommandLine;
+using Spectre.Console;
+
+namespace NatKit.Cli;
+
+/// <summary>
+/// Runs the parsed command and turns the errors a user can cause (a bad flag value, a missing file, a port in
+/// use, a malformed configuration) into one clear sentence and exit code 2, never a stack trace.
+/// </summary>
+internal static class CliRunner
+{
+    public const int UsageError = 2;
+    public const int InternalError = 70;
+
+    public static async Task<int> RunAsync(RootCommand root, string[] args)
+    {
+        var parse = root.Parse(args);
+        try
+        {
+            return await parse.InvokeAsync().ConfigureAwait(false);
+        }
+        catch (Exception e) when (IsUserError(e))
+        {
+            AnsiConsole.MarkupLineInterpolated($"[red]natkit:[/] {e.Message}");
+            return UsageError;
+        }
+        catch (OperationCanceledException)
+        {
+            return 130;
+        }
+    }
+
+    /// <summary>Errors that come from what the user asked for, not from a bug in NatKit.</summary>
+    public static bool IsUserError(Exception e) => e is ArgumentException or FormatException or IOException
+        or InvalidDataException or UnauthorizedAccessException or NotSupportedException or CliException;
+}
+
+/// <summary>Thrown by a verb to stop with one sentence for the user.</summary>
+public sealed class CliException : Exception
+{
+    public CliException(string message)
+        : base(message)
+    {
+    }
+
+    public CliException()
+    {
+    }
+
+    public CliException(string message, Exception innerException)
+        : base(message, innerException)
+    {
+    }
+}

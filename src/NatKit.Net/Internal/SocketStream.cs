@@ -1,0 +1,76 @@
+using System.Net;
+using System.Net.Sockets;
+
+namespace NatKit.Net.Internal;
+
+internal sealed class SocketStreamConnection : IStreamConnection
+{
+    private readonly Socket _socket;
+
+    public SocketStreamConnection(Socket socket)
+    {
+        _socket = socket;
+        LocalEndPoint = Unmap((IPEndPoint)socket.LocalEndPoint!);
+        RemoteEndPoint = Unmap((IPEndPoint)socket.RemoteEndPoint!);
+        Stream = new NetworkStream(socket, ownsSocket: true);
+    }
+
+    public Stream Stream { get; }
+
+    public IPEndPoint LocalEndPoint { get; }
+
+    public IPEndPoint RemoteEndPoint { get; }
+
+    public void ShutdownSend()
+    {
+        try
+        {
+            _socket.Shutdown(SocketShutdown.Send);
+        }
+        catch (SocketException)
+        {
+            // already reset by the peer: nothing left to half-close
+        }
+        catch (ObjectDisposedException)
+        {
+        }
+    }
+
+    public ValueTask DisposeAsync() => Stream.DisposeAsync();
+
+    internal static IPEndPoint Unmap(IPEndPoint e) =>
+        e.Address.IsIPv4MappedToIPv6 ? new IPEndPoint(e.Address.MapToIPv4(), e.Port) : e;
+}
+
+internal sealed class SocketStreamListener : IStreamListener
+{
+    private readonly Socket _socket;
+
+    public SocketStreamListener(Socket socket)
+    {
+        _socket = socket;
+        LocalEndPoint = (IPEndPoint)socket.LocalEndPoint!;
+    }
+
+    public IPEndPoint LocalEndPoint { get; }
+
+    public async ValueTask<IStreamConnection> AcceptAsync(CancellationToken cancellationToken = default)
+    {
+        try
+        {
+            var accepted = await _socket.AcceptAsync(cancellationToken).ConfigureAwait(false);
+            accepted.NoDelay = true;
+            return new SocketStreamConnection(accepted);
+        }
+        catch (SocketException e) when (e.SocketErrorCode == SocketError.OperationAborted)
+        {
+            throw new ObjectDisposedException(nameof(SocketStreamListener), e);
+        }
+    }
+
+    public ValueTask DisposeAsync()
+    {
+        _socket.Dispose();
+        return ValueTask.CompletedTask;
+    }
+}

@@ -1,0 +1,118 @@
+using System.Net;
+using System.Net.NetworkInformation;
+using System.Net.Sockets;
+using NatKit.Net.Internal;
+
+namespace NatKit.Net;
+
+/// <summary>The real network: System.Net.Sockets and the system clock.</summary>
+public sealed class SystemNetwork : INetwork
+{
+    /// <summary>The one instance; it holds no state of its own.</summary>
+    public static SystemNetwork Instance { get; } = new();
+
+    private SystemNetwork()
+    {
+    }
+
+    public TimeProvider TimeProvider => TimeProvider.System;
+
+    public IReadOnlyList<IPAddress> LocalAddresses
+    {
+        get
+        {
+            var result = new List<IPAddress>();
+            foreach (var nic in NetworkInterface.GetAllNetworkInterfaces())
+            {
+                if (nic.OperationalStatus is not (OperationalStatus.Up or OperationalStatus.Unknown))
+                {
+                    continue;
+                }
+
+                foreach (var a in nic.GetIPProperties().UnicastAddresses)
+                {
+                    result.Add(a.Address);
+                }
+            }
+
+            return result;
+        }
+    }
+
+    public ValueTask<IDatagramSocket> BindUdpAsync(IPEndPoint localEndPoint,
+        CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(localEndPoint);
+        var socket = new Socket(localEndPoint.AddressFamily, SocketType.Dgram, ProtocolType.Udp);
+        try
+        {
+            if (localEndPoint.AddressFamily == AddressFamily.InterNetworkV6 &&
+                localEndPoint.Address.Equals(IPAddress.IPv6Any))
+            {
+                socket.DualMode = true;
+            }
+
+            socket.Bind(localEndPoint);
+            return ValueTask.FromResult<IDatagramSocket>(new SocketDatagram(socket));
+        }
+        catch (SocketException e)
+        {
+            socket.Dispose();
+            throw new NetworkException(e.SocketErrorCode, $"cannot bind UDP {localEndPoint}: {e.Message}", e);
+        }
+    }
+
+    public ValueTask<IStreamListener> ListenTcpAsync(IPEndPoint localEndPoint, int backlog = 512,
+        CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(localEndPoint);
+        var socket = new Socket(localEndPoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+        try
+        {
+            if (localEndPoint.AddressFamily == AddressFamily.InterNetworkV6 &&
+                localEndPoint.Address.Equals(IPAddress.IPv6Any))
+            {
+                socket.DualMode = true;
+            }
+
+            socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
+            socket.Bind(localEndPoint);
+            socket.Listen(backlog);
+            return ValueTask.FromResult<IStreamListener>(new SocketStreamListener(socket));
+        }
+        catch (SocketException e)
+        {
+            socket.Dispose();
+            throw new NetworkException(e.SocketErrorCode, $"cannot listen on TCP {localEndPoint}: {e.Message}", e);
+        }
+    }
+
+    public async ValueTask<IStreamConnection> ConnectTcpAsync(IPEndPoint remoteEndPoint,
+        IPEndPoint? localEndPoint = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(remoteEndPoint);
+        var socket = new Socket(remoteEndPoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+        try
+        {
+            socket.NoDelay = true;
+            if (localEndPoint is not null)
+            {
+                socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
+                socket.Bind(localEndPoint);
+            }
+
+            await socket.ConnectAsync(remoteEndPoint, cancellationToken).ConfigureAwait(false);
+            return new SocketStreamConnection(socket);
+        }
+        catch (SocketException e)
+        {
+            socket.Dispose();
+            throw new NetworkException(e.SocketErrorCode, $"cannot connect to {remoteEndPoint}: {e.Message}", e);
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
+    }
+}
