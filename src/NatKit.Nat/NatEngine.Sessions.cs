@@ -245,7 +245,9 @@ public sealed partial class NatEngine
     private int AllocatePort(byte proto, int ext, ushort preferred, uint dst, ushort dport)
     {
         var space = Space(proto, ext);
-        int lo = _policy.PortRangeStart, hi = _policy.PortRangeEnd;
+        // ICMP identifiers are not ports: the whole 16-bit space is theirs (RFC 5508 section 3.1).
+        int lo = proto == (byte)IpProtocol.Icmp ? 0 : _policy.PortRangeStart;
+        int hi = proto == (byte)IpProtocol.Icmp ? 65535 : _policy.PortRangeEnd;
         var size = hi - lo + 1;
         var now = NowSec;
         switch (_policy.PortAssignment)
