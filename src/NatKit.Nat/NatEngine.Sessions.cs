@@ -188,7 +188,7 @@ public sealed partial class NatEngine
     private void TakePort(byte proto, int ext, int port, int mapping)
     {
         var space = Space(proto, ext);
-        if (space.Users[port]++ == 0) space.InUse++;
+        if (space.Users is not null) space.Users[port]++;
         space.Owner[port] = mapping + 1;
     }
 
@@ -200,16 +200,9 @@ public sealed partial class NatEngine
         if (space is not null)
         {
             var port = m.ExtPort;
-            if (space.Users[port] > 0 && --space.Users[port] == 0)
-            {
-                space.InUse--;
-                space.Owner[port] = 0;
-                space.HoldUntil[port] = NowSec + _holdDownSec;
-            }
-            else if (space.Owner[port] == index + 1)
-            {
-                space.Owner[port] = 0; // shared: another user keeps it, but not as owner
-            }
+            var last = space.Users is null || (space.Users[port] > 0 && --space.Users[port] == 0);
+            if (space.Owner[port] == index + 1 || last) space.Owner[port] = 0; // shared: others keep it, unowned
+            if (last && space.HoldUntil is not null) space.HoldUntil[port] = NowSec + _holdDownSec;
         }
 
         if (m.Kind == MappingKind.Dynamic)
@@ -308,16 +301,14 @@ public sealed partial class NatEngine
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private bool PortUsable(PortSpace space, byte proto, int ext, int port, uint dst, ushort dport, int now)
     {
-        if (!_share)
+        if (space.IsFree(port))
         {
-            return space.Owner[port] == 0 && space.Users[port] == 0 && space.HoldUntil[port] <= now;
+            return space.IsCool(port, now);
         }
 
+        if (!_share) return false;
+
         // Linux's rule: usable unless the reply tuple (external endpoint, remote) is taken, or a static/DMZ owns it.
-        if (space.Users[port] == 0)
-        {
-            return space.HoldUntil[port] <= now;
-        }
 
         var owner = space.Owner[port] - 1;
         if (owner >= 0 && _table.Mappings[owner].Kind != MappingKind.Dynamic) return false;
@@ -378,7 +369,7 @@ public sealed partial class NatEngine
             return NewSession(owner, src, sport);
         }
 
-        if (_config.DmzHost is { } dmz && (space is null || (space.Users[extPort] == 0)))
+        if (_config.DmzHost is { } dmz && (space is null || space.IsFree(extPort)))
         {
             if (tcpNonSyn)
             {
