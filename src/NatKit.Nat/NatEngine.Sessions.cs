@@ -63,6 +63,21 @@ public sealed partial class NatEngine
         if ((tcpFlags & rst) != 0) s.Flags |= SessionFlags.Rst;
     }
 
+    /// <summary>Tracks TCP flags; when the connection starts closing its timer shrinks (established to
+    /// transitory), so the session moves to an earlier wheel slot. Longer timers need no move: the wheel
+    /// re-checks lazily.</summary>
+    private void TrackTcpState(int index, byte tcpFlags, bool outbound)
+    {
+        ref var s = ref _table.Sessions[index];
+        var wasClosing = TcpStateOf(s) == NatTcpState.Closing;
+        TrackTcp(ref s, tcpFlags, outbound);
+        if (!wasClosing && TcpStateOf(s) == NatTcpState.Closing)
+        {
+            _wheel.Unlink(_table.Sessions, index);
+            _wheel.Schedule(_table.Sessions, index, Deadline(ref s));
+        }
+    }
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private void Touch(ref Session s, bool outbound)
     {

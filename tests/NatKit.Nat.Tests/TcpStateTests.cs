@@ -72,6 +72,25 @@ public sealed class TcpStateTests
     }
 
     [Fact]
+    public void Rfc5382_CloseAfterLongEstablishedLife_ExpiresOnTheTransitoryTimer()
+    {
+        using var h = new NatHarness(NatPresets.RfcRecommended);
+        var ext = Open(h);
+        for (var i = 0; i < 10; i++)
+        {
+            h.Advance(TimeSpan.FromSeconds(1000));
+            h.Tcp(NatDirection.Outbound, Host, Server, TcpFlags.Ack);
+        }
+
+        h.Tcp(NatDirection.Outbound, Host, Server, TcpFlags.Fin | TcpFlags.Ack);
+        h.Tcp(NatDirection.Inbound, Server, ext, TcpFlags.Fin | TcpFlags.Ack);
+        h.Advance(TimeSpan.FromSeconds(239));
+        Assert.Equal(1, h.Nat.SessionCount);
+        h.Advance(TimeSpan.FromSeconds(2));
+        Assert.Equal(0, h.Nat.SessionCount);
+    }
+
+    [Fact]
     public void Rfc7857_Rst_KeepsTheSessionForTheTransitoryTime()
     {
         using var h = new NatHarness(NatPresets.RfcRecommended);
