@@ -27,7 +27,7 @@ public sealed partial class NatEngine : IDisposable
     private readonly uint _extMin;
     private readonly uint _extMax;
     private readonly PortSpace?[] _ports;
-    private readonly Dictionary<uint, HostState> _hosts = [];
+    private readonly Dictionary<uint, int> _hosts = []; // mappings per internal address, with a per-host limit only
     private readonly uint[] _insideNet;
     private readonly uint[] _insideMask;
     private readonly long _epoch;

@@ -11,10 +11,13 @@ internal sealed class NatCommands : IVerbGroup
     {
         var nat = new Command("nat", "The userspace NAT44 engine: presets and their RFC 4787/5382/5508/6888 knobs.");
 
+        var markdown = new Option<bool>("--markdown") { Description = "Print a Markdown table (as in docs/nat.md)." };
         var presets = new Command("presets", "A table of every preset and its knob values.");
-        presets.SetAction(_ =>
+        presets.Options.Add(markdown);
+        presets.SetAction(parse =>
         {
-            AnsiConsole.Write(PresetTable(NatPresets.All));
+            if (parse.GetValue(markdown)) Console.Out.Write(MarkdownTable(NatPresets.All));
+            else AnsiConsole.Write(PresetTable(NatPresets.All));
             return 0;
         });
         nat.Subcommands.Add(presets);
@@ -42,6 +45,22 @@ internal sealed class NatCommands : IVerbGroup
         });
         nat.Subcommands.Add(explain);
         return nat;
+    }
+
+    /// <summary>The same table in Markdown, knobs down with the requirement each models.</summary>
+    internal static string MarkdownTable(IReadOnlyList<NatPreset> presets)
+    {
+        var knobs = presets.Select(p => NatKnobs.Describe(p.Policy)).ToList();
+        var sb = new System.Text.StringBuilder();
+        sb.Append("| Knob (models) | ").AppendJoin(" | ", presets.Select(p => $"`{p.Name}`")).AppendLine(" |");
+        sb.Append("|---|").AppendJoin("", presets.Select(_ => "---|")).AppendLine();
+        for (var row = 0; row < knobs[0].Count; row++)
+        {
+            sb.Append("| ").Append(knobs[0][row].Name).Append(" (").Append(knobs[0][row].Requirement).Append(") | ")
+                .AppendJoin(" | ", knobs.Select(k => k[row].Value)).AppendLine(" |");
+        }
+
+        return sb.ToString();
     }
 
     /// <summary>Knobs down, presets across.</summary>
