@@ -122,6 +122,9 @@ public sealed partial class NatEngine : IDisposable
         _meter.CreateObservableUpDownCounter("natkit.nat.mappings.active", () => _table.MappingCount, "{mapping}", "Live mappings");
     }
 
+    /// <summary>This engine's meter (every engine has its own, all named "NatKit.Nat").</summary>
+    internal Meter Meter => _meter;
+
     /// <summary>The configuration in force.</summary>
     public NatConfig Config => _config;
 
@@ -185,6 +188,11 @@ public sealed partial class NatEngine : IDisposable
         if (!Ipv4Packet.TryParse(buffer[..length], out var ip))
         {
             return Drop(NatDropReason.Malformed);
+        }
+
+        if (!ip.IsHeaderChecksumValid)
+        {
+            return Drop(NatDropReason.BadHeaderChecksum);
         }
 
         length = ip.Buffer.Length;

@@ -178,6 +178,44 @@ public sealed class GatewayBehaviourTests
     }
 
     [Fact]
+    public void Rfc1812_BadHeaderChecksum_IsDropped()
+    {
+        using var h = new NatHarness(NatPresets.FullCone);
+        var packet = BuildUdp(Host, "198.51.100.1:1000");
+        packet[10] ^= 0x40;
+        Assert.Equal(NatDropReason.BadHeaderChecksum, h.Run(packet, NatDirection.Outbound).Verdict.Reason);
+        Assert.Equal(0, h.Nat.SessionCount);
+    }
+
+    [Fact]
+    public void Metrics_ArePublishedUnderStableNames()
+    {
+        using var h = new NatHarness(NatPresets.FullCone);
+        h.Out(Host, "198.51.100.1:1000");
+        h.In("198.51.100.9:1", "203.0.113.1:9");
+        var seen = new Dictionary<string, long>();
+        using var listener = new System.Diagnostics.Metrics.MeterListener();
+        listener.InstrumentPublished = (instrument, l) =>
+        {
+            if (instrument.Meter == h.Nat.Meter && instrument.Meter.Name == "NatKit.Nat") l.EnableMeasurementEvents(instrument);
+        };
+        listener.SetMeasurementEventCallback<long>((instrument, value, tags, _) =>
+        {
+            var name = instrument.Name;
+            foreach (var tag in tags) name += $"{{{tag.Key}={tag.Value}}}";
+            seen[name] = value;
+        });
+        listener.SetMeasurementEventCallback<int>((instrument, value, _, _) => seen[instrument.Name] = value);
+        listener.Start();
+        listener.RecordObservableInstruments();
+        Assert.Equal(1, seen["natkit.nat.packets.outbound"]);
+        Assert.Equal(1, seen["natkit.nat.packets.inbound"]);
+        Assert.Equal(1, seen["natkit.nat.packets.dropped{reason=NoMapping}"]);
+        Assert.Equal(1, seen["natkit.nat.mappings.created"]);
+        Assert.Equal(1, seen["natkit.nat.sessions.active"]);
+    }
+
+    [Fact]
     public void Snapshot_ListsLiveSessions()
     {
         using var h = new NatHarness(NatPresets.FullCone);
