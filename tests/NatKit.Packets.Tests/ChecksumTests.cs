@@ -136,6 +136,8 @@ public sealed class ChecksumTests
         // ~(~HC + ~m + m') is 0 when the sum is 0xFFFF; UDP must then carry 0xFFFF.
         Assert.Equal(0x0000, Checksum.Update(0x0001, 0xFFFF, 0x0001));
         Assert.Equal(0xFFFF, Checksum.UpdateUdp(0x0001, 0xFFFF, 0x0001));
+        Assert.Equal(0x0000, Checksum.Update(0x0001, 0xFFFF0000u, 0x00000001u));
+        Assert.Equal(0xFFFF, Checksum.UpdateUdp(0x0001, 0xFFFF0000u, 0x00000001u));
     }
 
     [Fact]

@@ -119,6 +119,21 @@ public sealed class RewriteTests
     }
 
     [Fact]
+    public void Rfc768_UdpRewrite_WhoseSumIsZero_CarriesAllOnes()
+    {
+        var bytes = KnownVectors.Udp;
+        Ipv4Packet.TryParse(bytes, out var ip);
+        UdpDatagram.TryParse(ip.Payload, out var udp);
+        // Pick the port that makes the one's-complement sum all ones, i.e. a computed checksum of 0.
+        var partial = Checksum.Add(Checksum.Add(0, (ushort)~udp.Checksum), (ushort)~udp.SourcePort);
+        var port = (ushort)~partial;
+        udp.RewriteSourcePort(port);
+        Assert.Equal(0xFFFF, udp.Checksum);
+        Assert.Equal(0xFFFF, udp.ComputeChecksum(ip.Source, ip.Destination));
+        Assert.True(udp.IsChecksumValid(ip.Source, ip.Destination));
+    }
+
+    [Fact]
     public void ParseAndRewrite_AllocatesNothing()
     {
         var buffer = KnownVectors.Udp;
