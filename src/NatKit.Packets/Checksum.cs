@@ -68,6 +68,22 @@ public static class Checksum
                       + SumOf(newAddress.High) + SumOf(newAddress.Low));
 
     /// <summary>
+    /// RFC 1624 equation 3 for the NAT's rewrite of an address (in the pseudo-header) and a port together, with one
+    /// fold: HC' = ~(~HC + ~a + a' + ~p + p').
+    /// </summary>
+    public static ushort Update(ushort checksum, Ipv4Address oldAddress, Ipv4Address newAddress, ushort oldPort, ushort newPort) =>
+        (ushort)~Fold((ulong)(ushort)~checksum
+                      + (ushort)~oldAddress.HighWord + (ushort)~oldAddress.LowWord + newAddress.HighWord + newAddress.LowWord
+                      + (ushort)~oldPort + newPort);
+
+    /// <summary>
+    /// <see cref="Update(ushort, Ipv4Address, Ipv4Address, ushort, ushort)"/> for an IPv4 UDP checksum: 0 stays 0
+    /// and a 0 result is sent as 0xFFFF. Prefer this to chaining two updates: an intermediate 0 would read as "none".
+    /// </summary>
+    public static ushort UpdateUdp(ushort checksum, Ipv4Address oldAddress, Ipv4Address newAddress, ushort oldPort, ushort newPort) =>
+        checksum == 0 ? (ushort)0 : NonZero(Update(checksum, oldAddress, newAddress, oldPort, newPort));
+
+    /// <summary>
     /// <see cref="Update(ushort, ushort, ushort)"/> for an IPv4 UDP checksum: 0 means "no checksum" (RFC 768) and
     /// stays 0; a result of 0 is sent as 0xFFFF.
     /// </summary>
