@@ -58,12 +58,12 @@ public sealed class FragmentationTests
         }));
 
     [Fact]
-    public void Rfc791_1500ByteDatagramOver576_MakesFourFragmentsOf552DataBytes()
+    public void Rfc791_1500ByteDatagramOver576_MakesThreeFragments_552_552_376()
     {
         var datagram = new byte[1500];
         PacketBuilder.WriteIpv4Udp(datagram, Header, 1, 2, new byte[1472]);
         FragmentAndReassemble(datagram, 576, out var count);
-        Assert.Equal(3, count); // 552 + 552 + 376 = 1480
+        Assert.Equal(3, count); // 552 + 552 + 376 = 1480 data bytes
     }
 
     [Fact]
