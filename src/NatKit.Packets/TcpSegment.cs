@@ -168,6 +168,10 @@ public readonly ref struct TcpSegment
     public void UpdateChecksumForAddress(Ipv4Address oldAddress, Ipv4Address newAddress) =>
         Checksum = Packets.Checksum.Update(Checksum, oldAddress, newAddress);
 
+    /// <summary>Patches the checksum for an IPv6 pseudo-header address change.</summary>
+    public void UpdateChecksumForAddress(in Ipv6Address oldAddress, in Ipv6Address newAddress) =>
+        Checksum = Packets.Checksum.Update(Checksum, oldAddress, newAddress);
+
     /// <summary>The MSS option (kind 2, RFC 9293 section 3.7.1) if present and well-formed (length 4).</summary>
     public bool TryGetMaximumSegmentSize(out ushort mss)
     {

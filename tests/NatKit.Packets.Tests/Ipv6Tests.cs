@@ -309,6 +309,31 @@ public sealed class Ipv6Tests
         }));
 
     [Fact]
+    public void Rfc1624_Ipv6AddressRewrite_UdpAndTcp_EqualsRecomputation() =>
+        Check.One(Generators.Config, Prop.ForAll(Generators.Arb(
+            from s in Generators.Address6
+            from d in Generators.Address6
+            from n in Generators.Address6
+            from tcp in Generators.Tcp
+            from payload in Generators.Bytes(100)
+            select (new Ipv6Header(s, d), n, tcp, payload)), t =>
+        {
+            var buffer = new byte[300];
+            var len = PacketBuilder.WriteIpv6Udp(buffer, t.Item1, 1, 2, t.payload);
+            Ipv6Packet.TryParse(buffer.AsSpan(0, len), out var ip);
+            UdpDatagram.TryParse(ip.Payload, out var udp);
+            udp.UpdateChecksumForAddress(ip.Source, t.n);
+            ip.Source = t.n;
+            var udpOk = udp.Checksum == udp.ComputeChecksum(ip.Source, ip.Destination);
+            len = PacketBuilder.WriteIpv6Tcp(buffer, t.Item1, t.tcp, t.payload);
+            Ipv6Packet.TryParse(buffer.AsSpan(0, len), out ip);
+            TcpSegment.TryParse(ip.Payload, out var seg);
+            seg.UpdateChecksumForAddress(ip.Destination, t.n);
+            ip.Destination = t.n;
+            return udpOk && seg.Checksum == seg.ComputeChecksum(ip.Source, ip.Destination);
+        }));
+
+    [Fact]
     public void Ipv6Address_TextAndIPAddress_RoundTrip() =>
         Check.One(Generators.Config, Prop.ForAll(Generators.Arb(Generators.Address6), a =>
             Ipv6Address.Parse(a.ToString()) == a && Ipv6Address.FromIPAddress(a.ToIPAddress()) == a));
