@@ -107,6 +107,10 @@ public readonly ref struct UdpDatagram
     public void UpdateChecksumForAddress(Ipv4Address oldAddress, Ipv4Address newAddress) =>
         Checksum = Packets.Checksum.UpdateUdp(Checksum, oldAddress.Value, newAddress.Value);
 
+    /// <summary>Patches the checksum for an IPv6 pseudo-header address change (mandatory over IPv6, never 0).</summary>
+    public void UpdateChecksumForAddress(in Ipv6Address oldAddress, in Ipv6Address newAddress) =>
+        Checksum = Packets.Checksum.NonZero(Packets.Checksum.Update(Checksum, oldAddress, newAddress));
+
     private ushort ComputeWith(uint pseudoHeader)
     {
         var sum = Packets.Checksum.Add(pseudoHeader, _buffer[..UdpField.Checksum]);

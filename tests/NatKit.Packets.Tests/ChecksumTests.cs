@@ -60,9 +60,13 @@ public sealed class ChecksumTests
     [Fact]
     public void Compute_AllOnesData_DoesNotOverflow()
     {
-        var data = new byte[70000];
-        data.AsSpan().Fill(0xFF);
-        Assert.Equal(NaiveChecksum(data), Checksum.Compute(data));
+        foreach (var size in new[] { 70000, (16384 * 32 * 2) + 100 })
+        {
+            var data = new byte[size];
+            data.AsSpan().Fill(0xFF);
+            data[^1] = 0xFE;
+            Assert.Equal(NaiveChecksum(data), Checksum.Compute(data));
+        }
     }
 
     [Fact]
