@@ -35,6 +35,13 @@ public readonly struct StunAddress : IEquatable<StunAddress>
 
     public bool IsIPv4 => Family == FamilyIPv4;
 
+    /// <summary>The first 8 address bytes as a big-endian number (0 for IPv4): with <see cref="Low"/>, a
+    /// hashable key that needs no allocation.</summary>
+    public ulong High => _high;
+
+    /// <summary>The last 8 address bytes (IPv4: the address in the low 32 bits).</summary>
+    public ulong Low => _low;
+
     /// <summary>The size of the value this address encodes to (4 + 4 or 4 + 16).</summary>
     public int EncodedLength => Family == FamilyIPv6 ? 20 : 8;
 

@@ -10,6 +10,12 @@ public static class StunAttributeType
 {
     public const ushort MappedAddress = 0x0001;
     public const ushort ChangeRequest = 0x0003;
+
+    /// <summary>RFC 3489 SOURCE-ADDRESS (the classic RESPONSE-ORIGIN), sent only to classic clients.</summary>
+    public const ushort SourceAddress = 0x0004;
+
+    /// <summary>RFC 3489 CHANGED-ADDRESS (the classic OTHER-ADDRESS), sent only to classic clients.</summary>
+    public const ushort ChangedAddress = 0x0005;
     public const ushort Username = 0x0006;
     public const ushort MessageIntegrity = 0x0008;
     public const ushort ErrorCode = 0x0009;
@@ -43,6 +49,8 @@ public static class StunAttributeType
     {
         MappedAddress => "MAPPED-ADDRESS",
         ChangeRequest => "CHANGE-REQUEST",
+        SourceAddress => "SOURCE-ADDRESS",
+        ChangedAddress => "CHANGED-ADDRESS",
         Username => "USERNAME",
         MessageIntegrity => "MESSAGE-INTEGRITY",
         ErrorCode => "ERROR-CODE",

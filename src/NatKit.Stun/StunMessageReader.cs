@@ -84,6 +84,13 @@ public readonly ref struct StunMessageReader
 
     public ReadOnlySpan<byte> TransactionIdBytes => Message.Slice(8, StunTransactionId.Size);
 
+    /// <summary>True for a classic RFC 3489 message (no magic cookie; its transaction ID is all 16 bytes from
+    /// offset 4). Only parsed with allowRfc3489.</summary>
+    public bool IsRfc3489 => BinaryPrimitives.ReadUInt32BigEndian(Message[4..]) != MagicCookie;
+
+    /// <summary>The 32 bits where the magic cookie sits (the first part of a classic transaction ID).</summary>
+    public uint CookieField => BinaryPrimitives.ReadUInt32BigEndian(Message[4..]);
+
     public bool HasMessageIntegrity => _integrity >= 0;
 
     public bool HasMessageIntegritySha256 => _integritySha256 >= 0;
@@ -103,8 +110,11 @@ public readonly ref struct StunMessageReader
     public static bool TryParse(ReadOnlySpan<byte> data, out StunMessageReader reader) =>
         Parse(data, out reader) == StunParseStatus.Ok;
 
-    /// <summary>As <see cref="TryParse"/>, saying why a message is rejected.</summary>
-    public static StunParseStatus Parse(ReadOnlySpan<byte> data, out StunMessageReader reader)
+    /// <summary>As <see cref="TryParse"/>, saying why a message is rejected. With
+    /// <paramref name="allowRfc3489"/>, a message without the magic cookie is accepted as a classic RFC 3489 one
+    /// (see <see cref="IsRfc3489"/>).</summary>
+    public static StunParseStatus Parse(ReadOnlySpan<byte> data, out StunMessageReader reader,
+        bool allowRfc3489 = false)
     {
         reader = default;
         if (data.Length < HeaderLength)
@@ -112,7 +122,8 @@ public readonly ref struct StunMessageReader
             return StunParseStatus.TooShort;
         }
 
-        if (!LooksLikeStun(data))
+        if ((data[0] & 0xC0) != 0 ||
+            (!allowRfc3489 && BinaryPrimitives.ReadUInt32BigEndian(data[4..]) != MagicCookie))
         {
             return StunParseStatus.NotStun;
         }

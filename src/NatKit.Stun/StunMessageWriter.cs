@@ -37,6 +37,10 @@ public ref struct StunMessageWriter
 
     public StunTransactionId TransactionId { get; }
 
+    /// <summary>Overwrites the magic cookie field, to answer a classic RFC 3489 request whose 128-bit transaction
+    /// ID starts there (RFC 8489 section 12.2). XOR attributes must not be used in such a message.</summary>
+    public readonly void SetCookieField(uint value) => BinaryPrimitives.WriteUInt32BigEndian(_buffer[4..], value);
+
     /// <summary>Bytes written so far (the message is complete and valid after every call).</summary>
     public readonly int Length => _length;
 
@@ -67,10 +71,10 @@ public ref struct StunMessageWriter
         return value;
     }
 
-    public void Add(ushort type, ReadOnlySpan<byte> value) => value.CopyTo(Reserve(type, value.Length));
+    public void Add(ushort type, scoped ReadOnlySpan<byte> value) => value.CopyTo(Reserve(type, value.Length));
 
     /// <summary>A UTF-8 text attribute (USERNAME, REALM, NONCE, SOFTWARE, ALTERNATE-DOMAIN).</summary>
-    public void AddString(ushort type, ReadOnlySpan<char> text)
+    public void AddString(ushort type, scoped ReadOnlySpan<char> text)
     {
         var value = Reserve(type, Encoding.UTF8.GetByteCount(text));
         Encoding.UTF8.GetBytes(text, value);
@@ -84,7 +88,7 @@ public ref struct StunMessageWriter
         address.EncodeXor(Reserve(type, address.EncodedLength), TransactionId);
 
     /// <summary>ERROR-CODE with the RFC's reason phrase (or <paramref name="reason"/>).</summary>
-    public void AddErrorCode(int code, ReadOnlySpan<char> reason = default)
+    public void AddErrorCode(int code, scoped ReadOnlySpan<char> reason = default)
     {
         if (reason.IsEmpty)
         {
@@ -100,7 +104,7 @@ public ref struct StunMessageWriter
     }
 
     /// <summary>UNKNOWN-ATTRIBUTES: the list of types, 16 bits each.</summary>
-    public void AddUnknownAttributes(ReadOnlySpan<ushort> types)
+    public void AddUnknownAttributes(scoped ReadOnlySpan<ushort> types)
     {
         var value = Reserve(StunAttributeType.UnknownAttributes, types.Length * 2);
         for (var i = 0; i < types.Length; i++)
@@ -125,7 +129,7 @@ public ref struct StunMessageWriter
         AddUInt32(StunAttributeType.PasswordAlgorithm, (uint)algorithm << 16);
 
     /// <summary>PASSWORD-ALGORITHMS listing <paramref name="algorithms"/> with no parameters (section 14.12).</summary>
-    public void AddPasswordAlgorithms(ReadOnlySpan<StunPasswordAlgorithm> algorithms)
+    public void AddPasswordAlgorithms(scoped ReadOnlySpan<StunPasswordAlgorithm> algorithms)
     {
         var value = Reserve(StunAttributeType.PasswordAlgorithms, algorithms.Length * 4);
         for (var i = 0; i < algorithms.Length; i++)
@@ -135,7 +139,7 @@ public ref struct StunMessageWriter
     }
 
     /// <summary>Appends MESSAGE-INTEGRITY (HMAC-SHA1 over everything so far) with <paramref name="key"/>.</summary>
-    public void AddMessageIntegrity(ReadOnlySpan<byte> key)
+    public void AddMessageIntegrity(scoped ReadOnlySpan<byte> key)
     {
         var at = _length;
         var value = Reserve(StunAttributeType.MessageIntegrity, StunIntegrity.Sha1Length);
@@ -143,7 +147,7 @@ public ref struct StunMessageWriter
     }
 
     /// <summary>Appends MESSAGE-INTEGRITY-SHA256 (truncated to <paramref name="length"/>: 16-32, a multiple of 4).</summary>
-    public void AddMessageIntegritySha256(ReadOnlySpan<byte> key, int length = StunIntegrity.Sha256Length)
+    public void AddMessageIntegritySha256(scoped ReadOnlySpan<byte> key, int length = StunIntegrity.Sha256Length)
     {
         if (length is < 16 or > StunIntegrity.Sha256Length || (length & 3) != 0)
         {
