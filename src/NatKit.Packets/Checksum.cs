@@ -31,6 +31,13 @@ public static class Checksum
     /// <summary>The RFC 1071 checksum of <paramref name="data"/> (the checksum field inside it must be zero).</summary>
     public static ushort Compute(ReadOnlySpan<byte> data) => Finish(Add(0, data));
 
+    /// <summary>
+    /// The checksum of <paramref name="data"/> plus <paramref name="partial"/> (a pseudo-header), treating the
+    /// 2-byte checksum field at <paramref name="checksumOffset"/> (even) as zero whatever it holds.
+    /// </summary>
+    public static ushort ComputeSkipping(uint partial, ReadOnlySpan<byte> data, int checksumOffset) =>
+        Finish(Add(Add(partial, data[..checksumOffset]), data[(checksumOffset + 2)..]));
+
     /// <summary>True when <paramref name="data"/>, checksum field included, sums to all ones.</summary>
     public static bool IsValid(ReadOnlySpan<byte> data) => Add(0, data) == 0xFFFF;
 

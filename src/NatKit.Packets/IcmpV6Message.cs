@@ -101,12 +101,8 @@ public readonly ref struct IcmpV6Message
         set => RestOfHeader = value;
     }
 
-    public ushort ComputeChecksum(in Ipv6Address source, in Ipv6Address destination)
-    {
-        var sum = Packets.Checksum.PseudoHeader(source, destination, IpProtocol.IcmpV6, _buffer.Length);
-        sum = Packets.Checksum.Add(sum, _buffer[..IcmpField.Checksum]);
-        return Packets.Checksum.Finish(Packets.Checksum.Add(sum, _buffer[(IcmpField.Checksum + 2)..]));
-    }
+    public ushort ComputeChecksum(in Ipv6Address source, in Ipv6Address destination) => Packets.Checksum.ComputeSkipping(
+        Packets.Checksum.PseudoHeader(source, destination, IpProtocol.IcmpV6, _buffer.Length), _buffer, IcmpField.Checksum);
 
     public void FillChecksum(in Ipv6Address source, in Ipv6Address destination) => Checksum = ComputeChecksum(source, destination);
 

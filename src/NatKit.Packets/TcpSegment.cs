@@ -230,10 +230,5 @@ public readonly ref struct TcpSegment
     /// <summary>TCP option kind of the Maximum Segment Size.</summary>
     public const byte MaximumSegmentSizeKind = 2;
 
-    private ushort ComputeWith(uint pseudoHeader)
-    {
-        var sum = Packets.Checksum.Add(pseudoHeader, _buffer[..TcpField.Checksum]);
-        sum = Packets.Checksum.Add(sum, _buffer[(TcpField.Checksum + 2)..]);
-        return Packets.Checksum.Finish(sum);
-    }
+    private ushort ComputeWith(uint pseudoHeader) => Packets.Checksum.ComputeSkipping(pseudoHeader, _buffer, TcpField.Checksum);
 }

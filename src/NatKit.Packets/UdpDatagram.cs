@@ -111,10 +111,6 @@ public readonly ref struct UdpDatagram
     public void UpdateChecksumForAddress(in Ipv6Address oldAddress, in Ipv6Address newAddress) =>
         Checksum = Packets.Checksum.NonZero(Packets.Checksum.Update(Checksum, oldAddress, newAddress));
 
-    private ushort ComputeWith(uint pseudoHeader)
-    {
-        var sum = Packets.Checksum.Add(pseudoHeader, _buffer[..UdpField.Checksum]);
-        sum = Packets.Checksum.Add(sum, _buffer[(UdpField.Checksum + 2)..]);
-        return Packets.Checksum.NonZero(Packets.Checksum.Finish(sum));
-    }
+    private ushort ComputeWith(uint pseudoHeader) =>
+        Packets.Checksum.NonZero(Packets.Checksum.ComputeSkipping(pseudoHeader, _buffer, UdpField.Checksum));
 }
