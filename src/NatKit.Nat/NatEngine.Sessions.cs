@@ -379,6 +379,12 @@ public sealed partial class NatEngine
                 return -1;
             }
 
+            if (_table.FindOut(proto, m.IntAddr, m.IntPort, src, sport) >= 0)
+            {
+                reason = NatDropReason.SessionConflict;
+                return -1;
+            }
+
             return NewSession(owner, src, sport);
         }
 
@@ -393,6 +399,12 @@ public sealed partial class NatEngine
             if (_table.IsFull)
             {
                 reason = NatDropReason.TableFull;
+                return -1;
+            }
+
+            if (_table.FindOut(proto, dmz.Value, extPort, src, sport) >= 0)
+            {
+                reason = NatDropReason.SessionConflict;
                 return -1;
             }
 

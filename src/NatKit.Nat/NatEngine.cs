@@ -234,6 +234,28 @@ public sealed partial class NatEngine : IDisposable
 
     public void Dispose() => _meter.Dispose();
 
+    /// <summary>Checks the tables agree with each other; returns the first inconsistency or null (tests).</summary>
+    internal string? CheckInvariants()
+    {
+        var t = _table;
+        if (t.OutIndex.Count != t.SessionCount || t.InIndex.Count != t.SessionCount) return "index counts differ from the session count";
+        if (t.MapIndex.Count != t.MappingCount) return "mapping index count differs from the mapping count";
+        if (_wheel.CountScheduled(t.Sessions) != t.SessionCount) return "the wheel does not hold every session once";
+        var live = 0;
+        foreach (var i in t.LiveSessions())
+        {
+            live++;
+            ref var s = ref t.Sessions[i];
+            if (t.FindOut(s.Proto, s.IntAddr, s.IntPort, s.RemAddr, s.RemPort) != i) return $"session {i} not found outbound";
+            if (t.FindIn(s.Proto, s.ExtAddr, s.ExtPort, s.RemAddr, s.RemPort) != i) return $"session {i} not found inbound";
+            ref var m = ref t.Mappings[s.Mapping];
+            if (m.Proto != s.Proto || m.ExtAddr != s.ExtAddr || m.ExtPort != s.ExtPort) return $"session {i} disagrees with its mapping";
+            if (SpaceIfAny(m.Proto, m.ExtIndex) is not { } space || space.IsFree(m.ExtPort)) return $"session {i}'s port is not taken";
+        }
+
+        return live == t.SessionCount ? null : "live sessions differ from the session count";
+    }
+
     private static long Ms(TimeSpan t) => (long)t.TotalMilliseconds;
 
     private IEnumerable<Measurement<long>> DropMeasurements()

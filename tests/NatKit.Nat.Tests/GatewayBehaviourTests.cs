@@ -84,6 +84,16 @@ public sealed class GatewayBehaviourTests
     }
 
     [Fact]
+    public void Dmz_SameRemoteOnTwoExternalAddresses_IsRefusedNotConfused()
+    {
+        using var h = new NatHarness(NatPresets.FullCone, externals: 2, tweak: c => c with { DmzHost = Ipv4Address.Parse("192.168.1.50") });
+        Assert.True(h.In("198.51.100.7:5555", "203.0.113.1:7000").Forwarded);
+        Assert.Equal(NatDropReason.SessionConflict, h.In("198.51.100.7:5555", "203.0.113.2:7000").Verdict.Reason);
+        Assert.Equal(Ep("203.0.113.1:7000"), h.Out("192.168.1.50:7000", "198.51.100.7:5555").Source);
+        Assert.Null(h.Nat.CheckInvariants());
+    }
+
+    [Fact]
     public void NoDmz_UnsolicitedInboundIsDropped()
     {
         using var h = new NatHarness(NatPresets.FullCone);
