@@ -77,7 +77,7 @@ public sealed partial class NatEngine : IDisposable
         _epoch = startTime;
         _now = startTime;
         _random = (ulong)(uint)config.RandomSeed * 0x9E3779B97F4A7C15UL | 1;
-        _table = new FlowTable(config.MaxFlows, _random ^ 0x5DEECE66DUL);
+        _table = new FlowTable(config.MaxFlows, _random ^ 0x5DEECE66DUL, config.InitialFlowCapacity ?? Math.Min(1024, config.MaxFlows));
         _wheel = new TimerWheel(startTime);
         _ext = new uint[config.ExternalAddresses.Count];
         for (var i = 0; i < _ext.Length; i++) _ext[i] = config.ExternalAddresses[i].Value;

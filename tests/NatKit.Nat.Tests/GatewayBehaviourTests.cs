@@ -155,6 +155,7 @@ public sealed class GatewayBehaviourTests
         var errors = bad.Validate();
         Assert.Contains(errors, e => e.StartsWith("OutsideMtu:", StringComparison.Ordinal));
         Assert.Contains(errors, e => e.StartsWith("Policy.PortRangeEnd:", StringComparison.Ordinal));
+        Assert.StartsWith("InitialFlowCapacity:", Assert.Single((new NatConfig { ExternalAddresses = [Ext1], MaxFlows = 100, InitialFlowCapacity = 200 }).Validate()), StringComparison.Ordinal);
         Assert.StartsWith("Policy.SharePortsAcrossDestinations:", Assert.Single((new NatConfig
         {
             ExternalAddresses = [Ext1],
@@ -162,10 +163,12 @@ public sealed class GatewayBehaviourTests
         }).Validate()), StringComparison.Ordinal);
     }
 
-    [Fact]
-    public void TableFull_DropsNewFlows_KeepsOldOnes()
+    [Theory]
+    [InlineData(null)]
+    [InlineData(16)]
+    public void TableFull_DropsNewFlows_KeepsOldOnes(int? initial)
     {
-        using var h = new NatHarness(NatPresets.FullCone, tweak: c => c with { MaxFlows = 16 });
+        using var h = new NatHarness(NatPresets.FullCone, tweak: c => c with { MaxFlows = 16, InitialFlowCapacity = initial });
         for (var i = 0; i < 16; i++) Assert.True(h.Out($"192.168.1.10:{1000 + i}", "198.51.100.1:1").Forwarded);
         Assert.Equal(NatDropReason.TableFull, h.Out("192.168.1.10:2000", "198.51.100.1:1").Verdict.Reason);
         Assert.True(h.Out("192.168.1.10:1000", "198.51.100.1:1").Forwarded);
