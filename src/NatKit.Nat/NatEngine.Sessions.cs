@@ -176,7 +176,7 @@ public sealed partial class NatEngine
         }
         else
         {
-            first = n == 1 ? 0 : (int)(_table.Hash(0, src, 0, 0, 0) % (uint)n);
+            first = n == 1 ? 0 : PairedExternal(src);
         }
 
         var tries = _policy.Pooling == AddressPooling.Paired ? 1 : n;

@@ -1,5 +1,6 @@
 using System.Diagnostics.Metrics;
 using System.Runtime.CompilerServices;
+using System.Security.Cryptography;
 using NatKit.Nat.Internal;
 using NatKit.Packets;
 
@@ -41,6 +42,7 @@ public sealed partial class NatEngine : IDisposable
     private readonly bool _hasStatic;
     private readonly byte[] _scratch = new byte[65536 + 64];
     private readonly Meter _meter;
+    private readonly ulong _pairingSeed;
     private ulong _random;
     private int _roundRobin;
     private long _now;
@@ -77,7 +79,11 @@ public sealed partial class NatEngine : IDisposable
         _epoch = startTime;
         _now = startTime;
         _random = (ulong)(uint)config.RandomSeed * 0x9E3779B97F4A7C15UL | 1;
-        _table = new FlowTable(config.MaxFlows, _random ^ 0x5DEECE66DUL, config.InitialFlowCapacity ?? Math.Min(1024, config.MaxFlows));
+        // The table hash is keyed with a secret per engine, so outsiders cannot aim collisions at one bucket
+        // chain; nothing observable depends on it (choices that must be reproducible use RandomSeed).
+        _table = new FlowTable(config.MaxFlows, BitConverter.ToUInt64(RandomNumberGenerator.GetBytes(8)),
+            config.InitialFlowCapacity ?? Math.Min(1024, config.MaxFlows));
+        _pairingSeed = _random ^ 0x5DEECE66DUL;
         _wheel = new TimerWheel(startTime);
         _ext = new uint[config.ExternalAddresses.Count];
         for (var i = 0; i < _ext.Length; i++) _ext[i] = config.ExternalAddresses[i].Value;
@@ -316,6 +322,13 @@ public sealed partial class NatEngine : IDisposable
     private PortSpace? SpaceIfAny(byte proto, int ext) => _ports[(ProtoIndex(proto) * _ext.Length) + ext];
 
     private int NowSec => (int)((_now - _epoch) / 1000);
+
+    /// <summary>Paired pooling's choice of external address for an inside address: fixed for a given seed.</summary>
+    private int PairedExternal(uint inside)
+    {
+        var h = (inside ^ _pairingSeed) * 0x9E3779B97F4A7C15UL;
+        return (int)((h >> 32) % (uint)_ext.Length);
+    }
 
     private ulong NextRandom()
     {
