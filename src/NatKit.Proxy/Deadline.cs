@@ -6,16 +6,23 @@ namespace NatKit.Proxy;
 /// </summary>
 internal sealed class Deadline : IDisposable
 {
+    private const int Fixed = 0;
+    private const int Idle = 1;
+
     private readonly CancellationTokenSource _cts = new();
     private readonly ITimer _timer;
+    private readonly TimeProvider _time;
     private readonly CancellationTokenRegistration _shutdown;
     private readonly TimeSpan _idle;
+    private long _lastActivity;
+    private int _mode = Fixed;
     private int _expired;
 
     public Deadline(TimeProvider time, TimeSpan idle, CancellationToken shutdown)
     {
+        _time = time;
         _idle = idle;
-        _timer = time.CreateTimer(static s => ((Deadline)s!).Expire(), this, Timeout.InfiniteTimeSpan,
+        _timer = time.CreateTimer(static s => ((Deadline)s!).OnTimer(), this, Timeout.InfiniteTimeSpan,
             Timeout.InfiniteTimeSpan);
         _shutdown = shutdown.Register(static s => ((Deadline)s!).Cancel(), this);
     }
@@ -25,18 +32,22 @@ internal sealed class Deadline : IDisposable
     /// <summary>True when the deadline fired because time ran out (not because of shutdown).</summary>
     public bool Expired => Volatile.Read(ref _expired) != 0;
 
-    /// <summary>Fires after the idle time unless re-armed.</summary>
-    public void Arm() => Arm(_idle);
+    /// <summary>Records activity: fires only after the idle time passes with no further call. In the steady state
+    /// this is one timestamp write; the timer is moved only when it fires early or the mode changes.</summary>
+    public void Arm()
+    {
+        Volatile.Write(ref _lastActivity, _time.GetTimestamp());
+        if (Interlocked.Exchange(ref _mode, Idle) != Idle)
+        {
+            Change(_idle);
+        }
+    }
 
+    /// <summary>Fires at a fixed time from now, whatever moves meanwhile (the whole-head timeout).</summary>
     public void Arm(TimeSpan due)
     {
-        try
-        {
-            _timer.Change(due, Timeout.InfiniteTimeSpan);
-        }
-        catch (ObjectDisposedException)
-        {
-        }
+        Volatile.Write(ref _mode, Fixed);
+        Change(due);
     }
 
     public void Cancel()
@@ -57,8 +68,29 @@ internal sealed class Deadline : IDisposable
         _cts.Dispose();
     }
 
-    private void Expire()
+    private void Change(TimeSpan due)
     {
+        try
+        {
+            _timer.Change(due, Timeout.InfiniteTimeSpan);
+        }
+        catch (ObjectDisposedException)
+        {
+        }
+    }
+
+    private void OnTimer()
+    {
+        if (Volatile.Read(ref _mode) == Idle)
+        {
+            var quiet = _time.GetElapsedTime(Volatile.Read(ref _lastActivity));
+            if (quiet < _idle)
+            {
+                Change(_idle - quiet);
+                return;
+            }
+        }
+
         Volatile.Write(ref _expired, 1);
         Cancel();
     }

@@ -65,6 +65,24 @@ internal sealed class PooledReader : IDisposable
         return n;
     }
 
+    /// <summary>Moves to a buffer of at least <paramref name="size"/> bytes, keeping what is buffered (a tunnel
+    /// copies in bigger pieces than heads need).</summary>
+    public void Grow(int size)
+    {
+        var old = Buffer;
+        if (old.Length >= size)
+        {
+            return;
+        }
+
+        var bigger = ArrayPool<byte>.Shared.Rent(size);
+        old.AsSpan(_start, _end - _start).CopyTo(bigger);
+        _end -= _start;
+        _start = 0;
+        _buffer = bigger;
+        ArrayPool<byte>.Shared.Return(old);
+    }
+
     /// <summary>Skips the empty lines a client may send before a request line (RFC 9112 2.2).</summary>
     public void SkipLeadingEmptyLines()
     {

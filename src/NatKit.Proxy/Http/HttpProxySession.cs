@@ -15,7 +15,7 @@ namespace NatKit.Proxy.Http;
 internal sealed class HttpProxySession
 {
     private const int ReadBufferMinimum = 32 * 1024;
-    private const int TunnelBufferSize = 64 * 1024;
+    private const int TunnelBufferSize = 256 * 1024;
 
     private readonly ProxyServer _server;
     private readonly ProxyOptions _options;
@@ -34,6 +34,7 @@ internal sealed class HttpProxySession
     private byte[] _lastAuthority = [];
     private string _lastHost = "";
     private string _lastTarget = "";
+    private int _lastDialStatus;
 
     public HttpProxySession(ProxyServer server, IStreamConnection client, CancellationToken shutdown)
     {
@@ -316,6 +317,7 @@ internal sealed class HttpProxySession
 
         if (upstream is null)
         {
+            LogAccess("CONNECT", _lastDialStatus, started);
             return;
         }
 
@@ -323,6 +325,7 @@ internal sealed class HttpProxySession
         {
             using var upstreamReader = new PooledReader(upstream.Stream, TunnelBufferSize);
             _reader.Consume(headLength);
+            _reader.Grow(TunnelBufferSize);
             _flow.SetUpstream(upstream.RemoteEndPoint, upstream.LocalEndPoint.Port, _lastTarget);
             _deadline.Arm();
             await _client.Stream.WriteAsync(ConnectEstablished, _deadline.Token).ConfigureAwait(false);
@@ -360,6 +363,7 @@ internal sealed class HttpProxySession
         }
 
         await upstream.DisposeAsync().ConfigureAwait(false);
+        _lastDialStatus = 502;
         await SendErrorAsync(502, $"parent proxy refused CONNECT {port}").ConfigureAwait(false);
         return null;
     }
@@ -372,13 +376,13 @@ internal sealed class HttpProxySession
             return dial.Connection;
         }
 
-        var status = dial.Failure switch
+        _lastDialStatus = dial.Failure switch
         {
             DialFailure.Forbidden => 403,
             DialFailure.TimedOut => 504,
             _ => 502,
         };
-        await SendErrorAsync(status, dial.Reason ?? "upstream failed").ConfigureAwait(false);
+        await SendErrorAsync(_lastDialStatus, dial.Reason ?? "upstream failed").ConfigureAwait(false);
         return null;
     }
 
@@ -426,7 +430,7 @@ internal sealed class HttpProxySession
                 var connection = await DialOrAnswerAsync(key.Host, key.Port).ConfigureAwait(false);
                 if (connection is null)
                 {
-                    LogAccess(method, 502, started);
+                    LogAccess(method, _lastDialStatus, started);
                     return false;
                 }
 

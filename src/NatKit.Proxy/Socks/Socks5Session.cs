@@ -11,7 +11,7 @@ namespace NatKit.Proxy.Socks;
 /// </summary>
 internal sealed class Socks5Session
 {
-    private const int BufferSize = 64 * 1024;
+    private const int BufferSize = 256 * 1024;
 
     private readonly ProxyServer _server;
     private readonly IStreamConnection _client;
@@ -23,7 +23,7 @@ internal sealed class Socks5Session
     {
         _server = server;
         _client = client;
-        _reader = new PooledReader(client.Stream, BufferSize);
+        _reader = new PooledReader(client.Stream, 4096); // a handshake is at most 515 bytes
         _deadline = new Deadline(server.Time, server.Options.IdleTimeout, shutdown);
         _flow = server.Connections.Add("socks", client.RemoteEndPoint);
     }
@@ -178,6 +178,7 @@ internal sealed class Socks5Session
         await using (upstream.ConfigureAwait(false))
         {
             using var upstreamReader = new PooledReader(upstream.Stream, BufferSize);
+            _reader.Grow(BufferSize);
             _flow.SetUpstream(upstream.RemoteEndPoint, upstream.LocalEndPoint.Port, address.ToString());
             await ReplyAsync(SocksReply.Succeeded, upstream.LocalEndPoint).ConfigureAwait(false);
             await Tunnel.RunAsync(_client, _reader, upstream, upstreamReader, _flow, _deadline).ConfigureAwait(false);
