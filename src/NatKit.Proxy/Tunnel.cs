@@ -6,6 +6,7 @@ namespace NatKit.Proxy;
 /// Joins two streams byte for byte (CONNECT, SOCKS5 CONNECT, an upgraded WebSocket): each direction copies
 /// through its reader's pooled buffer, forwards end-of-stream as a half-close, and counts bytes in the flow.
 /// The deadline is re-armed on every read and write, so the tunnel closes only when both directions are idle.
+/// Between two real sockets on Linux the bytes move by splice(2) instead (<see cref="SplicePump"/>).
 /// </summary>
 internal static class Tunnel
 {
@@ -22,6 +23,22 @@ internal static class Tunnel
     {
         try
         {
+            if (source.Available > 0)
+            {
+                var leftover = source.Memory;
+                deadline.Arm();
+                await destination.Stream.WriteAsync(leftover, deadline.Token).ConfigureAwait(false);
+                Count(flow, up, leftover.Length);
+                source.Consume(leftover.Length);
+            }
+
+            if (SplicePump.SocketOf(source.Stream) is { } from && SplicePump.SocketOf(destination.Stream) is { } to &&
+                await SplicePump.PumpAsync(from, to, destination.ShutdownSend, flow, up, deadline, source.Scratch)
+                    .ConfigureAwait(false))
+            {
+                return;
+            }
+
             while (true)
             {
                 if (source.Available == 0)
@@ -38,15 +55,7 @@ internal static class Tunnel
                 var chunk = source.Memory;
                 deadline.Arm();
                 await destination.Stream.WriteAsync(chunk, deadline.Token).ConfigureAwait(false);
-                if (up)
-                {
-                    flow.AddUp(chunk.Length);
-                }
-                else
-                {
-                    flow.AddDown(chunk.Length);
-                }
-
+                Count(flow, up, chunk.Length);
                 source.Consume(chunk.Length);
             }
         }
@@ -54,6 +63,18 @@ internal static class Tunnel
         {
             // one side reset or timed out: stop the other direction too
             deadline.Cancel();
+        }
+    }
+
+    private static void Count(Flow flow, bool up, long n)
+    {
+        if (up)
+        {
+            flow.AddUp(n);
+        }
+        else
+        {
+            flow.AddDown(n);
         }
     }
 }

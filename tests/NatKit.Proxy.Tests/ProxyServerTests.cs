@@ -321,6 +321,50 @@ public sealed class ProxyServerTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Rfc9110_Connect_TunnelCarriesBulkBytesIntact_BothWays_AndCountsThem()
+    {
+        // an echo server that reads in small pieces, so the tunnel meets backpressure on the way back
+        var listener = await SystemNetwork.Instance.ListenTcpAsync(new IPEndPoint(IPAddress.Loopback, 0));
+        await using var _ = listener;
+        var echo = Task.Run(async () =>
+        {
+            await using var conn = await listener.AcceptAsync();
+            var buf = new byte[1500];
+            int n;
+            while ((n = await conn.Stream.ReadAsync(buf)) > 0)
+            {
+                await conn.Stream.WriteAsync(buf.AsMemory(0, n));
+            }
+
+            conn.ShutdownSend();
+        });
+        await using var proxy = await ProxyServer.StartAsync(TestOptions(listener.LocalEndPoint.Port), SystemNetwork.Instance);
+        await using var c = await RawClient.ConnectAsync(proxy.HttpEndPoint);
+        var port = listener.LocalEndPoint.Port;
+        await c.SendAsync($"CONNECT 127.0.0.1:{port} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n");
+        Assert.Equal(200, (await c.ReadResponseAsync(head: true)).Status);
+        var flow = Assert.Single(proxy.Connections.Snapshot(), f => f.Kind == "connect");
+        var payload = new byte[24 * 1024 * 1024];
+        new Random(3).NextBytes(payload);
+        var send = Task.Run(async () =>
+        {
+            for (var i = 0; i < payload.Length; i += 65536)
+            {
+                await c.Stream.WriteAsync(payload.AsMemory(i, Math.Min(65536, payload.Length - i)));
+            }
+
+            c.Stream.Socket.Shutdown(System.Net.Sockets.SocketShutdown.Send);
+        });
+        var back = await c.ReadExactAsync(payload.Length);
+        await send;
+        Assert.True(back.AsSpan().SequenceEqual(payload), "echoed bytes differ");
+        Assert.True(await c.ClosedAsync(), "the half-close travels both ways");
+        await echo;
+        Assert.Equal(payload.Length, flow.BytesUp);
+        Assert.Equal(payload.Length, flow.BytesDown);
+    }
+
+    [Fact]
     public async Task HeadTooLarge_Gets431()
     {
         var options = TestOptions() with { MaxHeaderBytes = 2048 };
