@@ -365,6 +365,44 @@ public sealed class ProxyServerTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task ParentProxy_CarriesRequestsAndTunnels()
+    {
+        await using var parent = await ProxyServer.StartAsync(TestOptions(_origin.Port), SystemNetwork.Instance);
+        await using var child = await ProxyServer.StartAsync(TestOptions(_origin.Port) with
+        {
+            Parent = new DnsEndPoint("127.0.0.1", parent.HttpEndPoint.Port),
+        }, SystemNetwork.Instance);
+        await using (var c = await RawClient.ConnectAsync(child.HttpEndPoint))
+        {
+            await c.SendAsync($"GET {Url("/hello")} HTTP/1.1\r\nHost: a\r\n\r\n");
+            var r = await c.ReadResponseAsync();
+            Assert.Equal("hello world", r.Text);
+            Assert.Equal(2, r.Fields.Count(f => f.Name == "Via"));
+        }
+
+        await using (var t = await RawClient.ConnectAsync(child.HttpEndPoint))
+        {
+            await t.SendAsync($"CONNECT 127.0.0.1:{_origin.Port} HTTP/1.1\r\nHost: 127.0.0.1:{_origin.Port}\r\n\r\n");
+            Assert.Equal(200, (await t.ReadResponseAsync(head: true)).Status);
+            await t.SendAsync($"GET /hello HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"); // plain HTTP inside the tunnel
+            Assert.Equal("hello world", (await t.ReadResponseAsync()).Text);
+        }
+
+        Assert.Contains(parent.Connections.Snapshot(), f => f.Kind == "connect");
+    }
+
+    [Fact]
+    public async Task MaxConnections_Exceeded_Gets503()
+    {
+        await using var proxy = await ProxyServer.StartAsync(TestOptions() with { MaxConnections = 1 }, SystemNetwork.Instance);
+        await using var first = await RawClient.ConnectAsync(proxy.HttpEndPoint);
+        await first.SendAsync($"GET {Url("/hello")} HTTP/1.1\r\nHost: a\r\n\r\n");
+        await first.ReadResponseAsync(); // the first connection is being served and stays open
+        await using var second = await RawClient.ConnectAsync(proxy.HttpEndPoint);
+        Assert.Equal(503, (await second.ReadResponseAsync()).Status);
+    }
+
+    [Fact]
     public async Task HeadTooLarge_Gets431()
     {
         var options = TestOptions() with { MaxHeaderBytes = 2048 };
