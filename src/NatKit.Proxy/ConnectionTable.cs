@@ -50,6 +50,19 @@ public sealed class Flow
 
     internal void AddDown(long n) => Interlocked.Add(ref _bytesDown, n);
 
+    /// <summary>Counts bytes toward the server (<paramref name="up"/>) or toward the client.</summary>
+    internal void Add(bool up, long n)
+    {
+        if (up)
+        {
+            AddUp(n);
+        }
+        else
+        {
+            AddDown(n);
+        }
+    }
+
     internal void AddRequest() => Interlocked.Increment(ref _requests);
 
     internal void SetUpstream(IPEndPoint? server, int proxyPort, string? target)

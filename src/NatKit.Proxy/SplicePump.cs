@@ -67,7 +67,7 @@ internal static partial class SplicePump
                     if (m > 0)
                     {
                         n -= m;
-                        Count(flow, up, m);
+                        flow.Add(up, m);
                         continue;
                     }
 
@@ -93,7 +93,7 @@ internal static partial class SplicePump
                     }
 
                     n -= r;
-                    Count(flow, up, r);
+                    flow.Add(up, r);
                 }
             }
         }
@@ -101,18 +101,6 @@ internal static partial class SplicePump
         {
             _ = close(fds[0]);
             _ = close(fds[1]);
-        }
-    }
-
-    private static void Count(Flow flow, bool up, long n)
-    {
-        if (up)
-        {
-            flow.AddUp(n);
-        }
-        else
-        {
-            flow.AddDown(n);
         }
     }
 

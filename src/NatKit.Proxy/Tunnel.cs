@@ -28,7 +28,7 @@ internal static class Tunnel
                 var leftover = source.Memory;
                 deadline.Arm();
                 await destination.Stream.WriteAsync(leftover, deadline.Token).ConfigureAwait(false);
-                Count(flow, up, leftover.Length);
+                flow.Add(up, leftover.Length);
                 source.Consume(leftover.Length);
             }
 
@@ -55,7 +55,7 @@ internal static class Tunnel
                 var chunk = source.Memory;
                 deadline.Arm();
                 await destination.Stream.WriteAsync(chunk, deadline.Token).ConfigureAwait(false);
-                Count(flow, up, chunk.Length);
+                flow.Add(up, chunk.Length);
                 source.Consume(chunk.Length);
             }
         }
@@ -63,18 +63,6 @@ internal static class Tunnel
         {
             // one side reset or timed out: stop the other direction too
             deadline.Cancel();
-        }
-    }
-
-    private static void Count(Flow flow, bool up, long n)
-    {
-        if (up)
-        {
-            flow.AddUp(n);
-        }
-        else
-        {
-            flow.AddDown(n);
         }
     }
 }

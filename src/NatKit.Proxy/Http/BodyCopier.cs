@@ -34,7 +34,7 @@ internal static class BodyCopier
             var take = (int)Math.Min(source.Available, count);
             deadline.Arm();
             await destination.WriteAsync(source.Memory[..take], deadline.Token).ConfigureAwait(false);
-            Count(flow, up, take);
+            flow.Add(up, take);
             source.Consume(take);
             count -= take;
         }
@@ -124,7 +124,7 @@ internal static class BodyCopier
             }
 
             await destination.WriteAsync(chunk, deadline.Token).ConfigureAwait(false);
-            Count(flow, up, chunk.Length);
+            flow.Add(up, chunk.Length);
             source.Consume(chunk.Length);
         }
     }
@@ -211,17 +211,5 @@ internal static class BodyCopier
         w.AppendHex(size);
         w.Append("\r\n"u8);
         return w.Length;
-    }
-
-    private static void Count(Flow flow, bool up, long n)
-    {
-        if (up)
-        {
-            flow.AddUp(n);
-        }
-        else
-        {
-            flow.AddDown(n);
-        }
     }
 }
