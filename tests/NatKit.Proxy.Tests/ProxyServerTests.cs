@@ -403,6 +403,35 @@ public sealed class ProxyServerTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Rfc9112_EmptyLinesBeforeTheRequestLine_AreIgnored()
+    {
+        await using var proxy = await ProxyServer.StartAsync(TestOptions(), SystemNetwork.Instance);
+        await using var c = await RawClient.ConnectAsync(proxy.HttpEndPoint);
+        await c.SendAsync($"\r\n\r\nGET {Url("/hello")} HTTP/1.1\r\nHost: a\r\n\r\n");
+        Assert.Equal("hello world", (await c.ReadResponseAsync()).Text);
+    }
+
+    [Fact]
+    public async Task Rfc9110_SilentUpstream_Gets504_OnTheInjectedClock()
+    {
+        var silent = await SystemNetwork.Instance.ListenTcpAsync(new IPEndPoint(IPAddress.Loopback, 0));
+        await using var _ = silent;
+        var accepted = silent.AcceptAsync().AsTask(); // accepts, then never answers
+        var time = new ManualTime();
+        await using var proxy = await ProxyServer.StartAsync(TestOptions() with { IdleTimeout = TimeSpan.FromSeconds(30) },
+            new ClockedNetwork(SystemNetwork.Instance, time));
+        await using var c = await RawClient.ConnectAsync(proxy.HttpEndPoint);
+        await c.SendAsync($"GET http://127.0.0.1:{silent.LocalEndPoint.Port}/ HTTP/1.1\r\nHost: a\r\n\r\n");
+        await using var upstream = await accepted;
+        var response = c.ReadResponseAsync();
+        time.Advance(TimeSpan.FromSeconds(29));
+        Assert.False(response.IsCompleted);
+        time.Advance(TimeSpan.FromSeconds(31)); // the timer fires late and re-checks the last activity
+        time.Advance(TimeSpan.FromSeconds(31));
+        Assert.Equal(504, (await response).Status);
+    }
+
+    [Fact]
     public async Task HeadTooLarge_Gets431()
     {
         var options = TestOptions() with { MaxHeaderBytes = 2048 };
