@@ -431,6 +431,58 @@ public sealed class ProxyServerTests : IAsyncLifetime
         Assert.Equal(504, (await response).Status);
     }
 
+    /// <summary>An origin that answers one request with fixed bytes and closes.</summary>
+    private static async Task<(int Port, Task Done)> OneShotOriginAsync(string response)
+    {
+        var listener = await SystemNetwork.Instance.ListenTcpAsync(new IPEndPoint(IPAddress.Loopback, 0));
+        var done = Task.Run(async () =>
+        {
+            await using (listener)
+            {
+                await using var conn = await listener.AcceptAsync();
+                var buf = new byte[8192];
+                var text = "";
+                while (!text.Contains("\r\n\r\n", StringComparison.Ordinal))
+                {
+                    var n = await conn.Stream.ReadAsync(buf);
+                    text += Encoding.Latin1.GetString(buf, 0, n);
+                }
+
+                await conn.Stream.WriteAsync(Encoding.Latin1.GetBytes(response));
+            }
+        });
+        return (listener.LocalEndPoint.Port, done);
+    }
+
+    [Theory]
+    [InlineData("1.1", "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil close", "chunked", false)]
+    [InlineData("1.0", "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil close", null, true)]
+    [InlineData("1.0", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n6\r\nuntil \r\n5\r\nclose\r\n0\r\n\r\n", null, true)]
+    [InlineData("1.1", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n6\r\nuntil \r\n5\r\nclose\r\n0\r\n\r\n", "chunked", false)]
+    public async Task Rfc9112_ResponseFraming_IsReframedForTheClientVersion(string version, string response,
+        string? transferEncoding, bool closes)
+    {
+        var (port, done) = await OneShotOriginAsync(response);
+        await using var proxy = await ProxyServer.StartAsync(TestOptions(), SystemNetwork.Instance);
+        await using var c = await RawClient.ConnectAsync(proxy.HttpEndPoint);
+        await c.SendAsync($"GET http://127.0.0.1:{port}/ HTTP/{version}\r\nHost: a\r\n\r\n");
+        var r = await c.ReadResponseAsync();
+        Assert.Equal(200, r.Status);
+        Assert.Equal(transferEncoding, r.Field("Transfer-Encoding"));
+        if (closes)
+        {
+            // HTTP/1.0 has no chunked framing: the body runs to the close
+            Assert.Equal("close", r.Field("Connection"));
+            Assert.Equal("until close", Encoding.ASCII.GetString(await c.ReadToEndAsync()));
+        }
+        else
+        {
+            Assert.Equal("until close", r.Text);
+        }
+
+        await done;
+    }
+
     [Fact]
     public async Task HeadTooLarge_Gets431()
     {

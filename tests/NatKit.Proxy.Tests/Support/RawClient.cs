@@ -101,6 +101,17 @@ public sealed class RawClient : IAsyncDisposable
         }
     }
 
+    /// <summary>Everything until the server closes (a close-delimited body).</summary>
+    public async Task<byte[]> ReadToEndAsync()
+    {
+        using var cts = new CancellationTokenSource(Guard);
+        var all = new MemoryStream();
+        all.Write(_pending.ToArray());
+        _pending.SetLength(0);
+        await _stream.CopyToAsync(all, cts.Token);
+        return all.ToArray();
+    }
+
     public async Task<byte[]> ReadExactAsync(int count)
     {
         var result = new byte[count];
