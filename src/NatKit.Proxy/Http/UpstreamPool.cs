@@ -80,7 +80,7 @@ internal sealed class UpstreamPool : IAsyncDisposable
                 {
                     var c = stack.Pop();
                     _total--;
-                    if (_time.GetElapsedTime(c.IdleSince) < _maxIdle && c.Reader.Available == 0)
+                    if (_time.GetElapsedTime(c.IdleSince) < _maxIdle && c.Reader.Available == 0 && !LooksClosed(c))
                     {
                         found = c;
                         break;
@@ -100,6 +100,21 @@ internal sealed class UpstreamPool : IAsyncDisposable
         }
 
         return found;
+    }
+
+    /// <summary>An idle connection that is readable has either been closed by the server or sent bytes nobody
+    /// asked for: either way it must not carry a request (a real socket only; others are trusted).</summary>
+    private static bool LooksClosed(UpstreamConnection c)
+    {
+        try
+        {
+            return c.Connection.Stream is System.Net.Sockets.NetworkStream ns &&
+                   ns.Socket.Poll(0, System.Net.Sockets.SelectMode.SelectRead);
+        }
+        catch (Exception e) when (ProxyServer.IsConnectionError(e))
+        {
+            return true;
+        }
     }
 
     /// <summary>Keeps <paramref name="connection"/> for reuse, or closes it when the pool is full.</summary>
