@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Runtime.CompilerServices;
 
 namespace NatKit.Proxy;
 
@@ -47,6 +48,7 @@ internal sealed class PooledReader : IDisposable
     }
 
     /// <summary>Reads more bytes after the buffered ones. Returns 0 at end of stream, -1 when the buffer is full.</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     public async ValueTask<int> FillAsync(CancellationToken cancellationToken)
     {
         var buffer = Buffer;

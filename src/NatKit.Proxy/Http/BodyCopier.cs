@@ -1,3 +1,5 @@
+using System.Runtime.CompilerServices;
+
 namespace NatKit.Proxy.Http;
 
 /// <summary>
@@ -16,6 +18,7 @@ internal static class BodyCopier
 
     /// <summary>Copies exactly <paramref name="count"/> bytes.</summary>
     /// <exception cref="EndOfStreamException">The source ended first.</exception>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     public static async ValueTask CopyExactAsync(PooledReader source, Stream destination, long count, Flow flow,
         bool up, Deadline deadline)
     {

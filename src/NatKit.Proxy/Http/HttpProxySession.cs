@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Net;
+using System.Runtime.CompilerServices;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
@@ -114,6 +115,7 @@ internal sealed class HttpProxySession
 
     /// <summary>Reads until a whole head is buffered. Returns its length, 0 when the client went away, -1 after
     /// answering an error.</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     private async ValueTask<int> ReadHeadAsync()
     {
         var scanned = 0;
@@ -156,6 +158,7 @@ internal sealed class HttpProxySession
         }
     }
 
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     private async ValueTask<bool> HandleRequestAsync(int headLength)
     {
         var started = _server.Time.GetTimestamp();
@@ -387,7 +390,8 @@ internal sealed class HttpProxySession
     }
 
     /// <summary>Forwards one request and its response. Returns whether the client connection stays open.</summary>
-    private async Task<bool> ForwardAsync(int headLength, RequestTarget target, long started)
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    private async ValueTask<bool> ForwardAsync(int headLength, RequestTarget target, long started)
     {
         _flow.Kind = "http";
         var isHead = _request.Method.Of(_reader.Span).SequenceEqual("HEAD"u8);
@@ -509,7 +513,8 @@ internal sealed class HttpProxySession
 
     /// <summary>Reads response heads until a final one, relaying 1xx; then relays the final response and its
     /// body. Returns the status, whether the client connection stays, and whether the upstream one can be pooled.</summary>
-    private async Task<(int Status, bool KeepClient, bool UpstreamReusable)> RelayResponseAsync(
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    private async ValueTask<(int Status, bool KeepClient, bool UpstreamReusable)> RelayResponseAsync(
         UpstreamConnection upstream, int headLength, bool isHead, bool webSocket, int clientVersion,
         bool clientWantsKeep, Task<bool> bodyTask)
     {
@@ -620,7 +625,7 @@ internal sealed class HttpProxySession
         return (status, keepClient && bodySent, reusable);
     }
 
-    private async Task<(int Status, bool KeepClient, bool UpstreamReusable)> SwitchProtocolsAsync(
+    private async ValueTask<(int Status, bool KeepClient, bool UpstreamReusable)> SwitchProtocolsAsync(
         UpstreamConnection upstream, int headLength, bool webSocket, Task<bool> bodyTask)
     {
         if (!webSocket || !_response.UpgradeWebSocket)
@@ -668,6 +673,7 @@ internal sealed class HttpProxySession
     }
 
     /// <summary>Reads a response head; returns its length, 0 when the upstream closed first, -1 when too large.</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     private async ValueTask<int> ReadUpstreamHeadAsync(PooledReader reader)
     {
         var scanned = 0;
