@@ -41,8 +41,7 @@ internal static partial class SplicePump
             var destinationFd = (int)destination.Handle;
             while (true)
             {
-                deadline.Arm();
-                await source.ReceiveAsync(Memory<byte>.Empty, SocketFlags.None, deadline.Token).ConfigureAwait(false);
+                // Try first: in a bulk transfer data is usually waiting, and the wait costs more than the call.
                 var n = (long)splice(sourceFd, 0, fds[1], 0, PipeSize, SpliceMove | SpliceNonBlock);
                 if (n == 0)
                 {
@@ -53,13 +52,17 @@ internal static partial class SplicePump
                 if (n < 0)
                 {
                     var errno = Marshal.GetLastPInvokeError();
-                    if (errno == EAgain)
+                    if (errno != EAgain)
                     {
-                        continue;
+                        throw new IOException($"splice from socket failed: errno {errno}");
                     }
 
-                    throw new IOException($"splice from socket failed: errno {errno}");
+                    deadline.Arm();
+                    await source.ReceiveAsync(Memory<byte>.Empty, SocketFlags.None, deadline.Token).ConfigureAwait(false);
+                    continue;
                 }
+
+                deadline.Arm();
 
                 while (n > 0)
                 {
