@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Sockets;
+using System.Runtime.CompilerServices;
 using NatKit.Net;
 using NatKit.Utp.Internal;
 
@@ -491,6 +492,7 @@ public sealed class UtpSocket : IAsyncDisposable, IDisposable
 
     // ------------------------------------------------------------------ stream operations (under the gate)
 
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     internal async ValueTask<int> ReadAsync(UtpConnection c, Memory<byte> buffer, CancellationToken ct)
     {
         if (buffer.IsEmpty)
@@ -526,6 +528,7 @@ public sealed class UtpSocket : IAsyncDisposable, IDisposable
         }
     }
 
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     internal async ValueTask WriteAsync(UtpConnection c, ReadOnlyMemory<byte> buffer, CancellationToken ct)
     {
         while (!buffer.IsEmpty)
@@ -557,6 +560,7 @@ public sealed class UtpSocket : IAsyncDisposable, IDisposable
         }
     }
 
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     internal async ValueTask FlushAsync(UtpConnection c, CancellationToken ct)
     {
         while (true)
