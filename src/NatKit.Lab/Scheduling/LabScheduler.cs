@@ -16,6 +16,7 @@ public sealed class LabScheduler
     private readonly object _runnableLock = new();
     private readonly LabSynchronizationContext _context;
     private long _sequence;
+    private long _foreground;
     private int _loopThread;
 
     public LabScheduler(DateTimeOffset? epoch = null)
@@ -55,12 +56,23 @@ public sealed class LabScheduler
 
     /// <summary>Schedules <paramref name="callback"/>(state, arg) at virtual time now + <paramref name="delayTicks"/>.
     /// A static callback and a pooled state make this allocation-free.</summary>
-    public void Schedule(long delayTicks, Action<object, long> callback, object state, long arg = 0)
+    public void Schedule(long delayTicks, Action<object, long> callback, object state, long arg = 0) =>
+        Schedule(delayTicks, callback, state, arg, background: false);
+
+    /// <summary>Schedules an event. A <paramref name="background"/> event (a router's housekeeping tick) runs
+    /// like any other but does not keep a Run alive: when only background events are left and nothing is
+    /// runnable, the scenario is deadlocked.</summary>
+    public void Schedule(long delayTicks, Action<object, long> callback, object state, long arg, bool background)
     {
         ArgumentNullException.ThrowIfNull(callback);
         EnsureLabThread();
         var due = NowTicks + Math.Max(0, delayTicks);
-        _events.Enqueue(new ScheduledEvent(callback, state, arg), new EventKey(due, _sequence++));
+        if (!background)
+        {
+            _foreground++;
+        }
+
+        _events.Enqueue(new ScheduledEvent(callback, state, arg, background), new EventKey(due, _sequence++));
     }
 
     /// <summary>Queues a continuation to run on the loop (what the lab's SynchronizationContext.Post does).
@@ -145,7 +157,7 @@ public sealed class LabScheduler
                     continue;
                 }
 
-                if (_events.TryPeek(out var next, out var key))
+                if (_events.TryPeek(out var next, out var key) && (stopAtDeadline || _foreground > 0))
                 {
                     if (key.Due > deadline)
                     {
@@ -161,6 +173,11 @@ public sealed class LabScheduler
                     }
 
                     _events.Dequeue();
+                    if (!next.Background)
+                    {
+                        _foreground--;
+                    }
+
                     NowTicks = Math.Max(NowTicks, key.Due);
                     CountStep(options, startSteps);
 
@@ -187,7 +204,7 @@ public sealed class LabScheduler
 
                 throw new LabRunException(LabRunFailure.Deadlock,
                     $"deadlock at virtual time {Now}: the scenario is still waiting, nothing is runnable and no " +
-                    "timer or packet is scheduled, so it can never finish. Typical causes: a receive with no " +
+                    "timer or packet is scheduled (only routers' housekeeping, if anything), so it can never finish. Typical causes: a receive with no " +
                     "timeout and no sender, an await on something outside the lab (Task.Run, a thread, a real " +
                     "timer or Task.Delay without the lab's TimeProvider).");
             }
@@ -224,7 +241,7 @@ public sealed class LabScheduler
         }
     }
 
-    private readonly record struct ScheduledEvent(Action<object, long> Callback, object State, long Arg);
+    private readonly record struct ScheduledEvent(Action<object, long> Callback, object State, long Arg, bool Background);
 
     private readonly record struct EventKey(long Due, long Sequence) : IComparable<EventKey>
     {
