@@ -75,6 +75,12 @@ public static class TopologyLoader
             throw new TopologyException([new TopologyError(fileName, (int)e.Start.Line, (int)e.Start.Column,
                 "(syntax)", $"not valid {(format == TopologyFormat.Json ? "JSON" : "YAML")}: {Innermost(e)}")]);
         }
+        catch (InvalidOperationException e)
+        {
+            // YamlDotNet's scanner throws this on some malformed input instead of a YamlException.
+            throw new TopologyException([new TopologyError(fileName, 0, 0, "(syntax)",
+                $"not valid {(format == TopologyFormat.Json ? "JSON" : "YAML")}: {e.Message}")]);
+        }
 
         if (stream.Documents.Count == 0 || stream.Documents[0].RootNode is not YamlMappingNode root)
         {
@@ -397,7 +403,7 @@ public static class TopologyLoader
             var ok = true;
             foreach (var (keyNode, value) in map.Children)
             {
-                var key = ((YamlScalarNode)keyNode).Value ?? "";
+                var key = keyNode is YamlScalarNode ks ? ks.Value ?? "" : "";
                 var knob = PolicyKnobs.FirstOrDefault(p => Kebab(p.Name) == key);
                 var field = $"{path}.{key}";
                 if (knob is null)
@@ -425,7 +431,7 @@ public static class TopologyLoader
             foreach (var e in clone.Validate())
             {
                 var name = e.Split(':')[0];
-                var knobNode = map.Children.FirstOrDefault(c => Kebab(name) == ((YamlScalarNode)c.Key).Value).Value ?? map;
+                var knobNode = map.Children.FirstOrDefault(c => c.Key is YamlScalarNode k && Kebab(name) == k.Value).Value ?? map;
                 Error(knobNode, $"{path}.{Kebab(name)}", e[(name.Length + 1)..].Trim());
                 ok = false;
             }
@@ -639,4 +645,23 @@ public static class LabDuration
 
         return false;
     }
+}
+
+/// <summary>Topologies that ship inside the library (docs/lab.md shows them).</summary>
+public static class BuiltInTopologies
+{
+    /// <summary>Names of the embedded topologies.</summary>
+    public static IReadOnlyList<string> Names { get; } = ["two-homes"];
+
+    /// <summary>The YAML text of an embedded topology.</summary>
+    public static string Text(string name)
+    {
+        using var stream = typeof(BuiltInTopologies).Assembly.GetManifestResourceStream($"NatKit.Lab.Topology.{name}.yaml")
+            ?? throw new KeyNotFoundException($"no built-in topology '{name}' (known: {string.Join(", ", Names)})");
+        using var reader = new StreamReader(stream);
+        return reader.ReadToEnd();
+    }
+
+    /// <summary>Parses an embedded topology.</summary>
+    public static TopologySpec Load(string name) => TopologyLoader.Parse(Text(name), $"(built-in) {name}.yaml");
 }
