@@ -63,6 +63,10 @@ public sealed record UtpOptions
     /// <summary>Non-uTP datagrams queued for <see cref="UtpSocket.OtherTraffic"/> before the oldest are dropped.</summary>
     public int OtherTrafficQueue { get; init; } = 256;
 
+    /// <summary>Where connection ids and initial sequence numbers come from; null means <see cref="System.Random.Shared"/>.
+    /// Pass the lab's <c>VirtualNetwork.Random</c> for runs that repeat exactly. Used under the endpoint's lock.</summary>
+    public Random? Random { get; init; }
+
     public static UtpOptions Default { get; } = new();
 
     /// <summary>Throws <see cref="ArgumentException"/> naming the first field out of range.</summary>

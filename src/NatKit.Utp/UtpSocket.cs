@@ -28,6 +28,7 @@ public sealed class UtpSocket : IAsyncDisposable, IDisposable
     private readonly ITimer _timer;
     private readonly CancellationTokenSource _closing = new();
     private readonly Task _receiveLoop;
+    private readonly Random _random;
     private byte[] _scratch;
     private bool _timerRunning;
     private bool _listening;
@@ -44,6 +45,7 @@ public sealed class UtpSocket : IAsyncDisposable, IDisposable
         _time = timeProvider;
         _options = (options ?? UtpOptions.Default).Validate();
         _ownsSocket = ownsSocket;
+        _random = _options.Random ?? Random.Shared;
         _scratch = new byte[_options.MaxDatagramSize + 64];
         _acceptSignal = new AsyncSignal(Gate);
         _other = new OtherTrafficSocket(socket, _options.OtherTrafficQueue);
@@ -118,7 +120,7 @@ public sealed class UtpSocket : IAsyncDisposable, IDisposable
             ushort recvId;
             do
             {
-                recvId = (ushort)Random.Shared.Next(0x10000);
+                recvId = (ushort)_random.Next(0x10000);
             }
             while (_connections.ContainsKey(new ConnectionKey(remoteEndPoint, recvId)) ||
                    _connections.ContainsKey(new ConnectionKey(remoteEndPoint, (ushort)(recvId + 1))));
@@ -308,7 +310,7 @@ public sealed class UtpSocket : IAsyncDisposable, IDisposable
 
         var connection = new UtpConnection(this, _options, source, recvId, syn.ConnectionId, now);
         Add(connection);
-        connection.Accept(syn.SequenceNumber, (ushort)Random.Shared.Next(0x10000), now);
+        connection.Accept(syn.SequenceNumber, (ushort)_random.Next(0x10000), now);
         _acceptQueue.Enqueue(connection);
         _acceptSignal.Set();
     }
@@ -330,7 +332,7 @@ public sealed class UtpSocket : IAsyncDisposable, IDisposable
 
         _resetTokens--;
         UtpHeader.Write(_scratch, UtpPacketType.Reset, 0, connectionId, (uint)now, 0, 0,
-            (ushort)Random.Shared.Next(0x10000), seq);
+            (ushort)_random.Next(0x10000), seq);
         SendScratch(UtpHeader.Size, to);
     }
 
