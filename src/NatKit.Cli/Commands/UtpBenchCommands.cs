@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
 using System.Net;
+using NatKit.Lab;
 using NatKit.Net;
 using NatKit.Utp;
 using Spectre.Console;
@@ -46,7 +47,30 @@ internal sealed class UtpBenchCommands : IVerbGroup
         command.Options.Add(runs);
         command.Options.Add(compare);
         command.Options.Add(nodePeer);
+        var lab = new Option<bool>("--lab")
+        {
+            Description = "Also transfer through an impaired in-memory lab link (virtual time).",
+        };
+        var labLatency = new Option<int>("--lab-latency")
+        {
+            Description = "Lab link one-way latency, ms.",
+            DefaultValueFactory = _ => 50,
+        };
+        var labLoss = new Option<double>("--lab-loss")
+        {
+            Description = "Lab link loss probability per packet, each direction.",
+            DefaultValueFactory = _ => 0.01,
+        };
+        var labBytes = new Option<long>("--lab-bytes")
+        {
+            Description = "Bytes to transfer through the lab link.",
+            DefaultValueFactory = _ => 16L * 1024 * 1024,
+        };
         command.Options.Add(datagram);
+        command.Options.Add(lab);
+        command.Options.Add(labLatency);
+        command.Options.Add(labLoss);
+        command.Options.Add(labBytes);
         command.SetAction(async (parse, ct) =>
         {
             var n = parse.GetValue(bytes);
@@ -96,6 +120,28 @@ internal sealed class UtpBenchCommands : IVerbGroup
             }
 
             AnsiConsole.Write(table);
+            if (parse.GetValue(lab))
+            {
+                var latency = TimeSpan.FromMilliseconds(parse.GetValue(labLatency));
+                var loss = parse.GetValue(labLoss);
+                if (latency < TimeSpan.Zero || loss is < 0 or > 1)
+                {
+                    throw new CliException("--lab-latency must be >= 0 and --lab-loss in 0..1");
+                }
+
+                var result = LabTransfer(parse.GetValue(labBytes), latency, loss, options);
+                var labTable = new Table().AddColumns("lab link", "bytes", "virtual s", "Mbit/s (virtual)",
+                    "retransmits", "timeouts", "wall s");
+                labTable.AddRow($"{latency.TotalMilliseconds:0} ms one way, {loss:P1} loss",
+                    result.Bytes.ToString("N0", CultureInfo.InvariantCulture),
+                    result.Virtual.TotalSeconds.ToString("0.00", CultureInfo.InvariantCulture),
+                    (result.Bytes * 8 / result.Virtual.TotalSeconds / 1e6).ToString("0.0", CultureInfo.InvariantCulture),
+                    result.Retransmissions.ToString(CultureInfo.InvariantCulture),
+                    result.Timeouts.ToString(CultureInfo.InvariantCulture),
+                    result.Wall.TotalSeconds.ToString("0.0", CultureInfo.InvariantCulture));
+                AnsiConsole.Write(labTable);
+            }
+
             if (script is not null)
             {
                 AnsiConsole.MarkupLineInterpolated(
@@ -172,6 +218,68 @@ internal sealed class UtpBenchCommands : IVerbGroup
         }
 
         return bytes * 8 / seconds / 1e6;
+    }
+
+    /// <summary>One bulk transfer inside the lab: alice's link has the latency and loss (each direction), bob's is
+    /// perfect; throughput is in virtual time, from the first byte received to the last.</summary>
+    private static (long Bytes, TimeSpan Virtual, TimeSpan Wall, long Retransmissions, long Timeouts) LabTransfer(
+        long bytes, TimeSpan latency, double loss, UtpOptions options)
+    {
+        var wall = TimeProvider.System.GetTimestamp();
+        var lab = new VirtualNetwork(seed: 1);
+        var internet = lab.AddSegment("internet");
+        var alice = lab.AddHost("alice", internet, "198.51.100.10");
+        var bob = lab.AddHost("bob", internet, "203.0.113.20");
+        alice.Link = new LinkProfile { Latency = latency, Loss = loss };
+        var labOptions = options with { Random = lab.Random };
+        var (elapsed, retransmits, timeouts) = lab.Run(async () =>
+        {
+            await using var a = await UtpSocket.BindAsync(alice, new IPEndPoint(alice.Address, 0), labOptions);
+            await using var b = await UtpSocket.BindAsync(bob, new IPEndPoint(bob.Address, 6881), labOptions);
+            var accept = b.AcceptAsync();
+            await using var sender = await a.ConnectAsync(new IPEndPoint(bob.Address, 6881));
+            await using var receiver = await accept;
+            var writing = WriteAll(sender, bytes);
+            var buffer = new byte[256 * 1024];
+            long received = 0;
+            var start = TimeSpan.Zero;
+            while (true)
+            {
+                var n = await receiver.ReadAsync(buffer);
+                if (n == 0)
+                {
+                    break;
+                }
+
+                if (received == 0)
+                {
+                    start = lab.Now;
+                }
+
+                received += n;
+            }
+
+            await writing;
+            if (received != bytes)
+            {
+                throw new InvalidDataException($"lab transfer received {received} of {bytes} bytes");
+            }
+
+            var stats = sender.Statistics;
+            return (lab.Now - start, stats.Retransmissions, stats.Timeouts);
+        }, new NatKit.Lab.Scheduling.LabRunOptions { MaxVirtualTime = TimeSpan.FromDays(1), MaxSteps = long.MaxValue });
+        return (bytes, elapsed, TimeProvider.System.GetElapsedTime(wall), retransmits, timeouts);
+
+        static async Task WriteAll(UtpStream s, long total)
+        {
+            var chunk = new byte[64 * 1024];
+            for (var left = total; left > 0; left -= chunk.Length)
+            {
+                await s.WriteAsync(chunk.AsMemory(0, (int)Math.Min(chunk.Length, left)));
+            }
+
+            s.ShutdownWrite();
+        }
     }
 
     /// <summary>libutp to libutp: two node processes, a listener that receives and a connector that sends.</summary>
