@@ -120,6 +120,35 @@ public sealed class LabTests
     }
 
     [Fact]
+    public void IdleConnection_ToALivePeer_SurvivesAnHour_OnKeepAliveProbesAlone()
+    {
+        var (lab, alice, bob, _) = Topology(seed: 10, new LinkProfile { Latency = TimeSpan.FromMilliseconds(40) });
+
+        var (connectionsA, connectionsB, delivered, echoed) = lab.Run(async () =>
+        {
+            var (a, b, client, server) = await ConnectAsync(lab, alice, bob);
+            await using (a)
+            await using (b)
+            {
+                var before = lab.Stats.Delivered;
+                await Task.Delay(TimeSpan.FromHours(1), lab.TimeProvider);
+                var probes = lab.Stats.Delivered - before;
+                await client.WriteAsync("still there?"u8.ToArray());
+                var buffer = new byte[12];
+                await server.ReadExactlyAsync(buffer);
+                return (a.ConnectionCount, b.ConnectionCount, probes, buffer);
+            }
+        });
+
+        Assert.Equal(1, connectionsA);
+        Assert.Equal(1, connectionsB);
+        Assert.Equal("still there?"u8.ToArray(), echoed);
+        var interval = UtpOptions.Default.KeepAliveInterval;
+        // a probe and its answer per interval, give or take which side probes first
+        Assert.InRange(delivered, (long)(TimeSpan.FromHours(1) / interval), (long)(4 * TimeSpan.FromHours(1) / interval));
+    }
+
+    [Fact]
     public void Connect_ToAHostThatNeverAnswers_FailsAtTheSynBound_InVirtualTime()
     {
         var (lab, alice, bob, _) = Topology(seed: 8, new LinkProfile { Latency = TimeSpan.FromMilliseconds(10) });

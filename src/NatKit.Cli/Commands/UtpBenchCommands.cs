@@ -120,6 +120,9 @@ internal sealed class UtpBenchCommands : IVerbGroup
             }
 
             AnsiConsole.Write(table);
+            var st = LastLoopbackStatistics;
+            AnsiConsole.MarkupLineInterpolated(
+                $"[grey]NatKit last run: {st.PacketsSent} packets, {st.Retransmissions} retransmitted ({st.FastRetransmissions} fast), {st.Timeouts} timeouts, rtt {st.SmoothedRtt.TotalMilliseconds:0.###} ms, cwnd {st.CongestionWindow} B[/]");
             if (parse.GetValue(lab))
             {
                 var latency = TimeSpan.FromMilliseconds(parse.GetValue(labLatency));
@@ -167,6 +170,8 @@ internal sealed class UtpBenchCommands : IVerbGroup
         return sorted.Count % 2 == 1 ? sorted[sorted.Count / 2] : (sorted[(sorted.Count / 2) - 1] + sorted[sorted.Count / 2]) / 2;
     }
 
+    internal static UtpStatistics LastLoopbackStatistics { get; private set; }
+
     /// <summary>One bulk transfer between two uTP endpoints on 127.0.0.1; Mbit/s from the first byte received to
     /// the last (the same span the node peer measures).</summary>
     internal static async Task<double> NatKitLoopbackAsync(long bytes, UtpOptions options, CancellationToken ct)
@@ -212,6 +217,7 @@ internal sealed class UtpBenchCommands : IVerbGroup
 
         var seconds = time.GetElapsedTime(start).TotalSeconds;
         await writing;
+        LastLoopbackStatistics = sender.Statistics;
         if (received != bytes)
         {
             throw new InvalidDataException($"uTP bench received {received} of {bytes} bytes");

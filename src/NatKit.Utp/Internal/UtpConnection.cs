@@ -61,6 +61,7 @@ internal sealed class UtpConnection
     private bool _finAcked;
     private int _synRetries;
     private long _lastProgress;
+    private bool _probeFired;
 
     // receive side
     private ushort _ackNr;
@@ -475,7 +476,7 @@ internal sealed class UtpConnection
                 }
 
                 ref var slot = ref _out[seq & _mask];
-                if (slot.Transmissions > 0 && !slot.Acked && !slot.FastResent && !slot.NeedResend)
+                if (slot.Transmissions > 0 && !slot.Acked && !slot.NeedResend && MayFastResend(slot, now))
                 {
                     lost = true;
                     FastResend(ref slot, now);
@@ -487,7 +488,7 @@ internal sealed class UtpConnection
         if (_dupAcks >= DuplicateAcksBeforeResend && _curWindowPackets > 0)
         {
             ref var slot = ref _out[oldest & _mask];
-            if (slot.Transmissions > 0 && !slot.Acked && !slot.FastResent && !slot.NeedResend)
+            if (slot.Transmissions > 0 && !slot.Acked && !slot.NeedResend && MayFastResend(slot, now))
             {
                 lost = true;
                 FastResend(ref slot, now);
@@ -523,6 +524,7 @@ internal sealed class UtpConnection
         if (progress)
         {
             _lastProgress = now;
+            _probeFired = false;
             _rto = _haveRtt ? Math.Clamp(_rtt + 4 * _rttVar, _minRto, _maxRto) : _rto;
             _rtoDeadline = _curWindowPackets > 0 ? now + _rto : 0;
         }
@@ -624,6 +626,11 @@ internal sealed class UtpConnection
         _ssthresh = _cwnd;
         _slowStart = false;
     }
+
+    /// <summary>A packet is fast-resent once; again only if that copy has had two round trips to be acknowledged
+    /// and the ACKs still say it is missing (the resend was lost too), instead of waiting for the RTO.</summary>
+    private bool MayFastResend(in OutPacket slot, long now) =>
+        !slot.FastResent || (_haveRtt && now - slot.SentMicros >= Math.Max(2 * _rtt, 2_000));
 
     private void FastResend(ref OutPacket slot, long now)
     {
@@ -891,6 +898,11 @@ internal sealed class UtpConnection
         {
             OnTimeout(now);
         }
+        else if (_curWindowPackets > 0 && !_probeFired && _haveRtt &&
+                 now - _lastProgress >= Math.Max(2 * _rtt + 4 * _rttVar, 10_000))
+        {
+            OnProbeTimeout(now);
+        }
         else if (_curWindowPackets == 0)
         {
             var keepAlive = Micros(_options.KeepAliveInterval);
@@ -920,13 +932,21 @@ internal sealed class UtpConnection
         SendControl(UtpPacketType.Data, (ushort)(_seqNr - 1), now);
     }
 
-    private void OnTimeout(long now)
+    /// <summary>
+    /// Nothing acknowledged for about two round trips while packets are outstanding: the tail of a burst was lost,
+    /// so no later packet will produce the selective ACKs that trigger a fast retransmit. Rather than idle until
+    /// the 500 ms RTO (which also collapses the window to one packet), treat it as one loss event: halve the window
+    /// and resend what is unacknowledged. Once per stretch without progress; a second silence is a real timeout.
+    /// </summary>
+    private void OnProbeTimeout(long now)
     {
-        Timeouts++;
-        _ssthresh = Math.Max(_cwnd / 2, 2.0 * _mss);
-        _cwnd = _mss;
-        _slowStart = true;
-        _inRecovery = false;
+        _probeFired = true;
+        OnLoss();
+        MarkOutstandingLost();
+    }
+
+    private void MarkOutstandingLost()
+    {
         var oldest = (ushort)(_seqNr - _curWindowPackets);
         for (var i = 0; i < _curWindowPackets; i++)
         {
@@ -949,7 +969,16 @@ internal sealed class UtpConnection
                 _resendPending++;
             }
         }
+    }
 
+    private void OnTimeout(long now)
+    {
+        Timeouts++;
+        _ssthresh = Math.Max(_cwnd / 2, 2.0 * _mss);
+        _cwnd = _mss;
+        _slowStart = true;
+        _inRecovery = false;
+        MarkOutstandingLost();
         _rto = Math.Min(_rto * 2, _maxRto);
         _rtoDeadline = now + _rto;
     }
