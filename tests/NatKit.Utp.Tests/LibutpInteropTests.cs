@@ -68,9 +68,10 @@ public sealed class LibutpInteropTests
             }
 
             Assert.Equal(TestData.Sha256(expected), TestData.Sha256(got));
-            await node.WaitForOutputAsync("closed", Timeout);
+            var exit = await node.WaitForExitAsync(Timeout); // also flushes the output readers
+            Assert.True(exit == 0, $"node exited {exit}: {node.Output} {node.Errors}");
             Assert.Contains($"received {NatKitBytes} {TestData.Sha256(sent)}", node.Output, StringComparison.Ordinal);
-            Assert.Equal(0, await node.WaitForExitAsync(Timeout));
+            Assert.Contains("closed", node.Output, StringComparison.Ordinal);
         }
     }
 

@@ -13,6 +13,10 @@
 'use strict'
 const utp = require('utp-native')
 const crypto = require('crypto')
+const fs = require('fs')
+
+// Synchronous writes: process.exit() right after console.log can lose a line when stdout is a pipe.
+function say (line) { fs.writeSync(1, line + '\n') }
 
 const args = {}
 for (let i = 2; i < process.argv.length; i += 2) args[process.argv[i].replace(/^--/, '')] = process.argv[i + 1]
@@ -24,7 +28,7 @@ const seed = (parseInt(args.seed || '1', 10) >>> 0) || 0x9E3779B9
 const closeMode = args.close || 'first'
 const timeoutMs = parseInt(args['timeout-ms'] || '60000', 10)
 
-const timer = setTimeout(() => { console.log('error timeout'); process.exit(2) }, timeoutMs)
+const timer = setTimeout(() => { say('error timeout'); process.exit(2) }, timeoutMs)
 
 function generator (seed) {
   let x = seed >>> 0
@@ -47,14 +51,14 @@ function run (socket, onDone) {
   const fill = generator(seed)
 
   socket.on('data', (d) => { if (!start) start = process.hrtime.bigint(); received += d.length; hash.update(d) })
-  socket.on('error', (e) => { console.log('error ' + e.message); process.exit(1) })
+  socket.on('error', (e) => { say('error ' + e.message); process.exit(1) })
   socket.on('end', () => {
     const secs = start ? Number(process.hrtime.bigint() - start) / 1e9 : 0
-    console.log(`received ${received} ${hash.digest('hex')} ${secs.toFixed(6)}`)
+    say(`received ${received} ${hash.digest('hex')} ${secs.toFixed(6)}`)
     ended = true
     if (closeMode === 'after' && finished) socket.end()
   })
-  socket.on('close', () => { console.log('closed'); clearTimeout(timer); onDone() })
+  socket.on('close', () => { say('closed'); clearTimeout(timer); onDone() })
 
   let left = sendBytes
   function pump () {
@@ -72,8 +76,8 @@ function run (socket, onDone) {
 
 if (mode === 'listen') {
   const server = utp.createServer((socket) => run(socket, () => { server.close(); process.exit(0) }))
-  server.on('error', (e) => { console.log('error ' + e.message); process.exit(1) })
-  server.listen(port, host, () => console.log('listening ' + server.address().port))
+  server.on('error', (e) => { say('error ' + e.message); process.exit(1) })
+  server.listen(port, host, () => say('listening ' + server.address().port))
 } else {
   const socket = utp.connect(port, host)
   run(socket, () => process.exit(0))
