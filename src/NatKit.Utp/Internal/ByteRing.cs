@@ -1,27 +1,37 @@
 namespace NatKit.Utp.Internal;
 
-/// <summary>A fixed-capacity FIFO of bytes over one array: the send queue and the in-order receive buffer of a
-/// connection. Copies in and out; never allocates after construction.</summary>
+/// <summary>A bounded FIFO of bytes over one array: the send queue and the in-order receive buffer of a
+/// connection. The array starts small and doubles up to <see cref="Capacity"/> as data actually queues up, so an
+/// idle or half-open connection (a stranger's SYN) holds kilobytes, not the full window. Copies in and out; no
+/// allocation once grown.</summary>
 internal sealed class ByteRing
 {
-    private readonly byte[] _buffer;
+    private const int InitialSize = 16 * 1024;
+    private byte[] _buffer;
     private int _head;
 
     public ByteRing(int capacity)
     {
-        _buffer = new byte[capacity];
+        Capacity = capacity;
+        _buffer = new byte[Math.Min(capacity, InitialSize)];
     }
 
-    public int Capacity => _buffer.Length;
+    /// <summary>The most bytes the ring will hold.</summary>
+    public int Capacity { get; }
 
     public int Count { get; private set; }
 
-    public int Free => _buffer.Length - Count;
+    public int Free => Capacity - Count;
 
     /// <summary>Appends as much of <paramref name="source"/> as fits; returns how many bytes were taken.</summary>
     public int Write(ReadOnlySpan<byte> source)
     {
         var n = Math.Min(source.Length, Free);
+        if (Count + n > _buffer.Length)
+        {
+            Grow(Count + n);
+        }
+
         var tail = (_head + Count) % _buffer.Length;
         var first = Math.Min(n, _buffer.Length - tail);
         source[..first].CopyTo(_buffer.AsSpan(tail));
@@ -45,5 +55,22 @@ internal sealed class ByteRing
         }
 
         return n;
+    }
+
+    private void Grow(int needed)
+    {
+        var size = _buffer.Length;
+        while (size < needed)
+        {
+            size = (int)Math.Min((long)size * 2, Capacity);
+        }
+
+        var next = new byte[size];
+        var count = Count;
+        var first = Math.Min(count, _buffer.Length - _head);
+        _buffer.AsSpan(_head, first).CopyTo(next);
+        _buffer.AsSpan(0, count - first).CopyTo(next.AsSpan(first));
+        _buffer = next;
+        _head = 0;
     }
 }
