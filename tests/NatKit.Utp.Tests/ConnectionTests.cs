@@ -41,17 +41,8 @@ public sealed class ConnectionTests
         net.Duplicate = dup;
         net.Reorder = reorder;
 
-        var up = TestData.Generate(600_000, 11);
-        var down = TestData.Generate(300_000, 12);
-        var readServer = TestData.ReadToEndAsync(server, cts.Token);
-        var readClient = TestData.ReadToEndAsync(client, cts.Token);
-        await TestData.WriteChunkedAsync(client, up, 40_000, cts.Token);
-        client.ShutdownWrite();
-        await TestData.WriteChunkedAsync(server, down, 30_000, cts.Token);
-        server.ShutdownWrite();
-
-        Assert.Equal(TestData.Sha256(up), TestData.Sha256(await readServer));
-        Assert.Equal(TestData.Sha256(down), TestData.Sha256(await readClient));
+        await TestData.ExchangeAndVerifyAsync(client, server, TestData.Generate(600_000, 11),
+            TestData.Generate(300_000, 12), 40_000, cts.Token);
         if (loss > 0)
         {
             Assert.True(client.Statistics.Retransmissions > 0, "loss must have caused retransmissions");

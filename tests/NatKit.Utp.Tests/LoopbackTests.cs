@@ -23,16 +23,7 @@ public sealed class LoopbackTests
         Assert.Equal(a.ReceiveConnectionId, b.SendConnectionId);
         Assert.Equal(a.SendConnectionId, b.ReceiveConnectionId);
 
-        var up = TestData.Generate(3_000_000, 1);
-        var down = TestData.Generate(2_000_000, 2);
-        var readA = TestData.ReadToEndAsync(a, cts.Token);
-        var readB = TestData.ReadToEndAsync(b, cts.Token);
-        await TestData.WriteChunkedAsync(a, up, 65536, cts.Token);
-        a.ShutdownWrite();
-        await TestData.WriteChunkedAsync(b, down, 50000, cts.Token);
-        b.ShutdownWrite();
-
-        Assert.Equal(TestData.Sha256(up), TestData.Sha256(await readB));
-        Assert.Equal(TestData.Sha256(down), TestData.Sha256(await readA));
+        await TestData.ExchangeAndVerifyAsync(a, b, TestData.Generate(3_000_000, 1), TestData.Generate(2_000_000, 2),
+            65536, cts.Token);
     }
 }

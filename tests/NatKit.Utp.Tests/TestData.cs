@@ -47,4 +47,19 @@ internal static class TestData
             await stream.WriteAsync(data.AsMemory(i, Math.Min(chunk, data.Length - i)), ct);
         }
     }
+
+    /// <summary>Sends <paramref name="up"/> from <paramref name="a"/> and <paramref name="down"/> from
+    /// <paramref name="b"/>, each followed by a half-close, and asserts both arrive intact (SHA-256).</summary>
+    public static async Task ExchangeAndVerifyAsync(UtpStream a, UtpStream b, byte[] up, byte[] down, int chunk,
+        CancellationToken ct)
+    {
+        var readB = ReadToEndAsync(b, ct);
+        var readA = ReadToEndAsync(a, ct);
+        await WriteChunkedAsync(a, up, chunk, ct);
+        a.ShutdownWrite();
+        await WriteChunkedAsync(b, down, chunk, ct);
+        b.ShutdownWrite();
+        Assert.Equal(Sha256(up), Sha256(await readB));
+        Assert.Equal(Sha256(down), Sha256(await readA));
+    }
 }
