@@ -68,14 +68,81 @@ public sealed class LabTests
                 server.ShutdownWrite();
                 var u = await readServer;
                 var d = await readClient;
-                return (u, d, client.Statistics.Retransmissions);
+                return (u, d, (Total: client.Statistics.Retransmissions, Fast: client.Statistics.FastRetransmissions));
             }
         });
 
         Assert.Equal(TestData.Sha256(up), TestData.Sha256(gotUp));
         Assert.Equal(TestData.Sha256(down), TestData.Sha256(gotDown));
         Assert.True(lab.Stats.Lost > 0, "the link must have lost packets");
-        Assert.True(retransmits > 0, "losses must have been repaired by retransmission");
+        Assert.True(retransmits.Total > 0, "losses must have been repaired by retransmission");
+        Assert.True(retransmits.Fast > 0, "most repairs come from selective or duplicate ACKs, not timeouts");
+    }
+
+    [Fact]
+    public void FlowControl_ASlowReader_StopsTheSender_AtItsReceiveWindow_ThenEverythingArrives()
+    {
+        var (lab, alice, bob, _) = Topology(seed: 11, new LinkProfile { Latency = TimeSpan.FromMilliseconds(10) });
+        var options = new UtpOptions { Random = lab.Random, ReceiveBufferSize = 64 * 1024, SendBufferSize = 64 * 1024 };
+        var data = TestData.Generate(1_000_000, 41);
+
+        var (peerWindow, inFlight, got) = lab.Run(async () =>
+        {
+            await using var a = await UtpSocket.BindAsync(alice, new IPEndPoint(alice.Address, 0), options);
+            await using var b = await UtpSocket.BindAsync(bob, new IPEndPoint(bob.Address, BobPort), options);
+            var accept = b.AcceptAsync();
+            await using var client = await a.ConnectAsync(new IPEndPoint(bob.Address, BobPort));
+            await using var server = await accept;
+            var writing = TestData.WriteChunkedAsync(client, data, 16 * 1024, CancellationToken.None);
+            await Task.Delay(TimeSpan.FromSeconds(5), lab.TimeProvider); // nobody reads
+            var stalled = client.Statistics;
+            var reading = TestData.ReadToEndAsync(server, CancellationToken.None);
+            await writing;
+            client.ShutdownWrite();
+            return (stalled.PeerWindow, stalled.BytesInFlight, await reading);
+        });
+
+        Assert.InRange(peerWindow, 0, options.MaxDatagramSize - UtpHeader.Size - 1); // not even one more packet fits
+        Assert.Equal(0, inFlight);
+        Assert.Equal(TestData.Sha256(data), TestData.Sha256(got));
+    }
+
+    [Fact]
+    public void Ledbat_OneWayDelayAboveTheTarget_ShrinksTheWindow()
+    {
+        var (lab, alice, bob, _) = Topology(seed: 12, new LinkProfile { Latency = TimeSpan.FromMilliseconds(5) });
+        var (before, after, queuing) = lab.Run(async () =>
+        {
+            var (a, b, client, server) = await ConnectAsync(lab, alice, bob);
+            await using (a)
+            await using (b)
+            {
+                var reading = TestData.ReadToEndAsync(server, CancellationToken.None);
+                var chunk = new byte[64 * 1024];
+                var deadline = lab.Now + TimeSpan.FromSeconds(1);
+                while (lab.Now < deadline)
+                {
+                    await client.WriteAsync(chunk);
+                }
+
+                var open = client.Statistics.CongestionWindow;
+                // The path's one-way delay grows by 300 ms (a queue building somewhere): three times the target.
+                alice.Link = new LinkProfile { Latency = TimeSpan.FromMilliseconds(305) };
+                deadline = lab.Now + TimeSpan.FromSeconds(8);
+                while (lab.Now < deadline)
+                {
+                    await client.WriteAsync(chunk);
+                }
+
+                var squeezed = client.Statistics;
+                client.ShutdownWrite();
+                await reading;
+                return (open, squeezed.CongestionWindow, squeezed.QueuingDelay);
+            }
+        });
+
+        Assert.InRange(queuing, TimeSpan.FromMilliseconds(250), TimeSpan.FromMilliseconds(350));
+        Assert.True(after < before / 4, $"cwnd {before} -> {after}: LEDBAT must back off when delay exceeds 100 ms");
     }
 
     [Theory]
