@@ -292,7 +292,7 @@ internal sealed class UtpBenchCommands : IVerbGroup
     private static async Task<double> LibutpLoopbackAsync(string script, long bytes, CancellationToken ct)
     {
         using var listener = StartNode(script, "--mode", "listen", "--port", "0", "--close", "after",
-            "--timeout-ms", "600000");
+            "--timeout-ms", "600000", "--bench", "1");
         try
         {
             var first = await listener.StandardOutput.ReadLineAsync(ct) ?? "";
@@ -302,7 +302,8 @@ internal sealed class UtpBenchCommands : IVerbGroup
             }
 
             using var connector = StartNode(script, "--mode", "connect", "--port", first["listening ".Length..],
-                "--send", bytes.ToString(CultureInfo.InvariantCulture), "--close", "first", "--timeout-ms", "600000");
+                "--send", bytes.ToString(CultureInfo.InvariantCulture), "--close", "first", "--timeout-ms", "600000",
+                "--bench", "1");
             try
             {
                 var line = await listener.StandardOutput.ReadLineAsync(ct) ?? "";
