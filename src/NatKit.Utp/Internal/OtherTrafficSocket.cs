@@ -20,7 +20,7 @@ internal sealed class OtherTrafficSocket : IDatagramSocket
             {
                 FullMode = BoundedChannelFullMode.DropOldest,
                 SingleReader = true,
-                SingleWriter = true,
+                SingleWriter = false, // OnDatagram is public: an owner may feed packets from its own loop
             },
             static dropped => ArrayPool<byte>.Shared.Return(dropped.Buffer));
     }
