@@ -1,3 +1,4 @@
+using System.Diagnostics.Metrics;
 using System.Net;
 using System.Net.Sockets;
 using System.Runtime.CompilerServices;
@@ -33,6 +34,7 @@ public sealed class UtpSocket : IAsyncDisposable, IDisposable
     private bool _timerRunning;
     private bool _listening;
     private bool _disposed;
+    private readonly Meter _meter;
     private long _resetTokens;
     private long _resetRefill;
 
@@ -51,8 +53,34 @@ public sealed class UtpSocket : IAsyncDisposable, IDisposable
         _other = new OtherTrafficSocket(socket, _options.OtherTrafficQueue);
         _timer = timeProvider.CreateTimer(static s => ((UtpSocket)s!).OnTick(), this, Timeout.InfiniteTimeSpan,
             Timeout.InfiniteTimeSpan);
+        _meter = new Meter("NatKit.Utp");
+        _meter.CreateObservableCounter("natkit.utp.datagrams.sent", () => DatagramsSent, "{datagram}", "uTP datagrams sent (data, control, retransmissions)");
+        _meter.CreateObservableCounter("natkit.utp.datagrams.received", () => UtpReceived, "{datagram}", "uTP datagrams received");
+        _meter.CreateObservableCounter("natkit.utp.datagrams.other", () => OtherReceived, "{datagram}", "Non-uTP datagrams handed to the owner");
+        _meter.CreateObservableCounter("natkit.utp.retransmissions", () => RetransmissionsTotal, "{packet}", "Packets sent again");
+        _meter.CreateObservableCounter("natkit.utp.timeouts", () => TimeoutsTotal, "{event}", "Retransmission timeouts");
+        _meter.CreateObservableCounter("natkit.utp.connections.opened", () => ConnectionsOpened, "{connection}", "Connections opened or accepted");
+        _meter.CreateObservableCounter("natkit.utp.connections.failed", () => ConnectionsFailed, "{connection}", "Connections that failed (timeout, reset)");
+        _meter.CreateObservableCounter("natkit.utp.resets.sent", () => ResetsSent, "{packet}", "RESETs sent for unknown connections");
+        _meter.CreateObservableUpDownCounter("natkit.utp.connections.active", () => _connections.Count, "{connection}", "Connections in the table");
         _receiveLoop = ReceiveLoopAsync();
     }
+
+    internal long DatagramsSent { get; private set; }
+
+    internal long UtpReceived { get; private set; }
+
+    internal long OtherReceived { get; private set; }
+
+    internal long RetransmissionsTotal { get; set; }
+
+    internal long TimeoutsTotal { get; set; }
+
+    internal long ConnectionsOpened { get; private set; }
+
+    internal long ConnectionsFailed { get; set; }
+
+    internal long ResetsSent { get; private set; }
 
     /// <summary>Binds a UDP socket on <paramref name="network"/> and runs uTP on it, with the network's clock.</summary>
     public static async ValueTask<UtpSocket> BindAsync(INetwork network, IPEndPoint localEndPoint,
@@ -241,9 +269,12 @@ public sealed class UtpSocket : IAsyncDisposable, IDisposable
         ArgumentNullException.ThrowIfNull(source);
         if (Classifier.Classify(datagram, source) != DatagramKind.Utp)
         {
+            OtherReceived++;
             _other.Enqueue(datagram, source);
             return;
         }
+
+        UtpReceived++;
 
         if (!UtpHeader.TryParse(datagram, out var header))
         {
@@ -331,6 +362,7 @@ public sealed class UtpSocket : IAsyncDisposable, IDisposable
         }
 
         _resetTokens--;
+        ResetsSent++;
         UtpHeader.Write(_scratch, UtpPacketType.Reset, 0, connectionId, (uint)now, 0, 0,
             (ushort)_random.Next(0x10000), seq);
         SendScratch(UtpHeader.Size, to);
@@ -353,6 +385,7 @@ public sealed class UtpSocket : IAsyncDisposable, IDisposable
     /// <summary>Sends a datagram; true when the socket finished with the buffer before returning.</summary>
     internal bool Send(byte[] buffer, int length, IPEndPoint to)
     {
+        DatagramsSent++;
         ValueTask<int> pending;
         try
         {
@@ -409,6 +442,7 @@ public sealed class UtpSocket : IAsyncDisposable, IDisposable
 
     private void Add(UtpConnection connection)
     {
+        ConnectionsOpened++;
         _connections.Add(new ConnectionKey(connection.Remote, connection.RecvId), connection);
         if (!_timerRunning)
         {
@@ -641,6 +675,7 @@ public sealed class UtpSocket : IAsyncDisposable, IDisposable
         }
 
         _timer.Dispose();
+        _meter.Dispose();
         _closing.Cancel();
         _other.Complete();
         if (_ownsSocket)

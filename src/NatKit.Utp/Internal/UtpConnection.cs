@@ -637,6 +637,7 @@ internal sealed class UtpConnection
         slot.FastResent = true;
         FastRetransmissions++;
         Retransmissions++;
+        _owner.RetransmissionsTotal++;
         if (slot.InFlight)
         {
             slot.InFlight = false;
@@ -728,6 +729,7 @@ internal sealed class UtpConnection
                 slot.NeedResend = false;
                 _resendPending--;
                 Retransmissions++;
+                _owner.RetransmissionsTotal++;
                 Transmit(ref slot, now);
             }
 
@@ -974,6 +976,7 @@ internal sealed class UtpConnection
     private void OnTimeout(long now)
     {
         Timeouts++;
+        _owner.TimeoutsTotal++;
         _ssthresh = Math.Max(_cwnd / 2, 2.0 * _mss);
         _cwnd = _mss;
         _slowStart = true;
@@ -1061,6 +1064,11 @@ internal sealed class UtpConnection
 
         State = ConnectionState.Failed;
         Error = error;
+        if (error is not ObjectDisposedException and not OperationCanceledException)
+        {
+            _owner.ConnectionsFailed++;
+        }
+
         ReadSignal.Set();
         WriteSignal.Set();
         FlushSignal.Set();
