@@ -17,6 +17,7 @@ public sealed class LabScheduler
     private readonly LabSynchronizationContext _context;
     private long _sequence;
     private long _foreground;
+    private int _runnableCount;
     private int _loopThread;
 
     public LabScheduler(DateTimeOffset? epoch = null)
@@ -83,6 +84,7 @@ public sealed class LabScheduler
         lock (_runnableLock)
         {
             _runnable.Enqueue((callback, state));
+            _runnableCount++;
             Monitor.PulseAll(_runnableLock);
         }
     }
@@ -276,9 +278,21 @@ public sealed class LabScheduler
 
     private bool TryTakeRunnable(out (SendOrPostCallback Callback, object? State) item)
     {
+        if (Volatile.Read(ref _runnableCount) == 0)
+        {
+            item = default;
+            return false; // the common case in packet-heavy runs: skip the lock
+        }
+
         lock (_runnableLock)
         {
-            return _runnable.TryDequeue(out item);
+            if (_runnable.TryDequeue(out item))
+            {
+                _runnableCount--;
+                return true;
+            }
+
+            return false;
         }
     }
 
