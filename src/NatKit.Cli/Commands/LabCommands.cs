@@ -59,6 +59,7 @@ internal sealed class LabCommands : IVerbGroup
                 }
             }
 
+            WidenWhenRedirected();
             var wall = Stopwatch.StartNew();
             IReadOnlyList<ReachabilityCell> cells;
             try
@@ -114,6 +115,7 @@ internal sealed class LabCommands : IVerbGroup
                 MeasureLifetime = !parse.GetValue(noLifetime),
                 PcapDirectory = parse.GetValue(pcap),
             };
+            WidenWhenRedirected();
             var wall = Stopwatch.StartNew();
             var results = LabProbe.ProbePresets(chosen, options);
             if (parse.GetValue(json))
@@ -127,7 +129,7 @@ internal sealed class LabCommands : IVerbGroup
             }
 
             var table = new Table().Title("NAT presets classified from inside the lab (RFC 5780 discovery)");
-            foreach (var c in new[] { "preset", "mapping", "filtering", "hairpin", "port kept", "lifetime", "as policy", "virtual" })
+            foreach (var c in new[] { "preset", "mapping", "filtering", "hairpin", "port kept", "lifetime", "as policy", "virtual time" })
             {
                 table.AddColumn(c);
             }
@@ -148,10 +150,19 @@ internal sealed class LabCommands : IVerbGroup
             AnsiConsole.Write(table);
             var mismatches = results.Count(r => !r.AllMatch);
             AnsiConsole.MarkupLineInterpolated(
-                $"[grey]Each row: a lab with a STUN server on two addresses and a client behind one NAT; values in green match the preset's policy, red ones do not ({mismatches} mismatching). {results.Count} labs in {wall.Elapsed.TotalMilliseconds:0} ms of wall time.[/]");
+                $"[grey]Each row: a lab with a STUN server on two addresses and a client behind one NAT; 'as policy' says whether every value matches the preset's policy ({mismatches} mismatching). {results.Count} labs in {wall.Elapsed.TotalMilliseconds:0} ms of wall time.[/]");
             return Task.FromResult(mismatches == 0 ? 0 : 1);
         });
         return cmd;
+    }
+
+    /// <summary>Piped output defaults to 80 columns, which wraps the tables: give them room.</summary>
+    private static void WidenWhenRedirected()
+    {
+        if (Console.IsOutputRedirected && AnsiConsole.Profile.Width < 120)
+        {
+            AnsiConsole.Profile.Width = 120;
+        }
     }
 
     private static TopologySpec LoadTopology(string nameOrPath)
