@@ -38,6 +38,20 @@ public sealed class ScenarioTests
     }
 
     [Fact]
+    public void Discover_ThroughADoubleNat_SeesTheCombinedBehaviour()
+    {
+        // carol: port-restricted cone behind the carrier's "easy" NAT. Both map endpoint-independently, so the
+        // chain does too; the stricter filter (APDF) wins; the carrier's random ports hide carol's port.
+        var lab = BuiltInTopologies.Load("two-homes").Build();
+        var b = Probe.LabProbe.Discover(lab, lab.Host("carol"), lab.Host("server"),
+            new Probe.LabProbeOptions { MeasureLifetime = false });
+        Assert.Equal(Stun.Discovery.NatMapping.EndpointIndependent, b.Mapping);
+        Assert.Equal(Stun.Discovery.NatFiltering.AddressAndPortDependent, b.Filtering);
+        Assert.False(b.PortPreserved);
+        Assert.Contains(b.MappedEndPoint!.Address.ToString(), new[] { "198.51.100.10", "198.51.100.11" });
+    }
+
+    [Fact]
     public void StunServer_StartsAnswersAndDisposes_InsideTheLab()
     {
         // StunServer.DisposeAsync cancels with CancelAsync, whose callbacks run on the thread pool: the lab
