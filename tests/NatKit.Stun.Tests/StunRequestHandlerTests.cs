@@ -325,6 +325,29 @@ public class StunRequestHandlerTests
     }
 
     [Fact]
+    public void Rfc8489_S14_4_LongTerm_UserHashInsteadOfUsername_IsAccepted()
+    {
+        var h = Handler(new StunServerOptions
+        {
+            Users = new Dictionary<string, string> { ["bob"] = "pw" },
+            Realm = "natkit.test",
+        });
+        Assert.True(StunMessageReader.TryParse(Run(h, Request()).Reply, out var challenge));
+        Assert.True(challenge.TryGet(StunAttributeType.Nonce, out var nonceBytes));
+        var nonce = Encoding.UTF8.GetString(nonceBytes);
+        var key = StunCredentials.LongTermKey("bob", "natkit.test", "pw");
+        var req = Request((ref StunMessageWriter w) =>
+        {
+            w.Add(StunAttributeType.UserHash, StunCredentials.UserHash("bob", "natkit.test"));
+            w.AddString(StunAttributeType.Realm, "natkit.test");
+            w.AddString(StunAttributeType.Nonce, nonce);
+            w.AddMessageIntegrity(key);
+        });
+        Assert.True(StunMessageReader.TryParse(Run(h, req).Reply, out var r));
+        Assert.Equal(StunClass.SuccessResponse, r.Class);
+    }
+
+    [Fact]
     public void Rfc8489_S12_2_ClassicRfc3489Request_GetsMappedAddressAndCookieEcho()
     {
         var req = Request();
