@@ -120,8 +120,8 @@ public sealed class LabHost : LabNode, INetwork
 
     internal ushort NextIdentification() => _identification++;
 
-    /// <summary>The source address for a packet to <paramref name="destination"/> from a socket bound to
-    /// <paramref name="bound"/>.</summary>
+    /// <summary>The source address for a packet from a socket bound to <paramref name="bound"/>: that address,
+    /// or the host's primary address for a socket bound to any.</summary>
     internal Ipv4Address SourceFor(Ipv4Address bound) => bound != default ? bound : Interface.PrimaryAddress;
 
     internal int PickEphemeralPort(Func<int, bool> free)
