@@ -229,6 +229,20 @@ public sealed class GatewayBehaviourTests
     }
 
     [Fact]
+    public void SameSeedSamePackets_SameExternalEndpoints()
+    {
+        static List<NatEndpoint> Run()
+        {
+            using var h = new NatHarness(NatPresets.Symmetric with { Pooling = AddressPooling.Paired }, externals: 4);
+            var seen = new List<NatEndpoint>();
+            for (var i = 0; i < 50; i++) seen.Add(h.Out($"192.168.1.{2 + (i % 7)}:{5000 + i}", $"198.51.100.{1 + (i % 3)}:443").Source);
+            return seen;
+        }
+
+        Assert.Equal(Run(), Run()); // the table's secret hash key changes nothing observable
+    }
+
+    [Fact]
     public void Snapshot_ListsLiveSessions()
     {
         using var h = new NatHarness(NatPresets.FullCone);
