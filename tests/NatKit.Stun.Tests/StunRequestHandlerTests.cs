@@ -267,6 +267,23 @@ public class StunRequestHandlerTests
     }
 
     [Fact]
+    public void Rfc8489_S6_3_1_UnknownAttributes_AreCheckedAfterAuthentication_And420IsSigned()
+    {
+        var h = Handler(new StunServerOptions { Users = new Dictionary<string, string> { ["alice"] = "secret" } });
+        Assert.Equal(400, ErrorCode(Run(h, Request((ref StunMessageWriter w) => w.AddUInt32(0x7ABC, 1))).Reply));
+        var key = StunCredentials.ShortTermKey("secret");
+        var (_, reply) = Run(h, Request((ref StunMessageWriter w) =>
+        {
+            w.AddUInt32(0x7ABC, 1);
+            w.AddString(StunAttributeType.Username, "alice");
+            w.AddMessageIntegrity(key);
+        }));
+        Assert.Equal(420, ErrorCode(reply));
+        Assert.True(StunMessageReader.TryParse(reply, out var r));
+        Assert.True(r.VerifyMessageIntegrity(key));
+    }
+
+    [Fact]
     public void Rfc8489_S9_2_LongTerm_401WithRealmAndNonce_ThenSuccess_Then438WhenStale()
     {
         var options = new StunServerOptions
