@@ -125,3 +125,72 @@ public class StunServerLoopbackTests
         Assert.True((await client.BindingTcpAsync(server.TcpEndPoint!))!.IsSuccess);
     }
 }
+
+public class StunServerConfigurationTests
+{
+    [Fact]
+    public async Task AdvertisedAddresses_BehindOneToOneNat_AreReportedInsteadOfLocalOnes()
+    {
+        await using var server = await StunServer.StartAsync(SystemNetwork.Instance, new StunServerOptions
+        {
+            Primary = new IPEndPoint(IPAddress.Loopback, 0),
+            AlternateAddress = IPAddress.Parse("127.0.0.2"),
+            AdvertisedPrimaryAddress = IPAddress.Parse("198.51.100.7"),
+            AdvertisedAlternateAddress = IPAddress.Parse("198.51.100.8"),
+            EnableTcp = false,
+        });
+        var client = new StunClient(SystemNetwork.Instance,
+            new StunClientOptions { InitialRto = TimeSpan.FromMilliseconds(100), RequestCount = 4 });
+        var r = await client.BindingAsync(server.UdpEndPoints[0]);
+        Assert.Equal(new IPEndPoint(IPAddress.Parse("198.51.100.7"), server.UdpEndPoints[0].Port), r!.ResponseOrigin);
+        Assert.Equal(new IPEndPoint(IPAddress.Parse("198.51.100.8"), server.UdpEndPoints[3].Port), r.OtherAddress);
+    }
+
+    [Fact]
+    public async Task Metrics_UseStableNames_AndCountRequestsAndDrops()
+    {
+        var seen = new Dictionary<string, long>();
+        using var listener = new System.Diagnostics.Metrics.MeterListener();
+        listener.InstrumentPublished = (instrument, l) =>
+        {
+            if (instrument.Meter.Name == StunServerMetrics.MeterName)
+            {
+                l.EnableMeasurementEvents(instrument);
+            }
+        };
+        listener.SetMeasurementEventCallback<long>((instrument, value, _, _) =>
+        {
+            lock (seen)
+            {
+                seen[instrument.Name] = seen.GetValueOrDefault(instrument.Name) + value;
+            }
+        });
+        listener.Start();
+        await using var server = await StunServer.StartAsync(SystemNetwork.Instance, new StunServerOptions
+        {
+            Primary = new IPEndPoint(IPAddress.Loopback, 0),
+            EnableTcp = false,
+        });
+        var client = new StunClient(SystemNetwork.Instance,
+            new StunClientOptions { InitialRto = TimeSpan.FromMilliseconds(100), RequestCount = 4 });
+        Assert.NotNull(await client.BindingAsync(server.UdpEndPoints[0]));
+        Assert.Equal(1, server.Metrics.Responses);
+        lock (seen)
+        {
+            Assert.True(seen.GetValueOrDefault("natkit.stun.server.requests") >= 1);
+            Assert.True(seen.GetValueOrDefault("natkit.stun.server.responses") >= 1);
+        }
+    }
+
+    [Fact]
+    public void Options_Validate_NamesTheBadField()
+    {
+        var e = Assert.Throws<ArgumentException>(() => new StunServerOptions
+        {
+            AlternateAddress = IPAddress.Loopback,
+        }.Validate());
+        Assert.Contains("AlternateAddress", e.Message, StringComparison.Ordinal);
+        e = Assert.Throws<ArgumentException>(() => new StunServerOptions { Realm = "r" }.Validate());
+        Assert.Contains("Realm", e.Message, StringComparison.Ordinal);
+    }
+}

@@ -136,6 +136,11 @@ internal sealed class StunCommands : IVerbGroup
             AnsiConsole.Write(table);
             AnsiConsole.MarkupLine(userMap.Count == 0 ? "no credentials required; Ctrl+C stops"
                 : $"{(options.Realm is null ? "short-term" : "long-term")} credentials for {userMap.Count} user(s); Ctrl+C stops");
+            // The summary is printed from the cancellation callback: on Ctrl+C the command line returns as soon as
+            // the token is cancelled, and code after the await may not get to run.
+            var metrics = server.Metrics;
+            using var summary = ct.Register(() => AnsiConsole.MarkupLineInterpolated(
+                $"requests {metrics.Requests}, responses {metrics.Responses}, dropped {metrics.Dropped}"));
             try
             {
                 await Task.Delay(Timeout.Infinite, ct);
@@ -144,8 +149,6 @@ internal sealed class StunCommands : IVerbGroup
             {
             }
 
-            AnsiConsole.MarkupLineInterpolated(
-                $"requests {server.Metrics.Requests}, responses {server.Metrics.Responses}, dropped {server.Metrics.Dropped}");
             return 0;
         });
         return cmd;

@@ -24,6 +24,7 @@ internal sealed class LabUdpSocket : IDatagramSocket, IValueTaskSource<ReceivedD
     private bool _pending;
     private bool _disposed;
     private CancellationTokenRegistration _registration;
+    private CancellationToken _pendingToken;
 
     public LabUdpSocket(LabHost host, Ipv4Address boundAddress, ushort port)
     {
@@ -92,10 +93,18 @@ internal sealed class LabUdpSocket : IDatagramSocket, IValueTaskSource<ReceivedD
         _core.Reset();
         _pending = true;
         _pendingBuffer = buffer;
+        _pendingToken = cancellationToken;
         if (cancellationToken.CanBeCanceled)
         {
             _registration = cancellationToken.UnsafeRegister(static (s, token) =>
-                ((LabUdpSocket)s!).Cancel(token), this);
+            {
+                var socket = (LabUdpSocket)s!;
+                socket._host.Network.Scheduler.OnLoop(static x =>
+                {
+                    var (sock, t) = ((LabUdpSocket, CancellationToken))x!;
+                    sock.Cancel(t);
+                }, (socket, token));
+            }, this);
         }
 
         return new ValueTask<ReceivedDatagram>(this, _core.Version);
@@ -151,9 +160,9 @@ internal sealed class LabUdpSocket : IDatagramSocket, IValueTaskSource<ReceivedD
 
     private void Cancel(CancellationToken token)
     {
-        if (!_pending)
+        if (!_pending || _pendingToken != token)
         {
-            return;
+            return; // a late (posted) cancellation of a receive that has completed since
         }
 
         _pending = false;
@@ -168,7 +177,9 @@ internal sealed class LabUdpSocket : IDatagramSocket, IValueTaskSource<ReceivedD
     public void OnCompleted(Action<object?> continuation, object? state, short token,
         ValueTaskSourceOnCompletedFlags flags) => _core.OnCompleted(continuation, state, token, flags);
 
-    public void Dispose()
+    public void Dispose() => _host.Network.Scheduler.OnLoop(static s => ((LabUdpSocket)s!).DisposeOnLoop(), this);
+
+    private void DisposeOnLoop()
     {
         if (_disposed)
         {

@@ -17,6 +17,7 @@ public sealed class LabScheduler
     private readonly LabSynchronizationContext _context;
     private long _sequence;
     private long _foreground;
+    private int _runnableCount;
     private int _loopThread;
 
     public LabScheduler(DateTimeOffset? epoch = null)
@@ -83,6 +84,43 @@ public sealed class LabScheduler
         lock (_runnableLock)
         {
             _runnable.Enqueue((callback, state));
+            _runnableCount++;
+            Monitor.PulseAll(_runnableLock);
+        }
+    }
+
+    /// <summary>Runs <paramref name="action"/> on the loop: now if this is the loop thread, else posted to it.
+    /// For the few lab entry points that .NET itself may call from the thread pool (cancellation callbacks
+    /// after <c>CancellationTokenSource.CancelAsync</c>, disposal that follows them).</summary>
+    internal void OnLoop(Action<object?> action, object? state)
+    {
+        if (_loopThread == 0 || IsOnLoop)
+        {
+            action(state);
+        }
+        else
+        {
+            Post(static s =>
+            {
+                var (a, st) = ((Action<object?>, object?))s!;
+                a(st);
+            }, (action, state));
+        }
+    }
+
+    private bool WaitForOffThreadPost(TimeSpan grace)
+    {
+        // Nothing is runnable and nothing is scheduled. Work that escaped to the thread pool (CancelAsync's
+        // callbacks, a Task.Run) may still post back; give it a short wall-clock grace before calling it a
+        // deadlock. A real deadlock costs only this grace.
+        if (grace <= TimeSpan.Zero)
+        {
+            return false;
+        }
+
+        lock (_runnableLock)
+        {
+            return _runnable.Count > 0 || (Monitor.Wait(_runnableLock, grace) && _runnable.Count > 0);
         }
     }
 
@@ -202,6 +240,11 @@ public sealed class LabScheduler
                     break;
                 }
 
+                if (WaitForOffThreadPost(options.OffThreadGrace))
+                {
+                    continue;
+                }
+
                 throw new LabRunException(LabRunFailure.Deadlock,
                     $"deadlock at virtual time {Now}: the scenario is still waiting, nothing is runnable and no " +
                     "timer or packet is scheduled (only routers' housekeeping, if anything), so it can never finish. Typical causes: a receive with no " +
@@ -235,9 +278,21 @@ public sealed class LabScheduler
 
     private bool TryTakeRunnable(out (SendOrPostCallback Callback, object? State) item)
     {
+        if (Volatile.Read(ref _runnableCount) == 0)
+        {
+            item = default;
+            return false; // the common case in packet-heavy runs: skip the lock
+        }
+
         lock (_runnableLock)
         {
-            return _runnable.TryDequeue(out item);
+            if (_runnable.TryDequeue(out item))
+            {
+                _runnableCount--;
+                return true;
+            }
+
+            return false;
         }
     }
 
@@ -284,6 +339,10 @@ public sealed record LabRunOptions
 
     /// <summary>Continuations and events one Run may execute before it fails.</summary>
     public long MaxSteps { get; init; } = 50_000_000;
+
+    /// <summary>Wall-clock time the loop waits, when it would otherwise report a deadlock, for work that .NET
+    /// ran on the thread pool (for example CancellationTokenSource.CancelAsync's callbacks) to post back.</summary>
+    public TimeSpan OffThreadGrace { get; init; } = TimeSpan.FromMilliseconds(500);
 }
 
 /// <summary>Why a lab run stopped early.</summary>

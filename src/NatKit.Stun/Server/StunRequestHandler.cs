@@ -115,15 +115,6 @@ public sealed class StunRequestHandler
             return Error(msg, StunErrorCode.BadRequest, reply, withFingerprint, socketIndex);
         }
 
-        Span<ushort> unknown = stackalloc ushort[MaxUnknownReported];
-        var unknownCount = msg.FindUnknownComprehensionRequired(_registry, unknown);
-        if (unknownCount > 0)
-        {
-            var w = ErrorWriter(msg, StunErrorCode.UnknownAttribute, reply);
-            w.AddUnknownAttributes(unknown[..unknownCount]);
-            return Finish(ref w, withFingerprint, default, false, socketIndex, 0, StunErrorCode.UnknownAttribute);
-        }
-
         // Credentials (RFC 8489 section 9).
         ReadOnlySpan<byte> key = default;
         var sha256 = false;
@@ -148,6 +139,17 @@ public sealed class StunRequestHandler
         }
 
         var authenticated = !key.IsEmpty;
+
+        // RFC 8489 section 6.3.1: after the authentication checks, unknown comprehension-required attributes get
+        // a 420 (signed when the request was).
+        Span<ushort> unknown = stackalloc ushort[MaxUnknownReported];
+        var unknownCount = msg.FindUnknownComprehensionRequired(_registry, unknown);
+        if (unknownCount > 0)
+        {
+            var w = ErrorWriter(msg, StunErrorCode.UnknownAttribute, reply);
+            w.AddUnknownAttributes(unknown[..unknownCount]);
+            return Finish(ref w, withFingerprint, key, sha256, socketIndex, 0, StunErrorCode.UnknownAttribute);
+        }
 
         // RFC 5780: CHANGE-REQUEST and RESPONSE-PORT (UDP only).
         var from = socketIndex;
