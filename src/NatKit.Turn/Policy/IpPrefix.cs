@@ -35,6 +35,20 @@ public readonly record struct IpKey(bool IsV4, UInt128 Bits)
 
         return new IpKey(false, bits);
     }
+
+    /// <summary>The address this key stands for (IPv4 for folded forms).</summary>
+    public IPAddress ToIPAddress()
+    {
+        Span<byte> b = stackalloc byte[16];
+        if (IsV4)
+        {
+            BinaryPrimitives.WriteUInt32BigEndian(b, (uint)Bits);
+            return new IPAddress(b[..4]);
+        }
+
+        BinaryPrimitives.WriteUInt128BigEndian(b, Bits);
+        return new IPAddress(b);
+    }
 }
 
 /// <summary>A CIDR prefix of either family ("10.0.0.0/8", "fc00::/7"; a bare address is a /32 or /128).</summary>

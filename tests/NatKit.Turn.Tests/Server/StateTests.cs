@@ -147,21 +147,6 @@ public class PeerBindingsTests
     }
 }
 
-public class SourceRateLimiterTests
-{
-    [Fact]
-    public void LimitsPerSourcePerWindow()
-    {
-        var l = new SourceRateLimiter(2, 1000);
-        var a = IPAddress.Parse("8.8.8.8");
-        Assert.True(l.TryAcquire(a, 0));
-        Assert.True(l.TryAcquire(IPAddress.Parse("::ffff:8.8.8.8"), 1));
-        Assert.False(l.TryAcquire(a, 999));
-        Assert.True(l.TryAcquire(IPAddress.Parse("8.8.4.4"), 999));
-        Assert.True(l.TryAcquire(a, 1000));
-    }
-}
-
 public class ExpiryQueueTests
 {
     [Fact]
