@@ -309,7 +309,7 @@ internal sealed class StunCommands : IVerbGroup
         }
     }
 
-    private static X509Certificate2? LoadCertificate(string? cert, string? key)
+    internal static X509Certificate2? LoadCertificate(string? cert, string? key)
     {
         if (cert is null)
         {

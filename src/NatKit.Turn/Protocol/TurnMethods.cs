@@ -45,8 +45,12 @@ public static class TurnLimits
     /// <summary>Section 12: channel numbers a client may bind.</summary>
     public const ushort FirstChannel = 0x4000;
 
-    /// <summary>Section 12: the last bindable channel (0x5000-0x7FFF are reserved).</summary>
+    /// <summary>Section 12: the last channel a client binds (RFC 8656 reserves 0x5000-0x7FFF).</summary>
     public const ushort LastChannel = 0x4FFF;
+
+    /// <summary>The last channel the server accepts: RFC 5766's range, which coturn's clients and other older
+    /// stacks still pick from (RFC 8656 section 12 keeps 0x4000-0x7FFF as ChannelData on the wire).</summary>
+    public const ushort LastAcceptedChannel = 0x7FFF;
 
     /// <summary>Section 9: a permission lasts 300 seconds unless refreshed.</summary>
     public static readonly TimeSpan PermissionLifetime = TimeSpan.FromSeconds(300);

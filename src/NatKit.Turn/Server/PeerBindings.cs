@@ -87,7 +87,7 @@ internal sealed class PeerBindings
     /// <summary>Binds <paramref name="number"/> to <paramref name="peer"/> (or refreshes the same binding).</summary>
     public ChannelBindResult TryBindChannel(ushort number, IPEndPoint peer, long expires, long now)
     {
-        if (number is < TurnLimits.FirstChannel or > TurnLimits.LastChannel)
+        if (number is < TurnLimits.FirstChannel or > TurnLimits.LastAcceptedChannel)
         {
             return ChannelBindResult.BadNumber;
         }

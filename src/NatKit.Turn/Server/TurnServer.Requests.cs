@@ -613,7 +613,7 @@ public sealed partial class TurnServer
         }
 
         var channel = BinaryPrimitives.ReadUInt16BigEndian(number);
-        if (channel is < TurnLimits.FirstChannel or > TurnLimits.LastChannel)
+        if (channel is < TurnLimits.FirstChannel or > TurnLimits.LastAcceptedChannel)
         {
             return Fail(request, StunErrorCode.BadRequest, request.Key);
         }

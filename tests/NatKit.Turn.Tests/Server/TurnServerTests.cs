@@ -306,7 +306,7 @@ public class TurnServerTests
         var c = await h.ClientAsync();
         var a = await h.PeerAsync();
         var b = await h.PeerAsync();
-        Assert.Equal(400, (await Assert.ThrowsAsync<TurnException>(() => c.BindChannelAsync(a.LocalEndPoint, 0x5000))).Code);
+        Assert.Equal(400, (await Assert.ThrowsAsync<TurnException>(() => c.BindChannelAsync(a.LocalEndPoint, 0x8000))).Code);
         Assert.Equal(400, (await Assert.ThrowsAsync<TurnException>(() => c.BindChannelAsync(a.LocalEndPoint, 0x3FFF))).Code);
         await c.BindChannelAsync(a.LocalEndPoint, 0x4000);
         await c.BindChannelAsync(a.LocalEndPoint, 0x4000); // refresh is fine
