@@ -1,0 +1,86 @@
+using System.Net;
+using BenchmarkDotNet.Attributes;
+using NatKit.Net;
+using NatKit.Turn.Client;
+using NatKit.Turn.Policy;
+using NatKit.Turn.Server;
+
+namespace NatKit.Benchmarks.Turn;
+
+/// <summary>The per-packet checks of the relay: peer policy and the permission/channel tables. Each must
+/// allocate 0 B.</summary>
+public class TurnPolicyBenchmarks
+{
+    private readonly PeerPolicy _policy = new(allow: [PeerRule.Parse("127.0.0.0/8")], deny: [PeerRule.Parse("8.8.8.8:53")],
+        serverEndPoints: [new IPEndPoint(IPAddress.Loopback, 3478)], ownAddresses: [IPAddress.Loopback]);
+    private readonly IPAddress _public = IPAddress.Parse("93.184.216.34");
+    private readonly IPAddress _mapped = IPAddress.Parse("::ffff:10.1.2.3");
+    private readonly IPEndPoint _peer = new(IPAddress.Parse("93.184.216.34"), 5000);
+    private readonly PeerBindings _bindings = new(128, 128);
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        _bindings.TryAddPermission(_peer.Address, long.MaxValue, 0);
+        _bindings.TryBindChannel(0x4000, _peer, long.MaxValue, 0);
+    }
+
+    [Benchmark]
+    public bool CheckPublicPeer() => _policy.Check(_public, 5000).Allowed;
+
+    [Benchmark]
+    public bool CheckMappedPrivatePeer() => _policy.Check(_mapped, 5000).Allowed;
+
+    [Benchmark]
+    public int PermissionAndChannelLookup() =>
+        _bindings.HasPermission(_peer.Address, 1) ? _bindings.ChannelOf(_peer, 1) + (_bindings.PeerOf(0x4000, 1)?.Port ?? 0) : 0;
+}
+
+/// <summary>A ChannelData packet through the real server on loopback: client -> relay -> peer, and peer -> relay
+/// -> client (client, server and peer in one process, so the allocation column counts all three).</summary>
+public class TurnRelayLoopbackBenchmarks
+{
+    private TurnServer _server = null!;
+    private TurnClient _client = null!;
+    private IDatagramSocket _peer = null!;
+    private readonly byte[] _payload = new byte[160];
+    private readonly byte[] _buffer = new byte[2048];
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        _server = TurnServer.StartAsync(SystemNetwork.Instance, new TurnServerOptions
+        {
+            UdpListen = [new IPEndPoint(IPAddress.Loopback, 0)],
+            Users = new Dictionary<string, string> { ["bench"] = "bench" },
+            Policy = new PeerPolicy(allow: [PeerRule.Parse("127.0.0.0/8")]),
+            BandwidthBytesPerSecond = 0,
+        }).GetAwaiter().GetResult();
+        _client = TurnClient.AllocateAsync(SystemNetwork.Instance,
+            new TurnClientOptions(_server.UdpEndPoints[0], "bench", "bench") { KeepAlive = false }).GetAwaiter().GetResult();
+        _peer = SystemNetwork.Instance.BindUdpAsync(new IPEndPoint(IPAddress.Loopback, 0)).AsTask().GetAwaiter().GetResult();
+        _client.BindChannelAsync(_peer.LocalEndPoint).GetAwaiter().GetResult();
+    }
+
+    [GlobalCleanup]
+    public void Cleanup()
+    {
+        _client.DisposeAsync().AsTask().GetAwaiter().GetResult();
+        _peer.Dispose();
+        _server.DisposeAsync().AsTask().GetAwaiter().GetResult();
+    }
+
+    [Benchmark]
+    public async Task<int> ChannelDataClientToPeer()
+    {
+        await _client.SendAsync(_payload, _peer.LocalEndPoint);
+        return (await _peer.ReceiveFromAsync(_buffer)).Length;
+    }
+
+    [Benchmark]
+    public async Task<int> PeerToClientAsChannelData()
+    {
+        await _peer.SendToAsync(_payload, _client.RelayedEndPoint);
+        return (await _client.ReceiveAsync(_buffer)).Length;
+    }
+}
