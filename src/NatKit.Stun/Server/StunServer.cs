@@ -317,7 +317,8 @@ public sealed partial class StunServer : IAsyncDisposable
             return;
         }
 
-        await _stop.CancelAsync();
+        // Cancel, not CancelAsync: the callbacks must run here, on the caller's thread (the lab's loop).
+        _stop.Cancel();
         foreach (var l in _listeners)
         {
             await l.DisposeAsync();
