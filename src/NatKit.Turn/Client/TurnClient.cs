@@ -578,7 +578,7 @@ public sealed class TurnClient : IAsyncDisposable
                 var first = await Task.WhenAny(done.Task, timer);
                 if (first == done.Task)
                 {
-                    await delay.CancelAsync();
+                    delay.Cancel();
                     return await done.Task;
                 }
 
@@ -789,7 +789,7 @@ public sealed class TurnClient : IAsyncDisposable
             return;
         }
 
-        await _stop.CancelAsync();
+        _stop.Cancel();
         _udp?.Dispose();
         if (_stream is not null)
         {

@@ -685,7 +685,7 @@ public sealed partial class TurnServer : IAsyncDisposable
             return;
         }
 
-        await _stop.CancelAsync();
+        _stop.Cancel();
         if (_timer is not null)
         {
             await _timer.DisposeAsync();
