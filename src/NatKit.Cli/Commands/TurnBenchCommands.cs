@@ -25,8 +25,13 @@ internal sealed class TurnBenchCommands : IVerbGroup
         var tcp = new Option<bool>("--tcp") { Description = "Talk to the server over TCP instead of UDP." };
         var json = new Option<bool>("--json") { Description = "One JSON line instead of a table." };
         var label = new Option<string?>("--label") { Description = "Name for this run in the output (e.g. natkit, coturn)." };
+        var hold = new Option<int>("--hold")
+        {
+            Description = "Instead of relaying: make this many allocations, hold them, and report the server's memory per allocation (needs --server-pid).",
+        };
+        var serverPid = new Option<int>("--server-pid") { Description = "The server's process id, to read its resident memory (Linux /proc)." };
         cmd.Arguments.Add(server);
-        foreach (var o in new Option[] { user, pairs, duration, size, window, tcp, json, label })
+        foreach (var o in new Option[] { user, pairs, duration, size, window, tcp, json, label, hold, serverPid })
         {
             cmd.Options.Add(o);
         }
@@ -67,6 +72,14 @@ internal sealed class TurnBenchCommands : IVerbGroup
                 throw new CliException(e.Message);
             }
 
+            var name = parse.GetValue(label) ?? endpoint.ToString();
+            var inv = CultureInfo.InvariantCulture;
+            if (parse.GetValue(hold) > 0)
+            {
+                await HoldAsync(client, options, parse.GetValue(hold), parse.GetValue(serverPid), name, parse.GetValue(json), ct);
+                return 0;
+            }
+
             TurnLoadResult result;
             try
             {
@@ -77,8 +90,6 @@ internal sealed class TurnBenchCommands : IVerbGroup
                 throw new CliException($"{endpoint}: {e.Message}");
             }
 
-            var name = parse.GetValue(label) ?? endpoint.ToString();
-            var inv = CultureInfo.InvariantCulture;
             if (parse.GetValue(json))
             {
                 Console.WriteLine(string.Create(inv,
@@ -95,5 +106,68 @@ internal sealed class TurnBenchCommands : IVerbGroup
             return 0;
         });
         return cmd;
+    }
+
+    private static async Task HoldAsync(TurnClientOptions client, TurnLoadOptions options, int count, int pid,
+        string name, bool json, CancellationToken ct)
+    {
+        if (pid <= 0)
+        {
+            throw new CliException("--hold needs --server-pid PID to read the server's memory.");
+        }
+
+        var before = ResidentBytes(pid);
+        var generator = new TurnLoadGenerator(SystemNetwork.Instance, client, options);
+        IReadOnlyList<TurnClient> held;
+        try
+        {
+            held = await generator.HoldAsync(count, cancellationToken: ct);
+        }
+        catch (TurnException e)
+        {
+            throw new CliException($"allocating: {e.Message}");
+        }
+
+        await Task.Delay(TimeSpan.FromSeconds(2), ct); // let the server settle (GC, lazily built tables)
+        var after = ResidentBytes(pid);
+        var per = (after - before) / (double)count;
+        var inv = CultureInfo.InvariantCulture;
+        if (json)
+        {
+            Console.WriteLine(string.Create(inv,
+                $"{{\"label\":\"{name}\",\"allocations\":{count},\"rssBeforeBytes\":{before},\"rssAfterBytes\":{after},\"bytesPerAllocation\":{per:0}}}"));
+        }
+        else
+        {
+            var table = new Table().AddColumns("server", "allocations held", "RSS before", "RSS after", "bytes per allocation");
+            table.AddRow(name, count.ToString(inv), before.ToString(inv), after.ToString(inv), per.ToString("0", inv));
+            AnsiConsole.Write(table);
+        }
+
+        foreach (var c in held)
+        {
+            await c.DisposeAsync();
+        }
+    }
+
+    /// <summary>VmRSS of a process, in bytes (Linux).</summary>
+    private static long ResidentBytes(int pid)
+    {
+        var path = $"/proc/{pid}/status";
+        if (!File.Exists(path))
+        {
+            throw new CliException($"--server-pid {pid}: no such process (or not Linux)");
+        }
+
+        foreach (var line in File.ReadLines(path))
+        {
+            if (line.StartsWith("VmRSS:", StringComparison.Ordinal))
+            {
+                var kb = line["VmRSS:".Length..].Trim().Split(' ')[0];
+                return long.Parse(kb, CultureInfo.InvariantCulture) * 1024;
+            }
+        }
+
+        throw new CliException($"--server-pid {pid}: no VmRSS in {path}");
     }
 }

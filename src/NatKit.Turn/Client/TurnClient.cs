@@ -68,6 +68,10 @@ public sealed record TurnClientOptions(IPEndPoint Server, string Username, strin
     public ulong? ReservationToken { get; init; }
 
     public bool DontFragment { get; init; }
+
+    /// <summary>Bytes the receive loop holds for one packet from the server (the largest relayed datagram plus a
+    /// header). Smaller saves memory when holding many allocations.</summary>
+    public int ReceiveBufferSize { get; init; } = 65536 + 64;
 }
 
 /// <summary>A TURN error response, with its code and reason.</summary>
@@ -617,7 +621,7 @@ public sealed class TurnClient : IAsyncDisposable
 
     private async Task ReceiveLoopAsync()
     {
-        var buffer = new byte[65536 + 64];
+        var buffer = new byte[Math.Max(_options.ReceiveBufferSize, 1024)];
         var token = _stop.Token;
         var filled = 0;
         while (!token.IsCancellationRequested)

@@ -136,6 +136,45 @@ public sealed class TurnLoadGenerator(INetwork network, TurnClientOptions client
         }
     }
 
+    /// <summary>Makes <paramref name="count"/> allocations (each from its own socket, <paramref name="parallel"/>
+    /// at a time) and returns the clients holding them, for measuring what an allocation costs the server.</summary>
+    public async Task<IReadOnlyList<TurnClient>> HoldAsync(int count, int parallel = 32,
+        IProgress<int>? progress = null, CancellationToken cancellationToken = default)
+    {
+        var clients = new TurnClient[count];
+        var next = -1;
+        var made = 0;
+        var lean = client with { KeepAlive = false, ReceiveBufferSize = 2048 };
+        async Task Worker()
+        {
+            int i;
+            while ((i = Interlocked.Increment(ref next)) < count)
+            {
+                clients[i] = await TurnClient.AllocateAsync(network, lean, cancellationToken);
+                progress?.Report(Interlocked.Increment(ref made));
+            }
+        }
+
+        try
+        {
+            await Task.WhenAll(Enumerable.Range(0, Math.Min(parallel, count)).Select(_ => Worker()));
+        }
+        catch
+        {
+            foreach (var c in clients)
+            {
+                if (c is not null)
+                {
+                    await c.DisposeAsync();
+                }
+            }
+
+            throw;
+        }
+
+        return clients;
+    }
+
     private sealed class Flow(TurnClient from, TurnClient to, TurnLoadOptions options)
     {
         private readonly SemaphoreSlim _window = new(options.Window, options.Window);
