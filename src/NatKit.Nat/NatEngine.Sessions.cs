@@ -63,6 +63,21 @@ public sealed partial class NatEngine
         if ((tcpFlags & rst) != 0) s.Flags |= SessionFlags.Rst;
     }
 
+    /// <summary>Tracks TCP flags; when the connection starts closing its timer shrinks (established to
+    /// transitory), so the session moves to an earlier wheel slot. Longer timers need no move: the wheel
+    /// re-checks lazily.</summary>
+    private void TrackTcpState(int index, byte tcpFlags, bool outbound)
+    {
+        ref var s = ref _table.Sessions[index];
+        var wasClosing = TcpStateOf(s) == NatTcpState.Closing;
+        TrackTcp(ref s, tcpFlags, outbound);
+        if (!wasClosing && TcpStateOf(s) == NatTcpState.Closing)
+        {
+            _wheel.Unlink(_table.Sessions, index);
+            _wheel.Schedule(_table.Sessions, index, Deadline(ref s));
+        }
+    }
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private void Touch(ref Session s, bool outbound)
     {
@@ -188,7 +203,7 @@ public sealed partial class NatEngine
     private void TakePort(byte proto, int ext, int port, int mapping)
     {
         var space = Space(proto, ext);
-        if (space.Users[port]++ == 0) space.InUse++;
+        if (space.Users is not null) space.Users[port]++;
         space.Owner[port] = mapping + 1;
     }
 
@@ -200,16 +215,9 @@ public sealed partial class NatEngine
         if (space is not null)
         {
             var port = m.ExtPort;
-            if (space.Users[port] > 0 && --space.Users[port] == 0)
-            {
-                space.InUse--;
-                space.Owner[port] = 0;
-                space.HoldUntil[port] = NowSec + _holdDownSec;
-            }
-            else if (space.Owner[port] == index + 1)
-            {
-                space.Owner[port] = 0; // shared: another user keeps it, but not as owner
-            }
+            var last = space.Users is null || (space.Users[port] > 0 && --space.Users[port] == 0);
+            if (space.Owner[port] == index + 1 || last) space.Owner[port] = 0; // shared: others keep it, unowned
+            if (last && space.HoldUntil is not null) space.HoldUntil[port] = NowSec + _holdDownSec;
         }
 
         if (m.Kind == MappingKind.Dynamic)
@@ -245,7 +253,9 @@ public sealed partial class NatEngine
     private int AllocatePort(byte proto, int ext, ushort preferred, uint dst, ushort dport)
     {
         var space = Space(proto, ext);
-        int lo = _policy.PortRangeStart, hi = _policy.PortRangeEnd;
+        // ICMP identifiers are not ports: the whole 16-bit space is theirs (RFC 5508 section 3.1).
+        int lo = proto == (byte)IpProtocol.Icmp ? 0 : _policy.PortRangeStart;
+        int hi = proto == (byte)IpProtocol.Icmp ? 65535 : _policy.PortRangeEnd;
         var size = hi - lo + 1;
         var now = NowSec;
         switch (_policy.PortAssignment)
@@ -306,16 +316,14 @@ public sealed partial class NatEngine
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private bool PortUsable(PortSpace space, byte proto, int ext, int port, uint dst, ushort dport, int now)
     {
-        if (!_share)
+        if (space.IsFree(port))
         {
-            return space.Owner[port] == 0 && space.Users[port] == 0 && space.HoldUntil[port] <= now;
+            return space.IsCool(port, now);
         }
 
+        if (!_share) return false;
+
         // Linux's rule: usable unless the reply tuple (external endpoint, remote) is taken, or a static/DMZ owns it.
-        if (space.Users[port] == 0)
-        {
-            return space.HoldUntil[port] <= now;
-        }
 
         var owner = space.Owner[port] - 1;
         if (owner >= 0 && _table.Mappings[owner].Kind != MappingKind.Dynamic) return false;
@@ -376,7 +384,7 @@ public sealed partial class NatEngine
             return NewSession(owner, src, sport);
         }
 
-        if (_config.DmzHost is { } dmz && (space is null || (space.Users[extPort] == 0)))
+        if (_config.DmzHost is { } dmz && (space is null || space.IsFree(extPort)))
         {
             if (tcpNonSyn)
             {

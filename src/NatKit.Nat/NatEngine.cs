@@ -24,6 +24,8 @@ public sealed partial class NatEngine : IDisposable
     private readonly FlowTable _table;
     private readonly TimerWheel _wheel;
     private readonly uint[] _ext;
+    private readonly uint _extMin;
+    private readonly uint _extMax;
     private readonly PortSpace?[] _ports;
     private readonly Dictionary<uint, HostState> _hosts = [];
     private readonly uint[] _insideNet;
@@ -79,6 +81,8 @@ public sealed partial class NatEngine : IDisposable
         _wheel = new TimerWheel(startTime);
         _ext = new uint[config.ExternalAddresses.Count];
         for (var i = 0; i < _ext.Length; i++) _ext[i] = config.ExternalAddresses[i].Value;
+        _extMin = _ext.Min();
+        _extMax = _ext.Max();
         _ports = new PortSpace?[3 * _ext.Length];
         _insideNet = new uint[config.InsidePrefixes.Count];
         _insideMask = new uint[config.InsidePrefixes.Count];
@@ -259,6 +263,7 @@ public sealed partial class NatEngine : IDisposable
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private int ExternalIndex(uint address)
     {
+        if (address - _extMin > _extMax - _extMin) return -1;
         var ext = _ext;
         for (var i = 0; i < ext.Length; i++)
         {
@@ -276,7 +281,7 @@ public sealed partial class NatEngine : IDisposable
     };
 
     private PortSpace Space(byte proto, int ext) =>
-        _ports[(ProtoIndex(proto) * _ext.Length) + ext] ??= new PortSpace();
+        _ports[(ProtoIndex(proto) * _ext.Length) + ext] ??= new PortSpace(_share, _holdDownSec > 0);
 
     private PortSpace? SpaceIfAny(byte proto, int ext) => _ports[(ProtoIndex(proto) * _ext.Length) + ext];
 
