@@ -120,72 +120,16 @@ public class TurnInteropTests
     }
 }
 
-/// <summary>coturn's turnserver as a TURN relay: loopback only, no TLS/DTLS, no config file, no CLI, loopback
-/// peers allowed, long-term credentials, files in a temporary directory, free ports.</summary>
-internal sealed class TurnCoturn : IAsyncDisposable
+/// <summary>coturn's turnserver as a TURN relay: loopback only, loopback peers allowed, long-term credentials
+/// (the rest of the setup is <see cref="StunCoturn"/>'s: no config file, CLI, TLS or DTLS, temp dir, free port).</summary>
+internal static class TurnCoturn
 {
     public const string User = "ninefingers";
     public const string Password = "youhavetoberealistic";
 
-    private readonly ExternalProcess _process;
-    private readonly string _directory;
-
-    private TurnCoturn(ExternalProcess process, string directory, IPEndPoint endPoint)
-    {
-        _process = process;
-        _directory = directory;
-        EndPoint = endPoint;
-    }
-
-    public IPEndPoint EndPoint { get; }
-
-    public string Log => File.Exists(Path.Combine(_directory, "turn.log"))
-        ? File.ReadAllText(Path.Combine(_directory, "turn.log"))
-        : _process.Output + _process.Errors;
-
-    public static async Task<TurnCoturn> StartAsync(IEnumerable<string>? extra = null)
-    {
-        var directory = Directory.CreateTempSubdirectory("natkit-coturn-turn-").FullName;
-        var port = StunPorts.FreePair();
-        var inv = CultureInfo.InvariantCulture;
-        var args = new List<string>
-        {
-            "-n", "--no-cli", "--no-tls", "--no-dtls", "-L", "127.0.0.1", "--relay-ip", "127.0.0.1",
-            "-p", port.ToString(inv), "--min-port", "50000", "--max-port", "59999", "--allow-loopback-peers",
-            "--lt-cred-mech", "--user", User + ":" + Password, "--realm", "natkit.test",
-            "--pidfile", Path.Combine(directory, "turn.pid"), "-l", Path.Combine(directory, "turn.log"), "--simple-log",
-            "--db", Path.Combine(directory, "turndb"),
-        };
-        args.AddRange(extra ?? []);
-        var process = ExternalProcess.Start("turnserver", args);
-        var server = new TurnCoturn(process, directory, new IPEndPoint(IPAddress.Loopback, port));
-        try
-        {
-            var probe = new NatKit.Stun.Client.StunClient(SystemNetwork.Instance,
-                new NatKit.Stun.Client.StunClientOptions { InitialRto = TimeSpan.FromMilliseconds(100), RequestCount = 7, LastWaitMultiplier = 2, Fingerprint = false });
-            if (await probe.BindingAsync(server.EndPoint) is null)
-            {
-                throw new InvalidOperationException($"turnserver did not answer on {server.EndPoint}: {server.Log}");
-            }
-
-            return server;
-        }
-        catch
-        {
-            await server.DisposeAsync();
-            throw;
-        }
-    }
-
-    public async ValueTask DisposeAsync()
-    {
-        await _process.DisposeAsync();
-        try
-        {
-            Directory.Delete(_directory, recursive: true);
-        }
-        catch (IOException)
-        {
-        }
-    }
+    public static Task<StunCoturn> StartAsync() => StunCoturn.StartAsync((_, _) =>
+    [
+        "--relay-ip", "127.0.0.1", "--min-port", "50000", "--max-port", "59999", "--allow-loopback-peers",
+        "--lt-cred-mech", "--user", User + ":" + Password, "--realm", "natkit.test",
+    ]);
 }

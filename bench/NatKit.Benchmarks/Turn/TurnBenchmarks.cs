@@ -40,6 +40,15 @@ public class TurnPolicyBenchmarks
 /// -> client (client, server and peer in one process, so the allocation column counts all three).</summary>
 public class TurnRelayLoopbackBenchmarks
 {
+    /// <summary>A server on loopback that may relay to loopback peers, with no bandwidth cap.</summary>
+    internal static TurnServer StartServer() => TurnServer.StartAsync(SystemNetwork.Instance, new TurnServerOptions
+    {
+        UdpListen = [new IPEndPoint(IPAddress.Loopback, 0)],
+        Users = new Dictionary<string, string> { ["bench"] = "bench" },
+        Policy = new PeerPolicy(allow: [PeerRule.Parse("127.0.0.0/8")]),
+        BandwidthBytesPerSecond = 0,
+    }).GetAwaiter().GetResult();
+
     private TurnServer _server = null!;
     private TurnClient _client = null!;
     private IDatagramSocket _peer = null!;
@@ -49,13 +58,7 @@ public class TurnRelayLoopbackBenchmarks
     [GlobalSetup]
     public void Setup()
     {
-        _server = TurnServer.StartAsync(SystemNetwork.Instance, new TurnServerOptions
-        {
-            UdpListen = [new IPEndPoint(IPAddress.Loopback, 0)],
-            Users = new Dictionary<string, string> { ["bench"] = "bench" },
-            Policy = new PeerPolicy(allow: [PeerRule.Parse("127.0.0.0/8")]),
-            BandwidthBytesPerSecond = 0,
-        }).GetAwaiter().GetResult();
+        _server = TurnRelayLoopbackBenchmarks.StartServer();
         _client = TurnClient.AllocateAsync(SystemNetwork.Instance,
             new TurnClientOptions(_server.UdpEndPoints[0], "bench", "bench") { KeepAlive = false }).GetAwaiter().GetResult();
         _peer = SystemNetwork.Instance.BindUdpAsync(new IPEndPoint(IPAddress.Loopback, 0)).AsTask().GetAwaiter().GetResult();
@@ -103,13 +106,7 @@ public class TurnRelayServerPathBenchmarks
     [GlobalSetup]
     public void Setup()
     {
-        _server = TurnServer.StartAsync(SystemNetwork.Instance, new TurnServerOptions
-        {
-            UdpListen = [new IPEndPoint(IPAddress.Loopback, 0)],
-            Users = new Dictionary<string, string> { ["bench"] = "bench" },
-            Policy = new PeerPolicy(allow: [PeerRule.Parse("127.0.0.0/8")]),
-            BandwidthBytesPerSecond = 0,
-        }).GetAwaiter().GetResult();
+        _server = TurnRelayLoopbackBenchmarks.StartServer();
         _peer = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.InterNetwork,
             System.Net.Sockets.SocketType.Dgram, System.Net.Sockets.ProtocolType.Udp);
         _peer.Bind(new IPEndPoint(IPAddress.Loopback, 0));

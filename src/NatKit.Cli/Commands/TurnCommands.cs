@@ -52,17 +52,7 @@ internal sealed class TurnCommands : IVerbGroup
 
         cmd.SetAction(async (parse, ct) =>
         {
-            var userMap = new Dictionary<string, string>(StringComparer.Ordinal);
-            foreach (var u in parse.GetValue(users) ?? [])
-            {
-                var colon = u.IndexOf(':', StringComparison.Ordinal);
-                if (colon <= 0)
-                {
-                    throw new CliException($"--user {u}: expected NAME:PASSWORD");
-                }
-
-                userMap[u[..colon]] = u[(colon + 1)..];
-            }
+            var userMap = StunCommands.ParseUsers(parse.GetValue(users));
 
             var range = parse.GetValue(ports)!.Split('-');
             if (range.Length != 2 || !int.TryParse(range[0], NumberStyles.None, CultureInfo.InvariantCulture, out var min) ||

@@ -114,39 +114,7 @@ public sealed class PeerPolicy
             }
         }
 
-        foreach (var r in _deny)
-        {
-            if (r.Matches(key, port))
-            {
-                return new PeerDecision(false, ReasonDenyRule);
-            }
-        }
-
-        foreach (var r in _allow)
-        {
-            if (r.Matches(key, port))
-            {
-                return new PeerDecision(true, ReasonAllowRule);
-            }
-        }
-
-        foreach (var d in Ranges)
-        {
-            if (d.Prefix.Contains(key))
-            {
-                return new PeerDecision(false, d.Name);
-            }
-        }
-
-        foreach (var k in _ownAddresses)
-        {
-            if (k == key)
-            {
-                return new PeerDecision(false, ReasonOwnAddress);
-            }
-        }
-
-        return new PeerDecision(true, ReasonPublic);
+        return Decide(key, port, anyPort: false);
     }
 
     /// <summary>Whether any port of <paramref name="address"/> could be allowed: what CreatePermission (which names
@@ -155,10 +123,16 @@ public sealed class PeerPolicy
     public PeerDecision CheckAddress(IPAddress address)
     {
         ArgumentNullException.ThrowIfNull(address);
-        var key = IpKey.Normalized(address);
+        return Decide(IpKey.Normalized(address), 0, anyPort: true);
+    }
+
+    /// <summary>Steps 2-5 of the precedence. With <paramref name="anyPort"/>, only deny rules covering every port
+    /// deny, and an allow rule for any port allows.</summary>
+    private PeerDecision Decide(IpKey key, int port, bool anyPort)
+    {
         foreach (var r in _deny)
         {
-            if (r.FirstPort == 0 && r.LastPort == 65535 && r.Prefix.Contains(key))
+            if (anyPort ? r.FirstPort == 0 && r.LastPort == 65535 && r.Prefix.Contains(key) : r.Matches(key, port))
             {
                 return new PeerDecision(false, ReasonDenyRule);
             }
@@ -166,7 +140,7 @@ public sealed class PeerPolicy
 
         foreach (var r in _allow)
         {
-            if (r.Prefix.Contains(key))
+            if (anyPort ? r.Prefix.Contains(key) : r.Matches(key, port))
             {
                 return new PeerDecision(true, ReasonAllowRule);
             }

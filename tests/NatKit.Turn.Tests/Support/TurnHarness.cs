@@ -15,14 +15,14 @@ public sealed class TurnHarness : IAsyncDisposable
 
     private readonly List<IAsyncDisposable> _owned = [];
 
-    private TurnHarness(ManualTime time, INetwork network, TurnServer server)
+    private TurnHarness(ManualTimeProvider time, INetwork network, TurnServer server)
     {
         Time = time;
         Network = network;
         Server = server;
     }
 
-    public ManualTime Time { get; }
+    public ManualTimeProvider Time { get; }
 
     public INetwork Network { get; }
 
@@ -37,7 +37,7 @@ public sealed class TurnHarness : IAsyncDisposable
 
     public static async Task<TurnHarness> StartAsync(Func<TurnServerOptions, TurnServerOptions>? configure = null)
     {
-        var time = new ManualTime();
+        var time = new ManualTimeProvider();
         var network = new ClockedNetwork(time);
         var options = new TurnServerOptions
         {
