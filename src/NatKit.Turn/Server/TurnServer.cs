@@ -122,7 +122,9 @@ public sealed partial class TurnServer : IAsyncDisposable
     {
         foreach (var ep in _options.UdpListen)
         {
-            _udp.Add(await _network.BindUdpAsync(ep, cancellationToken));
+            var socket = await _network.BindUdpAsync(ep, cancellationToken);
+            (socket as ISocketBuffers)?.TrySetBufferSizes(_options.ListenSocketBufferBytes, _options.ListenSocketBufferBytes);
+            _udp.Add(socket);
         }
 
         var tcp = new List<IPEndPoint>();

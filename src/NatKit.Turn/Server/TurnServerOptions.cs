@@ -78,6 +78,10 @@ public sealed record TurnServerOptions
 
     public string Software { get; init; } = "NatKit TURN";
 
+    /// <summary>Kernel receive and send buffer asked for on each UDP listening socket, which carries every UDP
+    /// client's traffic (where the network offers <see cref="NatKit.Net.ISocketBuffers"/>; capped by the kernel).</summary>
+    public int ListenSocketBufferBytes { get; init; } = 4 << 20;
+
     /// <summary>Stops start-up with one sentence naming the bad field.</summary>
     public void Validate()
     {
