@@ -57,7 +57,7 @@ public class TurnWebRtcTests
                 .Replace("TIMEOUT", pageTimeoutMs.ToString(CultureInfo.InvariantCulture), StringComparison.Ordinal));
             await using var browser = ExternalProcess.Start("chromium",
             [
-                "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-extensions",
+                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run", "--disable-extensions",
                 "--user-data-dir=" + Path.Combine(directory, "profile"), "--enable-logging=stderr", "--v=0",
                 "file://" + page,
             ]);
