@@ -5,7 +5,7 @@ using System.Runtime.CompilerServices;
 namespace NatKit.Net.Internal;
 
 /// <summary>A UDP socket over System.Net.Sockets using the pooled, allocation-free SocketAddress overloads.</summary>
-internal sealed class SocketDatagram : IDatagramSocket
+internal sealed class SocketDatagram : IDatagramSocket, ISocketBuffers
 {
     private readonly Socket _socket;
     private readonly SocketAddress _receiveAddress;
@@ -50,6 +50,28 @@ internal sealed class SocketDatagram : IDatagramSocket
             {
                 throw new ObjectDisposedException(nameof(SocketDatagram), e);
             }
+        }
+    }
+
+    public bool TrySetBufferSizes(int receiveBytes, int sendBytes)
+    {
+        try
+        {
+            if (receiveBytes > 0)
+            {
+                _socket.ReceiveBufferSize = receiveBytes;
+            }
+
+            if (sendBytes > 0)
+            {
+                _socket.SendBufferSize = sendBytes;
+            }
+
+            return true;
+        }
+        catch (SocketException)
+        {
+            return false;
         }
     }
 
