@@ -3,6 +3,7 @@ using System.Text;
 using System.Text.Json;
 using NatKit.Net;
 using NatKit.Proxy.Tests.Support;
+using NatKit.TestSupport;
 
 namespace NatKit.Proxy.Tests;
 
