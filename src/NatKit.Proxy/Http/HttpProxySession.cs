@@ -15,7 +15,7 @@ namespace NatKit.Proxy.Http;
 /// </summary>
 internal sealed class HttpProxySession
 {
-    private const int ReadBufferMinimum = 32 * 1024;
+    private const int ReadBufferMinimum = 16 * 1024;
     private const int TunnelBufferSize = 256 * 1024;
 
     private readonly ProxyServer _server;
@@ -42,7 +42,7 @@ internal sealed class HttpProxySession
         _server = server;
         _options = server.Options;
         _client = client;
-        _reader = new PooledReader(client.Stream, Math.Max(ReadBufferMinimum, _options.MaxHeaderBytes + 1));
+        _reader = new PooledReader(client.Stream, Math.Max(ReadBufferMinimum, _options.MaxHeaderBytes));
         _request = new HttpHead(_options.MaxHeaderCount);
         _response = new HttpHead(_options.MaxHeaderCount);
         _deadline = new Deadline(server.Time, _options.IdleTimeout, shutdown);
@@ -77,6 +77,7 @@ internal sealed class HttpProxySession
                 if (!first)
                 {
                     _deadline.Arm();
+                    await _reader.WaitForDataAsync(_deadline.Token).ConfigureAwait(false);
                     if (_reader.Available == 0 && await _reader.FillAsync(_deadline.Token).ConfigureAwait(false) <= 0)
                     {
                         return;
@@ -438,7 +439,7 @@ internal sealed class HttpProxySession
                     return false;
                 }
 
-                upstream = new UpstreamConnection(key, connection, ReadBufferMinimum);
+                upstream = new UpstreamConnection(key, connection, Math.Max(ReadBufferMinimum, _options.MaxHeaderBytes));
             }
 
             _flow.SetUpstream(upstream.Connection.RemoteEndPoint, upstream.Connection.LocalEndPoint.Port, _lastTarget);
