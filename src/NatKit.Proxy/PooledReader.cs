@@ -59,12 +59,7 @@ internal sealed class PooledReader : IDisposable
             return;
         }
 
-        _start = _end = 0;
-        if (Interlocked.Exchange(ref _buffer, null) is { } b)
-        {
-            ArrayPool<byte>.Shared.Return(b);
-        }
-
+        ReleaseIfEmpty();
         await _stream.ReadAsync(Memory<byte>.Empty, cancellationToken).ConfigureAwait(false);
     }
 
@@ -98,6 +93,21 @@ internal sealed class PooledReader : IDisposable
         _end += n;
         TotalRead += n;
         return n;
+    }
+
+    /// <summary>Gives the buffer back to the pool when nothing is buffered; the next use rents one again.</summary>
+    public void ReleaseIfEmpty()
+    {
+        if (Available > 0)
+        {
+            return;
+        }
+
+        _start = _end = 0;
+        if (Interlocked.Exchange(ref _buffer, null) is { } b)
+        {
+            ArrayPool<byte>.Shared.Return(b);
+        }
     }
 
     /// <summary>Moves to a buffer of at least <paramref name="size"/> bytes, keeping what is buffered (a tunnel
