@@ -159,13 +159,14 @@ public sealed partial class NatEngine
     private int NewMapping(byte proto, uint src, ushort sport, uint mdst, ushort mport, uint dst, ushort dport, out NatDropReason reason)
     {
         reason = NatDropReason.None;
-        _hosts.TryGetValue(src, out var host);
-        if (_policy.MaxMappingsPerHost > 0 && host.Mappings >= _policy.MaxMappingsPerHost)
+        var limit = _policy.MaxMappingsPerHost;
+        if (limit > 0 && _hosts.TryGetValue(src, out var count) && count >= limit)
         {
             reason = NatDropReason.HostLimit;
             return -1;
         }
 
+        // Paired pooling without per-host state: an internal address always hashes to the same external one.
         var n = _ext.Length;
         int first;
         if (_policy.Pooling == AddressPooling.Arbitrary)
@@ -175,7 +176,7 @@ public sealed partial class NatEngine
         }
         else
         {
-            first = host.PairedExt > 0 ? host.PairedExt - 1 : (int)(_table.Hash(0, src, 0, 0, 0) % (uint)n);
+            first = n == 1 ? 0 : PairedExternal(src);
         }
 
         var tries = _policy.Pooling == AddressPooling.Paired ? 1 : n;
@@ -184,10 +185,7 @@ public sealed partial class NatEngine
             var e = (first + t) % n;
             var port = AllocatePort(proto, e, sport, dst, dport);
             if (port < 0) continue;
-            // AllocatePort may have evicted mappings (overloading) and so changed _hosts: look the host up now.
-            ref var h = ref CollectionsMarshal.GetValueRefOrAddDefault(_hosts, src, out _);
-            if (h.PairedExt == 0 && _policy.Pooling != AddressPooling.Arbitrary) h.PairedExt = e + 1;
-            h.Mappings++;
+            if (limit > 0) CollectionsMarshal.GetValueRefOrAddDefault(_hosts, src, out _)++;
             var m = _table.AddMapping(proto, src, sport, mdst, mport, _ext[e], (ushort)port, e, MappingKind.Dynamic);
             TakePort(proto, e, port, m);
             _mappingsCreated++;
@@ -220,10 +218,10 @@ public sealed partial class NatEngine
             if (last && space.HoldUntil is not null) space.HoldUntil[port] = NowSec + _holdDownSec;
         }
 
-        if (m.Kind == MappingKind.Dynamic)
+        if (m.Kind == MappingKind.Dynamic && _policy.MaxMappingsPerHost > 0)
         {
-            ref var host = ref CollectionsMarshal.GetValueRefOrNullRef(_hosts, m.IntAddr);
-            if (!Unsafe.IsNullRef(ref host) && --host.Mappings <= 0) _hosts.Remove(m.IntAddr);
+            ref var count = ref CollectionsMarshal.GetValueRefOrNullRef(_hosts, m.IntAddr);
+            if (!Unsafe.IsNullRef(ref count) && --count <= 0) _hosts.Remove(m.IntAddr);
         }
 
         _mappingsRemoved++;
@@ -381,6 +379,12 @@ public sealed partial class NatEngine
                 return -1;
             }
 
+            if (_table.FindOut(proto, m.IntAddr, m.IntPort, src, sport) >= 0)
+            {
+                reason = NatDropReason.SessionConflict;
+                return -1;
+            }
+
             return NewSession(owner, src, sport);
         }
 
@@ -395,6 +399,12 @@ public sealed partial class NatEngine
             if (_table.IsFull)
             {
                 reason = NatDropReason.TableFull;
+                return -1;
+            }
+
+            if (_table.FindOut(proto, dmz.Value, extPort, src, sport) >= 0)
+            {
+                reason = NatDropReason.SessionConflict;
                 return -1;
             }
 

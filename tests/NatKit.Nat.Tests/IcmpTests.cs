@@ -56,6 +56,17 @@ public sealed class IcmpTests
         Assert.Equal(1000, udp.DestinationPort);
     }
 
+    [Theory]
+    [InlineData(IcmpV4Type.Redirect)]
+    [InlineData(IcmpV4Type.SourceQuench)]
+    public void RedirectAndSourceQuench_AreNotPassedOn(IcmpV4Type type)
+    {
+        using var h = new NatHarness(NatPresets.FullCone);
+        var sent = h.Out(Host, "198.51.100.1:1000");
+        var error = Rfc4787ConformanceTests.BuildError(sent.Bytes, "198.51.100.254", type, 0);
+        Assert.Equal(NatDropReason.UnsupportedIcmp, h.Run(error, NatDirection.Inbound).Verdict.Reason);
+    }
+
     [Fact]
     public void Rfc5508_Req4_OutboundError_RewritesEmbeddedDestination()
     {

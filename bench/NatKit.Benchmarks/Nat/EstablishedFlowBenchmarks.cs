@@ -10,6 +10,7 @@ namespace NatKit.Benchmarks.Nat;
 /// (about 50 ns) and 0 B allocated.
 /// </summary>
 [MemoryDiagnoser]
+[IterationCount(20)]
 public class EstablishedFlowBenchmarks
 {
     private const int Flows = 1024;

@@ -8,6 +8,7 @@ namespace NatKit.Benchmarks.Nat;
 /// plus the retained bytes per flow (target at most 128; Linux conntrack spends about 300).
 /// </summary>
 [MemoryDiagnoser]
+[IterationCount(15)]
 public class MillionFlowBenchmarks
 {
     private const int LiveFlows = 1_000_000;

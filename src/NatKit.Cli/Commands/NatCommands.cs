@@ -11,9 +11,19 @@ internal sealed class NatCommands : IVerbGroup
     {
         var nat = new Command("nat", "The userspace NAT44 engine: presets and their RFC 4787/5382/5508/6888 knobs.");
 
+        var markdown = new Option<bool>("--markdown") { Description = "Print a Markdown table (as in docs/nat.md)." };
         var presets = new Command("presets", "A table of every preset and its knob values.");
-        presets.SetAction(_ =>
+        presets.Options.Add(markdown);
+        presets.SetAction(parse =>
         {
+            if (parse.GetValue(markdown))
+            {
+                Console.Out.Write(MarkdownTable(NatPresets.All));
+                return 0;
+            }
+
+            // Ten presets across need room: piped output has no terminal width, so give it one.
+            if (Console.IsOutputRedirected) AnsiConsole.Profile.Width = Math.Max(AnsiConsole.Profile.Width, 200);
             AnsiConsole.Write(PresetTable(NatPresets.All));
             return 0;
         });
@@ -42,6 +52,22 @@ internal sealed class NatCommands : IVerbGroup
         });
         nat.Subcommands.Add(explain);
         return nat;
+    }
+
+    /// <summary>The same table in Markdown, knobs down with the requirement each models.</summary>
+    internal static string MarkdownTable(IReadOnlyList<NatPreset> presets)
+    {
+        var knobs = presets.Select(p => NatKnobs.Describe(p.Policy)).ToList();
+        var sb = new System.Text.StringBuilder();
+        sb.Append("| Knob (models) | ").AppendJoin(" | ", presets.Select(p => $"`{p.Name}`")).AppendLine(" |");
+        sb.Append("|---|").AppendJoin("", presets.Select(_ => "---|")).AppendLine();
+        for (var row = 0; row < knobs[0].Count; row++)
+        {
+            sb.Append("| ").Append(knobs[0][row].Name).Append(" (").Append(knobs[0][row].Requirement).Append(") | ")
+                .AppendJoin(" | ", knobs.Select(k => k[row].Value)).AppendLine(" |");
+        }
+
+        return sb.ToString();
     }
 
     /// <summary>Knobs down, presets across.</summary>
