@@ -523,6 +523,25 @@ public sealed class ProxyServerTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task AccessLog_HasOneLinePerRequest()
+    {
+        var log = new ListLogger();
+        await using (var proxy = await ProxyServer.StartAsync(TestOptions(), SystemNetwork.Instance, log))
+        {
+            await using var c = await RawClient.ConnectAsync(proxy.HttpEndPoint);
+            await c.SendAsync($"GET {Url("/hello?x=1")} HTTP/1.1\r\nHost: a\r\n\r\n");
+            await c.ReadResponseAsync();
+            await c.SendAsync($"HEAD {Url("/hello")} HTTP/1.1\r\nHost: a\r\n\r\n");
+            await c.ReadResponseAsync(head: true);
+        }
+
+        var lines = log.Lines(1);
+        Assert.Equal(2, lines.Count);
+        Assert.Contains($"GET 127.0.0.1:{_origin.Port}/hello?x=1 200", lines[0], StringComparison.Ordinal);
+        Assert.Contains($"HEAD 127.0.0.1:{_origin.Port}/hello 200", lines[1], StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task HeadTooLarge_Gets431()
     {
         var options = TestOptions() with { MaxHeaderBytes = 2048 };

@@ -36,6 +36,7 @@ internal sealed class HttpProxySession
     private string _lastHost = "";
     private string _lastTarget = "";
     private int _lastDialStatus;
+    private string _logPath = ""; // the path of the request being logged (only when the access log is on)
 
     public HttpProxySession(ProxyServer server, IStreamConnection client, CancellationToken shutdown)
     {
@@ -309,6 +310,7 @@ internal sealed class HttpProxySession
     private async Task ConnectAsync(int headLength, RequestTarget target, long started)
     {
         _flow.Kind = "connect";
+        _logPath = "";
         IStreamConnection? upstream;
         if (_options.Parent is { } parent)
         {
@@ -402,6 +404,9 @@ internal sealed class HttpProxySession
         var clientVersion = _request.VersionMinor;
         var clientWantsKeep = clientVersion == 1 ? !_request.ConnectionClose : _request.ConnectionKeepAlive;
         var method = MethodName(_request.Method.Of(_reader.Span));
+        _logPath = _server.Logger.IsEnabled(Microsoft.Extensions.Logging.LogLevel.Information)
+            ? Encoding.ASCII.GetString(target.PathAndQuery.Of(_request.Target.Of(_reader.Span)))
+            : "";
 
         // The upstream head, with as much of a Content-Length body as is already buffered behind it.
         var headOut = WriteRequestHead(headLength, target, requestFraming);
@@ -811,7 +816,7 @@ internal sealed class HttpProxySession
     {
         if (_server.Logger.IsEnabled(Microsoft.Extensions.Logging.LogLevel.Information))
         {
-            ProxyServer.LogAccess(_server.Logger, _client.RemoteEndPoint, method, _lastTarget, status, _flow.BytesUp,
+            ProxyServer.LogAccess(_server.Logger, _client.RemoteEndPoint, method, _lastTarget + _logPath, status, _flow.BytesUp,
                 _flow.BytesDown, (long)_server.Time.GetElapsedTime(started).TotalMilliseconds);
         }
     }

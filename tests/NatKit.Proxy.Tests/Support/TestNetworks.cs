@@ -42,3 +42,20 @@ public sealed class LoopbackOnlyNetwork(INetwork inner) : INetwork
             ? inner.ConnectTcpAsync(remoteEndPoint, localEndPoint, cancellationToken)
             : throw new NetworkException(System.Net.Sockets.SocketError.ConnectionRefused, "test: loopback only");
 }
+
+/// <summary>Collects formatted log lines by event id.</summary>
+public sealed class ListLogger : Microsoft.Extensions.Logging.ILogger
+{
+    private readonly System.Collections.Concurrent.ConcurrentQueue<(int EventId, string Line)> _lines = new();
+
+    public IReadOnlyList<string> Lines(int eventId) => _lines.Where(l => l.EventId == eventId).Select(l => l.Line).ToList();
+
+    public IDisposable? BeginScope<TState>(TState state)
+        where TState : notnull => null;
+
+    public bool IsEnabled(Microsoft.Extensions.Logging.LogLevel logLevel) => true;
+
+    public void Log<TState>(Microsoft.Extensions.Logging.LogLevel logLevel, Microsoft.Extensions.Logging.EventId eventId,
+        TState state, Exception? exception, Func<TState, Exception?, string> formatter) =>
+        _lines.Enqueue((eventId.Id, formatter(state, exception)));
+}
