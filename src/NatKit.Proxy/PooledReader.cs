@@ -11,13 +11,15 @@ internal sealed class PooledReader : IDisposable
 {
     private readonly Stream _stream;
     private byte[]? _buffer;
+    private int _size;
     private int _start;
     private int _end;
+    private bool _disposed;
 
     public PooledReader(Stream stream, int size)
     {
         _stream = stream;
-        _buffer = ArrayPool<byte>.Shared.Rent(size);
+        _size = size;
     }
 
     public Stream Stream => _stream;
@@ -36,7 +38,30 @@ internal sealed class PooledReader : IDisposable
     /// <summary>Total bytes read from the stream.</summary>
     public long TotalRead { get; private set; }
 
-    private byte[] Buffer => _buffer ?? throw new ObjectDisposedException(nameof(PooledReader));
+    /// <summary>The buffer, rented on first use (and again after <see cref="WaitForDataAsync"/> gave it back).</summary>
+    private byte[] Buffer
+    {
+        get
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            return _buffer ??= ArrayPool<byte>.Shared.Rent(_size);
+        }
+    }
+
+    /// <summary>Waits until the stream has bytes (or ends) holding no buffer: when nothing is buffered the buffer
+    /// goes back to the pool first, so an idle keep-alive connection holds none (a zero-byte read, as Kestrel
+    /// does). Streams that cannot wait for zero bytes just return, and the next fill waits instead.</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    public async ValueTask WaitForDataAsync(CancellationToken cancellationToken)
+    {
+        if (Available > 0)
+        {
+            return;
+        }
+
+        ReleaseIfEmpty();
+        await _stream.ReadAsync(Memory<byte>.Empty, cancellationToken).ConfigureAwait(false);
+    }
 
     public void Consume(int count)
     {
@@ -70,6 +95,21 @@ internal sealed class PooledReader : IDisposable
         return n;
     }
 
+    /// <summary>Gives the buffer back to the pool when nothing is buffered; the next use rents one again.</summary>
+    public void ReleaseIfEmpty()
+    {
+        if (Available > 0)
+        {
+            return;
+        }
+
+        _start = _end = 0;
+        if (Interlocked.Exchange(ref _buffer, null) is { } b)
+        {
+            ArrayPool<byte>.Shared.Return(b);
+        }
+    }
+
     /// <summary>Moves to a buffer of at least <paramref name="size"/> bytes, keeping what is buffered (a tunnel
     /// copies in bigger pieces than heads need).</summary>
     public void Grow(int size)
@@ -80,6 +120,7 @@ internal sealed class PooledReader : IDisposable
             return;
         }
 
+        _size = size;
         var bigger = ArrayPool<byte>.Shared.Rent(size);
         old.AsSpan(_start, _end - _start).CopyTo(bigger);
         _end -= _start;
@@ -99,6 +140,7 @@ internal sealed class PooledReader : IDisposable
 
     public void Dispose()
     {
+        _disposed = true;
         var b = Interlocked.Exchange(ref _buffer, null);
         if (b is not null)
         {

@@ -15,7 +15,7 @@ namespace NatKit.Proxy.Http;
 /// </summary>
 internal sealed class HttpProxySession
 {
-    private const int ReadBufferMinimum = 32 * 1024;
+    private const int ReadBufferMinimum = 16 * 1024;
     private const int TunnelBufferSize = 256 * 1024;
 
     private readonly ProxyServer _server;
@@ -36,13 +36,14 @@ internal sealed class HttpProxySession
     private string _lastHost = "";
     private string _lastTarget = "";
     private int _lastDialStatus;
+    private string _logPath = ""; // the path of the request being logged (only when the access log is on)
 
     public HttpProxySession(ProxyServer server, IStreamConnection client, CancellationToken shutdown)
     {
         _server = server;
         _options = server.Options;
         _client = client;
-        _reader = new PooledReader(client.Stream, Math.Max(ReadBufferMinimum, _options.MaxHeaderBytes + 1));
+        _reader = new PooledReader(client.Stream, Math.Max(ReadBufferMinimum, _options.MaxHeaderBytes));
         _request = new HttpHead(_options.MaxHeaderCount);
         _response = new HttpHead(_options.MaxHeaderCount);
         _deadline = new Deadline(server.Time, _options.IdleTimeout, shutdown);
@@ -77,6 +78,7 @@ internal sealed class HttpProxySession
                 if (!first)
                 {
                     _deadline.Arm();
+                    await _reader.WaitForDataAsync(_deadline.Token).ConfigureAwait(false);
                     if (_reader.Available == 0 && await _reader.FillAsync(_deadline.Token).ConfigureAwait(false) <= 0)
                     {
                         return;
@@ -308,6 +310,7 @@ internal sealed class HttpProxySession
     private async Task ConnectAsync(int headLength, RequestTarget target, long started)
     {
         _flow.Kind = "connect";
+        _logPath = "";
         IStreamConnection? upstream;
         if (_options.Parent is { } parent)
         {
@@ -401,6 +404,9 @@ internal sealed class HttpProxySession
         var clientVersion = _request.VersionMinor;
         var clientWantsKeep = clientVersion == 1 ? !_request.ConnectionClose : _request.ConnectionKeepAlive;
         var method = MethodName(_request.Method.Of(_reader.Span));
+        _logPath = _server.Logger.IsEnabled(Microsoft.Extensions.Logging.LogLevel.Information)
+            ? Encoding.ASCII.GetString(target.PathAndQuery.Of(_request.Target.Of(_reader.Span)))
+            : "";
 
         // The upstream head, with as much of a Content-Length body as is already buffered behind it.
         var headOut = WriteRequestHead(headLength, target, requestFraming);
@@ -438,7 +444,7 @@ internal sealed class HttpProxySession
                     return false;
                 }
 
-                upstream = new UpstreamConnection(key, connection, ReadBufferMinimum);
+                upstream = new UpstreamConnection(key, connection, Math.Max(ReadBufferMinimum, _options.MaxHeaderBytes));
             }
 
             _flow.SetUpstream(upstream.Connection.RemoteEndPoint, upstream.Connection.LocalEndPoint.Port, _lastTarget);
@@ -810,7 +816,7 @@ internal sealed class HttpProxySession
     {
         if (_server.Logger.IsEnabled(Microsoft.Extensions.Logging.LogLevel.Information))
         {
-            ProxyServer.LogAccess(_server.Logger, _client.RemoteEndPoint, method, _lastTarget, status, _flow.BytesUp,
+            ProxyServer.LogAccess(_server.Logger, _client.RemoteEndPoint, method, _lastTarget + _logPath, status, _flow.BytesUp,
                 _flow.BytesDown, (long)_server.Time.GetElapsedTime(started).TotalMilliseconds);
         }
     }

@@ -122,6 +122,7 @@ internal sealed class UpstreamPool : IAsyncDisposable
     {
         connection.Reused = true;
         connection.IdleSince = _time.GetTimestamp();
+        connection.Reader.ReleaseIfEmpty(); // an idle pooled connection holds no buffer
         lock (_gate)
         {
             if (!_disposed && _total < _maxTotal)
