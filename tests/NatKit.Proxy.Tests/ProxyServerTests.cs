@@ -241,7 +241,7 @@ public sealed class ProxyServerTests : IAsyncLifetime
     [Fact]
     public async Task SlowHeaders_AreCutOffAtTheHeaderTimeout_OnTheInjectedClock()
     {
-        var time = new ManualTime();
+        var time = new ManualTimeProvider();
         var options = TestOptions() with { HeaderTimeout = TimeSpan.FromSeconds(2) };
         await using var proxy = await ProxyServer.StartAsync(options, new ClockedNetwork(SystemNetwork.Instance, time));
         await using var c = await RawClient.ConnectAsync(proxy.HttpEndPoint);
@@ -298,7 +298,7 @@ public sealed class ProxyServerTests : IAsyncLifetime
     [Fact]
     public async Task Idle_KeepAliveClient_IsClosedAfterIdleTimeout()
     {
-        var time = new ManualTime();
+        var time = new ManualTimeProvider();
         var options = TestOptions() with { IdleTimeout = TimeSpan.FromSeconds(5) };
         await using var proxy = await ProxyServer.StartAsync(options, new ClockedNetwork(SystemNetwork.Instance, time));
         await using var c = await RawClient.ConnectAsync(proxy.HttpEndPoint);
@@ -421,7 +421,7 @@ public sealed class ProxyServerTests : IAsyncLifetime
         var silent = await SystemNetwork.Instance.ListenTcpAsync(new IPEndPoint(IPAddress.Loopback, 0));
         await using var _ = silent;
         var accepted = silent.AcceptAsync().AsTask(); // accepts, then never answers
-        var time = new ManualTime();
+        var time = new ManualTimeProvider();
         await using var proxy = await ProxyServer.StartAsync(TestOptions() with { IdleTimeout = TimeSpan.FromSeconds(30) },
             new ClockedNetwork(SystemNetwork.Instance, time));
         await using var c = await RawClient.ConnectAsync(proxy.HttpEndPoint);
