@@ -74,10 +74,14 @@ internal sealed class StunCommands : IVerbGroup
             Description = "SOFTWARE attribute (empty: none).",
             DefaultValueFactory = _ => "NatKit",
         };
+        var redirect = new Option<string?>("--redirect")
+        {
+            Description = "Answer every Binding request with 300 Try Alternate to ADDRESS:PORT (RFC 8489 section 10).",
+        };
         foreach (var o in new Option[]
                  {
                      listen, alternate, alternatePort, advertise, advertiseAlternate, noUdp, noTcp, tlsCert, tlsKey,
-                     tlsPort, users, realm, rate, software,
+                     tlsPort, users, realm, rate, software, redirect,
                  })
         {
             cmd.Options.Add(o);
@@ -114,6 +118,9 @@ internal sealed class StunCommands : IVerbGroup
                 Realm = parse.GetValue(realm),
                 RateLimitPerSecond = parse.GetValue(rate),
                 Software = string.IsNullOrEmpty(sw) ? null : sw,
+                RedirectTo = parse.GetValue(redirect) is { } r
+                    ? ParseEndPoint(r, StunServerOptions.DefaultPort, "--redirect")
+                    : null,
             };
             await using var server = await StunServer.StartAsync(SystemNetwork.Instance, options, null, ct);
             var table = new Table().AddColumns("transport", "endpoint", "role");

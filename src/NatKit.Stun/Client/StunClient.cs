@@ -14,6 +14,9 @@ public sealed class StunClient
 {
     private const int BufferLength = 2048;
 
+    /// <summary>How many 300 (Try Alternate) redirects a Binding follows before giving up.</summary>
+    public const int MaxRedirects = 2;
+
     public StunClient(INetwork network, StunClientOptions? options = null)
     {
         Network = network ?? throw new ArgumentNullException(nameof(network));
@@ -46,12 +49,23 @@ public sealed class StunClient
         ArgumentNullException.ThrowIfNull(server);
         var buffer = new byte[BufferLength];
         var auth = InitialAuth();
-        for (var round = 0; round < 3; round++)
+        var redirects = 0;
+        for (var round = 0; round < 5; round++)
         {
             var id = StunTransactionId.NewRandom();
             var length = BuildRequest(buffer, id, request, auth);
             var response = await TransactAsync(socket, server, buffer.AsMemory(0, length), id, cancellationToken,
                 auth.Key);
+            if (response is { ErrorCode: StunErrorCode.TryAlternate } && redirects++ < MaxRedirects &&
+                TryAlternate(response, server, out var alternate))
+            {
+                // RFC 8489 section 10: the transaction failed; try the alternate server with a fresh one (and fresh
+                // credentials state: its realm and nonce are its own).
+                server = alternate;
+                auth = InitialAuth();
+                continue;
+            }
+
             if (!NextAuth(response, ref auth))
             {
                 return response;
@@ -145,6 +159,22 @@ public sealed class StunClient
         }
 
         return StunResponse.From(reader, source, elapsed);
+    }
+
+    private static bool TryAlternate(StunResponse response, IPEndPoint current, out IPEndPoint alternate)
+    {
+        alternate = null!;
+        foreach (var a in response.Message.Attributes)
+        {
+            if (a.Type == StunAttributeType.AlternateServer && StunAddress.TryDecode(a.Value, out var address) &&
+                address.ToEndPoint() is { } ep && ep.AddressFamily == current.AddressFamily && !ep.Equals(current))
+            {
+                alternate = ep;
+                return true;
+            }
+        }
+
+        return false;
     }
 
     // Errors a server sends before (or instead of) checking credentials carry no integrity.
