@@ -29,23 +29,28 @@ internal sealed class StunCoturn : IAsyncDisposable
         ? File.ReadAllText(Path.Combine(_directory, "turn.log"))
         : _process.Output + _process.Errors;
 
-    public static async Task<StunCoturn> StartAsync(bool rfc5780)
+    public static Task<StunCoturn> StartAsync(bool rfc5780) =>
+        StartAsync((_, port) => rfc5780
+            ? ["--stun-only", "--no-auth", "-E", "127.0.0.1", "-L", "127.0.0.2", "--alt-listening-port",
+                (port + 1).ToString(System.Globalization.CultureInfo.InvariantCulture)]
+            : ["--stun-only", "--no-auth", "-E", "127.0.0.1"]);
+
+    /// <summary>turnserver on 127.0.0.1 and a free port, with no config file, CLI, TLS or DTLS, its files in a
+    /// temporary directory, plus the mode's own <paramref name="arguments"/> (given that directory and the port).
+    /// Ready when it answers a Binding request.</summary>
+    public static async Task<StunCoturn> StartAsync(Func<string, int, IEnumerable<string>> arguments)
     {
         var directory = Directory.CreateTempSubdirectory("natkit-coturn-").FullName;
         var port = StunPorts.FreePair();
         var args = new List<string>
         {
-            "-n", "--no-cli", "--no-tls", "--no-dtls", "--stun-only", "--no-auth",
-            "-L", "127.0.0.1", "-E", "127.0.0.1", "-p", port.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            "-n", "--no-cli", "--no-tls", "--no-dtls",
+            "-L", "127.0.0.1", "-p", port.ToString(System.Globalization.CultureInfo.InvariantCulture),
             "--pidfile", Path.Combine(directory, "turn.pid"),
             "-l", Path.Combine(directory, "turn.log"), "--simple-log",
             "--db", Path.Combine(directory, "turndb"),
         };
-        if (rfc5780)
-        {
-            args.AddRange(["-L", "127.0.0.2", "--alt-listening-port",
-                (port + 1).ToString(System.Globalization.CultureInfo.InvariantCulture)]);
-        }
+        args.AddRange(arguments(directory, port));
 
         var process = ExternalProcess.Start("turnserver", args);
         var server = new StunCoturn(process, directory, new IPEndPoint(IPAddress.Loopback, port));

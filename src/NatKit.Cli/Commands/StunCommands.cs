@@ -102,17 +102,7 @@ internal sealed class StunCommands : IVerbGroup
                 UseInlineCompletions();
             }
 
-            var userMap = new Dictionary<string, string>(StringComparer.Ordinal);
-            foreach (var u in parse.GetValue(users) ?? [])
-            {
-                var colon = u.IndexOf(':', StringComparison.Ordinal);
-                if (colon <= 0)
-                {
-                    throw new CliException($"--user {u}: expected NAME:PASSWORD");
-                }
-
-                userMap[u[..colon]] = u[(colon + 1)..];
-            }
+            var userMap = ParseUsers(parse.GetValue(users));
 
             using var cert = LoadCertificate(parse.GetValue(tlsCert), parse.GetValue(tlsKey));
             var sw = parse.GetValue(software);
@@ -280,6 +270,24 @@ internal sealed class StunCommands : IVerbGroup
     private static int Positive(int value, string name) =>
         value > 0 ? value : throw new CliException($"{name} must be positive");
 
+    /// <summary>--user NAME:PASSWORD values (repeatable) as a map; shared by the STUN and TURN servers.</summary>
+    internal static Dictionary<string, string> ParseUsers(string[]? values)
+    {
+        var map = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var u in values ?? [])
+        {
+            var colon = u.IndexOf(':', StringComparison.Ordinal);
+            if (colon <= 0)
+            {
+                throw new CliException($"--user {u}: expected NAME:PASSWORD");
+            }
+
+            map[u[..colon]] = u[(colon + 1)..];
+        }
+
+        return map;
+    }
+
     internal static IPEndPoint ParseEndPoint(string text, int defaultPort, string option)
     {
         if (IPAddress.TryParse(text, out var address))
@@ -345,7 +353,7 @@ internal sealed class StunCommands : IVerbGroup
         }
     }
 
-    private static X509Certificate2? LoadCertificate(string? cert, string? key)
+    internal static X509Certificate2? LoadCertificate(string? cert, string? key)
     {
         if (cert is null)
         {

@@ -1,10 +1,11 @@
 using System.Net;
 using System.Net.Sockets;
+using System.Runtime.CompilerServices;
 
 namespace NatKit.Net.Internal;
 
 /// <summary>A UDP socket over System.Net.Sockets using the pooled, allocation-free SocketAddress overloads.</summary>
-internal sealed class SocketDatagram : IDatagramSocket
+internal sealed class SocketDatagram : IDatagramSocket, ISocketBuffers
 {
     private readonly Socket _socket;
     private readonly SocketAddress _receiveAddress;
@@ -26,9 +27,8 @@ internal sealed class SocketDatagram : IDatagramSocket
         return _socket.SendToAsync(datagram, SocketFlags.None, address, cancellationToken);
     }
 
-    // Pooled builder: a receive that has to wait (the normal case for a server) would otherwise allocate its
-    // state machine box on every datagram.
-    [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder<>))]
+    // Pooled builder: a receive that has to wait reuses its state machine box instead of allocating one.
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     public async ValueTask<ReceivedDatagram> ReceiveFromAsync(Memory<byte> buffer,
         CancellationToken cancellationToken = default)
     {
@@ -50,6 +50,28 @@ internal sealed class SocketDatagram : IDatagramSocket
             {
                 throw new ObjectDisposedException(nameof(SocketDatagram), e);
             }
+        }
+    }
+
+    public bool TrySetBufferSizes(int receiveBytes, int sendBytes)
+    {
+        try
+        {
+            if (receiveBytes > 0)
+            {
+                _socket.ReceiveBufferSize = receiveBytes;
+            }
+
+            if (sendBytes > 0)
+            {
+                _socket.SendBufferSize = sendBytes;
+            }
+
+            return true;
+        }
+        catch (SocketException)
+        {
+            return false;
         }
     }
 

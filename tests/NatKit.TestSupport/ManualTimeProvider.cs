@@ -1,7 +1,7 @@
-namespace NatKit.Stun.Tests;
+namespace NatKit.TestSupport;
 
 /// <summary>A clock that moves only when the test says so; timers fire in order as it advances.</summary>
-internal sealed class ManualTimeProvider : TimeProvider
+public sealed class ManualTimeProvider : TimeProvider
 {
     private readonly Lock _gate = new();
     private readonly List<Timer> _timers = [];

@@ -1,0 +1,139 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Net;
+using NatKit.Net;
+using NatKit.Turn.Policy;
+using NatKit.Turn.Server;
+using Spectre.Console;
+
+namespace NatKit.Cli.Commands;
+
+/// <summary>`natkit turn serve`: a TURN relay (RFC 8656), safe by default.</summary>
+internal sealed class TurnCommands : IVerbGroup
+{
+    public Command Create()
+    {
+        var turn = new Command("turn", "TURN relay (RFC 8656) with a deny-by-default peer policy.");
+        turn.Subcommands.Add(Serve());
+        return turn;
+    }
+
+    private static Command Serve()
+    {
+        var defaults = new TurnServerOptions();
+        var cmd = new Command("serve", "Run a TURN server (loopback unless --listen says otherwise).");
+        var listen = new Option<string[]>("--listen") { Description = "UDP listen ADDRESS[:PORT] (repeatable; default 127.0.0.1:3478)." };
+        var tcp = new Option<string[]>("--tcp") { Description = "TCP listen ADDRESS[:PORT] (repeatable)." };
+        var tls = new Option<string[]>("--tls") { Description = "TLS listen ADDRESS[:PORT] (repeatable; needs --tls-cert)." };
+        var tlsCert = new Option<string?>("--tls-cert") { Description = "Certificate: PKCS#12 file, or PEM with --tls-key." };
+        var tlsKey = new Option<string?>("--tls-key") { Description = "PEM private key for a PEM --tls-cert." };
+        var relay = new Option<string>("--relay") { Description = "IPv4 address relay sockets bind.", DefaultValueFactory = _ => "127.0.0.1" };
+        var relay6 = new Option<string?>("--relay6") { Description = "IPv6 address for IPv6 relays (none: IPv6 relays refused with 440)." };
+        var external = new Option<string?>("--external-ip") { Description = "IPv4 address announced in XOR-RELAYED-ADDRESS (behind a 1:1 NAT)." };
+        var ports = new Option<string>("--ports") { Description = "Relay port range MIN-MAX.", DefaultValueFactory = _ => $"{defaults.MinPort}-{defaults.MaxPort}" };
+        var realm = new Option<string>("--realm") { Description = "Realm for long-term credentials.", DefaultValueFactory = _ => defaults.Realm };
+        var users = new Option<string[]>("--user") { Description = "Long-term credentials NAME:PASSWORD (repeatable)." };
+        var secret = new Option<string?>("--secret") { Description = "TURN REST API shared secret (usernames expiry:user)." };
+        var allow = new Option<string[]>("--allow") { Description = "Allow peers CIDR[:PORT[-PORT]] (repeatable), e.g. 127.0.0.0/8 for a lab." };
+        var deny = new Option<string[]>("--deny") { Description = "Deny peers CIDR[:PORT[-PORT]] (repeatable); deny wins over allow." };
+        var maxAllocations = new Option<int>("--max-allocations") { Description = "Allocations in total.", DefaultValueFactory = _ => defaults.MaxAllocations };
+        var maxPerUser = new Option<int>("--max-allocations-per-user") { Description = "Allocations per user.", DefaultValueFactory = _ => defaults.MaxAllocationsPerUser };
+        var bandwidth = new Option<long>("--bandwidth") { Description = "Bytes per second per allocation (0: unlimited).", DefaultValueFactory = _ => defaults.BandwidthBytesPerSecond };
+        var unauth = new Option<int>("--unauth-rate") { Description = "Unauthenticated requests per second per source (0: unlimited).", DefaultValueFactory = _ => defaults.UnauthenticatedRequestsPerSecond };
+        var maxLifetime = new Option<int>("--max-lifetime") { Description = "Longest allocation lifetime, seconds.", DefaultValueFactory = _ => (int)defaults.MaxLifetime.TotalSeconds };
+        foreach (var o in new Option[]
+                 {
+                     listen, tcp, tls, tlsCert, tlsKey, relay, relay6, external, ports, realm, users, secret, allow, deny,
+                     maxAllocations, maxPerUser, bandwidth, unauth, maxLifetime,
+                 })
+        {
+            cmd.Options.Add(o);
+        }
+
+        cmd.SetAction(async (parse, ct) =>
+        {
+            var userMap = StunCommands.ParseUsers(parse.GetValue(users));
+
+            var range = parse.GetValue(ports)!.Split('-');
+            if (range.Length != 2 || !int.TryParse(range[0], NumberStyles.None, CultureInfo.InvariantCulture, out var min) ||
+                !int.TryParse(range[1], NumberStyles.None, CultureInfo.InvariantCulture, out var max))
+            {
+                throw new CliException($"--ports {parse.GetValue(ports)}: expected MIN-MAX");
+            }
+
+            using var cert = StunCommands.LoadCertificate(parse.GetValue(tlsCert), parse.GetValue(tlsKey));
+            var listenText = parse.GetValue(listen) is { Length: > 0 } l ? l : ["127.0.0.1:3478"];
+            var options = new TurnServerOptions
+            {
+                UdpListen = listenText.Select(t => StunCommands.ParseEndPoint(t, 3478, "--listen")).ToList(),
+                TcpListen = (parse.GetValue(tcp) ?? []).Select(t => StunCommands.ParseEndPoint(t, 3478, "--tcp")).ToList(),
+                TlsListen = (parse.GetValue(tls) ?? []).Select(t => StunCommands.ParseEndPoint(t, 5349, "--tls")).ToList(),
+                Certificate = cert,
+                RelayAddress = Address(parse.GetValue(relay), "--relay")!,
+                RelayAddressV6 = Address(parse.GetValue(relay6), "--relay6"),
+                ExternalAddress = Address(parse.GetValue(external), "--external-ip"),
+                MinPort = min,
+                MaxPort = max,
+                Realm = parse.GetValue(realm)!,
+                Users = userMap,
+                SharedSecret = parse.GetValue(secret),
+                Policy = new PeerPolicy(Rules(parse.GetValue(allow), "--allow"), Rules(parse.GetValue(deny), "--deny")),
+                MaxAllocations = parse.GetValue(maxAllocations),
+                MaxAllocationsPerUser = parse.GetValue(maxPerUser),
+                BandwidthBytesPerSecond = parse.GetValue(bandwidth),
+                UnauthenticatedRequestsPerSecond = parse.GetValue(unauth),
+                MaxLifetime = TimeSpan.FromSeconds(parse.GetValue(maxLifetime)),
+            };
+            await using var server = await TurnServer.StartAsync(SystemNetwork.Instance, options, null, ct);
+            var table = new Table().AddColumns("transport", "endpoint");
+            foreach (var e in server.UdpEndPoints)
+            {
+                table.AddRow("udp", e.ToString());
+            }
+
+            foreach (var e in server.TcpEndPoints)
+            {
+                table.AddRow("tcp", e.ToString());
+            }
+
+            foreach (var e in server.TlsEndPoints)
+            {
+                table.AddRow("tls", e.ToString());
+            }
+
+            AnsiConsole.Write(table);
+            Console.WriteLine(
+                $"relay {options.RelayAddress} ports {min}-{max}, realm {options.Realm}, {(options.SharedSecret is null ? $"{userMap.Count} user(s)" : "REST shared secret")}; allow [{string.Join(", ", options.Policy.Allow)}] deny [{string.Join(", ", options.Policy.Deny)}]. Ctrl+C stops.");
+            try
+            {
+                await Task.Delay(Timeout.Infinite, ct);
+            }
+            catch (OperationCanceledException)
+            {
+            }
+
+            return 0;
+        });
+        return cmd;
+    }
+
+    internal static List<PeerRule> Rules(string[]? texts, string option)
+    {
+        var rules = new List<PeerRule>();
+        foreach (var t in texts ?? [])
+        {
+            foreach (var part in t.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+            {
+                rules.Add(PeerRule.TryParse(part, out var r)
+                    ? r
+                    : throw new CliException($"{option} {part}: expected CIDR[:PORT[-PORT]], like 10.0.0.0/8 or [::1]:5000"));
+            }
+        }
+
+        return rules;
+    }
+
+    private static IPAddress? Address(string? text, string option) =>
+        text is null ? null :
+        IPAddress.TryParse(text, out var a) ? a : throw new CliException($"{option} {text}: not an IP address");
+}

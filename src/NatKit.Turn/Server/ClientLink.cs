@@ -1,0 +1,85 @@
+using System.Net;
+using NatKit.Net;
+
+namespace NatKit.Turn.Server;
+
+/// <summary>How the server reaches one client: the client side of a 5-tuple (RFC 8656 section 2).</summary>
+internal abstract class ClientLink
+{
+    protected ClientLink(IPEndPoint remote, IPEndPoint local)
+    {
+        Remote = remote;
+        Local = local;
+    }
+
+    public IPEndPoint Remote { get; }
+
+    public IPEndPoint Local { get; }
+
+    /// <summary>Streams pad ChannelData to four bytes (RFC 8656 section 12.5); datagrams need not.</summary>
+    public abstract bool IsStream { get; }
+
+    /// <summary>Sends one STUN message or ChannelData frame. Never throws: a failed send is a lost packet.</summary>
+    public abstract ValueTask SendAsync(ReadOnlyMemory<byte> frame);
+}
+
+/// <summary>A client over UDP: replies leave through the listening socket the request came in on.</summary>
+internal sealed class UdpClientLink(IDatagramSocket socket, IPEndPoint remote)
+    : ClientLink(remote, socket.LocalEndPoint)
+{
+    public override bool IsStream => false;
+
+    public override async ValueTask SendAsync(ReadOnlyMemory<byte> frame)
+    {
+        try
+        {
+            await socket.SendToAsync(frame, Remote);
+        }
+        catch (Exception e) when (e is NetworkException or ObjectDisposedException or IOException
+                                      or System.Net.Sockets.SocketException or OperationCanceledException)
+        {
+            // UDP: a send that fails is a packet lost.
+        }
+    }
+}
+
+/// <summary>A client over TCP or TLS: frames are written whole, one writer at a time.</summary>
+internal sealed class StreamClientLink(Stream stream, IPEndPoint remote, IPEndPoint local)
+    : ClientLink(remote, local), IDisposable
+{
+    private readonly SemaphoreSlim _writeLock = new(1, 1);
+    private volatile bool _closed;
+
+    public override bool IsStream => true;
+
+    public bool Closed => _closed;
+
+    public override async ValueTask SendAsync(ReadOnlyMemory<byte> frame)
+    {
+        if (_closed)
+        {
+            return;
+        }
+
+        await _writeLock.WaitAsync();
+        try
+        {
+            await stream.WriteAsync(frame);
+        }
+        catch (Exception e) when (e is IOException or ObjectDisposedException or NotSupportedException
+                                      or InvalidOperationException or OperationCanceledException)
+        {
+            _closed = true;
+        }
+        finally
+        {
+            _writeLock.Release();
+        }
+    }
+
+    public void Dispose()
+    {
+        _closed = true;
+        _writeLock.Dispose();
+    }
+}

@@ -1,0 +1,734 @@
+using System.Buffers;
+using System.Buffers.Binary;
+using System.Collections.Concurrent;
+using System.Net;
+using System.Net.Security;
+using System.Net.Sockets;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using NatKit.Net;
+using NatKit.Stun;
+using NatKit.Turn.Auth;
+using NatKit.Turn.Policy;
+using NatKit.Turn.Protocol;
+
+namespace NatKit.Turn.Server;
+
+/// <summary>
+/// A TURN relay (RFC 8656) on an <see cref="INetwork"/>: UDP, TCP and TLS client transports; Allocate, Refresh,
+/// CreatePermission, ChannelBind, Send/Data indications and ChannelData; long-term credentials or the TURN
+/// REST API's shared secret, with stateless expiring nonces; a deny-by-default <see cref="PeerPolicy"/>; and
+/// limits on everything a stranger can make it hold. Every packet is handled inside a catch-all: untrusted bytes
+/// never end a receive loop. The relay path (ChannelData in, UDP out, and back) allocates nothing per packet.
+/// </summary>
+public sealed partial class TurnServer : IAsyncDisposable
+{
+    /// <summary>Room in front of a relay buffer for a Data indication header: STUN header, XOR-PEER-ADDRESS
+    /// (IPv6), DATA attribute header. ChannelData's 4-byte header fits in the last 4.</summary>
+    internal const int Headroom = StunMessageReader.HeaderLength + 4 + 20 + 4;
+
+    private const int ClientBufferSize = 65536 + 64;
+
+    private readonly INetwork _network;
+    private readonly TurnServerOptions _options;
+    private readonly ILogger _logger;
+    private readonly TimeProvider _time;
+    private readonly NonceIssuer _nonces;
+    private readonly NatKit.Stun.Server.SourceRateLimiter? _unauthenticated;
+    private readonly CancellationTokenSource _stop = new();
+    private readonly List<Task> _loops = [];
+    private readonly List<IDatagramSocket> _udp = [];
+    private readonly List<IStreamListener> _listeners = [];
+    private readonly ConcurrentDictionary<IPEndPoint, Allocation>[] _udpAllocations;
+    private readonly ConcurrentDictionary<StreamClientLink, Allocation> _streamAllocations = new();
+    private readonly Lock _gate = new();
+    private readonly RelayPortAllocator _portsV4;
+    private readonly RelayPortAllocator? _portsV6;
+    private readonly Dictionary<string, int> _perUser = new(StringComparer.Ordinal);
+    private readonly ExpiryQueue<Allocation> _expiry = new();
+    private readonly Dictionary<ulong, Reservation> _reservations = [];
+    private readonly ExpiryQueue<Reservation> _reservationExpiry = new();
+    private readonly byte[]? _secret;
+    private readonly StunAttributeRegistry _registry;
+    private readonly StunAddress _externalV4;
+    private PeerPolicy _policy;
+    private ITimer? _timer;
+    private int _count;
+    private int _disposed;
+
+    private TurnServer(INetwork network, TurnServerOptions options, ILogger logger, int udpCount)
+    {
+        _network = network;
+        _options = options;
+        _logger = logger;
+        _time = network.TimeProvider;
+        _nonces = new NonceIssuer(options.NonceLifetime);
+        _unauthenticated = options.UnauthenticatedRequestsPerSecond > 0
+            ? new NatKit.Stun.Server.SourceRateLimiter(options.UnauthenticatedRequestsPerSecond, 65536, _time)
+            : null;
+        _udpAllocations = new ConcurrentDictionary<IPEndPoint, Allocation>[udpCount];
+        for (var i = 0; i < udpCount; i++)
+        {
+            _udpAllocations[i] = new ConcurrentDictionary<IPEndPoint, Allocation>();
+        }
+
+        _portsV4 = new RelayPortAllocator(options.MinPort, options.MaxPort);
+        _portsV6 = options.RelayAddressV6 is null ? null : new RelayPortAllocator(options.MinPort, options.MaxPort);
+        _secret = options.SharedSecret is null ? null : System.Text.Encoding.UTF8.GetBytes(options.SharedSecret);
+        _registry = TurnRegistry.Attributes;
+        _externalV4 = StunAddress.FromAddress(options.ExternalAddress ?? options.RelayAddress, 0);
+        _policy = options.Policy;
+        Metrics = new TurnMetrics(() => Volatile.Read(ref _count));
+    }
+
+    public TurnMetrics Metrics { get; }
+
+    public IReadOnlyList<IPEndPoint> UdpEndPoints => _udp.Select(s => s.LocalEndPoint).ToList();
+
+    public IReadOnlyList<IPEndPoint> TcpEndPoints { get; private set; } = [];
+
+    public IReadOnlyList<IPEndPoint> TlsEndPoints { get; private set; } = [];
+
+    /// <summary>The policy in force, including the server's own endpoints and addresses.</summary>
+    public PeerPolicy Policy => _policy;
+
+    public int AllocationCount => Volatile.Read(ref _count);
+
+    public TurnServerOptions Options => _options;
+
+    /// <summary>Binds every listener and starts serving. Configuration mistakes throw
+    /// <see cref="ArgumentException"/> with one sentence; a busy address throws <see cref="NetworkException"/>.</summary>
+    public static async Task<TurnServer> StartAsync(INetwork network, TurnServerOptions options,
+        ILogger? logger = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(network);
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        var server = new TurnServer(network, options, logger ?? NullLogger.Instance, options.UdpListen.Count);
+        try
+        {
+            await server.BindAsync(cancellationToken);
+        }
+        catch
+        {
+            await server.DisposeAsync();
+            throw;
+        }
+
+        return server;
+    }
+
+    private async Task BindAsync(CancellationToken cancellationToken)
+    {
+        foreach (var ep in _options.UdpListen)
+        {
+            var socket = await _network.BindUdpAsync(ep, cancellationToken);
+            (socket as ISocketBuffers)?.TrySetBufferSizes(_options.ListenSocketBufferBytes, _options.ListenSocketBufferBytes);
+            _udp.Add(socket);
+        }
+
+        var tcp = new List<IPEndPoint>();
+        foreach (var ep in _options.TcpListen)
+        {
+            var l = await _network.ListenTcpAsync(ep, cancellationToken: cancellationToken);
+            _listeners.Add(l);
+            tcp.Add(l.LocalEndPoint);
+        }
+
+        var tls = new List<IPEndPoint>();
+        foreach (var ep in _options.TlsListen)
+        {
+            var l = await _network.ListenTcpAsync(ep, cancellationToken: cancellationToken);
+            _listeners.Add(l);
+            tls.Add(l.LocalEndPoint);
+        }
+
+        TcpEndPoints = tcp;
+        TlsEndPoints = tls;
+
+        // The server's own endpoints are never relayable; its addresses are denied unless an allow rule names them.
+        var endPoints = new List<IPEndPoint>();
+        var own = new List<IPAddress> { _options.RelayAddress };
+        if (_options.RelayAddressV6 is not null)
+        {
+            own.Add(_options.RelayAddressV6);
+        }
+
+        if (_options.ExternalAddress is not null)
+        {
+            own.Add(_options.ExternalAddress);
+        }
+
+        foreach (var ep in _udp.Select(s => s.LocalEndPoint).Concat(tcp).Concat(tls))
+        {
+            if (ep.Address.Equals(IPAddress.Any) || ep.Address.Equals(IPAddress.IPv6Any))
+            {
+                foreach (var a in _network.LocalAddresses)
+                {
+                    endPoints.Add(new IPEndPoint(a, ep.Port));
+                    own.Add(a);
+                }
+            }
+            else
+            {
+                endPoints.Add(ep);
+                own.Add(ep.Address);
+            }
+        }
+
+        _policy = _options.Policy.WithServer(endPoints, own);
+
+        for (var i = 0; i < _udp.Count; i++)
+        {
+            var index = i;
+            _loops.Add(UdpLoopAsync(index));
+        }
+
+        var n = 0;
+        foreach (var l in _listeners)
+        {
+            var isTls = n++ >= tcp.Count;
+            _loops.Add(AcceptLoopAsync(l, isTls));
+        }
+
+        _timer = _time.CreateTimer(_ => ExpireDue(), null, TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(1));
+        _logger.LogInformation("TURN server on UDP {Udp} TCP {Tcp} TLS {Tls}, relay {Relay} ports {Min}-{Max}",
+            string.Join(' ', UdpEndPoints), string.Join(' ', tcp), string.Join(' ', tls), _options.RelayAddress,
+            _options.MinPort, _options.MaxPort);
+    }
+
+    // ---------------------------------------------------------------- client transports
+
+    private async Task UdpLoopAsync(int index)
+    {
+        var socket = _udp[index];
+        var buffer = GC.AllocateUninitializedArray<byte>(ClientBufferSize, pinned: true);
+        var token = _stop.Token;
+        while (!token.IsCancellationRequested)
+        {
+            ReceivedDatagram d;
+            try
+            {
+                d = await socket.ReceiveFromAsync(buffer, token);
+            }
+            catch (Exception e) when (e is ObjectDisposedException or OperationCanceledException)
+            {
+                return;
+            }
+            catch (Exception e) when (e is NetworkException or SocketException or IOException)
+            {
+                continue;
+            }
+
+            try
+            {
+                var data = buffer.AsMemory(0, d.Length);
+                if (d.Length >= 4 && buffer[0] is >= 0x40 and <= 0x7F)
+                {
+                    await UdpChannelDataAsync(index, data, d.RemoteEndPoint);
+                }
+                else
+                {
+                    _udpAllocations[index].TryGetValue(d.RemoteEndPoint, out var allocation);
+                    var link = allocation?.Client ?? new UdpClientLink(socket, d.RemoteEndPoint);
+                    await HandleStunAsync(data, link, allocation, index);
+                }
+            }
+#pragma warning disable CA1031 // untrusted input: nothing a packet does may end the loop
+            catch (Exception e)
+#pragma warning restore CA1031
+            {
+                _logger.LogWarning(e, "packet from {Remote} failed", d.RemoteEndPoint);
+            }
+        }
+    }
+
+    private async ValueTask UdpChannelDataAsync(int index, ReadOnlyMemory<byte> data, IPEndPoint remote)
+    {
+        if (!_udpAllocations[index].TryGetValue(remote, out var allocation))
+        {
+            Metrics.Dropped(DropReason.NoAllocation);
+            return;
+        }
+
+        await RelayChannelDataAsync(allocation, data);
+    }
+
+    /// <summary>ChannelData from the client (RFC 8656 section 12.4): find the peer, check, send.</summary>
+    private async ValueTask RelayChannelDataAsync(Allocation allocation, ReadOnlyMemory<byte> frame)
+    {
+        var span = frame.Span;
+        var number = BinaryPrimitives.ReadUInt16BigEndian(span);
+        var length = BinaryPrimitives.ReadUInt16BigEndian(span[2..]);
+        if (length > frame.Length - 4)
+        {
+            Metrics.Dropped(DropReason.Malformed);
+            return;
+        }
+
+        var now = _time.GetTimestamp();
+        IPEndPoint? peer;
+        IDatagramSocket? relay;
+        lock (allocation.Gate)
+        {
+            peer = allocation.Closed ? null : allocation.Bindings.PeerOf(number, now);
+            if (peer is null)
+            {
+                Metrics.Dropped(DropReason.NoChannel);
+                return;
+            }
+
+            if (!allocation.Bindings.HasPermission(peer.Address, now))
+            {
+                Metrics.Dropped(DropReason.NoPermission);
+                return;
+            }
+
+            if (!allocation.Bucket.TryTake(length, now))
+            {
+                Metrics.Dropped(DropReason.Bandwidth);
+                return;
+            }
+
+            relay = allocation.RelayFor(peer.Address);
+        }
+
+        if (relay is null)
+        {
+            return;
+        }
+
+        await SendToPeerAsync(relay, frame.Slice(4, length), peer);
+    }
+
+    private async ValueTask SendToPeerAsync(IDatagramSocket relay, ReadOnlyMemory<byte> payload, IPEndPoint peer)
+    {
+        try
+        {
+            await relay.SendToAsync(payload, peer);
+            Metrics.Relayed(toPeer: true, payload.Length);
+        }
+        catch (Exception e) when (e is NetworkException or SocketException or ObjectDisposedException
+                                      or IOException or OperationCanceledException)
+        {
+            // a datagram lost
+        }
+    }
+
+    private async Task AcceptLoopAsync(IStreamListener listener, bool tls)
+    {
+        var token = _stop.Token;
+        while (!token.IsCancellationRequested)
+        {
+            IStreamConnection connection;
+            try
+            {
+                connection = await listener.AcceptAsync(token);
+            }
+            catch (Exception e) when (e is ObjectDisposedException or OperationCanceledException)
+            {
+                return;
+            }
+            catch (Exception e) when (e is NetworkException or SocketException or IOException)
+            {
+                continue;
+            }
+
+            _ = StreamLoopAsync(connection, tls);
+        }
+    }
+
+    private async Task StreamLoopAsync(IStreamConnection connection, bool tls)
+    {
+        Stream stream = connection.Stream;
+        SslStream? ssl = null;
+        StreamClientLink? link = null;
+        var buffer = ArrayPool<byte>.Shared.Rent(ClientBufferSize);
+        var token = _stop.Token;
+        try
+        {
+            if (tls)
+            {
+                ssl = new SslStream(stream, leaveInnerStreamOpen: true);
+                using var handshake = CancellationTokenSource.CreateLinkedTokenSource(token);
+                handshake.CancelAfter(TimeSpan.FromSeconds(10));
+                await ssl.AuthenticateAsServerAsync(new SslServerAuthenticationOptions
+                {
+                    ServerCertificate = _options.Certificate,
+                }, handshake.Token);
+                stream = ssl;
+            }
+
+            link = new StreamClientLink(stream, connection.RemoteEndPoint, connection.LocalEndPoint);
+            var filled = 0;
+            while (!token.IsCancellationRequested)
+            {
+                var n = await stream.ReadAsync(buffer.AsMemory(filled, ClientBufferSize - filled), token);
+                if (n == 0)
+                {
+                    return;
+                }
+
+                filled += n;
+                var start = 0;
+                while (true)
+                {
+                    var pending = buffer.AsMemory(start, filled - start);
+                    if (!StunFraming.TryGetFrameLength(pending.Span, out var frameLength))
+                    {
+                        Metrics.Dropped(DropReason.Malformed);
+                        return; // not STUN or ChannelData: the stream has lost its framing
+                    }
+
+                    if (frameLength == 0 || frameLength > pending.Length)
+                    {
+                        break;
+                    }
+
+                    await HandleStreamFrameAsync(link, pending[..frameLength]);
+                    start += frameLength;
+                }
+
+                if (start > 0)
+                {
+                    buffer.AsSpan(start, filled - start).CopyTo(buffer);
+                    filled -= start;
+                }
+            }
+        }
+#pragma warning disable CA1031 // a client's stream failing ends that client only
+        catch (Exception e)
+#pragma warning restore CA1031
+        {
+            if (e is not (IOException or OperationCanceledException or ObjectDisposedException
+                or System.Security.Authentication.AuthenticationException))
+            {
+                _logger.LogWarning(e, "stream client {Remote} failed", connection.RemoteEndPoint);
+            }
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+            if (link is not null && _streamAllocations.TryRemove(link, out var allocation))
+            {
+                Delete(allocation);
+            }
+
+            link?.Dispose();
+            if (ssl is not null)
+            {
+                await ssl.DisposeAsync();
+            }
+
+            await connection.DisposeAsync();
+        }
+    }
+
+    private async ValueTask HandleStreamFrameAsync(StreamClientLink link, ReadOnlyMemory<byte> frame)
+    {
+        try
+        {
+            _streamAllocations.TryGetValue(link, out var allocation);
+            if (frame.Span[0] is >= 0x40 and <= 0x7F)
+            {
+                if (allocation is null)
+                {
+                    Metrics.Dropped(DropReason.NoAllocation);
+                    return;
+                }
+
+                await RelayChannelDataAsync(allocation, frame);
+                return;
+            }
+
+            await HandleStunAsync(frame, link, allocation, -1);
+        }
+#pragma warning disable CA1031 // untrusted input: nothing a frame does may end the connection
+        catch (Exception e)
+#pragma warning restore CA1031
+        {
+            _logger.LogWarning(e, "frame from {Remote} failed", link.Remote);
+        }
+    }
+
+    // ---------------------------------------------------------------- relay side
+
+    /// <summary>Datagrams from peers to one relay socket (RFC 8656 sections 10.3 and 12.5): permission check,
+    /// then ChannelData if a channel is bound, else a Data indication, written in front of the payload in the
+    /// same buffer.</summary>
+    private async Task RelayLoopAsync(Allocation allocation, IDatagramSocket relay)
+    {
+        var max = _options.MaxRelayPayload;
+        var buffer = GC.AllocateUninitializedArray<byte>(Headroom + max + 1 + 4);
+        var token = allocation.Stop.Token;
+        var stream = allocation.Client.IsStream;
+        while (!token.IsCancellationRequested)
+        {
+            ReceivedDatagram d;
+            try
+            {
+                d = await relay.ReceiveFromAsync(buffer.AsMemory(Headroom, max + 1), token);
+            }
+            catch (Exception e) when (e is ObjectDisposedException or OperationCanceledException)
+            {
+                return;
+            }
+            catch (Exception e) when (e is NetworkException or SocketException or IOException)
+            {
+                continue;
+            }
+
+            try
+            {
+                if (d.Length > max)
+                {
+                    Metrics.Dropped(DropReason.TooLarge);
+                    continue;
+                }
+
+                var now = _time.GetTimestamp();
+                ushort channel;
+                lock (allocation.Gate)
+                {
+                    if (allocation.Closed)
+                    {
+                        return;
+                    }
+
+                    if (!allocation.Bindings.HasPermission(d.RemoteEndPoint.Address, now))
+                    {
+                        Metrics.Dropped(DropReason.NoPermission);
+                        continue;
+                    }
+
+                    if (!allocation.Bucket.TryTake(d.Length, now))
+                    {
+                        Metrics.Dropped(DropReason.Bandwidth);
+                        continue;
+                    }
+
+                    channel = allocation.Bindings.ChannelOf(d.RemoteEndPoint, now);
+                }
+
+                ReadOnlyMemory<byte> frame;
+                if (channel != 0)
+                {
+                    var start = Headroom - 4;
+                    BinaryPrimitives.WriteUInt16BigEndian(buffer.AsSpan(start), channel);
+                    BinaryPrimitives.WriteUInt16BigEndian(buffer.AsSpan(start + 2), (ushort)d.Length);
+                    var total = 4 + d.Length;
+                    if (stream)
+                    {
+                        var padded = (total + 3) & ~3;
+                        buffer.AsSpan(start + total, padded - total).Clear();
+                        total = padded;
+                    }
+
+                    frame = buffer.AsMemory(start, total);
+                }
+                else
+                {
+                    frame = WriteDataIndication(buffer, d.Length, d.RemoteEndPoint);
+                }
+
+                await allocation.Client.SendAsync(frame);
+                Metrics.Relayed(toPeer: false, d.Length);
+            }
+#pragma warning disable CA1031 // nothing a peer sends may end the relay loop
+            catch (Exception e)
+#pragma warning restore CA1031
+            {
+                _logger.LogWarning(e, "relay datagram from {Peer} failed", d.RemoteEndPoint);
+            }
+        }
+    }
+
+    /// <summary>Writes a Data indication whose DATA value is the payload already at <see cref="Headroom"/>.</summary>
+    private static ReadOnlyMemory<byte> WriteDataIndication(byte[] buffer, int length, IPEndPoint peer)
+    {
+        var address = StunAddress.FromEndPoint(peer);
+        var start = Headroom - (StunMessageReader.HeaderLength + 4 + address.EncodedLength + 4);
+        Span<byte> id = stackalloc byte[StunTransactionId.Size];
+        Random.Shared.NextBytes(id);
+        var writer = new StunMessageWriter(buffer.AsSpan(start), TurnMethods.Data, StunClass.Indication,
+            StunTransactionId.Read(id));
+        writer.AddXorAddress(TurnAttributeType.XorPeerAddress, address);
+        writer.Reserve(TurnAttributeType.Data, length); // the payload is already in place
+        return buffer.AsMemory(start, writer.Length);
+    }
+
+    // ---------------------------------------------------------------- lifetimes
+
+    private void ExpireDue()
+    {
+        try
+        {
+            var now = _time.GetTimestamp();
+            List<Allocation>? due = null;
+            lock (_gate)
+            {
+                while (_expiry.TryPopDue(now, out var a))
+                {
+                    if (a.Closed)
+                    {
+                        continue;
+                    }
+
+                    long expires;
+                    lock (a.Gate)
+                    {
+                        expires = a.Expires;
+                    }
+
+                    if (expires > now)
+                    {
+                        _expiry.Add(a, expires); // refreshed since it was queued
+                    }
+                    else
+                    {
+                        (due ??= []).Add(a);
+                    }
+                }
+
+                while (_reservationExpiry.TryPopDue(now, out var r))
+                {
+                    if (_reservations.Remove(r.Token))
+                    {
+                        (r.Family == StunAddress.FamilyIPv6 ? _portsV6 : _portsV4)?.Release(r.Port);
+                    }
+                }
+            }
+
+            if (due is not null)
+            {
+                foreach (var a in due)
+                {
+                    RemoveFromTables(a);
+                    Delete(a);
+                }
+            }
+        }
+#pragma warning disable CA1031 // a timer callback must not crash the process
+        catch (Exception e)
+#pragma warning restore CA1031
+        {
+            _logger.LogError(e, "expiry tick failed");
+        }
+    }
+
+    private void RemoveFromTables(Allocation a)
+    {
+        if (a.Client is StreamClientLink s)
+        {
+            _streamAllocations.TryRemove(s, out _);
+            return;
+        }
+
+        foreach (var table in _udpAllocations)
+        {
+            if (table.TryGetValue(a.Client.Remote, out var found) && ReferenceEquals(found, a))
+            {
+                table.TryRemove(new KeyValuePair<IPEndPoint, Allocation>(a.Client.Remote, a));
+            }
+        }
+    }
+
+    /// <summary>Ends an allocation: closes relay sockets, frees ports and quota. Idempotent.</summary>
+    private void Delete(Allocation a)
+    {
+        lock (a.Gate)
+        {
+            if (a.Closed)
+            {
+                return;
+            }
+
+            a.Closed = true;
+        }
+
+        a.Stop.Cancel();
+        lock (_gate)
+        {
+            if (a.RelayV4 is not null)
+            {
+                _portsV4.Release(a.RelayV4.LocalEndPoint.Port);
+            }
+
+            if (a.RelayV6 is not null)
+            {
+                _portsV6?.Release(a.RelayV6.LocalEndPoint.Port);
+            }
+
+            if (_perUser.TryGetValue(a.Username, out var n))
+            {
+                if (n <= 1)
+                {
+                    _perUser.Remove(a.Username);
+                }
+                else
+                {
+                    _perUser[a.Username] = n - 1;
+                }
+            }
+
+            _count--;
+        }
+
+        a.RelayV4?.Dispose();
+        a.RelayV6?.Dispose();
+        a.Stop.Dispose();
+        Metrics.AllocationDeleted();
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
+        _stop.Cancel();
+        if (_timer is not null)
+        {
+            await _timer.DisposeAsync();
+        }
+
+        foreach (var s in _udp)
+        {
+            s.Dispose();
+        }
+
+        foreach (var l in _listeners)
+        {
+            await l.DisposeAsync();
+        }
+
+        foreach (var table in _udpAllocations)
+        {
+            foreach (var (_, a) in table)
+            {
+                Delete(a);
+            }
+
+            table.Clear();
+        }
+
+        foreach (var (_, a) in _streamAllocations)
+        {
+            Delete(a);
+        }
+
+        try
+        {
+            await Task.WhenAll(_loops);
+        }
+        catch (OperationCanceledException)
+        {
+        }
+
+        Metrics.Dispose();
+        _stop.Dispose();
+    }
+
+    private sealed record Reservation(ulong Token, byte Family, int Port);
+}

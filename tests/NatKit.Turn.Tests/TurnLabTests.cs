@@ -1,0 +1,80 @@
+using System.Net;
+using NatKit.Lab;
+using NatKit.Nat;
+using NatKit.Turn.Client;
+using NatKit.Turn.Policy;
+using NatKit.Turn.Server;
+
+namespace NatKit.Turn.Tests;
+
+/// <summary>The same server and client inside the in-memory lab: two peers behind symmetric NATs (where hole
+/// punching fails) reach each other through the relay, in virtual time.</summary>
+public class TurnLabTests
+{
+    private static readonly IPAddress ServerAddress = IPAddress.Parse("203.0.113.100");
+
+    private static (VirtualNetwork Lab, LabHost Server, LabHost A, LabHost B) Build()
+    {
+        var lab = new VirtualNetwork(seed: 11);
+        var internet = lab.AddSegment("internet");
+        var homeA = lab.AddSegment("home-a", "192.168.1.0/24");
+        var homeB = lab.AddSegment("home-b", "192.168.2.0/24");
+        lab.AddRouter("nat-a", NatPresets.Symmetric, homeA, "192.168.1.1", internet, "198.51.100.1");
+        lab.AddRouter("nat-b", NatPresets.Symmetric, homeB, "192.168.2.1", internet, "198.51.100.2");
+        var server = lab.AddHost("turn", internet, "203.0.113.100");
+        var a = lab.AddHost("a", homeA, "192.168.1.10");
+        var b = lab.AddHost("b", homeB, "192.168.2.10");
+        return (lab, server, a, b);
+    }
+
+    private static TurnServerOptions Options(PeerPolicy policy) => new()
+    {
+        UdpListen = [new IPEndPoint(ServerAddress, 3478)],
+        RelayAddress = ServerAddress,
+        Users = new Dictionary<string, string> { ["a"] = "pa", ["b"] = "pb" },
+        Policy = policy,
+    };
+
+    [Fact]
+    public void TwoPeersBehindSymmetricNats_TalkThroughTheRelay()
+    {
+        var (lab, serverHost, a, b) = Build();
+        var received = lab.Run(async () =>
+        {
+            // The lab's "internet" is TEST-NET: the relay's own range must be allowed explicitly here.
+            await using var server = await TurnServer.StartAsync(serverHost,
+                Options(new PeerPolicy(allow: [PeerRule.Parse("203.0.113.0/24")])));
+            await using var ca = await TurnClient.AllocateAsync(a, new TurnClientOptions(new IPEndPoint(ServerAddress, 3478), "a", "pa"));
+            await using var cb = await TurnClient.AllocateAsync(b, new TurnClientOptions(new IPEndPoint(ServerAddress, 3478), "b", "pb"));
+            Assert.Equal(IPAddress.Parse("198.51.100.1"), ca.MappedEndPoint.Address);
+            await ca.BindChannelAsync(cb.RelayedEndPoint);
+            await cb.BindChannelAsync(ca.RelayedEndPoint);
+            await ca.SendAsync("over the relay"u8.ToArray(), cb.RelayedEndPoint);
+            var buffer = new byte[100];
+            var r = await cb.ReceiveAsync(buffer);
+            Assert.Equal(ca.RelayedEndPoint, r.Peer);
+
+            // Keep-alive holds the allocation past its 600 s lifetime, in virtual time.
+            await Task.Delay(TimeSpan.FromMinutes(25), serverHost.TimeProvider);
+            Assert.Equal(2, server.AllocationCount);
+            await cb.SendAsync("still there"u8.ToArray(), ca.RelayedEndPoint);
+            var back = await ca.ReceiveAsync(buffer);
+            return System.Text.Encoding.UTF8.GetString(buffer, 0, back.Length);
+        });
+        Assert.Equal("still there", received);
+    }
+
+    [Fact]
+    public void DefaultPolicy_InTheLab_RefusesTheDocumentationRange()
+    {
+        var (lab, serverHost, a, _) = Build();
+        var code = lab.Run(async () =>
+        {
+            await using var server = await TurnServer.StartAsync(serverHost, Options(PeerPolicy.Default));
+            await using var ca = await TurnClient.AllocateAsync(a, new TurnClientOptions(new IPEndPoint(ServerAddress, 3478), "a", "pa"));
+            var e = await Assert.ThrowsAsync<TurnException>(() => ca.CreatePermissionAsync(IPAddress.Parse("203.0.113.7")));
+            return e.Code;
+        });
+        Assert.Equal(403, code);
+    }
+}
