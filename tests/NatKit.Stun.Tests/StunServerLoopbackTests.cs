@@ -194,3 +194,36 @@ public class StunServerConfigurationTests
         Assert.Contains("Realm", e.Message, StringComparison.Ordinal);
     }
 }
+
+public class StunRedirectTests
+{
+    [Fact]
+    public async Task Rfc8489_S10_TryAlternate_ServerRedirects_ClientFollowsToTheAlternate()
+    {
+        await using var target = await StunServer.StartAsync(SystemNetwork.Instance, new StunServerOptions
+        {
+            Primary = new IPEndPoint(IPAddress.Loopback, 0),
+            EnableTcp = false,
+        });
+        await using var draining = await StunServer.StartAsync(SystemNetwork.Instance, new StunServerOptions
+        {
+            Primary = new IPEndPoint(IPAddress.Loopback, 0),
+            EnableTcp = false,
+            RedirectTo = target.UdpEndPoints[0],
+            RedirectDomain = "stun.example.org",
+        });
+        var client = new StunClient(SystemNetwork.Instance,
+            new StunClientOptions { InitialRto = TimeSpan.FromMilliseconds(100), RequestCount = 4 });
+        var response = await client.BindingAsync(draining.UdpEndPoints[0]);
+        Assert.NotNull(response);
+        Assert.True(response.IsSuccess);
+        Assert.Equal(target.UdpEndPoints[0], response.Source);
+
+        await using var socket = await SystemNetwork.Instance.BindUdpAsync(new IPEndPoint(IPAddress.Loopback, 0));
+        var raw = await client.TransactAsync(socket, draining.UdpEndPoints[0],
+            new StunMessage(StunMethods.Binding, StunClass.Request, new StunTransactionId(1, 2), []).ToArray(),
+            new StunTransactionId(1, 2));
+        Assert.Equal(StunErrorCode.TryAlternate, raw!.ErrorCode);
+        Assert.Equal("stun.example.org", raw.GetString(StunAttributeType.AlternateDomain));
+    }
+}

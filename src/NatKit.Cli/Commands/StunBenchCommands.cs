@@ -45,6 +45,7 @@ internal sealed class StunBenchCommands : IVerbGroup
 
         cmd.SetAction(async (parse, ct) =>
         {
+            StunCommands.UseInlineCompletions();
             var endpoint = await StunCommands.ResolveAsync(parse.GetValue(server)!, ct);
             if (!System.Net.IPAddress.IsLoopback(endpoint.Address))
             {

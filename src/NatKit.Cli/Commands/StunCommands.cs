@@ -14,6 +14,8 @@ namespace NatKit.Cli.Commands;
 /// <summary>`natkit stun serve` (an RFC 8489/5780 server) and `natkit stun probe` (NAT behaviour discovery).</summary>
 internal sealed class StunCommands : IVerbGroup
 {
+    private const string InlineCompletionsVariable = "DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS";
+
     public Command Create()
     {
         var stun = new Command("stun", "STUN server and NAT behaviour discovery (RFC 8489, RFC 5780).");
@@ -74,10 +76,20 @@ internal sealed class StunCommands : IVerbGroup
             Description = "SOFTWARE attribute (empty: none).",
             DefaultValueFactory = _ => "NatKit",
         };
+        var inline = new Option<bool>("--inline-completions")
+        {
+            Description = "Run socket completions on the I/O thread instead of the thread pool (this server never " +
+                          "blocks; about a third more requests/s on loopback). Sets " + InlineCompletionsVariable + ".",
+            DefaultValueFactory = _ => true,
+        };
+        var redirect = new Option<string?>("--redirect")
+        {
+            Description = "Answer every Binding request with 300 Try Alternate to ADDRESS:PORT (RFC 8489 section 10).",
+        };
         foreach (var o in new Option[]
                  {
                      listen, alternate, alternatePort, advertise, advertiseAlternate, noUdp, noTcp, tlsCert, tlsKey,
-                     tlsPort, users, realm, rate, software,
+                     tlsPort, users, realm, rate, software, redirect, inline,
                  })
         {
             cmd.Options.Add(o);
@@ -85,6 +97,11 @@ internal sealed class StunCommands : IVerbGroup
 
         cmd.SetAction(async (parse, ct) =>
         {
+            if (parse.GetValue(inline))
+            {
+                UseInlineCompletions();
+            }
+
             var userMap = ParseUsers(parse.GetValue(users));
 
             using var cert = LoadCertificate(parse.GetValue(tlsCert), parse.GetValue(tlsKey));
@@ -104,6 +121,9 @@ internal sealed class StunCommands : IVerbGroup
                 Realm = parse.GetValue(realm),
                 RateLimitPerSecond = parse.GetValue(rate),
                 Software = string.IsNullOrEmpty(sw) ? null : sw,
+                RedirectTo = parse.GetValue(redirect) is { } r
+                    ? ParseEndPoint(r, StunServerOptions.DefaultPort, "--redirect")
+                    : null,
             };
             await using var server = await StunServer.StartAsync(SystemNetwork.Instance, options, null, ct);
             var table = new Table().AddColumns("transport", "endpoint", "role");
@@ -206,6 +226,19 @@ internal sealed class StunCommands : IVerbGroup
             return result.Reachable ? 0 : 1;
         });
         return cmd;
+    }
+
+    /// <summary>
+    /// Socket completions run on the I/O thread instead of hopping to the thread pool: right for loops that never
+    /// block (the STUN server, the load generator). The runtime reads the variable when the first socket is made,
+    /// so this must run before any; a value the user set wins.
+    /// </summary>
+    internal static void UseInlineCompletions()
+    {
+        if (Environment.GetEnvironmentVariable(InlineCompletionsVariable) is null)
+        {
+            Environment.SetEnvironmentVariable(InlineCompletionsVariable, "1");
+        }
     }
 
     /// <summary>The behaviour report as a table (also used by `natkit lab probe`).</summary>

@@ -148,7 +148,9 @@ public sealed partial class StunServer : IAsyncDisposable
             ReceivedDatagram datagram;
             try
             {
-                datagram = await socket.ReceiveFromAsync(buffer, token);
+                // No token: disposal ends the receive, and a cancellable receive would register on the token for
+                // every datagram.
+                datagram = await socket.ReceiveFromAsync(buffer, CancellationToken.None);
             }
             catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException)
             {
@@ -195,7 +197,7 @@ public sealed partial class StunServer : IAsyncDisposable
                 : new IPEndPoint(datagram.RemoteEndPoint.Address, route.Port);
             try
             {
-                await _udp[route.SocketIndex].SendToAsync(reply.AsMemory(0, route.Length), target, token);
+                await _udp[route.SocketIndex].SendToAsync(reply.AsMemory(0, route.Length), target, CancellationToken.None);
             }
             catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException)
             {
