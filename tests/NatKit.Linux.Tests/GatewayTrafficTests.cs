@@ -20,7 +20,7 @@ public sealed class GatewayTrafficTests
         var (code, output, errors) = await lab.Topology.Lan.TryExecAsync("ping",
             ["-c", "3", "-i", "0.2", "-W", "2", GatewayTopology.WanHostAddress], timeout: Deadline);
         Assert.True(code == 0, output + errors);
-        Assert.Contains("3 received", output, StringComparison.Ordinal);
+        Assert.True(output.Contains("3 received", StringComparison.Ordinal), output);
 
         var flows = await lab.Gateways[0].DataPlane.QueryAsync(e => e.SnapshotFlows());
         var echo = Assert.Single(flows, f => f.Protocol == IpProtocol.Icmp);
