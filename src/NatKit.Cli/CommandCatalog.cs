@@ -23,6 +23,7 @@ internal static class CommandCatalog
     public static readonly IReadOnlyDictionary<string, string> Parents = new Dictionary<string, string>
     {
         ["bench"] = "Whole-system benchmarks, side by side with a peer where there is one.",
+        ["lab"] = "The NAT lab: topologies in memory, or as Linux network namespaces.",
     };
 
     public static IEnumerable<Command> All()

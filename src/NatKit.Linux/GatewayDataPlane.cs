@@ -197,6 +197,9 @@ public sealed class GatewayDataPlane : INatSink, IAsyncDisposable
         WritePlain(device, _emitBuffer, packet.Length);
     }
 
+    /// <summary>The engine's clock (milliseconds since the data plane was made).</summary>
+    public long EngineNow => Now();
+
     private long Now() => (long)_time.GetElapsedTime(_start).TotalMilliseconds;
 
     private void Wake()

@@ -120,25 +120,41 @@ public sealed class NetworkNamespace : IAsyncDisposable
 
     private static async Task RemoveAsync(string name)
     {
-        // Processes left inside (a crashed run's gateway or iperf3) keep the namespace alive: end them by id.
+        // Processes left inside (a crashed run's gateway or iperf3) keep the namespace alive: ask them to stop
+        // (SIGTERM: a gateway stops gracefully), then end the ones still there, by id.
         var (_, pids, _) = await SystemCommand.TryRunAsync("ip", ["netns", "pids", name]).ConfigureAwait(false);
+        var ids = new List<int>();
         foreach (var pid in pids.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
         {
             if (int.TryParse(pid, out var id) && id != Environment.ProcessId)
             {
+                ids.Add(id);
+                _ = Libc.Kill(id, Libc.SIGTERM);
+            }
+        }
+
+        foreach (var id in ids)
+        {
+            try
+            {
+                using var p = System.Diagnostics.Process.GetProcessById(id);
+                using var grace = new CancellationTokenSource(TimeSpan.FromSeconds(3));
                 try
                 {
-                    using var p = System.Diagnostics.Process.GetProcessById(id);
+                    await p.WaitForExitAsync(grace.Token).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException)
+                {
                     p.Kill(entireProcessTree: true);
                 }
-                catch (ArgumentException)
-                {
-                    // already gone
-                }
-                catch (InvalidOperationException)
-                {
-                    // already gone
-                }
+            }
+            catch (ArgumentException)
+            {
+                // already gone
+            }
+            catch (InvalidOperationException)
+            {
+                // already gone
             }
         }
 
