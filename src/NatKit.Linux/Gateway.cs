@@ -73,8 +73,14 @@ public sealed class Gateway : IAsyncDisposable
     }
 
     /// <summary>Opens both links and starts forwarding.</summary>
+    /// <param name="inside">The inside link.</param>
+    /// <param name="outside">The outside link.</param>
+    /// <param name="config">The engine's configuration.</param>
+    /// <param name="offloads">Offloads to ask of both TUNs.</param>
+    /// <param name="time">The engine's clock.</param>
+    /// <param name="realtimePriority">SCHED_FIFO priority of the data-plane thread (1-99), or 0.</param>
     public static Gateway Start(TunLink inside, TunLink outside, NatConfig config,
-        TunOffloads offloads = TunOffloads.All, TimeProvider? time = null)
+        TunOffloads offloads = TunOffloads.All, TimeProvider? time = null, int realtimePriority = 0)
     {
         ArgumentNullException.ThrowIfNull(inside);
         ArgumentNullException.ThrowIfNull(outside);
@@ -91,7 +97,7 @@ public sealed class Gateway : IAsyncDisposable
         {
             outsideTun = outside.Open(offloads);
             engine = new NatEngine(config);
-            var plane = new GatewayDataPlane(engine, insideTun, outsideTun, time);
+            var plane = new GatewayDataPlane(engine, insideTun, outsideTun, time, realtimePriority);
             plane.Start();
             return new Gateway(insideTun, outsideTun, engine, plane);
         }
@@ -105,11 +111,12 @@ public sealed class Gateway : IAsyncDisposable
     }
 
     /// <summary>Starts a gateway for one hop of a <see cref="GatewayTopology"/>.</summary>
-    public static Gateway Start(GatewayHop hop, NatPolicy policy, TunOffloads offloads = TunOffloads.All)
+    public static Gateway Start(GatewayHop hop, NatPolicy policy, TunOffloads offloads = TunOffloads.All,
+        int realtimePriority = 0)
     {
         ArgumentNullException.ThrowIfNull(hop);
         return Start(new TunLink(hop.InsideNamespace, hop.InsideTun), new TunLink(hop.OutsideNamespace, hop.OutsideTun),
-            Config(hop, policy), offloads);
+            Config(hop, policy), offloads, realtimePriority: realtimePriority);
     }
 
     /// <summary>Stops the data plane, then closes the links and the engine.</summary>

@@ -17,8 +17,9 @@ namespace NatKit.Linux;
 /// <param name="SuperPackets">GSO super-packets carried whole.</param>
 /// <param name="Segmented">Super-packets cut into segments because the other link lacked the offload.</param>
 /// <param name="Emitted">Packets the engine made itself (ICMP errors, fragments).</param>
+/// <param name="Coalesced">UDP datagrams written as part of a USO super-packet (see <see cref="UdpCoalescer"/>).</param>
 public readonly record struct GatewayStats(long InsideRead, long OutsideRead, long InsideWritten, long OutsideWritten,
-    long Dropped, long WriteFailures, long SuperPackets, long Segmented, long Emitted);
+    long Dropped, long WriteFailures, long SuperPackets, long Segmented, long Emitted, long Coalesced);
 
 /// <summary>
 /// Runs a <see cref="NatEngine"/> between two TUN devices on one dedicated thread: reads a batch from each side
@@ -54,11 +55,14 @@ public sealed class GatewayDataPlane : INatSink, IAsyncDisposable
     private readonly byte[] _emitBuffer = GC.AllocateUninitializedArray<byte>(BufferSize, pinned: true);
     private readonly byte[] _segments = GC.AllocateUninitializedArray<byte>(2 * BufferSize, pinned: true);
     private readonly int[] _segmentLengths = new int[512];
+    private readonly UdpCoalescer? _insideCoalescer;
+    private readonly UdpCoalescer? _outsideCoalescer;
     private readonly ConcurrentQueue<Action> _requests = new();
     private readonly Meter _meter;
     private readonly int _wake;
     private readonly TaskCompletionSource _stopped = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private Thread? _thread;
+    private readonly int _realtimePriority;
     private volatile bool _stopping;
     private int _disposed;
 
@@ -71,14 +75,27 @@ public sealed class GatewayDataPlane : INatSink, IAsyncDisposable
     private long _superPackets;
     private long _segmented;
     private long _emitted;
+    private long _coalesced;
 
-    public GatewayDataPlane(NatEngine engine, TunDevice inside, TunDevice outside, TimeProvider? time = null)
+    /// <param name="engine">The engine; only the data-plane thread touches it once started.</param>
+    /// <param name="inside">The inside link.</param>
+    /// <param name="outside">The outside link.</param>
+    /// <param name="time">The clock the engine's time is read from.</param>
+    /// <param name="realtimePriority">When 1-99, the data-plane thread runs SCHED_FIFO at that priority (root), so a
+    /// busy machine does not delay its wake-ups; it still sleeps in poll(2) when idle. 0 keeps the normal scheduler.</param>
+    public GatewayDataPlane(NatEngine engine, TunDevice inside, TunDevice outside, TimeProvider? time = null,
+        int realtimePriority = 0)
     {
+        ArgumentOutOfRangeException.ThrowIfNegative(realtimePriority);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(realtimePriority, 99);
+        _realtimePriority = realtimePriority;
         _engine = engine ?? throw new ArgumentNullException(nameof(engine));
         _inside = inside ?? throw new ArgumentNullException(nameof(inside));
         _outside = outside ?? throw new ArgumentNullException(nameof(outside));
         _time = time ?? TimeProvider.System;
         _start = _time.GetTimestamp();
+        _insideCoalescer = CanCoalesce(inside) ? new UdpCoalescer() : null;
+        _outsideCoalescer = CanCoalesce(outside) ? new UdpCoalescer() : null;
         _wake = Libc.EventFd(0, Libc.EFD_NONBLOCK | Libc.EFD_CLOEXEC);
         if (_wake < 0)
         {
@@ -115,7 +132,7 @@ public sealed class GatewayDataPlane : INatSink, IAsyncDisposable
     public GatewayStats Stats => new(Volatile.Read(ref _insideRead), Volatile.Read(ref _outsideRead),
         Volatile.Read(ref _insideWritten), Volatile.Read(ref _outsideWritten), Volatile.Read(ref _dropped),
         Volatile.Read(ref _writeFailures), Volatile.Read(ref _superPackets), Volatile.Read(ref _segmented),
-        Volatile.Read(ref _emitted));
+        Volatile.Read(ref _emitted), Volatile.Read(ref _coalesced));
 
     /// <summary>Starts the data-plane thread.</summary>
     public void Start()
@@ -192,6 +209,7 @@ public sealed class GatewayDataPlane : INatSink, IAsyncDisposable
         }
 
         _emitted++;
+        Flush(side == NatSide.Inside ? _inside : _outside);
         packet.CopyTo(_emitBuffer.AsSpan(Headroom));
         var device = side == NatSide.Inside ? _inside : _outside;
         WritePlain(device, _emitBuffer, packet.Length);
@@ -219,6 +237,15 @@ public sealed class GatewayDataPlane : INatSink, IAsyncDisposable
     {
         try
         {
+            if (_realtimePriority > 0)
+            {
+                var priority = _realtimePriority;
+                if (Libc.SchedSetScheduler(0, Libc.SCHED_FIFO, &priority) < 0)
+                {
+                    throw Libc.Error("sched_setscheduler SCHED_FIFO");
+                }
+            }
+
             var fds = stackalloc Libc.PollFd[3];
             fds[0] = new Libc.PollFd { Fd = _inside.FileDescriptor, Events = Libc.POLLIN };
             fds[1] = new Libc.PollFd { Fd = _outside.FileDescriptor, Events = Libc.POLLIN };
@@ -228,6 +255,8 @@ public sealed class GatewayDataPlane : INatSink, IAsyncDisposable
             while (!_stopping)
             {
                 var moved = Pump(_inside, NatDirection.Outbound) | Pump(_outside, NatDirection.Inbound);
+                Flush(_inside);
+                Flush(_outside);
                 while (_requests.TryDequeue(out var request))
                 {
                     request();
@@ -290,6 +319,29 @@ public sealed class GatewayDataPlane : INatSink, IAsyncDisposable
         return true;
     }
 
+    private static bool CanCoalesce(TunDevice device) =>
+        device.HasVirtioHeader && (device.Offloads & TunOffloads.Uso4) != 0;
+
+    private UdpCoalescer? CoalescerOf(TunDevice device) =>
+        ReferenceEquals(device, _inside) ? _insideCoalescer : _outsideCoalescer;
+
+    /// <summary>Writes what the coalescer of <paramref name="device"/> gathered.</summary>
+    private void Flush(TunDevice device)
+    {
+        var coalescer = CoalescerOf(device);
+        if (coalescer is null || coalescer.Count == 0)
+        {
+            return;
+        }
+
+        if (coalescer.Count > 1)
+        {
+            _coalesced += coalescer.Count;
+        }
+
+        Count(device, device.Write(coalescer.Take()));
+    }
+
     private void Forward(TunDevice source, NatDirection direction, int length)
     {
         var header = VirtioNetHeader.None;
@@ -347,6 +399,23 @@ public sealed class GatewayDataPlane : INatSink, IAsyncDisposable
             complemented = Checksum.Update(complemented, oldSource, newSource);
             complemented = Checksum.Update(complemented, oldDestination, newDestination);
             BinaryPrimitives.WriteUInt16BigEndian(packet[checksumField..], (ushort)~complemented);
+        }
+
+        var coalescer = CoalescerOf(destination);
+        if (coalescer is not null)
+        {
+            var translated = _buffer.AsSpan(Headroom, length);
+            if (coalescer.TryAppend(translated, header))
+            {
+                return;
+            }
+
+            Flush(destination);
+            if (UdpCoalescer.CanStart(translated, header))
+            {
+                coalescer.Start(translated);
+                return;
+            }
         }
 
         Send(destination, header, length);

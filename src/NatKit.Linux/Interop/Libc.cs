@@ -61,6 +61,11 @@ internal static unsafe partial class Libc
     public static partial int EventFd(uint initial, int flags);
 
     public const int SIGTERM = 15;
+    public const int SCHED_FIFO = 1;
+
+    /// <summary>sched_setscheduler(2); pid 0 is the calling thread.</summary>
+    [LibraryImport("libc", EntryPoint = "sched_setscheduler", SetLastError = true)]
+    public static partial int SchedSetScheduler(int pid, int policy, int* param);
 
     [LibraryImport("libc", EntryPoint = "kill", SetLastError = true)]
     public static partial int Kill(int pid, int signal);
