@@ -103,3 +103,41 @@ public sealed class GatewayTrafficTests
         Assert.Equal(["10.0.0.1", "100.64.1.2", "10.1.0.1", GatewayTopology.WanHostAddress], hops);
     }
 }
+
+/// <summary>The fallback paths: a link without offloads next to one with them.</summary>
+public sealed class GatewayOffloadFallbackTests
+{
+    [PeerFact("ip", "curl", "python3", Root = true)]
+    public async Task SuperPacketsFromTheWan_AreSegmented_ForAnInsideLinkWithoutOffloads()
+    {
+        await using var topology = await GatewayTopology.CreateNatKitAsync();
+        var hop = topology.Hops[0];
+        using var inside = TunDevice.OpenIn(hop.InsideNamespace, new TunOptions(hop.InsideTun, TunOffloads.None));
+        using var outside = TunDevice.OpenIn(hop.OutsideNamespace, new TunOptions(hop.OutsideTun));
+        using var engine = new NatEngine(Gateway.Config(hop, NatPresets.RfcRecommended));
+        await using var plane = new GatewayDataPlane(engine, inside, outside);
+        plane.Start();
+        var root = Directory.CreateTempSubdirectory("natkit-gw-");
+        try
+        {
+            var body = RandomNumberGenerator.GetBytes(2 << 20);
+            await File.WriteAllBytesAsync(Path.Combine(root.FullName, "page.bin"), body);
+            await using var server = ExternalProcess.Start("ip",
+                ["netns", "exec", topology.Wan.Name, "python3", "-u", "-m", "http.server", "8080", "--bind",
+                    GatewayTopology.WanHostAddress, "--directory", root.FullName]);
+            await server.WaitForOutputAsync("Serving HTTP", TimeSpan.FromSeconds(30));
+            var fetched = Path.Combine(root.FullName, "fetched.bin");
+            var (code, output, errors) = await topology.Lan.TryExecAsync("curl",
+                ["-sS", "--max-time", "20", "-o", fetched, $"http://{GatewayTopology.WanHostAddress}:8080/page.bin"],
+                timeout: TimeSpan.FromSeconds(30));
+            Assert.True(code == 0, output + errors);
+            Assert.Equal(SHA256.HashData(body), SHA256.HashData(await File.ReadAllBytesAsync(fetched)));
+            Assert.True(plane.Stats.Segmented > 0, plane.Stats.ToString());
+        }
+        finally
+        {
+            await plane.StopAsync();
+            root.Delete(recursive: true);
+        }
+    }
+}
