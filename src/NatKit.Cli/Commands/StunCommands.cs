@@ -1,0 +1,339 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
+using System.Security.Cryptography.X509Certificates;
+using NatKit.Net;
+using NatKit.Stun.Client;
+using NatKit.Stun.Discovery;
+using NatKit.Stun.Server;
+using Spectre.Console;
+
+namespace NatKit.Cli.Commands;
+
+/// <summary>`natkit stun serve` (an RFC 8489/5780 server) and `natkit stun probe` (NAT behaviour discovery).</summary>
+internal sealed class StunCommands : IVerbGroup
+{
+    public Command Create()
+    {
+        var stun = new Command("stun", "STUN server and NAT behaviour discovery (RFC 8489, RFC 5780).");
+        stun.Subcommands.Add(Serve());
+        stun.Subcommands.Add(Probe());
+        return stun;
+    }
+
+    private static Command Serve()
+    {
+        var cmd = new Command("serve", "Run a STUN server (loopback unless --listen says otherwise).");
+        var listen = new Option<string>("--listen")
+        {
+            Description = "Primary address and port.",
+            DefaultValueFactory = _ => "127.0.0.1:3478",
+        };
+        var alternate = new Option<string?>("--alternate")
+        {
+            Description = "Alternate address: turns on RFC 5780 mode (four UDP sockets, CHANGE-REQUEST, OTHER-ADDRESS).",
+        };
+        var alternatePort = new Option<int>("--alternate-port")
+        {
+            Description = "Alternate port (default: primary port + 1).",
+        };
+        var advertise = new Option<string?>("--advertise")
+        {
+            Description = "Public address of the primary address behind a 1:1 NAT (reported in RESPONSE-ORIGIN/OTHER-ADDRESS).",
+        };
+        var advertiseAlternate = new Option<string?>("--advertise-alternate")
+        {
+            Description = "Public address of the alternate address behind a 1:1 NAT.",
+        };
+        var noUdp = new Option<bool>("--no-udp") { Description = "Do not serve UDP." };
+        var noTcp = new Option<bool>("--no-tcp") { Description = "Do not serve TCP." };
+        var tlsCert = new Option<string?>("--tls-cert")
+        {
+            Description = "Serve TLS with this certificate (PKCS#12 file, or PEM with --tls-key).",
+        };
+        var tlsKey = new Option<string?>("--tls-key") { Description = "PEM private key for a PEM --tls-cert." };
+        var tlsPort = new Option<int>("--tls-port")
+        {
+            Description = "TLS port.",
+            DefaultValueFactory = _ => StunServerOptions.DefaultTlsPort,
+        };
+        var users = new Option<string[]>("--user")
+        {
+            Description = "Credentials NAME:PASSWORD (repeatable). Without --realm: short-term; with it: long-term.",
+            AllowMultipleArgumentsPerToken = false,
+        };
+        var realm = new Option<string?>("--realm") { Description = "Realm for long-term credentials." };
+        var rate = new Option<int>("--rate-limit")
+        {
+            Description = "Requests per second per source address (0: unlimited).",
+            DefaultValueFactory = _ => new StunServerOptions().RateLimitPerSecond,
+        };
+        var software = new Option<string?>("--software")
+        {
+            Description = "SOFTWARE attribute (empty: none).",
+            DefaultValueFactory = _ => "NatKit",
+        };
+        foreach (var o in new Option[]
+                 {
+                     listen, alternate, alternatePort, advertise, advertiseAlternate, noUdp, noTcp, tlsCert, tlsKey,
+                     tlsPort, users, realm, rate, software,
+                 })
+        {
+            cmd.Options.Add(o);
+        }
+
+        cmd.SetAction(async (parse, ct) =>
+        {
+            var userMap = new Dictionary<string, string>(StringComparer.Ordinal);
+            foreach (var u in parse.GetValue(users) ?? [])
+            {
+                var colon = u.IndexOf(':', StringComparison.Ordinal);
+                if (colon <= 0)
+                {
+                    throw new CliException($"--user {u}: expected NAME:PASSWORD");
+                }
+
+                userMap[u[..colon]] = u[(colon + 1)..];
+            }
+
+            using var cert = LoadCertificate(parse.GetValue(tlsCert), parse.GetValue(tlsKey));
+            var sw = parse.GetValue(software);
+            var options = new StunServerOptions
+            {
+                Primary = ParseEndPoint(parse.GetValue(listen)!, StunServerOptions.DefaultPort, "--listen"),
+                AlternateAddress = ParseAddress(parse.GetValue(alternate), "--alternate"),
+                AlternatePort = parse.GetValue(alternatePort),
+                AdvertisedPrimaryAddress = ParseAddress(parse.GetValue(advertise), "--advertise"),
+                AdvertisedAlternateAddress = ParseAddress(parse.GetValue(advertiseAlternate), "--advertise-alternate"),
+                EnableUdp = !parse.GetValue(noUdp),
+                EnableTcp = !parse.GetValue(noTcp),
+                TlsCertificate = cert,
+                TlsPort = parse.GetValue(tlsPort),
+                Users = userMap,
+                Realm = parse.GetValue(realm),
+                RateLimitPerSecond = parse.GetValue(rate),
+                Software = string.IsNullOrEmpty(sw) ? null : sw,
+            };
+            await using var server = await StunServer.StartAsync(SystemNetwork.Instance, options, null, ct);
+            var table = new Table().AddColumns("transport", "endpoint", "role");
+            var roles = new[] { "primary", "primary address, alternate port", "alternate address, primary port", "alternate" };
+            for (var i = 0; i < server.UdpEndPoints.Count; i++)
+            {
+                table.AddRow("udp", server.UdpEndPoints[i].ToString(), roles[i]);
+            }
+
+            if (server.TcpEndPoint is not null)
+            {
+                table.AddRow("tcp", server.TcpEndPoint.ToString(), "primary");
+            }
+
+            if (server.TlsEndPoint is not null)
+            {
+                table.AddRow("tls", server.TlsEndPoint.ToString(), "primary");
+            }
+
+            AnsiConsole.Write(table);
+            AnsiConsole.MarkupLine(userMap.Count == 0 ? "no credentials required; Ctrl+C stops"
+                : $"{(options.Realm is null ? "short-term" : "long-term")} credentials for {userMap.Count} user(s); Ctrl+C stops");
+            try
+            {
+                await Task.Delay(Timeout.Infinite, ct);
+            }
+            catch (OperationCanceledException)
+            {
+            }
+
+            AnsiConsole.MarkupLineInterpolated(
+                $"requests {server.Metrics.Requests}, responses {server.Metrics.Responses}, dropped {server.Metrics.Dropped}");
+            return 0;
+        });
+        return cmd;
+    }
+
+    private static Command Probe()
+    {
+        var cmd = new Command("probe", "Discover this host's NAT behaviour against an RFC 5780 STUN server.");
+        var server = new Argument<string>("server") { Description = "SERVER[:PORT] (port 3478 by default)." };
+        var json = new Option<bool>("--json") { Description = "Print the result as JSON." };
+        var lifetime = new Option<bool>("--lifetime")
+        {
+            Description = "Also measure the idle binding lifetime (binary search; takes minutes).",
+        };
+        var lifetimeMax = new Option<int>("--lifetime-max")
+        {
+            Description = "Longest idle time tried, in seconds.",
+            DefaultValueFactory = _ => 300,
+        };
+        var rto = new Option<int>("--rto")
+        {
+            Description = "Initial retransmission timeout in ms.",
+            DefaultValueFactory = _ => 250,
+        };
+        var tries = new Option<int>("--requests")
+        {
+            Description = "Requests per transaction (RFC 8489 Rc; 7 is the RFC default, probes use fewer).",
+            DefaultValueFactory = _ => 4,
+        };
+        var local = new Option<string?>("--local") { Description = "Local address to send from." };
+        cmd.Arguments.Add(server);
+        foreach (var o in new Option[] { json, lifetime, lifetimeMax, rto, tries, local })
+        {
+            cmd.Options.Add(o);
+        }
+
+        cmd.SetAction(async (parse, ct) =>
+        {
+            var endpoint = await ResolveAsync(parse.GetValue(server)!, ct);
+            var options = new NatDiscoveryOptions
+            {
+                LocalAddress = ParseAddress(parse.GetValue(local), "--local"),
+                Client = new StunClientOptions
+                {
+                    InitialRto = TimeSpan.FromMilliseconds(Positive(parse.GetValue(rto), "--rto")),
+                    RequestCount = Positive(parse.GetValue(tries), "--requests"),
+                    LastWaitMultiplier = 4,
+                },
+                MeasureBindingLifetime = parse.GetValue(lifetime),
+                BindingLifetimeMax = TimeSpan.FromSeconds(Positive(parse.GetValue(lifetimeMax), "--lifetime-max")),
+            };
+            NatBehavior result;
+            if (parse.GetValue(json))
+            {
+                result = await new NatBehaviorDiscovery(SystemNetwork.Instance, endpoint, options).RunAsync(ct);
+                Console.WriteLine(result.ToJson());
+            }
+            else
+            {
+                result = await AnsiConsole.Status().StartAsync($"probing {endpoint} ...",
+                    _ => new NatBehaviorDiscovery(SystemNetwork.Instance, endpoint, options).RunAsync(ct));
+                AnsiConsole.Write(RenderBehavior(result));
+            }
+
+            return result.Reachable ? 0 : 1;
+        });
+        return cmd;
+    }
+
+    /// <summary>The behaviour report as a table (also used by `natkit lab probe`).</summary>
+    internal static Table RenderBehavior(NatBehavior b)
+    {
+        var table = new Table().AddColumns("property", "value");
+        table.AddRow("server", Markup.Escape(b.Server.ToString()));
+        table.AddRow("reachable", b.Reachable ? "yes" : "[red]no[/]");
+        table.AddRow("RFC 5780 server", b.ServerSupportsRfc5780 ? "yes" : "no");
+        table.AddRow("local endpoint", Markup.Escape(b.LocalEndPoint?.ToString() ?? "-"));
+        table.AddRow("mapped endpoint", Markup.Escape(b.MappedEndPoint?.ToString() ?? "-"));
+        table.AddRow("mapping", $"{NatBehavior.ShortName(b.Mapping)} ({b.Mapping})");
+        table.AddRow("filtering", $"{NatBehavior.ShortName(b.Filtering)} ({b.Filtering})");
+        table.AddRow("hairpinning", YesNo(b.Hairpinning));
+        table.AddRow("port preserved", YesNo(b.PortPreserved));
+        table.AddRow("binding lifetime", b.BindingLifetime is { } l
+            ? (b.BindingLifetimeIsLowerBound ? ">= " : "") + l.TotalSeconds.ToString("0.#", CultureInfo.InvariantCulture) + " s"
+            : "not measured");
+        foreach (var n in b.Notes)
+        {
+            table.AddRow("note", Markup.Escape(n));
+        }
+
+        return table;
+    }
+
+    private static string YesNo(bool? value) => value switch { true => "yes", false => "no", null => "not tested" };
+
+    private static int Positive(int value, string name) =>
+        value > 0 ? value : throw new CliException($"{name} must be positive");
+
+    internal static IPEndPoint ParseEndPoint(string text, int defaultPort, string option)
+    {
+        if (IPAddress.TryParse(text, out var address))
+        {
+            return new IPEndPoint(address, defaultPort);
+        }
+
+        if (IPEndPoint.TryParse(text, out var endpoint))
+        {
+            return endpoint;
+        }
+
+        throw new CliException($"{option} {text}: expected ADDRESS[:PORT]");
+    }
+
+    private static IPAddress? ParseAddress(string? text, string option)
+    {
+        if (text is null)
+        {
+            return null;
+        }
+
+        return IPAddress.TryParse(text, out var a) ? a : throw new CliException($"{option} {text}: not an IP address");
+    }
+
+    /// <summary>SERVER[:PORT] with a host name or an address; port 3478 when absent.</summary>
+    internal static async Task<IPEndPoint> ResolveAsync(string text, CancellationToken ct)
+    {
+        if (IPAddress.TryParse(text, out var address) && !text.Contains("]:", StringComparison.Ordinal))
+        {
+            return new IPEndPoint(address, StunServerOptions.DefaultPort);
+        }
+
+        if (IPEndPoint.TryParse(text, out var ep))
+        {
+            return ep;
+        }
+
+        var host = text;
+        var port = StunServerOptions.DefaultPort;
+        var colon = text.LastIndexOf(':');
+        if (colon > 0)
+        {
+            if (!int.TryParse(text.AsSpan(colon + 1), NumberStyles.None, CultureInfo.InvariantCulture, out port) ||
+                port is < 1 or > 65535)
+            {
+                throw new CliException($"{text}: bad port");
+            }
+
+            host = text[..colon];
+        }
+
+        try
+        {
+            var addresses = await Dns.GetHostAddressesAsync(host, ct);
+            var pick = addresses.FirstOrDefault(a => a.AddressFamily == AddressFamily.InterNetwork) ??
+                       addresses.FirstOrDefault() ?? throw new CliException($"{host}: no address");
+            return new IPEndPoint(pick, port);
+        }
+        catch (SocketException e)
+        {
+            throw new CliException($"{host}: {e.Message}");
+        }
+    }
+
+    private static X509Certificate2? LoadCertificate(string? cert, string? key)
+    {
+        if (cert is null)
+        {
+            return null;
+        }
+
+        if (!File.Exists(cert))
+        {
+            throw new CliException($"--tls-cert {cert}: no such file");
+        }
+
+        try
+        {
+            if (key is null)
+            {
+                return X509CertificateLoader.LoadPkcs12FromFile(cert, null);
+            }
+
+            using var pem = X509Certificate2.CreateFromPemFile(cert, key);
+            return X509CertificateLoader.LoadPkcs12(pem.Export(X509ContentType.Pfx), null);
+        }
+        catch (System.Security.Cryptography.CryptographicException e)
+        {
+            throw new CliException($"--tls-cert {cert}: {e.Message}");
+        }
+    }
+}

@@ -1,0 +1,300 @@
+using System.Net;
+using System.Net.Security;
+using NatKit.Net;
+
+namespace NatKit.Stun.Client;
+
+/// <summary>
+/// A STUN client (RFC 8489): Binding transactions over UDP with the RFC's retransmission schedule, over TCP and
+/// TLS with stream framing, and the short- and long-term credential mechanisms (401 then retry with REALM and
+/// NONCE, 438 then retry with the new NONCE). All waiting uses the <see cref="INetwork"/>'s clock, so in the lab
+/// a 39.5-second timeout costs no real time. A timeout is an answer (null), not an exception.
+/// </summary>
+public sealed class StunClient
+{
+    private const int BufferLength = 2048;
+
+    public StunClient(INetwork network, StunClientOptions? options = null)
+    {
+        Network = network ?? throw new ArgumentNullException(nameof(network));
+        Options = options ?? new StunClientOptions();
+        Options.Validate();
+    }
+
+    public INetwork Network { get; }
+
+    public StunClientOptions Options { get; }
+
+    /// <summary>A Binding transaction from a new ephemeral UDP socket of the server's address family.</summary>
+    public async Task<StunResponse?> BindingAsync(IPEndPoint server, StunBindingRequest request = default,
+        CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(server);
+        var any = server.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6
+            ? IPAddress.IPv6Any
+            : IPAddress.Any;
+        await using var socket = await Network.BindUdpAsync(new IPEndPoint(any, 0), cancellationToken);
+        return await BindingAsync(socket, server, request, cancellationToken);
+    }
+
+    /// <summary>A Binding transaction on a socket the caller owns (discovery reuses one socket for several
+    /// tests). Null when no response came within the transaction timeout.</summary>
+    public async Task<StunResponse?> BindingAsync(IDatagramSocket socket, IPEndPoint server,
+        StunBindingRequest request = default, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(socket);
+        ArgumentNullException.ThrowIfNull(server);
+        var buffer = new byte[BufferLength];
+        var auth = InitialAuth();
+        for (var round = 0; round < 3; round++)
+        {
+            var id = StunTransactionId.NewRandom();
+            var length = BuildRequest(buffer, id, request, auth);
+            var response = await TransactAsync(socket, server, buffer.AsMemory(0, length), id, cancellationToken);
+            if (!NextAuth(response, ref auth))
+            {
+                return response;
+            }
+        }
+
+        return null;
+    }
+
+    /// <summary>
+    /// One UDP transaction: sends <paramref name="request"/> and retransmits it on the RFC 8489 schedule until a
+    /// response with <paramref name="id"/> arrives (from any source) or the transaction times out (null).
+    /// </summary>
+    public async Task<StunResponse?> TransactAsync(IDatagramSocket socket, IPEndPoint server,
+        ReadOnlyMemory<byte> request, StunTransactionId id, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(socket);
+        var time = Network.TimeProvider;
+        var start = time.GetTimestamp();
+        var rto = Options.InitialRto;
+        var buffer = new byte[BufferLength];
+        for (var attempt = 0; attempt < Options.RequestCount; attempt++)
+        {
+            await socket.SendToAsync(request, server, cancellationToken);
+            var wait = attempt == Options.RequestCount - 1 ? Options.InitialRto * Options.LastWaitMultiplier : rto;
+            var response = await ReceiveMatchingAsync(socket, buffer, id, wait, start, cancellationToken);
+            if (response is not null)
+            {
+                return response;
+            }
+
+            rto *= 2;
+        }
+
+        return null;
+    }
+
+    /// <summary>Waits up to <paramref name="wait"/> for a response to <paramref name="id"/> on
+    /// <paramref name="socket"/>, ignoring anything else that arrives.</summary>
+    internal async Task<StunResponse?> ReceiveMatchingAsync(IDatagramSocket socket, byte[] buffer,
+        StunTransactionId id, TimeSpan wait, long start, CancellationToken cancellationToken)
+    {
+        var time = Network.TimeProvider;
+        using var timeout = new CancellationTokenSource(wait, time);
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(timeout.Token, cancellationToken);
+        while (true)
+        {
+            ReceivedDatagram datagram;
+            try
+            {
+                datagram = await socket.ReceiveFromAsync(buffer, linked.Token);
+            }
+            catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+            {
+                return null;
+            }
+
+            var response = Match(buffer.AsSpan(0, datagram.Length), id, datagram.RemoteEndPoint,
+                time.GetElapsedTime(start));
+            if (response is not null)
+            {
+                return response;
+            }
+        }
+    }
+
+    private static StunResponse? Match(ReadOnlySpan<byte> data, StunTransactionId id, IPEndPoint source,
+        TimeSpan elapsed)
+    {
+        if (!StunMessageReader.TryParse(data, out var reader) || reader.TransactionId != id ||
+            reader.Class is not (StunClass.SuccessResponse or StunClass.ErrorResponse))
+        {
+            return null;
+        }
+
+        if (reader.HasFingerprint && !reader.IsFingerprintValid())
+        {
+            return null;
+        }
+
+        return StunResponse.From(reader, source, elapsed);
+    }
+
+    /// <summary>A Binding transaction over TCP (RFC 8489 section 6.2.2), on a new connection.</summary>
+    public async Task<StunResponse?> BindingTcpAsync(IPEndPoint server, StunBindingRequest request = default,
+        CancellationToken cancellationToken = default)
+    {
+        await using var connection = await Network.ConnectTcpAsync(server, null, cancellationToken);
+        return await BindingStreamAsync(connection.Stream, connection.RemoteEndPoint, request, cancellationToken);
+    }
+
+    /// <summary>A Binding transaction over TLS (RFC 8489 section 6.2.3) to <paramref name="targetHost"/>.</summary>
+    public async Task<StunResponse?> BindingTlsAsync(IPEndPoint server, string targetHost,
+        RemoteCertificateValidationCallback? validate = null, StunBindingRequest request = default,
+        CancellationToken cancellationToken = default)
+    {
+        await using var connection = await Network.ConnectTcpAsync(server, null, cancellationToken);
+        await using var tls = new SslStream(connection.Stream, leaveInnerStreamOpen: true, validate);
+        await tls.AuthenticateAsClientAsync(new SslClientAuthenticationOptions { TargetHost = targetHost },
+            cancellationToken);
+        return await BindingStreamAsync(tls, connection.RemoteEndPoint, request, cancellationToken);
+    }
+
+    /// <summary>Binding transactions over an established stream; each times out after Ti.</summary>
+    public async Task<StunResponse?> BindingStreamAsync(Stream stream, IPEndPoint peer,
+        StunBindingRequest request = default, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(stream);
+        ArgumentNullException.ThrowIfNull(peer);
+        var time = Network.TimeProvider;
+        var buffer = new byte[BufferLength];
+        var receive = new byte[BufferLength * 2];
+        var filled = 0;
+        var auth = InitialAuth();
+        for (var round = 0; round < 3; round++)
+        {
+            var id = StunTransactionId.NewRandom();
+            var length = BuildRequest(buffer, id, request, auth);
+            var start = time.GetTimestamp();
+            using var timeout = new CancellationTokenSource(Options.StreamTimeout, time);
+            using var linked = CancellationTokenSource.CreateLinkedTokenSource(timeout.Token, cancellationToken);
+            StunResponse? response = null;
+            try
+            {
+                await stream.WriteAsync(buffer.AsMemory(0, length), linked.Token);
+                while (response is null)
+                {
+                    if (!StunFraming.TryGetFrameLength(receive.AsSpan(0, filled), out var frame) ||
+                        frame > receive.Length)
+                    {
+                        return null; // garbage or an oversized frame: give up on this stream
+                    }
+
+                    if (frame == 0 || frame > filled)
+                    {
+                        var n = await stream.ReadAsync(receive.AsMemory(filled), linked.Token);
+                        if (n == 0)
+                        {
+                            return null;
+                        }
+
+                        filled += n;
+                        continue;
+                    }
+
+                    response = Match(receive.AsSpan(0, frame), id, peer, time.GetElapsedTime(start));
+                    receive.AsSpan(frame, filled - frame).CopyTo(receive);
+                    filled -= frame;
+                }
+            }
+            catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+            {
+                return null;
+            }
+
+            if (!NextAuth(response, ref auth))
+            {
+                return response;
+            }
+        }
+
+        return null;
+    }
+
+    private AuthState InitialAuth()
+    {
+        if (Options.Username is null)
+        {
+            return default;
+        }
+
+        return Options.ShortTermCredentials
+            ? new AuthState(Options.Username, null, null, StunCredentials.ShortTermKey(Options.Password!))
+            : default;
+    }
+
+    // After a 401 (with REALM and NONCE) or a 438, long-term credentials retry with the server's realm and nonce.
+    private bool NextAuth(StunResponse? response, ref AuthState auth)
+    {
+        if (response is null || Options.Username is null || Options.ShortTermCredentials ||
+            response.ErrorCode is not (StunErrorCode.Unauthenticated or StunErrorCode.StaleNonce))
+        {
+            return false;
+        }
+
+        var realm = response.GetString(StunAttributeType.Realm);
+        var nonce = response.GetString(StunAttributeType.Nonce);
+        if (realm is null || nonce is null)
+        {
+            return false;
+        }
+
+        if (response.ErrorCode == StunErrorCode.Unauthenticated && auth.Nonce is not null && auth.Realm == realm)
+        {
+            return false; // we already sent credentials for this realm: they are wrong
+        }
+
+        auth = new AuthState(Options.Username, realm, nonce,
+            StunCredentials.LongTermKey(Options.Username, realm, Options.Password!));
+        return true;
+    }
+
+    private int BuildRequest(Span<byte> buffer, StunTransactionId id, StunBindingRequest request, AuthState auth)
+    {
+        var w = new StunMessageWriter(buffer, StunMethods.Binding, StunClass.Request, id);
+        if (request.ChangeAddress || request.ChangePort)
+        {
+            w.AddChangeRequest(request.ChangeAddress, request.ChangePort);
+        }
+
+        if (request.ResponsePort != 0)
+        {
+            w.AddResponsePort(request.ResponsePort);
+        }
+
+        if (request.Padding > 0)
+        {
+            w.AddPadding(Math.Min(request.Padding, 1200));
+        }
+
+        if (Options.Software is not null)
+        {
+            w.AddString(StunAttributeType.Software, Options.Software);
+        }
+
+        if (auth.Key is not null)
+        {
+            w.AddString(StunAttributeType.Username, auth.Username!);
+            if (auth.Realm is not null)
+            {
+                w.AddString(StunAttributeType.Realm, auth.Realm);
+                w.AddString(StunAttributeType.Nonce, auth.Nonce!);
+            }
+
+            w.AddMessageIntegrity(auth.Key);
+        }
+
+        if (Options.Fingerprint)
+        {
+            w.AddFingerprint();
+        }
+
+        return w.Length;
+    }
+
+    private readonly record struct AuthState(string? Username, string? Realm, string? Nonce, byte[]? Key);
+}

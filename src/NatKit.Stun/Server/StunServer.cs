@@ -1,0 +1,354 @@
+using System.Buffers;
+using System.Net;
+using System.Net.Security;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using NatKit.Net;
+
+namespace NatKit.Stun.Server;
+
+/// <summary>
+/// A STUN server (RFC 8489) over an <see cref="INetwork"/>, so it runs on real sockets and in the lab alike:
+/// UDP (one socket, or four in RFC 5780 mode), TCP and, given a certificate, TLS. The per-request work is
+/// <see cref="StunRequestHandler"/>; this class only moves bytes. The UDP receive/answer path reuses one buffer
+/// pair per socket and the endpoint the network hands back, so it allocates nothing per request.
+/// </summary>
+public sealed partial class StunServer : IAsyncDisposable
+{
+    private const int ReceiveBufferLength = 2048;
+
+    /// <summary>Largest message accepted on a stream; a bigger frame closes the connection.</summary>
+    private const int MaxStreamFrame = 4096;
+
+    private readonly INetwork _network;
+    private readonly StunServerOptions _options;
+    private readonly ILogger _logger;
+    private readonly IDatagramSocket[] _udp;
+    private readonly List<IStreamListener> _listeners = [];
+    private readonly List<Task> _loops = [];
+    private readonly CancellationTokenSource _stop = new();
+    private StunRequestHandler _handler = null!;
+    private int _connections;
+
+    private StunServer(INetwork network, StunServerOptions options, ILogger logger, IDatagramSocket[] udp)
+    {
+        _network = network;
+        _options = options;
+        _logger = logger;
+        _udp = udp;
+    }
+
+    /// <summary>The UDP sockets' local endpoints by index (bit 0: alternate port, bit 1: alternate address).</summary>
+    public IReadOnlyList<IPEndPoint> UdpEndPoints => _udp.Select(s => s.LocalEndPoint).ToArray();
+
+    public IPEndPoint? TcpEndPoint { get; private set; }
+
+    public IPEndPoint? TlsEndPoint { get; private set; }
+
+    public StunServerMetrics Metrics { get; } = new();
+
+    /// <summary>Binds everything the options ask for and starts serving.</summary>
+    /// <exception cref="ArgumentException">The options are invalid (the message names the field).</exception>
+    /// <exception cref="NetworkException">An address is in use or not on this host.</exception>
+    public static async Task<StunServer> StartAsync(INetwork network, StunServerOptions options,
+        ILogger? logger = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(network);
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        var sockets = new List<IDatagramSocket>();
+        var advertised = new List<IPEndPoint>();
+        StunServer? server = null;
+        try
+        {
+            var primary = options.Primary;
+            if (options.EnableUdp || options.Rfc5780)
+            {
+                var pp = await network.BindUdpAsync(primary, cancellationToken);
+                sockets.Add(pp);
+                primary = pp.LocalEndPoint;
+            }
+
+            if (options.Rfc5780)
+            {
+                var apPort = options.AlternatePort != 0 ? options.AlternatePort
+                    : options.Primary.Port == 0 ? 0 : options.Primary.Port + 1;
+                var pa = await network.BindUdpAsync(new IPEndPoint(primary.Address, apPort), cancellationToken);
+                sockets.Add(pa);
+                apPort = pa.LocalEndPoint.Port;
+                var alternate = options.AlternateAddress!;
+                sockets.Add(await network.BindUdpAsync(new IPEndPoint(alternate, primary.Port), cancellationToken));
+                sockets.Add(await network.BindUdpAsync(new IPEndPoint(alternate, apPort), cancellationToken));
+                var pubPrimary = options.AdvertisedPrimaryAddress ?? primary.Address;
+                var pubAlternate = options.AdvertisedAlternateAddress ?? alternate;
+                advertised.Add(new IPEndPoint(pubPrimary, primary.Port));
+                advertised.Add(new IPEndPoint(pubPrimary, apPort));
+                advertised.Add(new IPEndPoint(pubAlternate, primary.Port));
+                advertised.Add(new IPEndPoint(pubAlternate, apPort));
+            }
+            else
+            {
+                advertised.Add(new IPEndPoint(options.AdvertisedPrimaryAddress ?? primary.Address, primary.Port));
+            }
+
+            server = new StunServer(network, options, logger ?? NullLogger.Instance, sockets.ToArray());
+            server._handler = new StunRequestHandler(options, advertised, network.TimeProvider, server.Metrics);
+            if (options.EnableTcp)
+            {
+                var listener = await network.ListenTcpAsync(primary, cancellationToken: cancellationToken);
+                server._listeners.Add(listener);
+                server.TcpEndPoint = listener.LocalEndPoint;
+                server._loops.Add(server.AcceptLoopAsync(listener, StunTransport.Tcp));
+            }
+
+            if (options.TlsCertificate is not null)
+            {
+                var listener = await network.ListenTcpAsync(new IPEndPoint(primary.Address, options.TlsPort),
+                    cancellationToken: cancellationToken);
+                server._listeners.Add(listener);
+                server.TlsEndPoint = listener.LocalEndPoint;
+                server._loops.Add(server.AcceptLoopAsync(listener, StunTransport.Tls));
+            }
+
+            for (var i = 0; i < server._udp.Length; i++)
+            {
+                server._loops.Add(server.UdpLoopAsync(i));
+            }
+
+            LogStarted(server._logger, string.Join(", ", server._udp.Select(s => s.LocalEndPoint)),
+                server.TcpEndPoint?.ToString() ?? "-", server.TlsEndPoint?.ToString() ?? "-", options.Rfc5780);
+            return server;
+        }
+        catch
+        {
+            if (server is not null)
+            {
+                await server.DisposeAsync();
+            }
+            else
+            {
+                foreach (var s in sockets)
+                {
+                    await s.DisposeAsync();
+                }
+            }
+
+            throw;
+        }
+    }
+
+    private async Task UdpLoopAsync(int index)
+    {
+        var socket = _udp[index];
+        var buffer = new byte[ReceiveBufferLength];
+        var reply = new byte[StunRequestHandler.MaxReplyLength];
+        var token = _stop.Token;
+        while (!token.IsCancellationRequested)
+        {
+            ReceivedDatagram datagram;
+            try
+            {
+                datagram = await socket.ReceiveFromAsync(buffer, token);
+            }
+            catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException)
+            {
+                return;
+            }
+            catch (NetworkException e)
+            {
+                LogReceiveFailed(_logger, socket.LocalEndPoint, e.Message);
+                continue;
+            }
+
+            StunReplyRoute route;
+            try
+            {
+                route = _handler.Handle(buffer.AsSpan(0, datagram.Length), datagram.RemoteEndPoint, index,
+                    StunTransport.Udp, reply);
+            }
+#pragma warning disable CA1031 // A bug in handling one datagram must not stop the server; it is logged.
+            catch (Exception e)
+#pragma warning restore CA1031
+            {
+                LogHandlerFailed(_logger, e);
+                continue;
+            }
+
+            if (route.Length == 0)
+            {
+                continue;
+            }
+
+            var target = route.Port == 0
+                ? datagram.RemoteEndPoint
+                : new IPEndPoint(datagram.RemoteEndPoint.Address, route.Port);
+            try
+            {
+                await _udp[route.SocketIndex].SendToAsync(reply.AsMemory(0, route.Length), target, token);
+            }
+            catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException)
+            {
+                return;
+            }
+            catch (NetworkException e)
+            {
+                LogSendFailed(_logger, target, e.Message);
+            }
+        }
+    }
+
+    private async Task AcceptLoopAsync(IStreamListener listener, StunTransport transport)
+    {
+        var token = _stop.Token;
+        while (!token.IsCancellationRequested)
+        {
+            IStreamConnection connection;
+            try
+            {
+                connection = await listener.AcceptAsync(token);
+            }
+            catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException)
+            {
+                return;
+            }
+            catch (NetworkException)
+            {
+                continue;
+            }
+
+            if (Interlocked.Increment(ref _connections) > _options.MaxConnections)
+            {
+                Interlocked.Decrement(ref _connections);
+                Metrics.Drop(DropReason.ConnectionLimit);
+                await connection.DisposeAsync();
+                continue;
+            }
+
+            _ = ServeConnectionAsync(connection, transport);
+        }
+    }
+
+    private async Task ServeConnectionAsync(IStreamConnection connection, StunTransport transport)
+    {
+        var buffer = ArrayPool<byte>.Shared.Rent(MaxStreamFrame);
+        var reply = ArrayPool<byte>.Shared.Rent(StunRequestHandler.MaxReplyLength);
+        using var idle = new CancellationTokenSource(_options.ConnectionIdleTimeout, _network.TimeProvider);
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(idle.Token, _stop.Token);
+        Stream? tls = null;
+        try
+        {
+            var stream = connection.Stream;
+            if (transport == StunTransport.Tls)
+            {
+                var ssl = new SslStream(connection.Stream, leaveInnerStreamOpen: true);
+                tls = ssl;
+                await ssl.AuthenticateAsServerAsync(
+                    new SslServerAuthenticationOptions { ServerCertificate = _options.TlsCertificate }, linked.Token);
+                stream = ssl;
+            }
+
+            var filled = 0;
+            while (true)
+            {
+                idle.CancelAfter(_options.ConnectionIdleTimeout);
+                var n = await stream.ReadAsync(buffer.AsMemory(filled, MaxStreamFrame - filled), linked.Token);
+                if (n == 0)
+                {
+                    return;
+                }
+
+                filled += n;
+                var consumed = 0;
+                while (true)
+                {
+                    if (!StunFraming.TryGetFrameLength(buffer.AsSpan(consumed, filled - consumed), out var frame) ||
+                        frame > MaxStreamFrame)
+                    {
+                        Metrics.Drop(DropReason.Malformed);
+                        return; // not STUN, or larger than we accept: RFC 8489 leaves closing to the server
+                    }
+
+                    if (frame == 0 || frame > filled - consumed)
+                    {
+                        break;
+                    }
+
+                    var route = _handler.Handle(buffer.AsSpan(consumed, frame), connection.RemoteEndPoint, 0,
+                        transport, reply);
+                    consumed += frame;
+                    if (route.Length > 0)
+                    {
+                        await stream.WriteAsync(reply.AsMemory(0, route.Length), linked.Token);
+                    }
+                }
+
+                buffer.AsSpan(consumed, filled - consumed).CopyTo(buffer);
+                filled -= consumed;
+            }
+        }
+#pragma warning disable CA1031 // Whatever one connection does (reset, TLS failure, timeout), the server goes on.
+        catch (Exception e)
+#pragma warning restore CA1031
+        {
+            if (e is not (OperationCanceledException or IOException or ObjectDisposedException
+                or System.Security.Authentication.AuthenticationException))
+            {
+                LogHandlerFailed(_logger, e);
+            }
+        }
+        finally
+        {
+            if (tls is not null)
+            {
+                await tls.DisposeAsync();
+            }
+
+            await connection.DisposeAsync();
+            ArrayPool<byte>.Shared.Return(buffer);
+            ArrayPool<byte>.Shared.Return(reply);
+            Interlocked.Decrement(ref _connections);
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (_stop.IsCancellationRequested)
+        {
+            return;
+        }
+
+        await _stop.CancelAsync();
+        foreach (var l in _listeners)
+        {
+            await l.DisposeAsync();
+        }
+
+        foreach (var s in _udp)
+        {
+            await s.DisposeAsync();
+        }
+
+        try
+        {
+            await Task.WhenAll(_loops);
+        }
+        catch (OperationCanceledException)
+        {
+        }
+
+        Metrics.Dispose();
+        _stop.Dispose();
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "STUN server on UDP {Udp}, TCP {Tcp}, TLS {Tls} (RFC 5780: {Rfc5780})")]
+    private static partial void LogStarted(ILogger logger, string udp, string tcp, string tls, bool rfc5780);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "receive on {EndPoint} failed: {Reason}")]
+    private static partial void LogReceiveFailed(ILogger logger, IPEndPoint endPoint, string reason);
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "send to {EndPoint} failed: {Reason}")]
+    private static partial void LogSendFailed(ILogger logger, IPEndPoint endPoint, string reason);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "STUN handler failed")]
+    private static partial void LogHandlerFailed(ILogger logger, Exception exception);
+}

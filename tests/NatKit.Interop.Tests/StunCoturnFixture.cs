@@ -1,0 +1,120 @@
+using System.Net;
+using System.Net.Sockets;
+using NatKit.Net;
+using NatKit.Stun.Client;
+using NatKit.TestSupport;
+
+namespace NatKit.Interop.Tests;
+
+/// <summary>
+/// coturn's turnserver as a STUN-only peer on loopback: no configuration file, no TLS/DTLS, no CLI, pid and log
+/// in a temporary directory, free ports. RFC 5780 mode listens on 127.0.0.1 and 127.0.0.2 with the alternate
+/// port next to the primary. Disposal kills it and removes the directory.
+/// </summary>
+internal sealed class StunCoturn : IAsyncDisposable
+{
+    private readonly ExternalProcess _process;
+    private readonly string _directory;
+
+    private StunCoturn(ExternalProcess process, string directory, IPEndPoint endPoint)
+    {
+        _process = process;
+        _directory = directory;
+        EndPoint = endPoint;
+    }
+
+    public IPEndPoint EndPoint { get; }
+
+    public string Log => File.Exists(Path.Combine(_directory, "turn.log"))
+        ? File.ReadAllText(Path.Combine(_directory, "turn.log"))
+        : _process.Output + _process.Errors;
+
+    public static async Task<StunCoturn> StartAsync(bool rfc5780)
+    {
+        var directory = Directory.CreateTempSubdirectory("natkit-coturn-").FullName;
+        var port = StunPorts.FreePair();
+        var args = new List<string>
+        {
+            "-n", "--no-cli", "--no-tls", "--no-dtls", "--stun-only", "--no-auth",
+            "-L", "127.0.0.1", "-E", "127.0.0.1", "-p", port.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            "--pidfile", Path.Combine(directory, "turn.pid"),
+            "-l", Path.Combine(directory, "turn.log"), "--simple-log",
+            "--db", Path.Combine(directory, "turndb"),
+        };
+        if (rfc5780)
+        {
+            args.AddRange(["-L", "127.0.0.2", "--alt-listening-port",
+                (port + 1).ToString(System.Globalization.CultureInfo.InvariantCulture)]);
+        }
+
+        var process = ExternalProcess.Start("turnserver", args);
+        var server = new StunCoturn(process, directory, new IPEndPoint(IPAddress.Loopback, port));
+        try
+        {
+            // Ready when it answers a Binding request (up to ~6 s), not after a sleep.
+            var probe = new StunClient(SystemNetwork.Instance,
+                new StunClientOptions { InitialRto = TimeSpan.FromMilliseconds(100), RequestCount = 7, LastWaitMultiplier = 2, Fingerprint = false });
+            var answer = await probe.BindingAsync(server.EndPoint);
+            if (answer is null)
+            {
+                throw new InvalidOperationException($"turnserver did not answer on {server.EndPoint}: {server.Log}");
+            }
+
+            return server;
+        }
+        catch
+        {
+            await server.DisposeAsync();
+            throw;
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _process.DisposeAsync();
+        try
+        {
+            Directory.Delete(_directory, recursive: true);
+        }
+        catch (IOException)
+        {
+        }
+    }
+}
+
+internal static class StunPorts
+{
+    /// <summary>A UDP and TCP port on 127.0.0.1 and 127.0.0.2 that is free now, with the next one free too.</summary>
+    public static int FreePair()
+    {
+        for (var attempt = 0; attempt < 50; attempt++)
+        {
+            using var probe = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
+            probe.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+            var port = ((IPEndPoint)probe.LocalEndPoint!).Port;
+            if (port < 65000 && IsFree(port + 1))
+            {
+                probe.Dispose();
+                return port;
+            }
+        }
+
+        throw new InvalidOperationException("no free port pair");
+    }
+
+    private static bool IsFree(int port)
+    {
+        try
+        {
+            using var s = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
+            s.Bind(new IPEndPoint(IPAddress.Loopback, port));
+            using var t = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+            t.Bind(new IPEndPoint(IPAddress.Loopback, port));
+            return true;
+        }
+        catch (SocketException)
+        {
+            return false;
+        }
+    }
+}

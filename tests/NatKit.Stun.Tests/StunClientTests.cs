@@ -1,0 +1,94 @@
+using System.Net;
+using System.Threading.Channels;
+using NatKit.Net;
+using NatKit.Stun.Client;
+
+namespace NatKit.Stun.Tests;
+
+public class StunClientTests
+{
+    [Fact]
+    public async Task Rfc8489_S6_2_1_Retransmits_AtRtoDoubling_SevenTimes_ThenWaitsRmRto()
+    {
+        var time = new ManualTimeProvider();
+        var network = new ClockOnlyNetwork(time);
+        var socket = new SilentSocket(time);
+        var client = new StunClient(network);
+        var transaction = client.BindingAsync(socket, new IPEndPoint(IPAddress.Loopback, 3478));
+
+        var expected = new[] { 0, 500, 1500, 3500, 7500, 15500, 31500 };
+        var seen = new List<double>();
+        var previous = TimeSpan.Zero;
+        foreach (var at in expected)
+        {
+            time.Advance(TimeSpan.FromMilliseconds(at) - previous);
+            previous = TimeSpan.FromMilliseconds(at);
+            seen.Add(await socket.NextSendAsync());
+        }
+
+        Assert.Equal(expected.Select(x => (double)x), seen);
+        time.Advance(TimeSpan.FromMilliseconds(7999));
+        Assert.False(transaction.IsCompleted);
+        time.Advance(TimeSpan.FromMilliseconds(1));
+        Assert.Null(await transaction.WaitAsync(TimeSpan.FromSeconds(10)));
+        Assert.Equal(7, socket.Sends);
+    }
+
+    [Fact]
+    public void Options_TransactionTimeout_Is39_5Seconds()
+    {
+        Assert.Equal(TimeSpan.FromMilliseconds(39_500), new StunClientOptions().UdpTransactionTimeout);
+        Assert.Throws<ArgumentException>(() => new StunClientOptions { RequestCount = 0 }.Validate());
+    }
+
+    /// <summary>A network that only has a clock: the test hands the client its socket.</summary>
+    internal sealed class ClockOnlyNetwork(TimeProvider time) : INetwork
+    {
+        public TimeProvider TimeProvider => time;
+
+        public IReadOnlyList<IPAddress> LocalAddresses => [IPAddress.Loopback];
+
+        public ValueTask<IDatagramSocket> BindUdpAsync(IPEndPoint localEndPoint, CancellationToken cancellationToken = default) =>
+            throw new NotSupportedException();
+
+        public ValueTask<IStreamListener> ListenTcpAsync(IPEndPoint localEndPoint, int backlog = 512,
+            CancellationToken cancellationToken = default) => throw new NotSupportedException();
+
+        public ValueTask<IStreamConnection> ConnectTcpAsync(IPEndPoint remoteEndPoint, IPEndPoint? localEndPoint = null,
+            CancellationToken cancellationToken = default) => throw new NotSupportedException();
+    }
+
+    /// <summary>A socket whose peer never answers; it reports when each send happened (virtual ms).</summary>
+    private sealed class SilentSocket(ManualTimeProvider time) : IDatagramSocket
+    {
+        private readonly Channel<double> _sends = Channel.CreateUnbounded<double>();
+
+        public int Sends { get; private set; }
+
+        public IPEndPoint LocalEndPoint { get; } = new(IPAddress.Loopback, 5000);
+
+        public async Task<double> NextSendAsync() =>
+            await _sends.Reader.ReadAsync().AsTask().WaitAsync(TimeSpan.FromSeconds(10));
+
+        public ValueTask<int> SendToAsync(ReadOnlyMemory<byte> datagram, IPEndPoint remoteEndPoint,
+            CancellationToken cancellationToken = default)
+        {
+            Sends++;
+            _sends.Writer.TryWrite(time.Elapsed.TotalMilliseconds);
+            return ValueTask.FromResult(datagram.Length);
+        }
+
+        public async ValueTask<ReceivedDatagram> ReceiveFromAsync(Memory<byte> buffer,
+            CancellationToken cancellationToken = default)
+        {
+            await Task.Delay(Timeout.Infinite, cancellationToken);
+            throw new InvalidOperationException("unreachable");
+        }
+
+        public void Dispose()
+        {
+        }
+
+        public ValueTask DisposeAsync() => ValueTask.CompletedTask;
+    }
+}

@@ -1,0 +1,127 @@
+using System.Net;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+using NatKit.Net;
+using NatKit.Stun.Client;
+using NatKit.Stun.Server;
+
+namespace NatKit.Stun.Tests;
+
+/// <summary>The server and client on real loopback sockets (ephemeral ports).</summary>
+public class StunServerLoopbackTests
+{
+    private static readonly StunClientOptions Fast = new() { InitialRto = TimeSpan.FromMilliseconds(100), RequestCount = 4 };
+
+    private static StunServerOptions Loopback => new()
+    {
+        Primary = new IPEndPoint(IPAddress.Loopback, 0),
+        RateLimitPerSecond = 0,
+    };
+
+    [Fact]
+    public async Task Udp_Binding_ReturnsOurSourceEndpoint()
+    {
+        await using var server = await StunServer.StartAsync(SystemNetwork.Instance, Loopback);
+        await using var socket = await SystemNetwork.Instance.BindUdpAsync(new IPEndPoint(IPAddress.Loopback, 0));
+        var client = new StunClient(SystemNetwork.Instance, Fast);
+        var response = await client.BindingAsync(socket, server.UdpEndPoints[0]);
+        Assert.NotNull(response);
+        Assert.True(response.IsSuccess);
+        Assert.Equal(socket.LocalEndPoint, response.MappedAddress);
+    }
+
+    [Fact]
+    public async Task Rfc8489_S6_2_2_Tcp_Binding_Works_WithFraming()
+    {
+        await using var server = await StunServer.StartAsync(SystemNetwork.Instance, Loopback);
+        var client = new StunClient(SystemNetwork.Instance, Fast);
+        await using var connection = await SystemNetwork.Instance.ConnectTcpAsync(server.TcpEndPoint!);
+        for (var i = 0; i < 3; i++)
+        {
+            var response = await client.BindingStreamAsync(connection.Stream, connection.RemoteEndPoint);
+            Assert.NotNull(response);
+            Assert.Equal(connection.LocalEndPoint, response.MappedAddress);
+        }
+    }
+
+    [Fact]
+    public async Task Rfc8489_S6_2_3_Tls_Binding_Works_WithACertificate()
+    {
+        using var rsa = RSA.Create(2048);
+        var request = new CertificateRequest("CN=localhost", rsa, HashAlgorithmName.SHA256, RSASignaturePadding.Pkcs1);
+        using var ephemeral = request.CreateSelfSigned(DateTimeOffset.UtcNow.AddDays(-1), DateTimeOffset.UtcNow.AddDays(1));
+        using var cert = X509CertificateLoader.LoadPkcs12(ephemeral.Export(X509ContentType.Pfx), null);
+        await using var server = await StunServer.StartAsync(SystemNetwork.Instance,
+            Loopback with { TlsCertificate = cert, TlsPort = 0 });
+        var client = new StunClient(SystemNetwork.Instance, Fast);
+        var response = await client.BindingTlsAsync(server.TlsEndPoint!, "localhost", (_, _, _, _) => true);
+        Assert.NotNull(response);
+        Assert.True(response.IsSuccess);
+    }
+
+    [Fact]
+    public async Task Rfc5780_TwoAddresses_ChangeRequest_ComesFromTheAlternateSocket()
+    {
+        await using var server = await StunServer.StartAsync(SystemNetwork.Instance,
+            Loopback with { AlternateAddress = IPAddress.Parse("127.0.0.2") });
+        var eps = server.UdpEndPoints;
+        Assert.Equal(4, eps.Count);
+        var client = new StunClient(SystemNetwork.Instance, Fast);
+        await using var socket = await SystemNetwork.Instance.BindUdpAsync(new IPEndPoint(IPAddress.Loopback, 0));
+        var plain = await client.BindingAsync(socket, eps[0]);
+        Assert.Equal(eps[3], plain!.OtherAddress);
+        Assert.Equal(eps[0], plain.ResponseOrigin);
+        var both = await client.BindingAsync(socket, eps[0],
+            new StunBindingRequest { ChangeAddress = true, ChangePort = true });
+        Assert.Equal(eps[3], both!.Source);
+        Assert.Equal(eps[3], both.ResponseOrigin);
+        var port = await client.BindingAsync(socket, eps[0], new StunBindingRequest { ChangePort = true });
+        Assert.Equal(eps[1], port!.Source);
+    }
+
+    [Fact]
+    public async Task Credentials_LongTerm_ClientRetriesAfter401_AndSucceeds()
+    {
+        await using var server = await StunServer.StartAsync(SystemNetwork.Instance, Loopback with
+        {
+            Users = new Dictionary<string, string> { ["carol"] = "hunter2" },
+            Realm = "natkit",
+        });
+        var good = new StunClient(SystemNetwork.Instance, Fast with { Username = "carol", Password = "hunter2" });
+        var response = await good.BindingAsync(server.UdpEndPoints[0]);
+        Assert.True(response!.IsSuccess);
+        var bad = new StunClient(SystemNetwork.Instance, Fast with { Username = "carol", Password = "nope" });
+        Assert.Equal(401, (await bad.BindingAsync(server.UdpEndPoints[0]))!.ErrorCode);
+    }
+
+    [Fact]
+    public async Task GarbageFlood_DoesNotStopTheServer()
+    {
+        await using var server = await StunServer.StartAsync(SystemNetwork.Instance, Loopback);
+        await using var socket = await SystemNetwork.Instance.BindUdpAsync(new IPEndPoint(IPAddress.Loopback, 0));
+        var random = new Random(42);
+        var valid = new StunMessage(StunMethods.Binding, StunClass.Request, StunTransactionId.NewRandom(), []).ToArray();
+        for (var i = 0; i < 2000; i++)
+        {
+            var bytes = i % 2 == 0 ? new byte[random.Next(0, 600)] : (byte[])valid.Clone();
+            if (i % 2 == 0)
+            {
+                random.NextBytes(bytes);
+            }
+            else
+            {
+                bytes[random.Next(bytes.Length)] = (byte)random.Next(256);
+            }
+
+            await socket.SendToAsync(bytes, server.UdpEndPoints[0]);
+        }
+
+        await using var tcp = await SystemNetwork.Instance.ConnectTcpAsync(server.TcpEndPoint!);
+        await tcp.Stream.WriteAsync(new byte[] { 0x80, 1, 2, 3, 4, 5, 6, 7, 8 });
+
+        var client = new StunClient(SystemNetwork.Instance, Fast);
+        var response = await client.BindingAsync(server.UdpEndPoints[0]);
+        Assert.True(response!.IsSuccess);
+        Assert.True((await client.BindingTcpAsync(server.TcpEndPoint!))!.IsSuccess);
+    }
+}
