@@ -392,13 +392,7 @@ public sealed class GatewayDataPlane : INatSink, IAsyncDisposable
 
         if (partial && checksumField + 2 <= length)
         {
-            var newSource = BinaryPrimitives.ReadUInt32BigEndian(packet[12..]);
-            var newDestination = BinaryPrimitives.ReadUInt32BigEndian(packet[16..]);
-            // The field holds S (not complemented): S' = S - old + new. Checksum.Update works on ~S.
-            var complemented = (ushort)~partialSum;
-            complemented = Checksum.Update(complemented, oldSource, newSource);
-            complemented = Checksum.Update(complemented, oldDestination, newDestination);
-            BinaryPrimitives.WriteUInt16BigEndian(packet[checksumField..], (ushort)~complemented);
+            MovePartialChecksum(packet, checksumField, partialSum, oldSource, oldDestination);
         }
 
         var coalescer = CoalescerOf(destination);
@@ -419,6 +413,22 @@ public sealed class GatewayDataPlane : INatSink, IAsyncDisposable
         }
 
         Send(destination, header, length);
+    }
+
+    /// <summary>
+    /// After a translation of an IPv4 packet whose L4 checksum is partial: restores the field the engine updated
+    /// (<paramref name="partialSum"/>, the pseudo-header sum before translation) and moves it by the address change
+    /// only. The field holds S, not ~S: S' = S - old + new, so the RFC 1624 update is applied to ~S.
+    /// </summary>
+    internal static void MovePartialChecksum(Span<byte> packet, int checksumField, ushort partialSum, uint oldSource,
+        uint oldDestination)
+    {
+        var newSource = BinaryPrimitives.ReadUInt32BigEndian(packet[12..]);
+        var newDestination = BinaryPrimitives.ReadUInt32BigEndian(packet[16..]);
+        var complemented = (ushort)~partialSum;
+        complemented = Checksum.Update(complemented, oldSource, newSource);
+        complemented = Checksum.Update(complemented, oldDestination, newDestination);
+        BinaryPrimitives.WriteUInt16BigEndian(packet[checksumField..], (ushort)~complemented);
     }
 
     private void Send(TunDevice destination, in VirtioNetHeader header, int length)
