@@ -17,7 +17,8 @@ internal static class CliRunner
         var parse = root.Parse(args);
         try
         {
-            return await parse.InvokeAsync().ConfigureAwait(false);
+            // The default handler would print "Unhandled exception" and a stack trace: let user errors reach us.
+            return await parse.InvokeAsync(new InvocationConfiguration { EnableDefaultExceptionHandler = false }).ConfigureAwait(false);
         }
         catch (Exception e) when (IsUserError(e))
         {

@@ -84,6 +84,8 @@ public enum NatDropReason
     FragmentDropped,
     /// <summary>A non-first TCP/UDP segment (not SYN) for which no session exists.</summary>
     NoSession,
+    /// <summary>The IPv4 header checksum is wrong (RFC 1812 section 5.2.2: a router verifies it).</summary>
+    BadHeaderChecksum,
 }
 
 /// <summary>The engine's answer for one packet.</summary>

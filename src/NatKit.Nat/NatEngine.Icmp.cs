@@ -16,6 +16,8 @@ public sealed partial class NatEngine
             return Drop(NatDropReason.Malformed);
         }
 
+        if (!IsTranslatedError(icmp.Type)) return Drop(NatDropReason.UnsupportedIcmp);
+
         if (!inner.IsFirstFragment || !QuotedTransportHeader.TryParse(inner.Payload, inner.Protocol, out var q))
         {
             return Drop(NatDropReason.IcmpErrorNoSession);
@@ -61,6 +63,8 @@ public sealed partial class NatEngine
             return Drop(NatDropReason.Malformed);
         }
 
+        if (!IsTranslatedError(icmp.Type)) return Drop(NatDropReason.UnsupportedIcmp);
+
         if (!inner.IsFirstFragment || !QuotedTransportHeader.TryParse(inner.Payload, inner.Protocol, out var q))
         {
             return Drop(NatDropReason.IcmpErrorNoSession);
@@ -95,6 +99,11 @@ public sealed partial class NatEngine
         icmp.FillChecksum();
         return NatVerdict.Inside;
     }
+
+    /// <summary>Errors worth passing: Destination Unreachable, Time Exceeded, Parameter Problem. Redirects
+    /// (a router's business, not a remote's) and Source Quench (deprecated, RFC 6633) are dropped.</summary>
+    private static bool IsTranslatedError(IcmpV4Type type) =>
+        type is IcmpV4Type.DestinationUnreachable or IcmpV4Type.TimeExceeded or IcmpV4Type.ParameterProblem;
 
     private static bool IsQuotedQuery(QuotedTransportHeader q) =>
         IcmpV4Message.IsQueryType((IcmpV4Type)q.Buffer[IcmpField.Type]);

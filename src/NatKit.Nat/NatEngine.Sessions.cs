@@ -63,6 +63,21 @@ public sealed partial class NatEngine
         if ((tcpFlags & rst) != 0) s.Flags |= SessionFlags.Rst;
     }
 
+    /// <summary>Tracks TCP flags; when the connection starts closing its timer shrinks (established to
+    /// transitory), so the session moves to an earlier wheel slot. Longer timers need no move: the wheel
+    /// re-checks lazily.</summary>
+    private void TrackTcpState(int index, byte tcpFlags, bool outbound)
+    {
+        ref var s = ref _table.Sessions[index];
+        var wasClosing = TcpStateOf(s) == NatTcpState.Closing;
+        TrackTcp(ref s, tcpFlags, outbound);
+        if (!wasClosing && TcpStateOf(s) == NatTcpState.Closing)
+        {
+            _wheel.Unlink(_table.Sessions, index);
+            _wheel.Schedule(_table.Sessions, index, Deadline(ref s));
+        }
+    }
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private void Touch(ref Session s, bool outbound)
     {
@@ -144,13 +159,14 @@ public sealed partial class NatEngine
     private int NewMapping(byte proto, uint src, ushort sport, uint mdst, ushort mport, uint dst, ushort dport, out NatDropReason reason)
     {
         reason = NatDropReason.None;
-        _hosts.TryGetValue(src, out var host);
-        if (_policy.MaxMappingsPerHost > 0 && host.Mappings >= _policy.MaxMappingsPerHost)
+        var limit = _policy.MaxMappingsPerHost;
+        if (limit > 0 && _hosts.TryGetValue(src, out var count) && count >= limit)
         {
             reason = NatDropReason.HostLimit;
             return -1;
         }
 
+        // Paired pooling without per-host state: an internal address always hashes to the same external one.
         var n = _ext.Length;
         int first;
         if (_policy.Pooling == AddressPooling.Arbitrary)
@@ -160,7 +176,7 @@ public sealed partial class NatEngine
         }
         else
         {
-            first = host.PairedExt > 0 ? host.PairedExt - 1 : (int)(_table.Hash(0, src, 0, 0, 0) % (uint)n);
+            first = n == 1 ? 0 : (int)(_table.Hash(0, src, 0, 0, 0) % (uint)n);
         }
 
         var tries = _policy.Pooling == AddressPooling.Paired ? 1 : n;
@@ -169,10 +185,7 @@ public sealed partial class NatEngine
             var e = (first + t) % n;
             var port = AllocatePort(proto, e, sport, dst, dport);
             if (port < 0) continue;
-            // AllocatePort may have evicted mappings (overloading) and so changed _hosts: look the host up now.
-            ref var h = ref CollectionsMarshal.GetValueRefOrAddDefault(_hosts, src, out _);
-            if (h.PairedExt == 0 && _policy.Pooling != AddressPooling.Arbitrary) h.PairedExt = e + 1;
-            h.Mappings++;
+            if (limit > 0) CollectionsMarshal.GetValueRefOrAddDefault(_hosts, src, out _)++;
             var m = _table.AddMapping(proto, src, sport, mdst, mport, _ext[e], (ushort)port, e, MappingKind.Dynamic);
             TakePort(proto, e, port, m);
             _mappingsCreated++;
@@ -188,7 +201,7 @@ public sealed partial class NatEngine
     private void TakePort(byte proto, int ext, int port, int mapping)
     {
         var space = Space(proto, ext);
-        if (space.Users[port]++ == 0) space.InUse++;
+        if (space.Users is not null) space.Users[port]++;
         space.Owner[port] = mapping + 1;
     }
 
@@ -200,22 +213,15 @@ public sealed partial class NatEngine
         if (space is not null)
         {
             var port = m.ExtPort;
-            if (space.Users[port] > 0 && --space.Users[port] == 0)
-            {
-                space.InUse--;
-                space.Owner[port] = 0;
-                space.HoldUntil[port] = NowSec + _holdDownSec;
-            }
-            else if (space.Owner[port] == index + 1)
-            {
-                space.Owner[port] = 0; // shared: another user keeps it, but not as owner
-            }
+            var last = space.Users is null || (space.Users[port] > 0 && --space.Users[port] == 0);
+            if (space.Owner[port] == index + 1 || last) space.Owner[port] = 0; // shared: others keep it, unowned
+            if (last && space.HoldUntil is not null) space.HoldUntil[port] = NowSec + _holdDownSec;
         }
 
-        if (m.Kind == MappingKind.Dynamic)
+        if (m.Kind == MappingKind.Dynamic && _policy.MaxMappingsPerHost > 0)
         {
-            ref var host = ref CollectionsMarshal.GetValueRefOrNullRef(_hosts, m.IntAddr);
-            if (!Unsafe.IsNullRef(ref host) && --host.Mappings <= 0) _hosts.Remove(m.IntAddr);
+            ref var count = ref CollectionsMarshal.GetValueRefOrNullRef(_hosts, m.IntAddr);
+            if (!Unsafe.IsNullRef(ref count) && --count <= 0) _hosts.Remove(m.IntAddr);
         }
 
         _mappingsRemoved++;
@@ -245,7 +251,9 @@ public sealed partial class NatEngine
     private int AllocatePort(byte proto, int ext, ushort preferred, uint dst, ushort dport)
     {
         var space = Space(proto, ext);
-        int lo = _policy.PortRangeStart, hi = _policy.PortRangeEnd;
+        // ICMP identifiers are not ports: the whole 16-bit space is theirs (RFC 5508 section 3.1).
+        int lo = proto == (byte)IpProtocol.Icmp ? 0 : _policy.PortRangeStart;
+        int hi = proto == (byte)IpProtocol.Icmp ? 65535 : _policy.PortRangeEnd;
         var size = hi - lo + 1;
         var now = NowSec;
         switch (_policy.PortAssignment)
@@ -306,16 +314,14 @@ public sealed partial class NatEngine
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private bool PortUsable(PortSpace space, byte proto, int ext, int port, uint dst, ushort dport, int now)
     {
-        if (!_share)
+        if (space.IsFree(port))
         {
-            return space.Owner[port] == 0 && space.Users[port] == 0 && space.HoldUntil[port] <= now;
+            return space.IsCool(port, now);
         }
 
+        if (!_share) return false;
+
         // Linux's rule: usable unless the reply tuple (external endpoint, remote) is taken, or a static/DMZ owns it.
-        if (space.Users[port] == 0)
-        {
-            return space.HoldUntil[port] <= now;
-        }
 
         var owner = space.Owner[port] - 1;
         if (owner >= 0 && _table.Mappings[owner].Kind != MappingKind.Dynamic) return false;
@@ -376,7 +382,7 @@ public sealed partial class NatEngine
             return NewSession(owner, src, sport);
         }
 
-        if (_config.DmzHost is { } dmz && (space is null || (space.Users[extPort] == 0)))
+        if (_config.DmzHost is { } dmz && (space is null || space.IsFree(extPort)))
         {
             if (tcpNonSyn)
             {

@@ -9,6 +9,7 @@ public sealed partial class NatEngine
 {
     private const byte TcpSyn = (byte)TcpFlags.Syn;
     private const byte TcpRst = (byte)TcpFlags.Rst;
+    private const byte TcpControl = (byte)(TcpFlags.Syn | TcpFlags.Fin | TcpFlags.Rst);
 
     /// <summary>Reads what identifies a flow: the ports (ICMP echo: the identifier), TCP flags, or sends ICMP
     /// errors elsewhere. Returns false with a drop reason, or true.</summary>
@@ -119,8 +120,8 @@ public sealed partial class NatEngine
         }
 
         ref var s = ref _table.Sessions[idx];
-        if (proto == (byte)IpProtocol.Tcp) TrackTcp(ref s, tcpFlags, true);
         Touch(ref s, true);
+        if ((tcpFlags & TcpControl) != 0) TrackTcpState(idx, tcpFlags, true);
         var ext = s.ExtAddr;
         RewriteSource(ip, proto, src, ext, sport, s.ExtPort);
         ip.RewriteTtl((byte)(ip.Ttl - 1));
@@ -179,8 +180,8 @@ public sealed partial class NatEngine
         }
 
         ref var s = ref _table.Sessions[idx];
-        if (proto == (byte)IpProtocol.Tcp) TrackTcp(ref s, tcpFlags, false);
         Touch(ref s, false);
+        if ((tcpFlags & TcpControl) != 0) TrackTcpState(idx, tcpFlags, false);
         var intAddr = s.IntAddr;
         RewriteDestination(ip, proto, dst, intAddr, dport, s.IntPort);
         ip.RewriteTtl((byte)(ip.Ttl - 1));
@@ -212,8 +213,8 @@ public sealed partial class NatEngine
         }
 
         ref var s1 = ref _table.Sessions[first];
-        if (isTcp) TrackTcp(ref s1, tcpFlags, true);
         Touch(ref s1, true);
+        if ((tcpFlags & TcpControl) != 0) TrackTcpState(first, tcpFlags, true);
         var e1 = s1.ExtAddr;
         var p1 = s1.ExtPort;
         var second = _table.FindIn(proto, dst, dport, e1, p1);
@@ -224,8 +225,8 @@ public sealed partial class NatEngine
         }
 
         ref var s2 = ref _table.Sessions[second];
-        if (isTcp) TrackTcp(ref s2, tcpFlags, false);
         Touch(ref s2, false);
+        if ((tcpFlags & TcpControl) != 0) TrackTcpState(second, tcpFlags, false);
         var newSrc = src;
         if (_policy.Hairpinning == HairpinBehavior.ExternalSource)
         {

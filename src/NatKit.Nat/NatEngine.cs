@@ -24,8 +24,10 @@ public sealed partial class NatEngine : IDisposable
     private readonly FlowTable _table;
     private readonly TimerWheel _wheel;
     private readonly uint[] _ext;
+    private readonly uint _extMin;
+    private readonly uint _extMax;
     private readonly PortSpace?[] _ports;
-    private readonly Dictionary<uint, HostState> _hosts = [];
+    private readonly Dictionary<uint, int> _hosts = []; // mappings per internal address, with a per-host limit only
     private readonly uint[] _insideNet;
     private readonly uint[] _insideMask;
     private readonly long _epoch;
@@ -79,6 +81,8 @@ public sealed partial class NatEngine : IDisposable
         _wheel = new TimerWheel(startTime);
         _ext = new uint[config.ExternalAddresses.Count];
         for (var i = 0; i < _ext.Length; i++) _ext[i] = config.ExternalAddresses[i].Value;
+        _extMin = _ext.Min();
+        _extMax = _ext.Max();
         _ports = new PortSpace?[3 * _ext.Length];
         _insideNet = new uint[config.InsidePrefixes.Count];
         _insideMask = new uint[config.InsidePrefixes.Count];
@@ -117,6 +121,9 @@ public sealed partial class NatEngine : IDisposable
         _meter.CreateObservableUpDownCounter("natkit.nat.sessions.active", () => _table.SessionCount, "{session}", "Live sessions");
         _meter.CreateObservableUpDownCounter("natkit.nat.mappings.active", () => _table.MappingCount, "{mapping}", "Live mappings");
     }
+
+    /// <summary>This engine's meter (every engine has its own, all named "NatKit.Nat").</summary>
+    internal Meter Meter => _meter;
 
     /// <summary>The configuration in force.</summary>
     public NatConfig Config => _config;
@@ -181,6 +188,11 @@ public sealed partial class NatEngine : IDisposable
         if (!Ipv4Packet.TryParse(buffer[..length], out var ip))
         {
             return Drop(NatDropReason.Malformed);
+        }
+
+        if (!ip.IsHeaderChecksumValid)
+        {
+            return Drop(NatDropReason.BadHeaderChecksum);
         }
 
         length = ip.Buffer.Length;
@@ -259,6 +271,7 @@ public sealed partial class NatEngine : IDisposable
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private int ExternalIndex(uint address)
     {
+        if (address - _extMin > _extMax - _extMin) return -1;
         var ext = _ext;
         for (var i = 0; i < ext.Length; i++)
         {
@@ -276,7 +289,7 @@ public sealed partial class NatEngine : IDisposable
     };
 
     private PortSpace Space(byte proto, int ext) =>
-        _ports[(ProtoIndex(proto) * _ext.Length) + ext] ??= new PortSpace();
+        _ports[(ProtoIndex(proto) * _ext.Length) + ext] ??= new PortSpace(_share, _holdDownSec > 0);
 
     private PortSpace? SpaceIfAny(byte proto, int ext) => _ports[(ProtoIndex(proto) * _ext.Length) + ext];
 

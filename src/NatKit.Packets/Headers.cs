@@ -18,3 +18,11 @@ public readonly record struct TcpHeader(
     TcpFlags Flags,
     ushort WindowSize = 65535,
     ushort UrgentPointer = 0);
+
+/// <summary>The IPv6 header fields a builder takes; next header and payload length follow from what is built.</summary>
+public readonly record struct Ipv6Header(
+    Ipv6Address Source,
+    Ipv6Address Destination,
+    byte HopLimit = 64,
+    byte TrafficClass = 0,
+    uint FlowLabel = 0);

@@ -151,11 +151,7 @@ public readonly ref struct IcmpV4Message
         set => _buffer[IcmpField.Pointer] = value;
     }
 
-    public ushort ComputeChecksum()
-    {
-        var sum = Packets.Checksum.Add(0, _buffer[..IcmpField.Checksum]);
-        return Packets.Checksum.Finish(Packets.Checksum.Add(sum, _buffer[(IcmpField.Checksum + 2)..]));
-    }
+    public ushort ComputeChecksum() => Packets.Checksum.ComputeSkipping(0, _buffer, IcmpField.Checksum);
 
     public void FillChecksum() => Checksum = ComputeChecksum();
 

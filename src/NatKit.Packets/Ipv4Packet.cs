@@ -210,12 +210,7 @@ public readonly ref struct Ipv4Packet
     }
 
     /// <summary>Recomputes the header checksum over the whole header.</summary>
-    public ushort ComputeHeaderChecksum()
-    {
-        var header = Header;
-        var sum = Checksum.Add(0, header[..Ipv4Field.HeaderChecksum]);
-        return Checksum.Finish(Checksum.Add(sum, header[(Ipv4Field.HeaderChecksum + 2)..]));
-    }
+    public ushort ComputeHeaderChecksum() => Checksum.ComputeSkipping(0, Header, Ipv4Field.HeaderChecksum);
 
     /// <summary>Writes the computed header checksum.</summary>
     public void FillHeaderChecksum() => HeaderChecksum = ComputeHeaderChecksum();

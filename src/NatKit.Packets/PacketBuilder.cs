@@ -7,7 +7,7 @@ namespace NatKit.Packets;
 /// nothing. A destination that is too small, or field values that cannot be encoded, are caller bugs and throw
 /// <see cref="ArgumentException"/>; these builders take trusted input, the views take untrusted bytes.
 /// </summary>
-public static class PacketBuilder
+public static partial class PacketBuilder
 {
     /// <summary>RFC 1812 section 4.3.2.3: an ICMP error should not make a datagram longer than 576 bytes.</summary>
     public const int IcmpErrorMaxLength = 576;

@@ -168,10 +168,67 @@ public readonly ref struct TcpSegment
     public void UpdateChecksumForAddress(Ipv4Address oldAddress, Ipv4Address newAddress) =>
         Checksum = Packets.Checksum.Update(Checksum, oldAddress, newAddress);
 
-    private ushort ComputeWith(uint pseudoHeader)
+    /// <summary>Patches the checksum for an IPv6 pseudo-header address change.</summary>
+    public void UpdateChecksumForAddress(in Ipv6Address oldAddress, in Ipv6Address newAddress) =>
+        Checksum = Packets.Checksum.Update(Checksum, oldAddress, newAddress);
+
+    /// <summary>The MSS option (kind 2, RFC 9293 section 3.7.1) if present and well-formed (length 4).</summary>
+    public bool TryGetMaximumSegmentSize(out ushort mss)
     {
-        var sum = Packets.Checksum.Add(pseudoHeader, _buffer[..TcpField.Checksum]);
-        sum = Packets.Checksum.Add(sum, _buffer[(TcpField.Checksum + 2)..]);
-        return Packets.Checksum.Finish(sum);
+        mss = 0;
+        var at = FindMaximumSegmentSize();
+        if (at < 0)
+        {
+            return false;
+        }
+
+        mss = BinaryPrimitives.ReadUInt16BigEndian(_buffer[at..]);
+        return true;
     }
+
+    /// <summary>
+    /// MSS clamping: lowers an MSS option above <paramref name="maximum"/> to it and patches the checksum
+    /// incrementally (the value may sit at an odd offset behind NOPs). True when the option was changed.
+    /// </summary>
+    public bool ClampMaximumSegmentSize(ushort maximum)
+    {
+        var at = FindMaximumSegmentSize();
+        if (at < 0)
+        {
+            return false;
+        }
+
+        var old = BinaryPrimitives.ReadUInt16BigEndian(_buffer[at..]);
+        if (old <= maximum)
+        {
+            return false;
+        }
+
+        BinaryPrimitives.WriteUInt16BigEndian(_buffer[at..], maximum);
+        // At an odd offset the two bytes fall in different checksum words: the word sum sees them swapped.
+        Checksum = at % 2 == 0
+            ? Packets.Checksum.Update(Checksum, old, maximum)
+            : Packets.Checksum.Update(Checksum, BinaryPrimitives.ReverseEndianness(old), BinaryPrimitives.ReverseEndianness(maximum));
+        return true;
+    }
+
+    /// <summary>Offset in the segment of the MSS value, or -1.</summary>
+    private int FindMaximumSegmentSize()
+    {
+        var options = new TlvOptionReader(Options);
+        while (options.TryReadNext(out var kind, out var data))
+        {
+            if (kind == MaximumSegmentSizeKind && data.Length == 2)
+            {
+                return TcpField.Options + options.CurrentOffset + 2;
+            }
+        }
+
+        return -1;
+    }
+
+    /// <summary>TCP option kind of the Maximum Segment Size.</summary>
+    public const byte MaximumSegmentSizeKind = 2;
+
+    private ushort ComputeWith(uint pseudoHeader) => Packets.Checksum.ComputeSkipping(pseudoHeader, _buffer, TcpField.Checksum);
 }

@@ -107,10 +107,10 @@ public readonly ref struct UdpDatagram
     public void UpdateChecksumForAddress(Ipv4Address oldAddress, Ipv4Address newAddress) =>
         Checksum = Packets.Checksum.UpdateUdp(Checksum, oldAddress.Value, newAddress.Value);
 
-    private ushort ComputeWith(uint pseudoHeader)
-    {
-        var sum = Packets.Checksum.Add(pseudoHeader, _buffer[..UdpField.Checksum]);
-        sum = Packets.Checksum.Add(sum, _buffer[(UdpField.Checksum + 2)..]);
-        return Packets.Checksum.NonZero(Packets.Checksum.Finish(sum));
-    }
+    /// <summary>Patches the checksum for an IPv6 pseudo-header address change (mandatory over IPv6, never 0).</summary>
+    public void UpdateChecksumForAddress(in Ipv6Address oldAddress, in Ipv6Address newAddress) =>
+        Checksum = Packets.Checksum.NonZero(Packets.Checksum.Update(Checksum, oldAddress, newAddress));
+
+    private ushort ComputeWith(uint pseudoHeader) =>
+        Packets.Checksum.NonZero(Packets.Checksum.ComputeSkipping(pseudoHeader, _buffer, UdpField.Checksum));
 }

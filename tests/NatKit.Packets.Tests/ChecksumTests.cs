@@ -60,9 +60,13 @@ public sealed class ChecksumTests
     [Fact]
     public void Compute_AllOnesData_DoesNotOverflow()
     {
-        var data = new byte[70000];
-        data.AsSpan().Fill(0xFF);
-        Assert.Equal(NaiveChecksum(data), Checksum.Compute(data));
+        foreach (var size in new[] { 70000, (16384 * 32 * 2) + 100 })
+        {
+            var data = new byte[size];
+            data.AsSpan().Fill(0xFF);
+            data[^1] = 0xFE;
+            Assert.Equal(NaiveChecksum(data), Checksum.Compute(data));
+        }
     }
 
     [Fact]
@@ -136,6 +140,8 @@ public sealed class ChecksumTests
         // ~(~HC + ~m + m') is 0 when the sum is 0xFFFF; UDP must then carry 0xFFFF.
         Assert.Equal(0x0000, Checksum.Update(0x0001, 0xFFFF, 0x0001));
         Assert.Equal(0xFFFF, Checksum.UpdateUdp(0x0001, 0xFFFF, 0x0001));
+        Assert.Equal(0x0000, Checksum.Update(0x0001, 0xFFFF0000u, 0x00000001u));
+        Assert.Equal(0xFFFF, Checksum.UpdateUdp(0x0001, 0xFFFF0000u, 0x00000001u));
     }
 
     [Fact]

@@ -20,6 +20,28 @@ public sealed class FuzzTests
             acc += TouchIpv4(quotedIp);
         }
 
+        if (Ipv6Packet.TryParse(bytes, out var ip6))
+        {
+            acc += TouchIpv6(ip6);
+        }
+
+        if (Ipv6Packet.TryParseQuoted(bytes, out var quoted6))
+        {
+            acc += TouchIpv6(quoted6);
+        }
+
+        if (Ipv4Fragmenter.TryCreate(bytes, 68 + bytes.Length % 200, out var fragmenter))
+        {
+            Span<byte> buffer = stackalloc byte[300];
+            var n = 0;
+            while (fragmenter.TryWriteNext(buffer, out var length))
+            {
+                acc += length;
+                Assert.True(Ipv4Packet.TryParse(buffer[..length], out _));
+                Assert.True(++n <= fragmenter.FragmentCount);
+            }
+        }
+
         acc += TouchTransport(bytes);
         var options = new TlvOptionReader(bytes);
         while (options.TryReadNext(out var kind, out var data))
@@ -53,6 +75,32 @@ public sealed class FuzzTests
         return acc;
     }
 
+    private static int TouchIpv6(Ipv6Packet ip)
+    {
+        var acc = ip.Version + ip.TrafficClass + (int)ip.FlowLabel + ip.PayloadLength + (int)ip.NextHeader + ip.HopLimit
+                  + ip.Source.GetHashCode() + ip.Destination.GetHashCode() + ip.Payload.Length + (ip.IsTruncated ? 1 : 0);
+        var reader = ip.ExtensionHeaders;
+        var steps = 0;
+        while (reader.TryReadNext(out var type, out var header))
+        {
+            acc += (int)type + header.Length;
+            Assert.True(++steps <= Ipv6ExtensionHeaderReader.MaxHeaders);
+        }
+
+        if (ip.TryGetHeaderChain(out var chain))
+        {
+            acc += chain.ExtensionHeaderCount + chain.FragmentOffset + (int)chain.FragmentIdentification;
+            var upper = ip.Buffer[chain.UpperLayerOffset..];
+            acc += (int)ip.PseudoHeaderSum(chain.UpperLayerProtocol, upper.Length) + TouchTransport(upper);
+            if (QuotedTransportHeader.TryParse(upper, chain.UpperLayerProtocol, out var q))
+            {
+                acc += q.SourcePort + q.DestinationPort + (q.TryGetChecksum(out var c) ? c : 0);
+            }
+        }
+
+        return acc;
+    }
+
     private static int TouchTransport(Span<byte> bytes)
     {
         var acc = 0;
@@ -67,6 +115,7 @@ public sealed class FuzzTests
 
         if (TcpSegment.TryParse(bytes, out var tcp))
         {
+            acc += (tcp.TryGetMaximumSegmentSize(out var mss) ? mss : 0) + (tcp.ClampMaximumSegmentSize(536) ? 1 : 0);
             acc += tcp.SourcePort + tcp.DestinationPort + (int)tcp.SequenceNumber + (int)tcp.AcknowledgmentNumber
                    + tcp.HeaderLength + (int)tcp.Flags + tcp.WindowSize + tcp.Checksum + tcp.UrgentPointer
                    + tcp.Options.Length + tcp.Payload.Length + tcp.ComputeChecksum(a, b) + (tcp.Syn ? 1 : 0)
@@ -89,6 +138,17 @@ public sealed class FuzzTests
             }
         }
 
+        if (IcmpV6Message.TryParse(bytes, out var icmp6))
+        {
+            acc += (int)icmp6.Type + icmp6.Code + icmp6.Checksum + icmp6.Identifier + icmp6.SequenceNumber + (int)icmp6.Mtu
+                   + icmp6.Payload.Length + icmp6.ComputeChecksum(Ipv6Address.Loopback, Ipv6Address.Any)
+                   + (icmp6.IsError ? 1 : 0) + (icmp6.IsEcho ? 1 : 0);
+            if (icmp6.TryGetQuotedPacket(out var quoted6))
+            {
+                acc += TouchIpv6(quoted6);
+            }
+        }
+
         return acc;
     }
 
@@ -108,6 +168,7 @@ public sealed class FuzzTests
         {
             KnownVectors.Udp, KnownVectors.TcpSyn, KnownVectors.IcmpEcho, ErrorQuoting(KnownVectors.Udp),
             ErrorQuoting(KnownVectors.TcpSyn), ErrorQuoting(ErrorQuoting(KnownVectors.IcmpEcho)),
+            KnownVectors6.IcmpEcho, KnownVectors6.UdpWithChain, TooBigQuoting(KnownVectors6.UdpWithChain),
         };
         var gen =
             from seed in Gen.Elements(seeds)
@@ -126,6 +187,13 @@ public sealed class FuzzTests
             TouchEverything(bytes);
             return true;
         }));
+    }
+
+    internal static byte[] TooBigQuoting(byte[] original)
+    {
+        var buffer = new byte[1280];
+        var n = PacketBuilder.WriteIpv6PacketTooBig(buffer, new Ipv6Header(KnownVectors6.B, KnownVectors6.A), 1280, original);
+        return buffer.AsSpan(0, n).ToArray();
     }
 
     internal static byte[] ErrorQuoting(byte[] original)

@@ -18,6 +18,13 @@ internal static class Generators
 
     public static Gen<Ipv4Address> Address => UInt32.Select(v => new Ipv4Address(v));
 
+    public static Gen<Ipv6Address> Address6 =>
+        from a in UInt32
+        from b in UInt32
+        from c in UInt32
+        from d in UInt32
+        select new Ipv6Address((ulong)a << 32 | b, (ulong)c << 32 | d);
+
     public static Gen<byte[]> Bytes(int max) => Gen.Choose(0, max).SelectMany(n => Gen.ArrayOf(Byte, n));
 
     public static Gen<Ipv4Header> Ipv4 =>

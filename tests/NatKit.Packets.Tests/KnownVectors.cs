@@ -18,3 +18,18 @@ internal static class KnownVectors
     public static readonly Ipv4Address Client = Ipv4Address.Parse("192.0.2.1");
     public static readonly Ipv4Address Server = Ipv4Address.Parse("198.51.100.7");
 }
+
+/// <summary>IPv6 vectors, also computed with Python (see docs/packets.md).</summary>
+internal static class KnownVectors6
+{
+    public static readonly Ipv6Address A = Ipv6Address.Parse("2001:db8::1");
+    public static readonly Ipv6Address B = Ipv6Address.Parse("2001:db8::2");
+
+    /// <summary>A -> B ICMPv6 echo request id 0x1234 seq 1 "ping", traffic class 0x12, flow label 0xABCDE.</summary>
+    public static byte[] IcmpEcho => Convert.FromHexString(
+        "612abcde000c3a4020010db800000000000000000000000120010db80000000000000000000000028000333e1234000170696e67");
+
+    /// <summary>A -> B: Hop-by-Hop (8), Destination Options (16), Fragment (offset 0, M, id 0xDEADBEEF), UDP 5000 -> 53 "xyz" at 72.</summary>
+    public static byte[] UdpWithChain => Convert.FromHexString(
+        "60000000002b004020010db800000000000000000000000120010db80000000000000000000000023c000104000000002c01010c00000000000000000000000011000001deadbeef13880035000b9e2c78797a");
+}

@@ -105,6 +105,43 @@ public sealed class RewriteTests
         }));
 
     [Fact]
+    public void Rfc1624_AddressAndPortInOneUpdate_EqualsRecomputation() =>
+        Check.One(Generators.Config, Prop.ForAll(Generators.Arb(UdpCase), t =>
+        {
+            var buffer = new byte[300];
+            var n = PacketBuilder.WriteIpv4Udp(buffer, t.H, t.Sp, t.Dp, t.Payload, t.Sum);
+            Ipv4Packet.TryParse(buffer.AsSpan(0, n), out var ip);
+            UdpDatagram.TryParse(ip.Payload, out var udp);
+            var udpChecksum = Checksum.UpdateUdp(udp.Checksum, ip.Source, t.NewAddr, udp.SourcePort, t.NewPort);
+            var tcpStyle = Checksum.Update(udp.ComputeChecksum(ip.Source, ip.Destination), ip.Source, t.NewAddr, udp.SourcePort, t.NewPort);
+            ip.RewriteSource(t.NewAddr);
+            udp.SourcePort = t.NewPort;
+            var full = udp.ComputeChecksum(ip.Source, ip.Destination);
+            return udpChecksum == (t.Sum ? full : 0) && (tcpStyle == full || (tcpStyle == 0 && full == 0xFFFF));
+        }));
+
+    [Fact]
+    public void Rfc768_OneStepUpdate_NeverTurnsAChecksumIntoNone()
+    {
+        // Chaining Update then UpdateUdp goes wrong when the intermediate result is 0: find such a case and
+        // check the one-step update keeps a real checksum.
+        var oldAddress = Ipv4Address.Parse("10.0.0.2");
+        var newAddress = Ipv4Address.Parse("203.0.113.9");
+        for (var c = 1; c <= 0xFFFF; c++)
+        {
+            if (Checksum.Update((ushort)c, oldAddress, newAddress) != 0)
+            {
+                continue;
+            }
+
+            Assert.NotEqual(0, Checksum.UpdateUdp((ushort)c, oldAddress, newAddress, 1000, 2000));
+            return;
+        }
+
+        Assert.Fail("no checksum makes the address update 0");
+    }
+
+    [Fact]
     public void Rfc768_UdpWithoutChecksum_StaysWithoutChecksumAfterRewrite()
     {
         var buffer = new byte[64];
@@ -116,6 +153,21 @@ public sealed class RewriteTests
         udp.UpdateChecksumForAddress(old, ip.Source);
         udp.RewriteSourcePort(61000);
         Assert.Equal(0, udp.Checksum);
+    }
+
+    [Fact]
+    public void Rfc768_UdpRewrite_WhoseSumIsZero_CarriesAllOnes()
+    {
+        var bytes = KnownVectors.Udp;
+        Ipv4Packet.TryParse(bytes, out var ip);
+        UdpDatagram.TryParse(ip.Payload, out var udp);
+        // Pick the port that makes the one's-complement sum all ones, i.e. a computed checksum of 0.
+        var partial = Checksum.Add(Checksum.Add(0, (ushort)~udp.Checksum), (ushort)~udp.SourcePort);
+        var port = (ushort)~partial;
+        udp.RewriteSourcePort(port);
+        Assert.Equal(0xFFFF, udp.Checksum);
+        Assert.Equal(0xFFFF, udp.ComputeChecksum(ip.Source, ip.Destination));
+        Assert.True(udp.IsChecksumValid(ip.Source, ip.Destination));
     }
 
     [Fact]

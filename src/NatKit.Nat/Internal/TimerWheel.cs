@@ -1,3 +1,5 @@
+using System.Runtime.CompilerServices;
+
 namespace NatKit.Nat.Internal;
 
 /// <summary>
@@ -16,11 +18,13 @@ internal sealed class TimerWheel
     private const int Mask = Slots - 1;
     private readonly int[] _heads = new int[Slots];
     private long _second;
+    private long _nextDueMs;
 
     public TimerWheel(long nowMs)
     {
         Array.Fill(_heads, -1);
         _second = FloorSecond(nowMs);
+        _nextDueMs = (_second + 1) * 1000;
     }
 
     /// <summary>The last second whose slot has been processed.</summary>
@@ -58,7 +62,8 @@ internal sealed class TimerWheel
     }
 
     /// <summary>True when a slot is due: the caller then calls <see cref="Advance"/>.</summary>
-    public bool IsDue(long nowMs) => FloorSecond(nowMs) > _second;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public bool IsDue(long nowMs) => nowMs >= _nextDueMs;
 
     /// <summary>
     /// Processes every slot up to <paramref name="nowMs"/>. For each session found, <paramref name="visitor"/>
@@ -92,6 +97,8 @@ internal sealed class TimerWheel
                 i = next;
             }
         }
+
+        _nextDueMs = (_second + 1) * 1000;
     }
 }
 

@@ -26,6 +26,9 @@ internal sealed class SocketDatagram : IDatagramSocket
         return _socket.SendToAsync(datagram, SocketFlags.None, address, cancellationToken);
     }
 
+    // Pooled builder: a receive that has to wait (the normal case for a server) would otherwise allocate its
+    // state machine box on every datagram.
+    [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder<>))]
     public async ValueTask<ReceivedDatagram> ReceiveFromAsync(Memory<byte> buffer,
         CancellationToken cancellationToken = default)
     {

@@ -1,0 +1,212 @@
+using System.Net;
+using System.Net.Sockets;
+using System.Threading.Tasks.Sources;
+using NatKit.Net;
+using NatKit.Packets;
+
+namespace NatKit.Lab.Internal;
+
+/// <summary>
+/// A UDP socket on a lab host. Sends build a real IPv4/UDP packet and hand it to the host; receives complete on
+/// the lab thread (continuations inline, or posted to the lab's context when the caller captured it), so code
+/// awaiting with ConfigureAwait(false) stays on the loop.
+/// </summary>
+internal sealed class LabUdpSocket : IDatagramSocket, IValueTaskSource<ReceivedDatagram>
+{
+    /// <summary>Datagrams queued before the receiver reads them; more are dropped, like a full socket buffer.</summary>
+    public const int ReceiveQueueLimit = 4096;
+
+    private readonly LabHost _host;
+    private readonly Queue<Queued> _queue = new();
+    private readonly Dictionary<ulong, IPEndPoint> _endPoints = [];
+    private ManualResetValueTaskSourceCore<ReceivedDatagram> _core;
+    private Memory<byte> _pendingBuffer;
+    private bool _pending;
+    private bool _disposed;
+    private CancellationTokenRegistration _registration;
+    private CancellationToken _pendingToken;
+
+    public LabUdpSocket(LabHost host, Ipv4Address boundAddress, ushort port)
+    {
+        _host = host;
+        BoundAddress = boundAddress;
+        Port = port;
+        LocalEndPoint = new IPEndPoint(boundAddress.ToIPAddress(), port);
+        _core.RunContinuationsAsynchronously = false;
+    }
+
+    public IPEndPoint LocalEndPoint { get; }
+
+    public Ipv4Address BoundAddress { get; }
+
+    public ushort Port { get; }
+
+    public ValueTask<int> SendToAsync(ReadOnlyMemory<byte> datagram, IPEndPoint remoteEndPoint,
+        CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(remoteEndPoint);
+        _host.Network.Scheduler.EnsureLabThread();
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (cancellationToken.IsCancellationRequested)
+        {
+            return ValueTask.FromCanceled<int>(cancellationToken);
+        }
+
+        var destination = LabHost.ToIpv4(remoteEndPoint.Address, "UDP");
+        var length = Ipv4Field.MinHeaderLength + UdpField.HeaderLength + datagram.Length;
+        if (length > _host.Link.Mtu)
+        {
+            throw new NetworkException(SocketError.MessageSize,
+                $"a {datagram.Length}-byte UDP datagram does not fit the {_host.Link.Mtu}-byte MTU of lab host " +
+                $"{_host.Name} (the lab does not fragment at the sender)");
+        }
+
+        var packet = _host.Network.Pool.Rent(length);
+        var header = new Ipv4Header(_host.SourceFor(BoundAddress), destination, Identification:
+            _host.NextIdentification(), DontFragment: true);
+        packet.Length = PacketBuilder.WriteIpv4Udp(packet.Buffer, header, Port, (ushort)remoteEndPoint.Port,
+            datagram.Span);
+        _host.Send(packet);
+        return new ValueTask<int>(datagram.Length);
+    }
+
+    public ValueTask<ReceivedDatagram> ReceiveFromAsync(Memory<byte> buffer,
+        CancellationToken cancellationToken = default)
+    {
+        _host.Network.Scheduler.EnsureLabThread();
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (_pending)
+        {
+            throw new InvalidOperationException("a receive is already pending on this socket (one at a time)");
+        }
+
+        if (_queue.Count > 0)
+        {
+            return new ValueTask<ReceivedDatagram>(Take(buffer));
+        }
+
+        if (cancellationToken.IsCancellationRequested)
+        {
+            return ValueTask.FromCanceled<ReceivedDatagram>(cancellationToken);
+        }
+
+        _core.Reset();
+        _pending = true;
+        _pendingBuffer = buffer;
+        _pendingToken = cancellationToken;
+        if (cancellationToken.CanBeCanceled)
+        {
+            _registration = cancellationToken.UnsafeRegister(static (s, token) =>
+            {
+                var socket = (LabUdpSocket)s!;
+                socket._host.Network.Scheduler.OnLoop(static x =>
+                {
+                    var (sock, t) = ((LabUdpSocket, CancellationToken))x!;
+                    sock.Cancel(t);
+                }, (socket, token));
+            }, this);
+        }
+
+        return new ValueTask<ReceivedDatagram>(this, _core.Version);
+    }
+
+    /// <summary>A datagram arrived: takes ownership of <paramref name="packet"/>.</summary>
+    internal void Enqueue(LabPacket packet, int offset, int length, Ipv4Address source, ushort sourcePort)
+    {
+        if (_queue.Count >= ReceiveQueueLimit)
+        {
+            _host.ReceiveQueueOverflows++;
+            _host.Network.Pool.Return(packet);
+            return;
+        }
+
+        _queue.Enqueue(new Queued(packet, offset, length, source, sourcePort));
+        if (_pending)
+        {
+            _pending = false;
+            var buffer = _pendingBuffer;
+            _pendingBuffer = default;
+            _registration.Dispose();
+            _registration = default;
+            _core.SetResult(Take(buffer));
+        }
+    }
+
+    private ReceivedDatagram Take(Memory<byte> buffer)
+    {
+        var q = _queue.Dequeue();
+        var n = Math.Min(q.Length, buffer.Length);
+        q.Packet.Buffer.AsSpan(q.Offset, n).CopyTo(buffer.Span);
+        _host.Network.Pool.Return(q.Packet);
+        return new ReceivedDatagram(n, EndPoint(q.Source, q.SourcePort));
+    }
+
+    private IPEndPoint EndPoint(Ipv4Address address, ushort port)
+    {
+        var key = ((ulong)address.Value << 16) | port;
+        if (!_endPoints.TryGetValue(key, out var ep))
+        {
+            if (_endPoints.Count >= 4096)
+            {
+                _endPoints.Clear();
+            }
+
+            ep = new IPEndPoint(address.ToIPAddress(), port);
+            _endPoints.Add(key, ep);
+        }
+
+        return ep;
+    }
+
+    private void Cancel(CancellationToken token)
+    {
+        if (!_pending || _pendingToken != token)
+        {
+            return; // a late (posted) cancellation of a receive that has completed since
+        }
+
+        _pending = false;
+        _pendingBuffer = default;
+        _core.SetException(new OperationCanceledException(token));
+    }
+
+    public ReceivedDatagram GetResult(short token) => _core.GetResult(token);
+
+    public ValueTaskSourceStatus GetStatus(short token) => _core.GetStatus(token);
+
+    public void OnCompleted(Action<object?> continuation, object? state, short token,
+        ValueTaskSourceOnCompletedFlags flags) => _core.OnCompleted(continuation, state, token, flags);
+
+    public void Dispose() => _host.Network.Scheduler.OnLoop(static s => ((LabUdpSocket)s!).DisposeOnLoop(), this);
+
+    private void DisposeOnLoop()
+    {
+        if (_disposed)
+        {
+            return;
+        }
+
+        _disposed = true;
+        _host.Unbind(this);
+        while (_queue.TryDequeue(out var q))
+        {
+            _host.Network.Pool.Return(q.Packet);
+        }
+
+        if (_pending)
+        {
+            _pending = false;
+            _registration.Dispose();
+            _core.SetException(new ObjectDisposedException(nameof(LabUdpSocket)));
+        }
+    }
+
+    public ValueTask DisposeAsync()
+    {
+        Dispose();
+        return ValueTask.CompletedTask;
+    }
+
+    private readonly record struct Queued(LabPacket Packet, int Offset, int Length, Ipv4Address Source,
+        ushort SourcePort);
+}

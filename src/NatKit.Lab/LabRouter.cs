@@ -1,0 +1,106 @@
+using NatKit.Lab.Internal;
+using NatKit.Nat;
+using NatKit.Packets;
+
+namespace NatKit.Lab;
+
+/// <summary>
+/// A NAT router: an inside interface on a LAN, an outside interface on the segment above (the internet, or a
+/// carrier's network for a NAT behind a NAT), and a <see cref="NatEngine"/> between them. Every packet that
+/// crosses it goes through the engine as real IPv4 bytes; whatever the engine decides (forward, hairpin, drop,
+/// ICMP) is what the lab does. While the engine holds sessions, the router ticks it once per
+/// <see cref="TickInterval"/> of virtual time so mappings expire on schedule even when no packet flows.
+/// </summary>
+public sealed class LabRouter : LabNode, INatSink
+{
+    private static readonly Action<object, long> TickCallback = static (state, _) => ((LabRouter)state).OnTick();
+
+    private bool _tickScheduled;
+
+    internal LabRouter(VirtualNetwork network, string name, NatConfig config, LabSegment inside,
+        Ipv4Address insideAddress, LinkProfile insideLink, LabSegment outside, IReadOnlyList<Ipv4Address> outsideAddresses,
+        LinkProfile outsideLink)
+        : base(network, name)
+    {
+        Inside = new LabInterface(this, inside, [insideAddress], insideLink);
+        Outside = new LabInterface(this, outside, outsideAddresses, outsideLink);
+        Engine = new NatEngine(config, network.Scheduler.NowTicks / TimeSpan.TicksPerMillisecond);
+    }
+
+    /// <summary>The NAT engine (its config, counters, flows).</summary>
+    public NatEngine Engine { get; }
+
+    /// <summary>The LAN it serves.</summary>
+    public LabSegment InsideSegment => Inside.Segment;
+
+    /// <summary>The segment it reaches the world through.</summary>
+    public LabSegment OutsideSegment => Outside.Segment;
+
+    /// <summary>Its address on the LAN (the hosts' gateway).</summary>
+    public Ipv4Address InsideAddress => Inside.PrimaryAddress;
+
+    /// <summary>Its external addresses (the NAT pool).</summary>
+    public IReadOnlyList<Ipv4Address> OutsideAddresses => Outside.Addresses;
+
+    /// <summary>How often the engine's timers run while it holds sessions.</summary>
+    public TimeSpan TickInterval { get; set; } = TimeSpan.FromSeconds(1);
+
+    internal LabInterface Inside { get; }
+
+    internal LabInterface Outside { get; }
+
+    internal override void Receive(LabInterface iface, LabPacket packet)
+    {
+        var direction = iface == Inside ? NatDirection.Outbound : NatDirection.Inbound;
+        var length = packet.Length;
+        var verdict = Engine.Process(packet.Buffer, ref length, direction, NowMs, this);
+        packet.Length = length;
+        switch (verdict.Action)
+        {
+            case NatAction.ForwardOutside:
+                Forward(Outside, packet);
+                break;
+            case NatAction.ForwardInside:
+                Forward(Inside, packet);
+                break;
+            default:
+                if (verdict.Action == NatAction.Drop)
+                {
+                    Network.Stats.NatDropped++;
+                }
+
+                Network.Pool.Return(packet);
+                break;
+        }
+
+        EnsureTicking();
+    }
+
+    /// <summary>Packets the engine makes itself (ICMP errors, fragments).</summary>
+    void INatSink.Emit(ReadOnlySpan<byte> packet, NatSide side) =>
+        Forward(side == NatSide.Outside ? Outside : Inside, Network.Pool.Copy(packet));
+
+    private void Forward(LabInterface via, LabPacket packet)
+    {
+        var destination = Ipv4Address.Read(packet.Buffer.AsSpan(Ipv4Field.Destination));
+        via.Segment.Transmit(via, packet, via.NextHop(destination));
+    }
+
+    private long NowMs => Network.Scheduler.NowTicks / TimeSpan.TicksPerMillisecond;
+
+    private void EnsureTicking()
+    {
+        if (!_tickScheduled && Engine.SessionCount > 0)
+        {
+            _tickScheduled = true;
+            Network.Scheduler.Schedule(TickInterval.Ticks, TickCallback, this, 0, background: true);
+        }
+    }
+
+    private void OnTick()
+    {
+        _tickScheduled = false;
+        Engine.Tick(NowMs, this);
+        EnsureTicking();
+    }
+}

@@ -1,0 +1,102 @@
+using FsCheck;
+using FsCheck.Fluent;
+using NatKit.Packets;
+using static NatKit.Nat.Tests.NatHarness;
+
+namespace NatKit.Nat.Tests;
+
+/// <summary>Properties: no bytes make the engine throw or corrupt its state; incremental checksums equal full
+/// recomputation on translated packets.</summary>
+public sealed class PropertyTests
+{
+    private static readonly Config Quick = Config.QuickThrowOnFailure.WithMaxTest(300);
+
+    [Fact]
+    public void RandomBytes_NeverThrow_AndAValidFlowStillTranslates()
+    {
+        foreach (var preset in NatPresets.All)
+        {
+            using var h = new NatHarness(preset.Policy, externals: 2, tweak: c => c with { DmzHost = Ipv4Address.Parse("192.168.1.99"), OutsideMtu = 300 });
+            var ext = h.Out("192.168.1.10:4000", "198.51.100.1:1000").Source;
+            Prop.ForAll(ArbMap.Default.ArbFor<byte[]>(), ArbMap.Default.ArbFor<bool>(), (bytes, outbound) =>
+            {
+                var buffer = bytes.ToArray();
+                var length = buffer.Length;
+                h.Nat.Process(buffer, ref length, outbound ? NatDirection.Outbound : NatDirection.Inbound, h.Now, h.Sink);
+                return length <= buffer.Length;
+            }).Check(Quick);
+            Assert.Equal(ext, h.Out("192.168.1.10:4000", "198.51.100.1:1000").Source);
+        }
+    }
+
+    [Fact]
+    public void MutatedPackets_NeverThrow_AndAValidFlowStillTranslates()
+    {
+        using var h = new NatHarness(NatPresets.RfcRecommended with { UnsolicitedSyn = UnsolicitedSynBehavior.HoldThenPortUnreachable, Filtering = FilteringBehavior.EndpointIndependent },
+            tweak: c => c with { OutsideMtu = 200, InsideMtu = 200 });
+        var ext = h.Out("192.168.1.10:4000", "198.51.100.1:1000").Source;
+        var seeds = new List<byte[]>
+        {
+            BuildUdp("192.168.1.10:4000", "198.51.100.1:1000", payload: 300),
+            BuildUdp("198.51.100.1:1000", ext.ToString(), payload: 30),
+            BuildTcp("192.168.1.10:5000", "198.51.100.1:80", TcpFlags.Syn),
+            BuildTcp("198.51.100.1:80", ext.ToString(), TcpFlags.Syn),
+            BuildEcho("192.168.1.10", "198.51.100.1", 3),
+            Rfc4787ConformanceTests.BuildError(BuildUdp(ext.ToString(), "198.51.100.1:1000"), "198.51.100.254", IcmpV4Type.DestinationUnreachable, 3),
+            Rfc4787ConformanceTests.Split(BuildUdp("192.168.1.10:4000", "198.51.100.1:1000", payload: 100, id: 4), 48).Second,
+        };
+        var gen = from seed in Gen.Elements(seeds.ToArray())
+                  from edits in Gen.ArrayOf(Gen.Zip(Gen.Choose(0, 400), ArbMap.Default.GeneratorFor<byte>()))
+                  from cut in Gen.Choose(0, 450)
+                  from outbound in ArbMap.Default.GeneratorFor<bool>()
+                  from fixHeader in ArbMap.Default.GeneratorFor<bool>()
+                  select (seed, edits, cut, outbound, fixHeader);
+        Prop.ForAll(gen.ToArbitrary(), t =>
+        {
+            var buffer = t.seed.ToArray();
+            foreach (var (at, value) in t.edits)
+            {
+                if (at < buffer.Length) buffer[at] = value;
+            }
+
+            var length = Math.Min(buffer.Length, t.cut);
+            if (t.fixHeader && Ipv4Packet.TryParseQuoted(buffer.AsSpan(0, length), out var ip))
+            {
+                ip.FillHeaderChecksum(); // reach past the header check half of the time
+            }
+
+            h.Nat.Process(buffer, ref length, t.outbound ? NatDirection.Outbound : NatDirection.Inbound, h.Now, h.Sink);
+            h.AdvanceMs(50);
+        }).Check(Quick);
+        h.Advance(TimeSpan.FromSeconds(20));
+        var again = h.Out("192.168.1.10:4000", "198.51.100.1:1000");
+        Assert.True(again.Forwarded);
+        AssertChecksums(again.Bytes);
+    }
+
+    [Fact]
+    public void IncrementalChecksums_EqualFullRecomputation_OnTranslatedPackets()
+    {
+        using var h = new NatHarness(NatPresets.Symmetric with { PortParity = false }, externals: 3, tweak: c => c with { MaxFlows = 100_000 });
+        var gen = from host in Gen.Choose(2, 250)
+                  from sport in Gen.Choose(1, 65535)
+                  from remote in Gen.Choose(1, 250)
+                  from dport in Gen.Choose(1, 65535)
+                  from payload in Gen.Choose(0, 64)
+                  from tcp in ArbMap.Default.GeneratorFor<bool>()
+                  select (host, sport, remote, dport, payload, tcp);
+        Prop.ForAll(gen.ToArbitrary(), t =>
+        {
+            var from = $"192.168.1.{t.host}:{t.sport}";
+            var to = $"198.51.100.{t.remote}:{t.dport}";
+            var packet = t.tcp ? BuildTcp(from, to, TcpFlags.Syn, t.payload, seq: (uint)t.sport * 7919) : BuildUdp(from, to, t.payload);
+            var seen = h.Run(packet, NatDirection.Outbound);
+            if (!seen.Forwarded) return;
+            AssertChecksums(seen.Bytes);
+            var back = t.tcp ? BuildTcp(to, seen.Source.ToString(), TcpFlags.Syn | TcpFlags.Ack, t.payload) : BuildUdp(to, seen.Source.ToString(), t.payload);
+            var reply = h.Run(back, NatDirection.Inbound);
+            Assert.Equal(Ep(from), reply.Destination);
+            AssertChecksums(reply.Bytes);
+        }).Check(Quick);
+    }
+}
