@@ -24,14 +24,21 @@ internal sealed class GatewayCommands : IVerbGroup
         return gateway;
     }
 
+    /// <summary>How a policy file is read (and written by `lab netns up` for its gateways): knob names, enum names
+    /// as strings, TimeSpans as "hh:mm:ss".</summary>
+    internal static readonly JsonSerializerOptions PolicyJson = new()
+    {
+        PropertyNameCaseInsensitive = true,
+        WriteIndented = true,
+        Converters = { new JsonStringEnumConverter() },
+    };
+
     /// <summary>Resolves --preset/--policy into a policy: the preset, or a JSON file of NatPolicy knobs.</summary>
     internal static NatPolicy Policy(string preset, FileInfo? policyFile)
     {
         if (policyFile is not null)
         {
-            var options = new JsonSerializerOptions { PropertyNameCaseInsensitive = true };
-            options.Converters.Add(new JsonStringEnumConverter());
-            var policy = JsonSerializer.Deserialize<NatPolicy>(File.ReadAllText(policyFile.FullName), options)
+            var policy = JsonSerializer.Deserialize<NatPolicy>(File.ReadAllText(policyFile.FullName), PolicyJson)
                          ?? throw new CliException($"{policyFile.Name} holds no policy.");
             var errors = policy.Validate();
             return errors.Count == 0 ? policy : throw new CliException($"{policyFile.Name}: {errors[0]}");

@@ -154,7 +154,7 @@ internal sealed class LabCommands : IVerbGroup
         return cmd;
     }
 
-    private static TopologySpec LoadTopology(string nameOrPath)
+    internal static TopologySpec LoadTopology(string nameOrPath)
     {
         try
         {

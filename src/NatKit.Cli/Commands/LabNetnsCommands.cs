@@ -1,6 +1,8 @@
 using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
+using System.Text.Json;
+using NatKit.Lab.Topology;
 using NatKit.Linux;
 using Spectre.Console;
 
@@ -33,31 +35,32 @@ internal sealed class LabNetnsCommands : IVerbGroup
         _ => throw new CliException($"unknown kernel NAT '{text}'; use persistent, random or dmz."),
     };
 
-    /// <summary>Starts `natkit gateway run` for one hop inside its gateway namespace, detached, logging to
-    /// /run/natkit/NAME.log; returns when its control socket answers.</summary>
-    internal static async Task<string> StartGatewayProcessAsync(GatewayHop hop, string preset, bool offload,
-        CancellationToken ct)
+    /// <summary>Starts `natkit gateway run` for one router inside its namespace, detached, logging to
+    /// /run/natkit/NAME.log (its policy in NAME.policy.json); returns when its control socket answers.</summary>
+    internal static async Task<string> StartGatewayProcessAsync(NetnsGateway gateway, bool offload, CancellationToken ct)
     {
-        var name = hop.Namespace;
+        var name = gateway.Namespace;
         Directory.CreateDirectory(GatewayControl.Directory);
         var log = Path.Combine(GatewayControl.Directory, name + ".log");
+        var policy = Path.Combine(GatewayControl.Directory, name + ".policy.json");
+        await File.WriteAllTextAsync(policy, JsonSerializer.Serialize(gateway.Config.Policy, GatewayCommands.PolicyJson), ct)
+            .ConfigureAwait(false);
         var socket = GatewayControl.PathFor(name);
         File.Delete(socket);
-        List<string> self = [.. SelfCommand()];
         List<string> args =
         [
-            "gateway", "run", "--inside", $"{hop.InsideNamespace}/{hop.InsideTun}",
-            "--outside", $"{hop.OutsideNamespace}/{hop.OutsideTun}", "--external", hop.ExternalAddress,
-            "--inside-address", hop.InsideAddress, "--preset", preset, "--name", name,
+            "gateway", "run", "--inside", gateway.Inside.ToString(), "--outside", gateway.Outside.ToString(),
+            "--inside-address", gateway.Config.EffectiveInsideAddress.ToString(), "--policy", policy, "--name", name,
         ];
-        args.AddRange(hop.InsidePrefixes.SelectMany(p => new[] { "--inside-prefix", p }));
+        args.AddRange(gateway.Config.ExternalAddresses.SelectMany(a => new[] { "--external", a.ToString() }));
+        args.AddRange(gateway.Config.InsidePrefixes.SelectMany(p => new[] { "--inside-prefix", $"{p.Network}/{p.Length}" }));
         if (!offload)
         {
             args.Add("--no-offload");
         }
 
         var info = new ProcessStartInfo("ip") { UseShellExecute = false };
-        foreach (var a in (string[])["netns", "exec", name, "setsid", "sh", "-c", "exec \"$0\" \"$@\" >>\"$LOG\" 2>&1 </dev/null", .. self, .. args])
+        foreach (var a in (string[])["netns", "exec", name, "setsid", "sh", "-c", "exec \"$0\" \"$@\" >>\"$LOG\" 2>&1 </dev/null", .. SelfCommand(), .. args])
         {
             info.ArgumentList.Add(a);
         }
@@ -101,18 +104,35 @@ internal sealed class LabNetnsCommands : IVerbGroup
 
     private static Command Up()
     {
+        var topologyArgument = new Argument<string?>("topology")
+        {
+            Description = "A lab topology file (.yaml/.json) or built-in name; without it: LAN host - gateway(s) - WAN host.",
+            Arity = ArgumentArity.ZeroOrOne,
+        };
         var kernel = new Option<string?>("--kernel") { Description = "Use kernel nftables NAT instead of NatKit: persistent (masquerade persistent), random (masquerade random) or dmz." };
         var hops = new Option<int>("--hops") { Description = "NatKit gateways in a row between the LAN and WAN host.", DefaultValueFactory = _ => 1 };
-        var preset = new Option<string>("--preset") { Description = "NAT preset of every NatKit gateway.", DefaultValueFactory = _ => "rfc-recommended" };
+        var preset = new Option<string>("--preset") { Description = "NAT preset of every NatKit gateway (three-namespace topology).", DefaultValueFactory = _ => "rfc-recommended" };
         var tag = new Option<string?>("--tag") { Description = "Name tag (namespaces are nk-TAG-ROLE); random by default." };
         var noOffload = new Option<bool>("--no-offload") { Description = "Run the gateways without TUN offloads." };
-        var up = new Command("up", "Build LAN host - gateway(s) - WAN host as namespaces and start the gateways.")
+        var up = new Command("up", "Build a topology as namespaces and start its NatKit gateways (or kernel NAT); leaves it up for exec and down.")
         {
-            kernel, hops, preset, tag, noOffload,
+            topologyArgument, kernel, hops, preset, tag, noOffload,
         };
         up.SetAction(async (parse, ct) =>
         {
-            _ = GatewayCommands.Policy(parse.GetValue(preset)!, null); // fail early on a bad preset
+            var offload = !parse.GetValue(noOffload);
+            if (parse.GetValue(topologyArgument) is { } file)
+            {
+                if (parse.GetValue(kernel) is not null)
+                {
+                    throw new CliException("--kernel applies to the three-namespace topology, not to topology files.");
+                }
+
+                await UpTopologyAsync(LabCommands.LoadTopology(file), parse.GetValue(tag), offload, ct).ConfigureAwait(false);
+                return 0;
+            }
+
+            var policy = GatewayCommands.Policy(parse.GetValue(preset)!, null); // fail early on a bad preset
             var kind = parse.GetValue(kernel) is { } k ? KernelKind(k) : (KernelNatKind?)null;
             var topology = kind is { } kk
                 ? await GatewayTopology.CreateKernelAsync(kk, parse.GetValue(tag), cancellationToken: ct).ConfigureAwait(false)
@@ -121,8 +141,9 @@ internal sealed class LabNetnsCommands : IVerbGroup
             {
                 foreach (var hop in topology.Hops)
                 {
-                    await StartGatewayProcessAsync(hop, parse.GetValue(preset)!, !parse.GetValue(noOffload), ct)
-                        .ConfigureAwait(false);
+                    var gateway = new NetnsGateway(hop.Namespace, hop.Namespace, new TunLink(hop.InsideNamespace, hop.InsideTun),
+                        new TunLink(hop.OutsideNamespace, hop.OutsideTun), Gateway.Config(hop, policy));
+                    await StartGatewayProcessAsync(gateway, offload, ct).ConfigureAwait(false);
                 }
             }
             catch
@@ -146,6 +167,48 @@ internal sealed class LabNetnsCommands : IVerbGroup
             return 0;
         });
         return up;
+    }
+
+    /// <summary>A lab topology file as namespaces: segments, hosts, and one NatKit gateway process per router.</summary>
+    private static async Task UpTopologyAsync(TopologySpec spec, string? tag, bool offload, CancellationToken ct)
+    {
+        var lab = await NamespaceLab.CreateAsync(
+            [.. spec.Segments.Select(s => new NetnsSegment(s.Name, s.Prefix))],
+            [.. spec.Routers.Select(r => new NetnsRouter(r.Name, r.Policy, r.InsideSegment, r.InsideAddress, r.OutsideSegment, r.OutsideAddresses))],
+            [.. spec.Hosts.Select(h => new NetnsHost(h.Name, h.Segment, h.Addresses, h.Gateway))],
+            tag, ct).ConfigureAwait(false);
+        try
+        {
+            foreach (var router in lab.Layout.Routers)
+            {
+                await StartGatewayProcessAsync(router, offload, ct).ConfigureAwait(false);
+            }
+        }
+        catch
+        {
+            await lab.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+
+        lab.Detach();
+        var table = new Table().AddColumns("name", "namespace", "what");
+        foreach (var h in spec.Hosts)
+        {
+            table.AddRow(h.Name, lab.Layout.Hosts[h.Name], $"host on {h.Segment}: {string.Join(", ", h.Addresses)}");
+        }
+
+        foreach (var r in lab.Layout.Routers)
+        {
+            table.AddRow(r.Name, r.Namespace, $"natkit gateway {r.Inside} -> {r.Outside} as {string.Join(", ", r.Config.ExternalAddresses)}");
+        }
+
+        foreach (var (name, ns) in lab.Layout.Segments)
+        {
+            table.AddRow(name, ns, "segment (bridge + router)");
+        }
+
+        AnsiConsole.Write(table);
+        Console.WriteLine($"run: natkit lab netns exec HOST --tag {lab.Tag} -- CMD; remove: natkit lab netns down --tag {lab.Tag}");
     }
 
     private static Command Exec()
