@@ -38,15 +38,15 @@ public sealed class GatewayTopology : IAsyncDisposable
     public const string WanHostSecondAddress = "198.51.100.3";
     public const string PublicAddress = "198.51.100.1";
 
-    private readonly List<NetworkNamespace> _owned = [];
+    private readonly NamespaceSet _namespaces;
 
-    private GatewayTopology(string tag)
+    private GatewayTopology(string? tag)
     {
-        Tag = tag;
+        _namespaces = new NamespaceSet(tag);
     }
 
     /// <summary>The run tag in every namespace name (<c>nk-TAG-...</c>).</summary>
-    public string Tag { get; }
+    public string Tag => _namespaces.Tag;
 
     public NetworkNamespace Lan { get; private set; } = null!;
 
@@ -68,7 +68,7 @@ public sealed class GatewayTopology : IAsyncDisposable
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(hops, 1);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(hops, 9);
-        var topology = new GatewayTopology(tag ?? NetworkNamespace.NewRunTag());
+        var topology = new GatewayTopology(tag);
         try
         {
             await topology.BuildNatKitAsync(hops, cancellationToken).ConfigureAwait(false);
@@ -85,7 +85,7 @@ public sealed class GatewayTopology : IAsyncDisposable
     public static async Task<GatewayTopology> CreateKernelAsync(KernelNatKind kind, string? tag = null,
         int dmzInsidePort = 4000, int dmzPort = 4000, CancellationToken cancellationToken = default)
     {
-        var topology = new GatewayTopology(tag ?? NetworkNamespace.NewRunTag());
+        var topology = new GatewayTopology(tag);
         try
         {
             await topology.BuildKernelAsync(kind, dmzInsidePort, dmzPort, cancellationToken).ConfigureAwait(false);
@@ -102,7 +102,7 @@ public sealed class GatewayTopology : IAsyncDisposable
     public static async Task<GatewayTopology> CreateDirectAsync(string? tag = null,
         CancellationToken cancellationToken = default)
     {
-        var topology = new GatewayTopology(tag ?? NetworkNamespace.NewRunTag());
+        var topology = new GatewayTopology(tag);
         try
         {
             var ct = cancellationToken;
@@ -126,15 +126,7 @@ public sealed class GatewayTopology : IAsyncDisposable
     }
 
     /// <summary>Removes every namespace (and with them every link and TUN) this topology made.</summary>
-    public async ValueTask DisposeAsync()
-    {
-        for (var i = _owned.Count - 1; i >= 0; i--)
-        {
-            await _owned[i].DisposeAsync().ConfigureAwait(false);
-        }
-
-        _owned.Clear();
-    }
+    public ValueTask DisposeAsync() => _namespaces.DisposeAsync();
 
     private async Task BuildNatKitAsync(int hops, CancellationToken ct)
     {
@@ -224,14 +216,7 @@ public sealed class GatewayTopology : IAsyncDisposable
         await gateway.ExecAsync("nft", ["-f", "-"], ct, standardInput: script).ConfigureAwait(false);
     }
 
-    private async Task<NetworkNamespace> NamespaceAsync(string role, CancellationToken ct)
-    {
-        var ns = await NetworkNamespace.CreateAsync($"{NetworkNamespace.Prefix}{Tag}-{role}", ct).ConfigureAwait(false);
-        _owned.Add(ns);
-        await ns.SysctlAsync("net.ipv4.conf.all.rp_filter", "0", ct).ConfigureAwait(false);
-        await ns.SysctlAsync("net.ipv4.conf.default.rp_filter", "0", ct).ConfigureAwait(false);
-        return ns;
-    }
+    private Task<NetworkNamespace> NamespaceAsync(string role, CancellationToken ct) => _namespaces.CreateAsync(role, ct);
 
     private static Task Tun(NetworkNamespace ns, string name, CancellationToken ct) =>
         ns.IpAsync(["tuntap", "add", "dev", name, "mode", "tun", "vnet_hdr"], ct);

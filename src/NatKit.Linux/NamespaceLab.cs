@@ -40,14 +40,14 @@ public sealed record NetnsGateway(string Name, string Namespace, TunLink Inside,
 /// </remarks>
 public sealed class NamespaceLab : IAsyncDisposable
 {
-    private readonly List<NetworkNamespace> _owned = [];
+    private readonly NamespaceSet _namespaces;
 
-    private NamespaceLab(string tag)
+    private NamespaceLab(string? tag)
     {
-        Tag = tag;
+        _namespaces = new NamespaceSet(tag);
     }
 
-    public string Tag { get; }
+    public string Tag => _namespaces.Tag;
 
     public NetnsLabLayout Layout { get; private set; } = null!;
 
@@ -59,7 +59,7 @@ public sealed class NamespaceLab : IAsyncDisposable
         ArgumentNullException.ThrowIfNull(segments);
         ArgumentNullException.ThrowIfNull(routers);
         ArgumentNullException.ThrowIfNull(hosts);
-        var lab = new NamespaceLab(tag ?? NetworkNamespace.NewRunTag());
+        var lab = new NamespaceLab(tag);
         try
         {
             await lab.BuildAsync(segments, routers, hosts, cancellationToken).ConfigureAwait(false);
@@ -73,18 +73,10 @@ public sealed class NamespaceLab : IAsyncDisposable
     }
 
     /// <summary>Removes every namespace this lab made (and with them every link).</summary>
-    public async ValueTask DisposeAsync()
-    {
-        for (var i = _owned.Count - 1; i >= 0; i--)
-        {
-            await _owned[i].DisposeAsync().ConfigureAwait(false);
-        }
-
-        _owned.Clear();
-    }
+    public ValueTask DisposeAsync() => _namespaces.DisposeAsync();
 
     /// <summary>Forgets the namespaces without removing them (`natkit lab netns up` leaves them for `down`).</summary>
-    public void Detach() => _owned.Clear();
+    public void Detach() => _namespaces.Detach();
 
     private async Task BuildAsync(IReadOnlyList<NetnsSegment> segments, IReadOnlyList<NetnsRouter> routers,
         IReadOnlyList<NetnsHost> hosts, CancellationToken ct)
@@ -182,14 +174,7 @@ public sealed class NamespaceLab : IAsyncDisposable
     private static NetworkNamespace Segment(Dictionary<string, NetworkNamespace> segments, string name, string user) =>
         segments.TryGetValue(name, out var ns) ? ns : throw new ArgumentException($"{user}: no segment '{name}'");
 
-    private async Task<NetworkNamespace> NamespaceAsync(string role, CancellationToken ct)
-    {
-        var ns = await NetworkNamespace.CreateAsync($"{NetworkNamespace.Prefix}{Tag}-{role}", ct).ConfigureAwait(false);
-        _owned.Add(ns);
-        await ns.SysctlAsync("net.ipv4.conf.all.rp_filter", "0", ct).ConfigureAwait(false);
-        await ns.SysctlAsync("net.ipv4.conf.default.rp_filter", "0", ct).ConfigureAwait(false);
-        return ns;
-    }
+    private Task<NetworkNamespace> NamespaceAsync(string role, CancellationToken ct) => _namespaces.CreateAsync(role, ct);
 
     private static string Invariant(FormattableString s) => s.ToString(CultureInfo.InvariantCulture);
 }
