@@ -103,7 +103,11 @@ internal sealed class GatewayCommands : IVerbGroup
                     $"natkit gateway: stopped; read {stats.InsideRead}/{stats.OutsideRead}, wrote {stats.InsideWritten}/{stats.OutsideWritten} (inside/outside), dropped {stats.Dropped}"));
             }
 
-            await gw.DataPlane.Completion.ConfigureAwait(false); // a data-plane failure surfaces here
+            if (gw.DataPlane.Completion.IsCompleted)
+            {
+                await gw.DataPlane.Completion.ConfigureAwait(false); // the data plane ended by itself: say why
+            }
+
             return 0;
         });
         return run;
