@@ -72,6 +72,39 @@ public sealed class GsoSegmenterTests
     }
 
     [Fact]
+    public void TcpV6SuperPacket_SplitsIntoSegmentsWithTheirOwnPayloadLengthAndChecksum()
+    {
+        var source = Ipv6Address.Parse("2001:db8::2");
+        var destination = Ipv6Address.Parse("2001:db8:1::2");
+        var payload = Payload(3000);
+        var packet = new byte[40 + 20 + payload.Length];
+        packet[0] = 0x60;
+        BinaryPrimitives.WriteUInt16BigEndian(packet.AsSpan(4), (ushort)(20 + payload.Length));
+        packet[6] = (byte)IpProtocol.Tcp;
+        packet[7] = 64;
+        source.Write(packet.AsSpan(8));
+        destination.Write(packet.AsSpan(24));
+        PacketBuilder.WriteTcp(packet.AsSpan(40), new TcpHeader(40000, 80, 7, 1, TcpFlags.Ack | TcpFlags.Psh), default, payload);
+        var header = new VirtioNetHeader(VirtioNetHeader.NeedsChecksum, VirtioGsoType.TcpV6, 60, 1400, 40, 16);
+        var output = new byte[8192];
+        var lengths = new int[8];
+
+        var count = GsoSegmenter.Split(packet, header, output, 0, lengths);
+
+        Assert.Equal(3, count);
+        var position = 0;
+        for (var i = 0; i < count; i++)
+        {
+            var segment = output.AsSpan(position, lengths[i]);
+            Assert.Equal(segment.Length - 40, BinaryPrimitives.ReadUInt16BigEndian(segment[4..]));
+            Assert.True(TcpSegment.TryParse(segment[40..], out var tcp));
+            Assert.True(tcp.IsChecksumValid(source, destination));
+            Assert.Equal(7u + (uint)(i * 1400), BinaryPrimitives.ReadUInt32BigEndian(segment[44..]));
+            position += lengths[i];
+        }
+    }
+
+    [Fact]
     public void PartialChecksum_IsFinishedToTheFullChecksum()
     {
         var (packet, header) = TcpSuperPacket(Payload(777), mss: 0, TcpFlags.Ack);
