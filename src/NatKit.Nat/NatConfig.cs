@@ -35,6 +35,11 @@ public sealed record NatConfig
     /// <summary>Most sessions (5-tuples) alive at once: bounds the flow table's memory (RFC 6888 REQ-5).</summary>
     public int MaxFlows { get; init; } = 65536;
 
+    /// <summary>Sessions the tables are sized for at start (null: 1024, or <see cref="MaxFlows"/> if smaller);
+    /// they double up to <see cref="MaxFlows"/>. Set it to <see cref="MaxFlows"/> to take all the memory up front
+    /// and never pause to grow.</summary>
+    public int? InitialFlowCapacity { get; init; }
+
     /// <summary>Permanent port forwards.</summary>
     public IReadOnlyList<StaticForward> StaticForwards { get; init; } = [];
 
@@ -94,6 +99,7 @@ public sealed record NatConfig
         }
 
         if (MaxFlows is < 16 or > 16_000_000) errors.Add($"{nameof(MaxFlows)}: {MaxFlows} must be between 16 and 16000000.");
+        if (InitialFlowCapacity is < 16 || InitialFlowCapacity > MaxFlows) errors.Add($"{nameof(InitialFlowCapacity)}: {InitialFlowCapacity} must be between 16 and {nameof(MaxFlows)} ({MaxFlows}).");
         if (OutsideMtu is < 68 or > 65535) errors.Add($"{nameof(OutsideMtu)}: {OutsideMtu} must be between 68 (RFC 791) and 65535.");
         if (InsideMtu is < 68 or > 65535) errors.Add($"{nameof(InsideMtu)}: {InsideMtu} must be between 68 (RFC 791) and 65535.");
         if (!Enum.IsDefined(Ipv6)) errors.Add($"{nameof(Ipv6)}: {Ipv6} is not an IPv6 handling.");

@@ -84,6 +84,9 @@ public enum NatDropReason
     FragmentDropped,
     /// <summary>A non-first TCP/UDP segment (not SYN) for which no session exists.</summary>
     NoSession,
+    /// <summary>The inside endpoint already talks to this remote through another external endpoint, so an
+    /// answer could not be told apart (e.g. a DMZ host reached on two external addresses by one remote).</summary>
+    SessionConflict,
     /// <summary>The IPv4 header checksum is wrong (RFC 1812 section 5.2.2: a router verifies it).</summary>
     BadHeaderChecksum,
 }

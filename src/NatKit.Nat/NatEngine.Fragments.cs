@@ -1,5 +1,4 @@
 using System.Buffers;
-using System.Buffers.Binary;
 using NatKit.Packets;
 
 namespace NatKit.Nat;
@@ -199,29 +198,15 @@ public sealed partial class NatEngine
         }
     }
 
-    /// <summary>Splits a (translated) datagram into fragments no bigger than <paramref name="mtu"/> and sends
-    /// them to <paramref name="side"/>. Options are copied into every fragment.</summary>
+    /// <summary>Splits a (translated) datagram into fragments no bigger than <paramref name="mtu"/> (NatKit.Packets'
+    /// RFC 791 fragmenter: options with the copied flag go into every fragment) and sends them to
+    /// <paramref name="side"/>.</summary>
     private NatVerdict FragmentAndEmit(Ipv4Packet ip, int mtu, NatSide side)
     {
-        var headerLength = ip.HeaderLength;
-        var payload = ip.Payload;
-        var chunk = (mtu - headerLength) & ~7;
-        if (chunk < 8) return Drop(NatDropReason.FragmentationNeeded);
-        var baseOffset = ip.FragmentOffset;
-        var more = ip.MoreFragments;
-        var header = ip.Header;
-        for (var offset = 0; offset < payload.Length; offset += chunk)
+        if (!Ipv4Fragmenter.TryCreate(ip.Buffer, mtu, out var fragmenter)) return Drop(NatDropReason.FragmentationNeeded);
+        while (fragmenter.TryWriteNext(_scratch, out var length))
         {
-            var n = Math.Min(chunk, payload.Length - offset);
-            var frag = _scratch.AsSpan(0, headerLength + n);
-            header.CopyTo(frag);
-            payload.Slice(offset, n).CopyTo(frag[headerLength..]);
-            BinaryPrimitives.WriteUInt16BigEndian(frag[Ipv4Field.TotalLength..], (ushort)(headerLength + n));
-            Ipv4Packet.TryParse(frag, out var f);
-            var last = offset + n >= payload.Length;
-            f.FlagsAndFragmentOffset = (ushort)(((baseOffset + offset) / 8) | (!last || more ? 0x2000 : 0));
-            f.FillHeaderChecksum();
-            _sink.Emit(frag, side);
+            _sink.Emit(_scratch.AsSpan(0, length), side);
         }
 
         return NatVerdict.Consumed;

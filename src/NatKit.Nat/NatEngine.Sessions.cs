@@ -176,7 +176,7 @@ public sealed partial class NatEngine
         }
         else
         {
-            first = n == 1 ? 0 : (int)(_table.Hash(0, src, 0, 0, 0) % (uint)n);
+            first = n == 1 ? 0 : PairedExternal(src);
         }
 
         var tries = _policy.Pooling == AddressPooling.Paired ? 1 : n;
@@ -379,6 +379,12 @@ public sealed partial class NatEngine
                 return -1;
             }
 
+            if (_table.FindOut(proto, m.IntAddr, m.IntPort, src, sport) >= 0)
+            {
+                reason = NatDropReason.SessionConflict;
+                return -1;
+            }
+
             return NewSession(owner, src, sport);
         }
 
@@ -393,6 +399,12 @@ public sealed partial class NatEngine
             if (_table.IsFull)
             {
                 reason = NatDropReason.TableFull;
+                return -1;
+            }
+
+            if (_table.FindOut(proto, dmz.Value, extPort, src, sport) >= 0)
+            {
+                reason = NatDropReason.SessionConflict;
                 return -1;
             }
 

@@ -1,5 +1,6 @@
 using System.Diagnostics.Metrics;
 using System.Runtime.CompilerServices;
+using System.Security.Cryptography;
 using NatKit.Nat.Internal;
 using NatKit.Packets;
 
@@ -41,6 +42,7 @@ public sealed partial class NatEngine : IDisposable
     private readonly bool _hasStatic;
     private readonly byte[] _scratch = new byte[65536 + 64];
     private readonly Meter _meter;
+    private readonly ulong _pairingSeed;
     private ulong _random;
     private int _roundRobin;
     private long _now;
@@ -77,7 +79,11 @@ public sealed partial class NatEngine : IDisposable
         _epoch = startTime;
         _now = startTime;
         _random = (ulong)(uint)config.RandomSeed * 0x9E3779B97F4A7C15UL | 1;
-        _table = new FlowTable(config.MaxFlows, _random ^ 0x5DEECE66DUL);
+        // The table hash is keyed with a secret per engine, so outsiders cannot aim collisions at one bucket
+        // chain; nothing observable depends on it (choices that must be reproducible use RandomSeed).
+        _table = new FlowTable(config.MaxFlows, BitConverter.ToUInt64(RandomNumberGenerator.GetBytes(8)),
+            config.InitialFlowCapacity ?? Math.Min(1024, config.MaxFlows));
+        _pairingSeed = _random ^ 0x5DEECE66DUL;
         _wheel = new TimerWheel(startTime);
         _ext = new uint[config.ExternalAddresses.Count];
         for (var i = 0; i < _ext.Length; i++) _ext[i] = config.ExternalAddresses[i].Value;
@@ -234,6 +240,28 @@ public sealed partial class NatEngine : IDisposable
 
     public void Dispose() => _meter.Dispose();
 
+    /// <summary>Checks the tables agree with each other; returns the first inconsistency or null (tests).</summary>
+    internal string? CheckInvariants()
+    {
+        var t = _table;
+        if (t.OutIndex.Count != t.SessionCount || t.InIndex.Count != t.SessionCount) return "index counts differ from the session count";
+        if (t.MapIndex.Count != t.MappingCount) return "mapping index count differs from the mapping count";
+        if (_wheel.CountScheduled(t.Sessions) != t.SessionCount) return "the wheel does not hold every session once";
+        var live = 0;
+        foreach (var i in t.LiveSessions())
+        {
+            live++;
+            ref var s = ref t.Sessions[i];
+            if (t.FindOut(s.Proto, s.IntAddr, s.IntPort, s.RemAddr, s.RemPort) != i) return $"session {i} not found outbound";
+            if (t.FindIn(s.Proto, s.ExtAddr, s.ExtPort, s.RemAddr, s.RemPort) != i) return $"session {i} not found inbound";
+            ref var m = ref t.Mappings[s.Mapping];
+            if (m.Proto != s.Proto || m.ExtAddr != s.ExtAddr || m.ExtPort != s.ExtPort) return $"session {i} disagrees with its mapping";
+            if (SpaceIfAny(m.Proto, m.ExtIndex) is not { } space || space.IsFree(m.ExtPort)) return $"session {i}'s port is not taken";
+        }
+
+        return live == t.SessionCount ? null : "live sessions differ from the session count";
+    }
+
     private static long Ms(TimeSpan t) => (long)t.TotalMilliseconds;
 
     private IEnumerable<Measurement<long>> DropMeasurements()
@@ -294,6 +322,13 @@ public sealed partial class NatEngine : IDisposable
     private PortSpace? SpaceIfAny(byte proto, int ext) => _ports[(ProtoIndex(proto) * _ext.Length) + ext];
 
     private int NowSec => (int)((_now - _epoch) / 1000);
+
+    /// <summary>Paired pooling's choice of external address for an inside address: fixed for a given seed.</summary>
+    private int PairedExternal(uint inside)
+    {
+        var h = (inside ^ _pairingSeed) * 0x9E3779B97F4A7C15UL;
+        return (int)((h >> 32) % (uint)_ext.Length);
+    }
 
     private ulong NextRandom()
     {

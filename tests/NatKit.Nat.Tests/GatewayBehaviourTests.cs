@@ -84,6 +84,16 @@ public sealed class GatewayBehaviourTests
     }
 
     [Fact]
+    public void Dmz_SameRemoteOnTwoExternalAddresses_IsRefusedNotConfused()
+    {
+        using var h = new NatHarness(NatPresets.FullCone, externals: 2, tweak: c => c with { DmzHost = Ipv4Address.Parse("192.168.1.50") });
+        Assert.True(h.In("198.51.100.7:5555", "203.0.113.1:7000").Forwarded);
+        Assert.Equal(NatDropReason.SessionConflict, h.In("198.51.100.7:5555", "203.0.113.2:7000").Verdict.Reason);
+        Assert.Equal(Ep("203.0.113.1:7000"), h.Out("192.168.1.50:7000", "198.51.100.7:5555").Source);
+        Assert.Null(h.Nat.CheckInvariants());
+    }
+
+    [Fact]
     public void NoDmz_UnsolicitedInboundIsDropped()
     {
         using var h = new NatHarness(NatPresets.FullCone);
@@ -145,6 +155,7 @@ public sealed class GatewayBehaviourTests
         var errors = bad.Validate();
         Assert.Contains(errors, e => e.StartsWith("OutsideMtu:", StringComparison.Ordinal));
         Assert.Contains(errors, e => e.StartsWith("Policy.PortRangeEnd:", StringComparison.Ordinal));
+        Assert.StartsWith("InitialFlowCapacity:", Assert.Single((new NatConfig { ExternalAddresses = [Ext1], MaxFlows = 100, InitialFlowCapacity = 200 }).Validate()), StringComparison.Ordinal);
         Assert.StartsWith("Policy.SharePortsAcrossDestinations:", Assert.Single((new NatConfig
         {
             ExternalAddresses = [Ext1],
@@ -152,10 +163,12 @@ public sealed class GatewayBehaviourTests
         }).Validate()), StringComparison.Ordinal);
     }
 
-    [Fact]
-    public void TableFull_DropsNewFlows_KeepsOldOnes()
+    [Theory]
+    [InlineData(null)]
+    [InlineData(16)]
+    public void TableFull_DropsNewFlows_KeepsOldOnes(int? initial)
     {
-        using var h = new NatHarness(NatPresets.FullCone, tweak: c => c with { MaxFlows = 16 });
+        using var h = new NatHarness(NatPresets.FullCone, tweak: c => c with { MaxFlows = 16, InitialFlowCapacity = initial });
         for (var i = 0; i < 16; i++) Assert.True(h.Out($"192.168.1.10:{1000 + i}", "198.51.100.1:1").Forwarded);
         Assert.Equal(NatDropReason.TableFull, h.Out("192.168.1.10:2000", "198.51.100.1:1").Verdict.Reason);
         Assert.True(h.Out("192.168.1.10:1000", "198.51.100.1:1").Forwarded);
@@ -213,6 +226,20 @@ public sealed class GatewayBehaviourTests
         Assert.Equal(1, seen["natkit.nat.packets.dropped{reason=NoMapping}"]);
         Assert.Equal(1, seen["natkit.nat.mappings.created"]);
         Assert.Equal(1, seen["natkit.nat.sessions.active"]);
+    }
+
+    [Fact]
+    public void SameSeedSamePackets_SameExternalEndpoints()
+    {
+        static List<NatEndpoint> Run()
+        {
+            using var h = new NatHarness(NatPresets.Symmetric with { Pooling = AddressPooling.Paired }, externals: 4);
+            var seen = new List<NatEndpoint>();
+            for (var i = 0; i < 50; i++) seen.Add(h.Out($"192.168.1.{2 + (i % 7)}:{5000 + i}", $"198.51.100.{1 + (i % 3)}:443").Source);
+            return seen;
+        }
+
+        Assert.Equal(Run(), Run()); // the table's secret hash key changes nothing observable
     }
 
     [Fact]

@@ -26,6 +26,7 @@ public sealed class PropertyTests
                 return length <= buffer.Length;
             }).Check(Quick);
             Assert.Equal(ext, h.Out("192.168.1.10:4000", "198.51.100.1:1000").Source);
+            Assert.Null(h.Nat.CheckInvariants());
         }
     }
 
@@ -67,6 +68,7 @@ public sealed class PropertyTests
 
             h.Nat.Process(buffer, ref length, t.outbound ? NatDirection.Outbound : NatDirection.Inbound, h.Now, h.Sink);
             h.AdvanceMs(50);
+            Assert.Null(h.Nat.CheckInvariants());
         }).Check(Quick);
         h.Advance(TimeSpan.FromSeconds(20));
         var again = h.Out("192.168.1.10:4000", "198.51.100.1:1000");
@@ -98,5 +100,50 @@ public sealed class PropertyTests
             Assert.Equal(Ep(from), reply.Destination);
             AssertChecksums(reply.Bytes);
         }).Check(Quick);
+        Assert.Null(h.Nat.CheckInvariants());
+    }
+
+    [Fact]
+    public void Churn_CreateRefreshExpireEvict_KeepsTheTablesConsistent()
+    {
+        foreach (var policy in new[]
+                 {
+                     NatPresets.RfcRecommended, NatPresets.Symmetric, NatPresets.LinuxMasquerade,
+                     NatPresets.FullCone with { PortAssignment = PortAssignment.Overloading, Hairpinning = HairpinBehavior.InternalSource },
+                     NatPresets.RestrictedCone with { Mapping = MappingBehavior.AddressDependent, PortAssignment = PortAssignment.Sequential, Hairpinning = HairpinBehavior.ExternalSource },
+                 })
+        {
+            using var h = new NatHarness(policy with { PortRangeStart = 40000, PortRangeEnd = 40063, PortParity = false }, externals: 2,
+                tweak: c => c with
+                {
+                    MaxFlows = 64,
+                    DmzHost = Ipv4Address.Parse("192.168.1.99"),
+                    StaticForwards = [new StaticForward(IpProtocol.Udp, 40001, Ipv4Address.Parse("192.168.1.3"), 40001)],
+                });
+            var gen = from kind in Gen.Choose(0, 6)
+                      from host in Gen.Choose(2, 6)
+                      from port in Gen.Choose(40000, 40007)
+                      from remote in Gen.Choose(1, 3)
+                      from rport in Gen.Choose(1, 3)
+                      from wait in Gen.Choose(0, 200)
+                      select (kind, host, port, remote, rport, wait);
+            Prop.ForAll(gen.ToArbitrary(), t =>
+            {
+                var inside = $"192.168.1.{t.host}:{t.port}";
+                var remote = $"198.51.100.{t.remote}:{t.rport}";
+                switch (t.kind)
+                {
+                    case 0: h.Out(inside, remote); break;
+                    case 1: h.In(remote, $"203.0.113.{1 + (t.host % 2)}:{t.port}"); break;
+                    case 2: h.Tcp(NatDirection.Outbound, inside, remote, TcpFlags.Syn); break;
+                    case 3: h.Tcp(NatDirection.Inbound, remote, $"203.0.113.1:{t.port}", TcpFlags.Fin | TcpFlags.Ack); break;
+                    case 4: h.Echo(NatDirection.Outbound, $"192.168.1.{t.host}", $"198.51.100.{t.remote}", (ushort)t.port); break;
+                    case 5: h.Out(inside, $"203.0.113.{t.remote % 2 + 1}:{40000 + t.rport}"); break; // hairpin
+                    default: h.Advance(TimeSpan.FromSeconds(t.wait)); break;
+                }
+
+                Assert.Null(h.Nat.CheckInvariants());
+            }).Check(Config.QuickThrowOnFailure.WithMaxTest(500));
+        }
     }
 }

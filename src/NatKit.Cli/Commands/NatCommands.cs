@@ -16,8 +16,15 @@ internal sealed class NatCommands : IVerbGroup
         presets.Options.Add(markdown);
         presets.SetAction(parse =>
         {
-            if (parse.GetValue(markdown)) Console.Out.Write(MarkdownTable(NatPresets.All));
-            else AnsiConsole.Write(PresetTable(NatPresets.All));
+            if (parse.GetValue(markdown))
+            {
+                Console.Out.Write(MarkdownTable(NatPresets.All));
+                return 0;
+            }
+
+            // Ten presets across need room: piped output has no terminal width, so give it one.
+            if (Console.IsOutputRedirected) AnsiConsole.Profile.Width = Math.Max(AnsiConsole.Profile.Width, 200);
+            AnsiConsole.Write(PresetTable(NatPresets.All));
             return 0;
         });
         nat.Subcommands.Add(presets);

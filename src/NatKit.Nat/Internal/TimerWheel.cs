@@ -61,6 +61,18 @@ internal sealed class TimerWheel
         s.WheelPrev = OffWheel;
     }
 
+    /// <summary>Counts the sessions on the wheel (tests: every live session is on it exactly once).</summary>
+    internal int CountScheduled(Session[] sessions)
+    {
+        var n = 0;
+        foreach (var head in _heads)
+        {
+            for (var i = head; i >= 0; i = sessions[i].WheelNext) n++;
+        }
+
+        return n;
+    }
+
     /// <summary>True when a slot is due: the caller then calls <see cref="Advance"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public bool IsDue(long nowMs) => nowMs >= _nextDueMs;

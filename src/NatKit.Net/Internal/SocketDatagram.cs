@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Sockets;
+using System.Runtime.CompilerServices;
 
 namespace NatKit.Net.Internal;
 
@@ -26,9 +27,8 @@ internal sealed class SocketDatagram : IDatagramSocket
         return _socket.SendToAsync(datagram, SocketFlags.None, address, cancellationToken);
     }
 
-    // Pooled builder: a receive that has to wait (the normal case for a server) would otherwise allocate its
-    // state machine box on every datagram.
-    [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder<>))]
+    // Pooled builder: a receive that has to wait reuses its state machine box instead of allocating one.
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     public async ValueTask<ReceivedDatagram> ReceiveFromAsync(Memory<byte> buffer,
         CancellationToken cancellationToken = default)
     {

@@ -1,0 +1,256 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Net;
+using System.Text.Json;
+using Microsoft.Extensions.Logging;
+using NatKit.Net;
+using NatKit.Proxy;
+using Spectre.Console;
+
+namespace NatKit.Cli.Commands;
+
+/// <summary>`natkit proxy serve` (HTTP/1.1 forward proxy and SOCKS5) and `natkit proxy status` (its live
+/// connection table).</summary>
+internal sealed class ProxyCommands : IVerbGroup
+{
+    public Command Create()
+    {
+        var proxy = new Command("proxy", "HTTP/1.1 forward proxy and SOCKS5 with a live connection table.");
+        proxy.Subcommands.Add(Serve());
+        proxy.Subcommands.Add(Status());
+        return proxy;
+    }
+
+    private static Command Serve()
+    {
+        var defaults = new ProxyOptions();
+        var cmd = new Command("serve", "Run the proxy (loopback, LAN clients only, CONNECT to 443 only, unless told).");
+        var listen = new Option<string>("--listen")
+        {
+            Description = "HTTP proxy address:port.",
+            DefaultValueFactory = _ => "127.0.0.1:3128",
+        };
+        var socks = new Option<string?>("--socks") { Description = "Also serve SOCKS5 on this address:port." };
+        var allow = new Option<string[]>("--allow")
+        {
+            Description = "Client network allowed, CIDR (repeatable; default: loopback, RFC 1918, ULA, link-local).",
+            AllowMultipleArgumentsPerToken = false,
+        };
+        var connectPorts = new Option<string>("--connect-ports")
+        {
+            Description = "Ports CONNECT may reach, comma-separated, or 'any'.",
+            DefaultValueFactory = _ => "443",
+        };
+        var auth = new Option<string?>("--auth")
+        {
+            Description = "user:password for Basic proxy auth (407) and SOCKS5 user/password (RFC 1929).",
+        };
+        var parent = new Option<string?>("--parent") { Description = "Parent proxy host:port to send everything through." };
+        var allowLoopback = new Option<bool>("--allow-loopback-destinations")
+        {
+            Description = "Let clients reach loopback, link-local and multicast destinations (off: no SSRF to this host).",
+        };
+        var maxConnections = new Option<int>("--max-connections")
+        {
+            Description = "Most client connections at once.",
+            DefaultValueFactory = _ => defaults.MaxConnections,
+        };
+        var maxHeader = new Option<int>("--max-header-bytes")
+        {
+            Description = "Largest request head accepted (431 past it).",
+            DefaultValueFactory = _ => defaults.MaxHeaderBytes,
+        };
+        var headerTimeout = new Option<double>("--header-timeout")
+        {
+            Description = "Seconds a request head may take to arrive (408 past it).",
+            DefaultValueFactory = _ => defaults.HeaderTimeout.TotalSeconds,
+        };
+        var idleTimeout = new Option<double>("--idle-timeout")
+        {
+            Description = "Seconds a connection may sit with no bytes moving.",
+            DefaultValueFactory = _ => defaults.IdleTimeout.TotalSeconds,
+        };
+        var quiet = new Option<bool>("--quiet") { Description = "No access log." };
+        foreach (var o in new Option[]
+                 {
+                     listen, socks, allow, connectPorts, auth, parent, allowLoopback, maxConnections, maxHeader,
+                     headerTimeout, idleTimeout, quiet,
+                 })
+        {
+            cmd.Options.Add(o);
+        }
+
+        cmd.SetAction(async (parse, ct) =>
+        {
+            var options = new ProxyOptions
+            {
+                HttpListen = ParseEndPoint(parse.GetValue(listen)!, "--listen"),
+                SocksListen = parse.GetValue(socks) is { } s ? ParseEndPoint(s, "--socks") : null,
+                AllowedClients = parse.GetValue(allow) is { Length: > 0 } nets
+                    ? nets.Select(n => IPNetwork.TryParse(n, out var net) ? net
+                        : throw new CliException($"--allow: '{n}' is not a CIDR network")).ToList()
+                    : ProxyOptions.DefaultAllowedClients,
+                ConnectPorts = ParsePorts(parse.GetValue(connectPorts)!),
+                Credentials = parse.GetValue(auth),
+                Parent = parse.GetValue(parent) is { } p ? ParseHostPort(p) : null,
+                AllowLoopbackDestinations = parse.GetValue(allowLoopback),
+                MaxConnections = parse.GetValue(maxConnections),
+                MaxHeaderBytes = parse.GetValue(maxHeader),
+                HeaderTimeout = Seconds(parse.GetValue(headerTimeout), "--header-timeout"),
+                IdleTimeout = Seconds(parse.GetValue(idleTimeout), "--idle-timeout"),
+            };
+            var logger = parse.GetValue(quiet) ? null : new StdoutLogger();
+            await using var server = await ProxyServer.StartAsync(options, SystemNetwork.Instance, logger, ct);
+            AnsiConsole.MarkupLineInterpolated(
+                $"[green]proxy[/] http://{server.HttpEndPoint}  status: http://{server.HttpEndPoint}{options.StatusPath}");
+            if (server.SocksEndPoint is { } se)
+            {
+                AnsiConsole.MarkupLineInterpolated($"[green]socks5[/] {se}");
+            }
+
+            try
+            {
+                await Task.Delay(Timeout.Infinite, ct);
+            }
+            catch (OperationCanceledException)
+            {
+            }
+
+            return 0;
+        });
+        return cmd;
+    }
+
+    private static Command Status()
+    {
+        var cmd = new Command("status", "Show the proxy's live connection table (from its JSON status endpoint).");
+        var proxy = new Option<string>("--proxy")
+        {
+            Description = "The proxy's address:port.",
+            DefaultValueFactory = _ => "127.0.0.1:3128",
+        };
+        var json = new Option<bool>("--json") { Description = "Print the raw JSON." };
+        cmd.Options.Add(proxy);
+        cmd.Options.Add(json);
+        cmd.SetAction(async (parse, ct) =>
+        {
+            var endPoint = ParseEndPoint(parse.GetValue(proxy)!, "--proxy");
+            using var http = new HttpClient(new SocketsHttpHandler { UseProxy = false })
+            {
+                Timeout = TimeSpan.FromSeconds(5),
+            };
+            string body;
+            try
+            {
+                body = await http.GetStringAsync(new Uri($"http://{endPoint}{new ProxyOptions().StatusPath}"), ct);
+            }
+            catch (HttpRequestException e)
+            {
+                throw new CliException($"cannot read the status of the proxy at {endPoint}: {e.Message}");
+            }
+
+            if (parse.GetValue(json))
+            {
+                Console.WriteLine(body);
+                return 0;
+            }
+
+            using var doc = JsonDocument.Parse(body);
+            var table = new Table().Border(TableBorder.Rounded)
+                .AddColumns("id", "kind", "client", "proxy port", "server", "target", "up", "down", "requests", "age");
+            foreach (var f in doc.RootElement.GetProperty("flows").EnumerateArray())
+            {
+                table.AddRow(
+                    f.GetProperty("id").GetInt64().ToString(CultureInfo.InvariantCulture),
+                    Markup.Escape(f.GetProperty("kind").GetString() ?? ""),
+                    Markup.Escape(f.GetProperty("client").GetString() ?? ""),
+                    f.GetProperty("proxyPort").GetInt32().ToString(CultureInfo.InvariantCulture),
+                    Markup.Escape(f.GetProperty("server").GetString() ?? "-"),
+                    Markup.Escape(f.GetProperty("target").GetString() ?? "-"),
+                    Bytes(f.GetProperty("bytesUp").GetInt64()),
+                    Bytes(f.GetProperty("bytesDown").GetInt64()),
+                    f.GetProperty("requests").GetInt64().ToString(CultureInfo.InvariantCulture),
+                    f.GetProperty("ageSeconds").GetDouble().ToString("0.0s", CultureInfo.InvariantCulture));
+            }
+
+            AnsiConsole.Write(table);
+            AnsiConsole.MarkupLineInterpolated($"{doc.RootElement.GetProperty("count").GetInt32()} live flows");
+            return 0;
+        });
+        return cmd;
+    }
+
+    internal static IPEndPoint ParseEndPoint(string text, string option) =>
+        IPEndPoint.TryParse(text, out var e) ? e : throw new CliException($"{option}: '{text}' is not address:port");
+
+    private static DnsEndPoint ParseHostPort(string text)
+    {
+        var colon = text.LastIndexOf(':');
+        if (colon <= 0 || !int.TryParse(text.AsSpan(colon + 1), NumberStyles.None, CultureInfo.InvariantCulture,
+                out var port) || port is < 1 or > 65535)
+        {
+            throw new CliException($"--parent: '{text}' is not host:port");
+        }
+
+        return new DnsEndPoint(text[..colon].Trim('[', ']'), port);
+    }
+
+    private static HashSet<int> ParsePorts(string text)
+    {
+        if (text.Equals("any", StringComparison.OrdinalIgnoreCase))
+        {
+            return [.. Enumerable.Range(1, 65535)];
+        }
+
+        var ports = new HashSet<int>();
+        foreach (var part in text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            if (!int.TryParse(part, NumberStyles.None, CultureInfo.InvariantCulture, out var p) || p is < 1 or > 65535)
+            {
+                throw new CliException($"--connect-ports: '{part}' is not a port");
+            }
+
+            ports.Add(p);
+        }
+
+        return ports;
+    }
+
+    private static TimeSpan Seconds(double value, string option) => value > 0
+        ? TimeSpan.FromSeconds(value)
+        : throw new CliException($"{option} must be a positive number of seconds");
+
+    private static string Bytes(long n) => n switch
+    {
+        >= 1L << 30 => (n / (double)(1L << 30)).ToString("0.0 GiB", CultureInfo.InvariantCulture),
+        >= 1L << 20 => (n / (double)(1L << 20)).ToString("0.0 MiB", CultureInfo.InvariantCulture),
+        >= 1L << 10 => (n / (double)(1L << 10)).ToString("0.0 KiB", CultureInfo.InvariantCulture),
+        _ => n.ToString(CultureInfo.InvariantCulture) + " B",
+    };
+
+    /// <summary>The access log and warnings, one line each on stdout.</summary>
+    private sealed class StdoutLogger : ILogger
+    {
+        private readonly Lock _gate = new();
+
+        public IDisposable? BeginScope<TState>(TState state)
+            where TState : notnull => null;
+
+        public bool IsEnabled(LogLevel logLevel) => logLevel >= LogLevel.Information;
+
+        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception,
+            Func<TState, Exception?, string> formatter)
+        {
+            if (!IsEnabled(logLevel))
+            {
+                return;
+            }
+
+            var line = $"{DateTimeOffset.UtcNow:HH:mm:ss.fff} {formatter(state, exception)}";
+            lock (_gate)
+            {
+                Console.Out.WriteLine(exception is null ? line : line + " " + exception.Message);
+            }
+        }
+    }
+}

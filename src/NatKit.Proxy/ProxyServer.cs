@@ -1,0 +1,347 @@
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using NatKit.Net;
+using NatKit.Proxy.Http;
+using NatKit.Proxy.Socks;
+
+namespace NatKit.Proxy;
+
+/// <summary>Why a connection to an upstream could not be made.</summary>
+internal enum DialFailure
+{
+    None,
+    Forbidden,
+    NotResolved,
+    Refused,
+    Unreachable,
+    TimedOut,
+}
+
+internal readonly record struct DialResult(IStreamConnection? Connection, DialFailure Failure, string? Reason);
+
+/// <summary>
+/// The application-layer gateway: an HTTP/1.1 forward proxy (and optionally SOCKS5) over an <see cref="INetwork"/>.
+/// Accepts clients from the allowed networks only, bounds what each may hold, and keeps every live flow in
+/// <see cref="Connections"/>.
+/// </summary>
+public sealed partial class ProxyServer : IAsyncDisposable
+{
+    private readonly IStreamListener _http;
+    private readonly IStreamListener? _socks;
+    private readonly CancellationTokenSource _stop = new();
+    private readonly List<Task> _acceptLoops = [];
+    private readonly TaskCompletionSource _drained = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private int _active;
+
+    private ProxyServer(ProxyOptions options, INetwork network, ILogger logger, IStreamListener http,
+        IStreamListener? socks)
+    {
+        Options = options;
+        Network = network;
+        Logger = logger;
+        _http = http;
+        _socks = socks;
+        Connections = new ConnectionTable(network.TimeProvider);
+        Pool = new UpstreamPool(network.TimeProvider, options.MaxIdleUpstreamPerHost, options.MaxIdleUpstreamTotal,
+            options.UpstreamIdleTimeout);
+        if (options.Credentials is not null)
+        {
+            CredentialBytes = Encoding.UTF8.GetBytes(options.Credentials);
+        }
+
+        Via11 = Encoding.ASCII.GetBytes($"Via: 1.1 {options.ViaName}\r\n");
+        Via10 = Encoding.ASCII.GetBytes($"Via: 1.0 {options.ViaName}\r\n");
+        StatusPathBytes = Encoding.ASCII.GetBytes(options.StatusPath);
+    }
+
+    public ProxyOptions Options { get; }
+
+    /// <summary>Where the HTTP proxy listens (the chosen port when 0 was asked for).</summary>
+    public IPEndPoint HttpEndPoint => _http.LocalEndPoint;
+
+    public IPEndPoint? SocksEndPoint => _socks?.LocalEndPoint;
+
+    /// <summary>Every live flow.</summary>
+    public ConnectionTable Connections { get; }
+
+    /// <summary>Client connections open now.</summary>
+    public int ActiveConnections => Volatile.Read(ref _active);
+
+    internal INetwork Network { get; }
+
+    internal ILogger Logger { get; }
+
+    internal UpstreamPool Pool { get; }
+
+    internal byte[]? CredentialBytes { get; }
+
+    internal byte[] Via11 { get; }
+
+    internal byte[] Via10 { get; }
+
+    internal byte[] StatusPathBytes { get; }
+
+    internal TimeProvider Time => Network.TimeProvider;
+
+    /// <summary>Starts listening. Throws <see cref="ArgumentException"/> for bad options and
+    /// <see cref="NetworkException"/> when a port cannot be bound.</summary>
+    public static async Task<ProxyServer> StartAsync(ProxyOptions options, INetwork network, ILogger? logger = null,
+        CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(network);
+        options.Validate();
+        var http = await network.ListenTcpAsync(options.HttpListen, 512, cancellationToken).ConfigureAwait(false);
+        IStreamListener? socks = null;
+        try
+        {
+            if (options.SocksListen is not null)
+            {
+                socks = await network.ListenTcpAsync(options.SocksListen, 512, cancellationToken).ConfigureAwait(false);
+            }
+        }
+        catch
+        {
+            await http.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+
+        var server = new ProxyServer(options, network, logger ?? NullLogger.Instance, http, socks);
+        server._acceptLoops.Add(Task.Run(() => server.AcceptLoopAsync(http, socks: false), CancellationToken.None));
+        if (socks is not null)
+        {
+            server._acceptLoops.Add(Task.Run(() => server.AcceptLoopAsync(socks, socks: true), CancellationToken.None));
+        }
+
+        return server;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _stop.CancelAsync().ConfigureAwait(false);
+        await _http.DisposeAsync().ConfigureAwait(false);
+        if (_socks is not null)
+        {
+            await _socks.DisposeAsync().ConfigureAwait(false);
+        }
+
+        await Task.WhenAll(_acceptLoops).ConfigureAwait(false);
+        if (Volatile.Read(ref _active) > 0)
+        {
+            await _drained.Task.ConfigureAwait(false);
+        }
+
+        await Pool.DisposeAsync().ConfigureAwait(false);
+        _stop.Dispose();
+    }
+
+    /// <summary>The errors a connection can end with that are not bugs: resets, timeouts, shutdown.</summary>
+    internal static bool IsConnectionError(Exception e) =>
+        e is IOException or OperationCanceledException or ObjectDisposedException or SocketException;
+
+    internal bool IsAllowedClient(IPAddress address)
+    {
+        if (address.IsIPv4MappedToIPv6)
+        {
+            address = address.MapToIPv4();
+        }
+
+        foreach (var network in Options.AllowedClients)
+        {
+            if (network.Contains(address))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    /// <summary>Destinations refused unless <see cref="ProxyOptions.AllowLoopbackDestinations"/>: loopback,
+    /// unspecified, link-local, multicast and broadcast addresses.</summary>
+    internal bool IsForbiddenDestination(IPAddress address)
+    {
+        if (Options.AllowLoopbackDestinations)
+        {
+            return false;
+        }
+
+        if (address.IsIPv4MappedToIPv6)
+        {
+            address = address.MapToIPv4();
+        }
+
+        if (IPAddress.IsLoopback(address) || address.Equals(IPAddress.Any) || address.Equals(IPAddress.IPv6Any) ||
+            address.Equals(IPAddress.Broadcast))
+        {
+            return true;
+        }
+
+        if (address.AddressFamily == AddressFamily.InterNetwork)
+        {
+            Span<byte> b = stackalloc byte[4];
+            address.TryWriteBytes(b, out _);
+            return b[0] == 0 || (b[0] == 169 && b[1] == 254) || b[0] >= 224;
+        }
+
+        return address.IsIPv6LinkLocal || address.IsIPv6Multicast || address.IsIPv6SiteLocal;
+    }
+
+    /// <summary>Resolves <paramref name="host"/> and connects to the first allowed address that answers,
+    /// within the connect timeout.</summary>
+    internal async Task<DialResult> DialAsync(string host, int port, CancellationToken cancellationToken)
+    {
+        IPAddress[] addresses;
+        if (IPAddress.TryParse(host, out var literal))
+        {
+            addresses = [literal];
+        }
+        else
+        {
+            try
+            {
+                addresses = await Options.Resolve(host, cancellationToken).ConfigureAwait(false);
+            }
+            catch (SocketException e)
+            {
+                return new(null, DialFailure.NotResolved, $"cannot resolve {host}: {e.SocketErrorCode}");
+            }
+            catch (ArgumentException)
+            {
+                return new(null, DialFailure.NotResolved, $"cannot resolve {host}");
+            }
+        }
+
+        using var timeout = new CancellationTokenSource(Options.ConnectTimeout, Time);
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(timeout.Token, cancellationToken);
+        var failure = DialFailure.Forbidden;
+        string? reason = $"destination {host} is not allowed";
+        foreach (var address in addresses)
+        {
+            if (IsForbiddenDestination(address))
+            {
+                continue;
+            }
+
+            try
+            {
+                var connection = await Network.ConnectTcpAsync(new IPEndPoint(address, port), null, linked.Token)
+                    .ConfigureAwait(false);
+                return new(connection, DialFailure.None, null);
+            }
+            catch (OperationCanceledException) when (timeout.IsCancellationRequested)
+            {
+                return new(null, DialFailure.TimedOut, $"connecting to {host}:{port} timed out");
+            }
+            catch (NetworkException e)
+            {
+                failure = e.Error == SocketError.ConnectionRefused ? DialFailure.Refused : DialFailure.Unreachable;
+                reason = $"cannot connect to {host}:{port}: {e.Error}";
+            }
+        }
+
+        if (addresses.Length == 0)
+        {
+            return new(null, DialFailure.NotResolved, $"cannot resolve {host}");
+        }
+
+        return new(null, failure, reason);
+    }
+
+    private async Task AcceptLoopAsync(IStreamListener listener, bool socks)
+    {
+        while (!_stop.IsCancellationRequested)
+        {
+            IStreamConnection connection;
+            try
+            {
+                connection = await listener.AcceptAsync(_stop.Token).ConfigureAwait(false);
+            }
+            catch (Exception e) when (IsConnectionError(e))
+            {
+                if (_stop.IsCancellationRequested || e is ObjectDisposedException)
+                {
+                    return;
+                }
+
+                continue; // a client that reset before accept completed
+            }
+
+            var active = Interlocked.Increment(ref _active);
+            _ = RunSessionAsync(connection, socks, active);
+        }
+    }
+
+    private async Task RunSessionAsync(IStreamConnection connection, bool socks, int active)
+    {
+        await Task.Yield();
+        try
+        {
+            if (!IsAllowedClient(connection.RemoteEndPoint.Address))
+            {
+                LogRefusedClient(Logger, connection.RemoteEndPoint);
+                if (!socks)
+                {
+                    await HttpProxySession.SendRefusalAsync(connection, 403, "client not allowed", Time)
+                        .ConfigureAwait(false);
+                }
+
+                return;
+            }
+
+            if (active > Options.MaxConnections)
+            {
+                if (!socks)
+                {
+                    await HttpProxySession.SendRefusalAsync(connection, 503, "too many connections", Time)
+                        .ConfigureAwait(false);
+                }
+
+                return;
+            }
+
+            if (socks)
+            {
+                await new Socks5Session(this, connection, _stop.Token).RunAsync().ConfigureAwait(false);
+            }
+            else
+            {
+                await new HttpProxySession(this, connection, _stop.Token).RunAsync().ConfigureAwait(false);
+            }
+        }
+        catch (Exception e) when (IsConnectionError(e))
+        {
+        }
+#pragma warning disable CA1031 // a bug in one session must not take the server down; it is logged
+        catch (Exception e)
+#pragma warning restore CA1031
+        {
+            LogSessionFailed(Logger, e, connection.RemoteEndPoint);
+        }
+        finally
+        {
+            await connection.DisposeAsync().ConfigureAwait(false);
+            if (Interlocked.Decrement(ref _active) == 0 && _stop.IsCancellationRequested)
+            {
+                _drained.TrySetResult();
+            }
+        }
+    }
+
+    [LoggerMessage(EventId = 1, Level = LogLevel.Information,
+        Message = "{Client} {Method} {Target} {Status} up={BytesUp} down={BytesDown} {Milliseconds}ms")]
+    internal static partial void LogAccess(ILogger logger, IPEndPoint client, string method, string target,
+        int status, long bytesUp, long bytesDown, long milliseconds);
+
+    [LoggerMessage(EventId = 2, Level = LogLevel.Warning, Message = "refused client {Client}: not in the allowed networks")]
+    private static partial void LogRefusedClient(ILogger logger, IPEndPoint client);
+
+    [LoggerMessage(EventId = 3, Level = LogLevel.Error, Message = "session with {Client} failed")]
+    private static partial void LogSessionFailed(ILogger logger, Exception e, IPEndPoint client);
+
+    [LoggerMessage(EventId = 4, Level = LogLevel.Information, Message = "{Client} refused: {Status} {Reason}")]
+    internal static partial void LogRefusedRequest(ILogger logger, IPEndPoint client, int status, string reason);
+}

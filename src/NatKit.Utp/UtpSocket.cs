@@ -1,0 +1,702 @@
+using System.Diagnostics.Metrics;
+using System.Net;
+using System.Net.Sockets;
+using System.Runtime.CompilerServices;
+using NatKit.Net;
+using NatKit.Utp.Internal;
+
+namespace NatKit.Utp;
+
+/// <summary>
+/// A uTP endpoint on one UDP socket: opens connections (<see cref="ConnectAsync"/>), accepts them
+/// (<see cref="AcceptAsync"/>), and shares the socket with whoever owns it: every datagram that is not uTP (STUN, TURN
+/// ChannelData from a registered TURN server, hole-punching probes) goes to <see cref="OtherTraffic"/>, a datagram
+/// socket of its own. Timers come from the network's <see cref="TimeProvider"/>; no thread or Task.Run of its own, so
+/// it runs unchanged in the lab.
+/// </summary>
+public sealed class UtpSocket : IAsyncDisposable, IDisposable
+{
+    private readonly IDatagramSocket _socket;
+    private readonly bool _ownsSocket;
+    private readonly TimeProvider _time;
+    private readonly UtpOptions _options;
+    private readonly Dictionary<ConnectionKey, UtpConnection> _connections = [];
+    private readonly List<UtpConnection> _tickList = [];
+    private readonly List<UtpConnection> _deferredAcks = [];
+    private readonly Queue<UtpConnection> _acceptQueue = new();
+    private readonly AsyncSignal _acceptSignal;
+    private readonly OtherTrafficSocket _other;
+    private readonly ITimer _timer;
+    private readonly CancellationTokenSource _closing = new();
+    private readonly Task _receiveLoop;
+    private readonly Random _random;
+    private byte[] _scratch;
+    private bool _timerRunning;
+    private bool _listening;
+    private bool _disposed;
+    private readonly Meter _meter;
+    private long _resetTokens;
+    private long _resetRefill;
+
+    public UtpSocket(IDatagramSocket socket, TimeProvider timeProvider, UtpOptions? options = null,
+        bool ownsSocket = true)
+    {
+        ArgumentNullException.ThrowIfNull(socket);
+        ArgumentNullException.ThrowIfNull(timeProvider);
+        _socket = socket;
+        _time = timeProvider;
+        _options = (options ?? UtpOptions.Default).Validate();
+        _ownsSocket = ownsSocket;
+        _random = _options.Random ?? Random.Shared;
+        _scratch = new byte[_options.MaxDatagramSize + 64];
+        _acceptSignal = new AsyncSignal(Gate);
+        _other = new OtherTrafficSocket(socket, _options.OtherTrafficQueue);
+        _timer = timeProvider.CreateTimer(static s => ((UtpSocket)s!).OnTick(), this, Timeout.InfiniteTimeSpan,
+            Timeout.InfiniteTimeSpan);
+        _meter = new Meter("NatKit.Utp");
+        _meter.CreateObservableCounter("natkit.utp.datagrams.sent", () => DatagramsSent, "{datagram}", "uTP datagrams sent (data, control, retransmissions)");
+        _meter.CreateObservableCounter("natkit.utp.datagrams.received", () => UtpReceived, "{datagram}", "uTP datagrams received");
+        _meter.CreateObservableCounter("natkit.utp.datagrams.other", () => OtherReceived, "{datagram}", "Non-uTP datagrams handed to the owner");
+        _meter.CreateObservableCounter("natkit.utp.retransmissions", () => RetransmissionsTotal, "{packet}", "Packets sent again");
+        _meter.CreateObservableCounter("natkit.utp.timeouts", () => TimeoutsTotal, "{event}", "Retransmission timeouts");
+        _meter.CreateObservableCounter("natkit.utp.connections.opened", () => ConnectionsOpened, "{connection}", "Connections opened or accepted");
+        _meter.CreateObservableCounter("natkit.utp.connections.failed", () => ConnectionsFailed, "{connection}", "Connections that failed (timeout, reset)");
+        _meter.CreateObservableCounter("natkit.utp.resets.sent", () => ResetsSent, "{packet}", "RESETs sent for unknown connections");
+        _meter.CreateObservableUpDownCounter("natkit.utp.connections.active", () => _connections.Count, "{connection}", "Connections in the table");
+        _receiveLoop = ReceiveLoopAsync();
+    }
+
+    internal long DatagramsSent { get; private set; }
+
+    internal long UtpReceived { get; private set; }
+
+    internal long OtherReceived { get; private set; }
+
+    internal long RetransmissionsTotal { get; set; }
+
+    internal long TimeoutsTotal { get; set; }
+
+    internal long ConnectionsOpened { get; private set; }
+
+    internal long ConnectionsFailed { get; set; }
+
+    internal long ResetsSent { get; private set; }
+
+    /// <summary>Binds a UDP socket on <paramref name="network"/> and runs uTP on it, with the network's clock.</summary>
+    public static async ValueTask<UtpSocket> BindAsync(INetwork network, IPEndPoint localEndPoint,
+        UtpOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(network);
+        var socket = await network.BindUdpAsync(localEndPoint, cancellationToken);
+        return new UtpSocket(socket, network.TimeProvider, options);
+    }
+
+    internal Lock Gate { get; } = new();
+
+    public IPEndPoint LocalEndPoint => _socket.LocalEndPoint;
+
+    public UtpOptions Options => _options;
+
+    /// <summary>Decides which datagrams are uTP; register TURN servers here.</summary>
+    public DatagramClassifier Classifier { get; } = new();
+
+    /// <summary>
+    /// Everything on the shared socket that is not uTP, as a datagram socket: receive yields those datagrams (the
+    /// oldest are dropped when <see cref="UtpOptions.OtherTrafficQueue"/> fills), send goes straight out of the shared
+    /// socket. Disposing it does not close the uTP endpoint.
+    /// </summary>
+    public IDatagramSocket OtherTraffic => _other;
+
+    /// <summary>Connections currently in the endpoint's table (including lingering closed ones).</summary>
+    public int ConnectionCount
+    {
+        get
+        {
+            lock (Gate)
+            {
+                return _connections.Count;
+            }
+        }
+    }
+
+    /// <summary>Starts accepting incoming connections (AcceptAsync does this too). Until then SYNs are ignored.</summary>
+    public void Listen()
+    {
+        lock (Gate)
+        {
+            _listening = true;
+        }
+    }
+
+    /// <summary>Opens a connection. Fails with <see cref="NetworkException"/> (TimedOut) when the SYN and its
+    /// <see cref="UtpOptions.SynRetries"/> retransmissions go unanswered (<see cref="UtpOptions.ConnectTimeoutBound"/>),
+    /// (ConnectionRefused) when the peer answers with a RESET.</summary>
+    public async ValueTask<UtpStream> ConnectAsync(IPEndPoint remoteEndPoint,
+        CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(remoteEndPoint);
+        UtpConnection connection;
+        lock (Gate)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            if (_connections.Count >= _options.MaxConnections)
+            {
+                throw new NetworkException(SocketError.TooManyOpenSockets,
+                    $"uTP endpoint {LocalEndPoint} has {_connections.Count} connections (MaxConnections)");
+            }
+
+            ushort recvId;
+            do
+            {
+                recvId = (ushort)_random.Next(0x10000);
+            }
+            while (_connections.ContainsKey(new ConnectionKey(remoteEndPoint, recvId)) ||
+                   _connections.ContainsKey(new ConnectionKey(remoteEndPoint, (ushort)(recvId + 1))));
+
+            var now = Now();
+            connection = new UtpConnection(this, _options, remoteEndPoint, recvId, (ushort)(recvId + 1), now);
+            Add(connection);
+            connection.StartConnect(now);
+        }
+
+        while (true)
+        {
+            ValueTask wait;
+            lock (Gate)
+            {
+                if (connection.State == ConnectionState.Connected)
+                {
+                    return new UtpStream(this, connection);
+                }
+
+                if (connection.State != ConnectionState.SynSent)
+                {
+                    throw connection.Error ?? new NetworkException(SocketError.NotConnected, "uTP connect failed");
+                }
+
+                wait = connection.ConnectSignal.WaitAsync(cancellationToken);
+            }
+
+            try
+            {
+                await wait;
+            }
+            catch (OperationCanceledException)
+            {
+                lock (Gate)
+                {
+                    if (connection.State == ConnectionState.SynSent)
+                    {
+                        connection.Fail(new OperationCanceledException(cancellationToken));
+                    }
+                }
+
+                throw;
+            }
+        }
+    }
+
+    /// <summary>Waits for the next incoming connection (and starts listening if not yet).</summary>
+    public async ValueTask<UtpStream> AcceptAsync(CancellationToken cancellationToken = default)
+    {
+        while (true)
+        {
+            ValueTask wait;
+            lock (Gate)
+            {
+                ObjectDisposedException.ThrowIf(_disposed, this);
+                _listening = true;
+                while (_acceptQueue.TryDequeue(out var c))
+                {
+                    if (c.State is ConnectionState.Connected or ConnectionState.Closed)
+                    {
+                        return new UtpStream(this, c);
+                    }
+                }
+
+                wait = _acceptSignal.WaitAsync(cancellationToken);
+            }
+
+            await wait;
+        }
+    }
+
+    // ------------------------------------------------------------------ receive path
+
+    private async Task ReceiveLoopAsync()
+    {
+        var buffer = new byte[65536];
+        var token = _closing.Token;
+        while (!token.IsCancellationRequested)
+        {
+            ValueTask<ReceivedDatagram> pending;
+            ReceivedDatagram got;
+            try
+            {
+                pending = _socket.ReceiveFromAsync(buffer, token);
+                if (!pending.IsCompleted)
+                {
+                    // The socket's queue is drained: send the ACKs held back to cover a batch of packets.
+                    FlushDeferredAcks();
+                }
+
+                got = await pending;
+            }
+            catch (Exception e) when (e is ObjectDisposedException or OperationCanceledException)
+            {
+                break;
+            }
+            catch (Exception e) when (e is NetworkException or SocketException)
+            {
+                continue;
+            }
+
+            OnDatagram(buffer.AsSpan(0, got.Length), got.RemoteEndPoint);
+        }
+
+        lock (Gate)
+        {
+            _disposed = true;
+            FailAllLocked(new ObjectDisposedException(nameof(UtpSocket)));
+        }
+    }
+
+    /// <summary>Hands one datagram from the shared socket to uTP or to <see cref="OtherTraffic"/>. Exposed so an
+    /// owner that unwraps relayed traffic (TURN ChannelData) can feed uTP packets in as if they came from
+    /// <paramref name="source"/>.</summary>
+    public void OnDatagram(ReadOnlySpan<byte> datagram, IPEndPoint source)
+    {
+        ArgumentNullException.ThrowIfNull(source);
+        if (Classifier.Classify(datagram, source) != DatagramKind.Utp)
+        {
+            OtherReceived++;
+            _other.Enqueue(datagram, source);
+            return;
+        }
+
+        UtpReceived++;
+
+        if (!UtpHeader.TryParse(datagram, out var header))
+        {
+            return;
+        }
+
+        lock (Gate)
+        {
+            if (_disposed)
+            {
+                return;
+            }
+
+            var now = Now();
+            var id = header.ConnectionId;
+            switch (header.Type)
+            {
+                case UtpPacketType.Reset:
+                    // A RESET carries the sender's send id: our receive id, or (if it lost track) our send id.
+                    if (_connections.TryGetValue(new ConnectionKey(source, id), out var r) ||
+                        (_connections.TryGetValue(new ConnectionKey(source, (ushort)(id + 1)), out r) &&
+                         r.SendId == id) ||
+                        (_connections.TryGetValue(new ConnectionKey(source, (ushort)(id - 1)), out r) &&
+                         r.SendId == id))
+                    {
+                        r.OnReset();
+                    }
+
+                    return;
+
+                case UtpPacketType.Syn:
+                    OnSyn(header, source, now);
+                    return;
+
+                default:
+                    if (_connections.TryGetValue(new ConnectionKey(source, id), out var c))
+                    {
+                        c.OnPacket(header, now);
+                    }
+                    else if (header.Type is UtpPacketType.Data or UtpPacketType.Fin)
+                    {
+                        SendResetLocked(source, id, header.SequenceNumber, now);
+                    }
+
+                    return;
+            }
+        }
+    }
+
+    private void OnSyn(in UtpHeader syn, IPEndPoint source, long now)
+    {
+        var recvId = (ushort)(syn.ConnectionId + 1);
+        if (_connections.TryGetValue(new ConnectionKey(source, recvId), out var existing))
+        {
+            existing.OnDuplicateSyn(now);
+            return;
+        }
+
+        if (!_listening || _connections.Count >= _options.MaxConnections ||
+            _acceptQueue.Count >= _options.AcceptBacklog)
+        {
+            return;
+        }
+
+        var connection = new UtpConnection(this, _options, source, recvId, syn.ConnectionId, now);
+        Add(connection);
+        connection.Accept(syn.SequenceNumber, (ushort)_random.Next(0x10000), now);
+        _acceptQueue.Enqueue(connection);
+        _acceptSignal.Set();
+    }
+
+    /// <summary>Answers a packet for no connection we know with a RESET, at most 100 a second (so a flood of forged
+    /// packets cannot make us a reflector).</summary>
+    private void SendResetLocked(IPEndPoint to, ushort connectionId, ushort seq, long now)
+    {
+        if (now - _resetRefill >= 1_000_000)
+        {
+            _resetRefill = now;
+            _resetTokens = 100;
+        }
+
+        if (_resetTokens <= 0)
+        {
+            return;
+        }
+
+        _resetTokens--;
+        ResetsSent++;
+        UtpHeader.Write(_scratch, UtpPacketType.Reset, 0, connectionId, (uint)now, 0, 0,
+            (ushort)_random.Next(0x10000), seq);
+        SendScratch(UtpHeader.Size, to);
+    }
+
+    // ------------------------------------------------------------------ send path
+
+    /// <summary>A buffer for control packets (STATE, RESET, probes), valid until the next SendScratch.</summary>
+    internal byte[] Scratch => _scratch;
+
+    internal void SendScratch(int length, IPEndPoint to)
+    {
+        if (!Send(_scratch, length, to))
+        {
+            // The send is still reading the buffer: take a fresh one (only on this rare, asynchronous path).
+            _scratch = new byte[_scratch.Length];
+        }
+    }
+
+    /// <summary>Sends a datagram; true when the socket finished with the buffer before returning.</summary>
+    internal bool Send(byte[] buffer, int length, IPEndPoint to)
+    {
+        DatagramsSent++;
+        ValueTask<int> pending;
+        try
+        {
+            pending = _socket.SendToAsync(buffer.AsMemory(0, length), to);
+        }
+        catch (Exception e) when (e is NetworkException or SocketException or ObjectDisposedException)
+        {
+            return true;
+        }
+
+        if (pending.IsCompleted)
+        {
+            ObserveCompleted(pending);
+            return true;
+        }
+
+        _ = ObserveAsync(pending);
+        return false;
+    }
+
+    private static void ObserveCompleted(ValueTask<int> pending)
+    {
+        try
+        {
+            pending.GetAwaiter().GetResult();
+        }
+        catch (Exception e) when (e is NetworkException or SocketException or ObjectDisposedException
+                                      or OperationCanceledException)
+        {
+            // UDP: a failed send is a lost packet; retransmission deals with it.
+        }
+    }
+
+    private static async Task ObserveAsync(ValueTask<int> pending)
+    {
+        try
+        {
+            await pending;
+        }
+        catch (Exception e) when (e is NetworkException or SocketException or ObjectDisposedException
+                                      or OperationCanceledException)
+        {
+            // as above
+        }
+    }
+
+    // ------------------------------------------------------------------ table and timers
+
+    internal long Now()
+    {
+        var ts = _time.GetTimestamp();
+        return (long)((Int128)ts * 1_000_000 / _time.TimestampFrequency);
+    }
+
+    private void Add(UtpConnection connection)
+    {
+        ConnectionsOpened++;
+        _connections.Add(new ConnectionKey(connection.Remote, connection.RecvId), connection);
+        if (!_timerRunning)
+        {
+            _timerRunning = true;
+            _timer.Change(_options.TickInterval, _options.TickInterval);
+        }
+    }
+
+    internal void Remove(UtpConnection connection)
+    {
+        var key = new ConnectionKey(connection.Remote, connection.RecvId);
+        if (_connections.TryGetValue(key, out var c) && ReferenceEquals(c, connection))
+        {
+            _connections.Remove(key);
+            connection.Release();
+        }
+
+        if (_connections.Count == 0 && _timerRunning)
+        {
+            _timerRunning = false;
+            _timer.Change(Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+        }
+    }
+
+    internal void DeferAck(UtpConnection connection) => _deferredAcks.Add(connection);
+
+    private void FlushDeferredAcks()
+    {
+        lock (Gate)
+        {
+            FlushDeferredAcksLocked(Now());
+        }
+    }
+
+    private void FlushDeferredAcksLocked(long now)
+    {
+        for (var i = 0; i < _deferredAcks.Count; i++)
+        {
+            _deferredAcks[i].FlushAck(now);
+        }
+
+        _deferredAcks.Clear();
+    }
+
+    private void OnTick()
+    {
+        lock (Gate)
+        {
+            if (_disposed)
+            {
+                return;
+            }
+
+            var now = Now();
+            FlushDeferredAcksLocked(now);
+            _tickList.Clear();
+            foreach (var c in _connections.Values)
+            {
+                _tickList.Add(c);
+            }
+
+            foreach (var c in _tickList)
+            {
+                c.OnTick(now);
+            }
+
+            _tickList.Clear();
+        }
+    }
+
+    private void FailAllLocked(Exception error)
+    {
+        _tickList.Clear();
+        _tickList.AddRange(_connections.Values);
+        foreach (var c in _tickList)
+        {
+            c.Fail(error);
+        }
+
+        _tickList.Clear();
+        _acceptSignal.Set();
+    }
+
+    // ------------------------------------------------------------------ stream operations (under the gate)
+
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    internal async ValueTask<int> ReadAsync(UtpConnection c, Memory<byte> buffer, CancellationToken ct)
+    {
+        if (buffer.IsEmpty)
+        {
+            return 0;
+        }
+
+        while (true)
+        {
+            ValueTask wait;
+            lock (Gate)
+            {
+                var n = c.Read(buffer.Span, Now());
+                if (n > 0 || c.EndOfStream)
+                {
+                    return n;
+                }
+
+                if (c.State == ConnectionState.Failed)
+                {
+                    throw Wrap(c.Error);
+                }
+
+                if (c.State == ConnectionState.Closed)
+                {
+                    return 0;
+                }
+
+                wait = c.ReadSignal.WaitAsync(ct);
+            }
+
+            await wait;
+        }
+    }
+
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    internal async ValueTask WriteAsync(UtpConnection c, ReadOnlyMemory<byte> buffer, CancellationToken ct)
+    {
+        while (!buffer.IsEmpty)
+        {
+            ValueTask wait;
+            lock (Gate)
+            {
+                if (c.State == ConnectionState.Failed)
+                {
+                    throw Wrap(c.Error);
+                }
+
+                if (c.WriteShutdown || c.State != ConnectionState.Connected)
+                {
+                    throw new InvalidOperationException("the uTP stream was shut down for writing");
+                }
+
+                var n = c.Write(buffer.Span, Now());
+                buffer = buffer[n..];
+                if (buffer.IsEmpty)
+                {
+                    return;
+                }
+
+                wait = c.WriteSignal.WaitAsync(ct);
+            }
+
+            await wait;
+        }
+    }
+
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    internal async ValueTask FlushAsync(UtpConnection c, CancellationToken ct)
+    {
+        while (true)
+        {
+            ValueTask wait;
+            lock (Gate)
+            {
+                if (c.State == ConnectionState.Failed)
+                {
+                    throw Wrap(c.Error);
+                }
+
+                if (c.Drained || c.State == ConnectionState.Closed)
+                {
+                    return;
+                }
+
+                wait = c.FlushSignal.WaitAsync(ct);
+            }
+
+            await wait;
+        }
+    }
+
+    internal void ShutdownWrite(UtpConnection c)
+    {
+        lock (Gate)
+        {
+            if (c.State == ConnectionState.Connected)
+            {
+                c.ShutdownWrite(Now());
+            }
+        }
+    }
+
+    internal void Close(UtpConnection c)
+    {
+        lock (Gate)
+        {
+            c.Close(Now());
+        }
+    }
+
+    internal UtpStatistics Statistics(UtpConnection c)
+    {
+        lock (Gate)
+        {
+            return c.Statistics;
+        }
+    }
+
+    private static IOException Wrap(Exception? error) => error switch
+    {
+        IOException io => new NetworkException(io is NetworkException n ? n.Error : SocketError.SocketError,
+            io.Message, io),
+        ObjectDisposedException d => new NetworkException(SocketError.Shutdown, "the uTP endpoint was closed", d),
+        OperationCanceledException o => new NetworkException(SocketError.OperationAborted, "the uTP connect was cancelled", o),
+        null => new NetworkException(SocketError.SocketError, "uTP connection failed"),
+        _ => new NetworkException(SocketError.SocketError, error.Message, error),
+    };
+
+    // ------------------------------------------------------------------ disposal
+
+    /// <summary>Stops the endpoint: every connection fails (no FIN is sent), the socket closes if owned.</summary>
+    public void Dispose()
+    {
+        lock (Gate)
+        {
+            if (_disposed)
+            {
+                return;
+            }
+
+            _disposed = true;
+            FailAllLocked(new ObjectDisposedException(nameof(UtpSocket)));
+        }
+
+        _timer.Dispose();
+        _meter.Dispose();
+        _closing.Cancel();
+        _other.Complete();
+        if (_ownsSocket)
+        {
+            _socket.Dispose();
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        Dispose();
+        try
+        {
+            await _receiveLoop;
+        }
+        catch (OperationCanceledException)
+        {
+        }
+
+        _closing.Dispose();
+    }
+
+    private readonly record struct ConnectionKey(IPEndPoint Remote, ushort Id);
+}

@@ -1,0 +1,199 @@
+using System.Buffers.Binary;
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using FsCheck;
+using FsCheck.Fluent;
+using NatKit.Net;
+using NatKit.Proxy.Socks;
+using NatKit.Proxy.Tests.Support;
+
+namespace NatKit.Proxy.Tests;
+
+/// <summary>SOCKS5 (RFC 1928, RFC 1929): the codec, and the server end to end with a hand-written client.</summary>
+public sealed class Socks5Tests
+{
+    [Theory]
+    [InlineData("192.0.2.7", 80)]
+    [InlineData("2001:db8::7", 443)]
+    public void Rfc1928_Address_RoundTrips(string ip, int port)
+    {
+        var buffer = new byte[32];
+        var endPoint = new IPEndPoint(IPAddress.Parse(ip), port);
+        var n = Socks5Codec.WriteReply(buffer, SocksReply.Succeeded, endPoint);
+        buffer[1] = (byte)SocksCommand.Connect; // a reply has a request's shape
+        Assert.Equal(SocksParse.Ok, Socks5Codec.ParseRequest(buffer.AsSpan(0, n), out var consumed, out _, out var a, out _));
+        Assert.Equal(n, consumed);
+        Assert.Equal(endPoint.Address, a.Address);
+        Assert.Equal(port, a.Port);
+    }
+
+    [Fact]
+    public void Rfc1928_DomainRequest_Parses_AndTruncationsAreIncomplete()
+    {
+        byte[] request = [5, 1, 0, 3, 9, .. "localhost"u8, 0x1F, 0x90];
+        Assert.Equal(SocksParse.Ok, Socks5Codec.ParseRequest(request, out var consumed, out var cmd, out var a, out _));
+        Assert.Equal(request.Length, consumed);
+        Assert.Equal(1, cmd);
+        Assert.Equal("localhost", a.Domain);
+        Assert.Equal(8080, a.Port);
+        for (var i = 0; i < request.Length; i++)
+        {
+            Assert.Equal(SocksParse.Incomplete, Socks5Codec.ParseRequest(request.AsSpan(0, i), out _, out _, out _, out _));
+        }
+
+        byte[] badType = [5, 1, 0, 9, 0, 0];
+        Assert.Equal(SocksParse.Invalid, Socks5Codec.ParseRequest(badType, out _, out _, out _, out var bad));
+        Assert.True(bad);
+    }
+
+    [Fact]
+    public void Rfc1929_UserPass_ComparesExactly()
+    {
+        byte[] msg = [1, 3, .. "bob"u8, 4, .. "pa55"u8];
+        Assert.Equal(SocksParse.Ok, Socks5Codec.ParseUserPass(msg, "bob:pa55"u8, out var consumed, out var ok));
+        Assert.True(ok);
+        Assert.Equal(msg.Length, consumed);
+        Socks5Codec.ParseUserPass(msg, "bob:pa5"u8, out _, out ok);
+        Assert.False(ok);
+    }
+
+    [Fact]
+    public void Fuzz_SocksParsers_NeverThrow()
+    {
+        Check.One(Config.QuickThrowOnFailure.WithMaxTest(2000), Prop.ForAll(ArbMap.Default.ArbFor<byte[]>(), (byte[] b) =>
+        {
+            Socks5Codec.ParseGreeting(b, 0, out _, out _);
+            Socks5Codec.ParseUserPass(b, "a:b"u8, out _, out _);
+            Socks5Codec.ParseRequest(b, out _, out _, out _, out _);
+            Socks5Codec.ParseUdpHeader(b, out _, out _, out _);
+            return true;
+        }));
+    }
+
+    [Fact]
+    public async Task Rfc1928_UdpAssociate_RelaysBothWays()
+    {
+        await using var proxy = await ProxyServer.StartAsync(ProxyServerTests.TestOptions() with
+        {
+            SocksListen = new IPEndPoint(IPAddress.Loopback, 0),
+        }, SystemNetwork.Instance);
+        using var echo = new UdpClient(new IPEndPoint(IPAddress.Loopback, 0));
+        var echoEndPoint = (IPEndPoint)echo.Client.LocalEndPoint!;
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(15));
+        var echoTask = Task.Run(async () =>
+        {
+            var d = await echo.ReceiveAsync(cts.Token);
+            await echo.SendAsync(d.Buffer.Reverse().ToArray(), d.RemoteEndPoint, cts.Token);
+        });
+
+        using var udp = new UdpClient(new IPEndPoint(IPAddress.Loopback, 0));
+        var udpEndPoint = (IPEndPoint)udp.Client.LocalEndPoint!;
+        using var control = new TcpClient();
+        await control.ConnectAsync(proxy.SocksEndPoint!, cts.Token);
+        var s = control.GetStream();
+        await s.WriteAsync(new byte[] { 5, 1, 0 }, cts.Token);
+        Assert.Equal(new byte[] { 5, 0 }, await ReadAsync(s, 2, cts.Token));
+        var request = new byte[10];
+        request[0] = 5;
+        request[1] = 3;
+        request[3] = 1;
+        IPAddress.Loopback.TryWriteBytes(request.AsSpan(4), out _);
+        BinaryPrimitives.WriteUInt16BigEndian(request.AsSpan(8), (ushort)udpEndPoint.Port);
+        await s.WriteAsync(request, cts.Token);
+        var reply = await ReadAsync(s, 10, cts.Token);
+        Assert.Equal(0, reply[1]);
+        var relay = new IPEndPoint(new IPAddress(reply.AsSpan(4, 4)), BinaryPrimitives.ReadUInt16BigEndian(reply.AsSpan(8)));
+
+        var datagram = new byte[10 + 5];
+        Socks5Codec.WriteUdpHeader(datagram, echoEndPoint);
+        "hello"u8.CopyTo(datagram.AsSpan(10));
+        await udp.SendAsync(datagram, relay, cts.Token);
+        var back = await udp.ReceiveAsync(cts.Token);
+        Assert.Equal(SocksParse.Ok, Socks5Codec.ParseUdpHeader(back.Buffer, out var h, out var frag, out var from));
+        Assert.Equal(0, frag);
+        Assert.Equal(echoEndPoint.Address, from.Address);
+        Assert.Equal(echoEndPoint.Port, from.Port);
+        Assert.Equal("olleh", Encoding.ASCII.GetString(back.Buffer, h, back.Buffer.Length - h));
+        await echoTask;
+        Assert.Contains(proxy.Connections.Snapshot(), f => f.Kind == "socks-udp" && f.BytesUp == 5 && f.BytesDown == 5);
+    }
+
+    [Fact]
+    public async Task Rfc1928_Bind_IsNotSupported_AndNoAcceptableMethod_Gets0xFF()
+    {
+        await using var proxy = await ProxyServer.StartAsync(ProxyServerTests.TestOptions() with
+        {
+            SocksListen = new IPEndPoint(IPAddress.Loopback, 0),
+            Credentials = "a:b",
+        }, SystemNetwork.Instance);
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(15));
+        using (var c = new TcpClient())
+        {
+            await c.ConnectAsync(proxy.SocksEndPoint!, cts.Token);
+            await c.GetStream().WriteAsync(new byte[] { 5, 1, 0 }, cts.Token);
+            Assert.Equal(new byte[] { 5, 0xFF }, await ReadAsync(c.GetStream(), 2, cts.Token));
+        }
+
+        using (var c = new TcpClient())
+        {
+            await c.ConnectAsync(proxy.SocksEndPoint!, cts.Token);
+            var s = c.GetStream();
+            await s.WriteAsync(new byte[] { 5, 1, 2, 1, 1, (byte)'a', 1, (byte)'b', 5, 2, 0, 1, 127, 0, 0, 1, 0, 80 }, cts.Token);
+            Assert.Equal(new byte[] { 5, 2, 1, 0 }, await ReadAsync(s, 4, cts.Token));
+            var reply = await ReadAsync(s, 10, cts.Token);
+            Assert.Equal((byte)SocksReply.CommandNotSupported, reply[1]);
+        }
+    }
+
+    [Fact]
+    public async Task Fuzz_RandomBytesToBothPorts_NeverStopTheServer()
+    {
+        await using var proxy = await ProxyServer.StartAsync(ProxyServerTests.TestOptions() with
+        {
+            SocksListen = new IPEndPoint(IPAddress.Loopback, 0),
+            HeaderTimeout = TimeSpan.FromSeconds(1),
+            Resolve = (_, _) => throw new SocketException((int)SocketError.HostNotFound), // no DNS for fuzzed names
+        }, new LoopbackOnlyNetwork(SystemNetwork.Instance));
+        var seeds = new[]
+        {
+            "GET http://127.0.0.1:1/ HTTP/1.1\r\nHost: a\r\n\r\n",
+            "POST http://127.0.0.1:1/ HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+            "\u0005\u0001\u0000\u0005\u0001\u0000\u0001\u007f\u0000\u0000\u0001\u0000\u0050",
+        };
+        var inputs = HttpHeadParserTests.MutatedGen(seeds).Sample(60, 60);
+        var random = new Random(1);
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        foreach (var input in inputs)
+        {
+            var port = random.Next(2) == 0 ? proxy.HttpEndPoint : proxy.SocksEndPoint!;
+            using var c = new TcpClient();
+            await c.ConnectAsync(port, cts.Token);
+            var s = c.GetStream();
+            try
+            {
+                await s.WriteAsync(input, cts.Token);
+                c.Client.Shutdown(SocketShutdown.Send);
+                var buffer = new byte[4096];
+                while (await s.ReadAsync(buffer, cts.Token) > 0)
+                {
+                }
+            }
+            catch (IOException)
+            {
+                // a reset is a fine answer to garbage
+            }
+        }
+
+        await using var good = await RawClient.ConnectAsync(proxy.HttpEndPoint);
+        await good.SendAsync("GET /natkit/status HTTP/1.1\r\nHost: a\r\n\r\n");
+        Assert.Equal(200, (await good.ReadResponseAsync()).Status);
+    }
+
+    private static async Task<byte[]> ReadAsync(NetworkStream s, int count, CancellationToken token)
+    {
+        var b = new byte[count];
+        await s.ReadExactlyAsync(b, token);
+        return b;
+    }
+}
