@@ -58,6 +58,7 @@ public sealed class GatewayTrafficTests
             Assert.DoesNotContain(GatewayTopology.LanHostAddress, server.Errors + server.Output, StringComparison.Ordinal);
             var stats = lab.Gateways[0].DataPlane.Stats;
             Assert.True(stats.InsideWritten > 0 && stats.OutsideWritten > 0, stats.ToString());
+            Assert.True(stats.SuperPackets > 0, "no GSO super-packet went through whole: " + stats);
         }
         finally
         {
