@@ -92,3 +92,48 @@ public class StunClientTests
         public ValueTask DisposeAsync() => ValueTask.CompletedTask;
     }
 }
+
+public class StunClientIntegrityTests
+{
+    [Fact]
+    public async Task Rfc8489_S9_1_4_ResponsesWithoutValidIntegrity_AreIgnored_SignedOnesAccepted()
+    {
+        await using var fake = await SystemNetwork.Instance.BindUdpAsync(new IPEndPoint(IPAddress.Loopback, 0));
+        var client = new StunClient(SystemNetwork.Instance, new StunClientOptions
+        {
+            InitialRto = TimeSpan.FromMilliseconds(200),
+            RequestCount = 3,
+            Username = "alice",
+            Password = "secret",
+            ShortTermCredentials = true,
+        });
+        var key = StunCredentials.ShortTermKey("secret");
+        var transaction = client.BindingAsync(fake.LocalEndPoint);
+        var buffer = new byte[1500];
+        var got = await fake.ReceiveFromAsync(buffer).AsTask().WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.True(StunMessageReader.TryParse(buffer.AsSpan(0, got.Length), out var request));
+        Assert.True(request.VerifyMessageIntegrity(key));
+        var id = request.TransactionId;
+
+        byte[] Reply(byte[]? signWith)
+        {
+            var reply = new byte[128];
+            var w = new StunMessageWriter(reply, StunMethods.Binding, StunClass.SuccessResponse, id);
+            w.AddXorAddress(StunAttributeType.XorMappedAddress, StunAddress.FromEndPoint(got.RemoteEndPoint));
+            if (signWith is not null)
+            {
+                w.AddMessageIntegrity(signWith);
+            }
+
+            return reply[..w.Length];
+        }
+
+        await fake.SendToAsync(Reply(null), got.RemoteEndPoint);
+        await fake.SendToAsync(Reply(StunCredentials.ShortTermKey("forged")), got.RemoteEndPoint);
+        await fake.SendToAsync(Reply(key), got.RemoteEndPoint);
+        var response = await transaction.WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.NotNull(response);
+        Assert.True(StunMessageReader.TryParse(response.Message.ToArray(), out var r));
+        Assert.True(r.VerifyMessageIntegrity(key));
+    }
+}

@@ -267,6 +267,23 @@ public class StunRequestHandlerTests
     }
 
     [Fact]
+    public void Rfc8489_S6_3_1_UnknownAttributes_AreCheckedAfterAuthentication_And420IsSigned()
+    {
+        var h = Handler(new StunServerOptions { Users = new Dictionary<string, string> { ["alice"] = "secret" } });
+        Assert.Equal(400, ErrorCode(Run(h, Request((ref StunMessageWriter w) => w.AddUInt32(0x7ABC, 1))).Reply));
+        var key = StunCredentials.ShortTermKey("secret");
+        var (_, reply) = Run(h, Request((ref StunMessageWriter w) =>
+        {
+            w.AddUInt32(0x7ABC, 1);
+            w.AddString(StunAttributeType.Username, "alice");
+            w.AddMessageIntegrity(key);
+        }));
+        Assert.Equal(420, ErrorCode(reply));
+        Assert.True(StunMessageReader.TryParse(reply, out var r));
+        Assert.True(r.VerifyMessageIntegrity(key));
+    }
+
+    [Fact]
     public void Rfc8489_S9_2_LongTerm_401WithRealmAndNonce_ThenSuccess_Then438WhenStale()
     {
         var options = new StunServerOptions
@@ -322,6 +339,29 @@ public class StunRequestHandlerTests
         Assert.True(s.TryGet(StunAttributeType.Nonce, out var fresh));
         Assert.Equal(StunClass.SuccessResponse,
             StunMessage.Parse(Run(h, Signed(Encoding.UTF8.GetString(fresh), key)).Reply)!.Class);
+    }
+
+    [Fact]
+    public void Rfc8489_S14_4_LongTerm_UserHashInsteadOfUsername_IsAccepted()
+    {
+        var h = Handler(new StunServerOptions
+        {
+            Users = new Dictionary<string, string> { ["bob"] = "pw" },
+            Realm = "natkit.test",
+        });
+        Assert.True(StunMessageReader.TryParse(Run(h, Request()).Reply, out var challenge));
+        Assert.True(challenge.TryGet(StunAttributeType.Nonce, out var nonceBytes));
+        var nonce = Encoding.UTF8.GetString(nonceBytes);
+        var key = StunCredentials.LongTermKey("bob", "natkit.test", "pw");
+        var req = Request((ref StunMessageWriter w) =>
+        {
+            w.Add(StunAttributeType.UserHash, StunCredentials.UserHash("bob", "natkit.test"));
+            w.AddString(StunAttributeType.Realm, "natkit.test");
+            w.AddString(StunAttributeType.Nonce, nonce);
+            w.AddMessageIntegrity(key);
+        });
+        Assert.True(StunMessageReader.TryParse(Run(h, req).Reply, out var r));
+        Assert.Equal(StunClass.SuccessResponse, r.Class);
     }
 
     [Fact]

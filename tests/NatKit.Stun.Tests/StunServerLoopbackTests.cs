@@ -125,3 +125,105 @@ public class StunServerLoopbackTests
         Assert.True((await client.BindingTcpAsync(server.TcpEndPoint!))!.IsSuccess);
     }
 }
+
+public class StunServerConfigurationTests
+{
+    [Fact]
+    public async Task AdvertisedAddresses_BehindOneToOneNat_AreReportedInsteadOfLocalOnes()
+    {
+        await using var server = await StunServer.StartAsync(SystemNetwork.Instance, new StunServerOptions
+        {
+            Primary = new IPEndPoint(IPAddress.Loopback, 0),
+            AlternateAddress = IPAddress.Parse("127.0.0.2"),
+            AdvertisedPrimaryAddress = IPAddress.Parse("198.51.100.7"),
+            AdvertisedAlternateAddress = IPAddress.Parse("198.51.100.8"),
+            EnableTcp = false,
+        });
+        var client = new StunClient(SystemNetwork.Instance,
+            new StunClientOptions { InitialRto = TimeSpan.FromMilliseconds(100), RequestCount = 4 });
+        var r = await client.BindingAsync(server.UdpEndPoints[0]);
+        Assert.Equal(new IPEndPoint(IPAddress.Parse("198.51.100.7"), server.UdpEndPoints[0].Port), r!.ResponseOrigin);
+        Assert.Equal(new IPEndPoint(IPAddress.Parse("198.51.100.8"), server.UdpEndPoints[3].Port), r.OtherAddress);
+    }
+
+    [Fact]
+    public async Task Metrics_UseStableNames_AndCountRequestsAndDrops()
+    {
+        var seen = new Dictionary<string, long>();
+        using var listener = new System.Diagnostics.Metrics.MeterListener();
+        listener.InstrumentPublished = (instrument, l) =>
+        {
+            if (instrument.Meter.Name == StunServerMetrics.MeterName)
+            {
+                l.EnableMeasurementEvents(instrument);
+            }
+        };
+        listener.SetMeasurementEventCallback<long>((instrument, value, _, _) =>
+        {
+            lock (seen)
+            {
+                seen[instrument.Name] = seen.GetValueOrDefault(instrument.Name) + value;
+            }
+        });
+        listener.Start();
+        await using var server = await StunServer.StartAsync(SystemNetwork.Instance, new StunServerOptions
+        {
+            Primary = new IPEndPoint(IPAddress.Loopback, 0),
+            EnableTcp = false,
+        });
+        var client = new StunClient(SystemNetwork.Instance,
+            new StunClientOptions { InitialRto = TimeSpan.FromMilliseconds(100), RequestCount = 4 });
+        Assert.NotNull(await client.BindingAsync(server.UdpEndPoints[0]));
+        Assert.Equal(1, server.Metrics.Responses);
+        lock (seen)
+        {
+            Assert.True(seen.GetValueOrDefault("natkit.stun.server.requests") >= 1);
+            Assert.True(seen.GetValueOrDefault("natkit.stun.server.responses") >= 1);
+        }
+    }
+
+    [Fact]
+    public void Options_Validate_NamesTheBadField()
+    {
+        var e = Assert.Throws<ArgumentException>(() => new StunServerOptions
+        {
+            AlternateAddress = IPAddress.Loopback,
+        }.Validate());
+        Assert.Contains("AlternateAddress", e.Message, StringComparison.Ordinal);
+        e = Assert.Throws<ArgumentException>(() => new StunServerOptions { Realm = "r" }.Validate());
+        Assert.Contains("Realm", e.Message, StringComparison.Ordinal);
+    }
+}
+
+public class StunRedirectTests
+{
+    [Fact]
+    public async Task Rfc8489_S10_TryAlternate_ServerRedirects_ClientFollowsToTheAlternate()
+    {
+        await using var target = await StunServer.StartAsync(SystemNetwork.Instance, new StunServerOptions
+        {
+            Primary = new IPEndPoint(IPAddress.Loopback, 0),
+            EnableTcp = false,
+        });
+        await using var draining = await StunServer.StartAsync(SystemNetwork.Instance, new StunServerOptions
+        {
+            Primary = new IPEndPoint(IPAddress.Loopback, 0),
+            EnableTcp = false,
+            RedirectTo = target.UdpEndPoints[0],
+            RedirectDomain = "stun.example.org",
+        });
+        var client = new StunClient(SystemNetwork.Instance,
+            new StunClientOptions { InitialRto = TimeSpan.FromMilliseconds(100), RequestCount = 4 });
+        var response = await client.BindingAsync(draining.UdpEndPoints[0]);
+        Assert.NotNull(response);
+        Assert.True(response.IsSuccess);
+        Assert.Equal(target.UdpEndPoints[0], response.Source);
+
+        await using var socket = await SystemNetwork.Instance.BindUdpAsync(new IPEndPoint(IPAddress.Loopback, 0));
+        var raw = await client.TransactAsync(socket, draining.UdpEndPoints[0],
+            new StunMessage(StunMethods.Binding, StunClass.Request, new StunTransactionId(1, 2), []).ToArray(),
+            new StunTransactionId(1, 2));
+        Assert.Equal(StunErrorCode.TryAlternate, raw!.ErrorCode);
+        Assert.Equal("stun.example.org", raw.GetString(StunAttributeType.AlternateDomain));
+    }
+}

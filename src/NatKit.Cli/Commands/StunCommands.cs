@@ -74,10 +74,14 @@ internal sealed class StunCommands : IVerbGroup
             Description = "SOFTWARE attribute (empty: none).",
             DefaultValueFactory = _ => "NatKit",
         };
+        var redirect = new Option<string?>("--redirect")
+        {
+            Description = "Answer every Binding request with 300 Try Alternate to ADDRESS:PORT (RFC 8489 section 10).",
+        };
         foreach (var o in new Option[]
                  {
                      listen, alternate, alternatePort, advertise, advertiseAlternate, noUdp, noTcp, tlsCert, tlsKey,
-                     tlsPort, users, realm, rate, software,
+                     tlsPort, users, realm, rate, software, redirect,
                  })
         {
             cmd.Options.Add(o);
@@ -114,6 +118,9 @@ internal sealed class StunCommands : IVerbGroup
                 Realm = parse.GetValue(realm),
                 RateLimitPerSecond = parse.GetValue(rate),
                 Software = string.IsNullOrEmpty(sw) ? null : sw,
+                RedirectTo = parse.GetValue(redirect) is { } r
+                    ? ParseEndPoint(r, StunServerOptions.DefaultPort, "--redirect")
+                    : null,
             };
             await using var server = await StunServer.StartAsync(SystemNetwork.Instance, options, null, ct);
             var table = new Table().AddColumns("transport", "endpoint", "role");
@@ -136,6 +143,11 @@ internal sealed class StunCommands : IVerbGroup
             AnsiConsole.Write(table);
             AnsiConsole.MarkupLine(userMap.Count == 0 ? "no credentials required; Ctrl+C stops"
                 : $"{(options.Realm is null ? "short-term" : "long-term")} credentials for {userMap.Count} user(s); Ctrl+C stops");
+            // The summary is printed from the cancellation callback: on Ctrl+C the command line returns as soon as
+            // the token is cancelled, and code after the await may not get to run.
+            var metrics = server.Metrics;
+            using var summary = ct.Register(() => AnsiConsole.MarkupLineInterpolated(
+                $"requests {metrics.Requests}, responses {metrics.Responses}, dropped {metrics.Dropped}"));
             try
             {
                 await Task.Delay(Timeout.Infinite, ct);
@@ -144,8 +156,6 @@ internal sealed class StunCommands : IVerbGroup
             {
             }
 
-            AnsiConsole.MarkupLineInterpolated(
-                $"requests {server.Metrics.Requests}, responses {server.Metrics.Responses}, dropped {server.Metrics.Dropped}");
             return 0;
         });
         return cmd;

@@ -14,6 +14,9 @@ public sealed class StunClient
 {
     private const int BufferLength = 2048;
 
+    /// <summary>How many 300 (Try Alternate) redirects a Binding follows before giving up.</summary>
+    public const int MaxRedirects = 2;
+
     public StunClient(INetwork network, StunClientOptions? options = null)
     {
         Network = network ?? throw new ArgumentNullException(nameof(network));
@@ -46,11 +49,23 @@ public sealed class StunClient
         ArgumentNullException.ThrowIfNull(server);
         var buffer = new byte[BufferLength];
         var auth = InitialAuth();
-        for (var round = 0; round < 3; round++)
+        var redirects = 0;
+        for (var round = 0; round < 5; round++)
         {
             var id = StunTransactionId.NewRandom();
             var length = BuildRequest(buffer, id, request, auth);
-            var response = await TransactAsync(socket, server, buffer.AsMemory(0, length), id, cancellationToken);
+            var response = await TransactAsync(socket, server, buffer.AsMemory(0, length), id, cancellationToken,
+                auth.Key);
+            if (response is { ErrorCode: StunErrorCode.TryAlternate } && redirects++ < MaxRedirects &&
+                TryAlternate(response, server, out var alternate))
+            {
+                // RFC 8489 section 10: the transaction failed; try the alternate server with a fresh one (and fresh
+                // credentials state: its realm and nonce are its own).
+                server = alternate;
+                auth = InitialAuth();
+                continue;
+            }
+
             if (!NextAuth(response, ref auth))
             {
                 return response;
@@ -62,10 +77,13 @@ public sealed class StunClient
 
     /// <summary>
     /// One UDP transaction: sends <paramref name="request"/> and retransmits it on the RFC 8489 schedule until a
-    /// response with <paramref name="id"/> arrives (from any source) or the transaction times out (null).
+    /// response with <paramref name="id"/> arrives (from any source) or the transaction times out (null). With
+    /// <paramref name="integrityKey"/>, responses must carry valid integrity with it (except the 400, 401, 420
+    /// and 438 errors, RFC 8489 sections 9.1.4 and 9.2.5); others are ignored as forgeries.
     /// </summary>
     public async Task<StunResponse?> TransactAsync(IDatagramSocket socket, IPEndPoint server,
-        ReadOnlyMemory<byte> request, StunTransactionId id, CancellationToken cancellationToken = default)
+        ReadOnlyMemory<byte> request, StunTransactionId id, CancellationToken cancellationToken = default,
+        byte[]? integrityKey = null)
     {
         ArgumentNullException.ThrowIfNull(socket);
         var time = Network.TimeProvider;
@@ -76,7 +94,8 @@ public sealed class StunClient
         {
             await socket.SendToAsync(request, server, cancellationToken);
             var wait = attempt == Options.RequestCount - 1 ? Options.InitialRto * Options.LastWaitMultiplier : rto;
-            var response = await ReceiveMatchingAsync(socket, buffer, id, wait, start, cancellationToken);
+            var response = await ReceiveMatchingAsync(socket, buffer, id, wait, start, cancellationToken,
+                integrityKey);
             if (response is not null)
             {
                 return response;
@@ -91,7 +110,8 @@ public sealed class StunClient
     /// <summary>Waits up to <paramref name="wait"/> for a response to <paramref name="id"/> on
     /// <paramref name="socket"/>, ignoring anything else that arrives.</summary>
     internal async Task<StunResponse?> ReceiveMatchingAsync(IDatagramSocket socket, byte[] buffer,
-        StunTransactionId id, TimeSpan wait, long start, CancellationToken cancellationToken)
+        StunTransactionId id, TimeSpan wait, long start, CancellationToken cancellationToken,
+        byte[]? integrityKey = null)
     {
         var time = Network.TimeProvider;
         using var timeout = new CancellationTokenSource(wait, time);
@@ -109,7 +129,7 @@ public sealed class StunClient
             }
 
             var response = Match(buffer.AsSpan(0, datagram.Length), id, datagram.RemoteEndPoint,
-                time.GetElapsedTime(start));
+                time.GetElapsedTime(start), integrityKey);
             if (response is not null)
             {
                 return response;
@@ -118,7 +138,7 @@ public sealed class StunClient
     }
 
     private static StunResponse? Match(ReadOnlySpan<byte> data, StunTransactionId id, IPEndPoint source,
-        TimeSpan elapsed)
+        TimeSpan elapsed, byte[]? integrityKey)
     {
         if (!StunMessageReader.TryParse(data, out var reader) || reader.TransactionId != id ||
             reader.Class is not (StunClass.SuccessResponse or StunClass.ErrorResponse))
@@ -131,8 +151,37 @@ public sealed class StunClient
             return null;
         }
 
+        if (integrityKey is not null && !IsUnsignedError(reader) &&
+            !(reader.HasMessageIntegritySha256 ? reader.VerifyMessageIntegritySha256(integrityKey)
+                : reader.VerifyMessageIntegrity(integrityKey)))
+        {
+            return null;
+        }
+
         return StunResponse.From(reader, source, elapsed);
     }
+
+    private static bool TryAlternate(StunResponse response, IPEndPoint current, out IPEndPoint alternate)
+    {
+        alternate = null!;
+        foreach (var a in response.Message.Attributes)
+        {
+            if (a.Type == StunAttributeType.AlternateServer && StunAddress.TryDecode(a.Value, out var address) &&
+                address.ToEndPoint() is { } ep && ep.AddressFamily == current.AddressFamily && !ep.Equals(current))
+            {
+                alternate = ep;
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    // Errors a server sends before (or instead of) checking credentials carry no integrity.
+    private static bool IsUnsignedError(StunMessageReader reader) =>
+        reader.Class == StunClass.ErrorResponse && reader.TryGetErrorCode(out var code, out _) &&
+        code is StunErrorCode.BadRequest or StunErrorCode.Unauthenticated or StunErrorCode.UnknownAttribute
+            or StunErrorCode.StaleNonce;
 
     /// <summary>A Binding transaction over TCP (RFC 8489 section 6.2.2), on a new connection.</summary>
     public async Task<StunResponse?> BindingTcpAsync(IPEndPoint server, StunBindingRequest request = default,
@@ -196,7 +245,7 @@ public sealed class StunClient
                         continue;
                     }
 
-                    response = Match(receive.AsSpan(0, frame), id, peer, time.GetElapsedTime(start));
+                    response = Match(receive.AsSpan(0, frame), id, peer, time.GetElapsedTime(start), auth.Key);
                     receive.AsSpan(frame, filled - frame).CopyTo(receive);
                     filled -= frame;
                 }

@@ -30,6 +30,7 @@ public sealed class StunRequestHandler
     private readonly Dictionary<string, UserKeys>.AlternateLookup<ReadOnlySpan<char>> _users;
     private readonly UserKeys[] _userList;
     private readonly byte[] _nonceSecret = RandomNumberGenerator.GetBytes(32);
+    private readonly StunAddress? _redirect;
 
     /// <param name="options">Validated options.</param>
     /// <param name="socketAddresses">Addresses of the sockets by index (one, or four in RFC 5780 mode), as they
@@ -63,6 +64,7 @@ public sealed class StunRequestHandler
         }
 
         _users = users.GetAlternateLookup<ReadOnlySpan<char>>();
+        _redirect = options.RedirectTo is null ? null : StunAddress.FromEndPoint(options.RedirectTo);
         _userList = users.Values.ToArray();
     }
 
@@ -115,15 +117,6 @@ public sealed class StunRequestHandler
             return Error(msg, StunErrorCode.BadRequest, reply, withFingerprint, socketIndex);
         }
 
-        Span<ushort> unknown = stackalloc ushort[MaxUnknownReported];
-        var unknownCount = msg.FindUnknownComprehensionRequired(_registry, unknown);
-        if (unknownCount > 0)
-        {
-            var w = ErrorWriter(msg, StunErrorCode.UnknownAttribute, reply);
-            w.AddUnknownAttributes(unknown[..unknownCount]);
-            return Finish(ref w, withFingerprint, default, false, socketIndex, 0, StunErrorCode.UnknownAttribute);
-        }
-
         // Credentials (RFC 8489 section 9).
         ReadOnlySpan<byte> key = default;
         var sha256 = false;
@@ -148,6 +141,30 @@ public sealed class StunRequestHandler
         }
 
         var authenticated = !key.IsEmpty;
+
+        // RFC 8489 section 6.3.1: after the authentication checks, unknown comprehension-required attributes get
+        // a 420 (signed when the request was).
+        Span<ushort> unknown = stackalloc ushort[MaxUnknownReported];
+        var unknownCount = msg.FindUnknownComprehensionRequired(_registry, unknown);
+        if (unknownCount > 0)
+        {
+            var w = ErrorWriter(msg, StunErrorCode.UnknownAttribute, reply);
+            w.AddUnknownAttributes(unknown[..unknownCount]);
+            return Finish(ref w, withFingerprint, key, sha256, socketIndex, 0, StunErrorCode.UnknownAttribute);
+        }
+
+        // RFC 8489 section 10: redirect.
+        if (_redirect is { } redirect)
+        {
+            var w = ErrorWriter(msg, StunErrorCode.TryAlternate, reply);
+            w.AddAddress(StunAttributeType.AlternateServer, redirect);
+            if (_options.RedirectDomain is { Length: > 0 and <= 255 } domain)
+            {
+                w.AddString(StunAttributeType.AlternateDomain, domain);
+            }
+
+            return Finish(ref w, withFingerprint, key, sha256, socketIndex, 0, StunErrorCode.TryAlternate);
+        }
 
         // RFC 5780: CHANGE-REQUEST and RESPONSE-PORT (UDP only).
         var from = socketIndex;

@@ -154,9 +154,20 @@ public sealed partial class StunServer : IAsyncDisposable
             {
                 return;
             }
-            catch (NetworkException e)
+#pragma warning disable CA1031 // No receive error may end the loop; a persistent one is logged and paced.
+            catch (Exception e)
+#pragma warning restore CA1031
             {
                 LogReceiveFailed(_logger, socket.LocalEndPoint, e.Message);
+                try
+                {
+                    await Task.Delay(TimeSpan.FromMilliseconds(10), _network.TimeProvider, token);
+                }
+                catch (OperationCanceledException)
+                {
+                    return;
+                }
+
                 continue;
             }
 
@@ -190,7 +201,9 @@ public sealed partial class StunServer : IAsyncDisposable
             {
                 return;
             }
-            catch (NetworkException e)
+#pragma warning disable CA1031 // A send refused by the OS (a spoofed broadcast source, no route) only loses that reply.
+            catch (Exception e)
+#pragma warning restore CA1031
             {
                 LogSendFailed(_logger, target, e.Message);
             }
@@ -317,7 +330,8 @@ public sealed partial class StunServer : IAsyncDisposable
             return;
         }
 
-        await _stop.CancelAsync();
+        // Cancel, not CancelAsync: the callbacks must run here, on the caller's thread (the lab's loop).
+        _stop.Cancel();
         foreach (var l in _listeners)
         {
             await l.DisposeAsync();

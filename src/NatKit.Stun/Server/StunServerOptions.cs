@@ -76,6 +76,13 @@ public sealed record StunServerOptions
     /// section 12.2 suggests.</summary>
     public bool AnswerRfc3489 { get; init; } = true;
 
+    /// <summary>When set, Binding requests (after the credential checks) are redirected there with 300 Try
+    /// Alternate and ALTERNATE-SERVER (RFC 8489 section 10), e.g. to drain a server.</summary>
+    public IPEndPoint? RedirectTo { get; init; }
+
+    /// <summary>ALTERNATE-DOMAIN sent with a redirect (the TLS name of <see cref="RedirectTo"/>).</summary>
+    public string? RedirectDomain { get; init; }
+
     public bool Rfc5780 => AlternateAddress is not null;
 
     public bool RequiresAuthentication => Users.Count > 0;
