@@ -73,8 +73,6 @@ public sealed class LabHost : LabNode, INetwork
 
     internal LabTcpStack Tcp { get; }
 
-    internal List<Capture.PacketCapture> Captures { get; } = [];
-
     public ValueTask<IDatagramSocket> BindUdpAsync(IPEndPoint localEndPoint,
         CancellationToken cancellationToken = default)
     {
@@ -122,8 +120,8 @@ public sealed class LabHost : LabNode, INetwork
 
     internal ushort NextIdentification() => _identification++;
 
-    /// <summary>The source address for a packet to <paramref name="destination"/> from a socket bound to
-    /// <paramref name="bound"/>.</summary>
+    /// <summary>The source address for a packet from a socket bound to <paramref name="bound"/>: that address,
+    /// or the host's primary address for a socket bound to any.</summary>
     internal Ipv4Address SourceFor(Ipv4Address bound) => bound != default ? bound : Interface.PrimaryAddress;
 
     internal int PickEphemeralPort(Func<int, bool> free)
@@ -146,15 +144,11 @@ public sealed class LabHost : LabNode, INetwork
     internal void Send(LabPacket packet)
     {
         Network.Stats.Sent++;
-        for (var i = 0; i < Captures.Count; i++)
-        {
-            Captures[i].Write(Network.Scheduler.NowTicks, packet.Span);
-        }
-
         var destination = Ipv4Address.Read(packet.Buffer.AsSpan(Ipv4Field.Destination));
         if (Interface.Owns(destination))
         {
-            // To itself: no link, delivered on the next turn of the loop.
+            // To itself: no link, delivered on the next turn of the loop (captured once, as loopback is).
+            Interface.Segment.Write(Interface.Captures, packet);
             packet.Target = Interface;
             Network.Scheduler.Schedule(0, static (s, _) =>
             {
@@ -169,11 +163,6 @@ public sealed class LabHost : LabNode, INetwork
 
     internal override void Receive(LabInterface iface, LabPacket packet)
     {
-        for (var i = 0; i < Captures.Count; i++)
-        {
-            Captures[i].Write(Network.Scheduler.NowTicks, packet.Span);
-        }
-
         if (!Ipv4Packet.TryParse(packet.Span, out var ip) || ip.IsFragment || !Interface.Owns(ip.Destination))
         {
             Discard(packet);

@@ -70,10 +70,8 @@ public sealed class LabSegment
     internal void Transmit(LabInterface from, LabPacket packet, Ipv4Address nextHop)
     {
         var stats = _network.Stats;
-        for (var i = 0; i < Captures.Count; i++)
-        {
-            Captures[i].Write(_network.Scheduler.NowTicks, packet.Span);
-        }
+        Write(Captures, packet);
+        Write(from.Captures, packet);
 
         if (!_owners.TryGetValue(nextHop.Value, out var to))
         {
@@ -130,7 +128,16 @@ public sealed class LabSegment
     private void Deliver(LabInterface target, LabPacket packet)
     {
         _network.Stats.Delivered++;
+        Write(target.Captures, packet);
         target.Node.Receive(target, packet);
+    }
+
+    internal void Write(List<Capture.PacketCapture> captures, LabPacket packet)
+    {
+        for (var i = 0; i < captures.Count; i++)
+        {
+            captures[i].Write(_network.Scheduler.NowTicks, packet.Span);
+        }
     }
 
     public override string ToString() => $"{Name} ({Prefix.Network}/{Prefix.Length})";

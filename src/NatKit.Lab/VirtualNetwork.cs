@@ -161,7 +161,17 @@ public sealed class VirtualNetwork
     public PacketCapture Capture(LabHost host, Stream pcap)
     {
         ArgumentNullException.ThrowIfNull(host);
-        return new PacketCapture(this, $"host {host.Name}", new PcapWriter(pcap), host.Captures);
+        return new PacketCapture(this, $"host {host.Name}", new PcapWriter(pcap), host.Interface.Captures);
+    }
+
+    /// <summary>Captures one of a router's links: what it sends on that side and what reaches it there. The
+    /// inside and outside captures of one router show each packet before and after translation.</summary>
+    public PacketCapture Capture(LabRouter router, NatSide side, Stream pcap)
+    {
+        ArgumentNullException.ThrowIfNull(router);
+        var iface = side == NatSide.Inside ? router.Inside : router.Outside;
+        return new PacketCapture(this, $"router {router.Name} {side.ToString().ToLowerInvariant()}",
+            new PcapWriter(pcap), iface.Captures);
     }
 
     /// <summary>Runs an async scenario in the lab on this thread; see <see cref="LabScheduler.Run(Func{Task}, LabRunOptions?)"/>.</summary>

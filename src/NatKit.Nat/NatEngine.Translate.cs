@@ -290,15 +290,11 @@ public sealed partial class NatEngine
     private static void PatchTransportChecksum(QuotedTransportHeader q, uint oldAddr, uint newAddr, ushort oldPort, ushort newPort)
     {
         if (!q.TryGetChecksum(out var c)) return;
-        if (q.Protocol == IpProtocol.Udp)
-        {
-            if (c == 0) return;
-            c = Checksum.UpdateUdp(Checksum.Update(c, oldAddr, newAddr), oldPort, newPort);
-        }
-        else
-        {
-            c = Checksum.Update(Checksum.Update(c, oldAddr, newAddr), oldPort, newPort);
-        }
+        // One step for address and port: a chained update could pass through 0, which UDP reads as "none".
+        var (from, to) = (new Ipv4Address(oldAddr), new Ipv4Address(newAddr));
+        c = q.Protocol == IpProtocol.Udp
+            ? Checksum.UpdateUdp(c, from, to, oldPort, newPort)
+            : Checksum.Update(c, from, to, oldPort, newPort);
 
         q.TrySetChecksum(c);
     }

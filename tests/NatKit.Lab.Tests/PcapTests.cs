@@ -64,6 +64,42 @@ public sealed class PcapTests
         Assert.InRange(records[^1].Seconds, epoch, epoch + 5);
     }
 
+    [Fact]
+    public void RouterLinkCaptures_ShowEachPacketBeforeAndAfterTranslation()
+    {
+        var lab = TwoHomes(NatPresets.FullCone, NatPresets.FullCone);
+        var nat = lab.Router("nat-a");
+        using var inside = new MemoryStream();
+        using var outside = new MemoryStream();
+        using (lab.Capture(nat, NatSide.Inside, inside))
+        using (lab.Capture(nat, NatSide.Outside, outside))
+        {
+            lab.Run(async () =>
+            {
+                var s = await Bind(lab.Host("server"), Server1, 3478);
+                var a = await Bind(lab.Host("alice"), 40000);
+                await a.SendToAsync("ping"u8.ToArray(), new IPEndPoint(Server1, 3478));
+                var got = await ReceiveOrTimeout(s, lab.TimeProvider, TimeSpan.FromSeconds(1));
+                await s.SendToAsync("pong"u8.ToArray(), got!.Value.From);
+                await ReceiveOrTimeout(a, lab.TimeProvider, TimeSpan.FromSeconds(1));
+            });
+        }
+
+        // Inside: ping arriving from alice, pong leaving to alice. Outside: ping leaving from the NAT's
+        // address, pong arriving to it. Same payloads, translated headers.
+        var ins = PcapReader.Read(inside.ToArray()).Select(Describe).ToList();
+        var outs = PcapReader.Read(outside.ToArray()).Select(Describe).ToList();
+        Assert.Equal(["192.168.1.10:40000 > 203.0.113.100:3478 ping", "203.0.113.100:3478 > 192.168.1.10:40000 pong"], ins);
+        Assert.Equal(["198.51.100.1:40000 > 203.0.113.100:3478 ping", "203.0.113.100:3478 > 198.51.100.1:40000 pong"], outs);
+
+        static string Describe(byte[] p)
+        {
+            Assert.True(NatKit.Packets.Ipv4Packet.TryParse(p, out var ip));
+            Assert.True(NatKit.Packets.UdpDatagram.TryParse(ip.Payload, out var udp));
+            return $"{ip.Source}:{udp.SourcePort} > {ip.Destination}:{udp.DestinationPort} {System.Text.Encoding.ASCII.GetString(udp.Payload)}";
+        }
+    }
+
     [PeerFact("tshark")]
     public async Task Tshark_ReadsTheCapture_AndShowsAddressesBeforeAndAfterTheNat()
     {

@@ -147,3 +147,42 @@ public sealed class PropertyTests
         }
     }
 }
+
+/// <summary>RFC 768/1624 at the edge where a chained update goes wrong: a UDP checksum whose address-only patch
+/// would come out 0 must not be read as "no checksum" by the port patch that follows.</summary>
+public sealed class UdpChecksumEdgeTests
+{
+    [Theory]
+    [InlineData(4000)] // port kept: only the address changes
+    [InlineData(4001)] // port changed too (parity keeps odd ports odd; the preset may still move it)
+    public void Rfc768_UdpChecksum_WhoseAddressOnlyPatchIsZero_StaysAValidChecksum(int sourcePort)
+    {
+        using var h = new NatHarness(NatPresets.FullCone);
+        var inside = Ipv4Address.Parse("192.168.1.10");
+        var remote = Ipv4Address.Parse("198.51.100.1");
+
+        // Search the 2-byte payload for a packet whose checksum, patched for the address alone, is 0.
+        byte[]? packet = null;
+        for (var w = 0; w <= 0xFFFF && packet is null; w++)
+        {
+            var buffer = new byte[20 + 8 + 2];
+            var n = PacketBuilder.WriteIpv4Udp(buffer, new Ipv4Header(inside, remote), (ushort)sourcePort, 1000,
+                [(byte)(w >> 8), (byte)w]);
+            Assert.True(Ipv4Packet.TryParse(buffer.AsSpan(0, n), out var ip));
+            Assert.True(UdpDatagram.TryParse(ip.Payload, out var udp));
+            if (Checksum.Update(udp.Checksum, inside, NatHarness.Ext1) == 0)
+            {
+                packet = buffer[..n];
+            }
+        }
+
+        Assert.NotNull(packet);
+        var seen = h.Run(packet, NatDirection.Outbound);
+
+        Assert.True(seen.Forwarded);
+        Assert.True(Ipv4Packet.TryParse(seen.Bytes, out var outIp));
+        Assert.True(UdpDatagram.TryParse(outIp.Payload, out var outUdp));
+        Assert.NotEqual(0, outUdp.Checksum); // 0 would mean "no checksum": protection silently lost
+        Assert.True(outUdp.IsChecksumValid(outIp.Source, outIp.Destination));
+    }
+}

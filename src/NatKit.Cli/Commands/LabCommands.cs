@@ -59,6 +59,7 @@ internal sealed class LabCommands : IVerbGroup
                 }
             }
 
+            WidenWhenRedirected();
             var wall = Stopwatch.StartNew();
             IReadOnlyList<ReachabilityCell> cells;
             try
@@ -92,17 +93,32 @@ internal sealed class LabCommands : IVerbGroup
         {
             Description = $"Probe only these presets (repeatable): {string.Join(", ", NatPresets.All.Select(p => p.Name))}.",
         };
-        var seed = new Option<int>("--seed") { Description = "Seed of each probe's lab.", DefaultValueFactory = _ => 1 };
+        var seed = new Option<int?>("--seed") { Description = "Seed of each probe's lab (default 1, or the topology's)." };
         var noLifetime = new Option<bool>("--no-lifetime") { Description = "Skip the binding-lifetime search." };
         var pcap = new Option<string?>("--pcap") { Description = "Write each probe's LAN and internet pcaps into this folder." };
         var json = new Option<bool>("--json") { Description = "Print each discovery record as JSON instead of a table." };
-        foreach (var o in new Option[] { presets, seed, noLifetime, pcap, json })
+        var topology = new Option<string?>("--topology")
+        {
+            Description = "Instead of the presets: probe from every host of this topology (file or built-in name) against its STUN server host.",
+        };
+        var server = new Option<string?>("--server")
+        {
+            Description = "With --topology: the host that runs the STUN server (default: the first host with two addresses).",
+        };
+        foreach (var o in new Option[] { presets, seed, noLifetime, pcap, json, topology, server })
         {
             cmd.Options.Add(o);
         }
 
         cmd.SetAction((parse, _) =>
         {
+            if (parse.GetValue(topology) is { } topologyName)
+            {
+                var spec = LoadTopology(topologyName);
+                return Task.FromResult(ProbeTopology(spec, parse.GetValue(server),
+                    parse.GetValue(seed) ?? spec.Seed, !parse.GetValue(noLifetime), parse.GetValue(json)));
+            }
+
             var names = parse.GetValue(presets) ?? [];
             var chosen = names.Length == 0
                 ? NatPresets.All
@@ -110,10 +126,11 @@ internal sealed class LabCommands : IVerbGroup
                     $"unknown preset '{n}'; known: {string.Join(", ", NatPresets.All.Select(p => p.Name))}.")).ToList();
             var options = new LabProbeOptions
             {
-                Seed = parse.GetValue(seed),
+                Seed = parse.GetValue(seed) ?? 1,
                 MeasureLifetime = !parse.GetValue(noLifetime),
                 PcapDirectory = parse.GetValue(pcap),
             };
+            WidenWhenRedirected();
             var wall = Stopwatch.StartNew();
             var results = LabProbe.ProbePresets(chosen, options);
             if (parse.GetValue(json))
@@ -127,7 +144,7 @@ internal sealed class LabCommands : IVerbGroup
             }
 
             var table = new Table().Title("NAT presets classified from inside the lab (RFC 5780 discovery)");
-            foreach (var c in new[] { "preset", "mapping", "filtering", "hairpin", "port kept", "lifetime", "as policy", "virtual" })
+            foreach (var c in new[] { "preset", "mapping", "filtering", "hairpin", "port kept", "lifetime", "as policy", "virtual time" })
             {
                 table.AddColumn(c);
             }
@@ -148,10 +165,77 @@ internal sealed class LabCommands : IVerbGroup
             AnsiConsole.Write(table);
             var mismatches = results.Count(r => !r.AllMatch);
             AnsiConsole.MarkupLineInterpolated(
-                $"[grey]Each row: a lab with a STUN server on two addresses and a client behind one NAT; values in green match the preset's policy, red ones do not ({mismatches} mismatching). {results.Count} labs in {wall.Elapsed.TotalMilliseconds:0} ms of wall time.[/]");
+                $"[grey]Each row: a lab with a STUN server on two addresses and a client behind one NAT; 'as policy' says whether every value matches the preset's policy ({mismatches} mismatching). {results.Count} labs in {wall.Elapsed.TotalMilliseconds:0} ms of wall time.[/]");
             return Task.FromResult(mismatches == 0 ? 0 : 1);
         });
         return cmd;
+    }
+
+    private static int ProbeTopology(TopologySpec spec, string? serverName, int seed, bool lifetime, bool json)
+    {
+        var server = serverName is null
+            ? spec.Hosts.FirstOrDefault(h => h.Addresses.Count >= 2)
+            : spec.Hosts.FirstOrDefault(h => h.Name == serverName);
+        if (server is null || server.Addresses.Count < 2)
+        {
+            throw new CliException(serverName is null
+                ? $"{spec.Source} has no host with two addresses to run an RFC 5780 STUN server; give one (addresses: [a, b]) or name it with --server."
+                : $"--server {serverName}: no such host in {spec.Source}, or it has fewer than two addresses.");
+        }
+
+        var clients = spec.Hosts.Where(h => h != server).ToList();
+        var options = new LabProbeOptions { Seed = seed, MeasureLifetime = lifetime };
+        WidenWhenRedirected();
+        var wall = Stopwatch.StartNew();
+        var found = new (NatBehavior Behavior, TimeSpan VirtualTime)[clients.Count];
+        Parallel.For(0, clients.Count, i =>
+        {
+            var lab = spec.Build(seed);
+            var b = LabProbe.Discover(lab, lab.Host(clients[i].Name), lab.Host(server.Name), options);
+            found[i] = (b, lab.Now);
+        });
+        if (json)
+        {
+            foreach (var (b, _) in found)
+            {
+                Console.WriteLine(b.ToJson());
+            }
+
+            return 0;
+        }
+
+        var table = new Table().Title($"RFC 5780 discovery from each host of {Markup.Escape(spec.Source)} against {Markup.Escape(server.Name)}");
+        foreach (var c in new[] { "host", "mapped as", "mapping", "filtering", "hairpin", "port kept", "lifetime", "virtual time" })
+        {
+            table.AddColumn(c);
+        }
+
+        for (var i = 0; i < clients.Count; i++)
+        {
+            var b = found[i].Behavior;
+            table.AddRow(
+                Markup.Escape(clients[i].Name),
+                b.MappedEndPoint?.ToString() ?? "unreachable",
+                NatBehavior.ShortName(b.Mapping),
+                NatBehavior.ShortName(b.Filtering),
+                b.Hairpinning switch { true => "yes", false => "no", null => "-" },
+                b.PortPreserved switch { true => "yes", false => "no", null => "-" },
+                Lifetime(b),
+                Seconds(found[i].VirtualTime));
+        }
+
+        AnsiConsole.Write(table);
+        AnsiConsole.MarkupLineInterpolated($"[grey]{clients.Count} labs in {wall.Elapsed.TotalMilliseconds:0} ms of wall time, seed {seed}.[/]");
+        return 0;
+    }
+
+    /// <summary>Piped output defaults to 80 columns, which wraps the tables: give them room.</summary>
+    private static void WidenWhenRedirected()
+    {
+        if (Console.IsOutputRedirected && AnsiConsole.Profile.Width < 120)
+        {
+            AnsiConsole.Profile.Width = 120;
+        }
     }
 
     internal static TopologySpec LoadTopology(string nameOrPath)

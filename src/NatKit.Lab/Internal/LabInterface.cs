@@ -18,6 +18,10 @@ internal sealed class LabInterface(LabNode node, LabSegment segment, IReadOnlyLi
 
     public Ipv4Address PrimaryAddress => _addresses[0];
 
+    /// <summary>Captures of this link: packets sent on it (before the link's loss and delay) and delivered
+    /// from it.</summary>
+    public List<Capture.PacketCapture> Captures { get; } = [];
+
     /// <summary>Overrides the segment's gateway for this attachment (null: use the segment's).</summary>
     public Ipv4Address? Gateway { get; set; }
 

@@ -126,27 +126,7 @@ public static class LabProbe
 
         try
         {
-            var found = lab.Run(async () =>
-            {
-                // The server is left running when the scenario ends: the lab is thrown away with it. (Its
-                // DisposeAsync uses CancellationTokenSource.CancelAsync, whose callbacks run on the thread pool,
-                // outside the lab's loop.)
-                _ = await StunServer.StartAsync(server, new StunServerOptions
-                {
-                    Primary = new IPEndPoint(ServerPrimary, StunServerOptions.DefaultPort),
-                    AlternateAddress = ServerAlternate,
-                    EnableTcp = false,
-                    RateLimitPerSecond = 0,
-                });
-                var discovery = new NatBehaviorDiscovery(client,
-                    new IPEndPoint(ServerPrimary, StunServerOptions.DefaultPort), new NatDiscoveryOptions
-                    {
-                        MeasureBindingLifetime = options.MeasureLifetime,
-                        BindingLifetimeMax = options.LifetimeMax,
-                        BindingLifetimeResolution = options.LifetimeResolution,
-                    });
-                return await discovery.RunAsync();
-            });
+            var found = Discover(lab, client, server, options);
             return new ProbeResult(name, policy, found, ProbeExpectation.For(policy), lab.Now,
                 options.LifetimeResolution);
         }
@@ -154,5 +134,44 @@ public static class LabProbe
         {
             captures.ForEach(c => c.Dispose());
         }
+    }
+
+    /// <summary>
+    /// Runs RFC 5780 discovery from <paramref name="client"/> against a STUN server started on
+    /// <paramref name="server"/> (which needs two addresses: primary and alternate), in <paramref name="lab"/>.
+    /// Works on any topology: whatever NATs lie between the two shape the answer.
+    /// </summary>
+    public static NatBehavior Discover(VirtualNetwork lab, LabHost client, LabHost server, LabProbeOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(lab);
+        ArgumentNullException.ThrowIfNull(client);
+        ArgumentNullException.ThrowIfNull(server);
+        options ??= new LabProbeOptions();
+        if (server.LocalAddresses.Count < 2)
+        {
+            throw new ArgumentException(
+                $"STUN server host {server.Name} needs two addresses for RFC 5780 (primary and alternate)");
+        }
+
+        var primary = new IPEndPoint(server.LocalAddresses[0], StunServerOptions.DefaultPort);
+        return lab.Run(async () =>
+        {
+            // The server is left running when the scenario ends: the lab is thrown away with it, and stopping
+            // it would only add work (its DisposeAsync cancels through the thread pool).
+            _ = await StunServer.StartAsync(server, new StunServerOptions
+            {
+                Primary = primary,
+                AlternateAddress = server.LocalAddresses[1],
+                EnableTcp = false,
+                RateLimitPerSecond = 0,
+            });
+            var discovery = new NatBehaviorDiscovery(client, primary, new NatDiscoveryOptions
+            {
+                MeasureBindingLifetime = options.MeasureLifetime,
+                BindingLifetimeMax = options.LifetimeMax,
+                BindingLifetimeResolution = options.LifetimeResolution,
+            });
+            return await discovery.RunAsync();
+        });
     }
 }
