@@ -91,6 +91,7 @@ public sealed class NamespaceLab : IAsyncDisposable
             await ns.IpAsync(["link", "set", "br0", "up"], ct).ConfigureAwait(false);
             await ns.SysctlAsync("net.ipv4.ip_forward", "1", ct).ConfigureAwait(false);
             await ns.SysctlAsync("net.ipv4.conf.br0.proxy_arp", "1", ct).ConfigureAwait(false);
+            await ns.SysctlAsync("net.ipv4.neigh.br0.proxy_delay", "0", ct).ConfigureAwait(false); // answer at once
             if (!routers.Any(r => r.InsideSegment == s.Name))
             {
                 // a segment with no router inside it still needs an address to send ARP and ICMP from
