@@ -18,6 +18,36 @@ public sealed record TunLink(string? Namespace, string Tun)
 
     public override string ToString() => Namespace is null ? Tun : $"{Namespace}/{Tun}";
 
+    /// <summary>
+    /// Waits until the link carries packets. When a TUN gets its reader (carrier on), the kernel swaps its no-op
+    /// queueing discipline for a real one from a deferred "linkwatch" job, up to a second later; packets sent before
+    /// that are dropped. Polls <c>ip link</c> for LOWER_UP, every 20 ms, for at most <paramref name="timeout"/>.
+    /// </summary>
+    public async Task WaitUntilUpAsync(TimeSpan timeout, CancellationToken cancellationToken = default)
+    {
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        deadline.CancelAfter(timeout);
+        string[] args = Namespace is null ? ["-o", "link", "show", "dev", Tun] : ["-n", Namespace, "-o", "link", "show", "dev", Tun];
+        while (true)
+        {
+            var (_, output, _) = await SystemCommand.TryRunAsync("ip", args, deadline.Token).ConfigureAwait(false);
+            if (output.Contains("LOWER_UP", StringComparison.Ordinal) && !output.Contains("NO-CARRIER", StringComparison.Ordinal) &&
+                output.Contains("qdisc", StringComparison.Ordinal) && !output.Contains("qdisc noop", StringComparison.Ordinal))
+            {
+                return;
+            }
+
+            try
+            {
+                await Task.Delay(20, deadline.Token).ConfigureAwait(false); // kernel state, no event to wait on here
+            }
+            catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+            {
+                throw new TimeoutException($"{this} did not come up within {timeout}: {output.Trim()}");
+            }
+        }
+    }
+
     internal TunDevice Open(TunOffloads offloads)
     {
         var options = new TunOptions(Tun, offloads);
@@ -108,6 +138,35 @@ public sealed class Gateway : IAsyncDisposable
             insideTun.Dispose();
             throw;
         }
+    }
+
+    /// <summary>Starts the gateway and returns once both links carry packets (see <see cref="TunLink.WaitUntilUpAsync"/>).</summary>
+    public static async Task<Gateway> StartAsync(TunLink inside, TunLink outside, NatConfig config,
+        TunOffloads offloads = TunOffloads.All, int realtimePriority = 0, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(inside);
+        ArgumentNullException.ThrowIfNull(outside);
+        var gateway = Start(inside, outside, config, offloads, realtimePriority: realtimePriority);
+        try
+        {
+            await inside.WaitUntilUpAsync(TimeSpan.FromSeconds(5), cancellationToken).ConfigureAwait(false);
+            await outside.WaitUntilUpAsync(TimeSpan.FromSeconds(5), cancellationToken).ConfigureAwait(false);
+            return gateway;
+        }
+        catch
+        {
+            await gateway.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    /// <summary>Starts a gateway for one hop of a <see cref="GatewayTopology"/> and waits until its links are up.</summary>
+    public static Task<Gateway> StartAsync(GatewayHop hop, NatPolicy policy, TunOffloads offloads = TunOffloads.All,
+        int realtimePriority = 0, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(hop);
+        return StartAsync(new TunLink(hop.InsideNamespace, hop.InsideTun), new TunLink(hop.OutsideNamespace, hop.OutsideTun),
+            Config(hop, policy), offloads, realtimePriority, cancellationToken);
     }
 
     /// <summary>Starts a gateway for one hop of a <see cref="GatewayTopology"/>.</summary>

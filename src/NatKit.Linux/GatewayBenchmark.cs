@@ -39,7 +39,9 @@ public static class GatewayBenchmark
         };
         await using (topology.ConfigureAwait(false))
         {
-            Gateway? gateway = path == "natkit" ? Gateway.Start(topology.Hops[0], policy, offloads, realtimePriority) : null;
+            Gateway? gateway = path == "natkit"
+                ? await Gateway.StartAsync(topology.Hops[0], policy, offloads, realtimePriority, cancellationToken).ConfigureAwait(false)
+                : null;
             try
             {
                 var server = StartIperfServer(topology.Wan);

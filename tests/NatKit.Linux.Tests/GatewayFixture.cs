@@ -26,7 +26,7 @@ internal sealed class GatewayFixture : IAsyncDisposable
         {
             foreach (var hop in topology.Hops)
             {
-                gateways.Add(Gateway.Start(hop, policy, offloads));
+                gateways.Add(await Gateway.StartAsync(hop, policy, offloads));
             }
 
             return new GatewayFixture(topology, gateways);

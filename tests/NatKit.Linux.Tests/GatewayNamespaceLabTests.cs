@@ -34,7 +34,7 @@ public sealed class GatewayNamespaceLabTests
         {
             foreach (var r in lab.Layout.Routers)
             {
-                gateways.Add(Gateway.Start(r.Inside, r.Outside, r.Config));
+                gateways.Add(await Gateway.StartAsync(r.Inside, r.Outside, r.Config));
             }
 
             var alice = lab.Layout.Hosts["alice"];

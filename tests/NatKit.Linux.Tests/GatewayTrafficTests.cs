@@ -78,7 +78,15 @@ public sealed class GatewayTrafficTests
 
         await client.SendToAsync(Encoding.ASCII.GetBytes("hello"), new IPEndPoint(IPAddress.Parse(GatewayTopology.WanHostAddress), 7000), timeout.Token);
         var buffer = new byte[1500];
-        var got = await server.ReceiveFromAsync(buffer, timeout.Token);
+        var receive = server.ReceiveFromAsync(buffer, timeout.Token).AsTask();
+        if (await Task.WhenAny(receive, Task.Delay(TimeSpan.FromSeconds(5), timeout.Token)) != receive)
+        {
+            var plane = lab.Gateways[0].DataPlane;
+            var drops = await plane.QueryAsync(e => string.Join(",", Enum.GetValues<NatDropReason>().Where(r => e.DropCount(r) > 0).Select(r => $"{r}={e.DropCount(r)}")));
+            Assert.Fail($"the datagram did not arrive: {plane.Stats}; engine drops: {drops}");
+        }
+
+        var got = await receive;
         Assert.Equal("hello", Encoding.ASCII.GetString(buffer, 0, got.Length));
         var seen = (IPEndPoint)got.RemoteEndPoint;
         Assert.Equal(GatewayTopology.PublicAddress, seen.Address.ToString());
@@ -118,6 +126,8 @@ public sealed class GatewayOffloadFallbackTests
         using var engine = new NatEngine(Gateway.Config(hop, NatPresets.RfcRecommended));
         await using var plane = new GatewayDataPlane(engine, inside, outside);
         plane.Start();
+        await new TunLink(hop.InsideNamespace, hop.InsideTun).WaitUntilUpAsync(TimeSpan.FromSeconds(5));
+        await new TunLink(hop.OutsideNamespace, hop.OutsideTun).WaitUntilUpAsync(TimeSpan.FromSeconds(5));
         var root = Directory.CreateTempSubdirectory("natkit-gw-");
         try
         {

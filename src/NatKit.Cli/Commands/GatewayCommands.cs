@@ -76,8 +76,9 @@ internal sealed class GatewayCommands : IVerbGroup
             }
 
             var offloads = parse.GetValue(noOffload) ? TunOffloads.None : TunOffloads.All;
-            await using var gw = Gateway.Start(TunLink.Parse(parse.GetValue(inside)!), TunLink.Parse(parse.GetValue(outside)!),
-                config, offloads, realtimePriority: parse.GetValue(realtime));
+            // ready (and the control socket listening) only once both links carry packets
+            await using var gw = await Gateway.StartAsync(TunLink.Parse(parse.GetValue(inside)!),
+                TunLink.Parse(parse.GetValue(outside)!), config, offloads, parse.GetValue(realtime), ct).ConfigureAwait(false);
             await using var control = GatewayControl.Listen(gw, GatewayControl.PathFor(parse.GetValue(name)!));
             var (insideOffloads, outsideOffloads) = gw.Offloads;
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
