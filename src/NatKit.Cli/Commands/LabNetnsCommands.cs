@@ -259,6 +259,7 @@ internal sealed class LabNetnsCommands : IVerbGroup
             foreach (var name in removed)
             {
                 File.Delete(GatewayControl.PathFor(name));
+                File.Delete(Path.Combine(GatewayControl.Directory, name + ".policy.json")); // the log stays, for reading
             }
 
             Console.WriteLine(removed.Count == 0 ? "nothing to remove" : "removed " + string.Join(' ', removed));
