@@ -23,6 +23,7 @@ internal static class CommandCatalog
     public static readonly IReadOnlyDictionary<string, string> Parents = new Dictionary<string, string>
     {
         ["bench"] = "Whole-system benchmarks, side by side with a peer where there is one.",
+        ["lab"] = "The NAT lab: topologies in memory, or as Linux network namespaces.",
     };
 
     public static IEnumerable<Command> All()
@@ -43,13 +44,18 @@ internal static class CommandCatalog
                 continue;
             }
 
-            var parent = new Command(name, description);
+            // A part may own the parent verb itself (`natkit lab` is the lab's group): others' children join it.
+            var owner = groups.FirstOrDefault(g => g.Parent is null && g.Command.Name == name).Command;
+            var parent = owner ?? new Command(name, description);
             foreach (var c in children)
             {
                 parent.Subcommands.Add(c.Command);
             }
 
-            result.Add(parent);
+            if (owner is null)
+            {
+                result.Add(parent);
+            }
         }
 
         foreach (var g in groups.Where(g => g.Parent is null))

@@ -238,7 +238,7 @@ internal sealed class LabCommands : IVerbGroup
         }
     }
 
-    private static TopologySpec LoadTopology(string nameOrPath)
+    internal static TopologySpec LoadTopology(string nameOrPath)
     {
         try
         {

@@ -1,0 +1,143 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using NatKit.Nat;
+
+namespace NatKit.Linux;
+
+/// <summary>Figures for one path (direct, kernel NAT or NatKit) through the three-namespace topology.</summary>
+/// <param name="Path">"direct", "kernel" or "natkit".</param>
+/// <param name="TcpOneStreamBitsPerSecond">iperf3, one TCP stream, LAN host to WAN host.</param>
+/// <param name="TcpFourStreamsBitsPerSecond">iperf3, four TCP streams.</param>
+/// <param name="Udp64PacketsPerSecond">iperf3 -u -l 64 -b 0: 64-byte datagrams received per second.</param>
+/// <param name="RoundTripMicroseconds">Average ping round trip.</param>
+/// <param name="MinRoundTripMicroseconds">Fastest ping round trip: the path's own cost, without the scheduling
+/// delays a busy machine adds to the average.</param>
+public sealed record GatewayBenchmarkResult(string Path, double TcpOneStreamBitsPerSecond,
+    double TcpFourStreamsBitsPerSecond, double Udp64PacketsPerSecond, double RoundTripMicroseconds,
+    double MinRoundTripMicroseconds);
+
+/// <summary>
+/// `natkit bench gateway`: the same LAN host - gateway - WAN host topology with a direct link (the latency
+/// baseline), kernel nftables <c>masquerade persistent</c>, and a NatKit gateway (in this process), measured one
+/// after the other in one run with iperf3 and ping. Everything runs in namespaces made here and removed after.
+/// </summary>
+public static class GatewayBenchmark
+{
+    /// <summary>Measures one path. <paramref name="path"/> is "direct", "kernel" or "natkit".</summary>
+    public static async Task<GatewayBenchmarkResult> MeasureAsync(string path, TimeSpan duration, NatPolicy policy,
+        TunOffloads offloads = TunOffloads.All, int realtimePriority = 0, Action<string>? progress = null,
+        CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        var topology = path switch
+        {
+            "direct" => await GatewayTopology.CreateDirectAsync(cancellationToken: cancellationToken).ConfigureAwait(false),
+            "kernel" => await GatewayTopology.CreateKernelAsync(KernelNatKind.MasqueradePersistent, cancellationToken: cancellationToken).ConfigureAwait(false),
+            "natkit" => await GatewayTopology.CreateNatKitAsync(1, cancellationToken: cancellationToken).ConfigureAwait(false),
+            _ => throw new ArgumentException($"unknown path '{path}'", nameof(path)),
+        };
+        await using (topology.ConfigureAwait(false))
+        {
+            Gateway? gateway = path == "natkit"
+                ? await Gateway.StartAsync(topology.Hops[0], policy, offloads, realtimePriority, cancellationToken).ConfigureAwait(false)
+                : null;
+            try
+            {
+                var server = StartIperfServer(topology.Wan);
+                try
+                {
+                    await WaitForAsync(server, "Server listening", cancellationToken).ConfigureAwait(false);
+                    progress?.Invoke($"{path}: ping");
+                    var rtt = await PingAsync(topology.Lan, cancellationToken).ConfigureAwait(false);
+                    progress?.Invoke($"{path}: TCP, 1 stream");
+                    var one = await IperfAsync(topology.Lan, duration, ["-P", "1"], udp: false, cancellationToken).ConfigureAwait(false);
+                    progress?.Invoke($"{path}: TCP, 4 streams");
+                    var four = await IperfAsync(topology.Lan, duration, ["-P", "4"], udp: false, cancellationToken).ConfigureAwait(false);
+                    progress?.Invoke($"{path}: UDP, 64-byte datagrams");
+                    var pps = await IperfAsync(topology.Lan, duration, ["-u", "-l", "64", "-b", "0"], udp: true, cancellationToken).ConfigureAwait(false);
+                    return new GatewayBenchmarkResult(path, one, four, pps, rtt.Average, rtt.Min);
+                }
+                finally
+                {
+                    if (!server.HasExited)
+                    {
+                        server.Kill(entireProcessTree: true);
+                    }
+
+                    await server.WaitForExitAsync(CancellationToken.None).ConfigureAwait(false);
+                    server.Dispose();
+                }
+            }
+            finally
+            {
+                if (gateway is not null)
+                {
+                    await gateway.DisposeAsync().ConfigureAwait(false);
+                }
+            }
+        }
+    }
+
+    private static Process StartIperfServer(NetworkNamespace wan)
+    {
+        var info = new ProcessStartInfo("ip")
+        {
+            UseShellExecute = false,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        };
+        foreach (var a in (string[])["netns", "exec", wan.Name, "iperf3", "-s", "--forceflush", "-B", GatewayTopology.WanHostAddress])
+        {
+            info.ArgumentList.Add(a);
+        }
+
+        return Process.Start(info) ?? throw new IOException("cannot start iperf3 -s");
+    }
+
+    private static async Task WaitForAsync(Process process, string needle, CancellationToken ct)
+    {
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        deadline.CancelAfter(TimeSpan.FromSeconds(15));
+        while (await process.StandardOutput.ReadLineAsync(deadline.Token).ConfigureAwait(false) is { } line)
+        {
+            if (line.Contains(needle, StringComparison.Ordinal))
+            {
+                return;
+            }
+        }
+
+        throw new IOException($"iperf3 server ended before '{needle}': {await process.StandardError.ReadToEndAsync(ct).ConfigureAwait(false)}");
+    }
+
+    private static async Task<(double Min, double Average)> PingAsync(NetworkNamespace lan, CancellationToken ct)
+    {
+        // warm-up (mappings, neighbour entries), then 200 quick echoes
+        _ = await lan.TryExecAsync("ping", ["-c", "3", "-i", "0.01", "-q", GatewayTopology.WanHostAddress], ct).ConfigureAwait(false);
+        var output = await lan.ExecAsync("ping", ["-c", "200", "-i", "0.005", "-q", GatewayTopology.WanHostAddress], ct,
+            TimeSpan.FromSeconds(30)).ConfigureAwait(false);
+        // rtt min/avg/max/mdev = 0.030/0.045/0.120/0.010 ms
+        var line = output.Split('\n').First(l => l.Contains("min/avg/max", StringComparison.Ordinal));
+        var numbers = line[(line.IndexOf('=', StringComparison.Ordinal) + 1)..].Trim().Split(' ')[0].Split('/');
+        return (double.Parse(numbers[0], CultureInfo.InvariantCulture) * 1000,
+            double.Parse(numbers[1], CultureInfo.InvariantCulture) * 1000);
+    }
+
+    private static async Task<double> IperfAsync(NetworkNamespace lan, TimeSpan duration, string[] options, bool udp,
+        CancellationToken ct)
+    {
+        var seconds = Math.Max(1, (int)duration.TotalSeconds).ToString(CultureInfo.InvariantCulture);
+        var output = await lan.ExecAsync("iperf3", ["-c", GatewayTopology.WanHostAddress, "-t", seconds, "-J", .. options],
+            ct, duration + TimeSpan.FromSeconds(30)).ConfigureAwait(false);
+        using var json = JsonDocument.Parse(output);
+        var end = json.RootElement.GetProperty("end");
+        if (udp)
+        {
+            var sum = end.GetProperty("sum");
+            var packets = sum.GetProperty("packets").GetDouble() - sum.GetProperty("lost_packets").GetDouble();
+            return packets / sum.GetProperty("seconds").GetDouble();
+        }
+
+        return end.GetProperty("sum_received").GetProperty("bits_per_second").GetDouble();
+    }
+}

@@ -1,0 +1,189 @@
+using System.Globalization;
+using System.Net.Sockets;
+using System.Text;
+using System.Text.Json;
+using NatKit.Nat;
+
+namespace NatKit.Linux;
+
+/// <summary>One flow as the control socket reports it.</summary>
+public sealed record GatewayFlow(string Protocol, string Inside, string Outside, string Remote, string TcpState,
+    long IdleMilliseconds, long ExpiresInMilliseconds);
+
+/// <summary>What <c>natkit gateway stats</c> shows: the data plane's and the engine's counters.</summary>
+public sealed record GatewayStatus(GatewayStats DataPlane, NatCounters Engine, int Sessions, int Mappings,
+    long TableBytes, string InsideOffloads, string OutsideOffloads);
+
+/// <summary>
+/// The running gateway's control socket: a Unix stream socket (default <c>/run/natkit/NAME.sock</c>) that answers
+/// one line, <c>flows</c> or <c>stats</c>, with one JSON document and closes. A filesystem socket, not a loopback
+/// port, because the gateway runs inside its own network namespace, whose loopback nobody else can reach.
+/// </summary>
+public sealed class GatewayControl : IAsyncDisposable
+{
+    /// <summary>Where control sockets live.</summary>
+    public const string Directory = "/run/natkit";
+
+    private static readonly JsonSerializerOptions Json = new() { WriteIndented = false };
+
+    private readonly Gateway _gateway;
+    private readonly Socket _listener;
+    private readonly CancellationTokenSource _stop = new();
+    private readonly Task _accepting;
+
+    private GatewayControl(Gateway gateway, Socket listener, string path)
+    {
+        _gateway = gateway;
+        _listener = listener;
+        Path = path;
+        _accepting = AcceptLoopAsync();
+    }
+
+    public string Path { get; }
+
+    /// <summary>The control socket path for a gateway name.</summary>
+    public static string PathFor(string name) => System.IO.Path.Combine(Directory, name + ".sock");
+
+    /// <summary>Listens on <paramref name="path"/> (a stale socket file from a crashed run is replaced).</summary>
+    public static GatewayControl Listen(Gateway gateway, string path)
+    {
+        ArgumentNullException.ThrowIfNull(gateway);
+        System.IO.Directory.CreateDirectory(System.IO.Path.GetDirectoryName(path)!);
+        if (File.Exists(path))
+        {
+            File.Delete(path);
+        }
+
+        var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        try
+        {
+            listener.Bind(new UnixDomainSocketEndPoint(path));
+            listener.Listen(8);
+        }
+        catch
+        {
+            listener.Dispose();
+            throw;
+        }
+
+        return new GatewayControl(gateway, listener, path);
+    }
+
+    /// <summary>Asks a running gateway for its flow table.</summary>
+    public static async Task<IReadOnlyList<GatewayFlow>> FlowsAsync(string path, CancellationToken cancellationToken = default) =>
+        JsonSerializer.Deserialize<List<GatewayFlow>>(await AskAsync(path, "flows", cancellationToken).ConfigureAwait(false), Json) ?? [];
+
+    /// <summary>Asks a running gateway for its counters.</summary>
+    public static async Task<GatewayStatus> StatusAsync(string path, CancellationToken cancellationToken = default) =>
+        JsonSerializer.Deserialize<GatewayStatus>(await AskAsync(path, "stats", cancellationToken).ConfigureAwait(false), Json)
+        ?? throw new InvalidDataException("the gateway sent an empty answer");
+
+    /// <summary>The flows of a gateway, taken on its data-plane thread.</summary>
+    public static async Task<IReadOnlyList<GatewayFlow>> FlowsOf(Gateway gateway)
+    {
+        ArgumentNullException.ThrowIfNull(gateway);
+        var (now, flows) = await gateway.DataPlane.QueryAsync(e => (gateway.DataPlane.EngineNow, e.SnapshotFlows()))
+            .ConfigureAwait(false);
+        var list = new List<GatewayFlow>(flows.Count);
+        foreach (var f in flows)
+        {
+            list.Add(new GatewayFlow(f.Protocol.ToString().ToLowerInvariant(), f.Internal.ToString(), f.External.ToString(),
+                f.Remote.ToString(), f.TcpState.ToString(), Math.Max(0, now - f.LastRefresh),
+                Math.Max(0, f.ExpiresAt - now)));
+        }
+
+        return list;
+    }
+
+    /// <summary>The counters of a gateway, taken on its data-plane thread.</summary>
+    public static Task<GatewayStatus> StatusOf(Gateway gateway)
+    {
+        ArgumentNullException.ThrowIfNull(gateway);
+        var offloads = gateway.Offloads;
+        return gateway.DataPlane.QueryAsync(e => new GatewayStatus(gateway.DataPlane.Stats, e.Counters, e.SessionCount,
+            e.MappingCount, e.TableBytes, offloads.Inside.ToString(), offloads.Outside.ToString()));
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _stop.CancelAsync().ConfigureAwait(false);
+        _listener.Dispose();
+        try
+        {
+            await _accepting.ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+        }
+
+        _stop.Dispose();
+        try
+        {
+            File.Delete(Path);
+        }
+        catch (IOException)
+        {
+            // already gone
+        }
+    }
+
+    private static async Task<string> AskAsync(string path, string command, CancellationToken cancellationToken)
+    {
+        if (!File.Exists(path))
+        {
+            throw new IOException($"no gateway control socket at {path} (is `natkit gateway run` running?)");
+        }
+
+        using var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        await socket.ConnectAsync(new UnixDomainSocketEndPoint(path), cancellationToken).ConfigureAwait(false);
+        await using var stream = new NetworkStream(socket, ownsSocket: false);
+        await stream.WriteAsync(Encoding.ASCII.GetBytes(command + "\n"), cancellationToken).ConfigureAwait(false);
+        using var reader = new StreamReader(stream, Encoding.UTF8);
+        return await reader.ReadToEndAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    private async Task AcceptLoopAsync()
+    {
+        while (!_stop.IsCancellationRequested)
+        {
+            Socket client;
+            try
+            {
+                client = await _listener.AcceptAsync(_stop.Token).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException or SocketException)
+            {
+                return;
+            }
+
+            _ = ServeAsync(client);
+        }
+    }
+
+    private async Task ServeAsync(Socket client)
+    {
+        using (client)
+        {
+            try
+            {
+                using var timeout = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token);
+                timeout.CancelAfter(TimeSpan.FromSeconds(5));
+                await using var stream = new NetworkStream(client, ownsSocket: false);
+                var line = new byte[64];
+                var n = await stream.ReadAsync(line, timeout.Token).ConfigureAwait(false);
+                var command = Encoding.ASCII.GetString(line, 0, n).Trim();
+                string answer = command switch
+                {
+                    "flows" => JsonSerializer.Serialize(await FlowsOf(_gateway).ConfigureAwait(false), Json),
+                    "stats" => JsonSerializer.Serialize(await StatusOf(_gateway).ConfigureAwait(false), Json),
+                    _ => JsonSerializer.Serialize(new { error = string.Create(CultureInfo.InvariantCulture, $"unknown command '{command}'") }, Json),
+                };
+                await stream.WriteAsync(Encoding.UTF8.GetBytes(answer), timeout.Token).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is IOException or SocketException or OperationCanceledException)
+            {
+                // a client that went away or dawdled: nothing to answer
+            }
+        }
+    }
+}

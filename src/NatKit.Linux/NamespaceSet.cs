@@ -1,0 +1,39 @@
+namespace NatKit.Linux;
+
+/// <summary>
+/// The namespaces one topology made, named <c>nk-TAG-ROLE</c>: created with reverse-path filtering off (links
+/// here are asymmetric on purpose), removed together, newest first, on dispose.
+/// </summary>
+internal sealed class NamespaceSet : IAsyncDisposable
+{
+    private readonly List<NetworkNamespace> _owned = [];
+
+    public NamespaceSet(string? tag)
+    {
+        Tag = tag ?? NetworkNamespace.NewRunTag();
+    }
+
+    public string Tag { get; }
+
+    public async Task<NetworkNamespace> CreateAsync(string role, CancellationToken ct)
+    {
+        var ns = await NetworkNamespace.CreateAsync($"{NetworkNamespace.Prefix}{Tag}-{role}", ct).ConfigureAwait(false);
+        _owned.Add(ns);
+        await ns.SysctlAsync("net.ipv4.conf.all.rp_filter", "0", ct).ConfigureAwait(false);
+        await ns.SysctlAsync("net.ipv4.conf.default.rp_filter", "0", ct).ConfigureAwait(false);
+        return ns;
+    }
+
+    /// <summary>Forgets the namespaces without removing them (left for `natkit lab netns down`).</summary>
+    public void Detach() => _owned.Clear();
+
+    public async ValueTask DisposeAsync()
+    {
+        for (var i = _owned.Count - 1; i >= 0; i--)
+        {
+            await _owned[i].DisposeAsync().ConfigureAwait(false);
+        }
+
+        _owned.Clear();
+    }
+}
