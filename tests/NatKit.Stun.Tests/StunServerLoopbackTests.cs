@@ -95,6 +95,61 @@ public class StunServerLoopbackTests
     }
 
     [Fact]
+    public async Task Udp_BurstsFromManySockets_EveryRequestIsAnsweredToItsOwnSender()
+    {
+        // Requests queue up while the server's thread is busy, so it takes and answers them in batches: each
+        // reply must still carry its own request's transaction and go back to that request's sender.
+        await using var server = await StunServer.StartAsync(SystemNetwork.Instance, Loopback);
+        const int perSocket = 6;
+        var sockets = new List<IDatagramSocket>();
+        try
+        {
+            var ids = new List<HashSet<StunTransactionId>>();
+            for (var s = 0; s < 12; s++)
+            {
+                sockets.Add(await SystemNetwork.Instance.BindUdpAsync(new IPEndPoint(IPAddress.Loopback, 0)));
+                ids.Add([]);
+            }
+
+            var request = new byte[StunMessageReader.HeaderLength];
+            for (var round = 0; round < perSocket; round++)
+            {
+                for (var s = 0; s < sockets.Count; s++)
+                {
+                    var id = StunTransactionId.NewRandom();
+                    ids[s].Add(id);
+                    _ = new StunMessageWriter(request, StunMethods.Binding, StunClass.Request, id);
+                    await sockets[s].SendToAsync(request, server.UdpEndPoints[0]);
+                }
+            }
+
+            using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+            var buffer = new byte[1500];
+            for (var s = 0; s < sockets.Count; s++)
+            {
+                for (var k = 0; k < perSocket; k++)
+                {
+                    var got = await sockets[s].ReceiveFromAsync(buffer, cts.Token);
+                    Assert.Equal(server.UdpEndPoints[0], got.RemoteEndPoint);
+                    Assert.True(StunMessageReader.TryParse(buffer.AsSpan(0, got.Length), out var reply));
+                    Assert.True(ids[s].Remove(reply.TransactionId), "a reply for another socket's request");
+                    Assert.True(reply.TryGetXorAddress(StunAttributeType.XorMappedAddress, out var mapped));
+                    Assert.Equal(sockets[s].LocalEndPoint, mapped.ToEndPoint());
+                }
+
+                Assert.Empty(ids[s]);
+            }
+        }
+        finally
+        {
+            foreach (var s in sockets)
+            {
+                await s.DisposeAsync();
+            }
+        }
+    }
+
+    [Fact]
     public async Task GarbageFlood_DoesNotStopTheServer()
     {
         await using var server = await StunServer.StartAsync(SystemNetwork.Instance, Loopback);

@@ -17,6 +17,9 @@ public sealed partial class StunServer : IAsyncDisposable
 {
     private const int ReceiveBufferLength = 2048;
 
+    /// <summary>Requests a UDP thread takes from its socket's queue at once, and replies it sends at once.</summary>
+    private const int MaxBatch = 32;
+
     /// <summary>Largest message accepted on a stream; a bigger frame closes the connection.</summary>
     private const int MaxStreamFrame = 4096;
 
@@ -110,9 +113,12 @@ public sealed partial class StunServer : IAsyncDisposable
                 server._loops.Add(server.AcceptLoopAsync(listener, StunTransport.Tls));
             }
 
+            // Threads only when every socket offers blocking I/O: a reply may leave by any of them (RFC 5780).
+            var blocking = Array.ConvertAll(server._udp, s => s as IBlockingDatagramSocket);
+            var useThreads = Array.TrueForAll(blocking, b => b is not null);
             for (var i = 0; i < server._udp.Length; i++)
             {
-                server._loops.Add(server.UdpLoopAsync(i));
+                server._loops.Add(useThreads ? server.StartUdpThread(i, blocking!) : server.UdpLoopAsync(i));
             }
 
             LogStarted(server._logger, string.Join(", ", server._udp.Select(s => s.LocalEndPoint)),
@@ -173,28 +179,13 @@ public sealed partial class StunServer : IAsyncDisposable
                 continue;
             }
 
-            StunReplyRoute route;
-            try
-            {
-                route = _handler.Handle(buffer.AsSpan(0, datagram.Length), datagram.RemoteEndPoint, index,
-                    StunTransport.Udp, reply);
-            }
-#pragma warning disable CA1031 // A bug in handling one datagram must not stop the server; it is logged.
-            catch (Exception e)
-#pragma warning restore CA1031
-            {
-                LogHandlerFailed(_logger, e);
-                continue;
-            }
-
+            var route = HandleDatagram(buffer.AsSpan(0, datagram.Length), datagram.RemoteEndPoint, index, reply,
+                out var target);
             if (route.Length == 0)
             {
                 continue;
             }
 
-            var target = route.Port == 0
-                ? datagram.RemoteEndPoint
-                : new IPEndPoint(datagram.RemoteEndPoint.Address, route.Port);
             try
             {
                 await _udp[route.SocketIndex].SendToAsync(reply.AsMemory(0, route.Length), target, CancellationToken.None);
@@ -210,6 +201,130 @@ public sealed partial class StunServer : IAsyncDisposable
                 LogSendFailed(_logger, target, e.Message);
             }
         }
+    }
+
+    /// <summary>
+    /// Where the network offers synchronous datagram I/O, a thread of its own serves the socket: a blocking
+    /// receive, the handler, a send, with no thread-pool hop between them. On two cores this answers more requests
+    /// per second than the asynchronous loop (docs/stun.md, Numbers). Disposing the socket ends the thread.
+    /// </summary>
+    private Task StartUdpThread(int index, IBlockingDatagramSocket?[] sockets)
+    {
+        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var thread = new Thread(() =>
+        {
+            try
+            {
+                UdpThreadLoop(index, sockets!);
+            }
+            finally
+            {
+                done.SetResult();
+            }
+        })
+        {
+            IsBackground = true,
+            Name = $"stun-udp-{index}",
+        };
+        thread.Start();
+        return done.Task;
+    }
+
+    private void UdpThreadLoop(int index, IBlockingDatagramSocket[] sockets)
+    {
+        var socket = sockets[index];
+        using var requests = new DatagramBatch(MaxBatch, ReceiveBufferLength);
+        using var replies = new DatagramBatch(MaxBatch, StunRequestHandler.MaxReplyLength);
+        var token = _stop.Token;
+        while (!token.IsCancellationRequested)
+        {
+            // One wait for the first datagram takes the others already queued with it; their replies then leave
+            // together, so a busy server makes two system calls per batch instead of two per request.
+            int received;
+            try
+            {
+                received = socket.ReceiveBatch(requests);
+            }
+            catch (ObjectDisposedException)
+            {
+                return;
+            }
+#pragma warning disable CA1031 // No receive error may end the loop; a persistent one is logged and paced.
+            catch (Exception e)
+#pragma warning restore CA1031
+            {
+                LogReceiveFailed(_logger, _udp[index].LocalEndPoint, e.Message);
+                if (token.WaitHandle.WaitOne(TimeSpan.FromMilliseconds(10)))
+                {
+                    return;
+                }
+
+                continue;
+            }
+
+            var count = 0;
+            for (var i = 0; i < received; i++)
+            {
+                var route = HandleDatagram(requests.Datagram(i), requests.RemoteEndPoint(i), index,
+                    replies.Slot(count), out var target);
+                if (route.Length == 0)
+                {
+                    continue;
+                }
+
+                if (route.SocketIndex == index)
+                {
+                    replies.Set(count++, route.Length, target);
+                    continue;
+                }
+
+                // RFC 5780 CHANGE-REQUEST: this reply leaves by another socket.
+                try
+                {
+                    sockets[route.SocketIndex].Send(replies.Slot(count)[..route.Length], target);
+                }
+                catch (ObjectDisposedException)
+                {
+                    return;
+                }
+                catch (NetworkException e)
+                {
+                    LogSendFailed(_logger, target, e.Message);
+                }
+            }
+
+            try
+            {
+                // A reply the OS refuses (a spoofed broadcast source, no route) is skipped; the others still go.
+                socket.SendBatch(replies, count);
+            }
+            catch (ObjectDisposedException)
+            {
+                return;
+            }
+        }
+    }
+
+    /// <summary>Runs the handler on one UDP datagram; a failure is logged and answers nothing.</summary>
+    private StunReplyRoute HandleDatagram(ReadOnlySpan<byte> request, IPEndPoint source, int index, Span<byte> reply,
+        out IPEndPoint target)
+    {
+        StunReplyRoute route;
+        try
+        {
+            route = _handler.Handle(request, source, index, StunTransport.Udp, reply);
+        }
+#pragma warning disable CA1031 // A bug in handling one datagram must not stop the server; it is logged.
+        catch (Exception e)
+#pragma warning restore CA1031
+        {
+            LogHandlerFailed(_logger, e);
+            target = source;
+            return default;
+        }
+
+        target = route.Length == 0 || route.Port == 0 ? source : new IPEndPoint(source.Address, route.Port);
+        return route;
     }
 
     private async Task AcceptLoopAsync(IStreamListener listener, StunTransport transport)
