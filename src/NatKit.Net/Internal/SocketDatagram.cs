@@ -5,7 +5,7 @@ using System.Runtime.CompilerServices;
 namespace NatKit.Net.Internal;
 
 /// <summary>A UDP socket over System.Net.Sockets using the pooled, allocation-free SocketAddress overloads.</summary>
-internal sealed class SocketDatagram : IDatagramSocket, ISocketBuffers
+internal sealed partial class SocketDatagram : IDatagramSocket, ISocketBuffers
 {
     private readonly Socket _socket;
     private readonly SocketAddress _receiveAddress;
