@@ -34,6 +34,12 @@ public sealed partial class TurnServer
     /// least two so the two directions of a relay run in parallel.</summary>
     private static int DirectThreads => Math.Clamp(Environment.ProcessorCount, 2, 8);
 
+    /// <summary>How many poller threads serve UDP clients (0: every socket has its own async loop).</summary>
+    internal int DirectThreadCount => _pollers.Length;
+
+    /// <summary>How many relay sockets the poller threads serve now.</summary>
+    internal int PolledRelayCount => _polled.Count;
+
     private bool TryStartDirectLoop()
     {
         if (_udp.Count == 0 || _network is not IDatagramPollerSource source)
