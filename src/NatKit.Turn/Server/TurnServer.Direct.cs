@@ -17,9 +17,9 @@ public sealed partial class TurnServer
 {
     /// <summary>Datagrams taken from one ready socket before the next socket gets its turn: enough to save
     /// readiness waits when a socket is busy, few enough to keep the others served.</summary>
-    private const int ListenerBatch = 16;
+    private const int ListenerBatch = 64;
 
-    private const int RelayBatch = 4;
+    private const int RelayBatch = 16;
 
     /// <summary>Listening socket i has token i + 1; relay sockets get tokens from here up.</summary>
     private const long FirstRelayToken = 1L << 32;
