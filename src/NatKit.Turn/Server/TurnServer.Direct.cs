@@ -178,13 +178,22 @@ public sealed partial class TurnServer
             for (var i = 0; i < n; i++)
             {
                 var token = ready[i];
-                if (token < FirstRelayToken)
+                try
                 {
-                    ServeListener((int)token - 1, clientBuffer);
+                    if (token < FirstRelayToken)
+                    {
+                        ServeListener((int)token - 1, clientBuffer);
+                    }
+                    else if (_polled.TryGetValue(token, out var relay))
+                    {
+                        ServePeers(relay, relayBuffer);
+                    }
                 }
-                else if (_polled.TryGetValue(token, out var relay))
+#pragma warning disable CA1031 // this thread serves every UDP client: nothing may end it but Dispose
+                catch (Exception e)
+#pragma warning restore CA1031
                 {
-                    ServePeers(relay, relayBuffer);
+                    _logger.LogError(e, "serving a ready UDP socket failed");
                 }
             }
         }

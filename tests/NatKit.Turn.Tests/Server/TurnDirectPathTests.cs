@@ -31,7 +31,8 @@ public sealed class TurnDirectPathTests
 
     /// <summary>Sends <paramref name="count"/> numbered packets from one client to the other's relayed address,
     /// one at a time, and checks each arrives whole, in order, from the sender's relayed address.</summary>
-    private static async Task RelayAsync(TurnClient from, TurnClient to, int count, int size, CancellationToken ct)
+    private static async Task RelayAsync(TurnClient from, TurnClient to, int count, int size, CancellationToken ct,
+        IPEndPoint? ignore = null)
     {
         var payload = new byte[size];
         var buffer = new byte[2048];
@@ -41,6 +42,11 @@ public sealed class TurnDirectPathTests
             payload[^1] = (byte)i;
             await from.SendAsync(payload, to.RelayedEndPoint, ct);
             var got = await to.ReceiveAsync(buffer, ct);
+            while (got.Peer.Equals(ignore))
+            {
+                got = await to.ReceiveAsync(buffer, ct);
+            }
+
             Assert.Equal(size, got.Length);
             Assert.Equal(i, BinaryPrimitives.ReadInt32BigEndian(buffer));
             Assert.Equal((byte)i, buffer[size - 1]);
@@ -100,5 +106,43 @@ public sealed class TurnDirectPathTests
         await server.DisposeAsync().AsTask().WaitAsync(TimeSpan.FromSeconds(10));
         Assert.Equal(0, server.AllocationCount);
         await a.DisposeAsync();
+    }
+
+    [Fact]
+    public async Task RealNetwork_RandomAndMutatedDatagrams_ToListenerAndRelays_NeverStopThePollerThreads()
+    {
+        using var cts = new CancellationTokenSource(Timeout);
+        await using var server = await StartAsync();
+        await using var a = await AllocateAsync(server, cts.Token);
+        await using var b = await AllocateAsync(server, cts.Token);
+        await a.BindChannelAsync(b.RelayedEndPoint, cts.Token);
+        await b.BindChannelAsync(a.RelayedEndPoint, cts.Token);
+
+        // a stranger on loopback: garbage, ChannelData-shaped garbage, truncated STUN, to the listener and to
+        // both relayed addresses (permissions are per IP address, so what it sends to those is relayed as Data
+        // indications, and ignored below)
+        using var stranger = await SystemNetwork.Instance.BindUdpAsync(new IPEndPoint(IPAddress.Loopback, 0));
+        var random = new Random(1234);
+        var targets = new[] { server.UdpEndPoints[0], a.RelayedEndPoint, b.RelayedEndPoint };
+        for (var i = 0; i < 600; i++)
+        {
+            var datagram = new byte[random.Next(0, 300)];
+            random.NextBytes(datagram);
+            if (datagram.Length >= 4 && i % 3 == 0)
+            {
+                datagram[0] = (byte)(0x40 + random.Next(0, 0x40)); // channel number range
+                BinaryPrimitives.WriteUInt16BigEndian(datagram.AsSpan(2), (ushort)random.Next(0, 400));
+            }
+            else if (datagram.Length >= 20 && i % 3 == 1)
+            {
+                datagram[0] = 0; // a STUN header with a random method, length and cookie
+            }
+
+            await stranger.SendToAsync(datagram, targets[i % targets.Length], cts.Token);
+        }
+
+        // still relaying, both directions
+        await RelayAsync(a, b, 20, 64, cts.Token, stranger.LocalEndPoint);
+        await RelayAsync(b, a, 20, 64, cts.Token, stranger.LocalEndPoint);
     }
 }
