@@ -1,3 +1,4 @@
+using System.Diagnostics.CodeAnalysis;
 using System.Net;
 using System.Net.NetworkInformation;
 using System.Net.Sockets;
@@ -6,7 +7,7 @@ using NatKit.Net.Internal;
 namespace NatKit.Net;
 
 /// <summary>The real network: System.Net.Sockets and the system clock.</summary>
-public sealed class SystemNetwork : INetwork
+public sealed class SystemNetwork : INetwork, IDatagramPollerSource
 {
     /// <summary>The one instance; it holds no state of its own.</summary>
     public static SystemNetwork Instance { get; } = new();
@@ -37,6 +38,13 @@ public sealed class SystemNetwork : INetwork
 
             return result;
         }
+    }
+
+    /// <summary>On Linux, an epoll set over this network's UDP sockets.</summary>
+    public bool TryCreatePoller([NotNullWhen(true)] out IDatagramPoller? poller)
+    {
+        poller = EpollPoller.TryCreate();
+        return poller is not null;
     }
 
     public ValueTask<IDatagramSocket> BindUdpAsync(IPEndPoint localEndPoint,

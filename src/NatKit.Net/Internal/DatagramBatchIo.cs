@@ -9,11 +9,6 @@ internal static unsafe partial class DatagramBatchIo
 {
     public const int MSG_TRUNC = 0x20;
     public const int MSG_WAITFORONE = 0x10000;
-    public const int EINTR = 4;
-    public const int EBADF = 9;
-    public const int EAGAIN = 11;
-    public const int ENOTSOCK = 88;
-    public const int ECONNREFUSED = 111;
 
     /// <summary>The native layout below is LP64 Linux's (x86-64, arm64).</summary>
     public static bool Supported { get; } = OperatingSystem.IsLinux() && IntPtr.Size == 8 && sizeof(MMsgHdr) == 64;

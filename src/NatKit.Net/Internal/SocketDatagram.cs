@@ -6,10 +6,11 @@ using System.Runtime.InteropServices;
 namespace NatKit.Net.Internal;
 
 /// <summary>
-/// A UDP socket over System.Net.Sockets using the pooled, allocation-free SocketAddress overloads, asynchronous
-/// or (<see cref="IBlockingDatagramSocket"/>) synchronous.
+/// A UDP socket over System.Net.Sockets using the pooled, allocation-free SocketAddress overloads: asynchronous,
+/// synchronous and batched (<see cref="IBlockingDatagramSocket"/>), or non-blocking under a poller
+/// (<see cref="INonBlockingDatagramSocket"/>, in SocketDatagram.NonBlocking.cs).
 /// </summary>
-internal sealed class SocketDatagram : IDatagramSocket, ISocketBuffers, IBlockingDatagramSocket
+internal sealed partial class SocketDatagram : IDatagramSocket, ISocketBuffers, IBlockingDatagramSocket
 {
     private readonly Socket _socket;
     private readonly SocketAddress _receiveAddress;
@@ -161,13 +162,13 @@ internal sealed class SocketDatagram : IDatagramSocket, ISocketBuffers, IBlockin
                 continue;
             }
 
-            if (n == 0 || Volatile.Read(ref _disposed) || errno is DatagramBatchIo.EBADF or DatagramBatchIo.ENOTSOCK)
+            if (n == 0 || Volatile.Read(ref _disposed) || errno is Libc.EBADF or Libc.ENOTSOCK)
             {
                 // Zero datagrams from a blocking wait means shut down, which only closing the socket does.
                 throw new ObjectDisposedException(nameof(SocketDatagram));
             }
 
-            if (errno != DatagramBatchIo.ECONNREFUSED) // an ICMP error for an earlier send: keep receiving
+            if (errno != Libc.ECONNREFUSED) // an ICMP error for an earlier send: keep receiving
             {
                 WaitOrThrow(errno, SelectMode.SelectRead, "receive on");
             }
@@ -216,8 +217,8 @@ internal sealed class SocketDatagram : IDatagramSocket, ISocketBuffers, IBlockin
             }
 
             ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) ||
-                                            errno is DatagramBatchIo.EBADF or DatagramBatchIo.ENOTSOCK, this);
-            if (errno is DatagramBatchIo.EINTR or DatagramBatchIo.EAGAIN)
+                                            errno is Libc.EBADF or Libc.ENOTSOCK, this);
+            if (errno is Libc.EINTR or Libc.EAGAIN)
             {
                 WaitOrThrow(errno, SelectMode.SelectWrite, "send from");
                 continue;
@@ -265,12 +266,12 @@ internal sealed class SocketDatagram : IDatagramSocket, ISocketBuffers, IBlockin
     /// it is ready. Anything else is an error that leaves the socket open.</summary>
     private void WaitOrThrow(int errno, SelectMode mode, string what)
     {
-        if (errno == DatagramBatchIo.EINTR)
+        if (errno == Libc.EINTR)
         {
             return;
         }
 
-        if (errno == DatagramBatchIo.EAGAIN)
+        if (errno == Libc.EAGAIN)
         {
             try
             {

@@ -59,6 +59,11 @@ internal sealed class Allocation
 
     public CancellationTokenSource Stop { get; } = new();
 
+    /// <summary>The relay sockets' tokens in the server's poller (0: not polled; an async loop serves it).</summary>
+    public long PollTokenV4;
+
+    public long PollTokenV6;
+
     public IDatagramSocket? RelayFor(IPAddress peer) =>
         Policy.IpKey.Normalized(peer).IsV4 ? RelayV4 : RelayV6;
 }

@@ -29,7 +29,35 @@ internal sealed class UdpClientLink(IDatagramSocket socket, IPEndPoint remote)
 {
     public override bool IsStream => false;
 
-    public override async ValueTask SendAsync(ReadOnlyMemory<byte> frame)
+    /// <summary>The listening socket when it can send without waiting (the real network): replies and relayed
+    /// frames then leave on the calling thread.</summary>
+    public INonBlockingDatagramSocket? Direct { get; } = socket as INonBlockingDatagramSocket;
+
+    public override ValueTask SendAsync(ReadOnlyMemory<byte> frame)
+    {
+        if (Direct is not null)
+        {
+            TrySend(frame.Span);
+            return default;
+        }
+
+        return SendSlowAsync(frame);
+    }
+
+    /// <summary>Sends without waiting (<see cref="Direct"/> must be set); false if the datagram was lost.</summary>
+    public bool TrySend(ReadOnlySpan<byte> frame)
+    {
+        try
+        {
+            return Direct!.TrySend(frame, Remote);
+        }
+        catch (ObjectDisposedException)
+        {
+            return false;
+        }
+    }
+
+    private async ValueTask SendSlowAsync(ReadOnlyMemory<byte> frame)
     {
         try
         {

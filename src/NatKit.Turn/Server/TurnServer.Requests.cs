@@ -441,12 +441,12 @@ public sealed partial class TurnServer
             Metrics.AllocationCreated();
             if (allocation.RelayV4 is not null)
             {
-                _ = RelayLoopAsync(allocation, allocation.RelayV4);
+                ServeRelay(allocation, allocation.RelayV4, v6: false);
             }
 
             if (allocation.RelayV6 is not null)
             {
-                _ = RelayLoopAsync(allocation, allocation.RelayV6);
+                ServeRelay(allocation, allocation.RelayV6, v6: true);
             }
         }
         finally

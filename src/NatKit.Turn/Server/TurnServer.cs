@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Buffers.Binary;
 using System.Collections.Concurrent;
+using System.Diagnostics.CodeAnalysis;
 using System.Net;
 using System.Net.Security;
 using System.Net.Sockets;
@@ -178,10 +179,13 @@ public sealed partial class TurnServer : IAsyncDisposable
 
         _policy = _options.Policy.WithServer(endPoints, own);
 
-        for (var i = 0; i < _udp.Count; i++)
+        if (!TryStartDirectLoop())
         {
-            var index = i;
-            _loops.Add(UdpLoopAsync(index));
+            for (var i = 0; i < _udp.Count; i++)
+            {
+                var index = i;
+                _loops.Add(UdpLoopAsync(index));
+            }
         }
 
         var n = 0;
@@ -255,53 +259,82 @@ public sealed partial class TurnServer : IAsyncDisposable
     }
 
     /// <summary>ChannelData from the client (RFC 8656 section 12.4): find the peer, check, send.</summary>
-    private async ValueTask RelayChannelDataAsync(Allocation allocation, ReadOnlyMemory<byte> frame)
+    private ValueTask RelayChannelDataAsync(Allocation allocation, ReadOnlyMemory<byte> frame) =>
+        TryPlanChannelData(allocation, frame.Span, out var relay, out var peer, out var length)
+            ? SendToPeerAsync(relay, frame.Slice(4, length), peer)
+            : default;
+
+    /// <summary>The checks of ChannelData from the client: a bound channel, a permission, bandwidth. True with
+    /// the relay socket, the peer and the payload length when the payload (after the 4-byte header) may go.</summary>
+    private bool TryPlanChannelData(Allocation allocation, ReadOnlySpan<byte> span,
+        [NotNullWhen(true)] out IDatagramSocket? relay, [NotNullWhen(true)] out IPEndPoint? peer, out int length)
     {
-        var span = frame.Span;
+        relay = null;
         var number = BinaryPrimitives.ReadUInt16BigEndian(span);
-        var length = BinaryPrimitives.ReadUInt16BigEndian(span[2..]);
-        if (length > frame.Length - 4)
+        length = BinaryPrimitives.ReadUInt16BigEndian(span[2..]);
+        if (length > span.Length - 4)
         {
             Metrics.Dropped(DropReason.Malformed);
-            return;
+            peer = null;
+            return false;
         }
 
         var now = _time.GetTimestamp();
-        IPEndPoint? peer;
-        IDatagramSocket? relay;
         lock (allocation.Gate)
         {
             peer = allocation.Closed ? null : allocation.Bindings.PeerOf(number, now);
             if (peer is null)
             {
                 Metrics.Dropped(DropReason.NoChannel);
-                return;
+                return false;
             }
 
             if (!allocation.Bindings.HasPermission(peer.Address, now))
             {
                 Metrics.Dropped(DropReason.NoPermission);
-                return;
+                return false;
             }
 
             if (!allocation.Bucket.TryTake(length, now))
             {
                 Metrics.Dropped(DropReason.Bandwidth);
-                return;
+                return false;
             }
 
             relay = allocation.RelayFor(peer.Address);
         }
 
-        if (relay is null)
-        {
-            return;
-        }
-
-        await SendToPeerAsync(relay, frame.Slice(4, length), peer);
+        return relay is not null;
     }
 
-    private async ValueTask SendToPeerAsync(IDatagramSocket relay, ReadOnlyMemory<byte> payload, IPEndPoint peer)
+    /// <summary>Sends to a peer: on the calling thread when the socket can (never waits), else asynchronously.</summary>
+    private ValueTask SendToPeerAsync(IDatagramSocket relay, ReadOnlyMemory<byte> payload, IPEndPoint peer)
+    {
+        if (relay is INonBlockingDatagramSocket direct)
+        {
+            SendToPeer(direct, payload.Span, peer);
+            return default;
+        }
+
+        return SendToPeerSlowAsync(relay, payload, peer);
+    }
+
+    private void SendToPeer(INonBlockingDatagramSocket relay, ReadOnlySpan<byte> payload, IPEndPoint peer)
+    {
+        try
+        {
+            if (relay.TrySend(payload, peer))
+            {
+                Metrics.Relayed(toPeer: true, payload.Length);
+            }
+        }
+        catch (ObjectDisposedException)
+        {
+            // the allocation ended meanwhile: a datagram lost
+        }
+    }
+
+    private async ValueTask SendToPeerSlowAsync(IDatagramSocket relay, ReadOnlyMemory<byte> payload, IPEndPoint peer)
     {
         try
         {
@@ -480,55 +513,14 @@ public sealed partial class TurnServer : IAsyncDisposable
 
             try
             {
-                if (d.Length > max)
+                if (!TryFrameFromPeer(allocation, buffer, d, stream, out var frame, out var closed))
                 {
-                    Metrics.Dropped(DropReason.TooLarge);
-                    continue;
-                }
-
-                var now = _time.GetTimestamp();
-                ushort channel;
-                lock (allocation.Gate)
-                {
-                    if (allocation.Closed)
+                    if (closed)
                     {
                         return;
                     }
 
-                    if (!allocation.Bindings.HasPermission(d.RemoteEndPoint.Address, now))
-                    {
-                        Metrics.Dropped(DropReason.NoPermission);
-                        continue;
-                    }
-
-                    if (!allocation.Bucket.TryTake(d.Length, now))
-                    {
-                        Metrics.Dropped(DropReason.Bandwidth);
-                        continue;
-                    }
-
-                    channel = allocation.Bindings.ChannelOf(d.RemoteEndPoint, now);
-                }
-
-                ReadOnlyMemory<byte> frame;
-                if (channel != 0)
-                {
-                    var start = Headroom - 4;
-                    BinaryPrimitives.WriteUInt16BigEndian(buffer.AsSpan(start), channel);
-                    BinaryPrimitives.WriteUInt16BigEndian(buffer.AsSpan(start + 2), (ushort)d.Length);
-                    var total = 4 + d.Length;
-                    if (stream)
-                    {
-                        var padded = (total + 3) & ~3;
-                        buffer.AsSpan(start + total, padded - total).Clear();
-                        total = padded;
-                    }
-
-                    frame = buffer.AsMemory(start, total);
-                }
-                else
-                {
-                    frame = WriteDataIndication(buffer, d.Length, d.RemoteEndPoint);
+                    continue;
                 }
 
                 await allocation.Client.SendAsync(frame);
@@ -541,6 +533,69 @@ public sealed partial class TurnServer : IAsyncDisposable
                 _logger.LogWarning(e, "relay datagram from {Peer} failed", d.RemoteEndPoint);
             }
         }
+    }
+
+    /// <summary>A datagram from a peer, received at <see cref="Headroom"/> of <paramref name="buffer"/>: checks
+    /// it (size, permission, bandwidth) and frames it for the client in place, as ChannelData when a channel is
+    /// bound, else as a Data indication. False if it is dropped (<paramref name="closed"/>: the allocation
+    /// ended).</summary>
+    private bool TryFrameFromPeer(Allocation allocation, byte[] buffer, ReceivedDatagram d, bool stream,
+        out ReadOnlyMemory<byte> frame, out bool closed)
+    {
+        frame = default;
+        closed = false;
+        if (d.Length > _options.MaxRelayPayload)
+        {
+            Metrics.Dropped(DropReason.TooLarge);
+            return false;
+        }
+
+        var now = _time.GetTimestamp();
+        ushort channel;
+        lock (allocation.Gate)
+        {
+            if (allocation.Closed)
+            {
+                closed = true;
+                return false;
+            }
+
+            if (!allocation.Bindings.HasPermission(d.RemoteEndPoint.Address, now))
+            {
+                Metrics.Dropped(DropReason.NoPermission);
+                return false;
+            }
+
+            if (!allocation.Bucket.TryTake(d.Length, now))
+            {
+                Metrics.Dropped(DropReason.Bandwidth);
+                return false;
+            }
+
+            channel = allocation.Bindings.ChannelOf(d.RemoteEndPoint, now);
+        }
+
+        if (channel != 0)
+        {
+            var start = Headroom - 4;
+            BinaryPrimitives.WriteUInt16BigEndian(buffer.AsSpan(start), channel);
+            BinaryPrimitives.WriteUInt16BigEndian(buffer.AsSpan(start + 2), (ushort)d.Length);
+            var total = 4 + d.Length;
+            if (stream)
+            {
+                var padded = (total + 3) & ~3;
+                buffer.AsSpan(start + total, padded - total).Clear();
+                total = padded;
+            }
+
+            frame = buffer.AsMemory(start, total);
+        }
+        else
+        {
+            frame = WriteDataIndication(buffer, d.Length, d.RemoteEndPoint);
+        }
+
+        return true;
     }
 
     /// <summary>Writes a Data indication whose DATA value is the payload already at <see cref="Headroom"/>.</summary>
@@ -674,6 +729,7 @@ public sealed partial class TurnServer : IAsyncDisposable
             _count--;
         }
 
+        Unpoll(a);
         a.RelayV4?.Dispose();
         a.RelayV6?.Dispose();
         a.Stop.Dispose();
@@ -688,6 +744,11 @@ public sealed partial class TurnServer : IAsyncDisposable
         }
 
         _stop.Cancel();
+        foreach (var p in _pollers)
+        {
+            p.Wake();
+        }
+
         if (_timer is not null)
         {
             await _timer.DisposeAsync();
@@ -724,6 +785,11 @@ public sealed partial class TurnServer : IAsyncDisposable
         }
         catch (OperationCanceledException)
         {
+        }
+
+        foreach (var p in _pollers)
+        {
+            p.Dispose();
         }
 
         Metrics.Dispose();
