@@ -144,10 +144,7 @@ internal sealed class TurnBenchCommands : IVerbGroup
             AnsiConsole.Write(table);
         }
 
-        foreach (var c in held)
-        {
-            await c.DisposeAsync();
-        }
+        await generator.ReleaseAsync(held, ct);
     }
 
     /// <summary>VmRSS of a process, in bytes (Linux).</summary>

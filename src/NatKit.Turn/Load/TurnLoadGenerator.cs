@@ -129,11 +129,33 @@ public sealed class TurnLoadGenerator(INetwork network, TurnClientOptions client
         }
         finally
         {
-            foreach (var c in clients)
+            await ReleaseAsync(clients, cancellationToken);
+        }
+    }
+
+    /// <summary>
+    /// Deletes the clients' allocations (Refresh with LIFETIME 0) and closes them, all at once and best effort:
+    /// a server that does not answer within a second keeps them until they expire. A load run must not leave
+    /// allocations behind: a later socket that happens to reuse one's source port would get 437.
+    /// </summary>
+    public async Task ReleaseAsync(IEnumerable<TurnClient?> clients, CancellationToken cancellationToken = default)
+    {
+        async Task ReleaseOne(TurnClient c)
+        {
+            using var second = new CancellationTokenSource(TimeSpan.FromSeconds(1), network.TimeProvider);
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, second.Token);
+            try
             {
-                await c.DisposeAsync();
+                await c.DeallocateAsync(timeout.Token);
+            }
+            catch (Exception e) when (e is OperationCanceledException or TimeoutException or TurnException
+                                          or IOException or ObjectDisposedException)
+            {
+                // best effort: the client is closed either way (DeallocateAsync disposes it)
             }
         }
+
+        await Task.WhenAll(clients.OfType<TurnClient>().Select(ReleaseOne));
     }
 
     /// <summary>Makes <paramref name="count"/> allocations (each from its own socket, <paramref name="parallel"/>
@@ -161,14 +183,7 @@ public sealed class TurnLoadGenerator(INetwork network, TurnClientOptions client
         }
         catch
         {
-            foreach (var c in clients)
-            {
-                if (c is not null)
-                {
-                    await c.DisposeAsync();
-                }
-            }
-
+            await ReleaseAsync(clients, CancellationToken.None);
             throw;
         }
 
