@@ -10,18 +10,7 @@ public sealed partial class NatEngine
     /// internal). The quote's destination and the outer source become the external endpoint.</summary>
     private NatVerdict OutboundIcmpError(Ipv4Packet ip)
     {
-        if (!_policy.TranslateIcmpErrors) return Drop(NatDropReason.IcmpErrorsDisabled);
-        if (ip.MoreFragments || !IcmpV4Message.TryParse(ip.Payload, out var icmp) || !icmp.TryGetQuotedPacket(out var inner))
-        {
-            return Drop(NatDropReason.Malformed);
-        }
-
-        if (!IsTranslatedError(icmp.Type)) return Drop(NatDropReason.UnsupportedIcmp);
-
-        if (!inner.IsFirstFragment || !QuotedTransportHeader.TryParse(inner.Payload, inner.Protocol, out var q))
-        {
-            return Drop(NatDropReason.IcmpErrorNoSession);
-        }
+        if (!TryOpenError(ip, out var icmp, out var inner, out var q, out var refused)) return refused;
 
         var proto = (byte)inner.Protocol;
         var remote = inner.Source.Value;
@@ -57,18 +46,7 @@ public sealed partial class NatEngine
     /// <summary>The outside reports an error about a packet we sent (quoted: external endpoint to remote).</summary>
     private NatVerdict InboundIcmpError(Ipv4Packet ip)
     {
-        if (!_policy.TranslateIcmpErrors) return Drop(NatDropReason.IcmpErrorsDisabled);
-        if (ip.MoreFragments || !IcmpV4Message.TryParse(ip.Payload, out var icmp) || !icmp.TryGetQuotedPacket(out var inner))
-        {
-            return Drop(NatDropReason.Malformed);
-        }
-
-        if (!IsTranslatedError(icmp.Type)) return Drop(NatDropReason.UnsupportedIcmp);
-
-        if (!inner.IsFirstFragment || !QuotedTransportHeader.TryParse(inner.Payload, inner.Protocol, out var q))
-        {
-            return Drop(NatDropReason.IcmpErrorNoSession);
-        }
+        if (!TryOpenError(ip, out var icmp, out var inner, out var q, out var refused)) return refused;
 
         var proto = (byte)inner.Protocol;
         var external = inner.Source.Value;
@@ -98,6 +76,42 @@ public sealed partial class NatEngine
         ip.RewriteTtl((byte)(ip.Ttl - 1));
         icmp.FillChecksum();
         return NatVerdict.Inside;
+    }
+
+    /// <summary>What both directions check first: translation on, a whole ICMP error of a kind worth passing,
+    /// quoting the first fragment of a datagram with a readable transport header. False with the drop verdict.</summary>
+    private bool TryOpenError(Ipv4Packet ip, out IcmpV4Message icmp, out Ipv4Packet inner, out QuotedTransportHeader q,
+        out NatVerdict refused)
+    {
+        icmp = default;
+        inner = default;
+        q = default;
+        refused = default;
+        if (!_policy.TranslateIcmpErrors)
+        {
+            refused = Drop(NatDropReason.IcmpErrorsDisabled);
+            return false;
+        }
+
+        if (ip.MoreFragments || !IcmpV4Message.TryParse(ip.Payload, out icmp) || !icmp.TryGetQuotedPacket(out inner))
+        {
+            refused = Drop(NatDropReason.Malformed);
+            return false;
+        }
+
+        if (!IsTranslatedError(icmp.Type))
+        {
+            refused = Drop(NatDropReason.UnsupportedIcmp);
+            return false;
+        }
+
+        if (!inner.IsFirstFragment || !QuotedTransportHeader.TryParse(inner.Payload, inner.Protocol, out q))
+        {
+            refused = Drop(NatDropReason.IcmpErrorNoSession);
+            return false;
+        }
+
+        return true;
     }
 
     /// <summary>Errors worth passing: Destination Unreachable, Time Exceeded, Parameter Problem. Redirects

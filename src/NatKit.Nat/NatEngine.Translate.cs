@@ -246,27 +246,18 @@ public sealed partial class NatEngine
 
     /// <summary>Outbound rewrite: source address and port (ICMP: identifier), checksums patched (RFC 1624).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void RewriteSource(Ipv4Packet ip, byte proto, uint oldAddr, uint newAddr, ushort oldPort, ushort newPort)
-    {
-        var l4 = ip.Payload;
-        if (proto == (byte)IpProtocol.Icmp)
-        {
-            IcmpV4Message.TryParse(l4, out var icmp);
-            if (oldPort != newPort) icmp.RewriteIdentifier(newPort);
-        }
-        else
-        {
-            QuotedTransportHeader.TryParse(l4, (IpProtocol)proto, out var q);
-            PatchTransportChecksum(q, oldAddr, newAddr, oldPort, newPort);
-            q.SourcePort = newPort;
-        }
-
-        ip.RewriteSource(new Ipv4Address(newAddr));
-    }
+    private static void RewriteSource(Ipv4Packet ip, byte proto, uint oldAddr, uint newAddr, ushort oldPort, ushort newPort) =>
+        Rewrite(ip, proto, oldAddr, newAddr, oldPort, newPort, source: true);
 
     /// <summary>Inbound rewrite: destination address and port (ICMP: identifier), checksums patched.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void RewriteDestination(Ipv4Packet ip, byte proto, uint oldAddr, uint newAddr, ushort oldPort, ushort newPort)
+    private static void RewriteDestination(Ipv4Packet ip, byte proto, uint oldAddr, uint newAddr, ushort oldPort, ushort newPort) =>
+        Rewrite(ip, proto, oldAddr, newAddr, oldPort, newPort, source: false);
+
+    /// <summary>Rewrites one side of the packet (<paramref name="source"/> is a constant at every call, so the
+    /// inlined copies carry no branch on it).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Rewrite(Ipv4Packet ip, byte proto, uint oldAddr, uint newAddr, ushort oldPort, ushort newPort, bool source)
     {
         var l4 = ip.Payload;
         if (proto == (byte)IpProtocol.Icmp)
@@ -278,10 +269,12 @@ public sealed partial class NatEngine
         {
             QuotedTransportHeader.TryParse(l4, (IpProtocol)proto, out var q);
             PatchTransportChecksum(q, oldAddr, newAddr, oldPort, newPort);
-            q.DestinationPort = newPort;
+            if (source) q.SourcePort = newPort;
+            else q.DestinationPort = newPort;
         }
 
-        ip.RewriteDestination(new Ipv4Address(newAddr));
+        if (source) ip.RewriteSource(new Ipv4Address(newAddr));
+        else ip.RewriteDestination(new Ipv4Address(newAddr));
     }
 
     /// <summary>RFC 1624 update of a TCP/UDP checksum for one address and one port change (pseudo-header
