@@ -108,9 +108,9 @@ public sealed class Gateway : IAsyncDisposable
     /// <param name="config">The engine's configuration.</param>
     /// <param name="offloads">Offloads to ask of both TUNs.</param>
     /// <param name="time">The engine's clock.</param>
-    /// <param name="realtimePriority">SCHED_FIFO priority of the data-plane thread (1-99), or 0.</param>
+    /// <param name="options">How the data-plane thread waits and is scheduled (<see cref="DataPlaneOptions.Default"/>).</param>
     public static Gateway Start(TunLink inside, TunLink outside, NatConfig config,
-        TunOffloads offloads = TunOffloads.All, TimeProvider? time = null, int realtimePriority = 0)
+        TunOffloads offloads = TunOffloads.All, TimeProvider? time = null, DataPlaneOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(inside);
         ArgumentNullException.ThrowIfNull(outside);
@@ -127,7 +127,7 @@ public sealed class Gateway : IAsyncDisposable
         {
             outsideTun = outside.Open(offloads);
             engine = new NatEngine(config);
-            var plane = new GatewayDataPlane(engine, insideTun, outsideTun, time, realtimePriority);
+            var plane = new GatewayDataPlane(engine, insideTun, outsideTun, time, options);
             plane.Start();
             return new Gateway(insideTun, outsideTun, engine, plane);
         }
@@ -142,11 +142,11 @@ public sealed class Gateway : IAsyncDisposable
 
     /// <summary>Starts the gateway and returns once both links carry packets (see <see cref="TunLink.WaitUntilUpAsync"/>).</summary>
     public static async Task<Gateway> StartAsync(TunLink inside, TunLink outside, NatConfig config,
-        TunOffloads offloads = TunOffloads.All, int realtimePriority = 0, CancellationToken cancellationToken = default)
+        TunOffloads offloads = TunOffloads.All, DataPlaneOptions? options = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(inside);
         ArgumentNullException.ThrowIfNull(outside);
-        var gateway = Start(inside, outside, config, offloads, realtimePriority: realtimePriority);
+        var gateway = Start(inside, outside, config, offloads, options: options);
         try
         {
             await inside.WaitUntilUpAsync(TimeSpan.FromSeconds(5), cancellationToken).ConfigureAwait(false);
@@ -162,20 +162,20 @@ public sealed class Gateway : IAsyncDisposable
 
     /// <summary>Starts a gateway for one hop of a <see cref="GatewayTopology"/> and waits until its links are up.</summary>
     public static Task<Gateway> StartAsync(GatewayHop hop, NatPolicy policy, TunOffloads offloads = TunOffloads.All,
-        int realtimePriority = 0, CancellationToken cancellationToken = default)
+        DataPlaneOptions? options = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(hop);
         return StartAsync(new TunLink(hop.InsideNamespace, hop.InsideTun), new TunLink(hop.OutsideNamespace, hop.OutsideTun),
-            Config(hop, policy), offloads, realtimePriority, cancellationToken);
+            Config(hop, policy), offloads, options, cancellationToken);
     }
 
     /// <summary>Starts a gateway for one hop of a <see cref="GatewayTopology"/>.</summary>
     public static Gateway Start(GatewayHop hop, NatPolicy policy, TunOffloads offloads = TunOffloads.All,
-        int realtimePriority = 0)
+        DataPlaneOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(hop);
         return Start(new TunLink(hop.InsideNamespace, hop.InsideTun), new TunLink(hop.OutsideNamespace, hop.OutsideTun),
-            Config(hop, policy), offloads, realtimePriority: realtimePriority);
+            Config(hop, policy), offloads, options: options);
     }
 
     /// <summary>Stops the data plane, then closes the links and the engine.</summary>

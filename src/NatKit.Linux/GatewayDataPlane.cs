@@ -18,13 +18,43 @@ namespace NatKit.Linux;
 /// <param name="Segmented">Super-packets cut into segments because the other link lacked the offload.</param>
 /// <param name="Emitted">Packets the engine made itself (ICMP errors, fragments).</param>
 /// <param name="Coalesced">UDP datagrams written as part of a USO super-packet (see <see cref="UdpCoalescer"/>).</param>
+/// <param name="Batches">Rounds of the thread's loop that moved packets: reads per batch is the batching achieved.</param>
 public readonly record struct GatewayStats(long InsideRead, long OutsideRead, long InsideWritten, long OutsideWritten,
-    long Dropped, long WriteFailures, long SuperPackets, long Segmented, long Emitted, long Coalesced);
+    long Dropped, long WriteFailures, long SuperPackets, long Segmented, long Emitted, long Coalesced, long Batches);
+
+/// <summary>How a <see cref="GatewayDataPlane"/>'s thread waits for packets and is scheduled.</summary>
+/// <remarks>
+/// The thread has two modes, the way Linux NAPI has. Idle, it sleeps in poll(2) on both TUNs and is woken by the
+/// first packet; that wake-up is the latency a lone packet sees, so the thread then runs SCHED_FIFO at
+/// <see cref="RealtimePriority"/> (a real-time wake-up preempts at once instead of waiting for the scheduler's
+/// next slot). Once traffic is flowing (two batches in a row had packets), it drops to the normal scheduler and
+/// sleeps <see cref="BatchPause"/> between batches instead of waiting on the TUNs: the senders then find nobody to
+/// wake, the next batch gathers, and a bigger batch coalesces into fewer writes. The first empty batch brings it
+/// back to idle.
+/// </remarks>
+public sealed record DataPlaneOptions
+{
+    /// <summary>Real-time priority 10, a pause of 20 µs.</summary>
+    public static DataPlaneOptions Default { get; } = new();
+
+    /// <summary>SCHED_FIFO priority (1-99) while idle; 0 keeps the normal scheduler. Without the privilege
+    /// (CAP_SYS_NICE) the thread keeps the normal scheduler and <see cref="GatewayDataPlane.Realtime"/> says so.</summary>
+    public int RealtimePriority { get; init; } = 10;
+
+    /// <summary>The sleep between batches while traffic flows; zero goes straight back to the TUNs.</summary>
+    public TimeSpan BatchPause { get; init; } = TimeSpan.FromMicroseconds(20);
+
+    /// <summary>The first problem with these options, or null.</summary>
+    public string? Validate() =>
+        RealtimePriority is < 0 or > 99 ? "the real-time priority must be 0-99"
+        : BatchPause < TimeSpan.Zero || BatchPause > TimeSpan.FromMilliseconds(10) ? "the batch pause must be 0-10 ms"
+        : null;
+}
 
 /// <summary>
 /// Runs a <see cref="NatEngine"/> between two TUN devices on one dedicated thread: reads a batch from each side
 /// (non-blocking), translates every packet in place, writes it to the side the verdict names, and sleeps in
-/// poll(2) when both sides are idle. The engine is only ever touched from that thread; flow snapshots and counters
+/// poll(2) when both sides are idle (see <see cref="DataPlaneOptions"/> for how it waits). The engine is only ever touched from that thread; flow snapshots and counters
 /// are fetched by handing the thread a request.
 /// </summary>
 /// <remarks>
@@ -63,6 +93,8 @@ public sealed class GatewayDataPlane : INatSink, IAsyncDisposable
     private readonly TaskCompletionSource _stopped = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private Thread? _thread;
     private readonly int _realtimePriority;
+    private readonly TimeSpan _batchPause;
+    private volatile bool _realtime;
     private volatile bool _stopping;
     private int _disposed;
 
@@ -76,19 +108,24 @@ public sealed class GatewayDataPlane : INatSink, IAsyncDisposable
     private long _segmented;
     private long _emitted;
     private long _coalesced;
+    private long _batches;
 
     /// <param name="engine">The engine; only the data-plane thread touches it once started.</param>
     /// <param name="inside">The inside link.</param>
     /// <param name="outside">The outside link.</param>
     /// <param name="time">The clock the engine's time is read from.</param>
-    /// <param name="realtimePriority">When 1-99, the data-plane thread runs SCHED_FIFO at that priority (root), so a
-    /// busy machine does not delay its wake-ups; it still sleeps in poll(2) when idle. 0 keeps the normal scheduler.</param>
+    /// <param name="options">How the thread waits and is scheduled; <see cref="DataPlaneOptions.Default"/> if null.</param>
     public GatewayDataPlane(NatEngine engine, TunDevice inside, TunDevice outside, TimeProvider? time = null,
-        int realtimePriority = 0)
+        DataPlaneOptions? options = null)
     {
-        ArgumentOutOfRangeException.ThrowIfNegative(realtimePriority);
-        ArgumentOutOfRangeException.ThrowIfGreaterThan(realtimePriority, 99);
-        _realtimePriority = realtimePriority;
+        options ??= DataPlaneOptions.Default;
+        if (options.Validate() is { } problem)
+        {
+            throw new ArgumentException(problem, nameof(options));
+        }
+
+        _realtimePriority = options.RealtimePriority;
+        _batchPause = options.BatchPause;
         _engine = engine ?? throw new ArgumentNullException(nameof(engine));
         _inside = inside ?? throw new ArgumentNullException(nameof(inside));
         _outside = outside ?? throw new ArgumentNullException(nameof(outside));
@@ -125,6 +162,10 @@ public sealed class GatewayDataPlane : INatSink, IAsyncDisposable
 
     public NatEngine Engine => _engine;
 
+    /// <summary>True once the thread runs with the real-time priority it was asked for while idle; false when none
+    /// was asked for or the process lacks the privilege.</summary>
+    public bool Realtime => _realtime;
+
     /// <summary>Completes when the data-plane thread has ended (after <see cref="StopAsync"/> or a fatal error).</summary>
     public Task Completion => _stopped.Task;
 
@@ -132,7 +173,7 @@ public sealed class GatewayDataPlane : INatSink, IAsyncDisposable
     public GatewayStats Stats => new(Volatile.Read(ref _insideRead), Volatile.Read(ref _outsideRead),
         Volatile.Read(ref _insideWritten), Volatile.Read(ref _outsideWritten), Volatile.Read(ref _dropped),
         Volatile.Read(ref _writeFailures), Volatile.Read(ref _superPackets), Volatile.Read(ref _segmented),
-        Volatile.Read(ref _emitted), Volatile.Read(ref _coalesced));
+        Volatile.Read(ref _emitted), Volatile.Read(ref _coalesced), Volatile.Read(ref _batches));
 
     /// <summary>Starts the data-plane thread.</summary>
     public void Start()
@@ -237,24 +278,25 @@ public sealed class GatewayDataPlane : INatSink, IAsyncDisposable
     {
         try
         {
-            if (_realtimePriority > 0)
-            {
-                var priority = _realtimePriority;
-                if (Libc.SchedSetScheduler(0, Libc.SCHED_FIFO, &priority) < 0)
-                {
-                    throw Libc.Error("sched_setscheduler SCHED_FIFO");
-                }
-            }
-
+            _realtime = _realtimePriority > 0 && SetScheduler(realtime: true);
             var fds = stackalloc Libc.PollFd[3];
             fds[0] = new Libc.PollFd { Fd = _inside.FileDescriptor, Events = Libc.POLLIN };
             fds[1] = new Libc.PollFd { Fd = _outside.FileDescriptor, Events = Libc.POLLIN };
             fds[2] = new Libc.PollFd { Fd = _wake, Events = Libc.POLLIN };
             var drain = stackalloc byte[8];
+            var pause = new Libc.TimeSpec { Nanoseconds = _batchPause.Ticks * 100 };
+            if (_batchPause > TimeSpan.Zero)
+            {
+                _ = Libc.Prctl(Libc.PR_SET_TIMERSLACK, 1000, 0, 0, 0); // the default 50 µs slack would swamp the pause
+            }
+
             var lastTick = Now();
+            var busyRounds = 0;
+            var realtime = _realtime;
             while (!_stopping)
             {
-                var moved = Pump(_inside, NatDirection.Outbound) | Pump(_outside, NatDirection.Inbound);
+                var inbound = Pump(_inside, NatDirection.Outbound);
+                var outbound = Pump(_outside, NatDirection.Inbound);
                 Flush(_inside);
                 Flush(_outside);
                 while (_requests.TryDequeue(out var request))
@@ -269,13 +311,39 @@ public sealed class GatewayDataPlane : INatSink, IAsyncDisposable
                     lastTick = now;
                 }
 
-                if (!moved)
+                if (inbound + outbound > 0)
                 {
-                    fds[0].Revents = fds[1].Revents = fds[2].Revents = 0;
-                    if (Libc.Poll(fds, 3, TickMilliseconds) > 0 && (fds[2].Revents & Libc.POLLIN) != 0)
+                    _batches++;
+                    if (++busyRounds == 2 && realtime)
                     {
-                        _ = Libc.Read(_wake, drain, 8);
+                        SetScheduler(realtime: false); // sustained traffic: share the CPU fairly (see DataPlaneOptions)
                     }
+
+                    if (inbound == Batch || outbound == Batch)
+                    {
+                        continue; // more is waiting
+                    }
+
+                    if (_batchPause > TimeSpan.Zero)
+                    {
+                        // Traffic is flowing: let the next batch gather while off the TUNs' wait queues, so the
+                        // senders' writes do not each pay for waking this thread (interrupt moderation, as NAPI).
+                        _ = Libc.ClockNanoSleep(Libc.CLOCK_MONOTONIC, 0, &pause, null);
+                    }
+
+                    continue;
+                }
+
+                if (busyRounds >= 2 && realtime)
+                {
+                    SetScheduler(realtime: true);
+                }
+
+                busyRounds = 0;
+                fds[0].Revents = fds[1].Revents = fds[2].Revents = 0;
+                if (Libc.Poll(fds, 3, TickMilliseconds) > 0 && (fds[2].Revents & Libc.POLLIN) != 0)
+                {
+                    _ = Libc.Read(_wake, drain, 8);
                 }
             }
 
@@ -292,8 +360,15 @@ public sealed class GatewayDataPlane : INatSink, IAsyncDisposable
         }
     }
 
-    /// <summary>Reads and forwards up to <see cref="Batch"/> packets from one side; true when any came.</summary>
-    private bool Pump(TunDevice source, NatDirection direction)
+    /// <summary>Switches the calling (data-plane) thread between SCHED_FIFO and the normal scheduler.</summary>
+    private unsafe bool SetScheduler(bool realtime)
+    {
+        var priority = realtime ? _realtimePriority : 0;
+        return Libc.SchedSetScheduler(0, realtime ? Libc.SCHED_FIFO : Libc.SCHED_OTHER, &priority) == 0;
+    }
+
+    /// <summary>Reads and forwards up to <see cref="Batch"/> packets from one side; returns how many came.</summary>
+    private int Pump(TunDevice source, NatDirection direction)
     {
         var offset = Headroom - source.HeaderRoom;
         for (var i = 0; i < Batch; i++)
@@ -301,7 +376,7 @@ public sealed class GatewayDataPlane : INatSink, IAsyncDisposable
             var n = source.Read(_buffer.AsSpan(offset));
             if (n == 0)
             {
-                return i > 0;
+                return i;
             }
 
             if (direction == NatDirection.Outbound)
@@ -316,7 +391,7 @@ public sealed class GatewayDataPlane : INatSink, IAsyncDisposable
             Forward(source, direction, n - source.HeaderRoom);
         }
 
-        return true;
+        return Batch;
     }
 
     private static bool CanCoalesce(TunDevice device) =>

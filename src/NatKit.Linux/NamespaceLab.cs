@@ -18,7 +18,7 @@ public sealed record NetnsHost(string Name, string Segment, IReadOnlyList<Ipv4Ad
 /// <param name="Tag">The run tag in every namespace name.</param>
 /// <param name="Hosts">Host name to namespace.</param>
 /// <param name="Segments">Segment name to namespace.</param>
-/// <param name="Routers">The gateways to start, one per router (<see cref="Gateway.StartAsync(TunLink, TunLink, NatConfig, TunOffloads, int, CancellationToken)"/>
+/// <param name="Routers">The gateways to start, one per router (<see cref="Gateway.StartAsync(TunLink, TunLink, NatConfig, TunOffloads, DataPlaneOptions, CancellationToken)"/>
 /// or `natkit gateway run` inside <see cref="NetnsGateway.Namespace"/>).</param>
 public sealed record NetnsLabLayout(string Tag, IReadOnlyDictionary<string, string> Hosts,
     IReadOnlyDictionary<string, string> Segments, IReadOnlyList<NetnsGateway> Routers);

@@ -18,7 +18,7 @@ internal sealed class GatewayFixture : IAsyncDisposable
     public IReadOnlyList<Gateway> Gateways { get; }
 
     public static async Task<GatewayFixture> StartAsync(NatPolicy policy, int hops = 1,
-        TunOffloads offloads = TunOffloads.All)
+        TunOffloads offloads = TunOffloads.All, DataPlaneOptions? options = null)
     {
         var topology = await GatewayTopology.CreateNatKitAsync(hops);
         var gateways = new List<Gateway>();
@@ -26,7 +26,7 @@ internal sealed class GatewayFixture : IAsyncDisposable
         {
             foreach (var hop in topology.Hops)
             {
-                gateways.Add(await Gateway.StartAsync(hop, policy, offloads));
+                gateways.Add(await Gateway.StartAsync(hop, policy, offloads, options));
             }
 
             return new GatewayFixture(topology, gateways);

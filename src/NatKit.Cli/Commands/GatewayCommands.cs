@@ -59,10 +59,11 @@ internal sealed class GatewayCommands : IVerbGroup
         var policyFile = new Option<FileInfo?>("--policy") { Description = "JSON file of NAT policy knobs (overrides --preset)." };
         var name = new Option<string>("--name") { Description = "Name of the control socket /run/natkit/NAME.sock.", DefaultValueFactory = _ => "gateway" };
         var noOffload = new Option<bool>("--no-offload") { Description = "Open the TUNs without virtio-net offloads (no GSO, full checksums)." };
-        var realtime = new Option<int>("--realtime") { Description = "SCHED_FIFO priority (1-99) for the data-plane thread, for low latency on a busy machine; 0 = normal.", DefaultValueFactory = _ => 0 };
+        var tuning = new DataPlaneCliOptions();
         var run = new Command("run", "Forward between the inside and outside TUN until SIGINT/SIGTERM.")
         {
-            inside, outside, external, prefixes, insideAddress, preset, policyFile, name, noOffload, realtime,
+            inside, outside, external, prefixes, insideAddress, preset, policyFile, name, noOffload, tuning.Realtime,
+            tuning.BatchPause,
         };
         run.SetAction(async (parse, ct) =>
         {
@@ -78,11 +79,11 @@ internal sealed class GatewayCommands : IVerbGroup
             var offloads = parse.GetValue(noOffload) ? TunOffloads.None : TunOffloads.All;
             // ready (and the control socket listening) only once both links carry packets
             await using var gw = await Gateway.StartAsync(TunLink.Parse(parse.GetValue(inside)!),
-                TunLink.Parse(parse.GetValue(outside)!), config, offloads, parse.GetValue(realtime), ct).ConfigureAwait(false);
+                TunLink.Parse(parse.GetValue(outside)!), config, offloads, tuning.Read(parse), ct).ConfigureAwait(false);
             await using var control = GatewayControl.Listen(gw, GatewayControl.PathFor(parse.GetValue(name)!));
             var (insideOffloads, outsideOffloads) = gw.Offloads;
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"natkit gateway: forwarding {parse.GetValue(inside)} <-> {parse.GetValue(outside)} as {string.Join(",", parse.GetValue(external)!)} (offloads inside {insideOffloads}, outside {outsideOffloads}); control {control.Path}"));
+                $"natkit gateway: forwarding {parse.GetValue(inside)} <-> {parse.GetValue(outside)} as {string.Join(",", parse.GetValue(external)!)} (offloads inside {insideOffloads}, outside {outsideOffloads}; real-time wake-ups {(gw.DataPlane.Realtime ? "on" : "off")}); control {control.Path}"));
             // Graceful stop on SIGINT and SIGTERM: finish the batch, close the control socket, report, exit 0.
             using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
             void OnSignal(PosixSignalContext context)

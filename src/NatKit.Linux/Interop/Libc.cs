@@ -60,7 +60,25 @@ internal static unsafe partial class Libc
     [LibraryImport("libc", EntryPoint = "eventfd", SetLastError = true)]
     public static partial int EventFd(uint initial, int flags);
 
+    [StructLayout(LayoutKind.Sequential)]
+    public struct TimeSpec
+    {
+        public long Seconds;
+        public long Nanoseconds;
+    }
+
+    public const int CLOCK_MONOTONIC = 1;
+    public const int PR_SET_TIMERSLACK = 29;
+
+    /// <summary>clock_nanosleep(2): returns 0 or an errno (not -1).</summary>
+    [LibraryImport("libc", EntryPoint = "clock_nanosleep")]
+    public static partial int ClockNanoSleep(int clock, int flags, TimeSpec* request, TimeSpec* remaining);
+
+    [LibraryImport("libc", EntryPoint = "prctl", SetLastError = true)]
+    public static partial int Prctl(int option, nuint argument2, nuint argument3, nuint argument4, nuint argument5);
+
     public const int SIGTERM = 15;
+    public const int SCHED_OTHER = 0;
     public const int SCHED_FIFO = 1;
 
     /// <summary>sched_setscheduler(2); pid 0 is the calling thread.</summary>
