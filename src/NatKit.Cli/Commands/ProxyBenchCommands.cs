@@ -31,22 +31,30 @@ internal sealed partial class ProxyBenchCommands : IVerbGroup
         };
         var bodyBytes = new Option<int>("--body-bytes") { Description = "Origin response body size.", DefaultValueFactory = _ => 1024 };
         var rounds = new Option<int>("--rounds") { Description = "Interleaved rounds; each figure is the best.", DefaultValueFactory = _ => 3 };
-        foreach (var o in new Option[] { requests, concurrency, megabytes, bodyBytes, rounds })
+        var figures = new Option<string>("--figures") { Description = "Comma-separated: rps (ab -k), connect (CONNECT bulk).", DefaultValueFactory = _ => "rps,connect" };
+        foreach (var o in new Option[] { requests, concurrency, megabytes, bodyBytes, rounds, figures })
         {
             cmd.Options.Add(o);
         }
 
         cmd.SetAction(async (parse, ct) =>
         {
+            var wanted = parse.GetValue(figures)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+            if (wanted.Length == 0 || wanted.Any(f => f is not ("rps" or "connect")))
+            {
+                throw new CliException("--figures takes rps, connect or both");
+            }
+
             await RunAsync(parse.GetValue(requests), parse.GetValue(concurrency), parse.GetValue(megabytes),
-                parse.GetValue(bodyBytes), Math.Max(1, parse.GetValue(rounds)), ct);
+                parse.GetValue(bodyBytes), Math.Max(1, parse.GetValue(rounds)), wanted.Contains("rps"),
+                wanted.Contains("connect"), ct);
             return 0;
         });
         return cmd;
     }
 
     private static async Task RunAsync(int requests, int concurrency, int megabytes, int bodyBytes, int rounds,
-        CancellationToken ct)
+        bool measureRps, bool measureConnect, CancellationToken ct)
     {
         if (Which("ab") is not { } ab)
         {
@@ -69,7 +77,7 @@ internal sealed partial class ProxyBenchCommands : IVerbGroup
         AnsiConsole.MarkupLine($"load average before: {Markup.Escape(LoadAverage())} (2 cores; other work on the machine skews absolute numbers)");
         var url = $"http://127.0.0.1:{origin.Port}/";
         await AbAsync(ab, natkit.HttpEndPoint.Port, url, Math.Min(2000, requests), concurrency, ct); // warm-up
-        if (tinyproxy is not null)
+        if (tinyproxy is not null && measureRps)
         {
             await AbAsync(ab, tinyproxy.Port, url, Math.Min(2000, requests), concurrency, ct);
         }
@@ -81,11 +89,20 @@ internal sealed partial class ProxyBenchCommands : IVerbGroup
         var bytes = (long)megabytes << 20;
         for (var round = 0; round < rounds; round++)
         {
-            direct = Best(direct, await AbAsync(ab, null, url, requests, concurrency, ct));
-            nk = Best(nk, await AbAsync(ab, natkit.HttpEndPoint.Port, url, requests, concurrency, ct));
-            if (tinyproxy is not null)
+            if (measureRps)
             {
-                tp = Best(tp, await AbAsync(ab, tinyproxy.Port, url, requests, concurrency, ct));
+                direct = Best(direct, await AbAsync(ab, null, url, requests, concurrency, ct));
+                nk = Best(nk, await AbAsync(ab, natkit.HttpEndPoint.Port, url, requests, concurrency, ct));
+                if (tinyproxy is not null)
+                {
+                    tp = Best(tp, await AbAsync(ab, tinyproxy.Port, url, requests, concurrency, ct));
+                }
+            }
+
+            if (!measureConnect)
+            {
+                AnsiConsole.MarkupLine($"round {round + 1}/{rounds} done, load {Markup.Escape(LoadAverage())}");
+                continue;
             }
 
             directMbps = Math.Max(directMbps, await ThroughputAsync(sink.Port, null, bytes, ct));
@@ -99,13 +116,21 @@ internal sealed partial class ProxyBenchCommands : IVerbGroup
         }
 
         var table = new Table().Border(TableBorder.Rounded).AddColumns("measure (best of " + rounds + ")", "direct", "natkit", "tinyproxy", "ratio");
-        table.AddRow("requests/s (ab -k, c=" + concurrency + ")", F(direct!.RequestsPerSecond), F(nk!.RequestsPerSecond),
-            tp is null ? "-" : F(tp.RequestsPerSecond),
-            tp is null ? "-" : F(nk.RequestsPerSecond / tp.RequestsPerSecond) + "x tinyproxy (goal >= 2)");
-        table.AddRow("failed / non-2xx", $"{direct.Failed}/{direct.Non2xx}", $"{nk.Failed}/{nk.Non2xx}",
-            tp is null ? "-" : $"{tp.Failed}/{tp.Non2xx}", "");
-        table.AddRow($"CONNECT MB/s ({megabytes} MB)", F(directMbps), F(natkitMbps), tinyMbps is null ? "-" : F(tinyMbps.Value),
-            F(natkitMbps / directMbps) + "x direct (goal >= 0.8)");
+        if (direct is not null && nk is not null)
+        {
+            table.AddRow("requests/s (ab -k, c=" + concurrency + ")", F(direct.RequestsPerSecond), F(nk.RequestsPerSecond),
+                tp is null ? "-" : F(tp.RequestsPerSecond),
+                tp is null ? "-" : F(nk.RequestsPerSecond / tp.RequestsPerSecond) + "x tinyproxy (goal >= 2)");
+            table.AddRow("failed / non-2xx", $"{direct.Failed}/{direct.Non2xx}", $"{nk.Failed}/{nk.Non2xx}",
+                tp is null ? "-" : $"{tp.Failed}/{tp.Non2xx}", "");
+        }
+
+        if (measureConnect)
+        {
+                table.AddRow($"CONNECT MB/s ({megabytes} MB)", F(directMbps), F(natkitMbps), tinyMbps is null ? "-" : F(tinyMbps.Value),
+                    F(natkitMbps / directMbps) + "x direct (goal >= 0.8)");
+        }
+
         AnsiConsole.Write(table);
         AnsiConsole.MarkupLine($"load average after: {Markup.Escape(LoadAverage())}");
         await stop.CancelAsync();
