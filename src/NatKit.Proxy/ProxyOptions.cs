@@ -1,4 +1,8 @@
+using System.Diagnostics.CodeAnalysis;
+using System.Globalization;
 using System.Net;
+using System.Net.Sockets;
+using System.Text;
 
 namespace NatKit.Proxy;
 
@@ -34,6 +38,11 @@ public sealed record ProxyOptions
 
     /// <summary>A parent proxy every HTTP request and CONNECT is sent through; null to go direct.</summary>
     public DnsEndPoint? Parent { get; init; }
+
+    /// <summary>Basic credentials for the parent proxy: sent as Proxy-Authorization on every request forwarded
+    /// to it and on the CONNECT that opens a tunnel through it; null for none. Never logged or shown (a
+    /// <see cref="NetworkCredential"/> prints as its type name). See <see cref="TryParseParent"/>.</summary>
+    public NetworkCredential? ParentCredentials { get; init; }
 
     /// <summary>The most bytes a request or response head may have (HTTP 431 past it).</summary>
     public int MaxHeaderBytes { get; init; } = 32 * 1024;
@@ -111,6 +120,20 @@ public sealed record ProxyOptions
             throw new ArgumentException("Credentials must be user:password.", nameof(Credentials));
         }
 
+        if (ParentCredentials is { } pc)
+        {
+            if (Parent is null)
+            {
+                throw new ArgumentException("ParentCredentials need a Parent.", nameof(ParentCredentials));
+            }
+
+            // RFC 7617 2: the user-id cannot contain a colon
+            if (string.IsNullOrEmpty(pc.UserName) || pc.UserName.Contains(':', StringComparison.Ordinal))
+            {
+                throw new ArgumentException("ParentCredentials need a user name without ':'.", nameof(ParentCredentials));
+            }
+        }
+
         foreach (var p in ConnectPorts)
         {
             if (p is < 1 or > 65535)
@@ -125,6 +148,141 @@ public sealed record ProxyOptions
         }
 
         return this;
+    }
+
+    /// <summary>Parses a parent proxy given as <c>host:port</c>, <c>[v6]:port</c> or
+    /// <c>http://[user[:password]@]host:port[/]</c> (user and password percent-decoded, as curl writes them).
+    /// Never throws; <paramref name="error"/> names what is wrong without repeating the credentials.</summary>
+    public static bool TryParseParent(string? text, [NotNullWhen(true)] out DnsEndPoint? parent,
+        out NetworkCredential? credentials, [NotNullWhen(false)] out string? error)
+    {
+        parent = null;
+        credentials = null;
+        error = null;
+        if (string.IsNullOrWhiteSpace(text) || text.Length > 2048)
+        {
+            error = "empty or too long";
+            return false;
+        }
+
+        var rest = text.Trim();
+        var scheme = rest.IndexOf("://", StringComparison.Ordinal);
+        if (scheme >= 0)
+        {
+            if (!rest[..scheme].Equals("http", StringComparison.OrdinalIgnoreCase))
+            {
+                error = "only http:// parent proxies are supported";
+                return false;
+            }
+
+            rest = rest[(scheme + 3)..];
+            if (rest.EndsWith('/'))
+            {
+                rest = rest[..^1];
+            }
+
+            if (rest.IndexOfAny(['/', '?', '#']) >= 0)
+            {
+                error = "a parent proxy URL has no path, query or fragment";
+                return false;
+            }
+        }
+
+        var at = rest.LastIndexOf('@');
+        if (at >= 0)
+        {
+            if (scheme < 0)
+            {
+                error = "credentials need the http://user:password@host:port form";
+                return false;
+            }
+
+            var userInfo = rest[..at];
+            rest = rest[(at + 1)..];
+            var colon = userInfo.IndexOf(':', StringComparison.Ordinal);
+            var user = colon < 0 ? userInfo : userInfo[..colon];
+            var password = colon < 0 ? "" : userInfo[(colon + 1)..];
+            if (!TryUnescape(user, out user) || !TryUnescape(password, out password) || user.Length == 0 ||
+                user.Contains(':', StringComparison.Ordinal))
+            {
+                error = "the user name is empty or badly escaped (write ':' and '@' as %3A and %40)";
+                return false;
+            }
+
+            credentials = new NetworkCredential(user, password);
+        }
+
+        var portColon = rest.LastIndexOf(':');
+        if (portColon <= 0 || !int.TryParse(rest.AsSpan(portColon + 1), NumberStyles.None,
+                CultureInfo.InvariantCulture, out var port) || port is < 1 or > 65535)
+        {
+            credentials = null;
+            error = "expected host:port with a port from 1 to 65535";
+            return false;
+        }
+
+        var host = rest[..portColon];
+        if (host.StartsWith('[') && host.EndsWith(']'))
+        {
+            host = host[1..^1];
+            if (!IPAddress.TryParse(host, out var v6) || v6.AddressFamily != AddressFamily.InterNetworkV6)
+            {
+                credentials = null;
+                error = "bad IPv6 address in brackets";
+                return false;
+            }
+        }
+        else if (host.Contains(':', StringComparison.Ordinal) || Uri.CheckHostName(host) == UriHostNameType.Unknown)
+        {
+            credentials = null;
+            error = "bad host name (IPv6 addresses go in brackets)";
+            return false;
+        }
+
+        parent = new DnsEndPoint(host, port);
+        return true;
+    }
+
+    /// <summary>Percent-decodes a URL's user or password as UTF-8; false for a bad escape or invalid UTF-8.</summary>
+    private static bool TryUnescape(string s, out string value)
+    {
+        value = s;
+        if (!s.Contains('%', StringComparison.Ordinal))
+        {
+            return true;
+        }
+
+        var bytes = new List<byte>(s.Length);
+        var i = 0;
+        while (i < s.Length)
+        {
+            var pct = s.IndexOf('%', i);
+            var end = pct < 0 ? s.Length : pct;
+            bytes.AddRange(Encoding.UTF8.GetBytes(s[i..end]));
+            if (pct < 0)
+            {
+                break;
+            }
+
+            if (pct + 3 > s.Length || !byte.TryParse(s.AsSpan(pct + 1, 2), NumberStyles.AllowHexSpecifier,
+                    CultureInfo.InvariantCulture, out var b))
+            {
+                return false;
+            }
+
+            bytes.Add(b);
+            i = pct + 3;
+        }
+
+        try
+        {
+            value = new UTF8Encoding(false, true).GetString(bytes.ToArray());
+            return true;
+        }
+        catch (DecoderFallbackException)
+        {
+            return false;
+        }
     }
 
     private static void Positive(TimeSpan t, string name)

@@ -52,6 +52,12 @@ public sealed partial class ProxyServer : IAsyncDisposable
             CredentialBytes = Encoding.UTF8.GetBytes(options.Credentials);
         }
 
+        if (options.ParentCredentials is { } pc)
+        {
+            ParentAuthorization = Encoding.ASCII.GetBytes("Proxy-Authorization: Basic " +
+                Convert.ToBase64String(Encoding.UTF8.GetBytes(pc.UserName + ":" + pc.Password)) + "\r\n");
+        }
+
         Via11 = Encoding.ASCII.GetBytes($"Via: 1.1 {options.ViaName}\r\n");
         Via10 = Encoding.ASCII.GetBytes($"Via: 1.0 {options.ViaName}\r\n");
         StatusPathBytes = Encoding.ASCII.GetBytes(options.StatusPath);
@@ -77,6 +83,9 @@ public sealed partial class ProxyServer : IAsyncDisposable
     internal UpstreamPool Pool { get; }
 
     internal byte[]? CredentialBytes { get; }
+
+    /// <summary>The Proxy-Authorization field line sent to the parent proxy; empty without credentials.</summary>
+    internal byte[] ParentAuthorization { get; } = [];
 
     internal byte[] Via11 { get; }
 

@@ -45,7 +45,11 @@ internal sealed class ProxyCommands : IVerbGroup
         {
             Description = "user:password for Basic proxy auth (407) and SOCKS5 user/password (RFC 1929).",
         };
-        var parent = new Option<string?>("--parent") { Description = "Parent proxy host:port to send everything through." };
+        var parent = new Option<string?>("--parent")
+        {
+            Description = "Parent proxy to send everything through: host:port or http://user:password@host:port " +
+                          "(Basic credentials for the parent; the password may instead come from NATKIT_PARENT_PASSWORD).",
+        };
         var allowLoopback = new Option<bool>("--allow-loopback-destinations")
         {
             Description = "Let clients reach loopback, link-local and multicast destinations (off: no SSRF to this host).",
@@ -82,6 +86,7 @@ internal sealed class ProxyCommands : IVerbGroup
 
         cmd.SetAction(async (parse, ct) =>
         {
+            var (parentEndPoint, parentCredentials) = ParseParent(parse.GetValue(parent));
             var options = new ProxyOptions
             {
                 HttpListen = ParseEndPoint(parse.GetValue(listen)!, "--listen"),
@@ -92,7 +97,8 @@ internal sealed class ProxyCommands : IVerbGroup
                     : ProxyOptions.DefaultAllowedClients,
                 ConnectPorts = ParsePorts(parse.GetValue(connectPorts)!),
                 Credentials = parse.GetValue(auth),
-                Parent = parse.GetValue(parent) is { } p ? ParseHostPort(p) : null,
+                Parent = parentEndPoint,
+                ParentCredentials = parentCredentials,
                 AllowLoopbackDestinations = parse.GetValue(allowLoopback),
                 MaxConnections = parse.GetValue(maxConnections),
                 MaxHeaderBytes = parse.GetValue(maxHeader),
@@ -183,16 +189,28 @@ internal sealed class ProxyCommands : IVerbGroup
     internal static IPEndPoint ParseEndPoint(string text, string option) =>
         IPEndPoint.TryParse(text, out var e) ? e : throw new CliException($"{option}: '{text}' is not address:port");
 
-    private static DnsEndPoint ParseHostPort(string text)
+    /// <summary>The parent proxy and its credentials; a user without a password takes it from
+    /// NATKIT_PARENT_PASSWORD, so it need not appear in the process list.</summary>
+    private static (DnsEndPoint? Parent, NetworkCredential? Credentials) ParseParent(string? text)
     {
-        var colon = text.LastIndexOf(':');
-        if (colon <= 0 || !int.TryParse(text.AsSpan(colon + 1), NumberStyles.None, CultureInfo.InvariantCulture,
-                out var port) || port is < 1 or > 65535)
+        if (text is null)
         {
-            throw new CliException($"--parent: '{text}' is not host:port");
+            return (null, null);
         }
 
-        return new DnsEndPoint(text[..colon].Trim('[', ']'), port);
+        if (!ProxyOptions.TryParseParent(text, out var parent, out var credentials, out var error))
+        {
+            // the text may hold a password: the message names the problem, not the value
+            throw new CliException($"--parent: {error}");
+        }
+
+        if (credentials is { Password.Length: 0 } &&
+            Environment.GetEnvironmentVariable("NATKIT_PARENT_PASSWORD") is { Length: > 0 } password)
+        {
+            credentials = new NetworkCredential(credentials.UserName, password);
+        }
+
+        return (parent, credentials);
     }
 
     private static HashSet<int> ParsePorts(string text)

@@ -23,8 +23,12 @@ internal static class HeadRewriter
     /// <param name="absoluteForm">Send the absolute-form target (to a parent proxy) instead of origin-form.</param>
     /// <param name="framing">How the body is framed upstream.</param>
     /// <param name="via">The complete Via field line.</param>
+    /// <param name="w">Where the head is written.</param>
+    /// <param name="proxyAuthorization">A complete Proxy-Authorization field line for a parent proxy (the
+    /// client's own is never forwarded), or empty.</param>
     public static bool WriteRequest(ReadOnlySpan<byte> head, HttpHead request, in RequestTarget target,
-        bool absoluteForm, BodyFraming framing, ReadOnlySpan<byte> via, ref HeadWriter w)
+        bool absoluteForm, BodyFraming framing, ReadOnlySpan<byte> via, ref HeadWriter w,
+        ReadOnlySpan<byte> proxyAuthorization = default)
     {
         var targetBytes = request.Target.Of(head);
         var webSocket = IsWebSocketUpgrade(request);
@@ -72,6 +76,7 @@ internal static class HeadRewriter
             w.Append("Connection: Upgrade\r\n"u8);
         }
 
+        w.Append(proxyAuthorization);
         w.Append(via);
         w.Append("\r\n"u8);
         return !w.Overflowed;

@@ -342,7 +342,8 @@ internal sealed class HttpProxySession
 
     private static readonly byte[] ConnectEstablished = "HTTP/1.1 200 Connection established\r\n\r\n"u8.ToArray();
 
-    /// <summary>Opens a tunnel through the parent proxy with its own CONNECT.</summary>
+    /// <summary>Opens a tunnel through the parent proxy with its own CONNECT (carrying the parent credentials).
+    /// Anything but a bare 2xx is answered 502 with the parent's status in the reason.</summary>
     private async Task<IStreamConnection?> ConnectViaParentAsync(DnsEndPoint parent, int port)
     {
         var upstream = await DialOrAnswerAsync(parent.Host, parent.Port).ConfigureAwait(false);
@@ -351,17 +352,22 @@ internal sealed class HttpProxySession
             return null;
         }
 
-        var line = Encoding.ASCII.GetBytes($"CONNECT {_lastTarget} HTTP/1.1\r\nHost: {_lastTarget}\r\n\r\n");
+        byte[] line = [.. Encoding.ASCII.GetBytes($"CONNECT {_lastTarget} HTTP/1.1\r\nHost: {_lastTarget}\r\n"),
+            .. _server.ParentAuthorization, .. "\r\n"u8];
         using var reader = new PooledReader(upstream.Stream, _options.MaxHeaderBytes + 1);
+        var status = 0;
         try
         {
             _deadline.Arm();
             await upstream.Stream.WriteAsync(line, _deadline.Token).ConfigureAwait(false);
             var length = await ReadUpstreamHeadAsync(reader).ConfigureAwait(false);
-            if (length > 0 && HttpHeadParser.ParseResponse(reader.Span[..length], _response) == HeadResult.Ok &&
-                _response.StatusCode is >= 200 and < 300 && reader.Available == length)
+            if (length > 0 && HttpHeadParser.ParseResponse(reader.Span[..length], _response) == HeadResult.Ok)
             {
-                return upstream;
+                status = _response.StatusCode;
+                if (status is >= 200 and < 300 && reader.Available == length)
+                {
+                    return upstream;
+                }
             }
         }
         catch (Exception e) when (ProxyServer.IsConnectionError(e) && !_deadline.Token.IsCancellationRequested)
@@ -370,9 +376,20 @@ internal sealed class HttpProxySession
 
         await upstream.DisposeAsync().ConfigureAwait(false);
         _lastDialStatus = 502;
-        await SendErrorAsync(502, $"parent proxy refused CONNECT {port}").ConfigureAwait(false);
+        await SendErrorAsync(502, status switch
+        {
+            407 => ParentWantsAuthentication(),
+            0 => $"the parent proxy gave no valid answer to CONNECT {port}",
+            _ => $"the parent proxy answered {status} to CONNECT {port}",
+        }).ConfigureAwait(false);
         return null;
     }
+
+    /// <summary>Why a 407 from the parent becomes a 502: the client cannot answer a challenge meant for this
+    /// proxy's own credentials (passing it on would make curl retry with credentials this proxy strips).</summary>
+    private string ParentWantsAuthentication() => _options.ParentCredentials is null
+        ? "the parent proxy requires authentication (407) and no parent credentials are configured"
+        : "the parent proxy refused the configured parent credentials (407)";
 
     private async Task<IStreamConnection?> DialOrAnswerAsync(string host, int port)
     {
@@ -563,6 +580,12 @@ internal sealed class HttpProxySession
         }
 
         var status = _response.StatusCode;
+        if (status == 407 && _options.Parent is not null)
+        {
+            await SendErrorAsync(502, ParentWantsAuthentication()).ConfigureAwait(false);
+            return (502, false, false);
+        }
+
         var inFraming = isHead || status is 204 or 304 ? BodyFraming.None
             : _response.Chunked ? BodyFraming.Chunked
             : _response.HasContentLength ? BodyFraming.ContentLength
@@ -717,7 +740,8 @@ internal sealed class HttpProxySession
         var head = _reader.Span[..headLength];
         var w = new HeadWriter(Out);
         var via = _request.VersionMinor == 0 ? _server.Via10 : _server.Via11;
-        return HeadRewriter.WriteRequest(head, _request, target, _options.Parent is not null, framing, via, ref w)
+        return HeadRewriter.WriteRequest(head, _request, target, _options.Parent is not null, framing, via, ref w,
+                _server.ParentAuthorization)
             ? w.Length
             : -1;
     }
