@@ -446,7 +446,12 @@ internal sealed class HttpProxySession
         }
 
         var key = _options.Parent is { } p ? new UpstreamKey(p.Host, p.Port) : new UpstreamKey(_lastHost, target.Port);
-        var canRetry = requestFraming == BodyFraming.None;
+        // RFC 9110 9.2.2 / RFC 9112 9.3.1: a request that met a pooled connection the server had already closed
+        // (end of stream or reset before any response byte) is sent once more on a fresh connection when its
+        // method is idempotent and its body can be replayed: none, all of it still in the head's buffer, or
+        // none of it sent yet. A proxy never retries a non-idempotent request.
+        var canRetry = IsIdempotent(method);
+        var bodyBuffered = requestFraming == BodyFraming.None || bodyLeft == 0;
         var upstream = _server.Pool.TryRent(key);
         int responseHead;
         Task<bool> bodyTask;
@@ -466,6 +471,7 @@ internal sealed class HttpProxySession
 
             _flow.SetUpstream(upstream.Connection.RemoteEndPoint, upstream.Connection.LocalEndPoint.Port, _lastTarget);
             bodyTask = Task.FromResult(true);
+            var bodyStarted = false;
             try
             {
                 _deadline.Arm();
@@ -473,20 +479,22 @@ internal sealed class HttpProxySession
                     .ConfigureAwait(false);
                 if (requestFraming != BodyFraming.None)
                 {
+                    bodyStarted = !bodyBuffered;
                     bodyTask = SendRequestBodyAsync(upstream, requestFraming, bodyLeft);
                 }
 
                 responseHead = await ReadUpstreamHeadAsync(upstream.Reader).ConfigureAwait(false);
             }
-            catch (Exception e) when (ProxyServer.IsConnectionError(e) && upstream.Reused && canRetry &&
-                                      !_deadline.Token.IsCancellationRequested)
+            catch (Exception e) when (ProxyServer.IsConnectionError(e) && upstream.Reused &&
+                                      upstream.Reader.Available == 0 && !_deadline.Token.IsCancellationRequested)
             {
-                responseHead = 0;
+                responseHead = 0; // reset before any response byte: the same as an early end of stream
             }
             catch (OperationCanceledException) when (_deadline.Expired)
             {
                 await upstream.DisposeAsync().ConfigureAwait(false);
                 await SendErrorAsync(504, "upstream did not answer in time").ConfigureAwait(false);
+                await AbandonBodyAsync(bodyTask).ConfigureAwait(false);
                 LogAccess(method, 504, started);
                 return false;
             }
@@ -494,17 +502,29 @@ internal sealed class HttpProxySession
             {
                 await upstream.DisposeAsync().ConfigureAwait(false);
                 await SendErrorAsync(502, "upstream connection failed: " + e.Message).ConfigureAwait(false);
+                await AbandonBodyAsync(bodyTask).ConfigureAwait(false);
                 LogAccess(method, 502, started);
                 return false;
             }
 
-            if (responseHead == 0 && upstream.Reused && canRetry)
+            if (responseHead == 0 && upstream.Reused)
             {
-                // a pooled connection the server had closed: try once more on a fresh one
+                // a pooled connection the server had closed
                 await upstream.DisposeAsync().ConfigureAwait(false);
                 upstream = null;
-                canRetry = false;
-                continue;
+                if (canRetry && (bodyBuffered || !bodyStarted))
+                {
+                    canRetry = false;
+                    _server.Pool.CountRetry();
+                    continue;
+                }
+
+                await SendErrorAsync(502, "the upstream closed a reused connection before answering, and the " +
+                    (canRetry ? "request body was already streaming, so it cannot be replayed"
+                        : $"request is not retried: {method} is not idempotent (RFC 9110 9.2.2)")).ConfigureAwait(false);
+                await AbandonBodyAsync(bodyTask).ConfigureAwait(false);
+                LogAccess(method, 502, started);
+                return false;
             }
 
             break;
@@ -672,6 +692,21 @@ internal sealed class HttpProxySession
         await Tunnel.RunAsync(_client, _reader, upstream.Connection, upstream.Reader, _flow, _deadline)
             .ConfigureAwait(false);
         return (101, false, false);
+    }
+
+    /// <summary>RFC 9110 9.2.2: the methods whose intended effect is the same however often they are sent.</summary>
+    private static bool IsIdempotent(string method) =>
+        method is "GET" or "HEAD" or "PUT" or "DELETE" or "OPTIONS" or "TRACE";
+
+    /// <summary>Ends a request body still streaming when the exchange failed (the client connection is closing),
+    /// so nothing reads into the session's buffer after the session gave it back.</summary>
+    private async Task AbandonBodyAsync(Task<bool> bodyTask)
+    {
+        if (!bodyTask.IsCompleted)
+        {
+            _deadline.Cancel();
+            await bodyTask.ConfigureAwait(false);
+        }
     }
 
     /// <summary>Streams the rest of the request body upstream. False when its framing was malformed (then the

@@ -46,6 +46,7 @@ internal sealed class UpstreamPool : IAsyncDisposable
     private readonly int _maxTotal;
     private readonly TimeSpan _maxIdle;
     private int _total;
+    private long _retries;
     private bool _disposed;
 
     public UpstreamPool(TimeProvider time, int maxPerHost, int maxTotal, TimeSpan maxIdle)
@@ -66,6 +67,11 @@ internal sealed class UpstreamPool : IAsyncDisposable
             }
         }
     }
+
+    /// <summary>Requests sent again on a fresh connection after a pooled one turned out closed.</summary>
+    public long Retries => Interlocked.Read(ref _retries);
+
+    public void CountRetry() => Interlocked.Increment(ref _retries);
 
     /// <summary>An idle connection to <paramref name="key"/>, or null.</summary>
     public UpstreamConnection? TryRent(UpstreamKey key)

@@ -59,3 +59,75 @@ public sealed class ListLogger : Microsoft.Extensions.Logging.ILogger
         TState state, Exception? exception, Func<TState, Exception?, string> formatter) =>
         _lines.Enqueue((eventId.Id, formatter(state, exception)));
 }
+
+/// <summary>The real network, but outgoing connections hide their socket behind a plain stream, so the proxy's
+/// pool cannot see that an idle connection was closed and really sends the next request on it (the race every
+/// keep-alive client meets when a server closes an idle connection just as a request goes out).</summary>
+public sealed class OpaqueStreamNetwork(INetwork inner) : INetwork
+{
+    public TimeProvider TimeProvider => inner.TimeProvider;
+
+    public IReadOnlyList<IPAddress> LocalAddresses => inner.LocalAddresses;
+
+    public ValueTask<IDatagramSocket> BindUdpAsync(IPEndPoint localEndPoint, CancellationToken cancellationToken = default) =>
+        inner.BindUdpAsync(localEndPoint, cancellationToken);
+
+    public ValueTask<IStreamListener> ListenTcpAsync(IPEndPoint localEndPoint, int backlog = 512,
+        CancellationToken cancellationToken = default) => inner.ListenTcpAsync(localEndPoint, backlog, cancellationToken);
+
+    public async ValueTask<IStreamConnection> ConnectTcpAsync(IPEndPoint remoteEndPoint, IPEndPoint? localEndPoint = null,
+        CancellationToken cancellationToken = default) =>
+        new Opaque(await inner.ConnectTcpAsync(remoteEndPoint, localEndPoint, cancellationToken));
+
+    private sealed class Opaque(IStreamConnection c) : IStreamConnection
+    {
+        public Stream Stream { get; } = new PlainStream(c.Stream);
+
+        public IPEndPoint LocalEndPoint => c.LocalEndPoint;
+
+        public IPEndPoint RemoteEndPoint => c.RemoteEndPoint;
+
+        public void ShutdownSend() => c.ShutdownSend();
+
+        public ValueTask DisposeAsync() => c.DisposeAsync();
+    }
+
+    private sealed class PlainStream(Stream s) : Stream
+    {
+        public override bool CanRead => true;
+
+        public override bool CanSeek => false;
+
+        public override bool CanWrite => true;
+
+        public override long Length => throw new NotSupportedException();
+
+        public override long Position
+        {
+            get => throw new NotSupportedException();
+            set => throw new NotSupportedException();
+        }
+
+        public override void Flush() => s.Flush();
+
+        public override int Read(byte[] buffer, int offset, int count) => s.Read(buffer, offset, count);
+
+        public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default) =>
+            s.ReadAsync(buffer, cancellationToken);
+
+        public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
+            s.ReadAsync(buffer, offset, count, cancellationToken);
+
+        public override void Write(byte[] buffer, int offset, int count) => s.Write(buffer, offset, count);
+
+        public override ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default) =>
+            s.WriteAsync(buffer, cancellationToken);
+
+        public override Task WriteAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
+            s.WriteAsync(buffer, offset, count, cancellationToken);
+
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+
+        public override void SetLength(long value) => throw new NotSupportedException();
+    }
+}
