@@ -57,6 +57,15 @@ public sealed record ProxyOptions
     /// <summary>A connection with no bytes moving (idle keep-alive, stalled body or tunnel) is closed after this.</summary>
     public TimeSpan IdleTimeout { get; init; } = TimeSpan.FromSeconds(60);
 
+    /// <summary>The slowest average rate, in bytes per second, at which a request body may arrive (Kestrel's
+    /// MinRequestBodyDataRate): counted from the body's first byte over the time spent waiting for the client,
+    /// checked once the grace period has passed; a body slower than this gets 408 (or, once the response has
+    /// begun, a close). 0 turns it off.</summary>
+    public double MinRequestBodyDataRate { get; init; } = 240;
+
+    /// <summary>How long a request body may run below <see cref="MinRequestBodyDataRate"/> before it counts.</summary>
+    public TimeSpan MinRequestBodyDataRateGracePeriod { get; init; } = TimeSpan.FromSeconds(5);
+
     /// <summary>How long a connection to an upstream server may take (HTTP 504 past it).</summary>
     public TimeSpan ConnectTimeout { get; init; } = TimeSpan.FromSeconds(10);
 
@@ -105,6 +114,13 @@ public sealed record ProxyOptions
         Positive(IdleTimeout, nameof(IdleTimeout));
         Positive(ConnectTimeout, nameof(ConnectTimeout));
         Positive(UpstreamIdleTimeout, nameof(UpstreamIdleTimeout));
+        Positive(MinRequestBodyDataRateGracePeriod, nameof(MinRequestBodyDataRateGracePeriod));
+        if (!double.IsFinite(MinRequestBodyDataRate) || MinRequestBodyDataRate < 0)
+        {
+            throw new ArgumentException("MinRequestBodyDataRate must be a finite number of bytes per second, 0 for none.",
+                nameof(MinRequestBodyDataRate));
+        }
+
         if (MaxConnections < 1)
         {
             throw new ArgumentException("MaxConnections must be at least 1.", nameof(MaxConnections));

@@ -74,11 +74,21 @@ internal sealed class ProxyCommands : IVerbGroup
             Description = "Seconds a connection may sit with no bytes moving.",
             DefaultValueFactory = _ => defaults.IdleTimeout.TotalSeconds,
         };
+        var minBodyRate = new Option<double>("--min-body-rate")
+        {
+            Description = "Slowest average bytes/s a request body may arrive at after the grace (408 past it; 0: off).",
+            DefaultValueFactory = _ => defaults.MinRequestBodyDataRate,
+        };
+        var minBodyRateGrace = new Option<double>("--min-body-rate-grace")
+        {
+            Description = "Seconds a request body may run below --min-body-rate before it counts.",
+            DefaultValueFactory = _ => defaults.MinRequestBodyDataRateGracePeriod.TotalSeconds,
+        };
         var quiet = new Option<bool>("--quiet") { Description = "No access log." };
         foreach (var o in new Option[]
                  {
                      listen, socks, allow, connectPorts, auth, parent, allowLoopback, maxConnections, maxHeader,
-                     headerTimeout, idleTimeout, quiet,
+                     headerTimeout, idleTimeout, minBodyRate, minBodyRateGrace, quiet,
                  })
         {
             cmd.Options.Add(o);
@@ -104,6 +114,10 @@ internal sealed class ProxyCommands : IVerbGroup
                 MaxHeaderBytes = parse.GetValue(maxHeader),
                 HeaderTimeout = Seconds(parse.GetValue(headerTimeout), "--header-timeout"),
                 IdleTimeout = Seconds(parse.GetValue(idleTimeout), "--idle-timeout"),
+                MinRequestBodyDataRate = parse.GetValue(minBodyRate) is var rate && double.IsFinite(rate) && rate >= 0
+                    ? rate
+                    : throw new CliException("--min-body-rate must be 0 or a positive number of bytes per second"),
+                MinRequestBodyDataRateGracePeriod = Seconds(parse.GetValue(minBodyRateGrace), "--min-body-rate-grace"),
             };
             var logger = parse.GetValue(quiet) ? null : new StdoutLogger();
             await using var server = await ProxyServer.StartAsync(options, SystemNetwork.Instance, logger, ct);

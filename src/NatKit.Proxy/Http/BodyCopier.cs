@@ -19,15 +19,15 @@ internal static class BodyCopier
     /// <summary>Copies exactly <paramref name="count"/> bytes.</summary>
     /// <exception cref="EndOfStreamException">The source ended first.</exception>
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    /// <param name="rate">The minimum rate a request body must keep, or null.</param>
     public static async ValueTask CopyExactAsync(PooledReader source, Stream destination, long count, Flow flow,
-        bool up, Deadline deadline)
+        bool up, Deadline deadline, MinDataRate? rate = null)
     {
         while (count > 0)
         {
             if (source.Available == 0)
             {
-                deadline.Arm();
-                var n = await source.FillAsync(deadline.Token).ConfigureAwait(false);
+                var n = await FillAsync(source, deadline, rate).ConfigureAwait(false);
                 if (n <= 0)
                 {
                     throw new EndOfStreamException("the stream ended inside a body");
@@ -46,12 +46,12 @@ internal static class BodyCopier
     /// <summary>Copies a chunked body. Returns false when the framing is malformed (bad chunk size, missing CRLF
     /// after the data, bad or oversized trailers); the connection must then be closed.</summary>
     public static async ValueTask<bool> CopyChunkedAsync(PooledReader source, Stream destination, bool reChunk,
-        byte[] scratch, int maxTrailerBytes, Flow flow, bool up, Deadline deadline)
+        byte[] scratch, int maxTrailerBytes, Flow flow, bool up, Deadline deadline, MinDataRate? rate = null)
     {
         var pendingCrlf = false;
         while (true)
         {
-            var lineLength = await ReadLineAsync(source, MaxChunkLine, deadline).ConfigureAwait(false);
+            var lineLength = await ReadLineAsync(source, MaxChunkLine, deadline, rate).ConfigureAwait(false);
             if (lineLength < 0 || !HttpHeadParser.TryParseChunkSize(source.Span[..lineLength], out var size))
             {
                 return false;
@@ -60,8 +60,8 @@ internal static class BodyCopier
             source.Consume(lineLength + 2);
             if (size == 0)
             {
-                return await CopyTrailersAsync(source, destination, reChunk, pendingCrlf, maxTrailerBytes, deadline)
-                    .ConfigureAwait(false);
+                return await CopyTrailersAsync(source, destination, reChunk, pendingCrlf, maxTrailerBytes, deadline,
+                    rate).ConfigureAwait(false);
             }
 
             if (reChunk)
@@ -71,11 +71,10 @@ internal static class BodyCopier
                 await destination.WriteAsync(scratch.AsMemory(0, n), deadline.Token).ConfigureAwait(false);
             }
 
-            await CopyExactAsync(source, destination, size, flow, up, deadline).ConfigureAwait(false);
+            await CopyExactAsync(source, destination, size, flow, up, deadline, rate).ConfigureAwait(false);
             while (source.Available < 2)
             {
-                deadline.Arm();
-                if (await source.FillAsync(deadline.Token).ConfigureAwait(false) <= 0)
+                if (await FillAsync(source, deadline, rate).ConfigureAwait(false) <= 0)
                 {
                     return false;
                 }
@@ -134,7 +133,8 @@ internal static class BodyCopier
 
     /// <summary>The length of the line at the start of the buffer (without CRLF), reading more as needed; -1 when
     /// the stream ends or the line is longer than <paramref name="max"/>.</summary>
-    public static async ValueTask<int> ReadLineAsync(PooledReader source, int max, Deadline deadline)
+    public static async ValueTask<int> ReadLineAsync(PooledReader source, int max, Deadline deadline,
+        MinDataRate? rate = null)
     {
         while (true)
         {
@@ -149,8 +149,7 @@ internal static class BodyCopier
                 return -1;
             }
 
-            deadline.Arm();
-            if (await source.FillAsync(deadline.Token).ConfigureAwait(false) <= 0)
+            if (await FillAsync(source, deadline, rate).ConfigureAwait(false) <= 0)
             {
                 return -1;
             }
@@ -158,7 +157,7 @@ internal static class BodyCopier
     }
 
     private static async ValueTask<bool> CopyTrailersAsync(PooledReader source, Stream destination, bool reChunk,
-        bool pendingCrlf, int maxTrailerBytes, Deadline deadline)
+        bool pendingCrlf, int maxTrailerBytes, Deadline deadline, MinDataRate? rate)
     {
         if (reChunk)
         {
@@ -170,7 +169,7 @@ internal static class BodyCopier
         var total = 0;
         while (true)
         {
-            var lineLength = await ReadLineAsync(source, maxTrailerBytes, deadline).ConfigureAwait(false);
+            var lineLength = await ReadLineAsync(source, maxTrailerBytes, deadline, rate).ConfigureAwait(false);
             if (lineLength < 0)
             {
                 return false;
@@ -201,6 +200,31 @@ internal static class BodyCopier
 
             source.Consume(lineLength + 2);
         }
+    }
+
+    /// <summary>Reads more into <paramref name="source"/>, re-arming the idle deadline and, for a request body,
+    /// timing the wait against the minimum data rate.</summary>
+    private static ValueTask<int> FillAsync(PooledReader source, Deadline deadline, MinDataRate? rate)
+    {
+        deadline.Arm();
+        return rate is null ? source.FillAsync(deadline.Token) : FillTimedAsync(source, deadline, rate);
+    }
+
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    private static async ValueTask<int> FillTimedAsync(PooledReader source, Deadline deadline, MinDataRate rate)
+    {
+        rate.BeginRead();
+        var n = 0;
+        try
+        {
+            n = await source.FillAsync(deadline.Token).ConfigureAwait(false);
+        }
+        finally
+        {
+            rate.EndRead(n);
+        }
+
+        return n;
     }
 
     private static int WriteChunkHeader(byte[] scratch, bool pendingCrlf, long size)

@@ -30,6 +30,7 @@ internal sealed class HttpProxySession
     private readonly byte[] _upScratch = new byte[32];
     private readonly byte[] _downScratch = new byte[32];
     private byte[]? _out;
+    private MinDataRate? _bodyRate; // made on the first request body, when a minimum rate is configured
 
     // The last destination, so a keep-alive client talking to one host does not allocate its name per request.
     private byte[] _lastAuthority = [];
@@ -106,6 +107,7 @@ internal sealed class HttpProxySession
         finally
         {
             _server.Connections.Remove(_flow);
+            _bodyRate?.Dispose();
             _deadline.Dispose();
             _reader.Dispose();
             if (_out is not null)
@@ -490,6 +492,15 @@ internal sealed class HttpProxySession
             {
                 responseHead = 0; // reset before any response byte: the same as an early end of stream
             }
+            catch (OperationCanceledException) when (_bodyRate?.Violated == true)
+            {
+                await upstream.DisposeAsync().ConfigureAwait(false);
+                await SendErrorAsync(408, $"the request body arrived slower than {_bodyRate.BytesPerSecond} bytes/s")
+                    .ConfigureAwait(false);
+                await bodyTask.ConfigureAwait(false);
+                LogAccess(method, 408, started);
+                return false;
+            }
             catch (OperationCanceledException) when (_deadline.Expired)
             {
                 await upstream.DisposeAsync().ConfigureAwait(false);
@@ -713,17 +724,24 @@ internal sealed class HttpProxySession
     /// upstream connection is closed so the origin never sees a half message as complete).</summary>
     private async Task<bool> SendRequestBodyAsync(UpstreamConnection upstream, BodyFraming framing, long left)
     {
+        if (_options.MinRequestBodyDataRate > 0)
+        {
+            _bodyRate ??= new MinDataRate(_server.Time, _options.MinRequestBodyDataRate,
+                _options.MinRequestBodyDataRateGracePeriod, _deadline);
+            _bodyRate.Reset();
+        }
+
         try
         {
             if (framing == BodyFraming.ContentLength)
             {
-                await BodyCopier.CopyExactAsync(_reader, upstream.Connection.Stream, left, _flow, up: true, _deadline)
-                    .ConfigureAwait(false);
+                await BodyCopier.CopyExactAsync(_reader, upstream.Connection.Stream, left, _flow, up: true, _deadline,
+                    _bodyRate).ConfigureAwait(false);
                 return true;
             }
 
             if (await BodyCopier.CopyChunkedAsync(_reader, upstream.Connection.Stream, reChunk: true, _upScratch,
-                    _options.MaxHeaderBytes, _flow, up: true, _deadline).ConfigureAwait(false))
+                    _options.MaxHeaderBytes, _flow, up: true, _deadline, _bodyRate).ConfigureAwait(false))
             {
                 return true;
             }

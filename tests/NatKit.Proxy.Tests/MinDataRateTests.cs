@@ -1,0 +1,126 @@
+using System.Net;
+using System.Security.Cryptography;
+using System.Text;
+using NatKit.Net;
+using NatKit.Proxy.Tests.Support;
+using NatKit.TestSupport;
+
+namespace NatKit.Proxy.Tests;
+
+/// <summary>The minimum request body data rate, on a virtual clock: a body trickled one byte a second is cut off
+/// when its average falls below the rate after the grace period; a slow but steady upload passes.
+/// <see cref="ManualTimeProvider.TimerArmed"/> tells when the proxy has read a piece and waits for the next
+/// (the rate's timer is armed at every wait once a body has started), so each virtual second is a second the
+/// proxy spent waiting for the client.</summary>
+public sealed class MinDataRateTests
+{
+    private static ProxyOptions RateOptions() => ProxyServerTests.TestOptions() with
+    {
+        MinRequestBodyDataRate = 100,
+        MinRequestBodyDataRateGracePeriod = TimeSpan.FromSeconds(5),
+        IdleTimeout = TimeSpan.FromSeconds(60),
+    };
+
+    /// <summary>Sends <paramref name="piece"/> and waits until the proxy has read it and waits for more.</summary>
+    private static async Task SendAndWaitForTheNextReadAsync(ManualTimeProvider time, RawClient c, byte[] piece)
+    {
+        time.ResetArmed();
+        await c.SendAsync(piece);
+        await time.TimerArmed.WaitAsync(TimeSpan.FromSeconds(15));
+    }
+
+    [Fact]
+    public async Task OneByteASecondBody_IsCutOffWith408_WhenItsAverageFallsBelowTheRate_AfterTheGrace()
+    {
+        // an origin that takes the head and then reads whatever body comes, recording whether it was complete
+        var listener = await SystemNetwork.Instance.ListenTcpAsync(new IPEndPoint(IPAddress.Loopback, 0));
+        await using var _ = listener;
+        var headSeen = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var origin = Task.Run(async () =>
+        {
+            await using var conn = await listener.AcceptAsync();
+            var text = "";
+            var buf = new byte[4096];
+            int n;
+            while ((n = await conn.Stream.ReadAsync(buf)) > 0)
+            {
+                text += Encoding.Latin1.GetString(buf, 0, n);
+                if (text.Contains("\r\n\r\n", StringComparison.Ordinal))
+                {
+                    headSeen.TrySetResult();
+                }
+            }
+
+            return text[(text.IndexOf("\r\n\r\n", StringComparison.Ordinal) + 4)..].Length;
+        });
+        var time = new ManualTimeProvider();
+        await using var proxy = await ProxyServer.StartAsync(RateOptions(), new ClockedNetwork(SystemNetwork.Instance, time));
+        await using var c = await RawClient.ConnectAsync(proxy.HttpEndPoint);
+        await c.SendAsync($"POST http://127.0.0.1:{listener.LocalEndPoint.Port}/ HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n");
+        await headSeen.Task.WaitAsync(TimeSpan.FromSeconds(15)); // the proxy now waits for the body
+        var response = c.ReadResponseAsync();
+
+        await SendAndWaitForTheNextReadAsync(time, c, "x"u8.ToArray()); // the first byte starts the count
+        for (var second = 1; second <= 4; second++)
+        {
+            time.Advance(TimeSpan.FromSeconds(1));
+            await SendAndWaitForTheNextReadAsync(time, c, "x"u8.ToArray());
+        }
+
+        // 4.9 s of waiting for 5 bytes: still inside the grace, so the next byte is read
+        time.Advance(TimeSpan.FromSeconds(0.9));
+        await SendAndWaitForTheNextReadAsync(time, c, "x"u8.ToArray());
+        Assert.False(response.IsCompleted, "cut off inside the grace period");
+
+        // past 5 s with 6 bytes (needs 500 at 100 B/s): cut off
+        time.Advance(TimeSpan.FromSeconds(0.2));
+        var r = await response;
+        Assert.Equal(408, r.Status);
+        Assert.Contains("slower than 100 bytes/s", r.Text, StringComparison.Ordinal);
+        Assert.True(await c.ClosedAsync());
+        Assert.True(await origin < 100, "the origin must not see the body as complete");
+    }
+
+    [Fact]
+    public async Task SlowButSteadyUpload_AboveTheRate_Passes_AndArrivesIntact()
+    {
+        await using var origin = await Origin.StartAsync();
+        var time = new ManualTimeProvider();
+        await using var proxy = await ProxyServer.StartAsync(RateOptions() with { ConnectPorts = new HashSet<int> { 443 } },
+            new ClockedNetwork(SystemNetwork.Instance, time));
+        await using var c = await RawClient.ConnectAsync(proxy.HttpEndPoint);
+        var body = new byte[2000];
+        new Random(5).NextBytes(body);
+        var id = Guid.NewGuid().ToString("N");
+        await c.SendAsync($"PUT http://127.0.0.1:{origin.Port}/echo HTTP/1.1\r\nHost: a\r\nX-Test-Id: {id}\r\n" +
+                          $"Content-Length: {body.Length}\r\n\r\n");
+        var response = c.ReadResponseAsync();
+
+        // 125 bytes/s for 16 s: slow, well past the grace, above the 100 bytes/s floor
+        for (var i = 0; i < body.Length - 50; i += 50)
+        {
+            await SendAndWaitForTheNextReadAsync(time, c, body[i..(i + 50)]);
+            time.Advance(TimeSpan.FromSeconds(0.4));
+        }
+
+        await c.SendAsync(body[^50..]); // the last piece: no wait follows it
+
+        var r = await response;
+        Assert.Equal(200, r.Status);
+        Assert.Equal(body, r.Body);
+        Assert.Equal(Convert.ToHexString(SHA256.HashData(body)), origin.Received[id].Sha256);
+    }
+
+    [Fact]
+    public void MinRequestBodyDataRate_IsValidated()
+    {
+        Assert.Throws<ArgumentException>(() => (ProxyServerTests.TestOptions() with { MinRequestBodyDataRate = -1 }).Validate());
+        Assert.Throws<ArgumentException>(() => (ProxyServerTests.TestOptions() with { MinRequestBodyDataRate = double.NaN }).Validate());
+        Assert.Throws<ArgumentException>(() => (ProxyServerTests.TestOptions() with
+        {
+            MinRequestBodyDataRateGracePeriod = TimeSpan.Zero,
+        }).Validate());
+        (ProxyServerTests.TestOptions() with { MinRequestBodyDataRate = 0 }).Validate();
+        Assert.Equal(240, new ProxyOptions().MinRequestBodyDataRate); // Kestrel's default
+    }
+}
