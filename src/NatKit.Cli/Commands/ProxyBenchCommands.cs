@@ -11,7 +11,7 @@ using Spectre.Console;
 namespace NatKit.Cli.Commands;
 
 /// <summary>
-/// `natkit bench proxy`: NatKit's proxy side by side with tinyproxy in one run, against the same loopback
+/// `natkit bench proxy`: NatKit's proxy side by side with tinyproxy and squid in one run, against the same loopback
 /// origin: requests/s with keep-alive under `ab -k -X`, and CONNECT bulk throughput against a direct connection.
 /// Everything it starts listens on 127.0.0.1 and is stopped at the end.
 /// </summary>
@@ -21,7 +21,7 @@ internal sealed partial class ProxyBenchCommands : IVerbGroup
 
     public Command Create()
     {
-        var cmd = new Command("proxy", "Requests/s vs tinyproxy (ab -k -X) and CONNECT throughput vs direct, on loopback.");
+        var cmd = new Command("proxy", "Requests/s (ab -k -X) and CONNECT throughput: natkit vs tinyproxy and squid (when installed) vs direct, on loopback.");
         var requests = new Option<int>("--requests") { Description = "Requests per ab run.", DefaultValueFactory = _ => 20000 };
         var concurrency = new Option<int>("--concurrency") { Description = "ab concurrency.", DefaultValueFactory = _ => 32 };
         var megabytes = new Option<int>("--connect-mb")
@@ -61,7 +61,6 @@ internal sealed partial class ProxyBenchCommands : IVerbGroup
             throw new CliException("ab is not installed (apt-get install apache2-utils)");
         }
 
-        var tinyproxyPath = Which("tinyproxy");
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
         await using var origin = await BenchOrigin.StartAsync(bodyBytes, stop.Token);
         await using var sink = await Sink.StartAsync(stop.Token);
@@ -72,63 +71,85 @@ internal sealed partial class ProxyBenchCommands : IVerbGroup
             ConnectPorts = new HashSet<int> { sink.Port },
         };
         await using var natkit = await ProxyServer.StartAsync(options, SystemNetwork.Instance, null, ct);
-        await using var tinyproxy = tinyproxyPath is null ? null : await Tinyproxy.StartAsync(tinyproxyPath, sink.Port, ct);
+        await using var tinyproxy = await PeerProxy.StartTinyproxyAsync(sink.Port, ct);
+        await using var squid = await PeerProxy.StartSquidAsync(sink.Port, ct);
+        List<(string Name, int? Port)> contenders = [("direct", null), ("natkit", natkit.HttpEndPoint.Port)];
+        foreach (var peer in new[] { tinyproxy, squid })
+        {
+            if (peer is not null)
+            {
+                contenders.Add((peer.Name, peer.Port));
+                AnsiConsole.MarkupLine($"{peer.Name} {Markup.Escape(peer.Version)} on 127.0.0.1:{peer.Port}");
+            }
+        }
+
+        foreach (var (name, package) in new[] { ("tinyproxy", "tinyproxy"), ("squid", "squid") })
+        {
+            if (!contenders.Exists(c => c.Name == name))
+            {
+                AnsiConsole.MarkupLine($"[yellow]{name} is not installed (apt-get install {package}): its column stays empty[/]");
+            }
+        }
 
         AnsiConsole.MarkupLine($"load average before: {Markup.Escape(LoadAverage())} (2 cores; other work on the machine skews absolute numbers)");
         var url = $"http://127.0.0.1:{origin.Port}/";
-        await AbAsync(ab, natkit.HttpEndPoint.Port, url, Math.Min(2000, requests), concurrency, ct); // warm-up
-        if (tinyproxy is not null && measureRps)
+        if (measureRps)
         {
-            await AbAsync(ab, tinyproxy.Port, url, Math.Min(2000, requests), concurrency, ct);
+            foreach (var (_, port) in contenders.Skip(1))
+            {
+                await AbAsync(ab, port, url, Math.Min(2000, requests), concurrency, ct); // warm-up
+            }
         }
 
         // Rounds interleave the contenders so a burst of load elsewhere hits all of them; each keeps its best.
-        AbResult? direct = null, nk = null, tp = null;
-        double directMbps = 0, natkitMbps = 0;
-        double? tinyMbps = null;
+        var rps = new Dictionary<string, AbResult>();
+        var mbps = new Dictionary<string, double>();
         var bytes = (long)megabytes << 20;
         for (var round = 0; round < rounds; round++)
         {
-            if (measureRps)
+            foreach (var (name, port) in contenders)
             {
-                direct = Best(direct, await AbAsync(ab, null, url, requests, concurrency, ct));
-                nk = Best(nk, await AbAsync(ab, natkit.HttpEndPoint.Port, url, requests, concurrency, ct));
-                if (tinyproxy is not null)
+                if (measureRps)
                 {
-                    tp = Best(tp, await AbAsync(ab, tinyproxy.Port, url, requests, concurrency, ct));
+                    rps[name] = Best(rps.GetValueOrDefault(name), await AbAsync(ab, port, url, requests, concurrency, ct));
                 }
-            }
 
-            if (!measureConnect)
-            {
-                AnsiConsole.MarkupLine($"round {round + 1}/{rounds} done, load {Markup.Escape(LoadAverage())}");
-                continue;
-            }
-
-            directMbps = Math.Max(directMbps, await ThroughputAsync(sink.Port, null, bytes, ct));
-            natkitMbps = Math.Max(natkitMbps, await ThroughputAsync(sink.Port, natkit.HttpEndPoint.Port, bytes, ct));
-            if (tinyproxy is not null)
-            {
-                tinyMbps = Math.Max(tinyMbps ?? 0, await ThroughputAsync(sink.Port, tinyproxy.Port, bytes, ct));
+                if (measureConnect)
+                {
+                    mbps[name] = Math.Max(mbps.GetValueOrDefault(name), await ThroughputAsync(sink.Port, port, bytes, ct));
+                }
             }
 
             AnsiConsole.MarkupLine($"round {round + 1}/{rounds} done, load {Markup.Escape(LoadAverage())}");
         }
 
-        var table = new Table().Border(TableBorder.Rounded).AddColumns("measure (best of " + rounds + ")", "direct", "natkit", "tinyproxy", "ratio");
-        if (direct is not null && nk is not null)
+        string[] columns = ["direct", "natkit", "tinyproxy", "squid"];
+        var table = new Table().Border(TableBorder.Rounded).AddColumn("measure (best of " + rounds + ")")
+            .AddColumns(columns).AddColumn("ratio");
+        string Cell<T>(Dictionary<string, T> d, string name, Func<T, string> f) => d.TryGetValue(name, out var v) ? f(v) : "-";
+        string Ratio(Dictionary<string, double> d, string name, string goal)
         {
-            table.AddRow("requests/s (ab -k, c=" + concurrency + ")", F(direct.RequestsPerSecond), F(nk.RequestsPerSecond),
-                tp is null ? "-" : F(tp.RequestsPerSecond),
-                tp is null ? "-" : F(nk.RequestsPerSecond / tp.RequestsPerSecond) + "x tinyproxy (goal >= 2)");
-            table.AddRow("failed / non-2xx", $"{direct.Failed}/{direct.Non2xx}", $"{nk.Failed}/{nk.Non2xx}",
-                tp is null ? "-" : $"{tp.Failed}/{tp.Non2xx}", "");
+            return d.TryGetValue("natkit", out var n) && d.TryGetValue(name, out var v) && v > 0
+                ? $"{F(n / v)}x {name}{goal}"
+                : "";
+        }
+
+        if (measureRps)
+        {
+            var perSecond = rps.ToDictionary(kv => kv.Key, kv => kv.Value.RequestsPerSecond);
+            var ratios = string.Join(", ", new[] { Ratio(perSecond, "tinyproxy", " (goal >= 2)"), Ratio(perSecond, "squid", "") }
+                .Where(r => r.Length > 0));
+            string[] row = [$"requests/s (ab -k, c={concurrency})", .. columns.Select(n => Cell(perSecond, n, F)), ratios];
+            table.AddRow(row);
+            string[] failures = ["failed / non-2xx", .. columns.Select(n => Cell(rps, n, r => $"{r.Failed}/{r.Non2xx}")), ""];
+            table.AddRow(failures);
         }
 
         if (measureConnect)
         {
-                table.AddRow($"CONNECT MB/s ({megabytes} MB)", F(directMbps), F(natkitMbps), tinyMbps is null ? "-" : F(tinyMbps.Value),
-                    F(natkitMbps / directMbps) + "x direct (goal >= 0.8)");
+            string[] row = [$"CONNECT MB/s ({megabytes} MB)", .. columns.Select(n => Cell(mbps, n, F)),
+                Ratio(mbps, "direct", " (goal >= 0.8)")];
+            table.AddRow(row);
         }
 
         AnsiConsole.Write(table);
@@ -410,73 +431,218 @@ internal sealed partial class ProxyBenchCommands : IVerbGroup
         }
     }
 
-    /// <summary>tinyproxy in the foreground with a temporary configuration on a free loopback port.</summary>
-    private sealed class Tinyproxy : IAsyncDisposable
+    /// <summary>
+    /// A peer proxy (tinyproxy or squid) in the foreground, with a temporary configuration, log and pid files in
+    /// a temporary directory, listening on a free port of 127.0.0.1 only (checked in /proc once it runs).
+    /// Disposal kills its process tree and removes the directory; a failed start does the same.
+    /// </summary>
+    private sealed class PeerProxy : IAsyncDisposable
     {
         private readonly Process _process;
         private readonly string _dir;
 
-        private Tinyproxy(Process process, string dir, int port)
+        private PeerProxy(string name, Process process, string dir, int port, string version)
         {
+            Name = name;
             _process = process;
             _dir = dir;
             Port = port;
+            Version = version;
         }
+
+        public string Name { get; }
 
         public int Port { get; }
 
-        public static async Task<Tinyproxy> StartAsync(string path, int connectPort, CancellationToken ct)
+        public string Version { get; }
+
+        /// <summary>tinyproxy, or null when it is not installed.</summary>
+        public static Task<PeerProxy?> StartTinyproxyAsync(int connectPort, CancellationToken ct) =>
+            StartAsync("tinyproxy", connectPort, ct, (dir, port) =>
+            {
+                var user = Environment.UserName == "root" ? "User nobody\nGroup nogroup\n" : "";
+                return ($"{user}Port {port}\nListen 127.0.0.1\nTimeout 60\nMaxClients 1000\nAllow 127.0.0.1\n" +
+                        $"LogLevel Critical\nConnectPort {connectPort}\nDisableViaHeader No\n", ["-d", "-c"]);
+            });
+
+        /// <summary>squid (no disk cache, nothing cached, no ICP/HTCP/SNMP, DNS only to 127.0.0.1), or null when
+        /// it is not installed.</summary>
+        public static Task<PeerProxy?> StartSquidAsync(int connectPort, CancellationToken ct) =>
+            StartAsync("squid", connectPort, ct, (dir, port) => (string.Join('\n',
+                $"http_port 127.0.0.1:{port}",
+                $"pid_filename {dir}/squid.pid",
+                $"cache_log {dir}/cache.log",
+                $"coredump_dir {dir}",
+                "access_log none",
+                "cache_store_log none",
+                "cache deny all",
+                "cache_mem 0 MB",
+                "acl loopback src 127.0.0.1/32",
+                $"acl sink port {connectPort}",
+                "acl CONNECT method CONNECT",
+                "http_access deny CONNECT !sink",
+                "http_access allow loopback",
+                "http_access deny all",
+                "icp_port 0",
+                "htcp_port 0",
+                "snmp_port 0",
+                "udp_incoming_address 127.0.0.1",
+                "udp_outgoing_address 127.0.0.1",
+                "dns_nameservers 127.0.0.1",
+                "pinger_enable off",
+                "netdb_filename none",
+                "shutdown_lifetime 0 seconds",
+                "visible_hostname natkit-bench",
+                "client_persistent_connections on",
+                "server_persistent_connections on",
+                "max_filedescriptors 4096") + "\n", ["-N", "-f"]));
+
+        private static async Task<PeerProxy?> StartAsync(string name, int connectPort, CancellationToken ct,
+            Func<string, int, (string Config, string[] Arguments)> configure)
         {
+            if (Which(name) is not { } path)
+            {
+                return null;
+            }
+
             int port;
             await using (var probe = await SystemNetwork.Instance.ListenTcpAsync(new IPEndPoint(IPAddress.Loopback, 0), 1, ct))
             {
                 port = probe.LocalEndPoint.Port;
             }
 
-            var dir = Directory.CreateTempSubdirectory("natkit-tinyproxy-").FullName;
-            var conf = Path.Combine(dir, "tinyproxy.conf");
-            var user = Environment.UserName == "root" ? "User nobody\nGroup nogroup\n" : "";
-            await File.WriteAllTextAsync(conf,
-                $"{user}Port {port}\nListen 127.0.0.1\nTimeout 60\nMaxClients 1000\nAllow 127.0.0.1\nLogLevel Critical\n" +
-                $"ConnectPort {connectPort}\nDisableViaHeader No\n", ct);
-            var info = new ProcessStartInfo(path) { RedirectStandardOutput = true, RedirectStandardError = true };
-            info.ArgumentList.Add("-d");
-            info.ArgumentList.Add("-c");
-            info.ArgumentList.Add(conf);
-            var process = Process.Start(info)!;
-            var result = new Tinyproxy(process, dir, port);
-            for (var i = 0; i < 100; i++)
+            var version = await VersionAsync(path, ct);
+            var dir = Directory.CreateTempSubdirectory($"natkit-{name}-").FullName;
+            PeerProxy? peer = null;
+            var ready = false;
+            try
             {
-                try
+                // a root-started proxy drops to its own user (nobody, proxy), which writes its logs here
+                if (!OperatingSystem.IsWindows())
                 {
-                    await using var c = await SystemNetwork.Instance.ConnectTcpAsync(new IPEndPoint(IPAddress.Loopback, port), null, ct);
-                    return result;
+                    File.SetUnixFileMode(dir, (UnixFileMode)0x1FF);
                 }
-                catch (NetworkException)
-                {
-                    if (process.HasExited)
-                    {
-                        break;
-                    }
 
-                    await Task.Delay(50, ct); // waiting for an external program to open its port
+                var (config, arguments) = configure(dir, port);
+                var conf = Path.Combine(dir, name + ".conf");
+                await File.WriteAllTextAsync(conf, config, ct);
+                var info = new ProcessStartInfo(path) { RedirectStandardOutput = true, RedirectStandardError = true };
+                foreach (var a in arguments)
+                {
+                    info.ArgumentList.Add(a);
+                }
+
+                info.ArgumentList.Add(conf);
+                peer = new PeerProxy(name, Process.Start(info)!, dir, port, version);
+                var process = peer._process;
+                _ = process.StandardOutput.ReadToEndAsync(ct); // drained so it never blocks on a full pipe
+                var errors = process.StandardError.ReadToEndAsync(ct);
+                for (var i = 0; i < 200; i++)
+                {
+                    try
+                    {
+                        await using var c = await SystemNetwork.Instance.ConnectTcpAsync(new IPEndPoint(IPAddress.Loopback, port), null, ct);
+                        peer.EnsureLoopbackOnly();
+                        ready = true;
+                        return peer;
+                    }
+                    catch (NetworkException)
+                    {
+                        if (process.HasExited)
+                        {
+                            break;
+                        }
+
+                        await Task.Delay(50, ct); // waiting for an external program to open its port
+                    }
+                }
+
+                var log = Path.Combine(dir, "cache.log");
+                throw new CliException($"{name} did not start: " + (process.HasExited ? await errors : "no answer on its port") +
+                    (File.Exists(log) ? " " + string.Join(" | ", File.ReadLines(log).TakeLast(3)) : ""));
+            }
+            finally
+            {
+                if (!ready)
+                {
+                    if (peer is not null)
+                    {
+                        await peer.DisposeAsync(); // kills the process tree and removes the directory
+                    }
+                    else
+                    {
+                        Directory.Delete(dir, recursive: true);
+                    }
+                }
+            }
+        }
+
+        private static async Task<string> VersionAsync(string path, CancellationToken ct)
+        {
+            var (_, output) = await ProxyBenchCommands.RunAsync(path, ["-v"], TimeSpan.FromSeconds(10), ct);
+            return output.Split('\n', StringSplitOptions.RemoveEmptyEntries).FirstOrDefault()?.Trim() ?? "";
+        }
+
+        /// <summary>Every socket the peer holds is bound to loopback (its TCP listener, its DNS socket); otherwise
+        /// the run stops. Read from /proc/PID/fd and /proc/net/{tcp,tcp6,udp,udp6}.</summary>
+        private void EnsureLoopbackOnly()
+        {
+            var fds = $"/proc/{_process.Id}/fd";
+            if (!Directory.Exists(fds))
+            {
+                return;
+            }
+
+            var inodes = new HashSet<string>();
+            foreach (var fd in Directory.EnumerateFiles(fds))
+            {
+                if (new FileInfo(fd).LinkTarget is { } target && target.StartsWith("socket:[", StringComparison.Ordinal))
+                {
+                    inodes.Add(target[8..^1]);
                 }
             }
 
-            await result.DisposeAsync();
-            throw new CliException("tinyproxy did not start: " + await process.StandardError.ReadToEndAsync(ct));
+            foreach (var table in new[] { "tcp", "tcp6", "udp", "udp6" })
+            {
+                foreach (var line in File.ReadLines("/proc/net/" + table).Skip(1))
+                {
+                    var f = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+                    if (f.Length > 9 && inodes.Contains(f[9]) && !IsLoopback(f[1][..f[1].IndexOf(':', StringComparison.Ordinal)]))
+                    {
+                        throw new CliException($"{Name} has a {table} socket bound to {f[1]}, not loopback: stopped");
+                    }
+                }
+            }
+        }
+
+        /// <summary>A /proc/net address (hex, 32-bit words in host order) on loopback (127/8, ::1, ::ffff:127/104).</summary>
+        private static bool IsLoopback(string hex)
+        {
+            var bytes = Convert.FromHexString(hex);
+            for (var i = 0; i < bytes.Length; i += 4)
+            {
+                Array.Reverse(bytes, i, 4); // each word is printed in host (little-endian) order
+            }
+
+            var address = new IPAddress(bytes);
+            return IPAddress.IsLoopback(address.IsIPv4MappedToIPv6 ? address.MapToIPv4() : address);
         }
 
         public async ValueTask DisposeAsync()
         {
-            if (!_process.HasExited)
+            try
             {
-                _process.Kill(entireProcessTree: true);
-                await _process.WaitForExitAsync();
+                if (!_process.HasExited)
+                {
+                    _process.Kill(entireProcessTree: true);
+                    await _process.WaitForExitAsync();
+                }
             }
-
-            _process.Dispose();
-            Directory.Delete(_dir, recursive: true);
+            finally
+            {
+                _process.Dispose();
+                Directory.Delete(_dir, recursive: true);
+            }
         }
     }
 }
