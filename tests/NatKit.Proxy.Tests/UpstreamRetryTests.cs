@@ -119,6 +119,31 @@ public sealed class UpstreamRetryTests
         }
     }
 
+    /// <summary>A client connection through the proxy whose one pooled upstream connection the origin has closed
+    /// after answering a first GET. With <c>raceTheClose</c> the pool cannot see the close, so the next request
+    /// really goes out on the dead connection.</summary>
+    private sealed record Stale(ClosingOrigin Origin, ProxyServer Proxy, RawClient Client) : IAsyncDisposable
+    {
+        public static async Task<Stale> StartAsync(bool raceTheClose)
+        {
+            var origin = await ClosingOrigin.StartAsync();
+            var proxy = await ProxyServer.StartAsync(ProxyServerTests.TestOptions(),
+                raceTheClose ? new OpaqueStreamNetwork(SystemNetwork.Instance) : SystemNetwork.Instance);
+            var stale = new Stale(origin, proxy, await RawClient.ConnectAsync(proxy.HttpEndPoint));
+            await stale.Client.SendAsync(Request("GET", origin.Port, ""));
+            Assert.Equal("empty", (await stale.Client.ReadResponseAsync()).Text);
+            await origin.Closed; // the pooled connection is dead before the next request leaves
+            return stale;
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            await Client.DisposeAsync();
+            await Proxy.DisposeAsync();
+            await Origin.DisposeAsync();
+        }
+    }
+
     private static string Request(string method, int port, string body) =>
         $"{method} http://127.0.0.1:{port}/r HTTP/1.1\r\nHost: a\r\n" +
         (body.Length > 0 || method is "POST" or "PUT" ? $"Content-Length: {body.Length}\r\n" : "") + "\r\n" + body;
@@ -132,14 +157,8 @@ public sealed class UpstreamRetryTests
     public async Task Rfc9110_StalePooledConnection_IdempotentReplayableRequest_IsRetriedOnAFreshOne(string method,
         string body, bool raceTheClose)
     {
-        await using var origin = await ClosingOrigin.StartAsync();
-        // raceTheClose: the pool cannot see the close, so the request really goes out on the dead connection
-        INetwork network = raceTheClose ? new OpaqueStreamNetwork(SystemNetwork.Instance) : SystemNetwork.Instance;
-        await using var proxy = await ProxyServer.StartAsync(ProxyServerTests.TestOptions(), network);
-        await using var c = await RawClient.ConnectAsync(proxy.HttpEndPoint);
-        await c.SendAsync(Request("GET", origin.Port, ""));
-        Assert.Equal("empty", (await c.ReadResponseAsync()).Text);
-        await origin.Closed; // the pooled connection is dead before the next request leaves
+        await using var stale = await Stale.StartAsync(raceTheClose);
+        var (origin, proxy, c) = (stale.Origin, stale.Proxy, stale.Client);
 
         await c.SendAsync(Request(method, origin.Port, body));
         var r = await c.ReadResponseAsync();
@@ -161,13 +180,8 @@ public sealed class UpstreamRetryTests
     [Fact]
     public async Task Rfc9110_StalePooledConnection_PostIsNotRetried_Gets502()
     {
-        await using var origin = await ClosingOrigin.StartAsync();
-        await using var proxy = await ProxyServer.StartAsync(ProxyServerTests.TestOptions(),
-            new OpaqueStreamNetwork(SystemNetwork.Instance));
-        await using var c = await RawClient.ConnectAsync(proxy.HttpEndPoint);
-        await c.SendAsync(Request("GET", origin.Port, ""));
-        Assert.Equal("empty", (await c.ReadResponseAsync()).Text);
-        await origin.Closed;
+        await using var stale = await Stale.StartAsync(raceTheClose: true);
+        var (origin, proxy, c) = (stale.Origin, stale.Proxy, stale.Client);
 
         await c.SendAsync(Request("POST", origin.Port, "order #1"));
         var r = await c.ReadResponseAsync();
@@ -182,13 +196,8 @@ public sealed class UpstreamRetryTests
     [Fact]
     public async Task Rfc9110_StalePooledConnection_StreamedBodyCannotBeReplayed_Gets502()
     {
-        await using var origin = await ClosingOrigin.StartAsync();
-        await using var proxy = await ProxyServer.StartAsync(ProxyServerTests.TestOptions(),
-            new OpaqueStreamNetwork(SystemNetwork.Instance));
-        await using var c = await RawClient.ConnectAsync(proxy.HttpEndPoint);
-        await c.SendAsync(Request("GET", origin.Port, ""));
-        Assert.Equal("empty", (await c.ReadResponseAsync()).Text);
-        await origin.Closed;
+        await using var stale = await Stale.StartAsync(raceTheClose: true);
+        var (origin, proxy, c) = (stale.Origin, stale.Proxy, stale.Client);
 
         // larger than the head's buffer: it streams, so by the time the close shows it is partly sent
         var body = new string('b', 512 * 1024);

@@ -147,8 +147,11 @@ internal sealed partial class ProxyBenchCommands : IVerbGroup
 
         if (measureConnect)
         {
-            string[] row = [$"CONNECT MB/s ({megabytes} MB)", .. columns.Select(n => Cell(mbps, n, F)),
-                Ratio(mbps, "direct", " (goal >= 0.8)")];
+            var ratios = string.Join(", ", new[]
+            {
+                Ratio(mbps, "direct", " (goal >= 0.8)"), Ratio(mbps, "tinyproxy", ""), Ratio(mbps, "squid", ""),
+            }.Where(r => r.Length > 0));
+            string[] row = [$"CONNECT MB/s ({megabytes} MB)", .. columns.Select(n => Cell(mbps, n, F)), ratios];
             table.AddRow(row);
         }
 

@@ -52,22 +52,44 @@ public sealed class TinyproxyParentTests : IAsyncLifetime
         return (process, port);
     }
 
-    private async Task<ProxyServer> StartChildAsync(int parentPort, string parentUrl) =>
-        await ProxyServer.StartAsync(ProxyServerTests.TestOptions(_origin.Port) with
+    /// <summary>tinyproxy as the parent of a NatKit proxy configured with <paramref name="parentUrl"/> (PORT
+    /// stands for tinyproxy's port).</summary>
+    private async Task<Chain> StartChainAsync(string parentUrl)
+    {
+        var (tinyproxy, port) = await StartTinyproxyAsync();
+        try
         {
-            Parent = ProxyOptions.TryParseParent(parentUrl.Replace("PORT", parentPort.ToString(
-                System.Globalization.CultureInfo.InvariantCulture), StringComparison.Ordinal), out var p, out var c, out _) ? p : null,
-            ParentCredentials = c,
-        }, SystemNetwork.Instance);
+            Assert.True(ProxyOptions.TryParseParent(parentUrl.Replace("PORT", port.ToString(
+                System.Globalization.CultureInfo.InvariantCulture), StringComparison.Ordinal), out var p, out var c, out _));
+            var child = await ProxyServer.StartAsync(ProxyServerTests.TestOptions(_origin.Port) with
+            {
+                Parent = p,
+                ParentCredentials = c,
+            }, SystemNetwork.Instance);
+            return new Chain(tinyproxy, child, $"http://127.0.0.1:{child.HttpEndPoint.Port}",
+                $"http://127.0.0.1:{_origin.Port}/hello");
+        }
+        catch
+        {
+            await tinyproxy.DisposeAsync();
+            throw;
+        }
+    }
+
+    private sealed record Chain(ExternalProcess Tinyproxy, ProxyServer Child, string ProxyUrl, string Url) : IAsyncDisposable
+    {
+        public async ValueTask DisposeAsync()
+        {
+            await Child.DisposeAsync();
+            await Tinyproxy.DisposeAsync();
+        }
+    }
 
     [PeerFact("tinyproxy", "curl")]
     public async Task Curl_ThroughNatKit_ToTinyproxyWithBasicAuth_GetAndConnect()
     {
-        var (tinyproxy, port) = await StartTinyproxyAsync();
-        await using var _ = tinyproxy;
-        await using var child = await StartChildAsync(port, "http://parentuser:s3cret@127.0.0.1:PORT");
-        var proxy = $"http://127.0.0.1:{child.HttpEndPoint.Port}";
-        var url = $"http://127.0.0.1:{_origin.Port}/hello";
+        await using var chain = await StartChainAsync("http://parentuser:s3cret@127.0.0.1:PORT");
+        var (proxy, url) = (chain.ProxyUrl, chain.Url);
         var get = await Curl.RunAsync(["-x", proxy, url], Timeout);
         Assert.True(get.ExitCode == 0, get.Errors);
         Assert.Equal("hello world", get.Text);
@@ -79,11 +101,8 @@ public sealed class TinyproxyParentTests : IAsyncLifetime
     [PeerFact("tinyproxy", "curl")]
     public async Task Curl_ThroughNatKit_ToTinyproxy_WithoutCredentials_Gets502WithTheReason()
     {
-        var (tinyproxy, port) = await StartTinyproxyAsync();
-        await using var _ = tinyproxy;
-        await using var child = await StartChildAsync(port, "127.0.0.1:PORT");
-        var proxy = $"http://127.0.0.1:{child.HttpEndPoint.Port}";
-        var url = $"http://127.0.0.1:{_origin.Port}/hello";
+        await using var chain = await StartChainAsync("127.0.0.1:PORT");
+        var (proxy, url) = (chain.ProxyUrl, chain.Url);
         var get = await Curl.RunAsync(["-w", "%{http_code}", "-x", proxy, url], Timeout);
         Assert.EndsWith("502", get.Text, StringComparison.Ordinal);
         Assert.Contains("no parent credentials are configured", get.Text, StringComparison.Ordinal);
@@ -95,11 +114,8 @@ public sealed class TinyproxyParentTests : IAsyncLifetime
     [PeerFact("tinyproxy", "curl")]
     public async Task Curl_ThroughNatKit_ToTinyproxyRefusingTheCredentials_SeesTinyproxys401_Or502ForConnect()
     {
-        var (tinyproxy, port) = await StartTinyproxyAsync();
-        await using var _ = tinyproxy;
-        await using var child = await StartChildAsync(port, "http://parentuser:wrong@127.0.0.1:PORT");
-        var proxy = $"http://127.0.0.1:{child.HttpEndPoint.Port}";
-        var url = $"http://127.0.0.1:{_origin.Port}/hello";
+        await using var chain = await StartChainAsync("http://parentuser:wrong@127.0.0.1:PORT");
+        var (proxy, url) = (chain.ProxyUrl, chain.Url);
 
         // tinyproxy answers wrong credentials with 401 (not 407), which cannot be told from an origin's 401:
         // it passes through as tinyproxy said it
@@ -108,7 +124,7 @@ public sealed class TinyproxyParentTests : IAsyncLifetime
         var tunnel = await Curl.RunAsync(["-p", "-x", proxy, url], Timeout);
         Assert.NotEqual(0, tunnel.ExitCode);
         Assert.Contains("502", tunnel.Errors, StringComparison.Ordinal);
-        var raw = await RawConnectAsync(child.HttpEndPoint);
+        var raw = await RawConnectAsync(chain.Child.HttpEndPoint);
         Assert.Contains("the parent proxy answered 401 to CONNECT", raw, StringComparison.Ordinal);
     }
 
