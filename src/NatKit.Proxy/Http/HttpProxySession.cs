@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Globalization;
 using System.Net;
 using System.Runtime.CompilerServices;
 using System.Security.Cryptography;
@@ -495,8 +496,8 @@ internal sealed class HttpProxySession
             catch (OperationCanceledException) when (_bodyRate?.Violated == true)
             {
                 await upstream.DisposeAsync().ConfigureAwait(false);
-                await SendErrorAsync(408, $"the request body arrived slower than {_bodyRate.BytesPerSecond} bytes/s")
-                    .ConfigureAwait(false);
+                await SendErrorAsync(408, string.Create(CultureInfo.InvariantCulture,
+                    $"the request body arrived slower than {_bodyRate.BytesPerSecond} bytes/s")).ConfigureAwait(false);
                 await bodyTask.ConfigureAwait(false);
                 LogAccess(method, 408, started);
                 return false;
