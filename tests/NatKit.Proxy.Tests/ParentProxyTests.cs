@@ -93,6 +93,89 @@ public sealed class ParentProxyTests : IAsyncLifetime
         Assert.Contains(reason, tr.Text, StringComparison.Ordinal);
     }
 
+    /// <summary>A parent that answers every connection with fixed bytes after reading a head, then closes.</summary>
+    private static async Task<(IStreamListener Listener, Task Loop)> FakeParentAsync(byte[] answer)
+    {
+        var listener = await SystemNetwork.Instance.ListenTcpAsync(new IPEndPoint(IPAddress.Loopback, 0));
+        var loop = Task.Run(async () =>
+        {
+            while (true)
+            {
+                IStreamConnection conn;
+                try
+                {
+                    conn = await listener.AcceptAsync();
+                }
+                catch (Exception e) when (e is ObjectDisposedException or OperationCanceledException or IOException)
+                {
+                    return;
+                }
+
+                await using (conn)
+                {
+                    try
+                    {
+                        var buf = new byte[8192];
+                        var text = "";
+                        while (!text.Contains("\r\n\r\n", StringComparison.Ordinal))
+                        {
+                            var n = await conn.Stream.ReadAsync(buf);
+                            if (n == 0)
+                            {
+                                break;
+                            }
+
+                            text += Encoding.Latin1.GetString(buf, 0, n);
+                        }
+
+                        await conn.Stream.WriteAsync(answer);
+                    }
+                    catch (IOException)
+                    {
+                    }
+                }
+            }
+        });
+        return (listener, loop);
+    }
+
+    [Theory]
+    [InlineData("garbage\r\n\r\n")]
+    [InlineData("HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic")] // cut short
+    [InlineData("HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nx")]
+    [InlineData("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")] // a 200 with a body is no tunnel
+    [InlineData("HTTP/9.9 200 OK\r\n\r\n")]
+    [InlineData("")]
+    [InlineData("HUGE")]
+    public async Task MalformedParentAnswers_AreA502_AndTheProxyGoesOnServing(string answer)
+    {
+        var bytes = answer == "HUGE"
+            ? Encoding.ASCII.GetBytes("HTTP/1.1 407 x\r\nX: " + new string('a', 64 * 1024) + "\r\n\r\n")
+            : Encoding.Latin1.GetBytes(answer);
+        var (listener, loop) = await FakeParentAsync(bytes);
+        await using (listener)
+        {
+            await using var child = await ProxyServer.StartAsync(ProxyServerTests.TestOptions(_origin.Port) with
+            {
+                Parent = new DnsEndPoint("127.0.0.1", listener.LocalEndPoint.Port),
+                ParentCredentials = new NetworkCredential("u", "p"),
+            }, SystemNetwork.Instance);
+            for (var i = 0; i < 2; i++)
+            {
+                await using var t = await RawClient.ConnectAsync(child.HttpEndPoint);
+                await t.SendAsync($"CONNECT 127.0.0.1:{_origin.Port} HTTP/1.1\r\nHost: 127.0.0.1:{_origin.Port}\r\n\r\n");
+                Assert.Equal(502, (await t.ReadResponseAsync()).Status);
+            }
+
+            await using var c = await RawClient.ConnectAsync(child.HttpEndPoint);
+            await c.SendAsync($"GET http://127.0.0.1:{_origin.Port}/hello HTTP/1.1\r\nHost: a\r\n\r\n");
+            // a forwarded request is answered (502, or the parent's 200 when that is a valid response)
+            Assert.Contains((await c.ReadResponseAsync()).Status, new[] { 200, 502 });
+        }
+
+        await loop;
+    }
+
     [Theory]
     [InlineData("proxy.example:3128", "proxy.example", 3128, null, null)]
     [InlineData("http://proxy.example:8080/", "proxy.example", 8080, null, null)]
