@@ -9,6 +9,7 @@ namespace NatKit.Proxy;
 /// </summary>
 internal sealed class MinDataRate : IDisposable
 {
+    private static readonly TimeSpan MaxDue = TimeSpan.FromHours(1);
     private readonly Lock _gate = new();
     private readonly TimeProvider _time;
     private readonly double _bytesPerSecond;
@@ -126,9 +127,12 @@ internal sealed class MinDataRate : IDisposable
 
     private void Change(TimeSpan due)
     {
+        // A long fast body puts the limit far ahead (a timer takes at most ~49 days): fire at most an hour ahead
+        // and look again then.
+        due = due < TimeSpan.Zero ? TimeSpan.Zero : due > MaxDue ? MaxDue : due;
         try
         {
-            _timer.Change(due > TimeSpan.Zero ? due : TimeSpan.Zero, Timeout.InfiniteTimeSpan);
+            _timer.Change(due, Timeout.InfiniteTimeSpan);
         }
         catch (ObjectDisposedException)
         {
