@@ -279,9 +279,9 @@ internal sealed class UdpRelay
                         ? 10
                         : 22;
                     Socks5Codec.WriteUdpHeader(buffer.AsSpan(Headroom - h, h), from);
+                    _flow.AddDown(received.Length); // counted before it leaves, so a reader who has it sees it counted
                     await _socket.SendToAsync(buffer.AsMemory(Headroom - h, h + received.Length), _client,
                         _deadline.Token).ConfigureAwait(false);
-                    _flow.AddDown(received.Length);
                     _deadline.Arm();
                 }
             }
@@ -375,7 +375,7 @@ internal sealed class UdpRelay
         }
 
         _deadline.Arm();
-        await _socket.SendToAsync(datagram[headerLength..], to, _deadline.Token).ConfigureAwait(false);
         _flow.AddUp(length - headerLength);
+        await _socket.SendToAsync(datagram[headerLength..], to, _deadline.Token).ConfigureAwait(false);
     }
 }
