@@ -112,6 +112,71 @@ public sealed class MinDataRateTests
     }
 
     [Fact]
+    public async Task TrickledBody_IsCutOffOnTheRealClock()
+    {
+        // an origin that reads and waits for the whole body before it would answer
+        var listener = await SystemNetwork.Instance.ListenTcpAsync(new IPEndPoint(IPAddress.Loopback, 0));
+        await using var _ = listener;
+        var origin = Task.Run(async () =>
+        {
+            await using var conn = await listener.AcceptAsync();
+            var buf = new byte[4096];
+            while (await conn.Stream.ReadAsync(buf) > 0)
+            {
+            }
+        });
+        await using var proxy = await ProxyServer.StartAsync(ProxyServerTests.TestOptions() with
+        {
+            MinRequestBodyDataRate = 100,
+            MinRequestBodyDataRateGracePeriod = TimeSpan.FromSeconds(1),
+        }, SystemNetwork.Instance);
+        await using var c = await RawClient.ConnectAsync(proxy.HttpEndPoint);
+        await c.SendAsync($"POST http://127.0.0.1:{listener.LocalEndPoint.Port}/ HTTP/1.1\r\nHost: a\r\nContent-Length: 1000\r\n\r\n");
+        var response = c.ReadResponseAsync();
+        var started = DateTime.UtcNow;
+        await TrickleAsync(c, response);
+        var r = await response;
+        Assert.Equal(408, r.Status);
+        Assert.InRange((DateTime.UtcNow - started).TotalSeconds, 0.9, 8); // ~1 s of waiting for 4 bytes a second
+        await origin; // the proxy closed the origin's connection: it never saw the body as complete
+    }
+
+    [Fact]
+    public async Task TrickledBody_OnceTheResponseHasBegun_ClosesTheConnection_OnTheRealClock()
+    {
+        await using var origin = await Origin.StartAsync(); // /echo answers while the body is still coming
+        await using var proxy = await ProxyServer.StartAsync(ProxyServerTests.TestOptions() with
+        {
+            MinRequestBodyDataRate = 100,
+            MinRequestBodyDataRateGracePeriod = TimeSpan.FromSeconds(1),
+        }, SystemNetwork.Instance);
+        await using var c = await RawClient.ConnectAsync(proxy.HttpEndPoint);
+        await c.SendAsync($"POST http://127.0.0.1:{origin.Port}/echo HTTP/1.1\r\nHost: a\r\nContent-Length: 1000\r\n\r\nxx");
+        var response = c.ReadResponseAsync();
+        await TrickleAsync(c, response);
+        await Assert.ThrowsAsync<EndOfStreamException>(() => response); // the 200 is cut short: no 408 can follow it
+    }
+
+    /// <summary>Sends a byte every quarter second (the client's pace, by design) until the response task ends or
+    /// the proxy closes; at most 10 s.</summary>
+    private static async Task TrickleAsync(RawClient c, Task response)
+    {
+        for (var i = 0; i < 40 && !response.IsCompleted; i++)
+        {
+            try
+            {
+                await c.SendAsync("x"u8.ToArray());
+            }
+            catch (IOException)
+            {
+                break;
+            }
+
+            await Task.WhenAny(response, Task.Delay(TimeSpan.FromSeconds(0.25)));
+        }
+    }
+
+    [Fact]
     public void AHugeFastBody_PutsTheLimitFarAhead_WithoutOverflowingTheRealTimer()
     {
         using var deadline = new Deadline(TimeProvider.System, TimeSpan.FromSeconds(60), CancellationToken.None);
