@@ -54,6 +54,82 @@ public sealed class GatewayCliTests
         Assert.DoesNotContain(" at ", output + errors, StringComparison.Ordinal);
     }
 
+    [PeerFact("ip", "nft", "ping", Root = true)]
+    public async Task LabNetnsUp_TopologyFileWithKernelNat_CarriesPing_AndDownLeavesNoNamespace()
+    {
+        var tag = "k" + NetworkNamespace.NewRunTag();
+        var file = Path.Combine(Path.GetTempPath(), $"natkit-{tag}.yaml");
+        await File.WriteAllTextAsync(file, """
+            segments:
+              internet: { prefix: 0.0.0.0/0 }
+              home: { prefix: 192.168.1.0/24 }
+            routers:
+              nat: { preset: symmetric, inside: { segment: home, address: 192.168.1.1 }, outside: { segment: internet, address: 198.51.100.1 } }
+            hosts:
+              server: { segment: internet, address: 203.0.113.100 }
+              alice: { segment: home, address: 192.168.1.10 }
+            """);
+        try
+        {
+            var (code, output, errors) = await Cli(["lab", "netns", "up", file, "--nat", "kernel", "--tag", tag]);
+            Assert.True(code == 0, output + errors);
+
+            (code, output, errors) = await Cli(["lab", "netns", "exec", "alice", "--tag", tag, "--", "ping", "-c", "1", "-W", "3", "203.0.113.100"]);
+            Assert.True(code == 0, output + errors);
+
+            // the symmetric preset became the reference rule for a symmetric NAT, and no NatKit gateway runs
+            (code, output, errors) = await Cli(["lab", "netns", "exec", "nat", "--tag", tag, "--", "nft", "list", "ruleset"]);
+            Assert.True(code == 0, output + errors);
+            Assert.Contains("masquerade random", output, StringComparison.Ordinal);
+            Assert.False(File.Exists(GatewayControl.PathFor($"nk-{tag}-nat")));
+
+            (code, output, errors) = await Cli(["lab", "netns", "list"]);
+            Assert.Contains($"nk-{tag}-nat", output, StringComparison.Ordinal);
+        }
+        finally
+        {
+            var (code, output, errors) = await Cli(["lab", "netns", "down", "--tag", tag]);
+            File.Delete(file);
+            Assert.True(code == 0, output + errors);
+        }
+
+        Assert.DoesNotContain(await NetworkNamespace.ListAsync(), n => n.StartsWith($"nk-{tag}-", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task KernelNat_ForAPresetWithoutAKernelTwin_IsOneSentence_BeforeAnythingIsBuilt()
+    {
+        var (code, output, errors) = await Cli(["lab", "netns", "up", "two-homes", "--nat", "kernel"]);
+        Assert.Equal(2, code);
+        Assert.Contains("router nat-a (full-cone) has no kernel NAT twin", Flat(output + errors), StringComparison.Ordinal);
+        Assert.DoesNotContain(" at ", output + errors, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task ReorderingLinks_AreRefusedInNamespaces_InOneSentence()
+    {
+        var file = Path.Combine(Path.GetTempPath(), $"natkit-reorder-{NetworkNamespace.NewRunTag()}.yaml");
+        await File.WriteAllTextAsync(file, """
+            segments:
+              lan: { prefix: 10.1.0.0/24, link: { latency: 5ms, reorder: 10% } }
+            hosts:
+              a: { segment: lan, address: 10.1.0.1 }
+            """);
+        try
+        {
+            var (code, output, errors) = await Cli(["lab", "netns", "up", file]);
+            Assert.Equal(2, code);
+            Assert.Contains("segments.lan.link: reorder is not available in namespaces", Flat(output + errors), StringComparison.Ordinal);
+        }
+        finally
+        {
+            File.Delete(file);
+        }
+    }
+
+    /// <summary>The console wraps long messages: compare them as one line.</summary>
+    private static string Flat(string text) => string.Join(' ', text.Split(['\n', '\r', ' '], StringSplitOptions.RemoveEmptyEntries));
+
     private static Task<(int ExitCode, string Output, string Errors)> Cli(string[] arguments) =>
         SystemCommand.TryRunAsync("dotnet", [Natkit, .. arguments], timeout: Deadline);
 }
