@@ -1,4 +1,6 @@
 using System.Globalization;
+using System.Net;
+using System.Text;
 using NatKit.Nat;
 using NatKit.Packets;
 using NatKit.Stun.Discovery;
@@ -93,6 +95,54 @@ public sealed class NamespaceLabKernelNatTests
         Assert.True(bob.Reachable, string.Join("; ", bob.Notes));
         Assert.Equal("198.51.100.2", bob.MappedEndPoint!.Address.ToString());
         Assert.Equal(NatMapping.AddressAndPortDependent, bob.Mapping);
+    }
+
+    /// <summary>Kernel and NatKit routers in one topology: a NatKit home router behind a kernel carrier NAT
+    /// (the carrier segment forwards the NatKit gateway's traffic to the kernel router) reaches the server, and a
+    /// kernel DMZ router forwards unsolicited UDP to its only host, whose answer leaves from the DMZ port.</summary>
+    [PeerFact("ip", "nft", "ping", Root = true)]
+    public async Task MixedTopology_NatKitBehindKernelCarrier_AndAKernelDmzToItsOnlyHost()
+    {
+        NetnsSegment[] segments =
+        [
+            new("internet", Ipv4Prefix.Parse("0.0.0.0/0")),
+            new("carrier", Ipv4Prefix.Parse("100.64.0.0/10")),
+            new("flat", Ipv4Prefix.Parse("192.168.50.0/24")),
+            new("office", Ipv4Prefix.Parse("172.16.0.0/24")),
+        ];
+        NetnsRouter[] routers =
+        [
+            new("cgnat", NatPresets.TailscaleEasy, "carrier", Ipv4Address.Parse("100.64.0.1"), "internet", [Ipv4Address.Parse("198.51.100.10")],
+                new KernelNat(KernelNatKind.MasqueradePersistent)),
+            new("flat-nat", NatPresets.PortRestrictedCone, "flat", Ipv4Address.Parse("192.168.50.1"), "carrier", [Ipv4Address.Parse("100.64.0.2")]),
+            new("dmz", NatPresets.FullCone, "office", Ipv4Address.Parse("172.16.0.1"), "internet", [Ipv4Address.Parse("198.51.100.20")],
+                new KernelNat(KernelNatKind.Dmz, DmzHostPort: 4000, DmzPort: 5555)),
+        ];
+        NetnsHost[] hosts =
+        [
+            new("server", "internet", [Ipv4Address.Parse("203.0.113.100")], null),
+            new("carol", "flat", [Ipv4Address.Parse("192.168.50.10")], null),
+            new("dave", "office", [Ipv4Address.Parse("172.16.0.10")], null),
+        ];
+        await using var lab = await NamespaceLab.CreateAsync(segments, routers, hosts);
+        Assert.Equal(Ipv4Address.Parse("172.16.0.10"), lab.Layout.KernelRouters.Single(r => r.Name == "dmz").Nat.DmzHost);
+        await using var gateway = await Gateway.StartAsync(lab.Layout.Routers[0].Inside, lab.Layout.Routers[0].Outside,
+            lab.Layout.Routers[0].Config);
+
+        var (code, output, errors) = await SystemCommand.TryRunAsync("ip",
+            ["netns", "exec", lab.Layout.Hosts["carol"], "ping", "-c", "1", "-W", "3", "203.0.113.100"], timeout: TimeSpan.FromSeconds(20));
+        Assert.True(code == 0, output + errors);
+
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+        await using var dave = await new NamespaceNetwork(lab.Layout.Hosts["dave"]).BindUdpAsync(new IPEndPoint(IPAddress.Any, 4000), timeout.Token);
+        await using var server = await new NamespaceNetwork(lab.Layout.Hosts["server"]).BindUdpAsync(new IPEndPoint(IPAddress.Any, 7000), timeout.Token);
+        var buffer = new byte[100];
+        await server.SendToAsync(Encoding.ASCII.GetBytes("in"), new IPEndPoint(IPAddress.Parse("198.51.100.20"), 5555), timeout.Token);
+        var got = await dave.ReceiveFromAsync(buffer, timeout.Token);
+        Assert.Equal("in", Encoding.ASCII.GetString(buffer, 0, got.Length));
+        await dave.SendToAsync(Encoding.ASCII.GetBytes("out"), got.RemoteEndPoint, timeout.Token);
+        got = await server.ReceiveFromAsync(buffer, timeout.Token);
+        Assert.Equal(new IPEndPoint(IPAddress.Parse("198.51.100.20"), 5555), got.RemoteEndPoint);
     }
 
     /// <summary>
