@@ -315,8 +315,8 @@ public sealed class NamespaceLab : IAsyncDisposable
 
     /// <summary>The one sentence a user sees when a topology asks for impairments this kernel cannot apply.</summary>
     public const string NetemMissing = "this topology's links have latency, jitter, loss or duplication, which " +
-        "namespaces get from the kernel's netem queueing discipline, and this kernel has no sch_netem " +
-        "(modprobe sch_netem, or remove the impairments).";
+        "namespaces get from the kernel's netem queueing discipline, and this kernel has no sch_netem: load it " +
+        "(modprobe sch_netem) or leave the impairments out.";
 
     private static NetworkNamespace Segment(Dictionary<string, NetworkNamespace> segments, string name, string user) =>
         segments.TryGetValue(name, out var ns) ? ns : throw new ArgumentException($"{user}: no segment '{name}'");

@@ -96,6 +96,53 @@ public sealed class GatewayCliTests
         Assert.DoesNotContain(await NetworkNamespace.ListAsync(), n => n.StartsWith($"nk-{tag}-", StringComparison.Ordinal));
     }
 
+    /// <summary>An impaired topology comes up with netem, or, on a kernel without it, is refused in one sentence that
+    /// names the way out; with --no-impairments it comes up either way.</summary>
+    [PeerFact("ip", "nft", "tc", Root = true)]
+    public async Task LabNetnsUp_ImpairedTopology_UsesNetem_OrNamesTheWayOut_AndNoImpairmentsBringsItUp()
+    {
+        var tag = "n" + NetworkNamespace.NewRunTag();
+        var file = Path.Combine(Path.GetTempPath(), $"natkit-{tag}.yaml");
+        await File.WriteAllTextAsync(file, """
+            segments:
+              internet: { prefix: 0.0.0.0/0 }
+              home: { prefix: 192.168.1.0/24, link: { latency: 5ms, loss: 0.1% } }
+            routers:
+              nat: { preset: symmetric, inside: { segment: home, address: 192.168.1.1 }, outside: { segment: internet, address: 198.51.100.1 } }
+            hosts:
+              alice: { segment: home, address: 192.168.1.10 }
+            """);
+        try
+        {
+            var (code, output, errors) = await Cli(["lab", "netns", "up", file, "--nat", "kernel", "--tag", tag]);
+            if (code == 0)
+            {
+                (code, output, errors) = await Cli(["lab", "netns", "exec", "alice", "--tag", tag, "--", "tc", "qdisc", "show", "dev", "eth0"]);
+                Assert.Contains("netem", output, StringComparison.Ordinal);
+            }
+            else
+            {
+                Assert.Equal(2, code);
+                Assert.Contains("has no sch_netem: load it (modprobe sch_netem) or leave the impairments out (--no-impairments).",
+                    Flat(output + errors), StringComparison.Ordinal);
+                Assert.DoesNotContain(await NetworkNamespace.ListAsync(), n => n.StartsWith($"nk-{tag}-", StringComparison.Ordinal));
+            }
+
+            _ = await Cli(["lab", "netns", "down", "--tag", tag]);
+            (code, output, errors) = await Cli(["lab", "netns", "up", file, "--nat", "kernel", "--tag", tag, "--no-impairments"]);
+            Assert.True(code == 0, output + errors);
+            (code, output, errors) = await Cli(["lab", "netns", "exec", "alice", "--tag", tag, "--", "tc", "qdisc", "show", "dev", "eth0"]);
+            Assert.DoesNotContain("netem", output, StringComparison.Ordinal);
+        }
+        finally
+        {
+            _ = await Cli(["lab", "netns", "down", "--tag", tag]);
+            File.Delete(file);
+        }
+
+        Assert.DoesNotContain(await NetworkNamespace.ListAsync(), n => n.StartsWith($"nk-{tag}-", StringComparison.Ordinal));
+    }
+
     [Fact]
     public async Task KernelNat_ForAPresetWithoutAKernelTwin_IsOneSentence_BeforeAnythingIsBuilt()
     {

@@ -56,6 +56,24 @@ public sealed class NamespaceLabKernelNatTests
         Assert.False(new LinkImpairment(TimeSpan.Zero, Loss: 0.5).IsNone);
     }
 
+    /// <summary>tc parses netem's options itself before the kernel is asked, so even on a kernel without netem a
+    /// wrong option shows: the arguments must get past the parser (to success, or to the kernel's "unknown kind").</summary>
+    [PeerFact("ip", "tc", Root = true)]
+    public async Task NetemArguments_PassTcsOwnParser()
+    {
+        await using var ns = await NetworkNamespace.CreateAsync($"nk-{NetworkNamespace.NewRunTag()}-tc");
+        await ns.IpAsync(["link", "add", "name", "v0", "type", "veth", "peer", "name", "v1"]);
+        var link = new LinkImpairment(TimeSpan.FromMilliseconds(10), TimeSpan.FromMilliseconds(3), 0.015, 0.001);
+        var (code, output, errors) = await SystemCommand.TryRunAsync("tc",
+            ["-n", ns.Name, "qdisc", "add", "dev", "v0", "root", "netem", .. link.NetemArguments()]);
+        Assert.True(code == 0 || errors.Contains("kind is unknown", StringComparison.Ordinal), output + errors);
+
+        (code, _, errors) = await SystemCommand.TryRunAsync("tc",
+            ["-n", ns.Name, "qdisc", "replace", "dev", "v0", "root", "netem", "loss", "sometimes", "1%"]);
+        Assert.NotEqual(0, code);
+        Assert.DoesNotContain("kind is unknown", errors, StringComparison.Ordinal); // the parser, not the kernel, refused it
+    }
+
     /// <summary>Two homes behind kernel routers whose kinds come from their presets: RFC 5780 discovery sees
     /// endpoint-independent mapping behind <c>masquerade persistent</c> (port-restricted-cone) and a new mapping per
     /// destination behind <c>masquerade random</c> (symmetric), both from the router's public address.</summary>

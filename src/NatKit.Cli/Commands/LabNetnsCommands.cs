@@ -150,9 +150,10 @@ internal sealed class LabNetnsCommands : IVerbGroup
         var preset = new Option<string>("--preset") { Description = "NAT preset of every NatKit gateway (three-namespace topology).", DefaultValueFactory = _ => "rfc-recommended" };
         var tag = new Option<string?>("--tag") { Description = "Name tag (namespaces are nk-TAG-ROLE); random by default." };
         var noOffload = new Option<bool>("--no-offload") { Description = "Run the gateways without TUN offloads." };
+        var noImpairments = new Option<bool>("--no-impairments") { Description = "Topology files: bring the links up clean, leaving out their latency, jitter, loss, duplication and reordering." };
         var up = new Command("up", "Build a topology as namespaces and start its NatKit gateways (or kernel NAT); leaves it up for exec and down.")
         {
-            topologyArgument, kernel, nat, hops, preset, tag, noOffload,
+            topologyArgument, kernel, nat, hops, preset, tag, noOffload, noImpairments,
         };
         up.SetAction(async (parse, ct) =>
         {
@@ -167,8 +168,8 @@ internal sealed class LabNetnsCommands : IVerbGroup
             if (parse.GetValue(topologyArgument) is { } file)
             {
                 var spec = LabCommands.LoadTopology(file);
-                var routers = Routers(spec, natMode == "kernel", kernels); // refuses before anything is built
-                await UpTopologyAsync(spec, routers, parse.GetValue(tag), offload, ct).ConfigureAwait(false);
+                var routers = Routers(spec, natMode == "kernel", kernels, !parse.GetValue(noImpairments)); // refuses before anything is built
+                await UpTopologyAsync(spec, routers, !parse.GetValue(noImpairments), parse.GetValue(tag), offload, ct).ConfigureAwait(false);
                 return 0;
             }
 
@@ -223,7 +224,7 @@ internal sealed class LabNetnsCommands : IVerbGroup
     /// router, its kind chosen from its policy (<see cref="KernelNatRules.KindFor"/>). A router whose policy has no
     /// kernel twin is refused in one sentence.
     /// </summary>
-    internal static List<NetnsRouter> Routers(TopologySpec spec, bool allKernel, IReadOnlyList<string> kernels)
+    internal static List<NetnsRouter> Routers(TopologySpec spec, bool allKernel, IReadOnlyList<string> kernels, bool impairments = true)
     {
         var named = new Dictionary<string, KernelNat>(StringComparer.Ordinal);
         KernelNat? forAll = null;
@@ -256,7 +257,8 @@ internal sealed class LabNetnsCommands : IVerbGroup
             }
 
             routers.Add(new NetnsRouter(r.Name, r.Policy, r.InsideSegment, r.InsideAddress, r.OutsideSegment, r.OutsideAddresses, kernel,
-                Impairment(r.InsideLink, $"routers.{r.Name}.inside.link"), Impairment(r.OutsideLink, $"routers.{r.Name}.outside.link")));
+                impairments ? Impairment(r.InsideLink, $"routers.{r.Name}.inside.link") : null,
+                impairments ? Impairment(r.OutsideLink, $"routers.{r.Name}.outside.link") : null));
         }
 
         return routers;
@@ -281,13 +283,23 @@ internal sealed class LabNetnsCommands : IVerbGroup
     }
 
     /// <summary>A lab topology file as namespaces: segments, hosts, and per router a NatKit gateway process or kernel NAT.</summary>
-    private static async Task UpTopologyAsync(TopologySpec spec, List<NetnsRouter> routers, string? tag, bool offload, CancellationToken ct)
+    private static async Task UpTopologyAsync(TopologySpec spec, List<NetnsRouter> routers, bool impairments, string? tag,
+        bool offload, CancellationToken ct)
     {
-        var lab = await NamespaceLab.CreateAsync(
-            [.. spec.Segments.Select(s => new NetnsSegment(s.Name, s.Prefix, Impairment(s.Link, $"segments.{s.Name}.link")))],
-            routers,
-            [.. spec.Hosts.Select(h => new NetnsHost(h.Name, h.Segment, h.Addresses, h.Gateway, Impairment(h.Link, $"hosts.{h.Name}.link")))],
-            tag, ct).ConfigureAwait(false);
+        NamespaceLab lab;
+        try
+        {
+            lab = await NamespaceLab.CreateAsync(
+                [.. spec.Segments.Select(s => new NetnsSegment(s.Name, s.Prefix, impairments ? Impairment(s.Link, $"segments.{s.Name}.link") : null))],
+                routers,
+                [.. spec.Hosts.Select(h => new NetnsHost(h.Name, h.Segment, h.Addresses, h.Gateway, impairments ? Impairment(h.Link, $"hosts.{h.Name}.link") : null))],
+                tag, ct).ConfigureAwait(false);
+        }
+        catch (NotSupportedException e) when (e.Message == NamespaceLab.NetemMissing)
+        {
+            throw new CliException($"{NamespaceLab.NetemMissing[..^1]} (--no-impairments).");
+        }
+
         try
         {
             foreach (var router in lab.Layout.Routers)
