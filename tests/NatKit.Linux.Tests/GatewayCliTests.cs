@@ -58,17 +58,7 @@ public sealed class GatewayCliTests
     public async Task LabNetnsUp_TopologyFileWithKernelNat_CarriesPing_AndDownLeavesNoNamespace()
     {
         var tag = "k" + NetworkNamespace.NewRunTag();
-        var file = Path.Combine(Path.GetTempPath(), $"natkit-{tag}.yaml");
-        await File.WriteAllTextAsync(file, """
-            segments:
-              internet: { prefix: 0.0.0.0/0 }
-              home: { prefix: 192.168.1.0/24 }
-            routers:
-              nat: { preset: symmetric, inside: { segment: home, address: 192.168.1.1 }, outside: { segment: internet, address: 198.51.100.1 } }
-            hosts:
-              server: { segment: internet, address: 203.0.113.100 }
-              alice: { segment: home, address: 192.168.1.10 }
-            """);
+        var file = await WriteHomeTopologyAsync(tag, "");
         try
         {
             var (code, output, errors) = await Cli(["lab", "netns", "up", file, "--nat", "kernel", "--tag", tag]);
@@ -102,16 +92,7 @@ public sealed class GatewayCliTests
     public async Task LabNetnsUp_ImpairedTopology_UsesNetem_OrNamesTheWayOut_AndNoImpairmentsBringsItUp()
     {
         var tag = "n" + NetworkNamespace.NewRunTag();
-        var file = Path.Combine(Path.GetTempPath(), $"natkit-{tag}.yaml");
-        await File.WriteAllTextAsync(file, """
-            segments:
-              internet: { prefix: 0.0.0.0/0 }
-              home: { prefix: 192.168.1.0/24, link: { latency: 5ms, loss: 0.1% } }
-            routers:
-              nat: { preset: symmetric, inside: { segment: home, address: 192.168.1.1 }, outside: { segment: internet, address: 198.51.100.1 } }
-            hosts:
-              alice: { segment: home, address: 192.168.1.10 }
-            """);
+        var file = await WriteHomeTopologyAsync(tag, ", link: { latency: 5ms, loss: 0.1% }");
         try
         {
             var (code, output, errors) = await Cli(["lab", "netns", "up", file, "--nat", "kernel", "--tag", tag]);
@@ -172,6 +153,24 @@ public sealed class GatewayCliTests
         {
             File.Delete(file);
         }
+    }
+
+    /// <summary>A topology file: alice at home behind a symmetric router "nat", a server on the internet; the home
+    /// segment gets <paramref name="homeLink"/> (", link: {...}" or nothing).</summary>
+    private static async Task<string> WriteHomeTopologyAsync(string tag, string homeLink)
+    {
+        var file = Path.Combine(Path.GetTempPath(), $"natkit-{tag}.yaml");
+        await File.WriteAllTextAsync(file, $$"""
+            segments:
+              internet: { prefix: 0.0.0.0/0 }
+              home: { prefix: 192.168.1.0/24{{homeLink}} }
+            routers:
+              nat: { preset: symmetric, inside: { segment: home, address: 192.168.1.1 }, outside: { segment: internet, address: 198.51.100.1 } }
+            hosts:
+              server: { segment: internet, address: 203.0.113.100 }
+              alice: { segment: home, address: 192.168.1.10 }
+            """);
+        return file;
     }
 
     /// <summary>The console wraps long messages: compare them as one line.</summary>
