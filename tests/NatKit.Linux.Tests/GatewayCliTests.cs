@@ -131,6 +131,10 @@ public sealed class GatewayCliTests
         Assert.Equal(2, code);
         Assert.Contains("router nat-a (full-cone) has no kernel NAT twin", Flat(output + errors), StringComparison.Ordinal);
         Assert.DoesNotContain(" at ", output + errors, StringComparison.Ordinal);
+
+        (code, output, errors) = await Cli(["lab", "netns", "up", "--nat", "kernel", "--preset", "restricted-cone"]);
+        Assert.Equal(2, code);
+        Assert.Contains("preset restricted-cone has no kernel NAT twin", Flat(output + errors), StringComparison.Ordinal);
     }
 
     [Fact]
