@@ -143,7 +143,8 @@ internal sealed class LabNetnsCommands : IVerbGroup
         };
         var nat = new Option<string>("--nat")
         {
-            Description = "Topology files: natkit (a NatKit gateway per router) or kernel (nftables NAT per router, its kind chosen from the router's preset: endpoint-independent -> masquerade persistent, symmetric -> masquerade random).",
+            Description = "natkit (a NatKit gateway per router) or kernel (nftables NAT per router, its kind chosen from the router's preset, or --preset without a topology file: " +
+                          "endpoint-independent -> masquerade persistent, symmetric -> masquerade random; presets the kernel cannot express are refused).",
             DefaultValueFactory = _ => "natkit",
         };
         var hops = new Option<int>("--hops") { Description = "NatKit gateways in a row between the LAN and WAN host.", DefaultValueFactory = _ => 1 };
@@ -179,12 +180,18 @@ internal sealed class LabNetnsCommands : IVerbGroup
             }
 
             var policy = GatewayCommands.Policy(parse.GetValue(preset)!, null); // fail early on a bad preset
-            var kind = kernels.Length == 1 ? KernelKind(kernels[0])
-                : natMode == "kernel" ? KernelNatRules.KindFor(policy, out var why) ?? throw new CliException(
-                    $"preset {parse.GetValue(preset)} has no kernel NAT twin: {why}; name one with --kernel persistent|random|dmz.")
-                : (KernelNatKind?)null;
-            var topology = kind is { } kk
-                ? await GatewayTopology.CreateKernelAsync(kk, parse.GetValue(tag), cancellationToken: ct).ConfigureAwait(false)
+            var chosen = kernels.Length == 1 ? KernelNatSpec(kernels[0])
+                : natMode == "kernel" ? new KernelNat(KernelNatRules.KindFor(policy, out var why) ?? throw new CliException(
+                    $"preset {parse.GetValue(preset)} has no kernel NAT twin: {why}; name one with --kernel persistent|random|dmz."))
+                : null;
+            if (chosen?.DmzHost is { } dmzHost && dmzHost.ToString() != GatewayTopology.LanHostAddress)
+            {
+                throw new CliException($"--kernel {kernels[0]}: the three-namespace topology's only LAN host is {GatewayTopology.LanHostAddress}.");
+            }
+
+            var kind = chosen?.Kind;
+            var topology = chosen is { } kk
+                ? await GatewayTopology.CreateKernelAsync(kk.Kind, parse.GetValue(tag), kk.DmzHostPort, kk.DmzPort, ct).ConfigureAwait(false)
                 : await GatewayTopology.CreateNatKitAsync(parse.GetValue(hops), parse.GetValue(tag), ct).ConfigureAwait(false);
             try
             {
