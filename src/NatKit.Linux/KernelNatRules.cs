@@ -1,3 +1,6 @@
+using NatKit.Nat;
+using NatKit.Packets;
+
 namespace NatKit.Linux;
 
 /// <summary>
@@ -18,9 +21,60 @@ public enum KernelNatKind
     Dmz,
 }
 
+/// <summary>A router of a namespace lab run by kernel nftables NAT instead of a NatKit gateway.</summary>
+/// <param name="Kind">Which reference rules.</param>
+/// <param name="DmzHost">For <see cref="KernelNatKind.Dmz"/>: the inside host (AGENT_HOST); null means the only
+/// host of the router's inside segment.</param>
+/// <param name="DmzHostPort">For DMZ: the host's UDP port (AGENT_PORT).</param>
+/// <param name="DmzPort">For DMZ: the router's public UDP port (DMZ_PORT).</param>
+public sealed record KernelNat(KernelNatKind Kind, Ipv4Address? DmzHost = null, int DmzHostPort = 4000, int DmzPort = 4000);
+
 /// <summary>Builds the nft script for a <see cref="KernelNatKind"/>.</summary>
 public static class KernelNatRules
 {
+    /// <summary>
+    /// The reference kernel NAT that behaves as <paramref name="policy"/> does on the RFC 4787 axes STUN sees
+    /// (mapping and filtering), or null with the reason in <paramref name="reason"/>. Conntrack only lets replies
+    /// from the address and port a host sent to back in (APDF) and does not hairpin, so only such policies map:
+    /// endpoint-independent mapping, or Linux's own port-keeping masquerade (<c>linux-masquerade</c>), is
+    /// <c>masquerade persistent</c> (the source port is kept while the reply tuple is unique, so one socket shows
+    /// one public port to every destination); address-and-port-dependent mapping on random ports is
+    /// <c>masquerade random</c>. DMZ is never chosen: it needs a host and a port, so it is named explicitly.
+    /// Timers and port ranges are the kernel's own (nf_conntrack sysctls), whatever the policy says.
+    /// </summary>
+    public static KernelNatKind? KindFor(NatPolicy policy, out string reason)
+    {
+        ArgumentNullException.ThrowIfNull(policy);
+        reason = "";
+        if (policy.Filtering != FilteringBehavior.AddressAndPortDependent)
+        {
+            reason = $"kernel masquerade lets in only replies from the address and port a host sent to, not {Words(policy.Filtering)} filtering";
+            return null;
+        }
+
+        if (policy.Hairpinning != HairpinBehavior.None)
+        {
+            reason = "kernel masquerade does not hairpin";
+            return null;
+        }
+
+        switch (policy.Mapping)
+        {
+            case MappingBehavior.EndpointIndependent:
+            case MappingBehavior.AddressAndPortDependent when policy.PortAssignment == PortAssignment.Preserving && policy.SharePortsAcrossDestinations:
+                return KernelNatKind.MasqueradePersistent;
+            case MappingBehavior.AddressAndPortDependent when policy.PortAssignment == PortAssignment.Random:
+                return KernelNatKind.MasqueradeRandom;
+            default:
+                reason = $"no reference kernel rule gives {Words(policy.Mapping)} mapping with {Words(policy.PortAssignment)} ports";
+                return null;
+        }
+    }
+
+    /// <summary>An enum value as words: AddressAndPortDependent is "address-and-port-dependent".</summary>
+    private static string Words<T>(T value)
+        where T : struct, Enum => System.Text.Json.JsonNamingPolicy.KebabCaseLower.ConvertName(value.ToString());
+
     /// <summary>The nft script (fed to <c>nft -f -</c>) for a NAT on <paramref name="outsideInterface"/>.</summary>
     /// <param name="kind">Which NAT.</param>
     /// <param name="outsideInterface">The gateway's outward interface (ROUTER_EXT).</param>

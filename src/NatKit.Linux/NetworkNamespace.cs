@@ -52,6 +52,10 @@ public sealed class NetworkNamespace : IAsyncDisposable
     public Task<string> IpAsync(IEnumerable<string> arguments, CancellationToken cancellationToken = default) =>
         SystemCommand.RunAsync("ip", ["-n", Name, .. arguments], cancellationToken);
 
+    /// <summary>Runs <c>tc -n NAME ARGS</c> (queueing disciplines and filters on the namespace's devices).</summary>
+    public Task<string> TcAsync(IEnumerable<string> arguments, CancellationToken cancellationToken = default) =>
+        SystemCommand.RunAsync("tc", ["-n", Name, .. arguments], cancellationToken);
+
     /// <summary>Runs a program inside the namespace (<c>ip netns exec</c>) and returns its output; throws on failure.</summary>
     public Task<string> ExecAsync(string program, IEnumerable<string> arguments,
         CancellationToken cancellationToken = default, TimeSpan? timeout = null, string? standardInput = null) =>

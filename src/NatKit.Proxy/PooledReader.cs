@@ -32,9 +32,6 @@ internal sealed class PooledReader : IDisposable
 
     public ReadOnlyMemory<byte> Memory => Buffer.AsMemory(_start, _end - _start);
 
-    /// <summary>The whole buffer, for use as scratch space while nothing is buffered.</summary>
-    public byte[] Scratch => Buffer;
-
     /// <summary>Total bytes read from the stream.</summary>
     public long TotalRead { get; private set; }
 

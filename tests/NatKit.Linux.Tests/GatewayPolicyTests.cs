@@ -43,19 +43,25 @@ public sealed class GatewayPolicyTests
         Assert.Equal(NatMapping.AddressAndPortDependent, behavior.Mapping);
     }
 
-    private static async Task<NatBehavior> DiscoverAsync(GatewayTopology topology)
+    private static Task<NatBehavior> DiscoverAsync(GatewayTopology topology) =>
+        DiscoverAsync(topology.Lan.Name, topology.Wan.Name, GatewayTopology.WanHostAddress, GatewayTopology.WanHostSecondAddress);
+
+    /// <summary>RFC 5780 discovery from a socket in <paramref name="lanNamespace"/> against a STUN server in
+    /// <paramref name="wanNamespace"/> on its two addresses (ports 3478 and 3479).</summary>
+    internal static async Task<NatBehavior> DiscoverAsync(string lanNamespace, string wanNamespace, string primaryAddress,
+        string alternateAddress)
     {
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(40));
-        var primary = new IPEndPoint(IPAddress.Parse(GatewayTopology.WanHostAddress), 3478);
-        await using var server = await StunServer.StartAsync(new NamespaceNetwork(topology.Wan.Name),
+        var primary = new IPEndPoint(IPAddress.Parse(primaryAddress), 3478);
+        await using var server = await StunServer.StartAsync(new NamespaceNetwork(wanNamespace),
             new StunServerOptions
             {
                 Primary = primary,
-                AlternateAddress = IPAddress.Parse(GatewayTopology.WanHostSecondAddress),
+                AlternateAddress = IPAddress.Parse(alternateAddress),
                 AlternatePort = 3479,
                 EnableTcp = false,
             }, cancellationToken: timeout.Token);
-        var discovery = new NatBehaviorDiscovery(new NamespaceNetwork(topology.Lan.Name), primary,
+        var discovery = new NatBehaviorDiscovery(new NamespaceNetwork(lanNamespace), primary,
             new NatDiscoveryOptions
             {
                 TestHairpinning = false,

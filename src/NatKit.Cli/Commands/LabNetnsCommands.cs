@@ -35,6 +35,32 @@ internal sealed class LabNetnsCommands : IVerbGroup
         _ => throw new CliException($"unknown kernel NAT '{text}'; use persistent, random or dmz."),
     };
 
+    /// <summary>Parses a kernel NAT with its DMZ details: <c>persistent</c>, <c>random</c> or
+    /// <c>dmz[:HOST[:PORT[:PUBLIC-PORT]]]</c> (host: the only one behind the router; ports 4000).</summary>
+    internal static KernelNat KernelNatSpec(string text)
+    {
+        var parts = text.Split(':');
+        var kind = KernelKind(parts[0]);
+        if (parts.Length == 1)
+        {
+            return new KernelNat(kind);
+        }
+
+        if (kind != KernelNatKind.Dmz || parts.Length > 4)
+        {
+            throw new CliException($"kernel NAT '{text}': only dmz takes details (dmz:HOST:PORT:PUBLIC-PORT).");
+        }
+
+        var host = parts[1].Length == 0 ? (Packets.Ipv4Address?)null
+            : Packets.Ipv4Address.TryParse(parts[1], out var a) ? a : throw new CliException($"kernel NAT '{text}': '{parts[1]}' is not an IPv4 address.");
+        var port = parts.Length > 2 ? Port(parts[2], text) : 4000;
+        return new KernelNat(kind, host, port, parts.Length > 3 ? Port(parts[3], text) : port);
+
+        static int Port(string p, string text) =>
+            int.TryParse(p, NumberStyles.None, CultureInfo.InvariantCulture, out var n) && n is >= 1 and <= 65535
+                ? n : throw new CliException($"kernel NAT '{text}': '{p}' is not a port.");
+    }
+
     /// <summary>Starts `natkit gateway run` for one router inside its namespace, detached, logging to
     /// /run/natkit/NAME.log (its policy in NAME.policy.json); returns when its control socket answers.</summary>
     internal static async Task<string> StartGatewayProcessAsync(NetnsGateway gateway, bool offload, CancellationToken ct)
@@ -109,33 +135,63 @@ internal sealed class LabNetnsCommands : IVerbGroup
             Description = "A lab topology file (.yaml/.json) or built-in name; without it: LAN host - gateway(s) - WAN host.",
             Arity = ArgumentArity.ZeroOrOne,
         };
-        var kernel = new Option<string?>("--kernel") { Description = "Use kernel nftables NAT instead of NatKit: persistent (masquerade persistent), random (masquerade random) or dmz." };
+        var kernel = new Option<string[]>("--kernel")
+        {
+            Description = "Kernel nftables NAT instead of NatKit: persistent (masquerade persistent), random (masquerade random) or dmz[:HOST[:PORT[:PUBLIC-PORT]]]; " +
+                          "with a topology file, ROUTER=KIND for one router (repeatable), KIND for all.",
+            AllowMultipleArgumentsPerToken = false,
+        };
+        var nat = new Option<string>("--nat")
+        {
+            Description = "natkit (a NatKit gateway per router) or kernel (nftables NAT per router, its kind chosen from the router's preset, or --preset without a topology file: " +
+                          "endpoint-independent -> masquerade persistent, symmetric -> masquerade random; presets the kernel cannot express are refused).",
+            DefaultValueFactory = _ => "natkit",
+        };
         var hops = new Option<int>("--hops") { Description = "NatKit gateways in a row between the LAN and WAN host.", DefaultValueFactory = _ => 1 };
         var preset = new Option<string>("--preset") { Description = "NAT preset of every NatKit gateway (three-namespace topology).", DefaultValueFactory = _ => "rfc-recommended" };
         var tag = new Option<string?>("--tag") { Description = "Name tag (namespaces are nk-TAG-ROLE); random by default." };
         var noOffload = new Option<bool>("--no-offload") { Description = "Run the gateways without TUN offloads." };
+        var noImpairments = new Option<bool>("--no-impairments") { Description = "Topology files: bring the links up clean, leaving out their latency, jitter, loss, duplication and reordering." };
         var up = new Command("up", "Build a topology as namespaces and start its NatKit gateways (or kernel NAT); leaves it up for exec and down.")
         {
-            topologyArgument, kernel, hops, preset, tag, noOffload,
+            topologyArgument, kernel, nat, hops, preset, tag, noOffload, noImpairments,
         };
         up.SetAction(async (parse, ct) =>
         {
             var offload = !parse.GetValue(noOffload);
+            var kernels = parse.GetValue(kernel) ?? [];
+            var natMode = parse.GetValue(nat)!.ToLowerInvariant();
+            if (natMode is not ("natkit" or "kernel"))
+            {
+                throw new CliException($"--nat {natMode}: use natkit or kernel.");
+            }
+
             if (parse.GetValue(topologyArgument) is { } file)
             {
-                if (parse.GetValue(kernel) is not null)
-                {
-                    throw new CliException("--kernel applies to the three-namespace topology, not to topology files.");
-                }
-
-                await UpTopologyAsync(LabCommands.LoadTopology(file), parse.GetValue(tag), offload, ct).ConfigureAwait(false);
+                var spec = LabCommands.LoadTopology(file);
+                var routers = Routers(spec, natMode == "kernel", kernels, !parse.GetValue(noImpairments)); // refuses before anything is built
+                await UpTopologyAsync(spec, routers, !parse.GetValue(noImpairments), parse.GetValue(tag), offload, ct).ConfigureAwait(false);
                 return 0;
             }
 
+            if (kernels.Length > 1 || kernels.Any(k => k.Contains('=', StringComparison.Ordinal)))
+            {
+                throw new CliException("--kernel ROUTER=KIND and repeated --kernel apply to topology files; the three-namespace topology takes one kind.");
+            }
+
             var policy = GatewayCommands.Policy(parse.GetValue(preset)!, null); // fail early on a bad preset
-            var kind = parse.GetValue(kernel) is { } k ? KernelKind(k) : (KernelNatKind?)null;
-            var topology = kind is { } kk
-                ? await GatewayTopology.CreateKernelAsync(kk, parse.GetValue(tag), cancellationToken: ct).ConfigureAwait(false)
+            var chosen = kernels.Length == 1 ? KernelNatSpec(kernels[0])
+                : natMode == "kernel" ? new KernelNat(KernelNatRules.KindFor(policy, out var why) ?? throw new CliException(
+                    $"preset {parse.GetValue(preset)} has no kernel NAT twin: {why}; name one with --kernel persistent|random|dmz."))
+                : null;
+            if (chosen?.DmzHost is { } dmzHost && dmzHost.ToString() != GatewayTopology.LanHostAddress)
+            {
+                throw new CliException($"--kernel {kernels[0]}: the three-namespace topology's only LAN host is {GatewayTopology.LanHostAddress}.");
+            }
+
+            var kind = chosen?.Kind;
+            var topology = chosen is { } kk
+                ? await GatewayTopology.CreateKernelAsync(kk.Kind, parse.GetValue(tag), kk.DmzHostPort, kk.DmzPort, ct).ConfigureAwait(false)
                 : await GatewayTopology.CreateNatKitAsync(parse.GetValue(hops), parse.GetValue(tag), ct).ConfigureAwait(false);
             try
             {
@@ -169,14 +225,88 @@ internal sealed class LabNetnsCommands : IVerbGroup
         return up;
     }
 
-    /// <summary>A lab topology file as namespaces: segments, hosts, and one NatKit gateway process per router.</summary>
-    private static async Task UpTopologyAsync(TopologySpec spec, string? tag, bool offload, CancellationToken ct)
+    /// <summary>
+    /// The routers of a topology file as namespace routers: a NatKit gateway each, or kernel NAT for those named in
+    /// <paramref name="kernels"/> (ROUTER=KIND, or KIND for all) and, with <paramref name="allKernel"/>, for every
+    /// router, its kind chosen from its policy (<see cref="KernelNatRules.KindFor"/>). A router whose policy has no
+    /// kernel twin is refused in one sentence.
+    /// </summary>
+    internal static List<NetnsRouter> Routers(TopologySpec spec, bool allKernel, IReadOnlyList<string> kernels, bool impairments = true)
     {
-        var lab = await NamespaceLab.CreateAsync(
-            [.. spec.Segments.Select(s => new NetnsSegment(s.Name, s.Prefix))],
-            [.. spec.Routers.Select(r => new NetnsRouter(r.Name, r.Policy, r.InsideSegment, r.InsideAddress, r.OutsideSegment, r.OutsideAddresses))],
-            [.. spec.Hosts.Select(h => new NetnsHost(h.Name, h.Segment, h.Addresses, h.Gateway))],
-            tag, ct).ConfigureAwait(false);
+        var named = new Dictionary<string, KernelNat>(StringComparer.Ordinal);
+        KernelNat? forAll = null;
+        foreach (var k in kernels)
+        {
+            var eq = k.IndexOf('=', StringComparison.Ordinal);
+            if (eq < 0)
+            {
+                forAll = KernelNatSpec(k);
+                continue;
+            }
+
+            var router = k[..eq];
+            if (!spec.Routers.Any(r => r.Name == router))
+            {
+                throw new CliException($"--kernel {k}: the topology has no router '{router}' (routers: {string.Join(", ", spec.Routers.Select(r => r.Name))}).");
+            }
+
+            named[router] = KernelNatSpec(k[(eq + 1)..]);
+        }
+
+        var routers = new List<NetnsRouter>();
+        foreach (var r in spec.Routers)
+        {
+            var kernel = named.GetValueOrDefault(r.Name) ?? forAll;
+            if (kernel is null && allKernel)
+            {
+                kernel = KernelNatRules.KindFor(r.Policy, out var why) is { } kind ? new KernelNat(kind) : throw new CliException(
+                    $"router {r.Name} ({r.PresetName}) has no kernel NAT twin: {why}; run it as a NatKit gateway or name a kind with --kernel {r.Name}=persistent|random|dmz.");
+            }
+
+            routers.Add(new NetnsRouter(r.Name, r.Policy, r.InsideSegment, r.InsideAddress, r.OutsideSegment, r.OutsideAddresses, kernel,
+                impairments ? Impairment(r.InsideLink, $"routers.{r.Name}.inside.link") : null,
+                impairments ? Impairment(r.OutsideLink, $"routers.{r.Name}.outside.link") : null));
+        }
+
+        return routers;
+    }
+
+    /// <summary>A lab link as a namespace link impairment (null when it changes nothing). Reordering is refused:
+    /// netem's reorder sends some packets early, where the lab holds some back.</summary>
+    internal static LinkImpairment? Impairment(Lab.LinkProfile? link, string where)
+    {
+        if (link is null)
+        {
+            return null;
+        }
+
+        if (link.Reorder > 0)
+        {
+            throw new CliException($"{where}: reorder is not available in namespaces (netem reorders by sending packets early, the lab by holding them back); remove it or use the in-memory lab.");
+        }
+
+        var impairment = new LinkImpairment(link.Latency, link.Jitter, link.Loss, link.Duplicate);
+        return impairment.IsNone ? null : impairment;
+    }
+
+    /// <summary>A lab topology file as namespaces: segments, hosts, and per router a NatKit gateway process or kernel NAT.</summary>
+    private static async Task UpTopologyAsync(TopologySpec spec, List<NetnsRouter> routers, bool impairments, string? tag,
+        bool offload, CancellationToken ct)
+    {
+        NamespaceLab lab;
+        try
+        {
+            lab = await NamespaceLab.CreateAsync(
+                [.. spec.Segments.Select(s => new NetnsSegment(s.Name, s.Prefix, impairments ? Impairment(s.Link, $"segments.{s.Name}.link") : null))],
+                routers,
+                [.. spec.Hosts.Select(h => new NetnsHost(h.Name, h.Segment, h.Addresses, h.Gateway, impairments ? Impairment(h.Link, $"hosts.{h.Name}.link") : null))],
+                tag, ct).ConfigureAwait(false);
+        }
+        catch (NotSupportedException e) when (e.Message == NamespaceLab.NetemMissing)
+        {
+            throw new CliException($"{NamespaceLab.NetemMissing[..^1]} (--no-impairments).");
+        }
+
         try
         {
             foreach (var router in lab.Layout.Routers)
@@ -200,6 +330,12 @@ internal sealed class LabNetnsCommands : IVerbGroup
         foreach (var r in lab.Layout.Routers)
         {
             table.AddRow(r.Name, r.Namespace, $"natkit gateway {r.Inside} -> {r.Outside} as {string.Join(", ", r.Config.ExternalAddresses)}");
+        }
+
+        foreach (var r in lab.Layout.KernelRouters)
+        {
+            var dmz = r.Nat.Kind == KernelNatKind.Dmz ? $" (udp {r.OutsideAddresses[0]}:{r.Nat.DmzPort} <-> {r.Nat.DmzHost}:{r.Nat.DmzHostPort})" : "";
+            table.AddRow(r.Name, r.Namespace, $"kernel nftables {r.Nat.Kind}{dmz} as {string.Join(", ", r.OutsideAddresses)}");
         }
 
         foreach (var (name, ns) in lab.Layout.Segments)

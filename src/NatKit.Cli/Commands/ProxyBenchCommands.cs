@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
 using System.Net;
+using System.Net.Sockets;
 using System.Text;
 using System.Text.RegularExpressions;
 using NatKit.Net;
@@ -200,21 +201,43 @@ internal sealed partial class ProxyBenchCommands : IVerbGroup
     [GeneratedRegex(@"Non-2xx responses:\s+([0-9]+)")]
     private static partial Regex Non2xxPattern();
 
-    /// <summary>Sends <paramref name="bytes"/> to the sink, directly or through a CONNECT tunnel; MB/s.</summary>
-    private static async Task<double> ThroughputAsync(int sinkPort, int? proxyPort, long bytes, CancellationToken ct)
+    /// <summary>
+    /// Sends <paramref name="bytes"/> to the sink, directly or through a CONNECT tunnel; MB/s. The sender is a
+    /// dedicated thread doing blocking sends, as iperf3 does, so the load generator costs the same on every path
+    /// and never waits on the thread pool the proxy under test also uses.
+    /// </summary>
+    private static Task<double> ThroughputAsync(int sinkPort, int? proxyPort, long bytes, CancellationToken ct)
     {
-        await using var c = await SystemNetwork.Instance.ConnectTcpAsync(
-            new IPEndPoint(IPAddress.Loopback, proxyPort ?? sinkPort), null, ct);
-        var s = c.Stream;
+        var done = new TaskCompletionSource<double>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var thread = new Thread(() =>
+        {
+            try
+            {
+                done.SetResult(Throughput(sinkPort, proxyPort, bytes, ct));
+            }
+            catch (Exception e)
+            {
+                done.SetException(e);
+            }
+        }) { IsBackground = true, Name = "bench-sender" };
+        thread.Start();
+        return done.Task;
+    }
+
+    private static double Throughput(int sinkPort, int? proxyPort, long bytes, CancellationToken ct)
+    {
+        using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        using var cancel = ct.Register(socket.Dispose);
+        socket.Connect(new IPEndPoint(IPAddress.Loopback, proxyPort ?? sinkPort));
         if (proxyPort is not null)
         {
-            await s.WriteAsync(Encoding.ASCII.GetBytes(
-                $"CONNECT 127.0.0.1:{sinkPort} HTTP/1.1\r\nHost: 127.0.0.1:{sinkPort}\r\n\r\n"), ct);
+            socket.Send(Encoding.ASCII.GetBytes(
+                $"CONNECT 127.0.0.1:{sinkPort} HTTP/1.1\r\nHost: 127.0.0.1:{sinkPort}\r\n\r\n"));
             var head = new StringBuilder();
             var one = new byte[1];
             while (!head.ToString().EndsWith("\r\n\r\n", StringComparison.Ordinal))
             {
-                if (await s.ReadAsync(one, ct) == 0)
+                if (socket.Receive(one) == 0)
                 {
                     throw new CliException("the proxy closed the CONNECT tunnel");
                 }
@@ -232,12 +255,11 @@ internal sealed partial class ProxyBenchCommands : IVerbGroup
         var started = Stopwatch.GetTimestamp();
         for (long sent = 0; sent < bytes; sent += buffer.Length)
         {
-            await s.WriteAsync(buffer, ct);
+            socket.Send(buffer);
         }
 
-        c.ShutdownSend();
-        var ack = new byte[16];
-        while (await s.ReadAsync(ack, ct) > 0)
+        socket.Shutdown(SocketShutdown.Send);
+        while (socket.Receive(buffer) > 0)
         {
         }
 
@@ -381,56 +403,69 @@ internal sealed partial class ProxyBenchCommands : IVerbGroup
         }
     }
 
-    /// <summary>Reads and discards until the sender half-closes, then closes: the far end of a throughput run.</summary>
+    /// <summary>Reads and discards until the sender half-closes, then closes: the far end of a throughput run. Each
+    /// connection gets a dedicated thread doing blocking receives (see <see cref="ThroughputAsync"/>).</summary>
     private sealed class Sink : IAsyncDisposable
     {
-        private readonly IStreamListener _listener;
-        private readonly Task _loop;
+        private readonly Socket _listener;
+        private readonly Thread _acceptor;
 
-        private Sink(IStreamListener listener, CancellationToken ct)
+        private Sink(Socket listener)
         {
             _listener = listener;
-            _loop = Task.Run(async () =>
-            {
-                while (true)
-                {
-                    IStreamConnection c;
-                    try
-                    {
-                        c = await _listener.AcceptAsync(ct);
-                    }
-                    catch (Exception e) when (e is ObjectDisposedException or OperationCanceledException or IOException)
-                    {
-                        return;
-                    }
+            _acceptor = new Thread(Accept) { IsBackground = true, Name = "bench-sink" };
+            _acceptor.Start();
+        }
 
-                    _ = Task.Run(async () =>
+        public int Port => ((IPEndPoint)_listener.LocalEndPoint!).Port;
+
+        public static Task<Sink> StartAsync(CancellationToken ct)
+        {
+            ct.ThrowIfCancellationRequested();
+            var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+            listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+            listener.Listen(16);
+            return Task.FromResult(new Sink(listener));
+        }
+
+        private void Accept()
+        {
+            while (true)
+            {
+                Socket c;
+                try
+                {
+                    c = _listener.Accept();
+                }
+                catch (Exception e) when (e is SocketException or ObjectDisposedException)
+                {
+                    return;
+                }
+
+                new Thread(() =>
+                {
+                    using (c)
                     {
-                        await using var _ = c;
                         var buffer = new byte[256 * 1024];
                         try
                         {
-                            while (await c.Stream.ReadAsync(buffer, ct) > 0)
+                            while (c.Receive(buffer) > 0)
                             {
                             }
                         }
-                        catch (Exception e) when (e is IOException or OperationCanceledException)
+                        catch (SocketException)
                         {
                         }
-                    }, CancellationToken.None);
-                }
-            }, CancellationToken.None);
+                    }
+                }) { IsBackground = true, Name = "bench-sink-conn" }.Start();
+            }
         }
 
-        public int Port => _listener.LocalEndPoint.Port;
-
-        public static async Task<Sink> StartAsync(CancellationToken ct) =>
-            new(await SystemNetwork.Instance.ListenTcpAsync(new IPEndPoint(IPAddress.Loopback, 0), 16, ct), ct);
-
-        public async ValueTask DisposeAsync()
+        public ValueTask DisposeAsync()
         {
-            await _listener.DisposeAsync();
-            await _loop;
+            _listener.Dispose();
+            _acceptor.Join();
+            return ValueTask.CompletedTask;
         }
     }
 

@@ -125,12 +125,6 @@ internal sealed unsafe class EpollPoller : IDatagramPoller
         }
     }
 
-    private static int Control(int epoll, int op, int fd, long token)
-    {
-        byte* evt = stackalloc byte[16];
-        new Span<byte>(evt, 16).Clear();
-        BinaryPrimitives.WriteUInt32LittleEndian(new Span<byte>(evt, 4), Libc.EPOLLIN);
-        BinaryPrimitives.WriteInt64LittleEndian(new Span<byte>(evt + Libc.EpollDataOffset, 8), token);
-        return Libc.epoll_ctl(epoll, op, fd, evt);
-    }
+    private static int Control(int epoll, int op, int fd, long token) =>
+        Libc.EpollControl(epoll, op, fd, Libc.EPOLLIN, token);
 }

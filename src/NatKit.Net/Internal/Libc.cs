@@ -16,7 +16,21 @@ internal static unsafe partial class Libc
     public const int MSG_NOSIGNAL = 0x4000;
     public const int EPOLL_CTL_ADD = 1;
     public const int EPOLL_CTL_DEL = 2;
+    public const int EPIPE = 32;
     public const uint EPOLLIN = 0x001;
+    public const uint EPOLLOUT = 0x004;
+    public const uint EPOLLERR = 0x008;
+    public const uint EPOLLHUP = 0x010;
+    public const uint EPOLLRDHUP = 0x2000;
+    public const uint EPOLLET = 0x80000000;
+    public const int O_NONBLOCK = 0x800;
+    public const int O_CLOEXEC = 0x80000;
+    public const int F_GETFL = 3;
+    public const int F_SETFL = 4;
+    public const int F_SETPIPE_SZ = 1031;
+    public const uint SPLICE_F_MOVE = 1;
+    public const uint SPLICE_F_NONBLOCK = 2;
+    public const int SHUT_WR = 1;
     public const int EPOLL_CLOEXEC = 0x80000;
     public const int EFD_CLOEXEC = 0x80000;
     public const int EFD_NONBLOCK = 0x800;
@@ -53,4 +67,26 @@ internal static unsafe partial class Libc
 
     [LibraryImport("libc", SetLastError = true)]
     public static partial int close(int fd);
+
+    [LibraryImport("libc", SetLastError = true)]
+    public static partial int pipe2(int* fds, int flags);
+
+    [LibraryImport("libc", SetLastError = true)]
+    public static partial nint splice(int fdIn, long* offIn, int fdOut, long* offOut, nuint length, uint flags);
+
+    [LibraryImport("libc", SetLastError = true)]
+    public static partial int fcntl(int fd, int command, int argument);
+
+    [LibraryImport("libc", SetLastError = true)]
+    public static partial int shutdown(int fd, int how);
+
+    /// <summary>epoll_ctl with a struct epoll_event of <paramref name="events"/> and a 64-bit token.</summary>
+    public static int EpollControl(int epoll, int op, int fd, uint events, long token)
+    {
+        byte* evt = stackalloc byte[16];
+        new Span<byte>(evt, 16).Clear();
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(new Span<byte>(evt, 4), events);
+        System.Buffers.Binary.BinaryPrimitives.WriteInt64LittleEndian(new Span<byte>(evt + EpollDataOffset, 8), token);
+        return epoll_ctl(epoll, op, fd, evt);
+    }
 }

@@ -3,7 +3,7 @@ using System.Net.Sockets;
 
 namespace NatKit.Net.Internal;
 
-internal sealed class SocketStreamConnection : IStreamConnection
+internal sealed class SocketStreamConnection : IStreamConnection, IKernelStreamRelay
 {
     private readonly Socket _socket;
 
@@ -37,6 +37,15 @@ internal sealed class SocketStreamConnection : IStreamConnection
     }
 
     public ValueTask DisposeAsync() => Stream.DisposeAsync();
+
+    public Task? TryRelay(IStreamConnection other, Action<bool, long> moved, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(other);
+        ArgumentNullException.ThrowIfNull(moved);
+        return other is SocketStreamConnection peer && !ReferenceEquals(peer, this)
+            ? SpliceRelay.TryStart(_socket, peer._socket, moved, cancellationToken)
+            : null;
+    }
 
     internal static IPEndPoint Unmap(IPEndPoint e) =>
         e.Address.IsIPv4MappedToIPv6 ? new IPEndPoint(e.Address.MapToIPv4(), e.Port) : e;

@@ -1,0 +1,161 @@
+using System.Net;
+using System.Net.Sockets;
+using System.Security.Cryptography;
+using NatKit.Net;
+
+namespace NatKit.Net.Tests;
+
+/// <summary>The splice(2) relay between two real loopback connections: A &lt;-&gt; (a1 | a2) relay (b1 | b2) &lt;-&gt; B.</summary>
+public sealed class KernelStreamRelayTests
+{
+    private static readonly SystemNetwork Net = SystemNetwork.Instance;
+    private static readonly TimeSpan Deadline = TimeSpan.FromSeconds(30);
+
+    /// <summary>Two connected pairs: (outerA, innerA) and (innerB, outerB); the relay joins innerA and innerB.</summary>
+    private sealed class Pairs : IAsyncDisposable
+    {
+        public required IStreamConnection OuterA { get; init; }
+        public required IStreamConnection InnerA { get; init; }
+        public required IStreamConnection InnerB { get; init; }
+        public required IStreamConnection OuterB { get; init; }
+
+        public static async Task<Pairs> CreateAsync()
+        {
+            await using var listener = await Net.ListenTcpAsync(new IPEndPoint(IPAddress.Loopback, 0));
+            var outerA = await Net.ConnectTcpAsync(listener.LocalEndPoint);
+            var innerA = await listener.AcceptAsync();
+            var innerB = await Net.ConnectTcpAsync(listener.LocalEndPoint);
+            var outerB = await listener.AcceptAsync();
+            return new Pairs { OuterA = outerA, InnerA = innerA, InnerB = innerB, OuterB = outerB };
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            foreach (var c in (IStreamConnection[])[OuterA, InnerA, InnerB, OuterB])
+            {
+                await c.DisposeAsync();
+            }
+        }
+    }
+
+    private static async Task<byte[]> ReadToEndAsync(Stream s)
+    {
+        using var all = new MemoryStream();
+        await s.CopyToAsync(all).WaitAsync(Deadline);
+        return all.ToArray();
+    }
+
+    [Fact]
+    public async Task Relay_CarriesBothDirections_PassesHalfCloseOn_AndCountsEveryByte()
+    {
+        await using var p = await Pairs.CreateAsync();
+        long fromA = 0, fromB = 0;
+        var relay = Assert.IsAssignableFrom<IKernelStreamRelay>(p.InnerA).TryRelay(p.InnerB, (fromThis, n) =>
+        {
+            if (fromThis)
+            {
+                Interlocked.Add(ref fromA, n);
+            }
+            else
+            {
+                Interlocked.Add(ref fromB, n);
+            }
+        }, CancellationToken.None);
+        Assert.NotNull(relay);
+
+        var up = RandomNumberGenerator.GetBytes(8 << 20);
+        var down = RandomNumberGenerator.GetBytes(3 << 20);
+        var readB = ReadToEndAsync(p.OuterB.Stream);
+        var readA = ReadToEndAsync(p.OuterA.Stream);
+        await p.OuterA.Stream.WriteAsync(up);
+        p.OuterA.ShutdownSend(); // A is done; B still talks back over the half-open relay
+        Assert.Equal(SHA256.HashData(up), SHA256.HashData(await readB));
+        await p.OuterB.Stream.WriteAsync(down);
+        p.OuterB.ShutdownSend();
+        Assert.Equal(SHA256.HashData(down), SHA256.HashData(await readA));
+        await relay.WaitAsync(Deadline);
+        Assert.Equal(up.Length, Interlocked.Read(ref fromA));
+        Assert.Equal(down.Length, Interlocked.Read(ref fromB));
+    }
+
+    [Fact]
+    public async Task Relay_EndsCanceled_AndLeavesTheConnectionsOpen()
+    {
+        await using var p = await Pairs.CreateAsync();
+        using var cancel = new CancellationTokenSource();
+        var relay = ((IKernelStreamRelay)p.InnerA).TryRelay(p.InnerB, (_, _) => { }, cancel.Token);
+        Assert.NotNull(relay);
+        await p.OuterA.Stream.WriteAsync(new byte[] { 1, 2, 3 });
+        var got = new byte[3];
+        await p.OuterB.Stream.ReadExactlyAsync(got).AsTask().WaitAsync(Deadline);
+        Assert.Equal([1, 2, 3], got);
+
+        await cancel.CancelAsync();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => relay.WaitAsync(Deadline));
+        // the relay no longer moves bytes, and the inner connection is still usable by its owner
+        await p.OuterA.Stream.WriteAsync(new byte[] { 9 });
+        var one = new byte[1];
+        await p.InnerA.Stream.ReadExactlyAsync(one).AsTask().WaitAsync(Deadline);
+        Assert.Equal(9, one[0]);
+    }
+
+    [Fact]
+    public async Task Relay_FaultsWithIOException_WhenAPeerResets()
+    {
+        await using var p = await Pairs.CreateAsync();
+        var relay = ((IKernelStreamRelay)p.InnerA).TryRelay(p.InnerB, (_, _) => { }, CancellationToken.None);
+        Assert.NotNull(relay);
+        // an abortive close of B's far end: linger 0 sends RST
+        var socket = (p.OuterB.Stream as NetworkStream)!.Socket;
+        socket.LingerState = new LingerOption(true, 0);
+        socket.Close();
+        await Assert.ThrowsAsync<IOException>(async () =>
+        {
+            // keep sending toward the reset side until the relay notices
+            var chunk = new byte[64 * 1024];
+            while (!relay.IsCompleted)
+            {
+                try
+                {
+                    await p.OuterA.Stream.WriteAsync(chunk).AsTask().WaitAsync(TimeSpan.FromSeconds(1));
+                }
+                catch (Exception e) when (e is IOException or TimeoutException)
+                {
+                    break;
+                }
+            }
+
+            await relay.WaitAsync(Deadline);
+        });
+    }
+
+    [Fact]
+    public async Task Relay_IsRefused_ForAConnectionOfAnotherKind_OrItself()
+    {
+        await using var p = await Pairs.CreateAsync();
+        var relay = (IKernelStreamRelay)p.InnerA;
+        Assert.Null(relay.TryRelay(new OtherConnection(), (_, _) => { }, CancellationToken.None));
+        Assert.Null(relay.TryRelay(p.InnerA, (_, _) => { }, CancellationToken.None));
+        // refused means untouched: the connection still carries bytes as before
+        await p.OuterA.Stream.WriteAsync(new byte[] { 7 });
+        var one = new byte[1];
+        await p.InnerA.Stream.ReadExactlyAsync(one).AsTask().WaitAsync(Deadline);
+        Assert.Equal(7, one[0]);
+    }
+
+    /// <summary>A connection of some other network (the lab's, say): the kernel cannot relay it.</summary>
+    private sealed class OtherConnection : IStreamConnection
+    {
+        public Stream Stream { get; } = new MemoryStream();
+
+        public IPEndPoint LocalEndPoint { get; } = new(IPAddress.Loopback, 1);
+
+        public IPEndPoint RemoteEndPoint { get; } = new(IPAddress.Loopback, 2);
+
+        public void ShutdownSend()
+        {
+        }
+
+        public ValueTask DisposeAsync() => ValueTask.CompletedTask;
+    }
+}
