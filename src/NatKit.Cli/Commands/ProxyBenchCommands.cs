@@ -3,6 +3,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
+using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.RegularExpressions;
 using NatKit.Net;
@@ -478,6 +479,7 @@ internal sealed partial class ProxyBenchCommands : IVerbGroup
     {
         private readonly Process _process;
         private readonly string _dir;
+        private readonly PosixSignalRegistration[] _signals;
 
         private PeerProxy(string name, Process process, string dir, int port, string version)
         {
@@ -486,6 +488,12 @@ internal sealed partial class ProxyBenchCommands : IVerbGroup
             _dir = dir;
             Port = port;
             Version = version;
+
+            // Ctrl-C or SIGTERM can end the process before the bench's own cleanup has run (the command line
+            // gives an action a short grace, then exits): stop the peer as the signal arrives, and at any exit
+            _signals = [PosixSignalRegistration.Create(PosixSignal.SIGINT, _ => Stop()),
+                PosixSignalRegistration.Create(PosixSignal.SIGTERM, _ => Stop())];
+            AppDomain.CurrentDomain.ProcessExit += OnProcessExit;
         }
 
         public string Name { get; }
@@ -668,6 +676,12 @@ internal sealed partial class ProxyBenchCommands : IVerbGroup
 
         public async ValueTask DisposeAsync()
         {
+            AppDomain.CurrentDomain.ProcessExit -= OnProcessExit;
+            foreach (var r in _signals)
+            {
+                r.Dispose();
+            }
+
             try
             {
                 if (!_process.HasExited)
@@ -679,7 +693,34 @@ internal sealed partial class ProxyBenchCommands : IVerbGroup
             finally
             {
                 _process.Dispose();
+                if (Directory.Exists(_dir))
+                {
+                    Directory.Delete(_dir, recursive: true);
+                }
+            }
+        }
+
+        private void OnProcessExit(object? sender, EventArgs e) => Stop();
+
+        /// <summary>Kills the process tree and removes the directory, synchronously (from a signal or exit).</summary>
+        private void Stop()
+        {
+            try
+            {
+                _process.Kill(entireProcessTree: true);
+                _process.WaitForExit(2000);
+            }
+            catch (Exception ex) when (ex is InvalidOperationException or System.ComponentModel.Win32Exception)
+            {
+                // already gone or disposed
+            }
+
+            try
+            {
                 Directory.Delete(_dir, recursive: true);
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            {
             }
         }
     }
