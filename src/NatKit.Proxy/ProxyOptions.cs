@@ -97,6 +97,36 @@ public sealed record ProxyOptions
         IPNetwork.Parse("fc00::/7"), IPNetwork.Parse("fe80::/10"),
     ];
 
+    /// <summary>Every option by name, with the credentials (this proxy's and the parent's) shown only as set or not,
+    /// so options can be logged.</summary>
+    public override string ToString()
+    {
+        var sb = new StringBuilder("ProxyOptions { ");
+        foreach (var p in typeof(ProxyOptions).GetProperties(System.Reflection.BindingFlags.Public |
+                     System.Reflection.BindingFlags.Instance))
+        {
+            var value = p.GetValue(this);
+            sb.Append(p.Name).Append(" = ");
+            if (p.Name is nameof(Credentials) or nameof(ParentCredentials))
+            {
+                sb.Append(value is null ? "none" : "(set)");
+            }
+            else if (value is System.Collections.IEnumerable list and not string)
+            {
+                sb.Append('[').AppendJoin(", ", list.Cast<object>()).Append(']');
+            }
+            else
+            {
+                sb.Append(value);
+            }
+
+            sb.Append(", ");
+        }
+
+        sb.Length -= 2;
+        return sb.Append(" }").ToString();
+    }
+
     /// <summary>Checks every field; throws <see cref="ArgumentException"/> naming the bad one.</summary>
     public ProxyOptions Validate()
     {

@@ -231,6 +231,23 @@ public sealed class ParentProxyTests : IAsyncLifetime
     }
 
     [Fact]
+    public void OptionsText_NamesEveryOption_ButNoCredentials()
+    {
+        var options = ProxyServerTests.TestOptions() with
+        {
+            Credentials = "alice:own-secret",
+            Parent = new DnsEndPoint("parent.example", 3128),
+            ParentCredentials = new NetworkCredential("bob", "parent-secret"),
+        };
+        var text = options.ToString();
+        Assert.DoesNotContain("secret", text, StringComparison.Ordinal);
+        Assert.Contains("Credentials = (set)", text, StringComparison.Ordinal);
+        Assert.Contains("parent.example", text, StringComparison.Ordinal);
+        Assert.Contains("MinRequestBodyDataRate = 240", text, StringComparison.Ordinal);
+        Assert.Contains("ConnectPorts = [443]", text, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void ParentCredentials_AreValidated()
     {
         var ok = ProxyServerTests.TestOptions() with { Parent = new DnsEndPoint("h", 1) };
