@@ -109,17 +109,14 @@ internal sealed partial class ProxyBenchCommands : IVerbGroup
         var bytes = (long)megabytes << 20;
         for (var round = 0; round < rounds; round++)
         {
-            foreach (var (name, port) in contenders)
+            foreach (var (name, port) in measureRps ? contenders : [])
             {
-                if (measureRps)
-                {
-                    rps[name] = Best(rps.GetValueOrDefault(name), await AbAsync(ab, port, url, requests, concurrency, ct));
-                }
+                rps[name] = Best(rps.GetValueOrDefault(name), await AbAsync(ab, port, url, requests, concurrency, ct));
+            }
 
-                if (measureConnect)
-                {
-                    mbps[name] = Math.Max(mbps.GetValueOrDefault(name), await ThroughputAsync(sink.Port, port, bytes, ct));
-                }
+            foreach (var (name, port) in measureConnect ? contenders : [])
+            {
+                mbps[name] = Math.Max(mbps.GetValueOrDefault(name), await ThroughputAsync(sink.Port, port, bytes, ct));
             }
 
             AnsiConsole.MarkupLine($"round {round + 1}/{rounds} done, load {Markup.Escape(LoadAverage())}");
