@@ -21,33 +21,8 @@ internal sealed unsafe class EpollPoller : IDatagramPoller
         _wake = wake;
     }
 
-    public static EpollPoller? TryCreate()
-    {
-        if (!OperatingSystem.IsLinux())
-        {
-            return null;
-        }
-
-        var epoll = Libc.epoll_create1(Libc.EPOLL_CLOEXEC);
-        if (epoll < 0)
-        {
-            return null;
-        }
-
-        var wake = Libc.eventfd(0, Libc.EFD_CLOEXEC | Libc.EFD_NONBLOCK);
-        if (wake < 0 || Control(epoll, Libc.EPOLL_CTL_ADD, wake, WakeToken) != 0)
-        {
-            if (wake >= 0)
-            {
-                Libc.close(wake);
-            }
-
-            Libc.close(epoll);
-            return null;
-        }
-
-        return new EpollPoller(epoll, wake);
-    }
+    public static EpollPoller? TryCreate() =>
+        Libc.TryCreateEpollWithWake(WakeToken, out var epoll, out var wake) ? new EpollPoller(epoll, wake) : null;
 
     public bool TryAdd(IDatagramSocket socket, long token)
     {

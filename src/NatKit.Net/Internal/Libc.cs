@@ -80,6 +80,38 @@ internal static unsafe partial class Libc
     [LibraryImport("libc", SetLastError = true)]
     public static partial int shutdown(int fd, int how);
 
+    /// <summary>An epoll set (Linux only) holding a non-blocking eventfd under <paramref name="wakeToken"/>, level-
+    /// triggered, for waking the thread that waits on the set; false (nothing left open) when either cannot be made.</summary>
+    public static bool TryCreateEpollWithWake(long wakeToken, out int epoll, out int wake)
+    {
+        epoll = wake = -1;
+        if (!OperatingSystem.IsLinux())
+        {
+            return false;
+        }
+
+        epoll = epoll_create1(EPOLL_CLOEXEC);
+        if (epoll < 0)
+        {
+            return false;
+        }
+
+        wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (wake >= 0 && EpollControl(epoll, EPOLL_CTL_ADD, wake, EPOLLIN, wakeToken) == 0)
+        {
+            return true;
+        }
+
+        if (wake >= 0)
+        {
+            _ = close(wake);
+        }
+
+        _ = close(epoll);
+        epoll = wake = -1;
+        return false;
+    }
+
     /// <summary>epoll_ctl with a struct epoll_event of <paramref name="events"/> and a 64-bit token.</summary>
     public static int EpollControl(int epoll, int op, int fd, uint events, long token)
     {

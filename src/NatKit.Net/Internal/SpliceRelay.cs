@@ -38,33 +38,8 @@ internal sealed unsafe class SpliceReactor
     /// <summary>The process's reactor, started on first use; null where epoll and splice do not exist.</summary>
     public static SpliceReactor? Shared => SharedReactor.Value;
 
-    private static SpliceReactor? Create()
-    {
-        if (!OperatingSystem.IsLinux())
-        {
-            return null;
-        }
-
-        var epoll = Libc.epoll_create1(Libc.EPOLL_CLOEXEC);
-        if (epoll < 0)
-        {
-            return null;
-        }
-
-        var wake = Libc.eventfd(0, Libc.EFD_CLOEXEC | Libc.EFD_NONBLOCK);
-        if (wake < 0 || Libc.EpollControl(epoll, Libc.EPOLL_CTL_ADD, wake, Libc.EPOLLIN, WakeToken) != 0)
-        {
-            if (wake >= 0)
-            {
-                _ = Libc.close(wake);
-            }
-
-            _ = Libc.close(epoll);
-            return null;
-        }
-
-        return new SpliceReactor(epoll, wake);
-    }
+    private static SpliceReactor? Create() =>
+        Libc.TryCreateEpollWithWake(WakeToken, out var epoll, out var wake) ? new SpliceReactor(epoll, wake) : null;
 
     public bool Watch(int fd, long token) =>
         Libc.EpollControl(_epoll, Libc.EPOLL_CTL_ADD, fd,
