@@ -34,7 +34,11 @@ internal sealed partial class ProxyBenchCommands : IVerbGroup
         var bodyBytes = new Option<int>("--body-bytes") { Description = "Origin response body size.", DefaultValueFactory = _ => 1024 };
         var rounds = new Option<int>("--rounds") { Description = "Interleaved rounds; each figure is the best.", DefaultValueFactory = _ => 3 };
         var figures = new Option<string>("--figures") { Description = "Comma-separated: rps (ab -k), connect (CONNECT bulk).", DefaultValueFactory = _ => "rps,connect" };
-        foreach (var o in new Option[] { requests, concurrency, megabytes, bodyBytes, rounds, figures })
+        var spliceReference = new Option<bool>("--splice-reference")
+        {
+            Description = "Also run CONNECT through a minimal C splice(2) relay (compiled here with cc): the ceiling for a userspace tunnel on this machine.",
+        };
+        foreach (var o in new Option[] { requests, concurrency, megabytes, bodyBytes, rounds, figures, spliceReference })
         {
             cmd.Options.Add(o);
         }
@@ -49,14 +53,14 @@ internal sealed partial class ProxyBenchCommands : IVerbGroup
 
             await RunAsync(parse.GetValue(requests), parse.GetValue(concurrency), parse.GetValue(megabytes),
                 parse.GetValue(bodyBytes), Math.Max(1, parse.GetValue(rounds)), wanted.Contains("rps"),
-                wanted.Contains("connect"), ct);
+                wanted.Contains("connect"), parse.GetValue(spliceReference), ct);
             return 0;
         });
         return cmd;
     }
 
     private static async Task RunAsync(int requests, int concurrency, int megabytes, int bodyBytes, int rounds,
-        bool measureRps, bool measureConnect, CancellationToken ct)
+        bool measureRps, bool measureConnect, bool spliceReference, CancellationToken ct)
     {
         if (Which("ab") is not { } ab)
         {
@@ -75,6 +79,7 @@ internal sealed partial class ProxyBenchCommands : IVerbGroup
         await using var natkit = await ProxyServer.StartAsync(options, SystemNetwork.Instance, null, ct);
         await using var tinyproxy = await PeerProxy.StartTinyproxyAsync(sink.Port, ct);
         await using var squid = await PeerProxy.StartSquidAsync(sink.Port, ct);
+        await using var reference = spliceReference && measureConnect ? await SpliceReference.StartAsync(sink.Port, ct) : null;
         List<(string Name, int? Port)> contenders = [("direct", null), ("natkit", natkit.HttpEndPoint.Port)];
         foreach (var peer in new[] { tinyproxy, squid })
         {
@@ -114,7 +119,7 @@ internal sealed partial class ProxyBenchCommands : IVerbGroup
                 rps[name] = Best(rps.GetValueOrDefault(name), await AbAsync(ab, port, url, requests, concurrency, ct));
             }
 
-            foreach (var (name, port) in measureConnect ? contenders : [])
+            foreach (var (name, port) in !measureConnect ? [] : reference is null ? contenders : [.. contenders, ("splice-c", reference.Port)])
             {
                 mbps[name] = Math.Max(mbps.GetValueOrDefault(name), await ThroughputAsync(sink.Port, port, bytes, ct));
             }
@@ -122,7 +127,7 @@ internal sealed partial class ProxyBenchCommands : IVerbGroup
             AnsiConsole.MarkupLine($"round {round + 1}/{rounds} done, load {Markup.Escape(LoadAverage())}");
         }
 
-        string[] columns = ["direct", "natkit", "tinyproxy", "squid"];
+        string[] columns = reference is null ? ["direct", "natkit", "tinyproxy", "squid"] : ["direct", "natkit", "tinyproxy", "squid", "splice-c"];
         var table = new Table().Border(TableBorder.Rounded).AddColumn("measure (best of " + rounds + ")")
             .AddColumns(columns).AddColumn("ratio");
         string Cell<T>(Dictionary<string, T> d, string name, Func<T, string> f) => d.TryGetValue(name, out var v) ? f(v) : "-";
@@ -149,6 +154,7 @@ internal sealed partial class ProxyBenchCommands : IVerbGroup
             var ratios = string.Join(", ", new[]
             {
                 Ratio(mbps, "direct", " (goal >= 0.8)"), Ratio(mbps, "tinyproxy", ""), Ratio(mbps, "squid", ""),
+                Ratio(mbps, "splice-c", ""),
             }.Where(r => r.Length > 0));
             string[] row = [$"CONNECT MB/s ({megabytes} MB)", .. columns.Select(n => Cell(mbps, n, F)), ratios];
             table.AddRow(row);
@@ -472,6 +478,101 @@ internal sealed partial class ProxyBenchCommands : IVerbGroup
     /// a temporary directory, listening on a free port of 127.0.0.1 only (checked in /proc once it runs).
     /// Disposal kills its process tree and removes the directory; a failed start does the same.
     /// </summary>
+    /// <summary>
+    /// The reference for CONNECT throughput: Resources/splice-relay.c (two blocking splice(2) threads per tunnel, no
+    /// HTTP beyond answering the CONNECT), compiled with the machine's C compiler into a temporary directory and
+    /// run on a free loopback port. Killed and removed on dispose.
+    /// </summary>
+    private sealed class SpliceReference : IAsyncDisposable
+    {
+        private readonly Process _process;
+        private readonly string _dir;
+
+        private SpliceReference(Process process, string dir, int port)
+        {
+            _process = process;
+            _dir = dir;
+            Port = port;
+        }
+
+        public int Port { get; }
+
+        public static async Task<SpliceReference> StartAsync(int sinkPort, CancellationToken ct)
+        {
+            var compiler = Which("cc") ?? Which("gcc") ?? throw new CliException("--splice-reference needs a C compiler (apt-get install gcc)");
+            var dir = Directory.CreateTempSubdirectory("natkit-splice-c-").FullName;
+            try
+            {
+                var source = Path.Combine(dir, "splice-relay.c");
+                await using (var resource = typeof(ProxyBenchCommands).Assembly.GetManifestResourceStream("splice-relay.c")!)
+                await using (var file = File.Create(source))
+                {
+                    await resource.CopyToAsync(file, ct);
+                }
+
+                var binary = Path.Combine(dir, "splice-relay");
+                var (code, output) = await ProxyBenchCommands.RunAsync(compiler, ["-O2", "-pthread", "-o", binary, source],
+                    TimeSpan.FromMinutes(1), ct);
+                if (code != 0)
+                {
+                    throw new CliException($"the splice reference did not compile: {output.Trim()}");
+                }
+
+                int port;
+                await using (var probe = await SystemNetwork.Instance.ListenTcpAsync(new IPEndPoint(IPAddress.Loopback, 0), 1, ct))
+                {
+                    port = probe.LocalEndPoint.Port;
+                }
+
+                var info = new ProcessStartInfo(binary) { RedirectStandardError = true };
+                info.ArgumentList.Add(port.ToString(CultureInfo.InvariantCulture));
+                info.ArgumentList.Add(sinkPort.ToString(CultureInfo.InvariantCulture));
+                var reference = new SpliceReference(Process.Start(info)!, dir, port);
+                for (var i = 0; i < 100; i++)
+                {
+                    try
+                    {
+                        using var probe = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+                        await probe.ConnectAsync(new IPEndPoint(IPAddress.Loopback, port), ct);
+                        // the relay accepted the probe and waits for a CONNECT head: closing it ends that tunnel
+                        return reference;
+                    }
+                    catch (SocketException) when (!reference._process.HasExited)
+                    {
+                        await Task.Delay(20, ct); // waiting for the program just started to listen
+                    }
+                }
+
+                await reference.DisposeAsync();
+                throw new CliException("the splice reference did not start listening");
+            }
+            catch
+            {
+                if (Directory.Exists(dir))
+                {
+                    Directory.Delete(dir, recursive: true);
+                }
+
+                throw;
+            }
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            if (!_process.HasExited)
+            {
+                _process.Kill(entireProcessTree: true);
+            }
+
+            await _process.WaitForExitAsync(CancellationToken.None);
+            _process.Dispose();
+            if (Directory.Exists(_dir))
+            {
+                Directory.Delete(_dir, recursive: true);
+            }
+        }
+    }
+
     private sealed class PeerProxy : IAsyncDisposable
     {
         private readonly Process _process;
