@@ -160,6 +160,11 @@ internal sealed partial class ProxyBenchCommands : IVerbGroup
             table.AddRow(row);
         }
 
+        if (Console.IsOutputRedirected)
+        {
+            AnsiConsole.Profile.Width = Math.Max(AnsiConsole.Profile.Width, 160); // a log keeps the table readable
+        }
+
         AnsiConsole.Write(table);
         AnsiConsole.MarkupLine($"load average after: {Markup.Escape(LoadAverage())}");
         await stop.CancelAsync();
