@@ -129,6 +129,39 @@ public sealed class KernelStreamRelayTests
         });
     }
 
+    /// <summary>Relays that end as they start (both far ends already half-closed, or one already reset) finish
+    /// cleanly, many times over: the relay must not end, and free its handle, while its second socket is added.</summary>
+    [Fact]
+    public async Task Relays_ThatEndAsTheyStart_FinishCleanly_ManyTimes()
+    {
+        for (var i = 0; i < 100; i++)
+        {
+            await using var p = await Pairs.CreateAsync();
+            if (i % 2 == 0)
+            {
+                p.OuterA.ShutdownSend();
+                p.OuterB.ShutdownSend();
+            }
+            else
+            {
+                var socket = (p.OuterB.Stream as NetworkStream)!.Socket;
+                socket.LingerState = new LingerOption(true, 0);
+                socket.Close();
+            }
+
+            var relay = ((IKernelStreamRelay)p.InnerA).TryRelay(p.InnerB, (_, _) => { }, CancellationToken.None);
+            Assert.NotNull(relay);
+            if (i % 2 == 0)
+            {
+                await relay.WaitAsync(Deadline); // both directions saw end-of-stream at once
+            }
+            else
+            {
+                await Assert.ThrowsAsync<IOException>(() => relay.WaitAsync(Deadline));
+            }
+        }
+    }
+
     [Fact]
     public async Task Relay_IsRefused_ForAConnectionOfAnotherKind_OrItself()
     {

@@ -25,7 +25,7 @@ internal sealed unsafe class SpliceReactor
 
     private readonly int _epoll;
     private readonly int _wake;
-    private readonly ConcurrentQueue<(SpliceRelay Relay, Exception? Error)> _aborts = new();
+    private readonly ConcurrentQueue<(SpliceRelay Relay, Exception? Error, bool Abort)> _commands = new();
     private readonly List<SpliceRelay> _finished = [];
 
     private SpliceReactor(int epoll, int wake)
@@ -48,9 +48,14 @@ internal sealed unsafe class SpliceReactor
     public void Unwatch(int fd) => _ = Libc.EpollControl(_epoll, Libc.EPOLL_CTL_DEL, fd, 0, 0);
 
     /// <summary>Ends a relay from any thread: canceled when <paramref name="error"/> is null.</summary>
-    public void Abort(SpliceRelay relay, Exception? error)
+    public void Abort(SpliceRelay relay, Exception? error) => Post(relay, error, abort: true);
+
+    /// <summary>Runs a relay once from any thread (a relay just started: edges before that were not acted on).</summary>
+    public void Kick(SpliceRelay relay) => Post(relay, null, abort: false);
+
+    private void Post(SpliceRelay relay, Exception? error, bool abort)
     {
-        _aborts.Enqueue((relay, error));
+        _commands.Enqueue((relay, error, abort));
         ulong one = 1;
         _ = Libc.write(_wake, (byte*)&one, sizeof(ulong));
     }
@@ -82,11 +87,20 @@ internal sealed unsafe class SpliceReactor
                 }
             }
 
-            while (_aborts.TryDequeue(out var abort))
+            while (_commands.TryDequeue(out var command))
             {
-                if (!abort.Relay.Finished)
+                if (command.Relay.Finished)
                 {
-                    abort.Relay.Finish(abort.Error, canceled: abort.Error is null);
+                    continue;
+                }
+
+                if (command.Abort)
+                {
+                    command.Relay.Finish(command.Error, canceled: command.Error is null);
+                }
+                else
+                {
+                    command.Relay.Progress();
                 }
             }
 
@@ -136,6 +150,10 @@ internal sealed class SpliceRelay
 
     /// <summary>Set (on the reactor's thread) once the relay has ended.</summary>
     public bool Finished { get; private set; }
+
+    /// <summary>Set once both sockets are watched; until then events are not acted on, so the relay cannot end
+    /// (and its handle be freed) while the second socket is still being added.</summary>
+    private volatile bool _started;
 
     /// <summary>Starts relaying between <paramref name="a"/> and <paramref name="b"/>; null when it cannot (no
     /// reactor, no pipes, or the sockets cannot be watched), having moved nothing.</summary>
@@ -192,10 +210,15 @@ internal sealed class SpliceRelay
             return null;
         }
 
-        // From here the reactor may already be running the relay: every later failure goes through it.
+        // From here events may name the relay: every later failure goes through the reactor.
         if (!reactor.Watch(relay._b, token))
         {
             reactor.Abort(relay, new IOException("cannot watch a socket for the relay"));
+        }
+        else
+        {
+            relay._started = true;
+            reactor.Kick(relay); // edges that came before this were skipped
         }
 
         var cancellation = cancellationToken.UnsafeRegister(static s =>
@@ -223,6 +246,11 @@ internal sealed class SpliceRelay
     /// done.</summary>
     public void Progress()
     {
+        if (!_started)
+        {
+            return;
+        }
+
         var errno = Pump(ref _fromA, _a, _b, fromA: true);
         if (errno == 0)
         {
