@@ -14,6 +14,7 @@ public class StunClientTests
         var network = new ClockOnlyNetwork(time);
         var socket = new SilentSocket(time);
         var client = new StunClient(network);
+        time.ResetArmed();
         var transaction = client.BindingAsync(socket, new IPEndPoint(IPAddress.Loopback, 3478));
 
         var expected = new[] { 0, 500, 1500, 3500, 7500, 15500, 31500 };
@@ -24,6 +25,10 @@ public class StunClientTests
             time.Advance(TimeSpan.FromMilliseconds(at) - previous);
             previous = TimeSpan.FromMilliseconds(at);
             seen.Add(await socket.NextSendAsync());
+            // Time may move on only once the client is timing its wait for this send's answer: the wait starts
+            // after the send, on whatever thread the previous timeout's continuation runs.
+            await time.TimerArmed.WaitAsync(TimeSpan.FromSeconds(10));
+            time.ResetArmed();
         }
 
         Assert.Equal(expected.Select(x => (double)x), seen);
