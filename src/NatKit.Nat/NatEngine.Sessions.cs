@@ -367,44 +367,15 @@ public sealed partial class NatEngine
                 return -1;
             }
 
-            if (tcpNonSyn)
-            {
-                reason = NatDropReason.NoSession;
-                return -1;
-            }
-
-            if (_table.IsFull)
-            {
-                reason = NatDropReason.TableFull;
-                return -1;
-            }
-
-            if (_table.FindOut(proto, m.IntAddr, m.IntPort, src, sport) >= 0)
-            {
-                reason = NatDropReason.SessionConflict;
-                return -1;
-            }
-
-            return NewSession(owner, src, sport);
+            reason = SessionRefusal(proto, m.IntAddr, m.IntPort, src, sport, tcpNonSyn);
+            return reason == NatDropReason.None ? NewSession(owner, src, sport) : -1;
         }
 
         if (_config.DmzHost is { } dmz && (space is null || space.IsFree(extPort)))
         {
-            if (tcpNonSyn)
+            reason = SessionRefusal(proto, dmz.Value, extPort, src, sport, tcpNonSyn);
+            if (reason != NatDropReason.None)
             {
-                reason = NatDropReason.NoSession;
-                return -1;
-            }
-
-            if (_table.IsFull)
-            {
-                reason = NatDropReason.TableFull;
-                return -1;
-            }
-
-            if (_table.FindOut(proto, dmz.Value, extPort, src, sport) >= 0)
-            {
-                reason = NatDropReason.SessionConflict;
                 return -1;
             }
 
@@ -423,4 +394,13 @@ public sealed partial class NatEngine
         reason = NatDropReason.NoMapping;
         return -1;
     }
+
+    /// <summary>Why an admitted inbound packet still may not open a session to (intAddr, intPort) from
+    /// (src, sport): a TCP segment that is not a SYN, a full table, or that inside tuple already in use by another
+    /// session; None when it may.</summary>
+    private NatDropReason SessionRefusal(byte proto, uint intAddr, ushort intPort, uint src, ushort sport, bool tcpNonSyn) =>
+        tcpNonSyn ? NatDropReason.NoSession
+        : _table.IsFull ? NatDropReason.TableFull
+        : _table.FindOut(proto, intAddr, intPort, src, sport) >= 0 ? NatDropReason.SessionConflict
+        : NatDropReason.None;
 }
