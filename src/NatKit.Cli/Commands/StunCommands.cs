@@ -303,7 +303,7 @@ internal sealed class StunCommands : IVerbGroup
         throw new CliException($"{option} {text}: expected ADDRESS[:PORT]");
     }
 
-    private static IPAddress? ParseAddress(string? text, string option)
+    internal static IPAddress? ParseAddress(string? text, string option)
     {
         if (text is null)
         {
