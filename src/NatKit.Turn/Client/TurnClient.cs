@@ -684,7 +684,7 @@ public sealed class TurnClient : IAsyncDisposable
 
     private void Dispatch(ReadOnlySpan<byte> data)
     {
-        if (data.Length >= 4 && data[0] is >= 0x40 and <= 0x7F)
+        if (StunFraming.IsChannelData(data))
         {
             var number = BinaryPrimitives.ReadUInt16BigEndian(data);
             var length = BinaryPrimitives.ReadUInt16BigEndian(data[2..]);

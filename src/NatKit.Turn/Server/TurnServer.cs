@@ -242,7 +242,7 @@ public sealed partial class TurnServer : IAsyncDisposable
     private ValueTask HandleClientDatagramAsync(int index, ReadOnlyMemory<byte> data, IPEndPoint remote)
     {
         _udpAllocations[index].TryGetValue(remote, out var allocation);
-        if (data.Length >= 4 && data.Span[0] is >= 0x40 and <= 0x7F)
+        if (StunFraming.IsChannelData(data.Span))
         {
             if (allocation is null)
             {
@@ -461,7 +461,7 @@ public sealed partial class TurnServer : IAsyncDisposable
         try
         {
             _streamAllocations.TryGetValue(link, out var allocation);
-            if (frame.Span[0] is >= 0x40 and <= 0x7F)
+            if (StunFraming.IsChannelData(frame.Span))
             {
                 if (allocation is null)
                 {
