@@ -291,21 +291,11 @@ public sealed class LabHost : LabNode, INetwork
         return v4;
     }
 
-    internal static Ipv4Address ToIpv4(IPAddress address, string protocol)
-    {
-        if (address.IsIPv4MappedToIPv6)
-        {
-            address = address.MapToIPv4();
-        }
-
-        if (address.AddressFamily != AddressFamily.InterNetwork)
-        {
-            throw new NetworkException(SocketError.AddressFamilyNotSupported,
+    internal static Ipv4Address ToIpv4(IPAddress address, string protocol) =>
+        Ipv4Address.TryFromIPAddress(address, out var v4)
+            ? v4
+            : throw new NetworkException(SocketError.AddressFamilyNotSupported,
                 $"the lab carries IPv4 only; {protocol} to {address} is not possible");
-        }
-
-        return Ipv4Address.FromIPAddress(address);
-    }
 
     private static ulong Key(Ipv4Address address, int port) => ((ulong)address.Value << 16) | (uint)port;
 }

@@ -31,13 +31,13 @@ public static class StunFraming
             return StunPacketKind.Stun;
         }
 
-        if (data.Length >= ChannelDataHeaderLength && data[0] is >= 0x40 and <= 0x7F)
-        {
-            return StunPacketKind.ChannelData;
-        }
-
-        return StunPacketKind.Unknown;
+        return IsChannelData(data) ? StunPacketKind.ChannelData : StunPacketKind.Unknown;
     }
+
+    /// <summary>True when <paramref name="data"/> starts like TURN ChannelData: a first byte of 0x40-0x7F (RFC 7983)
+    /// and room for the 4-byte header. Its length field is not checked.</summary>
+    public static bool IsChannelData(ReadOnlySpan<byte> data) =>
+        data.Length >= ChannelDataHeaderLength && data[0] is >= 0x40 and <= 0x7F;
 
     /// <summary>
     /// For bytes buffered from a stream: the length of the first frame (a STUN message, or ChannelData with its

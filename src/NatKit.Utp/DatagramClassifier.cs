@@ -79,8 +79,14 @@ public sealed class DatagramClassifier
     }
 
     /// <summary>Classifies one datagram by its source and its bytes. Never throws.</summary>
-    public DatagramKind Classify(ReadOnlySpan<byte> datagram, IPEndPoint source)
+    public DatagramKind Classify(ReadOnlySpan<byte> datagram, IPEndPoint source) =>
+        Classify(datagram, source, out _);
+
+    /// <summary>As <see cref="Classify(ReadOnlySpan{byte}, IPEndPoint)"/>, and for
+    /// <see cref="DatagramKind.Utp"/> the header it parsed, so the receive path parses it once.</summary>
+    internal DatagramKind Classify(ReadOnlySpan<byte> datagram, IPEndPoint source, out UtpHeader header)
     {
+        header = default;
         var servers = _turnServers;
         for (var i = 0; i < servers.Length; i++)
         {
@@ -95,7 +101,7 @@ public sealed class DatagramClassifier
             return DatagramKind.Stun;
         }
 
-        return UtpHeader.TryParse(datagram, out _) ? DatagramKind.Utp : DatagramKind.Other;
+        return UtpHeader.TryParse(datagram, out header) ? DatagramKind.Utp : DatagramKind.Other;
     }
 
     /// <summary>True when the bytes look like a STUN message: top two bits zero, the magic cookie, and a message

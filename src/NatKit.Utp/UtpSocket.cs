@@ -267,7 +267,7 @@ public sealed class UtpSocket : IAsyncDisposable, IDisposable
     public void OnDatagram(ReadOnlySpan<byte> datagram, IPEndPoint source)
     {
         ArgumentNullException.ThrowIfNull(source);
-        if (Classifier.Classify(datagram, source) != DatagramKind.Utp)
+        if (Classifier.Classify(datagram, source, out var header) != DatagramKind.Utp)
         {
             OtherReceived++;
             _other.Enqueue(datagram, source);
@@ -275,12 +275,6 @@ public sealed class UtpSocket : IAsyncDisposable, IDisposable
         }
 
         UtpReceived++;
-
-        if (!UtpHeader.TryParse(datagram, out var header))
-        {
-            return;
-        }
-
         lock (Gate)
         {
             if (_disposed)

@@ -239,4 +239,21 @@ public sealed class UdpAcrossNatTests
             Assert.InRange(e.LocalEndPoint.Port, LabHost.EphemeralPortFirst, LabHost.EphemeralPortLast);
         });
     }
+
+    [Fact]
+    public void SendTo_IPv4MappedIPv6_Arrives_AndPlainIPv6_IsAddressFamilyNotSupported()
+    {
+        var lab = TwoHomes(NatPresets.FullCone, NatPresets.FullCone);
+        var got = lab.Run(async () =>
+        {
+            var server = await Bind(lab.Host("server"), 3478);
+            var alice = await Bind(lab.Host("alice"));
+            var v6 = await Assert.ThrowsAsync<NatKit.Net.NetworkException>(async () =>
+                await alice.SendToAsync("x"u8.ToArray(), new IPEndPoint(IPAddress.Parse("2001:db8::1"), 3478)));
+            Assert.Equal(System.Net.Sockets.SocketError.AddressFamilyNotSupported, v6.Error);
+            await alice.SendToAsync("mapped"u8.ToArray(), new IPEndPoint(Server1.MapToIPv6(), 3478));
+            return await ReceiveOrTimeout(server, lab.TimeProvider, TimeSpan.FromSeconds(1));
+        });
+        Assert.Equal("mapped"u8.ToArray(), got!.Value.Data);
+    }
 }

@@ -268,6 +268,8 @@ public class StunCodecTests
     [InlineData("7ffe0001aa000000", StunPacketKind.ChannelData, 8)]
     [InlineData("000100002112a442000000000000000000000000", StunPacketKind.Stun, 20)]
     [InlineData("8000000000000000", StunPacketKind.Unknown, -1)]
+    [InlineData("3fff000400000000", StunPacketKind.Unknown, -1)]
+    [InlineData("400000", StunPacketKind.Unknown, 0)]
     public void Rfc7983_Classifier_And_StreamFrameLength(string hex, StunPacketKind kind, int frame)
     {
         var bytes = Convert.FromHexString(hex);

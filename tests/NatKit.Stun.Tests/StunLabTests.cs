@@ -44,6 +44,28 @@ public class StunLabTests
     }
 
     [Fact]
+    public void LoadGenerator_StopsAtMaxRequests_AndCountsEveryAnswer()
+    {
+        var (lab, serverHost, clientHost) = Build(NatPresets.FullCone);
+        var result = lab.Run(async () =>
+        {
+            await using var server = await StunServer.StartAsync(serverHost, new StunServerOptions
+            {
+                Primary = new IPEndPoint(ServerAddress, 3478),
+                EnableTcp = false,
+                RateLimitPerSecond = 0,
+            });
+            var load = new NatKit.Stun.Load.StunLoadGenerator(clientHost, new IPEndPoint(ServerAddress, 3478),
+                new NatKit.Stun.Load.StunLoadOptions { Sockets = 4, MaxRequests = 50, Duration = TimeSpan.FromMinutes(1) });
+            return await load.RunAsync();
+        });
+        Assert.Equal(50, result.Requests);
+        Assert.Equal(50, result.Responses);
+        Assert.Equal(0, result.Lost);
+        Assert.True(result.Elapsed < TimeSpan.FromMinutes(1));
+    }
+
+    [Fact]
     public void Rfc8489_Retransmission_GetsThroughHeavyLoss_InVirtualTime()
     {
         var (lab, serverHost, clientHost) = Build(NatPresets.FullCone, new LinkProfile { Loss = 0.1 });

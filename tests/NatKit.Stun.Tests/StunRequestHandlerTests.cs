@@ -188,6 +188,19 @@ public class StunRequestHandlerTests
     }
 
     [Fact]
+    public void Software_IsSentWhenTheRequestPaysForIt_AndOnlyThen()
+    {
+        var h = Handler(new StunServerOptions { Software = "NatKit test" });
+        Assert.True(StunMessageReader.TryParse(Run(h, Request()).Reply, out var small));
+        Assert.False(small.Contains(StunAttributeType.Software));
+        var (_, reply) = Run(h, Request((ref StunMessageWriter w) =>
+            w.AddString(StunAttributeType.Software, new string('s', 64))));
+        Assert.True(StunMessageReader.TryParse(reply, out var r));
+        Assert.True(r.TryGet(StunAttributeType.Software, out var software));
+        Assert.Equal("NatKit test", Encoding.UTF8.GetString(software));
+    }
+
+    [Fact]
     public void Rfc5780_S7_6_Padding_IsEchoedWithinTheRequestSize()
     {
         var req = Request((ref StunMessageWriter w) => w.AddPadding(400));
@@ -339,6 +352,31 @@ public class StunRequestHandlerTests
         Assert.True(s.TryGet(StunAttributeType.Nonce, out var fresh));
         Assert.Equal(StunClass.SuccessResponse,
             StunMessage.Parse(Run(h, Signed(Encoding.UTF8.GetString(fresh), key)).Reply)!.Class);
+    }
+
+    [Fact]
+    public void Rfc8489_S9_2_4_LongTerm_AnotherRealm_Is401()
+    {
+        var h = Handler(new StunServerOptions
+        {
+            Users = new Dictionary<string, string> { ["bob"] = "pw" },
+            Realm = "natkit.test",
+        });
+        Assert.True(StunMessageReader.TryParse(Run(h, Request()).Reply, out var challenge));
+        Assert.True(challenge.TryGet(StunAttributeType.Nonce, out var nonceBytes));
+        var nonce = Encoding.UTF8.GetString(nonceBytes);
+        byte[] Signed(string realm) => Request((ref StunMessageWriter w) =>
+        {
+            w.AddString(StunAttributeType.Username, "bob");
+            w.AddString(StunAttributeType.Realm, realm);
+            w.AddString(StunAttributeType.Nonce, nonce);
+            // Signed with the server's key, so only the REALM check can refuse it.
+            w.AddMessageIntegrity(StunCredentials.LongTermKey("bob", "natkit.test", "pw"));
+        });
+
+        Assert.Equal(401, ErrorCode(Run(h, Signed("natkit.tes")).Reply));
+        Assert.Equal(401, ErrorCode(Run(h, Signed("natkit.test.")).Reply));
+        Assert.Equal(0, ErrorCode(Run(h, Signed("natkit.test")).Reply));
     }
 
     [Fact]

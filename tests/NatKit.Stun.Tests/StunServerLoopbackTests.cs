@@ -57,6 +57,14 @@ public class StunServerLoopbackTests
         var response = await client.BindingTlsAsync(server.TlsEndPoint!, "localhost", (_, _, _, _) => true);
         Assert.NotNull(response);
         Assert.True(response.IsSuccess);
+
+        // The answer names the TLS connection's own source, as over TCP.
+        await using var connection = await SystemNetwork.Instance.ConnectTcpAsync(server.TlsEndPoint!);
+        await using var tls = new System.Net.Security.SslStream(connection.Stream, leaveInnerStreamOpen: true,
+            (_, _, _, _) => true);
+        await tls.AuthenticateAsClientAsync("localhost");
+        var again = await client.BindingStreamAsync(tls, connection.RemoteEndPoint);
+        Assert.Equal(connection.LocalEndPoint, again!.MappedAddress);
     }
 
     [Fact]

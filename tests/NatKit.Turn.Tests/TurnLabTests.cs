@@ -65,6 +65,23 @@ public class TurnLabTests
     }
 
     [Fact]
+    public void Rfc8489_S6_2_1_Client_GivesUpOnASilentServer_After39_5Seconds()
+    {
+        var (lab, serverHost, a, _) = Build();
+        var elapsed = lab.Run(async () =>
+        {
+            // A socket that is bound but never answers: the Allocate goes unanswered seven times.
+            await using var silent = await serverHost.BindUdpAsync(new IPEndPoint(ServerAddress, 3478));
+            var time = a.TimeProvider;
+            var start = time.GetTimestamp();
+            await Assert.ThrowsAsync<TimeoutException>(() =>
+                TurnClient.AllocateAsync(a, new TurnClientOptions(new IPEndPoint(ServerAddress, 3478), "a", "pa")));
+            return time.GetElapsedTime(start);
+        });
+        Assert.Equal(TimeSpan.FromMilliseconds(39_500), elapsed);
+    }
+
+    [Fact]
     public void DefaultPolicy_InTheLab_RefusesTheDocumentationRange()
     {
         var (lab, serverHost, a, _) = Build();

@@ -46,11 +46,7 @@ internal sealed class StunBenchCommands : IVerbGroup
         cmd.SetAction(async (parse, ct) =>
         {
             StunCommands.UseInlineCompletions();
-            var endpoint = await StunCommands.ResolveAsync(parse.GetValue(server)!, ct);
-            if (!System.Net.IPAddress.IsLoopback(endpoint.Address))
-            {
-                AnsiConsole.MarkupLine("[yellow]note:[/] loading a non-loopback server: make sure it is yours.");
-            }
+            var endpoint = await StunCommands.ResolveLoadTargetAsync(parse.GetValue(server)!, ct);
 
             var options = new StunLoadOptions
             {

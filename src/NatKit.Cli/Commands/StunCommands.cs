@@ -276,16 +276,20 @@ internal sealed class StunCommands : IVerbGroup
         var map = new Dictionary<string, string>(StringComparer.Ordinal);
         foreach (var u in values ?? [])
         {
-            var colon = u.IndexOf(':', StringComparison.Ordinal);
-            if (colon <= 0)
-            {
-                throw new CliException($"--user {u}: expected NAME:PASSWORD");
-            }
-
-            map[u[..colon]] = u[(colon + 1)..];
+            var (name, password) = ParseUser(u);
+            map[name] = password;
         }
 
         return map;
+    }
+
+    /// <summary>One --user NAME:PASSWORD value.</summary>
+    internal static (string Name, string Password) ParseUser(string text)
+    {
+        var colon = text.IndexOf(':', StringComparison.Ordinal);
+        return colon > 0
+            ? (text[..colon], text[(colon + 1)..])
+            : throw new CliException($"--user {text}: expected NAME:PASSWORD");
     }
 
     internal static IPEndPoint ParseEndPoint(string text, int defaultPort, string option)
@@ -303,7 +307,7 @@ internal sealed class StunCommands : IVerbGroup
         throw new CliException($"{option} {text}: expected ADDRESS[:PORT]");
     }
 
-    private static IPAddress? ParseAddress(string? text, string option)
+    internal static IPAddress? ParseAddress(string? text, string option)
     {
         if (text is null)
         {
@@ -311,6 +315,19 @@ internal sealed class StunCommands : IVerbGroup
         }
 
         return IPAddress.TryParse(text, out var a) ? a : throw new CliException($"{option} {text}: not an IP address");
+    }
+
+    /// <summary>The server a load generator is pointed at (<see cref="ResolveAsync"/>), with a note when it is
+    /// not on loopback.</summary>
+    internal static async Task<IPEndPoint> ResolveLoadTargetAsync(string text, CancellationToken ct)
+    {
+        var endpoint = await ResolveAsync(text, ct);
+        if (!IPAddress.IsLoopback(endpoint.Address))
+        {
+            AnsiConsole.MarkupLine("[yellow]note:[/] loading a non-loopback server: make sure it is yours.");
+        }
+
+        return endpoint;
     }
 
     /// <summary>SERVER[:PORT] with a host name or an address; port 3478 when absent.</summary>

@@ -38,20 +38,10 @@ internal sealed class TurnBenchCommands : IVerbGroup
 
         cmd.SetAction(async (parse, ct) =>
         {
-            var endpoint = await StunCommands.ResolveAsync(parse.GetValue(server)!, ct);
-            if (!System.Net.IPAddress.IsLoopback(endpoint.Address))
-            {
-                AnsiConsole.MarkupLine("[yellow]note:[/] loading a non-loopback server: make sure it is yours.");
-            }
+            var endpoint = await StunCommands.ResolveLoadTargetAsync(parse.GetValue(server)!, ct);
 
-            var credentials = parse.GetValue(user)!;
-            var colon = credentials.IndexOf(':', StringComparison.Ordinal);
-            if (colon <= 0)
-            {
-                throw new CliException($"--user {credentials}: expected NAME:PASSWORD");
-            }
-
-            var client = new TurnClientOptions(endpoint, credentials[..colon], credentials[(colon + 1)..])
+            var (username, password) = StunCommands.ParseUser(parse.GetValue(user)!);
+            var client = new TurnClientOptions(endpoint, username, password)
             {
                 Transport = parse.GetValue(tcp) ? TurnTransport.Tcp : TurnTransport.Udp,
                 InitialRto = TimeSpan.FromMilliseconds(250),

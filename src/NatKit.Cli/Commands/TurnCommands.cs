@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Globalization;
 using System.Net;
 using NatKit.Net;
+using NatKit.Stun.Server;
 using NatKit.Turn.Policy;
 using NatKit.Turn.Server;
 using Spectre.Console;
@@ -62,16 +63,17 @@ internal sealed class TurnCommands : IVerbGroup
             }
 
             using var cert = StunCommands.LoadCertificate(parse.GetValue(tlsCert), parse.GetValue(tlsKey));
-            var listenText = parse.GetValue(listen) is { Length: > 0 } l ? l : ["127.0.0.1:3478"];
             var options = new TurnServerOptions
             {
-                UdpListen = listenText.Select(t => StunCommands.ParseEndPoint(t, 3478, "--listen")).ToList(),
-                TcpListen = (parse.GetValue(tcp) ?? []).Select(t => StunCommands.ParseEndPoint(t, 3478, "--tcp")).ToList(),
-                TlsListen = (parse.GetValue(tls) ?? []).Select(t => StunCommands.ParseEndPoint(t, 5349, "--tls")).ToList(),
+                UdpListen = parse.GetValue(listen) is { Length: > 0 } l
+                    ? EndPoints(l, StunServerOptions.DefaultPort, "--listen")
+                    : defaults.UdpListen,
+                TcpListen = EndPoints(parse.GetValue(tcp), StunServerOptions.DefaultPort, "--tcp"),
+                TlsListen = EndPoints(parse.GetValue(tls), StunServerOptions.DefaultTlsPort, "--tls"),
                 Certificate = cert,
-                RelayAddress = Address(parse.GetValue(relay), "--relay")!,
-                RelayAddressV6 = Address(parse.GetValue(relay6), "--relay6"),
-                ExternalAddress = Address(parse.GetValue(external), "--external-ip"),
+                RelayAddress = StunCommands.ParseAddress(parse.GetValue(relay), "--relay")!,
+                RelayAddressV6 = StunCommands.ParseAddress(parse.GetValue(relay6), "--relay6"),
+                ExternalAddress = StunCommands.ParseAddress(parse.GetValue(external), "--external-ip"),
                 MinPort = min,
                 MaxPort = max,
                 Realm = parse.GetValue(realm)!,
@@ -117,6 +119,9 @@ internal sealed class TurnCommands : IVerbGroup
         return cmd;
     }
 
+    private static List<IPEndPoint> EndPoints(string[]? texts, int defaultPort, string option) =>
+        (texts ?? []).Select(t => StunCommands.ParseEndPoint(t, defaultPort, option)).ToList();
+
     internal static List<PeerRule> Rules(string[]? texts, string option)
     {
         var rules = new List<PeerRule>();
@@ -133,7 +138,4 @@ internal sealed class TurnCommands : IVerbGroup
         return rules;
     }
 
-    private static IPAddress? Address(string? text, string option) =>
-        text is null ? null :
-        IPAddress.TryParse(text, out var a) ? a : throw new CliException($"{option} {text}: not an IP address");
 }

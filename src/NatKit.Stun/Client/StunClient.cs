@@ -88,20 +88,18 @@ public sealed class StunClient
         ArgumentNullException.ThrowIfNull(socket);
         var time = Network.TimeProvider;
         var start = time.GetTimestamp();
-        var rto = Options.InitialRto;
         var buffer = new byte[BufferLength];
         for (var attempt = 0; attempt < Options.RequestCount; attempt++)
         {
             await socket.SendToAsync(request, server, cancellationToken);
-            var wait = attempt == Options.RequestCount - 1 ? Options.InitialRto * Options.LastWaitMultiplier : rto;
+            var wait = StunRetransmission.WaitAfter(attempt, Options.RequestCount, Options.InitialRto,
+                Options.LastWaitMultiplier);
             var response = await ReceiveMatchingAsync(socket, buffer, id, wait, start, cancellationToken,
                 integrityKey);
             if (response is not null)
             {
                 return response;
             }
-
-            rto *= 2;
         }
 
         return null;

@@ -10,10 +10,10 @@ public sealed record StunClientOptions
     public TimeSpan InitialRto { get; init; } = TimeSpan.FromMilliseconds(500);
 
     /// <summary>Rc: how many times a request is sent in all.</summary>
-    public int RequestCount { get; init; } = 7;
+    public int RequestCount { get; init; } = StunRetransmission.DefaultRequestCount;
 
     /// <summary>Rm: after the last request, wait this many initial RTOs for a response.</summary>
-    public int LastWaitMultiplier { get; init; } = 16;
+    public int LastWaitMultiplier { get; init; } = StunRetransmission.DefaultLastWaitMultiplier;
 
     /// <summary>Ti: the transaction timeout over TCP/TLS.</summary>
     public TimeSpan StreamTimeout { get; init; } = TimeSpan.FromMilliseconds(39_500);
@@ -57,19 +57,6 @@ public sealed record StunClientOptions
     }
 
     /// <summary>The whole UDP transaction time: the sum of the waits (39.5 s with the defaults).</summary>
-    public TimeSpan UdpTransactionTimeout
-    {
-        get
-        {
-            var total = TimeSpan.Zero;
-            var rto = InitialRto;
-            for (var i = 0; i < RequestCount - 1; i++)
-            {
-                total += rto;
-                rto *= 2;
-            }
-
-            return total + (InitialRto * LastWaitMultiplier);
-        }
-    }
+    public TimeSpan UdpTransactionTimeout =>
+        StunRetransmission.TransactionTimeout(RequestCount, InitialRto, LastWaitMultiplier);
 }

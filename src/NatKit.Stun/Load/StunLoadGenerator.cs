@@ -119,15 +119,10 @@ public sealed class StunLoadGenerator
         {
             while (!stop.IsCancellationRequested)
             {
-                if (_options.MaxRequests > 0 && Interlocked.Increment(ref _requests) > _options.MaxRequests)
+                if (Interlocked.Increment(ref _requests) > _options.MaxRequests && _options.MaxRequests > 0)
                 {
                     Interlocked.Decrement(ref _requests);
                     return;
-                }
-
-                if (_options.MaxRequests == 0)
-                {
-                    Interlocked.Increment(ref _requests);
                 }
 
                 var id = StunTransactionId.NewRandom();

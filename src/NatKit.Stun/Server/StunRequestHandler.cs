@@ -31,6 +31,10 @@ public sealed class StunRequestHandler
     private readonly UserKeys[] _userList;
     private readonly byte[] _nonceSecret = RandomNumberGenerator.GetBytes(32);
     private readonly StunAddress? _redirect;
+    private readonly byte[]? _realm;
+
+    /// <summary>The bytes a SOFTWARE attribute adds to a reply (header and padded value); 0: none is sent.</summary>
+    private readonly int _softwareLength;
 
     /// <param name="options">Validated options.</param>
     /// <param name="socketAddresses">Addresses of the sockets by index (one, or four in RFC 5780 mode), as they
@@ -66,6 +70,10 @@ public sealed class StunRequestHandler
         _users = users.GetAlternateLookup<ReadOnlySpan<char>>();
         _redirect = options.RedirectTo is null ? null : StunAddress.FromEndPoint(options.RedirectTo);
         _userList = users.Values.ToArray();
+        _realm = options.Realm is null ? null : Encoding.UTF8.GetBytes(options.Realm);
+        _softwareLength = options.Software is { Length: <= 128 } software
+            ? 4 + ((Encoding.UTF8.GetByteCount(software) + 3) & ~3)
+            : 0;
     }
 
     public StunServerMetrics Metrics { get; }
@@ -225,10 +233,9 @@ public sealed class StunRequestHandler
             }
         }
 
-        if (_options.Software is { } software && software.Length <= 128 &&
-            writer.Length + 4 + ((Encoding.UTF8.GetByteCount(software) + 3) & ~3) + tail <= budget)
+        if (_softwareLength > 0 && writer.Length + _softwareLength + tail <= budget)
         {
-            writer.AddString(StunAttributeType.Software, software);
+            writer.AddString(StunAttributeType.Software, _options.Software!);
         }
 
         return Finish(ref writer, withFingerprint, key, sha256, from, port, 0);
@@ -377,7 +384,7 @@ public sealed class StunRequestHandler
             return StunErrorCode.StaleNonce;
         }
 
-        if (user is null || !RealmMatches(realm))
+        if (user is null || !realm.SequenceEqual(_realm))
         {
             return StunErrorCode.Unauthenticated;
         }
@@ -409,13 +416,6 @@ public sealed class StunRequestHandler
 
         key = k;
         return 0;
-    }
-
-    private bool RealmMatches(ReadOnlySpan<byte> realm)
-    {
-        Span<byte> expected = stackalloc byte[Encoding.UTF8.GetMaxByteCount(_options.Realm!.Length)];
-        var n = Encoding.UTF8.GetBytes(_options.Realm, expected);
-        return realm.SequenceEqual(expected[..n]);
     }
 
     private UserKeys? FindUser(ReadOnlySpan<byte> username)

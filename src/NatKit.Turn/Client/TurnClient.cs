@@ -8,6 +8,7 @@ using System.Text;
 using System.Threading.Channels;
 using NatKit.Net;
 using NatKit.Stun;
+using NatKit.Stun.Client;
 using NatKit.Turn.Auth;
 using NatKit.Turn.Protocol;
 
@@ -48,10 +49,11 @@ public sealed record TurnClientOptions(IPEndPoint Server, string Username, strin
     /// <summary>Use MESSAGE-INTEGRITY-SHA256 when the server offers it (RFC 8489); false keeps MD5/SHA-1.</summary>
     public bool PreferSha256 { get; init; } = true;
 
-    /// <summary>RFC 8489 section 6.2.1 retransmission (UDP): initial RTO and the number of sends.</summary>
+    /// <summary>RFC 8489 section 6.2.1 retransmission (UDP, <see cref="StunRetransmission"/>): initial RTO and
+    /// the number of sends.</summary>
     public TimeSpan InitialRto { get; init; } = TimeSpan.FromMilliseconds(500);
 
-    public int MaxTransmissions { get; init; } = 7;
+    public int MaxTransmissions { get; init; } = StunRetransmission.DefaultRequestCount;
 
     /// <summary>Over streams: how long to wait for a response.</summary>
     public TimeSpan StreamTimeout { get; init; } = TimeSpan.FromSeconds(39.5);
@@ -572,11 +574,10 @@ public sealed class TurnClient : IAsyncDisposable
                 return await done.Task;
             }
 
-            var rto = _options.InitialRto;
             for (var i = 0; i < _options.MaxTransmissions; i++)
             {
                 await WriteAsync(request, linked.Token);
-                var wait = i == _options.MaxTransmissions - 1 ? rto * 8 : rto; // RFC 8489: Rm * RTO after the last
+                var wait = StunRetransmission.WaitAfter(i, _options.MaxTransmissions, _options.InitialRto);
                 using var delay = CancellationTokenSource.CreateLinkedTokenSource(linked.Token);
                 var timer = Task.Delay(wait, _time, delay.Token);
                 var first = await Task.WhenAny(done.Task, timer);
@@ -587,7 +588,6 @@ public sealed class TurnClient : IAsyncDisposable
                 }
 
                 linked.Token.ThrowIfCancellationRequested();
-                rto *= 2;
             }
 
             throw new TimeoutException($"no answer from TURN server {_options.Server}");
@@ -684,7 +684,7 @@ public sealed class TurnClient : IAsyncDisposable
 
     private void Dispatch(ReadOnlySpan<byte> data)
     {
-        if (data.Length >= 4 && data[0] is >= 0x40 and <= 0x7F)
+        if (StunFraming.IsChannelData(data))
         {
             var number = BinaryPrimitives.ReadUInt16BigEndian(data);
             var length = BinaryPrimitives.ReadUInt16BigEndian(data[2..]);

@@ -199,8 +199,8 @@ public sealed partial class TurnServer
         }
     }
 
-    /// <summary>Datagrams from clients on one listening socket: ChannelData relayed here and now; STUN handled as
-    /// by the async loop (with real sockets every step of it completes at once).</summary>
+    /// <summary>Datagrams from clients on one listening socket, handled as by the async loop (with real sockets
+    /// every step of it completes at once, ChannelData relayed here and now).</summary>
     private void ServeListener(int index, byte[] buffer)
     {
         var socket = (INonBlockingDatagramSocket)_udp[index];
@@ -221,24 +221,7 @@ public sealed partial class TurnServer
 
             try
             {
-                _udpAllocations[index].TryGetValue(d.RemoteEndPoint, out var allocation);
-                if (d.Length >= 4 && buffer[0] is >= 0x40 and <= 0x7F)
-                {
-                    if (allocation is null)
-                    {
-                        Metrics.Dropped(DropReason.NoAllocation);
-                    }
-                    else if (TryPlanChannelData(allocation, buffer.AsSpan(0, d.Length), out var relay, out var peer,
-                                 out var length))
-                    {
-                        Complete(SendToPeerAsync(relay, buffer.AsMemory(4, length), peer));
-                    }
-                }
-                else
-                {
-                    var link = allocation?.Client ?? new UdpClientLink(_udp[index], d.RemoteEndPoint);
-                    Complete(HandleStunAsync(buffer.AsMemory(0, d.Length), link, allocation, index));
-                }
+                Complete(HandleClientDatagramAsync(index, buffer.AsMemory(0, d.Length), d.RemoteEndPoint));
             }
 #pragma warning disable CA1031 // untrusted input: nothing a packet does may end the loop
             catch (Exception e)

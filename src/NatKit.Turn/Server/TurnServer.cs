@@ -226,17 +226,7 @@ public sealed partial class TurnServer : IAsyncDisposable
 
             try
             {
-                var data = buffer.AsMemory(0, d.Length);
-                if (d.Length >= 4 && buffer[0] is >= 0x40 and <= 0x7F)
-                {
-                    await UdpChannelDataAsync(index, data, d.RemoteEndPoint);
-                }
-                else
-                {
-                    _udpAllocations[index].TryGetValue(d.RemoteEndPoint, out var allocation);
-                    var link = allocation?.Client ?? new UdpClientLink(socket, d.RemoteEndPoint);
-                    await HandleStunAsync(data, link, allocation, index);
-                }
+                await HandleClientDatagramAsync(index, buffer.AsMemory(0, d.Length), d.RemoteEndPoint);
             }
 #pragma warning disable CA1031 // untrusted input: nothing a packet does may end the loop
             catch (Exception e)
@@ -247,15 +237,24 @@ public sealed partial class TurnServer : IAsyncDisposable
         }
     }
 
-    private async ValueTask UdpChannelDataAsync(int index, ReadOnlyMemory<byte> data, IPEndPoint remote)
+    /// <summary>One datagram from a UDP client, for both the async loop and the poller thread: ChannelData is
+    /// relayed (RFC 8656 section 12.4), anything else is handled as STUN.</summary>
+    private ValueTask HandleClientDatagramAsync(int index, ReadOnlyMemory<byte> data, IPEndPoint remote)
     {
-        if (!_udpAllocations[index].TryGetValue(remote, out var allocation))
+        _udpAllocations[index].TryGetValue(remote, out var allocation);
+        if (StunFraming.IsChannelData(data.Span))
         {
-            Metrics.Dropped(DropReason.NoAllocation);
-            return;
+            if (allocation is null)
+            {
+                Metrics.Dropped(DropReason.NoAllocation);
+                return default;
+            }
+
+            return RelayChannelDataAsync(allocation, data);
         }
 
-        await RelayChannelDataAsync(allocation, data);
+        var link = allocation?.Client ?? new UdpClientLink(_udp[index], remote);
+        return HandleStunAsync(data, link, allocation, index);
     }
 
     /// <summary>ChannelData from the client (RFC 8656 section 12.4): find the peer, check, send.</summary>
@@ -462,7 +461,7 @@ public sealed partial class TurnServer : IAsyncDisposable
         try
         {
             _streamAllocations.TryGetValue(link, out var allocation);
-            if (frame.Span[0] is >= 0x40 and <= 0x7F)
+            if (StunFraming.IsChannelData(frame.Span))
             {
                 if (allocation is null)
                 {

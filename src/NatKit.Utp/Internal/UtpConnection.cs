@@ -230,7 +230,7 @@ internal sealed class UtpConnection
         }
 
         // An ack_nr for a packet we never sent means a forged or confused packet: drop it whole (as libutp does).
-        var allowance = Math.Max(_curWindowPackets + DuplicateAcksBeforeResend, DuplicateAcksBeforeResend);
+        var allowance = _curWindowPackets + DuplicateAcksBeforeResend;
         var lastSent = (ushort)(_seqNr - 1);
         if (SeqLess(lastSent, h.AckNumber) || SeqLess(h.AckNumber, (ushort)(lastSent - allowance)))
         {
@@ -681,10 +681,7 @@ internal sealed class UtpConnection
         PacketsSent++;
         _lastSent = now;
         _unackedPackets = 0;
-        if (AckDeferred)
-        {
-            AckDeferred = false;
-        }
+        AckDeferred = false;
 
         if (_rtoDeadline == 0)
         {
