@@ -250,9 +250,9 @@ public sealed class GatewayDataPlane : INatSink, IAsyncDisposable
         }
 
         _emitted++;
-        Flush(side == NatSide.Inside ? _inside : _outside);
-        packet.CopyTo(_emitBuffer.AsSpan(Headroom));
         var device = side == NatSide.Inside ? _inside : _outside;
+        Flush(device);
+        packet.CopyTo(_emitBuffer.AsSpan(Headroom));
         WritePlain(device, _emitBuffer, packet.Length);
     }
 
