@@ -438,22 +438,18 @@ internal static class HttpHeadParser
             return -1;
         }
 
+        // One scan: a good line ends at its first CR or LF, and that is a CR followed by LF.
         var rest = head[pos..];
+        var end = rest.IndexOfAny((byte)'\r', (byte)'\n');
+        if (end >= 0 && rest[end] == (byte)'\r' && end + 1 < rest.Length && rest[end + 1] == (byte)'\n')
+        {
+            line = rest[..end];
+            return pos + end + 2;
+        }
+
         var lf = rest.IndexOf((byte)'\n');
-        if (lf < 1 || rest[lf - 1] != (byte)'\r')
-        {
-            result.Error = lf < 0 ? "truncated head" : "bare LF";
-            return -1;
-        }
-
-        line = rest[..(lf - 1)];
-        if (line.IndexOf((byte)'\r') >= 0)
-        {
-            result.Error = "bare CR";
-            return -1;
-        }
-
-        return pos + lf + 1;
+        result.Error = lf < 0 ? "truncated head" : lf == 0 || rest[lf - 1] != (byte)'\r' ? "bare LF" : "bare CR";
+        return -1;
     }
 
     private static FieldKind KindOf(ReadOnlySpan<byte> name)
