@@ -74,29 +74,27 @@ internal sealed partial class SocketDatagram : IDatagramSocket, ISocketBuffers, 
     private bool TryReceiveOnce(Span<byte> buffer, out ReceivedDatagram datagram)
     {
         datagram = default;
+        try
         {
-            try
-            {
-                var n = _socket.ReceiveFrom(buffer, SocketFlags.None, _receiveAddress);
-                datagram = new ReceivedDatagram(n, _endPoints.GetEndPoint(_receiveAddress));
-                return true;
-            }
-            catch (SocketException e) when (e.SocketErrorCode is SocketError.ConnectionReset
-                                                or SocketError.MessageSize)
-            {
-                // As in ReceiveFromAsync: neither an ICMP error nor an oversized datagram ends the socket.
-                return false;
-            }
-            catch (SocketException e) when (Volatile.Read(ref _disposed) || e.SocketErrorCode is SocketError.OperationAborted
-                                                or SocketError.Interrupted or SocketError.Shutdown)
-            {
-                // Closed from another thread while this one waited in the kernel.
-                throw new ObjectDisposedException(nameof(SocketDatagram), e);
-            }
-            catch (SocketException e)
-            {
-                throw new NetworkException(e.SocketErrorCode, $"receive on {LocalEndPoint} failed: {e.Message}", e);
-            }
+            var n = _socket.ReceiveFrom(buffer, SocketFlags.None, _receiveAddress);
+            datagram = new ReceivedDatagram(n, _endPoints.GetEndPoint(_receiveAddress));
+            return true;
+        }
+        catch (SocketException e) when (e.SocketErrorCode is SocketError.ConnectionReset
+                                            or SocketError.MessageSize)
+        {
+            // As in ReceiveFromAsync: neither an ICMP error nor an oversized datagram ends the socket.
+            return false;
+        }
+        catch (SocketException e) when (Volatile.Read(ref _disposed) || e.SocketErrorCode is SocketError.OperationAborted
+                                            or SocketError.Interrupted or SocketError.Shutdown)
+        {
+            // Closed from another thread while this one waited in the kernel.
+            throw new ObjectDisposedException(nameof(SocketDatagram), e);
+        }
+        catch (SocketException e)
+        {
+            throw new NetworkException(e.SocketErrorCode, $"receive on {LocalEndPoint} failed: {e.Message}", e);
         }
     }
 
