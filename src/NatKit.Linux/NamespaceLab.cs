@@ -155,17 +155,8 @@ public sealed class NamespaceLab : IAsyncDisposable
                 await outside.IpAsync(["route", "add", Invariant($"{a}/32"), "dev", outsideTun], ct).ConfigureAwait(false);
             }
 
-            var config = new NatConfig
-            {
-                Policy = r.Policy,
-                ExternalAddresses = r.OutsideAddresses,
-                InsidePrefixes = [prefix],
-                InsideAddress = r.InsideAddress,
-                OutsideMtu = 65535,
-                InsideMtu = 65535,
-            };
             gateways.Add(new NetnsGateway(r.Name, routerNs.Name, new TunLink(inside.Name, insideTun),
-                new TunLink(outside.Name, outsideTun), config));
+                new TunLink(outside.Name, outsideTun), Gateway.Config(r.Policy, r.OutsideAddresses, [prefix], r.InsideAddress)));
         }
 
         var hostNs = new Dictionary<string, string>(StringComparer.Ordinal);
