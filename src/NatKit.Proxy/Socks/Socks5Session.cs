@@ -275,9 +275,7 @@ internal sealed class UdpRelay
                 }
                 else if (_client is not null && _contacted.Contains(from))
                 {
-                    var h = from.Address.IsIPv4MappedToIPv6 || from.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork
-                        ? 10
-                        : 22;
+                    var h = Socks5Codec.UdpHeaderLength(from);
                     Socks5Codec.WriteUdpHeader(buffer.AsSpan(Headroom - h, h), from);
                     _flow.AddDown(received.Length); // counted before it leaves, so a reader who has it sees it counted
                     await _socket.SendToAsync(buffer.AsMemory(Headroom - h, h + received.Length), _client,
