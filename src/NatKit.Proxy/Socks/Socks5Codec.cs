@@ -58,9 +58,6 @@ internal static class Socks5Codec
     public const byte AtypDomain = 3;
     public const byte AtypIPv6 = 4;
 
-    /// <summary>The largest UDP request header: RSV(2) FRAG(1) ATYP(1) + 255-byte domain (with length) + port.</summary>
-    public const int MaxUdpHeader = 4 + 1 + 255 + 2;
-
     /// <summary>VER NMETHODS METHODS (RFC 1928 section 3). Reports whether the wanted method was offered.</summary>
     public static SocksParse ParseGreeting(ReadOnlySpan<byte> data, byte wanted, out int consumed, out bool offered)
     {
