@@ -353,23 +353,26 @@ internal sealed class UdpRelay
                 }
             }
 
-            address = _lastResolved;
+            address = _lastResolved; // chosen among the allowed addresses only
+        }
+        else if (_server.IsForbiddenDestination(address))
+        {
+            return;
         }
 
-        if (address is null || _server.IsForbiddenDestination(address))
+        if (address is null)
         {
             return;
         }
 
         var to = new IPEndPoint(address, destination.Port);
-        if (!_contacted.Contains(to))
+        if (_contacted.Count < MaxContacted)
         {
-            if (_contacted.Count >= MaxContacted)
-            {
-                return;
-            }
-
-            _contacted.Add(to);
+            _contacted.Add(to); // one lookup: no-op for a destination already contacted
+        }
+        else if (!_contacted.Contains(to))
+        {
+            return;
         }
 
         _deadline.Arm();
