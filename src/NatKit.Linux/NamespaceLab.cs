@@ -77,17 +77,8 @@ public sealed class NamespaceLab : IAsyncDisposable
         ArgumentNullException.ThrowIfNull(segments);
         ArgumentNullException.ThrowIfNull(routers);
         ArgumentNullException.ThrowIfNull(hosts);
-        var lab = new NamespaceLab(tag);
-        try
-        {
-            await lab.BuildAsync(segments, routers, hosts, cancellationToken).ConfigureAwait(false);
-            return lab;
-        }
-        catch
-        {
-            await lab.DisposeAsync().ConfigureAwait(false);
-            throw;
-        }
+        return await NamespaceSet.BuildOrRemoveAsync(new NamespaceLab(tag),
+            lab => lab.BuildAsync(segments, routers, hosts, cancellationToken)).ConfigureAwait(false);
     }
 
     /// <summary>Removes every namespace this lab made (and with them every link).</summary>
