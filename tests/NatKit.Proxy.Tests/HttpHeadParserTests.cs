@@ -67,6 +67,29 @@ public sealed class HttpHeadParserTests
         Assert.Equal(reason, head.Error);
     }
 
+    /// <summary>A head arriving in pieces of every size is found where it ends, the blank line split at any point,
+    /// and bytes after it (a pipelined request) are not counted.</summary>
+    [Fact]
+    public void FindHeadEnd_InPieces_FindsTheSameEndAsInOneLook()
+    {
+        var bytes = Encoding.Latin1.GetBytes("GET http://h/ HTTP/1.1\r\nHost: h\r\n\r\nGET http://h/2 HTTP/1.1\r\n\r\n");
+        var whole = HttpHeadParser.FindHeadEnd(bytes);
+        Assert.Equal(35, whole);
+        for (var piece = 1; piece <= bytes.Length; piece++)
+        {
+            var scanned = 0;
+            var found = -1;
+            for (var have = Math.Min(piece, bytes.Length); found < 0; have = Math.Min(have + piece, bytes.Length))
+            {
+                found = HttpHeadParser.FindHeadEnd(bytes.AsSpan(0, have), ref scanned);
+                Assert.Equal(have, scanned);
+                Assert.True(found >= 0 || have < whole, $"piece {piece}: missed the end with {have} bytes");
+            }
+
+            Assert.Equal(whole, found);
+        }
+    }
+
     [Theory]
     [InlineData("0", true, 0L)]
     [InlineData("1a", true, 26L)]

@@ -152,6 +152,19 @@ internal static class HttpHeadParser
         buffered.IndexOf("\r\n\r\n"u8) is var i and >= 0 ? i + 4 : -1;
 
     /// <summary>
+    /// <see cref="FindHeadEnd(ReadOnlySpan{byte})"/> for a head that arrives in pieces: looks only from where the
+    /// last call stopped (<paramref name="scanned"/>, less the 3 bytes a blank line may straddle) and sets
+    /// <paramref name="scanned"/> to what has now been looked at, so each byte is searched about once.
+    /// </summary>
+    public static int FindHeadEnd(ReadOnlySpan<byte> buffered, ref int scanned)
+    {
+        var from = Math.Max(0, scanned - 3);
+        var end = FindHeadEnd(buffered[from..]);
+        scanned = buffered.Length;
+        return end > 0 ? from + end : -1;
+    }
+
+    /// <summary>
     /// Parses a chunk-size line (without its CRLF): 1*HEXDIG [ chunk-ext ] (RFC 9112 7.1). Sizes that overflow,
     /// missing digits, whitespace before the size and control bytes in extensions are refused.
     /// </summary>

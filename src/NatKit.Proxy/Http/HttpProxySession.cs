@@ -129,15 +129,13 @@ internal sealed class HttpProxySession
             while (true)
             {
                 _reader.SkipLeadingEmptyLines();
-                var from = Math.Max(0, scanned - 3);
-                var end = HttpHeadParser.FindHeadEnd(_reader.Span[from..]);
-                if (end > 0 && from + end <= _options.MaxHeaderBytes)
+                var length = HttpHeadParser.FindHeadEnd(_reader.Span, ref scanned);
+                if (length > 0 && length <= _options.MaxHeaderBytes)
                 {
-                    return from + end;
+                    return length;
                 }
 
-                scanned = _reader.Available;
-                if (end > 0 || _reader.Available >= _options.MaxHeaderBytes)
+                if (length > 0 || _reader.Available >= _options.MaxHeaderBytes)
                 {
                     await SendErrorAsync(431, "request head too large").ConfigureAwait(false);
                     return -1;
@@ -746,14 +744,12 @@ internal sealed class HttpProxySession
         var scanned = 0;
         while (true)
         {
-            var from = Math.Max(0, scanned - 3);
-            var end = HttpHeadParser.FindHeadEnd(reader.Span[from..]);
-            if (end > 0)
+            var length = HttpHeadParser.FindHeadEnd(reader.Span, ref scanned);
+            if (length > 0)
             {
-                return from + end <= _options.MaxHeaderBytes ? from + end : -1;
+                return length <= _options.MaxHeaderBytes ? length : -1;
             }
 
-            scanned = reader.Available;
             if (reader.Available >= _options.MaxHeaderBytes)
             {
                 return -1;
