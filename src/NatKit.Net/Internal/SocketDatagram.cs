@@ -231,15 +231,13 @@ internal sealed partial class SocketDatagram : IDatagramSocket, ISocketBuffers, 
     /// <summary>recvmmsg (<paramref name="receiveFlags"/> &gt;= 0) or sendmmsg on the socket's descriptor, holding it open for the call's length.</summary>
     private unsafe int CallNative(MessageHeaders headers, int count, int receiveFlags, out int errno, int offset = 0)
     {
-        var added = false;
         errno = 0;
         try
         {
-            _socket.SafeHandle.DangerousAddRef(ref added);
-            var fd = (int)_socket.SafeHandle.DangerousGetHandle();
+            using var descriptor = new HeldDescriptor(_socket.SafeHandle);
             var n = receiveFlags >= 0
-                ? DatagramBatchIo.RecvMmsg(fd, headers.Messages + offset, (uint)count, receiveFlags, null)
-                : DatagramBatchIo.SendMmsg(fd, headers.Messages + offset, (uint)count, 0);
+                ? DatagramBatchIo.RecvMmsg(descriptor.Fd, headers.Messages + offset, (uint)count, receiveFlags, null)
+                : DatagramBatchIo.SendMmsg(descriptor.Fd, headers.Messages + offset, (uint)count, 0);
             if (n < 0)
             {
                 errno = Marshal.GetLastPInvokeError();
@@ -250,13 +248,6 @@ internal sealed partial class SocketDatagram : IDatagramSocket, ISocketBuffers, 
         catch (ObjectDisposedException)
         {
             throw new ObjectDisposedException(nameof(SocketDatagram));
-        }
-        finally
-        {
-            if (added)
-            {
-                _socket.SafeHandle.DangerousRelease();
-            }
         }
     }
 
