@@ -85,12 +85,19 @@ public sealed class Gateway : IAsyncDisposable
     /// to 64 KiB pass the engine whole), everything else from the arguments.
     /// </summary>
     public static NatConfig Config(NatPolicy policy, IEnumerable<string> externalAddresses,
-        IEnumerable<string> insidePrefixes, string? insideAddress = null) => new()
+        IEnumerable<string> insidePrefixes, string? insideAddress = null) =>
+        Config(policy, [.. externalAddresses.Select(Ipv4Address.Parse)], [.. insidePrefixes.Select(Ipv4Prefix.Parse)],
+            insideAddress is null ? null : Ipv4Address.Parse(insideAddress));
+
+    /// <summary><see cref="Config(NatPolicy, IEnumerable{string}, IEnumerable{string}, string?)"/> from parsed
+    /// addresses.</summary>
+    internal static NatConfig Config(NatPolicy policy, IReadOnlyList<Ipv4Address> externalAddresses,
+        IReadOnlyList<Ipv4Prefix> insidePrefixes, Ipv4Address? insideAddress) => new()
         {
             Policy = policy,
-            ExternalAddresses = [.. externalAddresses.Select(Ipv4Address.Parse)],
-            InsidePrefixes = [.. insidePrefixes.Select(Ipv4Prefix.Parse)],
-            InsideAddress = insideAddress is null ? null : Ipv4Address.Parse(insideAddress),
+            ExternalAddresses = externalAddresses,
+            InsidePrefixes = insidePrefixes,
+            InsideAddress = insideAddress,
             OutsideMtu = 65535,
             InsideMtu = 65535,
         };

@@ -94,6 +94,7 @@ public sealed class GatewayDataPlane : INatSink, IAsyncDisposable
     private Thread? _thread;
     private readonly int _realtimePriority;
     private readonly TimeSpan _batchPause;
+    private long _batchNow; // the engine's clock for the batch being pumped: read once per batch, not per packet
     private volatile bool _realtime;
     private volatile bool _stopping;
     private int _disposed;
@@ -250,9 +251,9 @@ public sealed class GatewayDataPlane : INatSink, IAsyncDisposable
         }
 
         _emitted++;
-        Flush(side == NatSide.Inside ? _inside : _outside);
-        packet.CopyTo(_emitBuffer.AsSpan(Headroom));
         var device = side == NatSide.Inside ? _inside : _outside;
+        Flush(device);
+        packet.CopyTo(_emitBuffer.AsSpan(Headroom));
         WritePlain(device, _emitBuffer, packet.Length);
     }
 
@@ -295,6 +296,8 @@ public sealed class GatewayDataPlane : INatSink, IAsyncDisposable
             var realtime = _realtime;
             while (!_stopping)
             {
+                var now = Now();
+                _batchNow = now;
                 var inbound = Pump(_inside, NatDirection.Outbound);
                 var outbound = Pump(_outside, NatDirection.Inbound);
                 Flush(_inside);
@@ -304,7 +307,6 @@ public sealed class GatewayDataPlane : INatSink, IAsyncDisposable
                     request();
                 }
 
-                var now = Now();
                 if (now - lastTick >= TickMilliseconds)
                 {
                     _engine.Tick(now, this);
@@ -445,7 +447,7 @@ public sealed class GatewayDataPlane : INatSink, IAsyncDisposable
             oldDestination = BinaryPrimitives.ReadUInt32BigEndian(packet[16..]);
         }
 
-        var verdict = _engine.Process(packet, ref length, direction, Now(), this);
+        var verdict = _engine.Process(packet, ref length, direction, _batchNow, this);
         TunDevice destination;
         if (verdict.Action == NatAction.ForwardOutside)
         {

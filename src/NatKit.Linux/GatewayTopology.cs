@@ -68,65 +68,40 @@ public sealed class GatewayTopology : IAsyncDisposable
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(hops, 1);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(hops, 9);
-        var topology = new GatewayTopology(tag);
-        try
-        {
-            await topology.BuildNatKitAsync(hops, cancellationToken).ConfigureAwait(false);
-            return topology;
-        }
-        catch
-        {
-            await topology.DisposeAsync().ConfigureAwait(false);
-            throw;
-        }
+        return await NamespaceSet.BuildOrRemoveAsync(new GatewayTopology(tag),
+            t => t.BuildNatKitAsync(hops, cancellationToken)).ConfigureAwait(false);
     }
 
     /// <summary>A LAN and a WAN host joined by a gateway namespace doing kernel NAT with nftables.</summary>
     public static async Task<GatewayTopology> CreateKernelAsync(KernelNatKind kind, string? tag = null,
         int dmzInsidePort = 4000, int dmzPort = 4000, CancellationToken cancellationToken = default)
     {
-        var topology = new GatewayTopology(tag);
-        try
-        {
-            await topology.BuildKernelAsync(kind, dmzInsidePort, dmzPort, cancellationToken).ConfigureAwait(false);
-            return topology;
-        }
-        catch
-        {
-            await topology.DisposeAsync().ConfigureAwait(false);
-            throw;
-        }
+        return await NamespaceSet.BuildOrRemoveAsync(new GatewayTopology(tag),
+            t => t.BuildKernelAsync(kind, dmzInsidePort, dmzPort, cancellationToken)).ConfigureAwait(false);
     }
 
     /// <summary>The LAN host and the WAN host joined by one veth pair, no NAT: the baseline for added latency.</summary>
     public static async Task<GatewayTopology> CreateDirectAsync(string? tag = null,
-        CancellationToken cancellationToken = default)
-    {
-        var topology = new GatewayTopology(tag);
-        try
-        {
-            var ct = cancellationToken;
-            topology.Lan = await topology.NamespaceAsync("lan", ct).ConfigureAwait(false);
-            topology.Wan = await topology.NamespaceAsync("wan", ct).ConfigureAwait(false);
-            await topology.Lan.IpAsync(["link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns",
-                topology.Wan.Name], ct).ConfigureAwait(false);
-            await Address(topology.Lan, "eth0", LanHostAddress + "/24", ct).ConfigureAwait(false);
-            await Address(topology.Wan, "eth0", WanHostAddress + "/24", ct).ConfigureAwait(false);
-            await Up(topology.Lan, "eth0", ct).ConfigureAwait(false);
-            await Up(topology.Wan, "eth0", ct).ConfigureAwait(false);
-            await topology.Lan.IpAsync(["route", "add", "default", "dev", "eth0"], ct).ConfigureAwait(false);
-            await topology.Wan.IpAsync(["route", "add", "default", "dev", "eth0"], ct).ConfigureAwait(false);
-            return topology;
-        }
-        catch
-        {
-            await topology.DisposeAsync().ConfigureAwait(false);
-            throw;
-        }
-    }
+        CancellationToken cancellationToken = default) =>
+        await NamespaceSet.BuildOrRemoveAsync(new GatewayTopology(tag), t => t.BuildDirectAsync(cancellationToken))
+            .ConfigureAwait(false);
 
     /// <summary>Removes every namespace (and with them every link and TUN) this topology made.</summary>
     public ValueTask DisposeAsync() => _namespaces.DisposeAsync();
+
+    private async Task BuildDirectAsync(CancellationToken ct)
+    {
+        Lan = await NamespaceAsync("lan", ct).ConfigureAwait(false);
+        Wan = await NamespaceAsync("wan", ct).ConfigureAwait(false);
+        await Lan.IpAsync(["link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", Wan.Name], ct)
+            .ConfigureAwait(false);
+        await Address(Lan, "eth0", LanHostAddress + "/24", ct).ConfigureAwait(false);
+        await Address(Wan, "eth0", WanHostAddress + "/24", ct).ConfigureAwait(false);
+        await Up(Lan, "eth0", ct).ConfigureAwait(false);
+        await Up(Wan, "eth0", ct).ConfigureAwait(false);
+        await Lan.IpAsync(["route", "add", "default", "dev", "eth0"], ct).ConfigureAwait(false);
+        await Wan.IpAsync(["route", "add", "default", "dev", "eth0"], ct).ConfigureAwait(false);
+    }
 
     private async Task BuildNatKitAsync(int hops, CancellationToken ct)
     {

@@ -143,7 +143,12 @@ public static class GsoSegmenter
 
             l4Segment[checksumOffset] = 0;
             l4Segment[checksumOffset + 1] = 0;
-            var sum = Checksum.Add(PseudoHeaderSum(segment, version, protocol, l4Segment.Length), l4Segment);
+            var pseudo = version == 4
+                ? Checksum.PseudoHeader(Ipv4Address.Read(segment[12..]), Ipv4Address.Read(segment[16..]), protocol,
+                    l4Segment.Length)
+                : Checksum.PseudoHeader(Ipv6Address.Read(segment[8..]), Ipv6Address.Read(segment[24..]), protocol,
+                    l4Segment.Length);
+            var sum = Checksum.Add(pseudo, l4Segment);
             var value = Checksum.Finish(sum);
             if (isUdp && value == 0)
             {
@@ -179,14 +184,5 @@ public static class GsoSegmenter
 
         BinaryPrimitives.WriteUInt16BigEndian(packet[field..], value);
         return true;
-    }
-
-    /// <summary>The pseudo-header partial sum of an IPv4 or IPv6 packet for an L4 length.</summary>
-    internal static uint PseudoHeaderSum(ReadOnlySpan<byte> ipPacket, int version, IpProtocol protocol, int l4Length)
-    {
-        var addresses = version == 4 ? ipPacket.Slice(12, 8) : ipPacket.Slice(8, 32);
-        var sum = Checksum.Add(0, addresses);
-        sum = Checksum.Add(sum, (ushort)protocol);
-        return Checksum.Add(sum, (uint)l4Length);
     }
 }

@@ -77,17 +77,8 @@ public sealed class NamespaceLab : IAsyncDisposable
         ArgumentNullException.ThrowIfNull(segments);
         ArgumentNullException.ThrowIfNull(routers);
         ArgumentNullException.ThrowIfNull(hosts);
-        var lab = new NamespaceLab(tag);
-        try
-        {
-            await lab.BuildAsync(segments, routers, hosts, cancellationToken).ConfigureAwait(false);
-            return lab;
-        }
-        catch
-        {
-            await lab.DisposeAsync().ConfigureAwait(false);
-            throw;
-        }
+        return await NamespaceSet.BuildOrRemoveAsync(new NamespaceLab(tag),
+            lab => lab.BuildAsync(segments, routers, hosts, cancellationToken)).ConfigureAwait(false);
     }
 
     /// <summary>Removes every namespace this lab made (and with them every link).</summary>
@@ -155,17 +146,8 @@ public sealed class NamespaceLab : IAsyncDisposable
                 await outside.IpAsync(["route", "add", Invariant($"{a}/32"), "dev", outsideTun], ct).ConfigureAwait(false);
             }
 
-            var config = new NatConfig
-            {
-                Policy = r.Policy,
-                ExternalAddresses = r.OutsideAddresses,
-                InsidePrefixes = [prefix],
-                InsideAddress = r.InsideAddress,
-                OutsideMtu = 65535,
-                InsideMtu = 65535,
-            };
             gateways.Add(new NetnsGateway(r.Name, routerNs.Name, new TunLink(inside.Name, insideTun),
-                new TunLink(outside.Name, outsideTun), config));
+                new TunLink(outside.Name, outsideTun), Gateway.Config(r.Policy, r.OutsideAddresses, [prefix], r.InsideAddress)));
         }
 
         var hostNs = new Dictionary<string, string>(StringComparer.Ordinal);

@@ -24,6 +24,23 @@ internal sealed class NamespaceSet : IAsyncDisposable
         return ns;
     }
 
+    /// <summary>Runs <paramref name="build"/> on a new <paramref name="owner"/> of a set and returns the owner; on any
+    /// failure disposes it (removing every namespace made so far) and rethrows.</summary>
+    public static async Task<T> BuildOrRemoveAsync<T>(T owner, Func<T, Task> build)
+        where T : IAsyncDisposable
+    {
+        try
+        {
+            await build(owner).ConfigureAwait(false);
+            return owner;
+        }
+        catch
+        {
+            await owner.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
+
     /// <summary>Forgets the namespaces without removing them (left for `natkit lab netns down`).</summary>
     public void Detach() => _owned.Clear();
 

@@ -91,7 +91,8 @@ public sealed class UdpCoalescer
             BinaryPrimitives.WriteUInt16BigEndian(packet[10..], Checksum.Compute(packet[..IpHeader]));
             var udpLength = _length - IpHeader;
             BinaryPrimitives.WriteUInt16BigEndian(packet[(IpHeader + 4)..], (ushort)udpLength);
-            var pseudo = GsoSegmenter.PseudoHeaderSum(packet, 4, IpProtocol.Udp, udpLength);
+            var pseudo = Checksum.PseudoHeader(Ipv4Address.Read(packet[12..]), Ipv4Address.Read(packet[16..]),
+                IpProtocol.Udp, udpLength);
             BinaryPrimitives.WriteUInt16BigEndian(packet[(IpHeader + 6)..], (ushort)~Checksum.Finish(pseudo));
             header = new VirtioNetHeader(VirtioNetHeader.NeedsChecksum, VirtioGsoType.UdpL4, Headers,
                 (ushort)_segmentSize, IpHeader, 6);

@@ -40,6 +40,24 @@ public sealed class GatewayTopologyTests
     }
 
     [PeerFact("ip", "ping", Root = true)]
+    public async Task DirectTopology_CarriesPing_WithNoGatewayBetween_AndIsRemovedWhole()
+    {
+        string[] names;
+        await using (var topology = await GatewayTopology.CreateDirectAsync())
+        {
+            names = [.. (await NetworkNamespace.ListAsync()).Where(n => n.StartsWith($"nk-{topology.Tag}-", StringComparison.Ordinal))];
+            Assert.Equal(2, names.Length); // lan, wan
+            Assert.Empty(topology.Gateways);
+            var (code, output, errors) = await topology.Lan.TryExecAsync("ping",
+                ["-c", "1", "-W", "2", GatewayTopology.WanHostAddress]);
+            Assert.True(code == 0, output + errors);
+        }
+
+        var left = await NetworkNamespace.ListAsync();
+        Assert.DoesNotContain(left, names.Contains);
+    }
+
+    [PeerFact("ip", "ping", Root = true)]
     public async Task NatKitTopology_WithoutAGateway_CarriesNothing_AndIsRemovedWhole()
     {
         string[] names;

@@ -60,6 +60,7 @@ public sealed class GsoSegmenterTests
         var count = GsoSegmenter.Split(packet, header, output, 0, lengths);
 
         Assert.Equal(3, count);
+        var joined = new List<byte>();
         var position = 0;
         for (var i = 0; i < count; i++)
         {
@@ -67,8 +68,11 @@ public sealed class GsoSegmenterTests
             Assert.True(UdpDatagram.TryParse(ip.Payload, out var udp));
             Assert.Equal(i < 2 ? 1008 : 508, BinaryPrimitives.ReadUInt16BigEndian(ip.Payload[4..]));
             Assert.True(udp.IsChecksumValid(Source, Destination));
+            joined.AddRange(ip.Payload[8..].ToArray());
             position += lengths[i];
         }
+
+        Assert.Equal(payload, joined);
     }
 
     [Fact]
@@ -121,15 +125,21 @@ public sealed class GsoSegmenterTests
         var lengths = new int[256];
         Prop.ForAll(Gen.Choose(1, 20000).ToArbitrary(), Gen.Choose(100, 9000).ToArbitrary(), (size, mss) =>
         {
-            var (packet, header) = TcpSuperPacket(Payload(size), mss, TcpFlags.Ack);
+            var payload = Payload(size);
+            var (packet, header) = TcpSuperPacket(payload, mss, TcpFlags.Ack);
             var count = GsoSegmenter.Split(packet, header, output, 0, lengths);
             var total = 0;
+            var position = 0;
+            var same = true;
             for (var i = 0; i < count; i++)
             {
-                total += lengths[i] - 40;
+                var carried = output.AsSpan(position + 40, lengths[i] - 40);
+                same &= carried.SequenceEqual(payload.AsSpan(total, Math.Min(carried.Length, size - total)));
+                total += carried.Length;
+                position += lengths[i];
             }
 
-            return count == (size + mss - 1) / mss && total == size;
+            return count == (size + mss - 1) / mss && total == size && same;
         }).QuickCheckThrowOnFailure();
 
         Prop.ForAll(Gen.ArrayOf(Gen.Choose(0, 255).Select(b => (byte)b)).ToArbitrary(), Gen.Choose(0, 255).ToArbitrary(),

@@ -91,7 +91,7 @@ public sealed class UdpCoalescerTests
         payload.AsSpan().Fill(fill);
         var packet = new byte[28 + payloadSize];
         PacketBuilder.WriteIpv4Udp(packet, new Ipv4Header(Source, Destination), sourcePort, 6000, payload);
-        var pseudo = GsoSegmenter.PseudoHeaderSum(packet, 4, IpProtocol.Udp, 8 + payloadSize);
+        var pseudo = Checksum.PseudoHeader(Source, Destination, IpProtocol.Udp, 8 + payloadSize);
         BinaryPrimitives.WriteUInt16BigEndian(packet.AsSpan(26), (ushort)~Checksum.Finish(pseudo));
         return packet;
     }

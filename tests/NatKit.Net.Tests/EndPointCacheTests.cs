@@ -45,4 +45,35 @@ public sealed class EndPointCacheTests
             Assert.Equal(ep, cache.GetEndPoint(ep.Serialize()));
         }
     }
+
+    /// <summary>Bounded means forgetting: a full cache starts over, so a peer seen before the newest one past
+    /// <see cref="EndPointCache.Capacity"/> gets a fresh (equal) instance, in both directions.</summary>
+    [Fact]
+    public void Cache_WhenFull_StartsOver()
+    {
+        var cache = new EndPointCache();
+        var first = new IPEndPoint(IPAddress.Loopback, 1);
+        var firstEndPoint = cache.GetEndPoint(first.Serialize());
+        var firstAddress = cache.GetSocketAddress(first, AddressFamily.InterNetwork);
+        for (var port = 2; port <= EndPointCache.Capacity; port++)
+        {
+            var ep = new IPEndPoint(IPAddress.Loopback, port);
+            _ = cache.GetEndPoint(ep.Serialize());
+            _ = cache.GetSocketAddress(ep, AddressFamily.InterNetwork);
+        }
+
+        Assert.Same(firstEndPoint, cache.GetEndPoint(first.Serialize()));
+        Assert.Same(firstAddress, cache.GetSocketAddress(first, AddressFamily.InterNetwork));
+
+        var oneMore = new IPEndPoint(IPAddress.Loopback, EndPointCache.Capacity + 1);
+        _ = cache.GetEndPoint(oneMore.Serialize());
+        _ = cache.GetSocketAddress(oneMore, AddressFamily.InterNetwork);
+
+        var again = cache.GetEndPoint(first.Serialize());
+        Assert.NotSame(firstEndPoint, again);
+        Assert.Equal(first, again);
+        var againAddress = cache.GetSocketAddress(first, AddressFamily.InterNetwork);
+        Assert.NotSame(firstAddress, againAddress);
+        Assert.Equal(firstAddress, againAddress);
+    }
 }

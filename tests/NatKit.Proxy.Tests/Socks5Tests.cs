@@ -28,6 +28,22 @@ public sealed class Socks5Tests
         Assert.Equal(port, a.Port);
     }
 
+    [Theory]
+    [InlineData("192.0.2.7", 10)]
+    [InlineData("::ffff:192.0.2.7", 10)]
+    [InlineData("2001:db8::7", 22)]
+    public void Rfc1928_UdpHeader_HasTheLengthItsRelayReservesRoomFor(string ip, int length)
+    {
+        var source = new IPEndPoint(IPAddress.Parse(ip), 5353);
+        var buffer = new byte[32];
+        Assert.Equal(length, Socks5Codec.UdpHeaderLength(source));
+        Assert.Equal(length, Socks5Codec.WriteUdpHeader(buffer, source));
+        Assert.Equal(SocksParse.Ok, Socks5Codec.ParseUdpHeader(buffer.AsSpan(0, length), out var parsed, out _, out var a));
+        Assert.Equal(length, parsed);
+        Assert.Equal(source.Address.IsIPv4MappedToIPv6 ? source.Address.MapToIPv4() : source.Address, a.Address);
+        Assert.Equal(5353, a.Port);
+    }
+
     [Fact]
     public void Rfc1928_DomainRequest_Parses_AndTruncationsAreIncomplete()
     {

@@ -32,7 +32,7 @@ public class GatewayHotPathBenchmarks
         PacketBuilder.WriteIpv4Tcp(_super, new Ipv4Header(Lan, Wan), new TcpHeader(40000, 80, 1, 1, TcpFlags.Ack), new byte[65000]);
         _tso = new VirtioNetHeader(VirtioNetHeader.NeedsChecksum, VirtioGsoType.TcpV4, 40, 1448, 20, 16);
         PacketBuilder.WriteIpv4Udp(_datagram, new Ipv4Header(Lan, Wan), 5000, 6000, new byte[64]);
-        var pseudo = GsoSegmenter.PseudoHeaderSum(_datagram, 4, IpProtocol.Udp, 72);
+        var pseudo = Checksum.PseudoHeader(Lan, Wan, IpProtocol.Udp, 72);
         BinaryPrimitives.WriteUInt16BigEndian(_datagram.AsSpan(26), (ushort)~Checksum.Finish(pseudo));
         _partial = new VirtioNetHeader(VirtioNetHeader.NeedsChecksum, VirtioGsoType.None, 0, 0, 20, 6);
         _engine = new NatEngine(NatKit.Linux.Gateway.Config(NatPresets.LinuxMasquerade, ["198.51.100.1"], ["10.0.0.0/24"]));

@@ -12,13 +12,8 @@ internal static unsafe partial class Libc
 
     public const int EINTR = 4;
     public const int EAGAIN = 11;
-    public const int EINVAL = 22;
-    public const int EBUSY = 16;
-    public const int EPERM = 1;
 
     public const short POLLIN = 0x1;
-    public const short POLLERR = 0x8;
-    public const short POLLHUP = 0x10;
 
     public const int CLONE_NEWNET = 0x40000000;
 

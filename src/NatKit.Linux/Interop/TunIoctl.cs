@@ -4,14 +4,10 @@ namespace NatKit.Linux.Interop;
 internal static class TunIoctl
 {
     public const nuint TUNSETIFF = 0x400454ca;
-    public const nuint TUNSETPERSIST = 0x400454cb;
-    public const nuint TUNGETFEATURES = 0x800454cf;
     public const nuint TUNSETOFFLOAD = 0x400454d0;
-    public const nuint TUNGETIFF = 0x800454d2;
     public const nuint TUNSETVNETHDRSZ = 0x400454d8;
 
     public const short IFF_TUN = 0x0001;
-    public const short IFF_MULTI_QUEUE = 0x0100;
     public const short IFF_NO_PI = 0x1000;
     public const short IFF_VNET_HDR = 0x4000;
 

@@ -31,16 +31,16 @@ internal sealed class EndPointCache
 
             var key = new SocketAddress(received.Family, received.Size);
             received.Buffer.Span[..received.Size].CopyTo(key.Buffer.Span);
-            var endPoint = (IPEndPoint)new IPEndPoint(IPAddress.Any, 0).Create(key);
-            if (endPoint.Address.IsIPv4MappedToIPv6)
-            {
-                endPoint = new IPEndPoint(endPoint.Address.MapToIPv4(), endPoint.Port);
-            }
-
+            var endPoint = Unmap((IPEndPoint)new IPEndPoint(IPAddress.Any, 0).Create(key));
             _toEndPoint[key] = endPoint;
             return endPoint;
         }
     }
+
+    /// <summary>The endpoint as NatKit shows it: an IPv4-mapped IPv6 address (a dual-mode socket's view of an IPv4
+    /// peer) as plain IPv4.</summary>
+    internal static IPEndPoint Unmap(IPEndPoint e) =>
+        e.Address.IsIPv4MappedToIPv6 ? new IPEndPoint(e.Address.MapToIPv4(), e.Port) : e;
 
     public SocketAddress GetSocketAddress(IPEndPoint endPoint, AddressFamily socketFamily)
     {

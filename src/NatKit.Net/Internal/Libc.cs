@@ -19,8 +19,6 @@ internal static unsafe partial class Libc
     public const int EPIPE = 32;
     public const uint EPOLLIN = 0x001;
     public const uint EPOLLOUT = 0x004;
-    public const uint EPOLLERR = 0x008;
-    public const uint EPOLLHUP = 0x010;
     public const uint EPOLLRDHUP = 0x2000;
     public const uint EPOLLET = 0x80000000;
     public const int O_NONBLOCK = 0x800;

@@ -20,42 +20,29 @@ internal sealed partial class SocketDatagram : INonBlockingDatagramSocket
             return TryReceivePortable(buffer, out datagram);
         }
 
-        var handle = _socket.SafeHandle;
-        var added = false;
-        try
+        using var descriptor = new HeldDescriptor(_socket.SafeHandle);
+        var address = _tryReceiveAddress ??= new SocketAddress(_socket.AddressFamily);
+        while (true)
         {
-            handle.DangerousAddRef(ref added);
-            var fd = (int)handle.DangerousGetHandle();
-            var address = _tryReceiveAddress ??= new SocketAddress(_socket.AddressFamily);
-            while (true)
+            var size = address.Buffer.Length;
+            nint n;
+            fixed (byte* p = buffer)
+            fixed (byte* a = address.Buffer.Span)
             {
-                var size = address.Buffer.Length;
-                nint n;
-                fixed (byte* p = buffer)
-                fixed (byte* a = address.Buffer.Span)
-                {
-                    n = Libc.recvfrom(fd, p, buffer.Length, Libc.MSG_DONTWAIT, a, &size);
-                }
-
-                if (n >= 0)
-                {
-                    address.Size = size;
-                    datagram = new ReceivedDatagram((int)n, _endPoints.GetEndPoint(address));
-                    return true;
-                }
-
-                var errno = Marshal.GetLastPInvokeError();
-                if (errno is not (Libc.EINTR or Libc.ECONNREFUSED) /* ECONNREFUSED: an ICMP error for an earlier send */)
-                {
-                    return false; // EAGAIN: nothing queued; anything else: nothing to take either
-                }
+                n = Libc.recvfrom(descriptor.Fd, p, buffer.Length, Libc.MSG_DONTWAIT, a, &size);
             }
-        }
-        finally
-        {
-            if (added)
+
+            if (n >= 0)
             {
-                handle.DangerousRelease();
+                address.Size = size;
+                datagram = new ReceivedDatagram((int)n, _endPoints.GetEndPoint(address));
+                return true;
+            }
+
+            var errno = Marshal.GetLastPInvokeError();
+            if (errno is not (Libc.EINTR or Libc.ECONNREFUSED) /* ECONNREFUSED: an ICMP error for an earlier send */)
+            {
+                return false; // EAGAIN: nothing queued; anything else: nothing to take either
             }
         }
     }
@@ -68,52 +55,50 @@ internal sealed partial class SocketDatagram : INonBlockingDatagramSocket
             return TrySendPortable(datagram, address);
         }
 
-        var handle = _socket.SafeHandle;
-        var added = false;
-        try
+        using var descriptor = new HeldDescriptor(_socket.SafeHandle);
+        nint n;
+        fixed (byte* p = datagram)
+        fixed (byte* a = address.Buffer.Span)
         {
-            handle.DangerousAddRef(ref added);
-            var fd = (int)handle.DangerousGetHandle();
-            nint n;
-            fixed (byte* p = datagram)
-            fixed (byte* a = address.Buffer.Span)
-            {
-                n = Libc.sendto(fd, p, datagram.Length, Libc.MSG_DONTWAIT | Libc.MSG_NOSIGNAL, a, address.Size);
-            }
+            n = Libc.sendto(descriptor.Fd, p, datagram.Length, Libc.MSG_DONTWAIT | Libc.MSG_NOSIGNAL, a, address.Size);
+        }
 
-            return n >= 0;
-        }
-        finally
-        {
-            if (added)
-            {
-                handle.DangerousRelease();
-            }
-        }
+        return n >= 0;
     }
 
     /// <summary>Runs <paramref name="action"/> with the socket's descriptor held open; <paramref name="ifClosed"/>
     /// if the socket is closed.</summary>
     internal T WithDescriptor<T>(Func<int, T> action, T ifClosed)
     {
-        var handle = _socket.SafeHandle;
-        var added = false;
         try
         {
-            handle.DangerousAddRef(ref added);
-            return action((int)handle.DangerousGetHandle());
+            using var descriptor = new HeldDescriptor(_socket.SafeHandle);
+            return action(descriptor.Fd);
         }
         catch (ObjectDisposedException)
         {
             return ifClosed;
         }
-        finally
+    }
+
+    /// <summary>A socket's descriptor held open for the length of a native call: a reference on its handle, so a
+    /// close from another thread cannot free (and the kernel reuse) the number meanwhile. Throws
+    /// <see cref="ObjectDisposedException"/> when the socket is already closed.</summary>
+    private readonly ref struct HeldDescriptor
+    {
+        private readonly SafeHandle _handle;
+
+        public HeldDescriptor(SafeHandle handle)
         {
-            if (added)
-            {
-                handle.DangerousRelease();
-            }
+            var added = false;
+            handle.DangerousAddRef(ref added);
+            _handle = handle;
+            Fd = (int)handle.DangerousGetHandle();
         }
+
+        public int Fd { get; }
+
+        public void Dispose() => _handle.DangerousRelease();
     }
 
     private bool TryReceivePortable(Span<byte> buffer, out ReceivedDatagram datagram)

@@ -74,29 +74,27 @@ internal sealed partial class SocketDatagram : IDatagramSocket, ISocketBuffers, 
     private bool TryReceiveOnce(Span<byte> buffer, out ReceivedDatagram datagram)
     {
         datagram = default;
+        try
         {
-            try
-            {
-                var n = _socket.ReceiveFrom(buffer, SocketFlags.None, _receiveAddress);
-                datagram = new ReceivedDatagram(n, _endPoints.GetEndPoint(_receiveAddress));
-                return true;
-            }
-            catch (SocketException e) when (e.SocketErrorCode is SocketError.ConnectionReset
-                                                or SocketError.MessageSize)
-            {
-                // As in ReceiveFromAsync: neither an ICMP error nor an oversized datagram ends the socket.
-                return false;
-            }
-            catch (SocketException e) when (Volatile.Read(ref _disposed) || e.SocketErrorCode is SocketError.OperationAborted
-                                                or SocketError.Interrupted or SocketError.Shutdown)
-            {
-                // Closed from another thread while this one waited in the kernel.
-                throw new ObjectDisposedException(nameof(SocketDatagram), e);
-            }
-            catch (SocketException e)
-            {
-                throw new NetworkException(e.SocketErrorCode, $"receive on {LocalEndPoint} failed: {e.Message}", e);
-            }
+            var n = _socket.ReceiveFrom(buffer, SocketFlags.None, _receiveAddress);
+            datagram = new ReceivedDatagram(n, _endPoints.GetEndPoint(_receiveAddress));
+            return true;
+        }
+        catch (SocketException e) when (e.SocketErrorCode is SocketError.ConnectionReset
+                                            or SocketError.MessageSize)
+        {
+            // As in ReceiveFromAsync: neither an ICMP error nor an oversized datagram ends the socket.
+            return false;
+        }
+        catch (SocketException e) when (Volatile.Read(ref _disposed) || e.SocketErrorCode is SocketError.OperationAborted
+                                            or SocketError.Interrupted or SocketError.Shutdown)
+        {
+            // Closed from another thread while this one waited in the kernel.
+            throw new ObjectDisposedException(nameof(SocketDatagram), e);
+        }
+        catch (SocketException e)
+        {
+            throw new NetworkException(e.SocketErrorCode, $"receive on {LocalEndPoint} failed: {e.Message}", e);
         }
     }
 
@@ -233,15 +231,13 @@ internal sealed partial class SocketDatagram : IDatagramSocket, ISocketBuffers, 
     /// <summary>recvmmsg (<paramref name="receiveFlags"/> &gt;= 0) or sendmmsg on the socket's descriptor, holding it open for the call's length.</summary>
     private unsafe int CallNative(MessageHeaders headers, int count, int receiveFlags, out int errno, int offset = 0)
     {
-        var added = false;
         errno = 0;
         try
         {
-            _socket.SafeHandle.DangerousAddRef(ref added);
-            var fd = (int)_socket.SafeHandle.DangerousGetHandle();
+            using var descriptor = new HeldDescriptor(_socket.SafeHandle);
             var n = receiveFlags >= 0
-                ? DatagramBatchIo.RecvMmsg(fd, headers.Messages + offset, (uint)count, receiveFlags, null)
-                : DatagramBatchIo.SendMmsg(fd, headers.Messages + offset, (uint)count, 0);
+                ? DatagramBatchIo.RecvMmsg(descriptor.Fd, headers.Messages + offset, (uint)count, receiveFlags, null)
+                : DatagramBatchIo.SendMmsg(descriptor.Fd, headers.Messages + offset, (uint)count, 0);
             if (n < 0)
             {
                 errno = Marshal.GetLastPInvokeError();
@@ -252,13 +248,6 @@ internal sealed partial class SocketDatagram : IDatagramSocket, ISocketBuffers, 
         catch (ObjectDisposedException)
         {
             throw new ObjectDisposedException(nameof(SocketDatagram));
-        }
-        finally
-        {
-            if (added)
-            {
-                _socket.SafeHandle.DangerousRelease();
-            }
         }
     }
 

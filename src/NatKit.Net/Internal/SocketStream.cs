@@ -10,8 +10,8 @@ internal sealed class SocketStreamConnection : IStreamConnection, IKernelStreamR
     public SocketStreamConnection(Socket socket)
     {
         _socket = socket;
-        LocalEndPoint = Unmap((IPEndPoint)socket.LocalEndPoint!);
-        RemoteEndPoint = Unmap((IPEndPoint)socket.RemoteEndPoint!);
+        LocalEndPoint = EndPointCache.Unmap((IPEndPoint)socket.LocalEndPoint!);
+        RemoteEndPoint = EndPointCache.Unmap((IPEndPoint)socket.RemoteEndPoint!);
         Stream = new NetworkStream(socket, ownsSocket: true);
     }
 
@@ -46,9 +46,6 @@ internal sealed class SocketStreamConnection : IStreamConnection, IKernelStreamR
             ? SpliceRelay.TryStart(_socket, peer._socket, moved, cancellationToken)
             : null;
     }
-
-    internal static IPEndPoint Unmap(IPEndPoint e) =>
-        e.Address.IsIPv4MappedToIPv6 ? new IPEndPoint(e.Address.MapToIPv4(), e.Port) : e;
 }
 
 internal sealed class SocketStreamListener : IStreamListener

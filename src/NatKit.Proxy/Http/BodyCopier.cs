@@ -17,9 +17,9 @@ internal static class BodyCopier
     private static readonly byte[] LastChunkLineAfterData = "\r\n0\r\n"u8.ToArray();
 
     /// <summary>Copies exactly <paramref name="count"/> bytes.</summary>
+    /// <param name="rate">The minimum rate a request body must keep, or null.</param>
     /// <exception cref="EndOfStreamException">The source ended first.</exception>
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
-    /// <param name="rate">The minimum rate a request body must keep, or null.</param>
     public static async ValueTask CopyExactAsync(PooledReader source, Stream destination, long count, Flow flow,
         bool up, Deadline deadline, MinDataRate? rate = null)
     {

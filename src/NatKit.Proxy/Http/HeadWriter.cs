@@ -18,8 +18,6 @@ internal ref struct HeadWriter
 
     public bool Overflowed { get; private set; }
 
-    public readonly int Free => _buffer.Length - Length;
-
     public void Append(scoped ReadOnlySpan<byte> bytes)
     {
         if (bytes.Length > _buffer.Length - Length)
@@ -61,21 +59,5 @@ internal ref struct HeadWriter
         Append(": "u8);
         Append(value);
         Append("\r\n"u8);
-    }
-
-    public void AppendAscii(string text)
-    {
-        if (text.Length > _buffer.Length - Length)
-        {
-            Overflowed = true;
-            return;
-        }
-
-        for (var i = 0; i < text.Length; i++)
-        {
-            _buffer[Length + i] = (byte)text[i];
-        }
-
-        Length += text.Length;
     }
 }

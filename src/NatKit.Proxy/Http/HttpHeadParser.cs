@@ -152,6 +152,19 @@ internal static class HttpHeadParser
         buffered.IndexOf("\r\n\r\n"u8) is var i and >= 0 ? i + 4 : -1;
 
     /// <summary>
+    /// <see cref="FindHeadEnd(ReadOnlySpan{byte})"/> for a head that arrives in pieces: looks only from where the
+    /// last call stopped (<paramref name="scanned"/>, less the 3 bytes a blank line may straddle) and sets
+    /// <paramref name="scanned"/> to what has now been looked at, so each byte is searched about once.
+    /// </summary>
+    public static int FindHeadEnd(ReadOnlySpan<byte> buffered, ref int scanned)
+    {
+        var from = Math.Max(0, scanned - 3);
+        var end = FindHeadEnd(buffered[from..]);
+        scanned = buffered.Length;
+        return end > 0 ? from + end : -1;
+    }
+
+    /// <summary>
     /// Parses a chunk-size line (without its CRLF): 1*HEXDIG [ chunk-ext ] (RFC 9112 7.1). Sizes that overflow,
     /// missing digits, whitespace before the size and control bytes in extensions are refused.
     /// </summary>
@@ -438,22 +451,18 @@ internal static class HttpHeadParser
             return -1;
         }
 
+        // One scan: a good line ends at its first CR or LF, and that is a CR followed by LF.
         var rest = head[pos..];
+        var end = rest.IndexOfAny((byte)'\r', (byte)'\n');
+        if (end >= 0 && rest[end] == (byte)'\r' && end + 1 < rest.Length && rest[end + 1] == (byte)'\n')
+        {
+            line = rest[..end];
+            return pos + end + 2;
+        }
+
         var lf = rest.IndexOf((byte)'\n');
-        if (lf < 1 || rest[lf - 1] != (byte)'\r')
-        {
-            result.Error = lf < 0 ? "truncated head" : "bare LF";
-            return -1;
-        }
-
-        line = rest[..(lf - 1)];
-        if (line.IndexOf((byte)'\r') >= 0)
-        {
-            result.Error = "bare CR";
-            return -1;
-        }
-
-        return pos + lf + 1;
+        result.Error = lf < 0 ? "truncated head" : lf == 0 || rest[lf - 1] != (byte)'\r' ? "bare LF" : "bare CR";
+        return -1;
     }
 
     private static FieldKind KindOf(ReadOnlySpan<byte> name)

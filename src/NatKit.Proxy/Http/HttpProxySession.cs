@@ -129,15 +129,13 @@ internal sealed class HttpProxySession
             while (true)
             {
                 _reader.SkipLeadingEmptyLines();
-                var from = Math.Max(0, scanned - 3);
-                var end = HttpHeadParser.FindHeadEnd(_reader.Span[from..]);
-                if (end > 0 && from + end <= _options.MaxHeaderBytes)
+                var length = HttpHeadParser.FindHeadEnd(_reader.Span, ref scanned);
+                if (length > 0 && length <= _options.MaxHeaderBytes)
                 {
-                    return from + end;
+                    return length;
                 }
 
-                scanned = _reader.Available;
-                if (end > 0 || _reader.Available >= _options.MaxHeaderBytes)
+                if (length > 0 || _reader.Available >= _options.MaxHeaderBytes)
                 {
                     await SendErrorAsync(431, "request head too large").ConfigureAwait(false);
                     return -1;
@@ -417,13 +415,13 @@ internal sealed class HttpProxySession
     private async ValueTask<bool> ForwardAsync(int headLength, RequestTarget target, long started)
     {
         _flow.Kind = "http";
-        var isHead = _request.Method.Of(_reader.Span).SequenceEqual("HEAD"u8);
+        var method = MethodName(_request.Method.Of(_reader.Span));
+        var isHead = method == "HEAD";
         var requestFraming = _request.Chunked ? BodyFraming.Chunked
             : _request.ContentLength > 0 ? BodyFraming.ContentLength : BodyFraming.None;
         var webSocket = HeadRewriter.IsWebSocketUpgrade(_request);
         var clientVersion = _request.VersionMinor;
         var clientWantsKeep = clientVersion == 1 ? !_request.ConnectionClose : _request.ConnectionKeepAlive;
-        var method = MethodName(_request.Method.Of(_reader.Span));
         _logPath = _server.Logger.IsEnabled(Microsoft.Extensions.Logging.LogLevel.Information)
             ? Encoding.ASCII.GetString(target.PathAndQuery.Of(_request.Target.Of(_reader.Span)))
             : "";
@@ -438,15 +436,7 @@ internal sealed class HttpProxySession
 
         _reader.Consume(headLength);
         var bodyLeft = requestFraming == BodyFraming.ContentLength ? _request.ContentLength : 0;
-        if (bodyLeft > 0)
-        {
-            var take = (int)Math.Min(Math.Min(bodyLeft, _reader.Available), Out.Length - headOut);
-            _reader.Span[..take].CopyTo(Out.AsSpan(headOut));
-            _reader.Consume(take);
-            headOut += take;
-            bodyLeft -= take;
-            _flow.AddUp(take);
-        }
+        headOut = AppendBufferedBody(_reader, headOut, ref bodyLeft, up: true);
 
         var key = _options.Parent is { } p ? new UpstreamKey(p.Host, p.Port) : new UpstreamKey(_lastHost, target.Port);
         // RFC 9110 9.2.2 / RFC 9112 9.3.1: a request that met a pooled connection the server had already closed
@@ -644,15 +634,7 @@ internal sealed class HttpProxySession
                             (_response.HasContentLength && _response.HasTransferEncoding);
         var bodyLeft = inFraming == BodyFraming.ContentLength ? _response.ContentLength : 0;
         reader.Consume(headLength);
-        if (bodyLeft > 0)
-        {
-            var take = (int)Math.Min(Math.Min(bodyLeft, reader.Available), Out.Length - headOut);
-            reader.Span[..take].CopyTo(Out.AsSpan(headOut));
-            reader.Consume(take);
-            headOut += take;
-            bodyLeft -= take;
-            _flow.AddDown(take);
-        }
+        headOut = AppendBufferedBody(reader, headOut, ref bodyLeft, up: false);
 
         _deadline.Arm();
         await _client.Stream.WriteAsync(Out.AsMemory(0, headOut), _deadline.Token).ConfigureAwait(false);
@@ -762,14 +744,12 @@ internal sealed class HttpProxySession
         var scanned = 0;
         while (true)
         {
-            var from = Math.Max(0, scanned - 3);
-            var end = HttpHeadParser.FindHeadEnd(reader.Span[from..]);
-            if (end > 0)
+            var length = HttpHeadParser.FindHeadEnd(reader.Span, ref scanned);
+            if (length > 0)
             {
-                return from + end <= _options.MaxHeaderBytes ? from + end : -1;
+                return length <= _options.MaxHeaderBytes ? length : -1;
             }
 
-            scanned = reader.Available;
             if (reader.Available >= _options.MaxHeaderBytes)
             {
                 return -1;
@@ -787,6 +767,24 @@ internal sealed class HttpProxySession
                 return -1;
             }
         }
+    }
+
+    /// <summary>Moves as much of a Content-Length body as <paramref name="source"/> already holds (and
+    /// <see cref="Out"/> has room for) behind the head written there, so head and body start in one write.
+    /// Returns the new end of <see cref="Out"/>.</summary>
+    private int AppendBufferedBody(PooledReader source, int headOut, ref long bodyLeft, bool up)
+    {
+        if (bodyLeft <= 0)
+        {
+            return headOut;
+        }
+
+        var take = (int)Math.Min(Math.Min(bodyLeft, source.Available), Out.Length - headOut);
+        source.Span[..take].CopyTo(Out.AsSpan(headOut));
+        source.Consume(take);
+        bodyLeft -= take;
+        _flow.Add(up, take);
+        return headOut + take;
     }
 
     private int WriteRequestHead(int headLength, in RequestTarget target, BodyFraming framing)

@@ -58,9 +58,6 @@ internal static class Socks5Codec
     public const byte AtypDomain = 3;
     public const byte AtypIPv6 = 4;
 
-    /// <summary>The largest UDP request header: RSV(2) FRAG(1) ATYP(1) + 255-byte domain (with length) + port.</summary>
-    public const int MaxUdpHeader = 4 + 1 + 255 + 2;
-
     /// <summary>VER NMETHODS METHODS (RFC 1928 section 3). Reports whether the wanted method was offered.</summary>
     public static SocksParse ParseGreeting(ReadOnlySpan<byte> data, byte wanted, out int consumed, out bool offered)
     {
@@ -236,11 +233,11 @@ internal static class Socks5Codec
     /// <summary>ATYP ADDR PORT for an IP endpoint; returns 7 or 19.</summary>
     public static int WriteAddress(Span<byte> destination, IPEndPoint endPoint)
     {
-        var address = endPoint.Address.IsIPv4MappedToIPv6 ? endPoint.Address.MapToIPv4() : endPoint.Address;
-        if (address.AddressFamily == AddressFamily.InterNetwork)
+        var address = endPoint.Address;
+        if (IsIPv4(address))
         {
             destination[0] = AtypIPv4;
-            address.TryWriteBytes(destination.Slice(1, 4), out _);
+            (address.IsIPv4MappedToIPv6 ? address.MapToIPv4() : address).TryWriteBytes(destination.Slice(1, 4), out _);
             BinaryPrimitives.WriteUInt16BigEndian(destination[5..], (ushort)endPoint.Port);
             return 7;
         }
@@ -274,8 +271,16 @@ internal static class Socks5Codec
         return SocksParse.Ok;
     }
 
+    /// <summary>How many bytes <see cref="WriteUdpHeader"/> writes for <paramref name="source"/>: 10 for an IPv4
+    /// address (IPv4-mapped included), 22 for IPv6.</summary>
+    public static int UdpHeaderLength(IPEndPoint source) => IsIPv4(source.Address) ? 10 : 22;
+
+    /// <summary>An address written as ATYP IPv4: an IPv4 one or an IPv4-mapped IPv6 one.</summary>
+    private static bool IsIPv4(IPAddress address) =>
+        address.AddressFamily == AddressFamily.InterNetwork || address.IsIPv4MappedToIPv6;
+
     /// <summary>The UDP header for a datagram relayed back to the client from <paramref name="source"/>;
-    /// returns 10 or 22.</summary>
+    /// returns <see cref="UdpHeaderLength"/>.</summary>
     public static int WriteUdpHeader(Span<byte> destination, IPEndPoint source)
     {
         destination[0] = 0;

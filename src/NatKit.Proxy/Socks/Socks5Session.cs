@@ -275,9 +275,7 @@ internal sealed class UdpRelay
                 }
                 else if (_client is not null && _contacted.Contains(from))
                 {
-                    var h = from.Address.IsIPv4MappedToIPv6 || from.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork
-                        ? 10
-                        : 22;
+                    var h = Socks5Codec.UdpHeaderLength(from);
                     Socks5Codec.WriteUdpHeader(buffer.AsSpan(Headroom - h, h), from);
                     _flow.AddDown(received.Length); // counted before it leaves, so a reader who has it sees it counted
                     await _socket.SendToAsync(buffer.AsMemory(Headroom - h, h + received.Length), _client,
@@ -355,23 +353,26 @@ internal sealed class UdpRelay
                 }
             }
 
-            address = _lastResolved;
+            address = _lastResolved; // chosen among the allowed addresses only
+        }
+        else if (_server.IsForbiddenDestination(address))
+        {
+            return;
         }
 
-        if (address is null || _server.IsForbiddenDestination(address))
+        if (address is null)
         {
             return;
         }
 
         var to = new IPEndPoint(address, destination.Port);
-        if (!_contacted.Contains(to))
+        if (_contacted.Count < MaxContacted)
         {
-            if (_contacted.Count >= MaxContacted)
-            {
-                return;
-            }
-
-            _contacted.Add(to);
+            _contacted.Add(to); // one lookup: no-op for a destination already contacted
+        }
+        else if (!_contacted.Contains(to))
+        {
+            return;
         }
 
         _deadline.Arm();
