@@ -512,7 +512,7 @@ public sealed class GatewayDataPlane : INatSink, IAsyncDisposable
     {
         if (header.IsGso)
         {
-            if (Carries(destination, header))
+            if (destination.HasVirtioHeader && Carries(destination.Offloads, header, ipv6: _buffer[Headroom] >> 4 == 6))
             {
                 _superPackets++;
                 header.Write(_buffer);
@@ -568,16 +568,18 @@ public sealed class GatewayDataPlane : INatSink, IAsyncDisposable
         }
     }
 
-    private static bool Carries(TunDevice destination, in VirtioNetHeader header)
+    /// <summary>Whether a link with <paramref name="offloads"/> takes this GSO super-packet whole: TSO4/TSO6 for
+    /// TCP, USO4 or USO6 by the packet's IP version for UDP, and nothing for a GSO type this code does not know.</summary>
+    internal static bool Carries(TunOffloads offloads, in VirtioNetHeader header, bool ipv6)
     {
         var needed = (header.GsoType & ~VirtioGsoType.Ecn) switch
         {
             VirtioGsoType.TcpV4 => TunOffloads.Tso4,
             VirtioGsoType.TcpV6 => TunOffloads.Tso6,
-            VirtioGsoType.UdpL4 => TunOffloads.Uso4 | TunOffloads.Uso6,
-            _ => (TunOffloads)(-1),
+            VirtioGsoType.UdpL4 => ipv6 ? TunOffloads.Uso6 : TunOffloads.Uso4,
+            _ => TunOffloads.None,
         };
-        return destination.HasVirtioHeader && (destination.Offloads & needed) != 0;
+        return needed != TunOffloads.None && (offloads & needed) == needed;
     }
 
     private void Count(TunDevice destination, bool written)

@@ -44,3 +44,24 @@ public sealed class PartialChecksumTests
         }).QuickCheckThrowOnFailure();
     }
 }
+
+/// <summary>Which GSO super-packets a destination link takes whole (the rest are segmented).</summary>
+public sealed class GsoCarriageTests
+{
+    private static VirtioNetHeader Gso(VirtioGsoType type) => new(VirtioNetHeader.NeedsChecksum, type, 40, 1400, 20, 16);
+
+    [Theory]
+    [InlineData(VirtioGsoType.TcpV4, TunOffloads.Tso4, false, true)]
+    [InlineData(VirtioGsoType.TcpV4, TunOffloads.Tso6, false, false)]
+    [InlineData(VirtioGsoType.TcpV6, TunOffloads.Tso6, true, true)]
+    [InlineData(VirtioGsoType.TcpV6, TunOffloads.Tso4 | TunOffloads.Uso6, true, false)]
+    [InlineData(VirtioGsoType.UdpL4, TunOffloads.Uso4, false, true)]
+    [InlineData(VirtioGsoType.UdpL4, TunOffloads.Uso4, true, false)] // an IPv6 USO packet needs USO6
+    [InlineData(VirtioGsoType.UdpL4, TunOffloads.Uso6, true, true)]
+    [InlineData(VirtioGsoType.UdpL4, TunOffloads.Uso6, false, false)]
+    [InlineData(VirtioGsoType.Udp, TunOffloads.All, false, false)] // UFO: not a type this data plane passes whole
+    public void Carries_OnlyWhatTheLinkAcceptedForThatPacket(VirtioGsoType type, TunOffloads offloads, bool ipv6, bool whole)
+    {
+        Assert.Equal(whole, GatewayDataPlane.Carries(offloads, Gso(type), ipv6));
+    }
+}
