@@ -94,12 +94,17 @@ internal static class StunPorts
     {
         for (var attempt = 0; attempt < 50; attempt++)
         {
-            using var probe = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
-            probe.Bind(new IPEndPoint(IPAddress.Loopback, 0));
-            var port = ((IPEndPoint)probe.LocalEndPoint!).Port;
-            if (port < 65000 && IsFree(port + 1))
+            int port;
+            using (var probe = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp))
             {
-                probe.Dispose();
+                probe.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+                port = ((IPEndPoint)probe.LocalEndPoint!).Port;
+            }
+
+            // the servers bind both UDP and TCP on both ports: a port the kernel gave out for UDP can be a TCP
+            // connection's local port elsewhere on the machine (the ephemeral ranges are shared)
+            if (port < 65000 && IsFree(port) && IsFree(port + 1))
+            {
                 return port;
             }
         }
