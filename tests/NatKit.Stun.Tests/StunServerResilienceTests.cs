@@ -83,3 +83,90 @@ public class StunServerResilienceTests
         }
     }
 }
+
+/// <summary>Port 0: the kernel picks the UDP port and the server binds the same number for TCP, which something else
+/// may hold; the server picks again instead of failing.</summary>
+public class StunServerEphemeralPortTests
+{
+    [Fact]
+    public async Task EphemeralPort_TakenForTcp_IsPickedAgain_AndTheFirstUdpSocketIsReleased()
+    {
+        var network = new TcpBusyOnceNetwork();
+        await using var server = await StunServer.StartAsync(network, new StunServerOptions
+        {
+            Primary = new IPEndPoint(IPAddress.Loopback, 0),
+            RateLimitPerSecond = 0,
+        });
+        Assert.Equal(2, network.ListenAttempts);
+        Assert.Equal(server.UdpEndPoints[0].Port, server.TcpEndPoint!.Port);
+        Assert.True(network.FirstUdpDisposed);
+    }
+
+    [Fact]
+    public async Task FixedPort_TakenForTcp_IsAnError_NotARetry()
+    {
+        var network = new TcpBusyOnceNetwork();
+        var e = await Assert.ThrowsAsync<NetworkException>(() => StunServer.StartAsync(network, new StunServerOptions
+        {
+            Primary = new IPEndPoint(IPAddress.Loopback, StunPortsForTests.FreeUdpPort()),
+            RateLimitPerSecond = 0,
+        }));
+        Assert.Equal(SocketError.AddressAlreadyInUse, e.Error);
+        Assert.Equal(1, network.ListenAttempts);
+    }
+
+    private static class StunPortsForTests
+    {
+        public static int FreeUdpPort()
+        {
+            using var s = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
+            s.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+            return ((IPEndPoint)s.LocalEndPoint!).Port;
+        }
+    }
+
+    /// <summary>The real network, except that the first TCP listen reports the port in use.</summary>
+    private sealed class TcpBusyOnceNetwork : INetwork
+    {
+        private IDatagramSocket? _firstUdp;
+
+        public int ListenAttempts { get; private set; }
+
+        public bool FirstUdpDisposed
+        {
+            get
+            {
+                try
+                {
+                    _ = _firstUdp!.SendToAsync(new byte[1], new IPEndPoint(IPAddress.Loopback, 9)).AsTask().GetAwaiter().GetResult();
+                    return false;
+                }
+                catch (ObjectDisposedException)
+                {
+                    return true;
+                }
+            }
+        }
+
+        public TimeProvider TimeProvider => TimeProvider.System;
+
+        public IReadOnlyList<IPAddress> LocalAddresses => SystemNetwork.Instance.LocalAddresses;
+
+        public async ValueTask<IDatagramSocket> BindUdpAsync(IPEndPoint localEndPoint, CancellationToken cancellationToken = default)
+        {
+            var socket = await SystemNetwork.Instance.BindUdpAsync(localEndPoint, cancellationToken);
+            _firstUdp ??= socket;
+            return socket;
+        }
+
+        public ValueTask<IStreamListener> ListenTcpAsync(IPEndPoint localEndPoint, int backlog = 512,
+            CancellationToken cancellationToken = default) =>
+            ++ListenAttempts == 1
+                ? throw new NetworkException(SocketError.AddressAlreadyInUse, $"cannot listen on TCP {localEndPoint}: in use")
+                : SystemNetwork.Instance.ListenTcpAsync(localEndPoint, backlog, cancellationToken);
+
+        public ValueTask<IStreamConnection> ConnectTcpAsync(IPEndPoint remoteEndPoint, IPEndPoint? localEndPoint = null,
+            CancellationToken cancellationToken = default) =>
+            SystemNetwork.Instance.ConnectTcpAsync(remoteEndPoint, localEndPoint, cancellationToken);
+    }
+}

@@ -1,3 +1,4 @@
+using System.Net.Sockets;
 using System.Buffers;
 using System.Net;
 using System.Net.Security;
@@ -59,6 +60,25 @@ public sealed partial class StunServer : IAsyncDisposable
         ArgumentNullException.ThrowIfNull(network);
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
+
+        // Port 0 lets the kernel pick the UDP port, and the same number is then bound for TCP and on the alternate
+        // address, where something else may hold it (the ephemeral ranges are shared): pick again a few times.
+        var ephemeral = options.Primary.Port == 0;
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                return await StartOnceAsync(network, options, logger, cancellationToken).ConfigureAwait(false);
+            }
+            catch (NetworkException e) when (ephemeral && attempt < 8 && e.Error == SocketError.AddressAlreadyInUse)
+            {
+            }
+        }
+    }
+
+    private static async Task<StunServer> StartOnceAsync(INetwork network, StunServerOptions options, ILogger? logger,
+        CancellationToken cancellationToken)
+    {
         var sockets = new List<IDatagramSocket>();
         var advertised = new List<IPEndPoint>();
         StunServer? server = null;
