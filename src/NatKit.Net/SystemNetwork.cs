@@ -40,6 +40,34 @@ public sealed class SystemNetwork : INetwork, IDatagramPollerSource
         }
     }
 
+    /// <summary>The TCP congestion control algorithms this kernel has loaded (Linux:
+    /// <c>net.ipv4.tcp_available_congestion_control</c>); empty where sockets cannot choose one. Root may also name
+    /// one the kernel can load as a module.</summary>
+    public static IReadOnlyList<string> AvailableCongestionControl
+    {
+        get
+        {
+            try
+            {
+                return File.ReadAllText("/proc/sys/net/ipv4/tcp_available_congestion_control")
+                    .Split(' ', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                return [];
+            }
+        }
+    }
+
+    /// <summary>Sets the TCP congestion control of a socket made outside this seam (a load generator's, say) the
+    /// way <see cref="ITcpCongestionControl"/> does for the seam's own.</summary>
+    /// <exception cref="NetworkException">The kernel refused the name.</exception>
+    public static void SetCongestionControl(Socket socket, string algorithm)
+    {
+        ArgumentNullException.ThrowIfNull(socket);
+        TcpCongestion.Set(socket, algorithm);
+    }
+
     /// <summary>On Linux, an epoll set over this network's UDP sockets.</summary>
     public bool TryCreatePoller([NotNullWhen(true)] out IDatagramPoller? poller)
     {

@@ -3,7 +3,7 @@ using System.Net.Sockets;
 
 namespace NatKit.Net.Internal;
 
-internal sealed class SocketStreamConnection : IStreamConnection, IKernelStreamRelay
+internal sealed class SocketStreamConnection : IStreamConnection, IKernelStreamRelay, ITcpCongestionControl
 {
     private readonly Socket _socket;
 
@@ -38,6 +38,10 @@ internal sealed class SocketStreamConnection : IStreamConnection, IKernelStreamR
 
     public ValueTask DisposeAsync() => Stream.DisposeAsync();
 
+    public string? CongestionControl => TcpCongestion.Get(_socket);
+
+    public void SetCongestionControl(string algorithm) => TcpCongestion.Set(_socket, algorithm);
+
     public Task? TryRelay(IStreamConnection other, Action<bool, long> moved, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(other);
@@ -48,7 +52,7 @@ internal sealed class SocketStreamConnection : IStreamConnection, IKernelStreamR
     }
 }
 
-internal sealed class SocketStreamListener : IStreamListener
+internal sealed class SocketStreamListener : IStreamListener, ITcpCongestionControl
 {
     private readonly Socket _socket;
 
@@ -59,6 +63,10 @@ internal sealed class SocketStreamListener : IStreamListener
     }
 
     public IPEndPoint LocalEndPoint { get; }
+
+    public string? CongestionControl => TcpCongestion.Get(_socket);
+
+    public void SetCongestionControl(string algorithm) => TcpCongestion.Set(_socket, algorithm);
 
     public async ValueTask<IStreamConnection> AcceptAsync(CancellationToken cancellationToken = default)
     {

@@ -1,0 +1,72 @@
+using System.Net;
+using NatKit.Net;
+
+namespace NatKit.Net.Tests;
+
+/// <summary>TCP_CONGESTION through the real network's connections and listeners.</summary>
+public sealed class TcpCongestionControlTests
+{
+    private static readonly SystemNetwork Net = SystemNetwork.Instance;
+
+    /// <summary>An algorithm this kernel has that is not its default, so a socket that reports it was really set.</summary>
+    private static string NonDefault()
+    {
+        var system = File.ReadAllText("/proc/sys/net/ipv4/tcp_congestion_control").Trim();
+        var other = SystemNetwork.AvailableCongestionControl.FirstOrDefault(a => a != system);
+        Assert.True(other is not null, $"this kernel has only '{system}': nothing to tell a set algorithm from the default");
+        return other;
+    }
+
+    [Fact]
+    public async Task Listener_PassesItsAlgorithmOnToAcceptedConnections()
+    {
+        var chosen = NonDefault();
+        await using var listener = await Net.ListenTcpAsync(new IPEndPoint(IPAddress.Loopback, 0));
+        var cc = Assert.IsAssignableFrom<ITcpCongestionControl>(listener);
+        cc.SetCongestionControl(chosen);
+        Assert.Equal(chosen, cc.CongestionControl);
+
+        await using var client = await Net.ConnectTcpAsync(listener.LocalEndPoint);
+        await using var accepted = await listener.AcceptAsync();
+        Assert.Equal(chosen, Assert.IsAssignableFrom<ITcpCongestionControl>(accepted).CongestionControl);
+        Assert.NotEqual(chosen, Assert.IsAssignableFrom<ITcpCongestionControl>(client).CongestionControl);
+    }
+
+    [Fact]
+    public async Task Connection_TakesAnAlgorithmAfterConnecting()
+    {
+        var chosen = NonDefault();
+        await using var listener = await Net.ListenTcpAsync(new IPEndPoint(IPAddress.Loopback, 0));
+        await using var client = await Net.ConnectTcpAsync(listener.LocalEndPoint);
+        await using var accepted = await listener.AcceptAsync();
+        var cc = Assert.IsAssignableFrom<ITcpCongestionControl>(client);
+        cc.SetCongestionControl(chosen);
+        Assert.Equal(chosen, cc.CongestionControl);
+
+        // still a working connection
+        await client.Stream.WriteAsync("x"u8.ToArray());
+        var one = new byte[1];
+        Assert.Equal(1, await accepted.Stream.ReadAsync(one));
+    }
+
+    [Theory]
+    [InlineData("natkit-nosuch")] // well-formed, not a kernel algorithm
+    [InlineData("cubic\0bbr")]
+    [InlineData("cubic bbr")]
+    [InlineData("")]
+    [InlineData("averyveryverylongname")]
+    public async Task UnknownOrMalformedName_IsRefusedAndTheSocketKeepsItsAlgorithm(string name)
+    {
+        await using var listener = await Net.ListenTcpAsync(new IPEndPoint(IPAddress.Loopback, 0));
+        var cc = Assert.IsAssignableFrom<ITcpCongestionControl>(listener);
+        var before = cc.CongestionControl;
+        Assert.NotNull(before);
+        var e = Assert.Throws<NetworkException>(() => cc.SetCongestionControl(name));
+        Assert.Contains("congestion control", e.Message, StringComparison.Ordinal);
+        Assert.Equal(before, cc.CongestionControl);
+    }
+
+    [Fact]
+    public void AvailableAlgorithms_ComeFromTheKernel() =>
+        Assert.Contains("reno", SystemNetwork.AvailableCongestionControl); // always built in
+}
