@@ -83,6 +83,11 @@ public sealed record ProxyOptions
     /// <summary>The pseudonym in the Via field (RFC 9110 7.6.3).</summary>
     public string ViaName { get; init; } = "natkit";
 
+    /// <summary>TCP congestion control for both legs of every connection (clients' and servers'), by its kernel
+    /// name (e.g. <c>cubic</c>); null keeps the system's default. Needs a network whose sockets can choose one
+    /// (<see cref="ITcpCongestionControl"/>); the kernel refuses names it does not have at start.</summary>
+    public string? CongestionControl { get; init; }
+
     /// <summary>The reserved origin-form path on the proxy port that serves the connection table as JSON to
     /// loopback clients.</summary>
     public string StatusPath { get; init; } = "/natkit/status";
@@ -186,6 +191,12 @@ public sealed record ProxyOptions
             {
                 throw new ArgumentException($"ConnectPorts has an invalid port {p}.", nameof(ConnectPorts));
             }
+        }
+
+        if (CongestionControl is { Length: 0 })
+        {
+            throw new ArgumentException("CongestionControl must name an algorithm, or be null for the system's default.",
+                nameof(CongestionControl));
         }
 
         if (!StatusPath.StartsWith('/'))

@@ -118,6 +118,25 @@ public sealed partial class ProxyServer : IAsyncDisposable
             throw;
         }
 
+        try
+        {
+            ChooseCongestionControl(options, http);
+            if (socks is not null)
+            {
+                ChooseCongestionControl(options, socks);
+            }
+        }
+        catch
+        {
+            await http.DisposeAsync().ConfigureAwait(false);
+            if (socks is not null)
+            {
+                await socks.DisposeAsync().ConfigureAwait(false);
+            }
+
+            throw;
+        }
+
         var server = new ProxyServer(options, network, logger ?? NullLogger.Instance, http, socks);
         server._acceptLoops.Add(Task.Run(() => server.AcceptLoopAsync(http, socks: false), CancellationToken.None));
         if (socks is not null)
@@ -126,6 +145,31 @@ public sealed partial class ProxyServer : IAsyncDisposable
         }
 
         return server;
+    }
+
+    /// <summary>Sets the configured congestion control on a listener, which passes it on to the connections it
+    /// accepts; one sentence naming the option when the network or the kernel cannot.</summary>
+    private static void ChooseCongestionControl(ProxyOptions options, IStreamListener listener)
+    {
+        if (options.CongestionControl is not { } algorithm)
+        {
+            return;
+        }
+
+        if (listener is not ITcpCongestionControl cc)
+        {
+            throw new ArgumentException("CongestionControl needs a network whose TCP sockets can choose it (the real network on Linux).",
+                nameof(ProxyOptions.CongestionControl));
+        }
+
+        try
+        {
+            cc.SetCongestionControl(algorithm);
+        }
+        catch (NetworkException e)
+        {
+            throw new ArgumentException($"{e.Message}.", nameof(ProxyOptions.CongestionControl), e);
+        }
     }
 
     public async ValueTask DisposeAsync()
@@ -239,6 +283,18 @@ public sealed partial class ProxyServer : IAsyncDisposable
             {
                 var connection = await Network.ConnectTcpAsync(new IPEndPoint(address, port), null, linked.Token)
                     .ConfigureAwait(false);
+                if (Options.CongestionControl is { } algorithm && connection is ITcpCongestionControl cc)
+                {
+                    try
+                    {
+                        cc.SetCongestionControl(algorithm); // the kernel took it on the listener at start
+                    }
+                    catch (NetworkException e)
+                    {
+                        LogCongestionControlRefused(Logger, host, port, e.Message);
+                    }
+                }
+
                 return new(connection, DialFailure.None, null);
             }
             catch (OperationCanceledException) when (timeout.IsCancellationRequested)
@@ -353,4 +409,8 @@ public sealed partial class ProxyServer : IAsyncDisposable
 
     [LoggerMessage(EventId = 4, Level = LogLevel.Information, Message = "{Client} refused: {Status} {Reason}")]
     internal static partial void LogRefusedRequest(ILogger logger, IPEndPoint client, int status, string reason);
+
+    [LoggerMessage(EventId = 5, Level = LogLevel.Warning,
+        Message = "upstream {Host}:{Port} keeps the default congestion control: {Reason}")]
+    private static partial void LogCongestionControlRefused(ILogger logger, string host, int port, string reason);
 }

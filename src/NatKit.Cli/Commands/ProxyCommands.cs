@@ -84,11 +84,16 @@ internal sealed class ProxyCommands : IVerbGroup
             Description = "Seconds a request body may run below --min-body-rate before it counts.",
             DefaultValueFactory = _ => defaults.MinRequestBodyDataRateGracePeriod.TotalSeconds,
         };
+        var congestionControl = new Option<string?>("--congestion-control")
+        {
+            Description = "TCP congestion control for client and server legs, by kernel name (e.g. cubic; see "
+                + "net.ipv4.tcp_available_congestion_control). Default: the system's.",
+        };
         var quiet = new Option<bool>("--quiet") { Description = "No access log." };
         foreach (var o in new Option[]
                  {
                      listen, socks, allow, connectPorts, auth, parent, allowLoopback, maxConnections, maxHeader,
-                     headerTimeout, idleTimeout, minBodyRate, minBodyRateGrace, quiet,
+                     headerTimeout, idleTimeout, minBodyRate, minBodyRateGrace, congestionControl, quiet,
                  })
         {
             cmd.Options.Add(o);
@@ -118,6 +123,7 @@ internal sealed class ProxyCommands : IVerbGroup
                     ? rate
                     : throw new CliException("--min-body-rate must be 0 or a positive number of bytes per second"),
                 MinRequestBodyDataRateGracePeriod = Seconds(parse.GetValue(minBodyRateGrace), "--min-body-rate-grace"),
+                CongestionControl = parse.GetValue(congestionControl),
             };
             var logger = parse.GetValue(quiet) ? null : new StdoutLogger();
             await using var server = await ProxyServer.StartAsync(options, SystemNetwork.Instance, logger, ct);
