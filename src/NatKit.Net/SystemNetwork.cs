@@ -7,7 +7,7 @@ using NatKit.Net.Internal;
 namespace NatKit.Net;
 
 /// <summary>The real network: System.Net.Sockets and the system clock.</summary>
-public sealed class SystemNetwork : INetwork, IDatagramPollerSource
+public sealed class SystemNetwork : INetwork, IDatagramPollerSource, ITcpCongestionControlNetwork
 {
     /// <summary>The one instance; it holds no state of its own.</summary>
     public static SystemNetwork Instance { get; } = new();
@@ -123,14 +123,30 @@ public sealed class SystemNetwork : INetwork, IDatagramPollerSource
         }
     }
 
-    public async ValueTask<IStreamConnection> ConnectTcpAsync(IPEndPoint remoteEndPoint,
-        IPEndPoint? localEndPoint = null, CancellationToken cancellationToken = default)
+    public ValueTask<IStreamConnection> ConnectTcpAsync(IPEndPoint remoteEndPoint,
+        IPEndPoint? localEndPoint = null, CancellationToken cancellationToken = default) =>
+        ConnectAsync(remoteEndPoint, localEndPoint, null, cancellationToken);
+
+    public ValueTask<IStreamConnection> ConnectTcpAsync(IPEndPoint remoteEndPoint, IPEndPoint? localEndPoint,
+        string congestionControl, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(congestionControl);
+        return ConnectAsync(remoteEndPoint, localEndPoint, congestionControl, cancellationToken);
+    }
+
+    private static async ValueTask<IStreamConnection> ConnectAsync(IPEndPoint remoteEndPoint, IPEndPoint? localEndPoint,
+        string? congestionControl, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(remoteEndPoint);
         var socket = new Socket(remoteEndPoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
         try
         {
             socket.NoDelay = true;
+            if (congestionControl is not null)
+            {
+                TcpCongestion.Set(socket, congestionControl); // before the SYN: see ITcpCongestionControlNetwork
+            }
+
             if (localEndPoint is not null)
             {
                 socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);

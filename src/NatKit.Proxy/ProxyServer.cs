@@ -120,10 +120,10 @@ public sealed partial class ProxyServer : IAsyncDisposable
 
         try
         {
-            ChooseCongestionControl(options, http);
+            ChooseCongestionControl(options, network, http);
             if (socks is not null)
             {
-                ChooseCongestionControl(options, socks);
+                ChooseCongestionControl(options, network, socks);
             }
         }
         catch
@@ -149,14 +149,14 @@ public sealed partial class ProxyServer : IAsyncDisposable
 
     /// <summary>Sets the configured congestion control on a listener, which passes it on to the connections it
     /// accepts; one sentence naming the option when the network or the kernel cannot.</summary>
-    private static void ChooseCongestionControl(ProxyOptions options, IStreamListener listener)
+    private static void ChooseCongestionControl(ProxyOptions options, INetwork network, IStreamListener listener)
     {
         if (options.CongestionControl is not { } algorithm)
         {
             return;
         }
 
-        if (listener is not ITcpCongestionControl cc)
+        if (listener is not ITcpCongestionControl cc || network is not ITcpCongestionControlNetwork)
         {
             throw new ArgumentException("CongestionControl needs a network whose TCP sockets can choose it (the real network on Linux).",
                 nameof(ProxyOptions.CongestionControl));
@@ -281,20 +281,11 @@ public sealed partial class ProxyServer : IAsyncDisposable
 
             try
             {
-                var connection = await Network.ConnectTcpAsync(new IPEndPoint(address, port), null, linked.Token)
-                    .ConfigureAwait(false);
-                if (Options.CongestionControl is { } algorithm && connection is ITcpCongestionControl cc)
-                {
-                    try
-                    {
-                        cc.SetCongestionControl(algorithm); // the kernel took it on the listener at start
-                    }
-                    catch (NetworkException e)
-                    {
-                        LogCongestionControlRefused(Logger, host, port, e.Message);
-                    }
-                }
-
+                var remote = new IPEndPoint(address, port);
+                var connection = Options.CongestionControl is { } algorithm
+                    ? await ((ITcpCongestionControlNetwork)Network).ConnectTcpAsync(remote, null, algorithm, linked.Token)
+                        .ConfigureAwait(false) // checked at start; chosen before the SYN so no BBR pacing lingers
+                    : await Network.ConnectTcpAsync(remote, null, linked.Token).ConfigureAwait(false);
                 return new(connection, DialFailure.None, null);
             }
             catch (OperationCanceledException) when (timeout.IsCancellationRequested)
@@ -410,7 +401,4 @@ public sealed partial class ProxyServer : IAsyncDisposable
     [LoggerMessage(EventId = 4, Level = LogLevel.Information, Message = "{Client} refused: {Status} {Reason}")]
     internal static partial void LogRefusedRequest(ILogger logger, IPEndPoint client, int status, string reason);
 
-    [LoggerMessage(EventId = 5, Level = LogLevel.Warning,
-        Message = "upstream {Host}:{Port} keeps the default congestion control: {Reason}")]
-    private static partial void LogCongestionControlRefused(ILogger logger, string host, int port, string reason);
 }

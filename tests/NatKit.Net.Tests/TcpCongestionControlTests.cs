@@ -49,6 +49,21 @@ public sealed class TcpCongestionControlTests
         Assert.Equal(1, await accepted.Stream.ReadAsync(one));
     }
 
+    [Fact]
+    public async Task Network_ConnectsWithTheAlgorithmFromTheFirstPacket()
+    {
+        var chosen = NonDefault();
+        await using var listener = await Net.ListenTcpAsync(new IPEndPoint(IPAddress.Loopback, 0));
+        ITcpCongestionControlNetwork choosing = Net;
+        await using var client = await choosing.ConnectTcpAsync(listener.LocalEndPoint, null, chosen);
+        await using var accepted = await listener.AcceptAsync();
+        Assert.Equal(chosen, Assert.IsAssignableFrom<ITcpCongestionControl>(client).CongestionControl);
+
+        var e = await Assert.ThrowsAsync<NetworkException>(async () =>
+            await choosing.ConnectTcpAsync(listener.LocalEndPoint, null, "natkit-nosuch"));
+        Assert.Contains("natkit-nosuch", e.Message, StringComparison.Ordinal);
+    }
+
     [Theory]
     [InlineData("natkit-nosuch")] // well-formed, not a kernel algorithm
     [InlineData("cubic\0bbr")]

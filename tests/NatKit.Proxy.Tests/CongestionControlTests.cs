@@ -23,7 +23,7 @@ public sealed class CongestionControlTests
     public async Task ConnectTunnel_BothLegsUseTheChosenAlgorithm()
     {
         var chosen = NonDefault();
-        var network = new RecordingNetwork(SystemNetwork.Instance);
+        var network = new ChoosingNetwork(SystemNetwork.Instance);
         await using var target = await SystemNetwork.Instance.ListenTcpAsync(new IPEndPoint(IPAddress.Loopback, 0));
         var options = ProxyServerTests.TestOptions(target.LocalEndPoint.Port) with { CongestionControl = chosen };
         await using var proxy = await ProxyServer.StartAsync(options, network);
@@ -84,8 +84,16 @@ public sealed class CongestionControlTests
     {
         var options = ProxyServerTests.TestOptions() with { CongestionControl = "reno" };
         var e = await Assert.ThrowsAsync<ArgumentException>(() =>
-            ProxyServer.StartAsync(options, new RecordingNetwork(SystemNetwork.Instance, hideCapability: true)));
+            ProxyServer.StartAsync(options, new ChoosingNetwork(SystemNetwork.Instance, hideCapability: true)));
         Assert.Equal(nameof(ProxyOptions.CongestionControl), e.ParamName);
+    }
+
+    [Fact]
+    public async Task NetworkThatCannotConnectChoosing_StopsStartUp()
+    {
+        var options = ProxyServerTests.TestOptions() with { CongestionControl = "reno" };
+        await Assert.ThrowsAsync<ArgumentException>(() =>
+            ProxyServer.StartAsync(options, new RecordingNetwork(SystemNetwork.Instance)));
     }
 
     [Fact]
@@ -94,7 +102,7 @@ public sealed class CongestionControlTests
 
     /// <summary>The real network, keeping what it made; with <c>hideCapability</c>, listeners that cannot choose a
     /// congestion control (as the lab's cannot).</summary>
-    private sealed class RecordingNetwork(INetwork inner, bool hideCapability = false) : INetwork
+    private class RecordingNetwork(SystemNetwork inner, bool hideCapability = false) : INetwork
     {
         public ConcurrentQueue<IStreamListener> Listeners { get; } = new();
 
@@ -124,7 +132,15 @@ public sealed class CongestionControlTests
             return connection;
         }
 
-        private sealed class Plain(IStreamListener inner) : IStreamListener
+        protected async ValueTask<IStreamConnection> ConnectChoosingAsync(IPEndPoint remoteEndPoint, IPEndPoint? localEndPoint,
+            string congestionControl, CancellationToken cancellationToken)
+        {
+            var connection = await inner.ConnectTcpAsync(remoteEndPoint, localEndPoint, congestionControl, cancellationToken);
+            Connections.Enqueue(connection);
+            return connection;
+        }
+
+        protected sealed class Plain(IStreamListener inner) : IStreamListener
         {
             public IPEndPoint LocalEndPoint => inner.LocalEndPoint;
 
@@ -133,5 +149,14 @@ public sealed class CongestionControlTests
 
             public ValueTask DisposeAsync() => inner.DisposeAsync();
         }
+    }
+
+    /// <summary>A recording network that can also connect with a chosen congestion control.</summary>
+    private sealed class ChoosingNetwork(SystemNetwork inner, bool hideCapability = false)
+        : RecordingNetwork(inner, hideCapability), ITcpCongestionControlNetwork
+    {
+        public ValueTask<IStreamConnection> ConnectTcpAsync(IPEndPoint remoteEndPoint, IPEndPoint? localEndPoint,
+            string congestionControl, CancellationToken cancellationToken = default) =>
+            ConnectChoosingAsync(remoteEndPoint, localEndPoint, congestionControl, cancellationToken);
     }
 }
