@@ -7,7 +7,6 @@ using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.RegularExpressions;
 using NatKit.Net;
-using NatKit.Proxy;
 using Spectre.Console;
 
 namespace NatKit.Cli.Commands;
@@ -29,16 +28,29 @@ internal sealed partial class ProxyBenchCommands : IVerbGroup
         var megabytes = new Option<int>("--connect-mb")
         {
             Description = "Megabytes sent through each CONNECT throughput run.",
-            DefaultValueFactory = _ => 512,
+            DefaultValueFactory = _ => 2048,
         };
         var bodyBytes = new Option<int>("--body-bytes") { Description = "Origin response body size.", DefaultValueFactory = _ => 1024 };
-        var rounds = new Option<int>("--rounds") { Description = "Interleaved rounds; each figure is the best.", DefaultValueFactory = _ => 3 };
+        var rounds = new Option<int>("--rounds") { Description = "Interleaved rounds; each figure is the median (CONNECT also shows the range).", DefaultValueFactory = _ => 5 };
         var figures = new Option<string>("--figures") { Description = "Comma-separated: rps (ab -k), connect (CONNECT bulk).", DefaultValueFactory = _ => "rps,connect" };
         var spliceReference = new Option<bool>("--splice-reference")
         {
             Description = "Also run CONNECT through a minimal C splice(2) relay (compiled here with cc): the ceiling for a userspace tunnel on this machine.",
         };
-        foreach (var o in new Option[] { requests, concurrency, megabytes, bodyBytes, rounds, figures, spliceReference })
+        var proxyCc = new Option<string>("--congestion-control")
+        {
+            Description = "TCP congestion control natkit (and the splice reference) use on both legs; 'system' keeps the "
+                + "system's default. tinyproxy and squid have no such setting: they use the system's.",
+            DefaultValueFactory = _ => "cubic",
+        };
+        var endpointCc = new Option<string>("--endpoint-cc")
+        {
+            Description = "TCP congestion control of the CONNECT load's own sender and sink, so also of the direct "
+                + "connection; 'system' (the default) is what clients and servers here get. Give the proxy's to "
+                + "compare like with like.",
+            DefaultValueFactory = _ => "system",
+        };
+        foreach (var o in new Option[] { requests, concurrency, megabytes, bodyBytes, rounds, figures, spliceReference, proxyCc, endpointCc })
         {
             cmd.Options.Add(o);
         }
@@ -51,16 +63,51 @@ internal sealed partial class ProxyBenchCommands : IVerbGroup
                 throw new CliException("--figures takes rps, connect or both");
             }
 
+            var proxyChoice = CongestionChoice(parse, proxyCc, "--congestion-control");
+            var endpointChoice = CongestionChoice(parse, endpointCc, "--endpoint-cc");
             await RunAsync(parse.GetValue(requests), parse.GetValue(concurrency), parse.GetValue(megabytes),
                 parse.GetValue(bodyBytes), Math.Max(1, parse.GetValue(rounds)), wanted.Contains("rps"),
-                wanted.Contains("connect"), parse.GetValue(spliceReference), ct);
+                wanted.Contains("connect"), parse.GetValue(spliceReference), proxyChoice, endpointChoice, ct);
             return 0;
         });
         return cmd;
     }
 
+    /// <summary>A congestion control the run asks for: null for the system's default. A default the kernel will not
+    /// give this user falls back to the system's with a note; one the user typed is an error.</summary>
+    private static string? CongestionChoice(ParseResult parse, Option<string> option, string name)
+    {
+        var value = parse.GetValue(option)!;
+        if (value == "system")
+        {
+            return null;
+        }
+
+        try
+        {
+            using var probe = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+            SystemNetwork.SetCongestionControl(probe, value);
+            return value;
+        }
+        catch (NetworkException e) when (parse.GetResult(option) is null or { Implicit: true })
+        {
+            AnsiConsole.MarkupLine($"[yellow]{name}: {Markup.Escape(e.Message)}; using the system's default[/]");
+            return null;
+        }
+        catch (NetworkException e)
+        {
+            throw new CliException($"{name}: {e.Message}");
+        }
+    }
+
+    private static string SystemCongestionControl() =>
+        File.Exists("/proc/sys/net/ipv4/tcp_congestion_control")
+            ? File.ReadAllText("/proc/sys/net/ipv4/tcp_congestion_control").Trim()
+            : "?";
+
     private static async Task RunAsync(int requests, int concurrency, int megabytes, int bodyBytes, int rounds,
-        bool measureRps, bool measureConnect, bool spliceReference, CancellationToken ct)
+        bool measureRps, bool measureConnect, bool spliceReference, string? proxyCc, string? endpointCc,
+        CancellationToken ct)
     {
         if (Which("ab") is not { } ab)
         {
@@ -69,18 +116,13 @@ internal sealed partial class ProxyBenchCommands : IVerbGroup
 
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
         await using var origin = await BenchOrigin.StartAsync(bodyBytes, stop.Token);
-        await using var sink = await Sink.StartAsync(stop.Token);
-        var options = new ProxyOptions
-        {
-            HttpListen = new IPEndPoint(IPAddress.Loopback, 0),
-            AllowLoopbackDestinations = true,
-            ConnectPorts = new HashSet<int> { sink.Port },
-        };
-        await using var natkit = await ProxyServer.StartAsync(options, SystemNetwork.Instance, null, ct);
+        await using var sink = await Sink.StartAsync(endpointCc, stop.Token);
+        await using var natkit = await PeerProxy.StartNatkitAsync(sink.Port, proxyCc, ct);
         await using var tinyproxy = await PeerProxy.StartTinyproxyAsync(sink.Port, ct);
         await using var squid = await PeerProxy.StartSquidAsync(sink.Port, ct);
-        await using var reference = spliceReference && measureConnect ? await SpliceReference.StartAsync(sink.Port, ct) : null;
-        List<(string Name, int? Port)> contenders = [("direct", null), ("natkit", natkit.HttpEndPoint.Port)];
+        await using var reference = spliceReference && measureConnect ? await SpliceReference.StartAsync(sink.Port, proxyCc, ct) : null;
+        List<(string Name, int? Port)> contenders = [("direct", null), ("natkit", natkit.Port)];
+        AnsiConsole.MarkupLine($"natkit {Markup.Escape(natkit.Version)} (its own process) on 127.0.0.1:{natkit.Port}");
         foreach (var peer in new[] { tinyproxy, squid })
         {
             if (peer is not null)
@@ -98,6 +140,9 @@ internal sealed partial class ProxyBenchCommands : IVerbGroup
             }
         }
 
+        var system = SystemCongestionControl();
+        AnsiConsole.MarkupLine(Markup.Escape($"TCP congestion control: natkit{(reference is null ? "" : " and splice-c")} {proxyCc ?? system}; "
+            + $"CONNECT sender and sink (so direct) {endpointCc ?? system}; tinyproxy and squid {system} (the system's)"));
         AnsiConsole.MarkupLine($"load average before: {Markup.Escape(LoadAverage())} (2 cores; other work on the machine skews absolute numbers)");
         var url = $"http://127.0.0.1:{origin.Port}/";
         if (measureRps)
@@ -108,28 +153,30 @@ internal sealed partial class ProxyBenchCommands : IVerbGroup
             }
         }
 
-        // Rounds interleave the contenders so a burst of load elsewhere hits all of them; each keeps its best.
-        var rps = new Dictionary<string, AbResult>();
-        var mbps = new Dictionary<string, double>();
+        // Rounds interleave the contenders so a burst of load elsewhere hits all of them. Each figure is the median
+        // of its rounds: the direct connection under BBR is bimodal on loopback (now and then twice its usual rate),
+        // and a best-of would compare a proxy's usual run with direct's rare one.
+        var rps = new Dictionary<string, List<AbResult>>();
+        var mbps = new Dictionary<string, List<double>>();
         var bytes = (long)megabytes << 20;
         for (var round = 0; round < rounds; round++)
         {
             foreach (var (name, port) in measureRps ? contenders : [])
             {
-                rps[name] = Best(rps.GetValueOrDefault(name), await AbAsync(ab, port, url, requests, concurrency, ct));
+                Runs(rps, name).Add(await AbAsync(ab, port, url, requests, concurrency, ct));
             }
 
             foreach (var (name, port) in !measureConnect ? [] : reference is null ? contenders : [.. contenders, ("splice-c", reference.Port)])
             {
-                mbps[name] = Math.Max(mbps.GetValueOrDefault(name), await ThroughputAsync(sink.Port, port, bytes, ct));
+                Runs(mbps, name).Add(await ThroughputAsync(sink.Port, port, bytes, endpointCc, ct));
             }
 
             AnsiConsole.MarkupLine($"round {round + 1}/{rounds} done, load {Markup.Escape(LoadAverage())}");
         }
 
         string[] columns = reference is null ? ["direct", "natkit", "tinyproxy", "squid"] : ["direct", "natkit", "tinyproxy", "squid", "splice-c"];
-        var table = new Table().Border(TableBorder.Rounded).AddColumn("measure (best of " + rounds + ")")
-            .AddColumns(columns).AddColumn("ratio");
+        var table = new Table().Border(TableBorder.Rounded).AddColumn($"measure (median of {rounds})")
+            .AddColumns(columns).AddColumn("ratio (medians)");
         string Cell<T>(Dictionary<string, T> d, string name, Func<T, string> f) => d.TryGetValue(name, out var v) ? f(v) : "-";
         string Ratio(Dictionary<string, double> d, string name, string goal)
         {
@@ -140,24 +187,27 @@ internal sealed partial class ProxyBenchCommands : IVerbGroup
 
         if (measureRps)
         {
-            var perSecond = rps.ToDictionary(kv => kv.Key, kv => kv.Value.RequestsPerSecond);
+            var perSecond = rps.ToDictionary(kv => kv.Key, kv => Median(kv.Value.Select(r => r.RequestsPerSecond)));
             var ratios = string.Join(", ", new[] { Ratio(perSecond, "tinyproxy", " (goal >= 2)"), Ratio(perSecond, "squid", "") }
                 .Where(r => r.Length > 0));
             string[] row = [$"requests/s (ab -k, c={concurrency})", .. columns.Select(n => Cell(perSecond, n, F)), ratios];
             table.AddRow(row);
-            string[] failures = ["failed / non-2xx", .. columns.Select(n => Cell(rps, n, r => $"{r.Failed}/{r.Non2xx}")), ""];
+            string[] failures = ["failed / non-2xx (all rounds)", .. columns.Select(n => Cell(rps, n, r => $"{r.Sum(x => x.Failed)}/{r.Sum(x => x.Non2xx)}")), ""];
             table.AddRow(failures);
         }
 
         if (measureConnect)
         {
+            var medians = mbps.ToDictionary(kv => kv.Key, kv => Median(kv.Value));
             var ratios = string.Join(", ", new[]
             {
-                Ratio(mbps, "direct", " (goal >= 0.8)"), Ratio(mbps, "tinyproxy", ""), Ratio(mbps, "squid", ""),
-                Ratio(mbps, "splice-c", ""),
+                Ratio(medians, "direct", " (goal >= 0.8)"), Ratio(medians, "tinyproxy", ""), Ratio(medians, "squid", ""),
+                Ratio(medians, "splice-c", ""),
             }.Where(r => r.Length > 0));
-            string[] row = [$"CONNECT MB/s ({megabytes} MB)", .. columns.Select(n => Cell(mbps, n, F)), ratios];
+            string[] row = [$"CONNECT MB/s ({megabytes} MB)", .. columns.Select(n => Cell(medians, n, F)), ratios];
             table.AddRow(row);
+            string[] range = ["  range", .. columns.Select(n => Cell(mbps, n, r => $"{r.Min():0}-{r.Max():0}")), ""];
+            table.AddRow(range);
         }
 
         if (Console.IsOutputRedirected)
@@ -174,9 +224,21 @@ internal sealed partial class ProxyBenchCommands : IVerbGroup
 
     private sealed record AbResult(double RequestsPerSecond, int Failed, int Non2xx);
 
-    private static AbResult Best(AbResult? a, AbResult b) => a is null || b.RequestsPerSecond > a.RequestsPerSecond
-        ? b with { Failed = b.Failed + (a?.Failed ?? 0), Non2xx = b.Non2xx + (a?.Non2xx ?? 0) }
-        : a with { Failed = a.Failed + b.Failed, Non2xx = a.Non2xx + b.Non2xx };
+    private static List<T> Runs<T>(Dictionary<string, List<T>> runs, string name) =>
+        runs.TryGetValue(name, out var list) ? list : runs[name] = [];
+
+    /// <summary>The middle value (the mean of the two middle ones for an even count).</summary>
+    private static double Median(IEnumerable<double> values)
+    {
+        var sorted = values.Order().ToArray();
+        if (sorted.Length == 0)
+        {
+            throw new ArgumentException("no values", nameof(values));
+        }
+
+        var mid = sorted.Length / 2;
+        return sorted.Length % 2 == 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+    }
 
     private static async Task<AbResult> AbAsync(string ab, int? proxyPort, string url, int n, int c, CancellationToken ct)
     {
@@ -215,14 +277,14 @@ internal sealed partial class ProxyBenchCommands : IVerbGroup
     /// dedicated thread doing blocking sends, as iperf3 does, so the load generator costs the same on every path
     /// and never waits on the thread pool the proxy under test also uses.
     /// </summary>
-    private static Task<double> ThroughputAsync(int sinkPort, int? proxyPort, long bytes, CancellationToken ct)
+    private static Task<double> ThroughputAsync(int sinkPort, int? proxyPort, long bytes, string? cc, CancellationToken ct)
     {
         var done = new TaskCompletionSource<double>(TaskCreationOptions.RunContinuationsAsynchronously);
         var thread = new Thread(() =>
         {
             try
             {
-                done.SetResult(Throughput(sinkPort, proxyPort, bytes, ct));
+                done.SetResult(Throughput(sinkPort, proxyPort, bytes, cc, ct));
             }
             catch (Exception e)
             {
@@ -233,9 +295,10 @@ internal sealed partial class ProxyBenchCommands : IVerbGroup
         return done.Task;
     }
 
-    private static double Throughput(int sinkPort, int? proxyPort, long bytes, CancellationToken ct)
+    private static double Throughput(int sinkPort, int? proxyPort, long bytes, string? cc, CancellationToken ct)
     {
         using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        SetCongestionControl(socket, cc);
         using var cancel = ct.Register(socket.Dispose);
         socket.Connect(new IPEndPoint(IPAddress.Loopback, proxyPort ?? sinkPort));
         if (proxyPort is not null)
@@ -301,6 +364,14 @@ internal sealed partial class ProxyBenchCommands : IVerbGroup
         }
 
         return (p.ExitCode, await stdout + await stderr);
+    }
+
+    private static void SetCongestionControl(Socket socket, string? cc)
+    {
+        if (cc is not null)
+        {
+            SystemNetwork.SetCongestionControl(socket, cc);
+        }
     }
 
     private static string? Which(string name) =>
@@ -428,10 +499,11 @@ internal sealed partial class ProxyBenchCommands : IVerbGroup
 
         public int Port => ((IPEndPoint)_listener.LocalEndPoint!).Port;
 
-        public static Task<Sink> StartAsync(CancellationToken ct)
+        public static Task<Sink> StartAsync(string? cc, CancellationToken ct)
         {
             ct.ThrowIfCancellationRequested();
             var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+            SetCongestionControl(listener, cc); // accepted connections inherit it
             listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
             listener.Listen(16);
             return Task.FromResult(new Sink(listener));
@@ -479,11 +551,6 @@ internal sealed partial class ProxyBenchCommands : IVerbGroup
     }
 
     /// <summary>
-    /// A peer proxy (tinyproxy or squid) in the foreground, with a temporary configuration, log and pid files in
-    /// a temporary directory, listening on a free port of 127.0.0.1 only (checked in /proc once it runs).
-    /// Disposal kills its process tree and removes the directory; a failed start does the same.
-    /// </summary>
-    /// <summary>
     /// The reference for CONNECT throughput: Resources/splice-relay.c (two blocking splice(2) threads per tunnel, no
     /// HTTP beyond answering the CONNECT), compiled with the machine's C compiler into a temporary directory and
     /// run on a free loopback port. Killed and removed on dispose.
@@ -502,7 +569,7 @@ internal sealed partial class ProxyBenchCommands : IVerbGroup
 
         public int Port { get; }
 
-        public static async Task<SpliceReference> StartAsync(int sinkPort, CancellationToken ct)
+        public static async Task<SpliceReference> StartAsync(int sinkPort, string? cc, CancellationToken ct)
         {
             var compiler = Which("cc") ?? Which("gcc") ?? throw new CliException("--splice-reference needs a C compiler (apt-get install gcc)");
             var dir = Directory.CreateTempSubdirectory("natkit-splice-c-").FullName;
@@ -532,6 +599,11 @@ internal sealed partial class ProxyBenchCommands : IVerbGroup
                 var info = new ProcessStartInfo(binary) { RedirectStandardError = true };
                 info.ArgumentList.Add(port.ToString(CultureInfo.InvariantCulture));
                 info.ArgumentList.Add(sinkPort.ToString(CultureInfo.InvariantCulture));
+                if (cc is not null)
+                {
+                    info.ArgumentList.Add(cc);
+                }
+
                 var reference = new SpliceReference(Process.Start(info)!, dir, port);
                 for (var i = 0; i < 100; i++)
                 {
@@ -578,6 +650,12 @@ internal sealed partial class ProxyBenchCommands : IVerbGroup
         }
     }
 
+    /// <summary>
+    /// A contender proxy in the foreground of its own process (tinyproxy, squid, or natkit itself), with its
+    /// temporary configuration, log and pid files in a temporary directory, listening on a free port of 127.0.0.1
+    /// only (checked in /proc once it runs). Disposal kills its process tree and removes the directory; a failed
+    /// start does the same.
+    /// </summary>
     private sealed class PeerProxy : IAsyncDisposable
     {
         private readonly Process _process;
@@ -646,21 +724,37 @@ internal sealed partial class ProxyBenchCommands : IVerbGroup
                 "server_persistent_connections on",
                 "max_filedescriptors 4096") + "\n", ["-N", "-f"]));
 
-        private static async Task<PeerProxy?> StartAsync(string name, int connectPort, CancellationToken ct,
-            Func<string, int, (string Config, string[] Arguments)> configure)
+        /// <summary>natkit's own proxy as its own process (`natkit proxy serve`), started and checked like the
+        /// peers, so no contender shares a process with the load generator.</summary>
+        public static async Task<PeerProxy> StartNatkitAsync(int connectPort, string? congestionControl, CancellationToken ct)
         {
-            if (Which(name) is not { } path)
-            {
-                return null;
-            }
+            // the apphost, or `dotnet natkit.dll` when started that way
+            var host = Environment.ProcessPath ?? throw new CliException("cannot tell where natkit runs from");
+            string[] prefix = Path.GetFileNameWithoutExtension(host) == "dotnet" ? [typeof(ProxyBenchCommands).Assembly.Location] : [];
+            var version = typeof(ProxyBenchCommands).Assembly.GetName().Version?.ToString() ?? "";
+            return (await StartAsync("natkit", host, version, ct, (_, port) => (null,
+            [
+                .. prefix, "proxy", "serve", "--listen", $"127.0.0.1:{port}", "--allow", "127.0.0.1/32",
+                "--connect-ports", connectPort.ToString(CultureInfo.InvariantCulture), "--allow-loopback-destinations",
+                "--quiet", .. congestionControl is null ? Array.Empty<string>() : ["--congestion-control", congestionControl],
+            ])))!;
+        }
 
+        private static async Task<PeerProxy?> StartAsync(string name, int connectPort, CancellationToken ct,
+            Func<string, int, (string? Config, string[] Arguments)> configure) =>
+            Which(name) is { } path ? await StartAsync(name, path, await VersionAsync(path, ct), ct, configure) : null;
+
+        /// <summary>Runs <paramref name="path"/> on a free loopback port with the arguments (and, when there is
+        /// one, the configuration file last) <paramref name="configure"/> gives for its directory and port.</summary>
+        private static async Task<PeerProxy?> StartAsync(string name, string path, string version, CancellationToken ct,
+            Func<string, int, (string? Config, string[] Arguments)> configure)
+        {
             int port;
             await using (var probe = await SystemNetwork.Instance.ListenTcpAsync(new IPEndPoint(IPAddress.Loopback, 0), 1, ct))
             {
                 port = probe.LocalEndPoint.Port;
             }
 
-            var version = await VersionAsync(path, ct);
             var dir = Directory.CreateTempSubdirectory($"natkit-{name}-").FullName;
             PeerProxy? peer = null;
             var ready = false;
@@ -673,15 +767,18 @@ internal sealed partial class ProxyBenchCommands : IVerbGroup
                 }
 
                 var (config, arguments) = configure(dir, port);
-                var conf = Path.Combine(dir, name + ".conf");
-                await File.WriteAllTextAsync(conf, config, ct);
                 var info = new ProcessStartInfo(path) { RedirectStandardOutput = true, RedirectStandardError = true };
                 foreach (var a in arguments)
                 {
                     info.ArgumentList.Add(a);
                 }
 
-                info.ArgumentList.Add(conf);
+                if (config is not null)
+                {
+                    var conf = Path.Combine(dir, name + ".conf");
+                    await File.WriteAllTextAsync(conf, config, ct);
+                    info.ArgumentList.Add(conf);
+                }
                 peer = new PeerProxy(name, Process.Start(info)!, dir, port, version);
                 var process = peer._process;
                 _ = process.StandardOutput.ReadToEndAsync(ct); // drained so it never blocks on a full pipe

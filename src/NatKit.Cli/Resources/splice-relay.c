@@ -5,7 +5,9 @@
  * socket -> pipe -> socket. No parsing, no limits, no table: a ceiling for what a userspace splice tunnel costs
  * on this machine, not a proxy to run. Listens on 127.0.0.1:LISTEN_PORT only.
  *
- * Build: cc -O2 -pthread -o splice-relay splice-relay.c     Run: splice-relay LISTEN_PORT SINK_PORT
+ * Build: cc -O2 -pthread -o splice-relay splice-relay.c     Run: splice-relay LISTEN_PORT SINK_PORT [CC]
+ * CC, when given, is the TCP congestion control of both legs (set on the listener, which the accepted socket
+ * inherits, and on the server socket), as natkit's --congestion-control does.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -56,12 +58,14 @@ static struct sockaddr_in loopback(int port)
 
 int main(int argc, char **argv)
 {
-    if (argc != 3) { fprintf(stderr, "usage: splice-relay LISTEN_PORT SINK_PORT\n"); return 2; }
+    if (argc != 3 && argc != 4) { fprintf(stderr, "usage: splice-relay LISTEN_PORT SINK_PORT [CC]\n"); return 2; }
+    const char *cc = argc == 4 ? argv[3] : NULL;
     signal(SIGPIPE, SIG_IGN); /* a peer that went away is an error return, not the end of the relay */
     int one = 1;
     struct sockaddr_in listen_at = loopback(atoi(argv[1])), sink = loopback(atoi(argv[2]));
     int listener = socket(AF_INET, SOCK_STREAM, 0);
     setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (cc && setsockopt(listener, IPPROTO_TCP, TCP_CONGESTION, cc, strlen(cc)) != 0) { perror("TCP_CONGESTION"); return 1; }
     if (bind(listener, (struct sockaddr *)&listen_at, sizeof listen_at) != 0 || listen(listener, 16) != 0) {
         perror("listen");
         return 1;
@@ -79,6 +83,7 @@ int main(int argc, char **argv)
         }
         if (!complete) { close(client); continue; } /* no CONNECT head: nothing to relay */
         int server = socket(AF_INET, SOCK_STREAM, 0);
+        if (cc) setsockopt(server, IPPROTO_TCP, TCP_CONGESTION, cc, strlen(cc));
         if (connect(server, (struct sockaddr *)&sink, sizeof sink) != 0) { close(server); close(client); continue; }
         setsockopt(client, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         setsockopt(server, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
