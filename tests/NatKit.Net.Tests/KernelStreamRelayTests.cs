@@ -78,6 +78,49 @@ public sealed class KernelStreamRelayTests
         Assert.Equal(down.Length, Interlocked.Read(ref fromB));
     }
 
+    /// <summary>Both directions at once toward readers that start late: each direction fills its destination and
+    /// must wait for room (and stop waiting for input) until the reader drains it, then carry on to the end.</summary>
+    [Fact]
+    public async Task Relay_BothWaysAtOnce_ThroughFullDestinations_DeliversEverything()
+    {
+        await using var p = await Pairs.CreateAsync();
+        long fromA = 0, fromB = 0;
+        const long Threshold = 2 << 20; // past the pipe's 1 MiB: both destinations are filling
+        var filling = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var relay = ((IKernelStreamRelay)p.InnerA).TryRelay(p.InnerB, (fromThis, n) =>
+        {
+            var a = fromThis ? Interlocked.Add(ref fromA, n) : Interlocked.Read(ref fromA);
+            var b = fromThis ? Interlocked.Read(ref fromB) : Interlocked.Add(ref fromB, n);
+            if (a >= Threshold && b >= Threshold)
+            {
+                filling.TrySetResult();
+            }
+        }, CancellationToken.None);
+        Assert.NotNull(relay);
+
+        var up = RandomNumberGenerator.GetBytes(24 << 20);
+        var down = RandomNumberGenerator.GetBytes(20 << 20);
+        async Task SendAsync(IStreamConnection c, byte[] bytes)
+        {
+            await c.Stream.WriteAsync(bytes);
+            c.ShutdownSend();
+        }
+
+        var sendA = SendAsync(p.OuterA, up);
+        var sendB = SendAsync(p.OuterB, down);
+        await filling.Task.WaitAsync(Deadline);
+        Assert.False(sendA.IsCompleted && sendB.IsCompleted, "nobody reads yet: the writers cannot have finished");
+
+        var readB = ReadToEndAsync(p.OuterB.Stream);
+        var readA = ReadToEndAsync(p.OuterA.Stream);
+        Assert.Equal(SHA256.HashData(up), SHA256.HashData(await readB));
+        Assert.Equal(SHA256.HashData(down), SHA256.HashData(await readA));
+        await Task.WhenAll(sendA, sendB).WaitAsync(Deadline);
+        await relay.WaitAsync(Deadline);
+        Assert.Equal(up.Length, Interlocked.Read(ref fromA));
+        Assert.Equal(down.Length, Interlocked.Read(ref fromB));
+    }
+
     [Fact]
     public async Task Relay_EndsCanceled_AndLeavesTheConnectionsOpen()
     {

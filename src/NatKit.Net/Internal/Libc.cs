@@ -16,6 +16,7 @@ internal static unsafe partial class Libc
     public const int MSG_NOSIGNAL = 0x4000;
     public const int EPOLL_CTL_ADD = 1;
     public const int EPOLL_CTL_DEL = 2;
+    public const int EPOLL_CTL_MOD = 3;
     public const int EPIPE = 32;
     public const uint EPOLLIN = 0x001;
     public const uint EPOLLOUT = 0x004;

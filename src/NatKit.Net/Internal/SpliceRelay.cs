@@ -41,9 +41,14 @@ internal sealed unsafe class SpliceReactor
     private static SpliceReactor? Create() =>
         Libc.TryCreateEpollWithWake(WakeToken, out var epoll, out var wake) ? new SpliceReactor(epoll, wake) : null;
 
-    public bool Watch(int fd, long token) =>
-        Libc.EpollControl(_epoll, Libc.EPOLL_CTL_ADD, fd,
-            Libc.EPOLLIN | Libc.EPOLLOUT | Libc.EPOLLRDHUP | Libc.EPOLLET, token) == 0;
+    /// <summary>What a socket is first watched for: everything, so no edge before the first run is lost.</summary>
+    public const uint AllEvents = Libc.EPOLLIN | Libc.EPOLLOUT | Libc.EPOLLRDHUP | Libc.EPOLLET;
+
+    public bool Watch(int fd, long token) => Libc.EpollControl(_epoll, Libc.EPOLL_CTL_ADD, fd, AllEvents, token) == 0;
+
+    /// <summary>Changes what a watched socket wakes the reactor for. The kernel checks the socket against the new
+    /// set at once, so an edge that is already there is not missed.</summary>
+    public void Interest(int fd, uint events, long token) => _ = Libc.EpollControl(_epoll, Libc.EPOLL_CTL_MOD, fd, events, token);
 
     public void Unwatch(int fd) => _ = Libc.EpollControl(_epoll, Libc.EPOLL_CTL_DEL, fd, 0, 0);
 
@@ -132,6 +137,8 @@ internal sealed class SpliceRelay
     private Direction _fromA;
     private Direction _fromB;
     private GCHandle _self;
+    private uint _eventsA = SpliceReactor.AllEvents;
+    private uint _eventsB = SpliceReactor.AllEvents;
 
     private SpliceRelay(SpliceReactor reactor, SafeHandle a, SafeHandle b, Direction fromA, Direction fromB,
         Action<bool, long> moved)
@@ -265,6 +272,30 @@ internal sealed class SpliceRelay
         else if (_fromA.Done && _fromB.Done)
         {
             Finish(null, canceled: false);
+        }
+        else
+        {
+            // Wake only for what can move: a direction whose pipe still holds bytes waits for room at its
+            // destination, not for more input. Under bulk load a full destination otherwise costs a wake-up per
+            // segment that arrives at the source (errors and hang-ups are reported whatever the set).
+            Watch(_a, ref _eventsA, Wanted(_fromA, _fromB));
+            Watch(_b, ref _eventsB, Wanted(_fromB, _fromA));
+        }
+    }
+
+    /// <summary>The events one socket should wake the reactor for: input while its direction's pipe is empty and
+    /// the stream goes on, room while the other direction's pipe holds bytes for it.</summary>
+    private static uint Wanted(in Direction from, in Direction to) =>
+        Libc.EPOLLRDHUP | Libc.EPOLLET
+        | (from.Pending == 0 && !from.EndOfStream ? Libc.EPOLLIN : 0)
+        | (to.Pending > 0 ? Libc.EPOLLOUT : 0);
+
+    private void Watch(int fd, ref uint current, uint wanted)
+    {
+        if (wanted != current)
+        {
+            _reactor.Interest(fd, wanted, (long)GCHandle.ToIntPtr(_self));
+            current = wanted;
         }
     }
 
