@@ -207,4 +207,73 @@ public class TcpHardeningTests
         Assert.Contains("TcpIdleTimeout", Assert.Throws<ArgumentException>(() =>
             (ok with { TcpIdleTimeout = TimeSpan.FromSeconds(-1) }).Validate()).Message, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public async Task Fuzz_RandomAndMutatedTcpStreams_GetAnswersOrAClose_AndTheServerServesOn()
+    {
+        await using var h = await StartAsync();
+        await using var probe = await RawClient.ConnectTcpAsync(h.Tcp);
+        var seeds = new List<byte[]>
+        {
+            probe.Build(StunMethods.Binding, null, user: null),
+            BindingWithBody(),
+            probe.Build(TurnMethods.Allocate, RawClient.RequestUdp, user: null),
+            probe.Build(TurnMethods.Allocate, RawClient.RequestUdp),
+            probe.Build(TurnMethods.Refresh, static (ref StunMessageWriter w) => w.AddUInt32(TurnAttributeType.Lifetime, 0)),
+            probe.Build(TurnMethods.ChannelBind, static (ref StunMessageWriter w) =>
+            {
+                w.AddUInt32(TurnAttributeType.ChannelNumber, 0x4000u << 16);
+                w.AddXorAddress(TurnAttributeType.XorPeerAddress, StunAddress.FromAddress(IPAddress.Loopback, 9));
+            }),
+            new byte[] { 0x40, 0x00, 0x00, 0x05, 1, 2, 3, 4, 5, 0, 0, 0 },
+            new byte[] { 0x40, 0x00, 0xFF, 0xFF },
+        };
+        var random = new Random(8656);
+        for (var i = 0; i < 60; i++)
+        {
+            var stream = new MemoryStream();
+            for (var f = random.Next(1, 4); f > 0; f--)
+            {
+                byte[] frame;
+                if (random.Next(4) == 0)
+                {
+                    frame = new byte[random.Next(1, 120)];
+                    random.NextBytes(frame);
+                }
+                else
+                {
+                    frame = (byte[])seeds[random.Next(seeds.Count)].Clone();
+                    for (var k = random.Next(0, 4); k > 0; k--)
+                    {
+                        frame[random.Next(frame.Length)] = (byte)random.Next(256);
+                    }
+                }
+
+                stream.Write(frame);
+            }
+
+            var bytes = stream.ToArray();
+            await using var c = await RawClient.ConnectTcpAsync(h.Tcp);
+            for (var at = 0; at < bytes.Length;)
+            {
+                var chunk = Math.Min(bytes.Length - at, random.Next(1, 64)); // messages split across writes
+                if (!await c.TryWriteAsync(bytes.AsMemory(at, chunk)))
+                {
+                    break; // the server already closed on bad framing
+                }
+
+                at += chunk;
+            }
+
+            // However the bytes ended (a whole answerable message, a truncated one, garbage), hanging up gets a
+            // close: no connection is left stuck, and nothing a client sent stops the server.
+            Assert.True(await c.HangUpAndDrainAsync(), $"case {i}: the server did not close");
+        }
+
+        Assert.True(await probe.BindingAnsweredAsync());
+        Assert.Equal(1, h.Server.TcpConnectionCount); // the probe; every fuzzed connection freed its slot
+        Assert.Equal(0, h.Server.AllocationCount); // allocations made by fuzzed connections ended with them
+        await using var fresh = await RawClient.ConnectTcpAsync(h.Tcp);
+        Assert.Equal(StunClass.SuccessResponse, (await fresh.AllocateAsync()).Class);
+    }
 }

@@ -152,6 +152,44 @@ public sealed class RawClient : IAsyncDisposable
         }
     }
 
+    /// <summary>Closes the sending side, then reads and discards whatever the server sends until it closes the
+    /// connection; true if it did before the test's deadline.</summary>
+    public async Task<bool> HangUpAndDrainAsync()
+    {
+        _connection!.ShutdownSend();
+        using var cts = TurnHarness.Deadline();
+        try
+        {
+            while (await _connection!.Stream.ReadAsync(_buffer, cts.Token) > 0)
+            {
+            }
+
+            return true;
+        }
+        catch (IOException)
+        {
+            return true; // reset
+        }
+        catch (OperationCanceledException)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>Writes bytes that may be refused: false if the server has already closed the connection.</summary>
+    public async Task<bool> TryWriteAsync(ReadOnlyMemory<byte> bytes)
+    {
+        try
+        {
+            await _connection!.Stream.WriteAsync(bytes);
+            return true;
+        }
+        catch (IOException)
+        {
+            return false;
+        }
+    }
+
     /// <summary>Closes the sending side, so the server sees the client leave, and waits for its close.</summary>
     public async Task<bool> HangUpAsync()
     {
