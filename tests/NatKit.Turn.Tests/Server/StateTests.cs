@@ -239,16 +239,23 @@ public class TcpConnectionWatchdogTests
         return (time, dog, fired);
     }
 
+    /// <summary>Not one tick before <paramref name="after"/> from now, and exactly then, for <paramref name="reason"/>.</summary>
+    private static void AssertFiresAfter(ManualTimeProvider time, TcpConnectionWatchdog dog, List<TcpTimeout> fired,
+        TimeSpan after, TcpTimeout reason)
+    {
+        time.Advance(after - TimeSpan.FromTicks(1));
+        Assert.False(dog.Token.IsCancellationRequested);
+        time.Advance(TimeSpan.FromTicks(1));
+        Assert.True(dog.Token.IsCancellationRequested);
+        Assert.Equal([reason], fired);
+    }
+
     [Fact]
     public void Handshake_FiresAtTheWindow_NotBefore()
     {
         var (time, dog, fired) = Start();
         using var _ = dog;
-        time.Advance(TimeSpan.FromSeconds(10) - TimeSpan.FromTicks(1));
-        Assert.False(dog.Token.IsCancellationRequested);
-        time.Advance(TimeSpan.FromTicks(1));
-        Assert.True(dog.Token.IsCancellationRequested);
-        Assert.Equal([TcpTimeout.Handshake], fired);
+        AssertFiresAfter(time, dog, fired, TimeSpan.FromSeconds(10), TcpTimeout.Handshake);
     }
 
     [Fact]
@@ -263,11 +270,7 @@ public class TcpConnectionWatchdogTests
         dog.AllocationEnded();
         time.Advance(TimeSpan.FromSeconds(29));
         dog.MessageReceived(); // a message restarts the idle time
-        time.Advance(TimeSpan.FromSeconds(29));
-        Assert.False(dog.Token.IsCancellationRequested);
-        time.Advance(TimeSpan.FromSeconds(1));
-        Assert.True(dog.Token.IsCancellationRequested);
-        Assert.Equal([TcpTimeout.Idle], fired);
+        AssertFiresAfter(time, dog, fired, TimeSpan.FromSeconds(30), TcpTimeout.Idle);
     }
 
     [Fact]
