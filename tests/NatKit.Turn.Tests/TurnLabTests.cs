@@ -1,6 +1,7 @@
 using System.Net;
 using NatKit.Lab;
 using NatKit.Nat;
+using NatKit.Stun;
 using NatKit.Turn.Client;
 using NatKit.Turn.Policy;
 using NatKit.Turn.Server;
@@ -93,5 +94,55 @@ public class TurnLabTests
             return e.Code;
         });
         Assert.Equal(403, code);
+    }
+
+    /// <summary>True once the other side closed (FIN or reset).</summary>
+    private static async Task<bool> ClosedAsync(NatKit.Net.IStreamConnection c)
+    {
+        try
+        {
+            return await c.Stream.ReadAsync(new byte[64]) == 0;
+        }
+        catch (IOException)
+        {
+            return true;
+        }
+    }
+
+    [Fact]
+    public void TcpStrangers_InTheLab_OneSlotPerNatAddress_AndSilenceEndsAfterTheHandshakeWindow()
+    {
+        var (lab, serverHost, a, b) = Build();
+        var (rejected, silentFor, answered, timedOut) = lab.Run(async () =>
+        {
+            var ep = new IPEndPoint(ServerAddress, 3478);
+            await using var server = await TurnServer.StartAsync(serverHost, Options(PeerPolicy.Default) with
+            {
+                TcpListen = [ep],
+                MaxTcpConnectionsPerAddress = 1,
+                MaxTcpConnections = 4,
+            });
+            var time = a.TimeProvider;
+            var start = time.GetTimestamp();
+            await using var silent = await a.ConnectTcpAsync(ep);
+            await using var second = await a.ConnectTcpAsync(ep); // the same NAT address: over its cap
+            var rejected = await ClosedAsync(second);
+
+            // Another NAT address is served: a Binding over TCP answered with its mapped address.
+            await using var other = await b.ConnectTcpAsync(ep);
+            var request = new byte[20];
+            var w = new StunMessageWriter(request, StunMethods.Binding, StunClass.Request, StunTransactionId.NewRandom());
+            await other.Stream.WriteAsync(request.AsMemory(0, w.Length));
+            var answer = new byte[128];
+            var n = await other.Stream.ReadAsync(answer);
+            var mapped = StunMessage.Parse(answer.AsSpan(0, n))?.Class == StunClass.SuccessResponse;
+
+            Assert.True(await ClosedAsync(silent));
+            return (rejected, time.GetElapsedTime(start), mapped, server.Metrics.ConnectionsTimedOut);
+        });
+        Assert.True(rejected);
+        Assert.InRange(silentFor, TimeSpan.FromSeconds(10), TimeSpan.FromSeconds(10.5));
+        Assert.True(answered);
+        Assert.Equal(1, timedOut);
     }
 }

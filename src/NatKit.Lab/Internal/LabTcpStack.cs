@@ -149,7 +149,7 @@ internal sealed class LabTcpListener : IStreamListener
         }
 
         _waiter = new TaskCompletionSource<IStreamConnection>();
-        return await _waiter.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
+        return await _waiter.Task.WaitAsync(cancellationToken);
     }
 
     internal void Ready(LabTcpConnection c)

@@ -430,6 +430,7 @@ public sealed partial class TurnServer
 
             if (link is StreamClientLink s)
             {
+                s.Watchdog.AllocationStarted();
                 _streamAllocations[s] = allocation;
             }
             else
