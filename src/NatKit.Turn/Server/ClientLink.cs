@@ -21,6 +21,12 @@ internal abstract class ClientLink
 
     /// <summary>Sends one STUN message or ChannelData frame. Never throws: a failed send is a lost packet.</summary>
     public abstract ValueTask SendAsync(ReadOnlyMemory<byte> frame);
+
+    /// <summary>A complete, valid STUN message came from this client (a stream's watchdog counts it as the
+    /// connection being used; a datagram client has nothing to keep alive).</summary>
+    public virtual void MessageReceived()
+    {
+    }
 }
 
 /// <summary>A client over UDP: replies leave through the listening socket the request came in on.</summary>
@@ -86,6 +92,8 @@ internal sealed class StreamClientLink(Stream stream, IPEndPoint remote, IPEndPo
     public bool Closed => _closed;
 
     public TcpConnectionWatchdog Watchdog => watchdog;
+
+    public override void MessageReceived() => watchdog.MessageReceived();
 
     public override async ValueTask SendAsync(ReadOnlyMemory<byte> frame)
     {

@@ -54,6 +54,8 @@ public sealed partial class TurnServer
             return null;
         }
 
+        link.MessageReceived(); // only whole, valid messages keep a stream connection alive
+
         if (r.Class == StunClass.Indication)
         {
             if (r.Method == TurnMethods.Send && allocation is not null)

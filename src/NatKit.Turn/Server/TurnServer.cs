@@ -520,11 +520,6 @@ public sealed partial class TurnServer : IAsyncDisposable
                 return;
             }
 
-            if (StunMessageReader.TryParse(frame.Span, out _))
-            {
-                link.Watchdog.MessageReceived(); // only whole, valid messages keep a connection alive
-            }
-
             await HandleStunAsync(frame, link, allocation, -1);
         }
 #pragma warning disable CA1031 // untrusted input: nothing a frame does may end the connection
