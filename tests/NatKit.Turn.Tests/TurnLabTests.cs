@@ -96,6 +96,84 @@ public class TurnLabTests
         Assert.Equal(403, code);
     }
 
+    [Fact]
+    public void OverTcp_AllocatesAndRelaysBothWays_WithIndicationsAndChannelData()
+    {
+        var lab = new VirtualNetwork(seed: 12);
+        var internet = lab.AddSegment("internet");
+        var home = lab.AddSegment("home", "192.168.1.0/24");
+        lab.AddRouter("nat", NatPresets.Symmetric, home, "192.168.1.1", internet, "198.51.100.1");
+        var serverHost = lab.AddHost("turn", internet, "203.0.113.100");
+        var peerHost = lab.AddHost("peer", internet, "203.0.113.7");
+        var clientHost = lab.AddHost("client", home, "192.168.1.10");
+        var ep = new IPEndPoint(ServerAddress, 3478);
+        var (got, elapsed) = lab.Run(async () =>
+        {
+            var time = clientHost.TimeProvider;
+            var start = time.GetTimestamp();
+            await using var server = await TurnServer.StartAsync(serverHost,
+                Options(new PeerPolicy(allow: [PeerRule.Parse("203.0.113.0/24")])) with { TcpListen = [ep] });
+            await using var peer = await peerHost.BindUdpAsync(new IPEndPoint(IPAddress.Parse("203.0.113.7"), 5000));
+            await using var client = await TurnClient.AllocateAsync(clientHost,
+                new TurnClientOptions(ep, "a", "pa") { Transport = TurnTransport.Tcp });
+            Assert.Equal(IPAddress.Parse("198.51.100.1"), client.MappedEndPoint.Address);
+            Assert.Equal(ServerAddress, client.RelayedEndPoint.Address);
+            var buffer = new byte[100];
+            var seen = new List<string>();
+
+            // Send and Data indications.
+            await client.CreatePermissionAsync(peer.LocalEndPoint.Address);
+            await client.SendAsync("indication out"u8.ToArray(), peer.LocalEndPoint);
+            var d = await peer.ReceiveFromAsync(buffer);
+            Assert.Equal(client.RelayedEndPoint, d.RemoteEndPoint);
+            seen.Add(System.Text.Encoding.UTF8.GetString(buffer, 0, d.Length));
+            await peer.SendToAsync("indication in"u8.ToArray(), client.RelayedEndPoint);
+            var r = await client.ReceiveAsync(buffer);
+            Assert.Equal(peer.LocalEndPoint, r.Peer);
+            seen.Add(System.Text.Encoding.UTF8.GetString(buffer, 0, r.Length));
+
+            // ChannelData, with odd lengths so the RFC 8656 section 11.5 padding over TCP is exercised.
+            await client.BindChannelAsync(peer.LocalEndPoint);
+            await client.SendAsync("channel out"u8.ToArray(), peer.LocalEndPoint);
+            d = await peer.ReceiveFromAsync(buffer);
+            seen.Add(System.Text.Encoding.UTF8.GetString(buffer, 0, d.Length));
+            await peer.SendToAsync("channel in"u8.ToArray(), client.RelayedEndPoint);
+            await peer.SendToAsync("channel in, twice"u8.ToArray(), client.RelayedEndPoint);
+            r = await client.ReceiveAsync(buffer);
+            seen.Add(System.Text.Encoding.UTF8.GetString(buffer, 0, r.Length));
+            r = await client.ReceiveAsync(buffer);
+            seen.Add(System.Text.Encoding.UTF8.GetString(buffer, 0, r.Length));
+            return (seen, time.GetElapsedTime(start));
+        });
+        Assert.Equal(["indication out", "indication in", "channel out", "channel in", "channel in, twice"], got);
+
+        // The lab's links have no latency: every transaction was answered at once, none waited for a timer.
+        Assert.Equal(TimeSpan.Zero, elapsed);
+    }
+
+    [Fact]
+    public void Rfc8489_S6_2_1_Client_DoesNotRetransmit_AnAnsweredRequest()
+    {
+        var (lab, serverHost, a, _) = Build();
+        var elapsed = lab.Run(async () =>
+        {
+            await using var server = await TurnServer.StartAsync(serverHost,
+                Options(new PeerPolicy(allow: [PeerRule.Parse("203.0.113.0/24")])));
+            var time = a.TimeProvider;
+            var start = time.GetTimestamp();
+            await using var ca = await TurnClient.AllocateAsync(a,
+                new TurnClientOptions(new IPEndPoint(ServerAddress, 3478), "a", "pa") { KeepAlive = false });
+            await ca.CreatePermissionAsync(IPAddress.Parse("203.0.113.7"));
+            await ca.BindChannelAsync(new IPEndPoint(IPAddress.Parse("203.0.113.7"), 5000));
+            return time.GetElapsedTime(start);
+        });
+
+        // The 401, Allocate, CreatePermission and ChannelBind are all answered at once on the lab's latency-free
+        // links: no 500 ms retransmission timer may fire (it did for every one of them when the wait for the
+        // response left the lab's loop).
+        Assert.Equal(TimeSpan.Zero, elapsed);
+    }
+
     /// <summary>True once the other side closed (FIN or reset).</summary>
     private static async Task<bool> ClosedAsync(NatKit.Net.IStreamConnection c)
     {

@@ -58,7 +58,7 @@ internal sealed class LabTcpStack(LabHost host)
         c.Open();
         try
         {
-            await c.Established.WaitAsync(cancellationToken).ConfigureAwait(false);
+            await c.Established.WaitAsync(cancellationToken);
         }
         catch (OperationCanceledException)
         {
