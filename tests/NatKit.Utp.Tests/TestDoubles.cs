@@ -1,4 +1,5 @@
 using System.Net;
+using System.Runtime.InteropServices;
 using System.Threading.Channels;
 using NatKit.Net;
 
@@ -163,7 +164,7 @@ internal sealed class LateReadingDatagramSocket(IDatagramSocket inner, int seed)
             var arrays = new List<byte[]>();
             foreach (var h in _held)
             {
-                if (System.Runtime.InteropServices.MemoryMarshal.TryGetArray(h.Memory, out var segment))
+                if (MemoryMarshal.TryGetArray(h.Memory, out var segment))
                 {
                     arrays.Add(segment.Array!);
                 }
