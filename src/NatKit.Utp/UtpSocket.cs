@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Diagnostics.Metrics;
 using System.Net;
 using System.Net.Sockets;
@@ -367,17 +368,16 @@ public sealed class UtpSocket : IAsyncDisposable, IDisposable
     /// <summary>A buffer for control packets (STATE, RESET, probes), valid until the next SendScratch.</summary>
     internal byte[] Scratch => _scratch;
 
-    internal void SendScratch(int length, IPEndPoint to)
-    {
-        if (!Send(_scratch, length, to))
-        {
-            // The send is still reading the buffer: take a fresh one (only on this rare, asynchronous path).
-            _scratch = new byte[_scratch.Length];
-        }
-    }
+    internal void SendScratch(int length, IPEndPoint to) => _scratch = Send(_scratch, length, to);
 
-    /// <summary>Sends a datagram; true when the socket finished with the buffer before returning.</summary>
-    internal bool Send(byte[] buffer, int length, IPEndPoint to)
+    /// <summary>
+    /// Sends <paramref name="length"/> bytes of <paramref name="buffer"/> and returns the buffer the caller may keep
+    /// using (rewrite, resend, hand back to the pool): <paramref name="buffer"/> itself when the socket finished
+    /// with it before returning (the usual case, which allocates nothing), otherwise a copy in a fresh pooled array.
+    /// The original then belongs to the pending send: the caller must drop it, and it is left to the GC, never
+    /// returned to the pool, since the socket may still read it.
+    /// </summary>
+    internal byte[] Send(byte[] buffer, int length, IPEndPoint to)
     {
         DatagramsSent++;
         ValueTask<int> pending;
@@ -387,17 +387,19 @@ public sealed class UtpSocket : IAsyncDisposable, IDisposable
         }
         catch (Exception e) when (e is NetworkException or SocketException or ObjectDisposedException)
         {
-            return true;
+            return buffer;
         }
 
         if (pending.IsCompleted)
         {
             ObserveCompleted(pending);
-            return true;
+            return buffer;
         }
 
         _ = ObserveAsync(pending);
-        return false;
+        var copy = ArrayPool<byte>.Shared.Rent(buffer.Length);
+        buffer.AsSpan(0, length).CopyTo(copy);
+        return copy;
     }
 
     private static void ObserveCompleted(ValueTask<int> pending)

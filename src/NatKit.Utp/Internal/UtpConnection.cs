@@ -677,7 +677,8 @@ internal sealed class UtpConnection
         var window = AdvertisedWindow;
         UtpHeader.Refresh(slot.Buffer, (uint)now, _replyMicro, window, _ackNr);
         _lastAdvertised = (int)window;
-        _owner.Send(slot.Buffer!, slot.Length, Remote);
+        // A send still reading the slot's buffer keeps it: the slot goes on with the copy Send hands back.
+        slot.Buffer = _owner.Send(slot.Buffer!, slot.Length, Remote);
         PacketsSent++;
         _lastSent = now;
         _unackedPackets = 0;
