@@ -69,6 +69,10 @@ public sealed class LabHost : LabNode, INetwork
     /// <summary>Datagrams dropped because a socket's receive queue was full.</summary>
     public long ReceiveQueueOverflows { get; internal set; }
 
+    /// <summary>UDP datagrams dropped because they were larger than the buffer of the receive that would have taken
+    /// them (the real network drops these too, rather than cutting them short).</summary>
+    public long OversizeDatagramDrops { get; internal set; }
+
     internal LabInterface Interface { get; }
 
     internal LabTcpStack Tcp { get; }

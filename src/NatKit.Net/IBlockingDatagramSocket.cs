@@ -13,7 +13,8 @@ namespace NatKit.Net;
 public interface IBlockingDatagramSocket
 {
     /// <summary>
-    /// Blocks until one datagram arrives and copies it into <paramref name="buffer"/> (truncated if larger).
+    /// Blocks until one datagram arrives and copies it into <paramref name="buffer"/>; one larger than the buffer
+    /// is dropped and the call waits for the next, as <see cref="IDatagramSocket.ReceiveFromAsync"/> does.
     /// Disposing the socket from another thread ends a blocked call with <see cref="ObjectDisposedException"/>.
     /// </summary>
     /// <exception cref="ObjectDisposedException">The socket was closed (before or during the call).</exception>

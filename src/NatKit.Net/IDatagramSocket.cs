@@ -15,7 +15,8 @@ public interface IDatagramSocket : IAsyncDisposable, IDisposable
     ValueTask<int> SendToAsync(ReadOnlyMemory<byte> datagram, IPEndPoint remoteEndPoint,
         CancellationToken cancellationToken = default);
 
-    /// <summary>Receives one datagram into <paramref name="buffer"/> (truncated if it is larger).</summary>
+    /// <summary>Receives one datagram into <paramref name="buffer"/>. A datagram larger than the buffer is dropped,
+    /// never cut short, and the receive goes on to the next one (the real network and the lab alike).</summary>
     /// <exception cref="ObjectDisposedException">The socket was closed.</exception>
     /// <exception cref="OperationCanceledException">The token was cancelled.</exception>
     ValueTask<ReceivedDatagram> ReceiveFromAsync(Memory<byte> buffer, CancellationToken cancellationToken = default);

@@ -116,3 +116,40 @@ public sealed class SystemNetworkTests
         Assert.Contains(IPAddress.Loopback, Net.LocalAddresses);
     }
 }
+
+/// <summary><see cref="IStreamReadiness"/> on the real network's TCP connections.</summary>
+public sealed class StreamReadinessTests
+{
+    private static readonly SystemNetwork Net = SystemNetwork.Instance;
+
+    private static bool Eventually(Func<bool> condition) => SpinWait.SpinUntil(condition, TimeSpan.FromSeconds(10));
+
+    [Fact]
+    public async Task IdleConnection_IsNotReadable_UntilBytesOrEndOfStreamArrive()
+    {
+        await using var listener = await Net.ListenTcpAsync(new IPEndPoint(IPAddress.Loopback, 0));
+        await using var client = await Net.ConnectTcpAsync(listener.LocalEndPoint);
+        await using var server = await listener.AcceptAsync();
+        var readiness = Assert.IsAssignableFrom<IStreamReadiness>(client);
+        Assert.False(readiness.ReadWouldNotBlock);
+
+        await server.Stream.WriteAsync(new byte[] { 7 });
+        Assert.True(Eventually(() => readiness.ReadWouldNotBlock));
+        var one = new byte[1];
+        Assert.Equal(1, await client.Stream.ReadAsync(one));
+        Assert.False(readiness.ReadWouldNotBlock); // drained again
+
+        server.ShutdownSend(); // what a server closing an idle keep-alive connection looks like
+        Assert.True(Eventually(() => readiness.ReadWouldNotBlock));
+    }
+
+    [Fact]
+    public async Task DisposedConnection_CountsAsReadable()
+    {
+        await using var listener = await Net.ListenTcpAsync(new IPEndPoint(IPAddress.Loopback, 0));
+        var client = await Net.ConnectTcpAsync(listener.LocalEndPoint);
+        await using var server = await listener.AcceptAsync();
+        await client.DisposeAsync();
+        Assert.True(((IStreamReadiness)client).ReadWouldNotBlock);
+    }
+}

@@ -1,5 +1,6 @@
 using System.Net;
 using NatKit.Net;
+using NatKit.TestSupport;
 
 namespace NatKit.Net.Tests;
 
@@ -8,19 +9,10 @@ public sealed class TcpCongestionControlTests
 {
     private static readonly SystemNetwork Net = SystemNetwork.Instance;
 
-    /// <summary>An algorithm this kernel has that is not its default, so a socket that reports it was really set.</summary>
-    private static string NonDefault()
-    {
-        var system = File.ReadAllText("/proc/sys/net/ipv4/tcp_congestion_control").Trim();
-        var other = SystemNetwork.AvailableCongestionControl.FirstOrDefault(a => a != system);
-        Assert.True(other is not null, $"this kernel has only '{system}': nothing to tell a set algorithm from the default");
-        return other;
-    }
-
     [Fact]
     public async Task Listener_PassesItsAlgorithmOnToAcceptedConnections()
     {
-        var chosen = NonDefault();
+        var chosen = KernelTcp.NonDefaultCongestionControl();
         await using var listener = await Net.ListenTcpAsync(new IPEndPoint(IPAddress.Loopback, 0));
         var cc = Assert.IsAssignableFrom<ITcpCongestionControl>(listener);
         cc.SetCongestionControl(chosen);
@@ -35,7 +27,7 @@ public sealed class TcpCongestionControlTests
     [Fact]
     public async Task Connection_TakesAnAlgorithmAfterConnecting()
     {
-        var chosen = NonDefault();
+        var chosen = KernelTcp.NonDefaultCongestionControl();
         await using var listener = await Net.ListenTcpAsync(new IPEndPoint(IPAddress.Loopback, 0));
         await using var client = await Net.ConnectTcpAsync(listener.LocalEndPoint);
         await using var accepted = await listener.AcceptAsync();
@@ -52,7 +44,7 @@ public sealed class TcpCongestionControlTests
     [Fact]
     public async Task Network_ConnectsWithTheAlgorithmFromTheFirstPacket()
     {
-        var chosen = NonDefault();
+        var chosen = KernelTcp.NonDefaultCongestionControl();
         await using var listener = await Net.ListenTcpAsync(new IPEndPoint(IPAddress.Loopback, 0));
         ITcpCongestionControlNetwork choosing = Net;
         await using var client = await choosing.ConnectTcpAsync(listener.LocalEndPoint, null, chosen);

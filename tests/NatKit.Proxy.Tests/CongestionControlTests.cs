@@ -3,6 +3,7 @@ using System.Net;
 using System.Net.Sockets;
 using NatKit.Net;
 using NatKit.Proxy.Tests.Support;
+using NatKit.TestSupport;
 
 namespace NatKit.Proxy.Tests;
 
@@ -10,19 +11,10 @@ namespace NatKit.Proxy.Tests;
 /// and a name the kernel or the network cannot take stops start-up.</summary>
 public sealed class CongestionControlTests
 {
-    /// <summary>An algorithm this kernel has that is not its default, so a socket reporting it was really set.</summary>
-    private static string NonDefault()
-    {
-        var system = File.ReadAllText("/proc/sys/net/ipv4/tcp_congestion_control").Trim();
-        var other = SystemNetwork.AvailableCongestionControl.FirstOrDefault(a => a != system);
-        Assert.True(other is not null, $"this kernel has only '{system}'");
-        return other;
-    }
-
     [Fact]
     public async Task ConnectTunnel_BothLegsUseTheChosenAlgorithm()
     {
-        var chosen = NonDefault();
+        var chosen = KernelTcp.NonDefaultCongestionControl();
         var network = new ChoosingNetwork(SystemNetwork.Instance);
         await using var target = await SystemNetwork.Instance.ListenTcpAsync(new IPEndPoint(IPAddress.Loopback, 0));
         var options = ProxyServerTests.TestOptions(target.LocalEndPoint.Port) with { CongestionControl = chosen };
@@ -50,7 +42,7 @@ public sealed class CongestionControlTests
     [Fact]
     public async Task WithoutTheOption_SocketsKeepTheSystemDefault()
     {
-        var system = File.ReadAllText("/proc/sys/net/ipv4/tcp_congestion_control").Trim();
+        var system = KernelTcp.DefaultCongestionControl;
         var network = new RecordingNetwork(SystemNetwork.Instance);
         await using var proxy = await ProxyServer.StartAsync(ProxyServerTests.TestOptions(), network);
         Assert.Equal(system, ((ITcpCongestionControl)Assert.Single(network.Listeners)).CongestionControl);

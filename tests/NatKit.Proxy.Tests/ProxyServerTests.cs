@@ -427,6 +427,16 @@ public sealed class ProxyServerTests : IAsyncLifetime
         await using var c = await RawClient.ConnectAsync(proxy.HttpEndPoint);
         await c.SendAsync($"GET http://127.0.0.1:{silent.LocalEndPoint.Port}/ HTTP/1.1\r\nHost: a\r\n\r\n");
         await using var upstream = await accepted;
+        // The proxy arms its idle deadline before it writes the request upstream: once the head has arrived the
+        // clock may move (a connection accepted is not yet a request sent, and the head timeout still runs then).
+        var head = new List<byte>();
+        var one = new byte[1];
+        while (head.Count < 4 || !head.TakeLast(4).SequenceEqual("\r\n\r\n"u8.ToArray()))
+        {
+            Assert.Equal(1, await upstream.Stream.ReadAsync(one));
+            head.Add(one[0]);
+        }
+
         var response = c.ReadResponseAsync();
         time.Advance(TimeSpan.FromSeconds(29));
         Assert.False(response.IsCompleted);

@@ -1,6 +1,7 @@
 using System.Net;
 using NatKit.Lab;
 using NatKit.Nat;
+using NatKit.Stun;
 using NatKit.Turn.Client;
 using NatKit.Turn.Policy;
 using NatKit.Turn.Server;
@@ -93,5 +94,133 @@ public class TurnLabTests
             return e.Code;
         });
         Assert.Equal(403, code);
+    }
+
+    [Fact]
+    public void OverTcp_AllocatesAndRelaysBothWays_WithIndicationsAndChannelData()
+    {
+        var lab = new VirtualNetwork(seed: 12);
+        var internet = lab.AddSegment("internet");
+        var home = lab.AddSegment("home", "192.168.1.0/24");
+        lab.AddRouter("nat", NatPresets.Symmetric, home, "192.168.1.1", internet, "198.51.100.1");
+        var serverHost = lab.AddHost("turn", internet, "203.0.113.100");
+        var peerHost = lab.AddHost("peer", internet, "203.0.113.7");
+        var clientHost = lab.AddHost("client", home, "192.168.1.10");
+        var ep = new IPEndPoint(ServerAddress, 3478);
+        var (got, elapsed) = lab.Run(async () =>
+        {
+            var time = clientHost.TimeProvider;
+            var start = time.GetTimestamp();
+            await using var server = await TurnServer.StartAsync(serverHost,
+                Options(new PeerPolicy(allow: [PeerRule.Parse("203.0.113.0/24")])) with { TcpListen = [ep] });
+            await using var peer = await peerHost.BindUdpAsync(new IPEndPoint(IPAddress.Parse("203.0.113.7"), 5000));
+            await using var client = await TurnClient.AllocateAsync(clientHost,
+                new TurnClientOptions(ep, "a", "pa") { Transport = TurnTransport.Tcp });
+            Assert.Equal(IPAddress.Parse("198.51.100.1"), client.MappedEndPoint.Address);
+            Assert.Equal(ServerAddress, client.RelayedEndPoint.Address);
+            var buffer = new byte[100];
+            var seen = new List<string>();
+
+            // Send and Data indications.
+            await client.CreatePermissionAsync(peer.LocalEndPoint.Address);
+            await client.SendAsync("indication out"u8.ToArray(), peer.LocalEndPoint);
+            var d = await peer.ReceiveFromAsync(buffer);
+            Assert.Equal(client.RelayedEndPoint, d.RemoteEndPoint);
+            seen.Add(System.Text.Encoding.UTF8.GetString(buffer, 0, d.Length));
+            await peer.SendToAsync("indication in"u8.ToArray(), client.RelayedEndPoint);
+            var r = await client.ReceiveAsync(buffer);
+            Assert.Equal(peer.LocalEndPoint, r.Peer);
+            seen.Add(System.Text.Encoding.UTF8.GetString(buffer, 0, r.Length));
+
+            // ChannelData, with odd lengths so the RFC 8656 section 11.5 padding over TCP is exercised.
+            await client.BindChannelAsync(peer.LocalEndPoint);
+            await client.SendAsync("channel out"u8.ToArray(), peer.LocalEndPoint);
+            d = await peer.ReceiveFromAsync(buffer);
+            seen.Add(System.Text.Encoding.UTF8.GetString(buffer, 0, d.Length));
+            await peer.SendToAsync("channel in"u8.ToArray(), client.RelayedEndPoint);
+            await peer.SendToAsync("channel in, twice"u8.ToArray(), client.RelayedEndPoint);
+            r = await client.ReceiveAsync(buffer);
+            seen.Add(System.Text.Encoding.UTF8.GetString(buffer, 0, r.Length));
+            r = await client.ReceiveAsync(buffer);
+            seen.Add(System.Text.Encoding.UTF8.GetString(buffer, 0, r.Length));
+            return (seen, time.GetElapsedTime(start));
+        });
+        Assert.Equal(["indication out", "indication in", "channel out", "channel in", "channel in, twice"], got);
+
+        // The lab's links have no latency: every transaction was answered at once, none waited for a timer.
+        Assert.Equal(TimeSpan.Zero, elapsed);
+    }
+
+    [Fact]
+    public void Rfc8489_S6_2_1_Client_DoesNotRetransmit_AnAnsweredRequest()
+    {
+        var (lab, serverHost, a, _) = Build();
+        var elapsed = lab.Run(async () =>
+        {
+            await using var server = await TurnServer.StartAsync(serverHost,
+                Options(new PeerPolicy(allow: [PeerRule.Parse("203.0.113.0/24")])));
+            var time = a.TimeProvider;
+            var start = time.GetTimestamp();
+            await using var ca = await TurnClient.AllocateAsync(a,
+                new TurnClientOptions(new IPEndPoint(ServerAddress, 3478), "a", "pa") { KeepAlive = false });
+            await ca.CreatePermissionAsync(IPAddress.Parse("203.0.113.7"));
+            await ca.BindChannelAsync(new IPEndPoint(IPAddress.Parse("203.0.113.7"), 5000));
+            return time.GetElapsedTime(start);
+        });
+
+        // The 401, Allocate, CreatePermission and ChannelBind are all answered at once on the lab's latency-free
+        // links: no 500 ms retransmission timer may fire (it did for every one of them when the wait for the
+        // response left the lab's loop).
+        Assert.Equal(TimeSpan.Zero, elapsed);
+    }
+
+    /// <summary>True once the other side closed (FIN or reset).</summary>
+    private static async Task<bool> ClosedAsync(NatKit.Net.IStreamConnection c)
+    {
+        try
+        {
+            return await c.Stream.ReadAsync(new byte[64]) == 0;
+        }
+        catch (IOException)
+        {
+            return true;
+        }
+    }
+
+    [Fact]
+    public void TcpStrangers_InTheLab_OneSlotPerNatAddress_AndSilenceEndsAfterTheHandshakeWindow()
+    {
+        var (lab, serverHost, a, b) = Build();
+        var (rejected, silentFor, answered, timedOut) = lab.Run(async () =>
+        {
+            var ep = new IPEndPoint(ServerAddress, 3478);
+            await using var server = await TurnServer.StartAsync(serverHost, Options(PeerPolicy.Default) with
+            {
+                TcpListen = [ep],
+                MaxTcpConnectionsPerAddress = 1,
+                MaxTcpConnections = 4,
+            });
+            var time = a.TimeProvider;
+            var start = time.GetTimestamp();
+            await using var silent = await a.ConnectTcpAsync(ep);
+            await using var second = await a.ConnectTcpAsync(ep); // the same NAT address: over its cap
+            var rejected = await ClosedAsync(second);
+
+            // Another NAT address is served: a Binding over TCP answered with its mapped address.
+            await using var other = await b.ConnectTcpAsync(ep);
+            var request = new byte[20];
+            var w = new StunMessageWriter(request, StunMethods.Binding, StunClass.Request, StunTransactionId.NewRandom());
+            await other.Stream.WriteAsync(request.AsMemory(0, w.Length));
+            var answer = new byte[128];
+            var n = await other.Stream.ReadAsync(answer);
+            var mapped = StunMessage.Parse(answer.AsSpan(0, n))?.Class == StunClass.SuccessResponse;
+
+            Assert.True(await ClosedAsync(silent));
+            return (rejected, time.GetElapsedTime(start), mapped, server.Metrics.ConnectionsTimedOut);
+        });
+        Assert.True(rejected);
+        Assert.InRange(silentFor, TimeSpan.FromSeconds(10), TimeSpan.FromSeconds(10.5));
+        Assert.True(answered);
+        Assert.Equal(1, timedOut);
     }
 }

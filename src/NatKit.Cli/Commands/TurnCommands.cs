@@ -42,10 +42,14 @@ internal sealed class TurnCommands : IVerbGroup
         var bandwidth = new Option<long>("--bandwidth") { Description = "Bytes per second per allocation (0: unlimited).", DefaultValueFactory = _ => defaults.BandwidthBytesPerSecond };
         var unauth = new Option<int>("--unauth-rate") { Description = "Unauthenticated requests per second per source (0: unlimited).", DefaultValueFactory = _ => defaults.UnauthenticatedRequestsPerSecond };
         var maxLifetime = new Option<int>("--max-lifetime") { Description = "Longest allocation lifetime, seconds.", DefaultValueFactory = _ => (int)defaults.MaxLifetime.TotalSeconds };
+        var maxTcp = new Option<int>("--max-tcp-connections") { Description = "TCP and TLS client connections held at once; more are closed on accept.", DefaultValueFactory = _ => defaults.MaxTcpConnections };
+        var maxTcpPerIp = new Option<int>("--max-tcp-connections-per-ip") { Description = "TCP and TLS client connections from one source address.", DefaultValueFactory = _ => defaults.MaxTcpConnectionsPerAddress };
+        var tcpHandshake = new Option<int>("--tcp-handshake-timeout") { Description = "Seconds a new TCP/TLS connection has for its TLS handshake and first whole STUN message.", DefaultValueFactory = _ => (int)defaults.TcpHandshakeTimeout.TotalSeconds };
+        var tcpIdle = new Option<int>("--tcp-idle-timeout") { Description = "Seconds a TCP/TLS connection without a live allocation may go without a whole STUN message.", DefaultValueFactory = _ => (int)defaults.TcpIdleTimeout.TotalSeconds };
         foreach (var o in new Option[]
                  {
                      listen, tcp, tls, tlsCert, tlsKey, relay, relay6, external, ports, realm, users, secret, allow, deny,
-                     maxAllocations, maxPerUser, bandwidth, unauth, maxLifetime,
+                     maxAllocations, maxPerUser, bandwidth, unauth, maxLifetime, maxTcp, maxTcpPerIp, tcpHandshake, tcpIdle,
                  })
         {
             cmd.Options.Add(o);
@@ -85,6 +89,10 @@ internal sealed class TurnCommands : IVerbGroup
                 BandwidthBytesPerSecond = parse.GetValue(bandwidth),
                 UnauthenticatedRequestsPerSecond = parse.GetValue(unauth),
                 MaxLifetime = TimeSpan.FromSeconds(parse.GetValue(maxLifetime)),
+                MaxTcpConnections = parse.GetValue(maxTcp),
+                MaxTcpConnectionsPerAddress = parse.GetValue(maxTcpPerIp),
+                TcpHandshakeTimeout = TimeSpan.FromSeconds(parse.GetValue(tcpHandshake)),
+                TcpIdleTimeout = TimeSpan.FromSeconds(parse.GetValue(tcpIdle)),
             };
             await using var server = await TurnServer.StartAsync(SystemNetwork.Instance, options, null, ct);
             var table = new Table().AddColumns("transport", "endpoint");
@@ -104,6 +112,12 @@ internal sealed class TurnCommands : IVerbGroup
             }
 
             AnsiConsole.Write(table);
+            if (server.TcpEndPoints.Count + server.TlsEndPoints.Count > 0)
+            {
+                Console.WriteLine(
+                    $"tcp/tls: at most {options.MaxTcpConnections} connections ({options.MaxTcpConnectionsPerAddress} per address); closed after {options.TcpHandshakeTimeout.TotalSeconds:0} s without a first STUN message, {options.TcpIdleTimeout.TotalSeconds:0} s idle without an allocation.");
+            }
+
             Console.WriteLine(
                 $"relay {options.RelayAddress} ports {min}-{max}, realm {options.Realm}, {(options.SharedSecret is null ? $"{userMap.Count} user(s)" : "REST shared secret")}; allow [{string.Join(", ", options.Policy.Allow)}] deny [{string.Join(", ", options.Policy.Deny)}]. Ctrl+C stops.");
             try

@@ -58,7 +58,7 @@ internal sealed class LabTcpStack(LabHost host)
         c.Open();
         try
         {
-            await c.Established.WaitAsync(cancellationToken).ConfigureAwait(false);
+            await c.Established.WaitAsync(cancellationToken);
         }
         catch (OperationCanceledException)
         {
@@ -149,7 +149,7 @@ internal sealed class LabTcpListener : IStreamListener
         }
 
         _waiter = new TaskCompletionSource<IStreamConnection>();
-        return await _waiter.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
+        return await _waiter.Task.WaitAsync(cancellationToken);
     }
 
     internal void Ready(LabTcpConnection c)

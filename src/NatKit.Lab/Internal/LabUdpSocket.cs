@@ -80,9 +80,9 @@ internal sealed class LabUdpSocket : IDatagramSocket, IValueTaskSource<ReceivedD
             throw new InvalidOperationException("a receive is already pending on this socket (one at a time)");
         }
 
-        if (_queue.Count > 0)
+        if (TryTake(buffer, out var queued))
         {
-            return new ValueTask<ReceivedDatagram>(Take(buffer));
+            return new ValueTask<ReceivedDatagram>(queued);
         }
 
         if (cancellationToken.IsCancellationRequested)
@@ -121,24 +121,38 @@ internal sealed class LabUdpSocket : IDatagramSocket, IValueTaskSource<ReceivedD
         }
 
         _queue.Enqueue(new Queued(packet, offset, length, source, sourcePort));
-        if (_pending)
+        if (_pending && TryTake(_pendingBuffer, out var datagram))
         {
             _pending = false;
-            var buffer = _pendingBuffer;
             _pendingBuffer = default;
             _registration.Dispose();
             _registration = default;
-            _core.SetResult(Take(buffer));
+            _core.SetResult(datagram);
         }
     }
 
-    private ReceivedDatagram Take(Memory<byte> buffer)
+    /// <summary>Takes the first queued datagram that fits <paramref name="buffer"/>. One larger than the buffer is
+    /// dropped, never cut short, as the real network's sockets drop it: protocol code sees the same on both.</summary>
+    private bool TryTake(Memory<byte> buffer, out ReceivedDatagram datagram)
     {
-        var q = _queue.Dequeue();
-        var n = Math.Min(q.Length, buffer.Length);
-        q.Packet.Buffer.AsSpan(q.Offset, n).CopyTo(buffer.Span);
-        _host.Network.Pool.Return(q.Packet);
-        return new ReceivedDatagram(n, EndPoint(q.Source, q.SourcePort));
+        while (_queue.Count > 0)
+        {
+            var q = _queue.Dequeue();
+            if (q.Length > buffer.Length)
+            {
+                _host.OversizeDatagramDrops++;
+                _host.Network.Pool.Return(q.Packet);
+                continue;
+            }
+
+            q.Packet.Buffer.AsSpan(q.Offset, q.Length).CopyTo(buffer.Span);
+            _host.Network.Pool.Return(q.Packet);
+            datagram = new ReceivedDatagram(q.Length, EndPoint(q.Source, q.SourcePort));
+            return true;
+        }
+
+        datagram = default;
+        return false;
     }
 
     private IPEndPoint EndPoint(Ipv4Address address, ushort port)

@@ -3,7 +3,7 @@ using System.Net.Sockets;
 
 namespace NatKit.Net.Internal;
 
-internal sealed class SocketStreamConnection : IStreamConnection, IKernelStreamRelay, ITcpCongestionControl
+internal sealed class SocketStreamConnection : IStreamConnection, IKernelStreamRelay, ITcpCongestionControl, IStreamReadiness
 {
     private readonly Socket _socket;
 
@@ -41,6 +41,21 @@ internal sealed class SocketStreamConnection : IStreamConnection, IKernelStreamR
     public string? CongestionControl => TcpCongestion.Get(_socket);
 
     public void SetCongestionControl(string algorithm) => TcpCongestion.Set(_socket, algorithm);
+
+    public bool ReadWouldNotBlock
+    {
+        get
+        {
+            try
+            {
+                return _socket.Poll(0, SelectMode.SelectRead);
+            }
+            catch (Exception e) when (e is SocketException or ObjectDisposedException)
+            {
+                return true;
+            }
+        }
+    }
 
     public Task? TryRelay(IStreamConnection other, Action<bool, long> moved, CancellationToken cancellationToken)
     {

@@ -110,18 +110,11 @@ internal sealed class UpstreamPool : IAsyncDisposable
 
     /// <summary>An idle connection that is readable has either been closed by the server or sent bytes nobody
     /// asked for: either way it must not carry a request (a real socket only; others are trusted).</summary>
-    private static bool LooksClosed(UpstreamConnection c)
-    {
-        try
-        {
-            return c.Connection.Stream is System.Net.Sockets.NetworkStream ns &&
-                   ns.Socket.Poll(0, System.Net.Sockets.SelectMode.SelectRead);
-        }
-        catch (Exception e) when (ProxyServer.IsConnectionError(e))
-        {
-            return true;
-        }
-    }
+    /// <summary>An idle connection that became readable was closed by the server (or sent bytes it should not
+    /// have): either way not one to send a request on. A connection that cannot tell is tried, and a failure
+    /// before any response byte is retried when that is safe.</summary>
+    private static bool LooksClosed(UpstreamConnection c) =>
+        c.Connection is IStreamReadiness { ReadWouldNotBlock: true };
 
     /// <summary>Keeps <paramref name="connection"/> for reuse, or closes it when the pool is full.</summary>
     public void Return(UpstreamConnection connection)

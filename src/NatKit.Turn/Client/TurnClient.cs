@@ -554,48 +554,99 @@ public sealed class TurnClient : IAsyncDisposable
         return !r.HasMessageIntegrity || r.VerifyMessageIntegrity(key);
     }
 
+    /// <summary>One request until its response: over UDP sent up to MaxTransmissions times with RFC 8489 section
+    /// 6.2.1's doubling waits; over a stream sent once and given <see cref="TurnClientOptions.StreamTimeout"/>
+    /// (Ti, 39.5 s; section 6.2.2 forbids retransmitting over a reliable transport).</summary>
+    /// <remarks>The caller awaits the response's task alone: the receive loop (the response), a timer on the
+    /// client's TimeProvider (retransmissions and the timeout) and cancellation all complete that one task. Not
+    /// <c>Task.WhenAny(response, delay)</c>: the response's task runs its continuations asynchronously, and
+    /// WhenAny's completion is then queued to the thread pool, off an in-memory lab's loop, so the lab's virtual
+    /// clock could fire the delay first: over TCP every transaction timed out, over UDP each one cost a
+    /// retransmission and one RTO of virtual time.</remarks>
     private async Task<byte[]> TransactAsync(StunTransactionId id, byte[] request, CancellationToken cancellationToken)
     {
-        var done = new TaskCompletionSource<byte[]>(TaskCreationOptions.RunContinuationsAsynchronously);
-        _pending[id] = done;
+        using var transaction = new Transaction(this, request);
+        _pending[id] = transaction.Done;
         try
         {
             using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _stop.Token);
-            if (_udp is null)
-            {
-                await WriteAsync(request, linked.Token);
-                var timeout = Task.Delay(_options.StreamTimeout, _time, linked.Token);
-                if (await Task.WhenAny(done.Task, timeout) != done.Task)
-                {
-                    await timeout; // surfaces cancellation
-                    throw new TimeoutException($"no answer from TURN server {_options.Server}");
-                }
-
-                return await done.Task;
-            }
-
-            for (var i = 0; i < _options.MaxTransmissions; i++)
-            {
-                await WriteAsync(request, linked.Token);
-                var wait = StunRetransmission.WaitAfter(i, _options.MaxTransmissions, _options.InitialRto);
-                using var delay = CancellationTokenSource.CreateLinkedTokenSource(linked.Token);
-                var timer = Task.Delay(wait, _time, delay.Token);
-                var first = await Task.WhenAny(done.Task, timer);
-                if (first == done.Task)
-                {
-                    delay.Cancel();
-                    return await done.Task;
-                }
-
-                linked.Token.ThrowIfCancellationRequested();
-            }
-
-            throw new TimeoutException($"no answer from TURN server {_options.Server}");
+            using var cancel = linked.Token.Register(
+                static s => ((TaskCompletionSource<byte[]>)s!).TrySetCanceled(), transaction.Done);
+            await WriteAsync(request, linked.Token);
+            transaction.Sent(linked.Token);
+            return await transaction.Done.Task;
         }
         finally
         {
             _pending.TryRemove(id, out _);
         }
+    }
+
+    /// <summary>The timer half of <see cref="TransactAsync"/>: resends over UDP, gives up when the waits are over.</summary>
+    private sealed class Transaction : IDisposable
+    {
+        private readonly TurnClient _client;
+        private readonly byte[] _request;
+        private readonly ITimer _timer;
+        private CancellationToken _token;
+        private int _sent;
+
+        public Transaction(TurnClient client, byte[] request)
+        {
+            _client = client;
+            _request = request;
+            _timer = client._time.CreateTimer(static s => ((Transaction)s!).OnTimer(), this,
+                Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+        }
+
+        public TaskCompletionSource<byte[]> Done { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        /// <summary>The first send is out: start the first wait.</summary>
+        public void Sent(CancellationToken token)
+        {
+            _token = token;
+            _sent = 1;
+            _timer.Change(Wait(0), Timeout.InfiniteTimeSpan);
+        }
+
+        private TimeSpan Wait(int afterSend) => _client._udp is null
+            ? _client._options.StreamTimeout
+            : StunRetransmission.WaitAfter(afterSend, _client._options.MaxTransmissions, _client._options.InitialRto);
+
+        private void OnTimer()
+        {
+            if (Done.Task.IsCompleted)
+            {
+                return;
+            }
+
+            if (_client._udp is null || _sent >= _client._options.MaxTransmissions)
+            {
+                Done.TrySetException(new TimeoutException($"no answer from TURN server {_client._options.Server}"));
+                return;
+            }
+
+            var wait = Wait(_sent);
+            _sent++;
+            _timer.Change(wait, Timeout.InfiniteTimeSpan);
+            _ = ResendAsync();
+        }
+
+        private async Task ResendAsync()
+        {
+            try
+            {
+                await _client.WriteAsync(_request, _token);
+            }
+#pragma warning disable CA1031 // not swallowed: the transaction fails with it
+            catch (Exception e)
+#pragma warning restore CA1031
+            {
+                Done.TrySetException(e);
+            }
+        }
+
+        public void Dispose() => _timer.Dispose();
     }
 
     private async ValueTask WriteAsync(ReadOnlyMemory<byte> frame, CancellationToken cancellationToken)

@@ -21,6 +21,12 @@ internal abstract class ClientLink
 
     /// <summary>Sends one STUN message or ChannelData frame. Never throws: a failed send is a lost packet.</summary>
     public abstract ValueTask SendAsync(ReadOnlyMemory<byte> frame);
+
+    /// <summary>A complete, valid STUN message came from this client (a stream's watchdog counts it as the
+    /// connection being used; a datagram client has nothing to keep alive).</summary>
+    public virtual void MessageReceived()
+    {
+    }
 }
 
 /// <summary>A client over UDP: replies leave through the listening socket the request came in on.</summary>
@@ -71,8 +77,11 @@ internal sealed class UdpClientLink(IDatagramSocket socket, IPEndPoint remote)
     }
 }
 
-/// <summary>A client over TCP or TLS: frames are written whole, one writer at a time.</summary>
-internal sealed class StreamClientLink(Stream stream, IPEndPoint remote, IPEndPoint local)
+/// <summary>A client over TCP or TLS: frames are written whole, one writer at a time. Its
+/// <see cref="Watchdog"/> ends a connection that holds the server's memory without using it; a write it
+/// cancels (a client that stopped reading) ends the link.</summary>
+internal sealed class StreamClientLink(Stream stream, IPEndPoint remote, IPEndPoint local,
+    TcpConnectionWatchdog watchdog)
     : ClientLink(remote, local), IDisposable
 {
     private readonly SemaphoreSlim _writeLock = new(1, 1);
@@ -82,6 +91,10 @@ internal sealed class StreamClientLink(Stream stream, IPEndPoint remote, IPEndPo
 
     public bool Closed => _closed;
 
+    public TcpConnectionWatchdog Watchdog => watchdog;
+
+    public override void MessageReceived() => watchdog.MessageReceived();
+
     public override async ValueTask SendAsync(ReadOnlyMemory<byte> frame)
     {
         if (_closed)
@@ -89,10 +102,12 @@ internal sealed class StreamClientLink(Stream stream, IPEndPoint remote, IPEndPo
             return;
         }
 
-        await _writeLock.WaitAsync();
+        var locked = false;
         try
         {
-            await stream.WriteAsync(frame);
+            await _writeLock.WaitAsync(watchdog.Token);
+            locked = true;
+            await stream.WriteAsync(frame, watchdog.Token);
         }
         catch (Exception e) when (e is IOException or ObjectDisposedException or NotSupportedException
                                       or InvalidOperationException or OperationCanceledException)
@@ -101,7 +116,22 @@ internal sealed class StreamClientLink(Stream stream, IPEndPoint remote, IPEndPo
         }
         finally
         {
+            if (locked)
+            {
+                ReleaseWriteLock();
+            }
+        }
+    }
+
+    private void ReleaseWriteLock()
+    {
+        try
+        {
             _writeLock.Release();
+        }
+        catch (ObjectDisposedException)
+        {
+            // the connection ended while this write finished
         }
     }
 

@@ -12,6 +12,9 @@ namespace NatKit.Turn.Server;
 /// <item><c>natkit.turn.refusals</c>: error responses, tagged <c>code</c> (400, 401, 403, 437, 438, ...)</item>
 /// <item><c>natkit.turn.drops</c>: packets dropped, tagged <c>reason</c> (no_permission, policy,
 ///   bandwidth, no_allocation, no_channel, rate_limited, malformed)</item>
+/// <item><c>natkit.turn.connections.active</c> (gauge): TCP and TLS client connections held;
+///   <c>natkit.turn.connections.rejected</c>, tagged <c>reason</c> = <c>total_limit</c> or <c>address_limit</c>;
+///   <c>natkit.turn.connections.timed_out</c>, tagged <c>reason</c> = <c>handshake</c> or <c>idle</c></item>
 /// </list>
 /// Tag values are preboxed, so recording allocates nothing.
 /// </summary>
@@ -22,6 +25,10 @@ public sealed class TurnMetrics : IDisposable
     private static readonly KeyValuePair<string, object?> ToPeer = new("direction", "to_peer");
     private static readonly KeyValuePair<string, object?> ToClient = new("direction", "to_client");
     private static readonly Dictionary<int, KeyValuePair<string, object?>> Codes = BuildCodes();
+    private static readonly KeyValuePair<string, object?> TotalLimit = new("reason", "total_limit");
+    private static readonly KeyValuePair<string, object?> AddressLimit = new("reason", "address_limit");
+    private static readonly KeyValuePair<string, object?> HandshakeTimeout = new("reason", "handshake");
+    private static readonly KeyValuePair<string, object?> IdleTimeout = new("reason", "idle");
 
     private readonly Meter _meter;
     private readonly Counter<long> _packets;
@@ -30,8 +37,12 @@ public sealed class TurnMetrics : IDisposable
     private readonly Counter<long> _drops;
     private readonly Counter<long> _created;
     private readonly Counter<long> _deleted;
+    private readonly Counter<long> _rejected;
+    private readonly Counter<long> _timedOut;
+    private long _rejectedCount;
+    private long _timedOutCount;
 
-    internal TurnMetrics(Func<int> activeAllocations)
+    internal TurnMetrics(Func<int> activeAllocations, Func<int> activeConnections)
     {
         _meter = new Meter(MeterName);
         _meter.CreateObservableGauge("natkit.turn.allocations.active", activeAllocations, "{allocation}",
@@ -42,6 +53,28 @@ public sealed class TurnMetrics : IDisposable
         _bytes = _meter.CreateCounter<long>("natkit.turn.relay.bytes", "By");
         _refusals = _meter.CreateCounter<long>("natkit.turn.refusals", "{response}");
         _drops = _meter.CreateCounter<long>("natkit.turn.drops", "{packet}");
+        _meter.CreateObservableGauge("natkit.turn.connections.active", activeConnections, "{connection}",
+            "TCP and TLS client connections currently held");
+        _rejected = _meter.CreateCounter<long>("natkit.turn.connections.rejected", "{connection}");
+        _timedOut = _meter.CreateCounter<long>("natkit.turn.connections.timed_out", "{connection}");
+    }
+
+    /// <summary>TCP and TLS connections closed on accept because a connection cap was reached.</summary>
+    public long ConnectionsRejected => Interlocked.Read(ref _rejectedCount);
+
+    /// <summary>TCP and TLS connections closed by the handshake window or the idle timeout.</summary>
+    public long ConnectionsTimedOut => Interlocked.Read(ref _timedOutCount);
+
+    internal void ConnectionRejected(TcpAdmission reason)
+    {
+        Interlocked.Increment(ref _rejectedCount);
+        _rejected.Add(1, reason == TcpAdmission.AddressLimit ? AddressLimit : TotalLimit);
+    }
+
+    internal void ConnectionTimedOut(TcpTimeout reason)
+    {
+        Interlocked.Increment(ref _timedOutCount);
+        _timedOut.Add(1, reason == TcpTimeout.Handshake ? HandshakeTimeout : IdleTimeout);
     }
 
     internal void Relayed(bool toPeer, int bytes)

@@ -54,6 +54,8 @@ public sealed partial class TurnServer
             return null;
         }
 
+        link.MessageReceived(); // only whole, valid messages keep a stream connection alive
+
         if (r.Class == StunClass.Indication)
         {
             if (r.Method == TurnMethods.Send && allocation is not null)
@@ -430,6 +432,7 @@ public sealed partial class TurnServer
 
             if (link is StreamClientLink s)
             {
+                s.Watchdog.AllocationStarted();
                 _streamAllocations[s] = allocation;
             }
             else

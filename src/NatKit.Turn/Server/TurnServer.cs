@@ -52,6 +52,7 @@ public sealed partial class TurnServer : IAsyncDisposable
     private readonly byte[]? _secret;
     private readonly StunAttributeRegistry _registry;
     private readonly StunAddress _externalV4;
+    private readonly TcpConnectionLimits _tcpLimits;
     private PeerPolicy _policy;
     private ITimer? _timer;
     private int _count;
@@ -79,7 +80,8 @@ public sealed partial class TurnServer : IAsyncDisposable
         _registry = TurnRegistry.Attributes;
         _externalV4 = StunAddress.FromAddress(options.ExternalAddress ?? options.RelayAddress, 0);
         _policy = options.Policy;
-        Metrics = new TurnMetrics(() => Volatile.Read(ref _count));
+        _tcpLimits = new TcpConnectionLimits(options.MaxTcpConnections, options.MaxTcpConnectionsPerAddress);
+        Metrics = new TurnMetrics(() => Volatile.Read(ref _count), () => _tcpLimits.Count);
     }
 
     public TurnMetrics Metrics { get; }
@@ -94,6 +96,9 @@ public sealed partial class TurnServer : IAsyncDisposable
     public PeerPolicy Policy => _policy;
 
     public int AllocationCount => Volatile.Read(ref _count);
+
+    /// <summary>TCP and TLS client connections held now (at most <see cref="TurnServerOptions.MaxTcpConnections"/>).</summary>
+    public int TcpConnectionCount => _tcpLimits.Count;
 
     public TurnServerOptions Options => _options;
 
@@ -366,32 +371,54 @@ public sealed partial class TurnServer : IAsyncDisposable
                 continue;
             }
 
+            var admission = _tcpLimits.TryAdmit(connection.RemoteEndPoint.Address);
+            if (admission != TcpAdmission.Admitted)
+            {
+                Metrics.ConnectionRejected(admission);
+                await CloseQuietlyAsync(connection);
+                continue;
+            }
+
             _ = StreamLoopAsync(connection, tls);
         }
     }
 
+    private static async ValueTask CloseQuietlyAsync(IStreamConnection connection)
+    {
+        try
+        {
+            await connection.DisposeAsync();
+        }
+        catch (Exception e) when (e is IOException or SocketException or NetworkException or ObjectDisposedException)
+        {
+            // it is gone either way
+        }
+    }
+
+    /// <summary>One admitted TCP or TLS client: TLS handshake, then frames until the client closes, the framing
+    /// breaks, or the watchdog (handshake window, idle timeout) ends it. Frees its slot when it ends.</summary>
     private async Task StreamLoopAsync(IStreamConnection connection, bool tls)
     {
         Stream stream = connection.Stream;
         SslStream? ssl = null;
         StreamClientLink? link = null;
         var buffer = ArrayPool<byte>.Shared.Rent(ClientBufferSize);
-        var token = _stop.Token;
+        var watchdog = new TcpConnectionWatchdog(_time, _options.TcpHandshakeTimeout, _options.TcpIdleTimeout,
+            Metrics.ConnectionTimedOut, _stop.Token);
+        var token = watchdog.Token;
         try
         {
             if (tls)
             {
                 ssl = new SslStream(stream, leaveInnerStreamOpen: true);
-                using var handshake = CancellationTokenSource.CreateLinkedTokenSource(token);
-                handshake.CancelAfter(TimeSpan.FromSeconds(10));
                 await ssl.AuthenticateAsServerAsync(new SslServerAuthenticationOptions
                 {
                     ServerCertificate = _options.Certificate,
-                }, handshake.Token);
+                }, token);
                 stream = ssl;
             }
 
-            link = new StreamClientLink(stream, connection.RemoteEndPoint, connection.LocalEndPoint);
+            link = new StreamClientLink(stream, connection.RemoteEndPoint, connection.LocalEndPoint, watchdog);
             var filled = 0;
             while (!token.IsCancellationRequested)
             {
@@ -440,19 +467,39 @@ public sealed partial class TurnServer : IAsyncDisposable
         }
         finally
         {
-            ArrayPool<byte>.Shared.Return(buffer);
+            await EndStreamAsync(connection, link, ssl, watchdog, buffer);
+        }
+    }
+
+    /// <summary>Deletes the connection's allocation, closes it and frees its slot; never throws.</summary>
+    private async Task EndStreamAsync(IStreamConnection connection, StreamClientLink? link, SslStream? ssl,
+        TcpConnectionWatchdog watchdog, byte[] buffer)
+    {
+        try
+        {
             if (link is not null && _streamAllocations.TryRemove(link, out var allocation))
             {
                 Delete(allocation);
             }
 
             link?.Dispose();
+            watchdog.Dispose();
             if (ssl is not null)
             {
                 await ssl.DisposeAsync();
             }
-
-            await connection.DisposeAsync();
+        }
+#pragma warning disable CA1031 // the slot must be freed whatever closing does
+        catch (Exception e)
+#pragma warning restore CA1031
+        {
+            _logger.LogWarning(e, "closing stream client {Remote} failed", connection.RemoteEndPoint);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+            _tcpLimits.Release(connection.RemoteEndPoint.Address); // before the close: a client that saw it may reconnect
+            await CloseQuietlyAsync(connection);
         }
     }
 
@@ -729,6 +776,11 @@ public sealed partial class TurnServer : IAsyncDisposable
         }
 
         Unpoll(a);
+        if (a.Client is StreamClientLink stream)
+        {
+            stream.Watchdog.AllocationEnded(); // the connection is idle from now unless it allocates again
+        }
+
         a.RelayV4?.Dispose();
         a.RelayV6?.Dispose();
         a.Stop.Dispose();

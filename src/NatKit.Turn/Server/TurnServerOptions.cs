@@ -78,6 +78,23 @@ public sealed record TurnServerOptions
 
     public string Software { get; init; } = "NatKit TURN";
 
+    /// <summary>Most TCP and TLS client connections held at once, both listeners together; a connection over it
+    /// is closed as soon as it is accepted (existing ones go on). Each costs a 64 KB frame buffer.</summary>
+    public int MaxTcpConnections { get; init; } = 1024;
+
+    /// <summary>Most TCP and TLS client connections from one source IP address, so a single host cannot take
+    /// every slot of <see cref="MaxTcpConnections"/>. Raise it for many clients behind one NAT address.</summary>
+    public int MaxTcpConnectionsPerAddress { get; init; } = 128;
+
+    /// <summary>Time a new TCP or TLS connection has to finish its TLS handshake and its first complete, valid
+    /// STUN message; closed otherwise.</summary>
+    public TimeSpan TcpHandshakeTimeout { get; init; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>A TCP or TLS connection without a live allocation is closed after this long with no complete,
+    /// valid STUN message (counted from the last one, or from the end of its allocation). A connection that
+    /// carries a live allocation is never closed by it: the allocation's lifetime governs.</summary>
+    public TimeSpan TcpIdleTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
     /// <summary>Kernel receive and send buffer asked for on each UDP listening socket, which carries every UDP
     /// client's traffic (where the network offers <see cref="NatKit.Net.ISocketBuffers"/>; capped by the kernel).</summary>
     public int ListenSocketBufferBytes { get; init; } = 4 << 20;
@@ -126,6 +143,26 @@ public sealed record TurnServerOptions
             MaxChannelsPerAllocation < 1)
         {
             Fail("MaxAllocations, MaxAllocationsPerUser, MaxPermissionsPerAllocation and MaxChannelsPerAllocation must be positive.");
+        }
+
+        if (MaxTcpConnections < 1)
+        {
+            Fail($"MaxTcpConnections ({MaxTcpConnections}) must be at least 1.");
+        }
+
+        if (MaxTcpConnectionsPerAddress < 1 || MaxTcpConnectionsPerAddress > MaxTcpConnections)
+        {
+            Fail($"MaxTcpConnectionsPerAddress ({MaxTcpConnectionsPerAddress}) must be 1..MaxTcpConnections ({MaxTcpConnections}).");
+        }
+
+        if (TcpHandshakeTimeout <= TimeSpan.Zero)
+        {
+            Fail("TcpHandshakeTimeout must be positive.");
+        }
+
+        if (TcpIdleTimeout <= TimeSpan.Zero)
+        {
+            Fail("TcpIdleTimeout must be positive.");
         }
 
         if (MaxRelayPayload is < 548 or > 65507)

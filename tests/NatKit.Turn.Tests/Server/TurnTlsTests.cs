@@ -1,4 +1,5 @@
 using System.Net;
+using System.Net.Security;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using NatKit.Net;
@@ -63,5 +64,62 @@ public class TurnTlsTests
         }
 
         Assert.NotEqual(0, (await h.ClientAsync()).RelayedEndPoint.Port);
+    }
+
+    private static async Task<TurnHarness> StartTlsAsync(X509Certificate2 cert, int maxConnections = 1024) =>
+        await TurnHarness.StartAsync(o => o with
+        {
+            TlsListen = [new IPEndPoint(IPAddress.Loopback, 0)],
+            Certificate = cert,
+            MaxTcpConnections = maxConnections,
+            MaxTcpConnectionsPerAddress = maxConnections,
+        });
+
+    [Fact]
+    public async Task TlsConnections_CountTowardsTheSameCap()
+    {
+        using var cert = SelfSigned();
+        await using var h = await StartTlsAsync(cert, maxConnections: 1);
+        await using var tcp = await RawClient.ConnectTcpAsync(h.Tcp);
+        Assert.True(await tcp.BindingAnsweredAsync());
+        await using (var tls = await RawClient.ConnectTcpAsync(h.Server.TlsEndPoints[0]))
+        {
+            Assert.True(await tls.IsClosedByServerAsync());
+        }
+
+        Assert.Equal(1, h.Server.Metrics.ConnectionsRejected);
+        Assert.True(await tcp.BindingAnsweredAsync());
+    }
+
+    [Fact]
+    public async Task TlsConnection_ThatNeverHandshakes_OrNeverSpeaksAfter_IsClosedAfterTheWindow()
+    {
+        using var cert = SelfSigned();
+        await using var h = await StartTlsAsync(cert);
+        h.Time.ResetArmed();
+        await using var silent = await RawClient.ConnectTcpAsync(h.Server.TlsEndPoints[0]);
+        await h.Time.TimerArmed.WaitAsync(TimeSpan.FromSeconds(10));
+        h.Time.Advance(TimeSpan.FromSeconds(10));
+        Assert.True(await silent.IsClosedByServerAsync());
+
+        // A finished TLS handshake does not count as the first message.
+        h.Time.ResetArmed();
+        await using var conn = await SystemNetwork.Instance.ConnectTcpAsync(h.Server.TlsEndPoints[0]);
+        await h.Time.TimerArmed.WaitAsync(TimeSpan.FromSeconds(10));
+        await using var ssl = new SslStream(conn.Stream, leaveInnerStreamOpen: true,
+            (_, c, _, _) => c is not null && c.GetCertHashString() == cert.GetCertHashString());
+        using var cts = TurnHarness.Deadline();
+        await ssl.AuthenticateAsClientAsync(new SslClientAuthenticationOptions { TargetHost = "natkit-turn-test" }, cts.Token);
+        h.Time.Advance(TimeSpan.FromSeconds(10));
+        try
+        {
+            Assert.Equal(0, await ssl.ReadAsync(new byte[16], cts.Token));
+        }
+        catch (IOException)
+        {
+            // a reset is a close too
+        }
+
+        Assert.Equal(2, h.Server.Metrics.ConnectionsTimedOut);
     }
 }

@@ -5,12 +5,15 @@ using NatKit.Turn.Protocol;
 
 namespace NatKit.Turn.Tests.Support;
 
-/// <summary>Hand-built STUN over a UDP socket, for tests that send what a well-behaved client never would.</summary>
+/// <summary>Hand-built STUN over a UDP socket or a TCP connection, for tests that send what a well-behaved
+/// client never would.</summary>
 public sealed class RawClient : IAsyncDisposable
 {
-    private readonly IDatagramSocket _socket;
+    private readonly IDatagramSocket? _socket;
+    private readonly IStreamConnection? _connection;
     private readonly IPEndPoint _server;
     private readonly byte[] _buffer = new byte[2048];
+    private int _filled; // stream bytes buffered beyond the last frame handed out
 
     private RawClient(IDatagramSocket socket, IPEndPoint server)
     {
@@ -18,7 +21,13 @@ public sealed class RawClient : IAsyncDisposable
         _server = server;
     }
 
-    public IPEndPoint LocalEndPoint => _socket.LocalEndPoint;
+    private RawClient(IStreamConnection connection, IPEndPoint server)
+    {
+        _connection = connection;
+        _server = server;
+    }
+
+    public IPEndPoint LocalEndPoint => _socket?.LocalEndPoint ?? _connection!.LocalEndPoint;
 
     public string? Nonce { get; private set; }
 
@@ -26,6 +35,13 @@ public sealed class RawClient : IAsyncDisposable
 
     public static async Task<RawClient> OpenAsync(IPEndPoint server) =>
         new(await SystemNetwork.Instance.BindUdpAsync(new IPEndPoint(IPAddress.Loopback, 0)), server);
+
+    /// <summary>A TCP connection to <paramref name="server"/>, from <paramref name="local"/> if given.</summary>
+    public static async Task<RawClient> ConnectTcpAsync(IPEndPoint server, IPEndPoint? local = null)
+    {
+        using var cts = TurnHarness.Deadline();
+        return new(await SystemNetwork.Instance.ConnectTcpAsync(server, local, cts.Token), server);
+    }
 
     public delegate void Attributes(ref StunMessageWriter w);
 
@@ -47,7 +63,17 @@ public sealed class RawClient : IAsyncDisposable
         return w.Written.ToArray();
     }
 
-    public async Task SendAsync(byte[] message) => await _socket.SendToAsync(message, _server);
+    public async Task SendAsync(byte[] message)
+    {
+        if (_connection is not null)
+        {
+            await _connection.Stream.WriteAsync(message);
+        }
+        else
+        {
+            await _socket!.SendToAsync(message, _server);
+        }
+    }
 
     /// <summary>Sends and waits for the answer; returns it parsed (and remembers a NONCE it carries).</summary>
     public async Task<StunMessage> TransactAsync(byte[] message)
@@ -56,8 +82,7 @@ public sealed class RawClient : IAsyncDisposable
         using var cts = TurnHarness.Deadline();
         while (true)
         {
-            var d = await _socket.ReceiveFromAsync(_buffer, cts.Token);
-            var m = StunMessage.Parse(_buffer.AsSpan(0, d.Length));
+            var m = StunMessage.Parse(await ReceiveAsync(cts.Token));
             if (m is null || m.TransactionId != StunMessage.Parse(message)!.TransactionId)
             {
                 continue;
@@ -73,6 +98,105 @@ public sealed class RawClient : IAsyncDisposable
         }
     }
 
+    /// <summary>The next datagram, or the next STUN/ChannelData frame off the stream.</summary>
+    private async Task<byte[]> ReceiveAsync(CancellationToken cancellationToken)
+    {
+        if (_connection is null)
+        {
+            var d = await _socket!.ReceiveFromAsync(_buffer, cancellationToken);
+            return _buffer.AsSpan(0, d.Length).ToArray();
+        }
+
+        while (true)
+        {
+            if (!StunFraming.TryGetFrameLength(_buffer.AsSpan(0, _filled), out var length))
+            {
+                throw new InvalidDataException("the server's stream lost its framing");
+            }
+
+            if (length > 0 && length <= _filled)
+            {
+                var frame = _buffer.AsSpan(0, length).ToArray();
+                _buffer.AsSpan(length, _filled - length).CopyTo(_buffer);
+                _filled -= length;
+                return frame;
+            }
+
+            var n = await _connection.Stream.ReadAsync(_buffer.AsMemory(_filled), cancellationToken);
+            if (n == 0)
+            {
+                throw new EndOfStreamException("the server closed the connection");
+            }
+
+            _filled += n;
+        }
+    }
+
+    /// <summary>True once the server has closed the TCP connection (FIN or reset); false if a frame or the
+    /// test's deadline comes first. Waits on the socket, not on a timer.</summary>
+    public async Task<bool> IsClosedByServerAsync()
+    {
+        using var cts = TurnHarness.Deadline();
+        try
+        {
+            var n = await _connection!.Stream.ReadAsync(_buffer.AsMemory(_filled), cts.Token);
+            return n == 0;
+        }
+        catch (IOException)
+        {
+            return true; // reset
+        }
+        catch (OperationCanceledException)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>Closes the sending side, then reads and discards whatever the server sends until it closes the
+    /// connection; true if it did before the test's deadline.</summary>
+    public async Task<bool> HangUpAndDrainAsync()
+    {
+        _connection!.ShutdownSend();
+        using var cts = TurnHarness.Deadline();
+        try
+        {
+            while (await _connection!.Stream.ReadAsync(_buffer, cts.Token) > 0)
+            {
+            }
+
+            return true;
+        }
+        catch (IOException)
+        {
+            return true; // reset
+        }
+        catch (OperationCanceledException)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>Writes bytes that may be refused: false if the server has already closed the connection.</summary>
+    public async Task<bool> TryWriteAsync(ReadOnlyMemory<byte> bytes)
+    {
+        try
+        {
+            await _connection!.Stream.WriteAsync(bytes);
+            return true;
+        }
+        catch (IOException)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>Closes the sending side, so the server sees the client leave, and waits for its close.</summary>
+    public async Task<bool> HangUpAsync()
+    {
+        _connection!.ShutdownSend();
+        return await IsClosedByServerAsync();
+    }
+
     /// <summary>Waits for anything from the server within <paramref name="timeout"/> (real time); null if none.
     /// Only used to show that a refused packet got no answer, after a later answered request proves delivery.</summary>
     public async Task<byte[]?> TryReceiveAsync(TimeSpan timeout)
@@ -80,13 +204,19 @@ public sealed class RawClient : IAsyncDisposable
         using var cts = new CancellationTokenSource(timeout);
         try
         {
-            var d = await _socket.ReceiveFromAsync(_buffer, cts.Token);
-            return _buffer.AsSpan(0, d.Length).ToArray();
+            return await ReceiveAsync(cts.Token);
         }
         catch (OperationCanceledException)
         {
             return null;
         }
+    }
+
+    /// <summary>A Binding request over this client, answered: proof the server still serves it.</summary>
+    public async Task<bool> BindingAnsweredAsync()
+    {
+        var m = await TransactAsync(Build(StunMethods.Binding, null, user: null));
+        return m.Class == StunClass.SuccessResponse;
     }
 
     public static int ErrorCode(StunMessage m)
@@ -110,5 +240,15 @@ public sealed class RawClient : IAsyncDisposable
     public static void RequestUdp(ref StunMessageWriter w) =>
         w.AddUInt32(TurnAttributeType.RequestedTransport, (uint)TurnLimits.TransportUdp << 24);
 
-    public async ValueTask DisposeAsync() => await _socket.DisposeAsync();
+    public async ValueTask DisposeAsync()
+    {
+        if (_connection is not null)
+        {
+            await _connection.DisposeAsync();
+        }
+        else
+        {
+            await _socket!.DisposeAsync();
+        }
+    }
 }
