@@ -5,7 +5,9 @@ namespace NatKit.TestSupport;
 
 /// <summary>
 /// A real peer program started by a test. Output is collected; disposal kills the whole process tree,
-/// so a failing test never leaves a server running.
+/// so a failing test never leaves a server running. The peer gets a temporary directory of its own as TMPDIR,
+/// removed on disposal: a killed peer never cleans up after itself (chromium, for one, leaves its
+/// org.chromium.Chromium.XXXXXX singleton folder behind), so what it leaves there must go with it.
 /// </summary>
 public sealed class ExternalProcess : IAsyncDisposable
 {
@@ -15,12 +17,16 @@ public sealed class ExternalProcess : IAsyncDisposable
     private readonly object _gate = new();
     private readonly List<(string Needle, TaskCompletionSource Seen)> _waiters = [];
 
-    private ExternalProcess(Process process)
+    private ExternalProcess(Process process, string tempDirectory)
     {
         _process = process;
+        TempDirectory = tempDirectory;
     }
 
     public int Id => _process.Id;
+
+    /// <summary>The peer's own temporary directory, its TMPDIR: removed on disposal.</summary>
+    public string TempDirectory { get; }
 
     public string Output
     {
@@ -68,6 +74,14 @@ public sealed class ExternalProcess : IAsyncDisposable
             info.WorkingDirectory = workingDirectory;
         }
 
+        var tempDirectory = Directory.CreateTempSubdirectory("natkit-peer-").FullName;
+        if (!OperatingSystem.IsWindows())
+        {
+            // like /tmp itself: a root-started peer that drops to its own user (nobody, proxy) can still write here
+            File.SetUnixFileMode(tempDirectory, (UnixFileMode)0x3FF); // 01777
+        }
+
+        info.Environment["TMPDIR"] = tempDirectory;
         if (environment is not null)
         {
             foreach (var (k, v) in environment)
@@ -77,10 +91,20 @@ public sealed class ExternalProcess : IAsyncDisposable
         }
 
         var process = new Process { StartInfo = info, EnableRaisingEvents = true };
-        var result = new ExternalProcess(process);
+        var result = new ExternalProcess(process, tempDirectory);
         process.OutputDataReceived += (_, e) => result.Append(result._stdout, e.Data);
         process.ErrorDataReceived += (_, e) => result.Append(result._stderr, e.Data);
-        process.Start();
+        try
+        {
+            process.Start();
+        }
+        catch
+        {
+            process.Dispose();
+            RemoveTempDirectory(tempDirectory);
+            throw;
+        }
+
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
         return result;
@@ -154,6 +178,27 @@ public sealed class ExternalProcess : IAsyncDisposable
         }
 
         _process.Dispose();
+        RemoveTempDirectory(TempDirectory);
+    }
+
+    private static void RemoveTempDirectory(string path)
+    {
+        // twice: a child of the killed tree may still have been writing when the first pass listed the folder
+        for (var attempt = 0; ; attempt++)
+        {
+            try
+            {
+                Directory.Delete(path, recursive: true);
+                return;
+            }
+            catch (DirectoryNotFoundException)
+            {
+                return;
+            }
+            catch (IOException) when (attempt == 0)
+            {
+            }
+        }
     }
 
     private void Append(StringBuilder sb, string? line)
