@@ -1,11 +1,16 @@
+using System.Runtime.CompilerServices;
+
 namespace NatKit.Proxy;
 
 /// <summary>
-/// A minimum data rate for request bodies (as Kestrel's MinRequestBodyDataRate): once a body's first byte has
-/// arrived, the bytes received divided by the time spent waiting for the client must stay at or above the rate
-/// after a grace period, or the connection's <see cref="Deadline"/> is cancelled. Only time spent waiting for the
-/// client counts: while the proxy is writing upstream (backpressure from the origin) the clock is paused. A
-/// client that trickles a body one byte at a time keeps re-arming the idle timeout; this cuts it off.
+/// A minimum average data rate for one direction of a message (as Kestrel's MinRequestBodyDataRate and
+/// MinResponseDataRate): the bytes moved divided by the time spent waiting on the peer must stay at or above the
+/// rate once a grace period of such waiting has passed, or the connection's <see cref="Deadline"/> is cancelled.
+/// Only waits on this peer count: for a request body, the time spent waiting for the client's bytes (not writing
+/// them to a slow origin); for a response, the time spent blocked writing to the client (not reading from a slow
+/// origin). A peer that moves one byte at a time keeps re-arming the idle timeout; this cuts it off. The check
+/// runs on a timer of the injected clock, armed when a wait begins, so a stalled peer is cut at the moment its
+/// average falls below the rate.
 /// </summary>
 internal sealed class MinDataRate : IDisposable
 {
@@ -15,20 +20,26 @@ internal sealed class MinDataRate : IDisposable
     private readonly double _bytesPerSecond;
     private readonly TimeSpan _grace;
     private readonly Deadline _deadline;
+    private readonly bool _fromFirstByte;
     private readonly ITimer _timer;
     private long _bytes;
     private TimeSpan _waited;
-    private long _readSince;
-    private bool _reading;
+    private long _waitSince;
+    private bool _waiting;
     private bool _started;
     private int _violated;
 
-    public MinDataRate(TimeProvider time, double bytesPerSecond, TimeSpan grace, Deadline deadline)
+    /// <param name="fromFirstByte">True to count waits only once the first byte has moved (a request body: a
+    /// client may wait for <c>100 Continue</c> before sending one); false to count from the first wait (a
+    /// response, whose first write is its head).</param>
+    public MinDataRate(TimeProvider time, double bytesPerSecond, TimeSpan grace, Deadline deadline,
+        bool fromFirstByte)
     {
         _time = time;
         _bytesPerSecond = bytesPerSecond;
         _grace = grace;
         _deadline = deadline;
+        _fromFirstByte = fromFirstByte;
         _timer = time.CreateTimer(static s => ((MinDataRate)s!).OnTimer(), this, Timeout.InfiniteTimeSpan,
             Timeout.InfiniteTimeSpan);
     }
@@ -36,29 +47,29 @@ internal sealed class MinDataRate : IDisposable
     /// <summary>True once the rate was not met and the deadline was cancelled for it.</summary>
     public bool Violated => Volatile.Read(ref _violated) != 0;
 
-    /// <summary>The rate a request body must keep, for messages.</summary>
+    /// <summary>The rate to keep, for messages.</summary>
     public double BytesPerSecond => _bytesPerSecond;
 
-    /// <summary>Starts a new body: nothing counted until its first byte arrives.</summary>
+    /// <summary>Starts a new message: nothing counted yet.</summary>
     public void Reset()
     {
         lock (_gate)
         {
             _bytes = 0;
             _waited = TimeSpan.Zero;
-            _reading = false;
-            _started = false;
+            _waiting = false;
+            _started = !_fromFirstByte;
         }
     }
 
-    /// <summary>The proxy starts waiting for body bytes from the client.</summary>
-    public void BeginRead()
+    /// <summary>The proxy starts waiting on the peer (a read of body bytes, or a write the peer must take).</summary>
+    public void Begin()
     {
         TimeSpan due;
         lock (_gate)
         {
-            _readSince = _time.GetTimestamp();
-            _reading = true;
+            _waitSince = _time.GetTimestamp();
+            _waiting = true;
             if (!_started)
             {
                 return; // before the first byte only the idle timeout applies (Expect: 100-continue waits here)
@@ -70,22 +81,59 @@ internal sealed class MinDataRate : IDisposable
         Change(due);
     }
 
-    /// <summary>The wait ended with <paramref name="received"/> bytes (0 or less at the end or on error).</summary>
-    public void EndRead(int received)
+    /// <summary>The wait ended with <paramref name="moved"/> bytes (0 or less at the end or on error).</summary>
+    public void End(int moved)
     {
         lock (_gate)
         {
-            if (_started && _reading)
+            if (_started && _waiting)
             {
-                _waited += _time.GetElapsedTime(_readSince);
+                _waited += _time.GetElapsedTime(_waitSince);
             }
 
-            _reading = false;
-            if (received > 0)
+            _waiting = false;
+            if (moved > 0)
             {
-                _bytes += received;
+                _bytes += moved;
                 _started = true;
             }
+        }
+    }
+
+    /// <summary>Reads more into <paramref name="source"/>, timing the wait.</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    public async ValueTask<int> FillAsync(PooledReader source, CancellationToken cancellationToken)
+    {
+        Begin();
+        var n = 0;
+        try
+        {
+            n = await source.FillAsync(cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            End(n);
+        }
+
+        return n;
+    }
+
+    /// <summary>Writes <paramref name="bytes"/> to <paramref name="destination"/>, timing the write: a write
+    /// that blocks because the peer does not take the bytes is time the peer owes.</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    public async ValueTask WriteAsync(Stream destination, ReadOnlyMemory<byte> bytes,
+        CancellationToken cancellationToken)
+    {
+        Begin();
+        var written = 0;
+        try
+        {
+            await destination.WriteAsync(bytes, cancellationToken).ConfigureAwait(false);
+            written = bytes.Length;
+        }
+        finally
+        {
+            End(written);
         }
     }
 
@@ -103,12 +151,12 @@ internal sealed class MinDataRate : IDisposable
         TimeSpan due;
         lock (_gate)
         {
-            if (!_reading || !_started)
+            if (!_waiting || !_started)
             {
                 return; // the next wait arms the timer again
             }
 
-            var waited = _waited + _time.GetElapsedTime(_readSince);
+            var waited = _waited + _time.GetElapsedTime(_waitSince);
             due = Limit() - waited;
             if (due <= TimeSpan.Zero)
             {

@@ -66,6 +66,17 @@ public sealed record ProxyOptions
     /// <summary>How long a request body may run below <see cref="MinRequestBodyDataRate"/> before it counts.</summary>
     public TimeSpan MinRequestBodyDataRateGracePeriod { get; init; } = TimeSpan.FromSeconds(5);
 
+    /// <summary>The slowest average rate, in bytes per second, at which a client must take a response (Kestrel's
+    /// MinResponseDataRate): the response's bytes (head, body, chunk framing) divided by the time the proxy spent
+    /// blocked writing them to the client, checked once the grace period of such time has passed. Time spent
+    /// waiting for the origin does not count. A client slower than this has its connection aborted (a response
+    /// has begun, so no status can be sent) and the origin's connection closed. Not applied to CONNECT and SOCKS
+    /// tunnels or WebSocket upgrades (the idle timeout governs those). 0 turns it off.</summary>
+    public double MinResponseDataRate { get; init; } = 240;
+
+    /// <summary>How long a response may be written below <see cref="MinResponseDataRate"/> before it counts.</summary>
+    public TimeSpan MinResponseDataRateGracePeriod { get; init; } = TimeSpan.FromSeconds(5);
+
     /// <summary>How long a connection to an upstream server may take (HTTP 504 past it).</summary>
     public TimeSpan ConnectTimeout { get; init; } = TimeSpan.FromSeconds(10);
 
@@ -150,11 +161,9 @@ public sealed record ProxyOptions
         Positive(ConnectTimeout, nameof(ConnectTimeout));
         Positive(UpstreamIdleTimeout, nameof(UpstreamIdleTimeout));
         Positive(MinRequestBodyDataRateGracePeriod, nameof(MinRequestBodyDataRateGracePeriod));
-        if (!double.IsFinite(MinRequestBodyDataRate) || MinRequestBodyDataRate < 0)
-        {
-            throw new ArgumentException("MinRequestBodyDataRate must be a finite number of bytes per second, 0 for none.",
-                nameof(MinRequestBodyDataRate));
-        }
+        Rate(MinRequestBodyDataRate, nameof(MinRequestBodyDataRate));
+        Positive(MinResponseDataRateGracePeriod, nameof(MinResponseDataRateGracePeriod));
+        Rate(MinResponseDataRate, nameof(MinResponseDataRate));
 
         if (MaxConnections < 1)
         {
@@ -339,6 +348,14 @@ public sealed record ProxyOptions
         catch (DecoderFallbackException)
         {
             return false;
+        }
+    }
+
+    private static void Rate(double bytesPerSecond, string name)
+    {
+        if (!double.IsFinite(bytesPerSecond) || bytesPerSecond < 0)
+        {
+            throw new ArgumentException($"{name} must be a finite number of bytes per second, 0 for none.", name);
         }
     }
 

@@ -35,6 +35,7 @@ public sealed partial class ProxyServer : IAsyncDisposable
     private readonly List<Task> _acceptLoops = [];
     private readonly TaskCompletionSource _drained = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private int _active;
+    private long _responseRateViolations;
 
     private ProxyServer(ProxyOptions options, INetwork network, ILogger logger, IStreamListener http,
         IStreamListener? socks)
@@ -75,6 +76,10 @@ public sealed partial class ProxyServer : IAsyncDisposable
 
     /// <summary>Client connections open now.</summary>
     public int ActiveConnections => Volatile.Read(ref _active);
+
+    /// <summary>Client connections aborted because they took a response slower than
+    /// <see cref="ProxyOptions.MinResponseDataRate"/>.</summary>
+    public long ResponseRateViolations => Interlocked.Read(ref _responseRateViolations);
 
     internal INetwork Network { get; }
 
@@ -190,6 +195,8 @@ public sealed partial class ProxyServer : IAsyncDisposable
         await Pool.DisposeAsync().ConfigureAwait(false);
         _stop.Dispose();
     }
+
+    internal void CountResponseRateViolation() => Interlocked.Increment(ref _responseRateViolations);
 
     /// <summary>The errors a connection can end with that are not bugs: resets, timeouts, shutdown.</summary>
     internal static bool IsConnectionError(Exception e) =>
@@ -400,5 +407,10 @@ public sealed partial class ProxyServer : IAsyncDisposable
 
     [LoggerMessage(EventId = 4, Level = LogLevel.Information, Message = "{Client} refused: {Status} {Reason}")]
     internal static partial void LogRefusedRequest(ILogger logger, IPEndPoint client, int status, string reason);
+
+    [LoggerMessage(EventId = 5, Level = LogLevel.Warning,
+        Message = "{Client} {Method} {Target}: the response was read slower than {BytesPerSecond} bytes/s; connection aborted")]
+    internal static partial void LogSlowResponseReader(ILogger logger, IPEndPoint client, string method, string target,
+        double bytesPerSecond);
 
 }

@@ -180,15 +180,15 @@ public sealed class MinDataRateTests
     public void AHugeFastBody_PutsTheLimitFarAhead_WithoutOverflowingTheRealTimer()
     {
         using var deadline = new Deadline(TimeProvider.System, TimeSpan.FromSeconds(60), CancellationToken.None);
-        using var rate = new MinDataRate(TimeProvider.System, 1, TimeSpan.FromSeconds(5), deadline);
+        using var rate = new MinDataRate(TimeProvider.System, 1, TimeSpan.FromSeconds(5), deadline, fromFirstByte: true);
         rate.Reset();
         for (var i = 0; i < 10; i++)
         {
-            rate.BeginRead();
-            rate.EndRead(int.MaxValue); // 20 GiB at 1 B/s: the average stays above the floor for centuries
+            rate.Begin();
+            rate.End(int.MaxValue); // 20 GiB at 1 B/s: the average stays above the floor for centuries
         }
 
-        rate.BeginRead(); // a System timer past ~49 days would throw here
+        rate.Begin(); // a System timer past ~49 days would throw here
         Assert.False(rate.Violated);
         Assert.False(deadline.Token.IsCancellationRequested);
     }

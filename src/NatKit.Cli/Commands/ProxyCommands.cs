@@ -84,6 +84,17 @@ internal sealed class ProxyCommands : IVerbGroup
             Description = "Seconds a request body may run below --min-body-rate before it counts.",
             DefaultValueFactory = _ => defaults.MinRequestBodyDataRateGracePeriod.TotalSeconds,
         };
+        var minResponseRate = new Option<double>("--min-response-rate")
+        {
+            Description = "Slowest average bytes/s a client may take a response at, counting only time spent blocked "
+                + "writing to it, after the grace (connection aborted past it; not tunnels or WebSockets; 0: off).",
+            DefaultValueFactory = _ => defaults.MinResponseDataRate,
+        };
+        var minResponseRateGrace = new Option<double>("--min-response-rate-grace")
+        {
+            Description = "Seconds a response may be written below --min-response-rate before it counts.",
+            DefaultValueFactory = _ => defaults.MinResponseDataRateGracePeriod.TotalSeconds,
+        };
         var congestionControl = new Option<string?>("--congestion-control")
         {
             Description = "TCP congestion control for client and server legs, by kernel name (e.g. cubic; see "
@@ -93,7 +104,8 @@ internal sealed class ProxyCommands : IVerbGroup
         foreach (var o in new Option[]
                  {
                      listen, socks, allow, connectPorts, auth, parent, allowLoopback, maxConnections, maxHeader,
-                     headerTimeout, idleTimeout, minBodyRate, minBodyRateGrace, congestionControl, quiet,
+                     headerTimeout, idleTimeout, minBodyRate, minBodyRateGrace, minResponseRate, minResponseRateGrace,
+                     congestionControl, quiet,
                  })
         {
             cmd.Options.Add(o);
@@ -119,10 +131,11 @@ internal sealed class ProxyCommands : IVerbGroup
                 MaxHeaderBytes = parse.GetValue(maxHeader),
                 HeaderTimeout = Seconds(parse.GetValue(headerTimeout), "--header-timeout"),
                 IdleTimeout = Seconds(parse.GetValue(idleTimeout), "--idle-timeout"),
-                MinRequestBodyDataRate = parse.GetValue(minBodyRate) is var rate && double.IsFinite(rate) && rate >= 0
-                    ? rate
-                    : throw new CliException("--min-body-rate must be 0 or a positive number of bytes per second"),
+                MinRequestBodyDataRate = Rate(parse.GetValue(minBodyRate), "--min-body-rate"),
                 MinRequestBodyDataRateGracePeriod = Seconds(parse.GetValue(minBodyRateGrace), "--min-body-rate-grace"),
+                MinResponseDataRate = Rate(parse.GetValue(minResponseRate), "--min-response-rate"),
+                MinResponseDataRateGracePeriod = Seconds(parse.GetValue(minResponseRateGrace),
+                    "--min-response-rate-grace"),
                 CongestionControl = parse.GetValue(congestionControl),
             };
             var logger = parse.GetValue(quiet) ? null : new StdoutLogger();
@@ -257,6 +270,10 @@ internal sealed class ProxyCommands : IVerbGroup
     private static TimeSpan Seconds(double value, string option) => value > 0
         ? TimeSpan.FromSeconds(value)
         : throw new CliException($"{option} must be a positive number of seconds");
+
+    private static double Rate(double value, string option) => double.IsFinite(value) && value >= 0
+        ? value
+        : throw new CliException($"{option} must be 0 or a positive number of bytes per second");
 
     private static string Bytes(long n) => n switch
     {

@@ -3,7 +3,8 @@ using System.Net.Sockets;
 
 namespace NatKit.Net.Internal;
 
-internal sealed class SocketStreamConnection : IStreamConnection, IKernelStreamRelay, ITcpCongestionControl, IStreamReadiness
+internal sealed class SocketStreamConnection : IStreamConnection, IKernelStreamRelay, ITcpCongestionControl, IStreamReadiness,
+    IStreamAbort
 {
     private readonly Socket _socket;
 
@@ -37,6 +38,19 @@ internal sealed class SocketStreamConnection : IStreamConnection, IKernelStreamR
     }
 
     public ValueTask DisposeAsync() => Stream.DisposeAsync();
+
+    public void Abort()
+    {
+        try
+        {
+            _socket.LingerState = new LingerOption(true, 0); // close(2) then sends RST and frees the send queue
+        }
+        catch (Exception e) when (e is SocketException or ObjectDisposedException)
+        {
+        }
+
+        Stream.Dispose();
+    }
 
     public string? CongestionControl => TcpCongestion.Get(_socket);
 

@@ -17,17 +17,18 @@ internal static class BodyCopier
     private static readonly byte[] LastChunkLineAfterData = "\r\n0\r\n"u8.ToArray();
 
     /// <summary>Copies exactly <paramref name="count"/> bytes.</summary>
-    /// <param name="rate">The minimum rate a request body must keep, or null.</param>
+    /// <param name="readRate">The minimum rate the source must keep (a request body), or null.</param>
+    /// <param name="writeRate">The minimum rate the destination must take the bytes at (a response), or null.</param>
     /// <exception cref="EndOfStreamException">The source ended first.</exception>
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     public static async ValueTask CopyExactAsync(PooledReader source, Stream destination, long count, Flow flow,
-        bool up, Deadline deadline, MinDataRate? rate = null)
+        bool up, Deadline deadline, MinDataRate? readRate = null, MinDataRate? writeRate = null)
     {
         while (count > 0)
         {
             if (source.Available == 0)
             {
-                var n = await FillAsync(source, deadline, rate).ConfigureAwait(false);
+                var n = await FillAsync(source, deadline, readRate).ConfigureAwait(false);
                 if (n <= 0)
                 {
                     throw new EndOfStreamException("the stream ended inside a body");
@@ -35,8 +36,7 @@ internal static class BodyCopier
             }
 
             var take = (int)Math.Min(source.Available, count);
-            deadline.Arm();
-            await destination.WriteAsync(source.Memory[..take], deadline.Token).ConfigureAwait(false);
+            await WriteAsync(destination, source.Memory[..take], deadline, writeRate).ConfigureAwait(false);
             flow.Add(up, take);
             source.Consume(take);
             count -= take;
@@ -46,12 +46,13 @@ internal static class BodyCopier
     /// <summary>Copies a chunked body. Returns false when the framing is malformed (bad chunk size, missing CRLF
     /// after the data, bad or oversized trailers); the connection must then be closed.</summary>
     public static async ValueTask<bool> CopyChunkedAsync(PooledReader source, Stream destination, bool reChunk,
-        byte[] scratch, int maxTrailerBytes, Flow flow, bool up, Deadline deadline, MinDataRate? rate = null)
+        byte[] scratch, int maxTrailerBytes, Flow flow, bool up, Deadline deadline, MinDataRate? readRate = null,
+        MinDataRate? writeRate = null)
     {
         var pendingCrlf = false;
         while (true)
         {
-            var lineLength = await ReadLineAsync(source, MaxChunkLine, deadline, rate).ConfigureAwait(false);
+            var lineLength = await ReadLineAsync(source, MaxChunkLine, deadline, readRate).ConfigureAwait(false);
             if (lineLength < 0 || !HttpHeadParser.TryParseChunkSize(source.Span[..lineLength], out var size))
             {
                 return false;
@@ -61,20 +62,20 @@ internal static class BodyCopier
             if (size == 0)
             {
                 return await CopyTrailersAsync(source, destination, reChunk, pendingCrlf, maxTrailerBytes, deadline,
-                    rate).ConfigureAwait(false);
+                    readRate, writeRate).ConfigureAwait(false);
             }
 
             if (reChunk)
             {
                 var n = WriteChunkHeader(scratch, pendingCrlf, size);
-                deadline.Arm();
-                await destination.WriteAsync(scratch.AsMemory(0, n), deadline.Token).ConfigureAwait(false);
+                await WriteAsync(destination, scratch.AsMemory(0, n), deadline, writeRate).ConfigureAwait(false);
             }
 
-            await CopyExactAsync(source, destination, size, flow, up, deadline, rate).ConfigureAwait(false);
+            await CopyExactAsync(source, destination, size, flow, up, deadline, readRate, writeRate)
+                .ConfigureAwait(false);
             while (source.Available < 2)
             {
-                if (await FillAsync(source, deadline, rate).ConfigureAwait(false) <= 0)
+                if (await FillAsync(source, deadline, readRate).ConfigureAwait(false) <= 0)
                 {
                     return false;
                 }
@@ -92,7 +93,7 @@ internal static class BodyCopier
 
     /// <summary>Copies everything until the source closes (a response without a length, RFC 9112 6.3 rule 8).</summary>
     public static async ValueTask CopyUntilCloseAsync(PooledReader source, Stream destination, bool reChunk,
-        byte[] scratch, Flow flow, bool up, Deadline deadline)
+        byte[] scratch, Flow flow, bool up, Deadline deadline, MinDataRate? writeRate = null)
     {
         var pendingCrlf = false;
         while (true)
@@ -106,10 +107,10 @@ internal static class BodyCopier
                     {
                         if (pendingCrlf)
                         {
-                            await destination.WriteAsync(Crlf, deadline.Token).ConfigureAwait(false);
+                            await WriteAsync(destination, Crlf, deadline, writeRate).ConfigureAwait(false);
                         }
 
-                        await destination.WriteAsync(LastChunk, deadline.Token).ConfigureAwait(false);
+                        await WriteAsync(destination, LastChunk, deadline, writeRate).ConfigureAwait(false);
                     }
 
                     return;
@@ -117,15 +118,14 @@ internal static class BodyCopier
             }
 
             var chunk = source.Memory;
-            deadline.Arm();
             if (reChunk)
             {
                 var n = WriteChunkHeader(scratch, pendingCrlf, chunk.Length);
-                await destination.WriteAsync(scratch.AsMemory(0, n), deadline.Token).ConfigureAwait(false);
+                await WriteAsync(destination, scratch.AsMemory(0, n), deadline, writeRate).ConfigureAwait(false);
                 pendingCrlf = true;
             }
 
-            await destination.WriteAsync(chunk, deadline.Token).ConfigureAwait(false);
+            await WriteAsync(destination, chunk, deadline, writeRate).ConfigureAwait(false);
             flow.Add(up, chunk.Length);
             source.Consume(chunk.Length);
         }
@@ -157,19 +157,18 @@ internal static class BodyCopier
     }
 
     private static async ValueTask<bool> CopyTrailersAsync(PooledReader source, Stream destination, bool reChunk,
-        bool pendingCrlf, int maxTrailerBytes, Deadline deadline, MinDataRate? rate)
+        bool pendingCrlf, int maxTrailerBytes, Deadline deadline, MinDataRate? readRate, MinDataRate? writeRate)
     {
         if (reChunk)
         {
-            deadline.Arm();
             var last = pendingCrlf ? LastChunkLineAfterData : LastChunkLine;
-            await destination.WriteAsync(last, deadline.Token).ConfigureAwait(false);
+            await WriteAsync(destination, last, deadline, writeRate).ConfigureAwait(false);
         }
 
         var total = 0;
         while (true)
         {
-            var lineLength = await ReadLineAsync(source, maxTrailerBytes, deadline, rate).ConfigureAwait(false);
+            var lineLength = await ReadLineAsync(source, maxTrailerBytes, deadline, readRate).ConfigureAwait(false);
             if (lineLength < 0)
             {
                 return false;
@@ -180,7 +179,7 @@ internal static class BodyCopier
                 source.Consume(2);
                 if (reChunk)
                 {
-                    await destination.WriteAsync(Crlf, deadline.Token).ConfigureAwait(false);
+                    await WriteAsync(destination, Crlf, deadline, writeRate).ConfigureAwait(false);
                 }
 
                 return true;
@@ -194,8 +193,8 @@ internal static class BodyCopier
 
             if (reChunk)
             {
-                deadline.Arm();
-                await destination.WriteAsync(source.Memory[..(lineLength + 2)], deadline.Token).ConfigureAwait(false);
+                await WriteAsync(destination, source.Memory[..(lineLength + 2)], deadline, writeRate)
+                    .ConfigureAwait(false);
             }
 
             source.Consume(lineLength + 2);
@@ -207,24 +206,17 @@ internal static class BodyCopier
     private static ValueTask<int> FillAsync(PooledReader source, Deadline deadline, MinDataRate? rate)
     {
         deadline.Arm();
-        return rate is null ? source.FillAsync(deadline.Token) : FillTimedAsync(source, deadline, rate);
+        return rate is null ? source.FillAsync(deadline.Token) : rate.FillAsync(source, deadline.Token);
     }
 
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-    private static async ValueTask<int> FillTimedAsync(PooledReader source, Deadline deadline, MinDataRate rate)
+    /// <summary>Writes to <paramref name="destination"/>, re-arming the idle deadline and, for a response,
+    /// timing the write against the minimum data rate.</summary>
+    public static ValueTask WriteAsync(Stream destination, ReadOnlyMemory<byte> bytes, Deadline deadline,
+        MinDataRate? rate)
     {
-        rate.BeginRead();
-        var n = 0;
-        try
-        {
-            n = await source.FillAsync(deadline.Token).ConfigureAwait(false);
-        }
-        finally
-        {
-            rate.EndRead(n);
-        }
-
-        return n;
+        deadline.Arm();
+        return rate is null ? destination.WriteAsync(bytes, deadline.Token) : rate.WriteAsync(destination, bytes,
+            deadline.Token);
     }
 
     private static int WriteChunkHeader(byte[] scratch, bool pendingCrlf, long size)

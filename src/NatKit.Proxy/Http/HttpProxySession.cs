@@ -32,6 +32,7 @@ internal sealed class HttpProxySession
     private readonly byte[] _downScratch = new byte[32];
     private byte[]? _out;
     private MinDataRate? _bodyRate; // made on the first request body, when a minimum rate is configured
+    private MinDataRate? _responseRate; // made on the first response, when a minimum rate is configured
 
     // The last destination, so a keep-alive client talking to one host does not allocate its name per request.
     private byte[] _lastAuthority = [];
@@ -109,6 +110,7 @@ internal sealed class HttpProxySession
         {
             _server.Connections.Remove(_flow);
             _bodyRate?.Dispose();
+            _responseRate?.Dispose();
             _deadline.Dispose();
             _reader.Dispose();
             if (_out is not null)
@@ -541,6 +543,22 @@ internal sealed class HttpProxySession
                 clientVersion, clientWantsKeep, bodyTask).ConfigureAwait(false);
             return keepClient;
         }
+        catch (Exception e) when (ProxyServer.IsConnectionError(e) && _responseRate?.Violated == true)
+        {
+            // The response has begun, so no status can be sent: reset the client's connection (its unsent bytes
+            // are dropped, not held by the kernel for a reader that will not read) and close the origin's.
+            status = _response.StatusCode;
+            _server.CountResponseRateViolation();
+            ProxyServer.LogSlowResponseReader(_server.Logger, _client.RemoteEndPoint, method, _lastTarget + _logPath,
+                _responseRate.BytesPerSecond);
+            if (_client is IStreamAbort abort)
+            {
+                abort.Abort();
+            }
+
+            await AbandonBodyAsync(bodyTask).ConfigureAwait(false);
+            return false;
+        }
         finally
         {
             if (upstreamReusable)
@@ -636,17 +654,21 @@ internal sealed class HttpProxySession
         reader.Consume(headLength);
         headOut = AppendBufferedBody(reader, headOut, ref bodyLeft, up: false);
 
-        _deadline.Arm();
-        await _client.Stream.WriteAsync(Out.AsMemory(0, headOut), _deadline.Token).ConfigureAwait(false);
+        // From the final head on, every write to the client is timed against the minimum response data rate
+        // (1xx heads before it are not, nor a 101's tunnel).
+        var rate = StartRate(ref _responseRate, _options.MinResponseDataRate, _options.MinResponseDataRateGracePeriod,
+            fromFirstByte: false);
+        await BodyCopier.WriteAsync(_client.Stream, Out.AsMemory(0, headOut), _deadline, rate).ConfigureAwait(false);
         switch (inFraming)
         {
             case BodyFraming.ContentLength:
-                await BodyCopier.CopyExactAsync(reader, _client.Stream, bodyLeft, _flow, up: false, _deadline)
-                    .ConfigureAwait(false);
+                await BodyCopier.CopyExactAsync(reader, _client.Stream, bodyLeft, _flow, up: false, _deadline,
+                    writeRate: rate).ConfigureAwait(false);
                 break;
             case BodyFraming.Chunked:
                 if (!await BodyCopier.CopyChunkedAsync(reader, _client.Stream, outFraming == BodyFraming.Chunked,
-                        _downScratch, _options.MaxHeaderBytes, _flow, up: false, _deadline).ConfigureAwait(false))
+                        _downScratch, _options.MaxHeaderBytes, _flow, up: false, _deadline, writeRate: rate)
+                        .ConfigureAwait(false))
                 {
                     return (status, false, false); // truncated or malformed: the client sees the connection close
                 }
@@ -654,7 +676,7 @@ internal sealed class HttpProxySession
                 break;
             case BodyFraming.UntilClose:
                 await BodyCopier.CopyUntilCloseAsync(reader, _client.Stream, outFraming == BodyFraming.Chunked,
-                    _downScratch, _flow, up: false, _deadline).ConfigureAwait(false);
+                    _downScratch, _flow, up: false, _deadline, rate).ConfigureAwait(false);
                 upstreamClose = true;
                 break;
             default:
@@ -707,24 +729,19 @@ internal sealed class HttpProxySession
     /// upstream connection is closed so the origin never sees a half message as complete).</summary>
     private async Task<bool> SendRequestBodyAsync(UpstreamConnection upstream, BodyFraming framing, long left)
     {
-        if (_options.MinRequestBodyDataRate > 0)
-        {
-            _bodyRate ??= new MinDataRate(_server.Time, _options.MinRequestBodyDataRate,
-                _options.MinRequestBodyDataRateGracePeriod, _deadline);
-            _bodyRate.Reset();
-        }
-
+        var rate = StartRate(ref _bodyRate, _options.MinRequestBodyDataRate, _options.MinRequestBodyDataRateGracePeriod,
+            fromFirstByte: true);
         try
         {
             if (framing == BodyFraming.ContentLength)
             {
                 await BodyCopier.CopyExactAsync(_reader, upstream.Connection.Stream, left, _flow, up: true, _deadline,
-                    _bodyRate).ConfigureAwait(false);
+                    rate).ConfigureAwait(false);
                 return true;
             }
 
             if (await BodyCopier.CopyChunkedAsync(_reader, upstream.Connection.Stream, reChunk: true, _upScratch,
-                    _options.MaxHeaderBytes, _flow, up: true, _deadline, _bodyRate).ConfigureAwait(false))
+                    _options.MaxHeaderBytes, _flow, up: true, _deadline, rate).ConfigureAwait(false))
             {
                 return true;
             }
@@ -735,6 +752,20 @@ internal sealed class HttpProxySession
 
         await upstream.DisposeAsync().ConfigureAwait(false);
         return false;
+    }
+
+    /// <summary>The connection's minimum data rate for one direction, reset for a new message; made on first use,
+    /// null when the configured rate is 0 (off).</summary>
+    private MinDataRate? StartRate(ref MinDataRate? rate, double bytesPerSecond, TimeSpan grace, bool fromFirstByte)
+    {
+        if (bytesPerSecond <= 0)
+        {
+            return null;
+        }
+
+        rate ??= new MinDataRate(_server.Time, bytesPerSecond, grace, _deadline, fromFirstByte);
+        rate.Reset();
+        return rate;
     }
 
     /// <summary>Reads a response head; returns its length, 0 when the upstream closed first, -1 when too large.</summary>
