@@ -2,7 +2,6 @@ using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
 using System.Text;
-using Microsoft.Extensions.Logging;
 using NatKit.Net;
 using NatKit.Proxy.Tests.Support;
 using NatKit.TestSupport;
@@ -29,13 +28,6 @@ public sealed class MinResponseDataRateTests
         UntilClose,
     }
 
-    private static ProxyOptions Options(double rate, TimeSpan grace, int connectPort = 443) =>
-        ProxyServerTests.TestOptions(connectPort) with
-        {
-            MinResponseDataRate = rate,
-            MinResponseDataRateGracePeriod = grace,
-            IdleTimeout = TimeSpan.FromHours(2), // the idle timeout must not be what ends these tests
-        };
 
     private static byte[] Body(int length)
     {
@@ -58,16 +50,9 @@ public sealed class MinResponseDataRateTests
         Framing framing, double rate, double graceSeconds)
     {
         var grace = TimeSpan.FromSeconds(graceSeconds);
-        var time = new ManualTimeProvider();
-        var network = new WatchedNetwork(new ClockedNetwork(SystemNetwork.Instance, time));
-        var log = new ListLogger();
-        await using var origin = await ScriptedOrigin.StartAsync();
-        await using var proxy = await ProxyServer.StartAsync(Options(rate, grace), network, log);
-        using var client = await SlowClient.ConnectAsync(proxy.HttpEndPoint);
-        await client.SendAsync($"GET http://127.0.0.1:{origin.Port}/big HTTP/1.1\r\nHost: a\r\n\r\n");
-        var body = Body(BodyBytes);
-        var served = origin.ServeAsync(framing, body);
-        var watched = WatchedNetwork.First(network.Accepted);
+        await using var rig = await Rig.StartAsync(rate, grace);
+        var (time, proxy, client, watched) = (rig.Time, rig.Proxy, rig.Client, rig.ClientSide);
+        var served = rig.Origin.ServeAsync(framing, Body(BodyBytes));
 
         await watched.WhenWriteBlocked().WaitAsync(Guard);
         var counted = watched.Written; // what the client took at once: head and body so far
@@ -90,7 +75,7 @@ public sealed class MinResponseDataRateTests
         Assert.False(await served.WaitAsync(Guard), "the origin's connection is closed, not left to finish");
         Assert.Equal(0, proxy.Pool.IdleCount);
         Assert.Equal(1, proxy.ResponseRateViolations);
-        Assert.Contains(log.Lines(5), l => l.Contains("slower than", StringComparison.Ordinal));
+        Assert.Contains(rig.Log.Lines(5), l => l.Contains("slower than", StringComparison.Ordinal));
     }
 
     /// <summary>A client that reads steadily above the rate (256 KiB per virtual second blocked, against a floor
@@ -100,17 +85,11 @@ public sealed class MinResponseDataRateTests
     [InlineData(Framing.Chunked)]
     public async Task AClientReadingAboveTheRate_GetsTheWholeBody(Framing framing)
     {
-        var time = new ManualTimeProvider();
-        var network = new WatchedNetwork(new ClockedNetwork(SystemNetwork.Instance, time));
-        await using var origin = await ScriptedOrigin.StartAsync();
-        var log = new ListLogger();
-        await using var proxy = await ProxyServer.StartAsync(Options(64 * 1024, TimeSpan.FromSeconds(1)), network, log);
-        using var client = await SlowClient.ConnectAsync(proxy.HttpEndPoint);
-        await client.SendAsync($"GET http://127.0.0.1:{origin.Port}/big HTTP/1.1\r\nHost: a\r\n\r\n");
+        await using var rig = await Rig.StartAsync(64 * 1024, TimeSpan.FromSeconds(1));
+        var (time, proxy, client, watched) = (rig.Time, rig.Proxy, rig.Client, rig.ClientSide);
         var body = Body(8 * 1024 * 1024);
-        var served = origin.ServeAsync(framing, body);
-        var watched = WatchedNetwork.First(network.Accepted);
-        var relayed = log.WhenLogged(1); // the access log line: the proxy has written the whole response
+        var served = rig.Origin.ServeAsync(framing, body);
+        var relayed = rig.Log.WhenLogged(1); // the access log line: the proxy has written the whole response
         var raw = new MemoryStream();
         var blockedSeconds = 0;
         while (true)
@@ -148,16 +127,11 @@ public sealed class MinResponseDataRateTests
     [Fact]
     public async Task ASlowOrigin_WithAFastClient_IsNotCutOff()
     {
-        var time = new ManualTimeProvider();
-        var network = new WatchedNetwork(new ClockedNetwork(SystemNetwork.Instance, time));
-        await using var origin = await ScriptedOrigin.StartAsync();
-        await using var proxy = await ProxyServer.StartAsync(Options(1000, TimeSpan.FromSeconds(1)), network);
-        using var client = await SlowClient.ConnectAsync(proxy.HttpEndPoint);
-        await client.SendAsync($"GET http://127.0.0.1:{origin.Port}/slow HTTP/1.1\r\nHost: a\r\n\r\n");
+        await using var rig = await Rig.StartAsync(1000, TimeSpan.FromSeconds(1), path: "/slow");
+        var (time, proxy, client, watched) = (rig.Time, rig.Proxy, rig.Client, rig.ClientSide);
         var body = Body(1000);
-        var conn = await origin.AcceptAsync();
-        var upstream = WatchedNetwork.First(network.Dialled);
-        var watched = WatchedNetwork.First(network.Accepted);
+        var conn = await rig.Origin.AcceptAsync();
+        var upstream = WatchedNetwork.First(rig.Network.Dialled);
 
         // the head, then ten pieces; after each, the proxy is back to reading from the origin when the clock moves
         upstream.ResetReadStarted();
@@ -187,18 +161,12 @@ public sealed class MinResponseDataRateTests
     [Fact]
     public async Task AConnectTunnel_WithAStalledReader_IsNotCutOffByTheRate()
     {
-        var time = new ManualTimeProvider();
-        var network = new WatchedNetwork(new ClockedNetwork(SystemNetwork.Instance, time));
-        await using var origin = await ScriptedOrigin.StartAsync();
-        await using var proxy = await ProxyServer.StartAsync(
-            Options(1_000_000, TimeSpan.FromSeconds(1), connectPort: origin.Port), network);
-        using var client = await SlowClient.ConnectAsync(proxy.HttpEndPoint);
-        await client.SendAsync($"CONNECT 127.0.0.1:{origin.Port} HTTP/1.1\r\nHost: 127.0.0.1:{origin.Port}\r\n\r\n");
+        await using var rig = await Rig.StartAsync(1_000_000, TimeSpan.FromSeconds(1), path: null);
+        var (time, proxy, client, watched) = (rig.Time, rig.Proxy, rig.Client, rig.ClientSide);
         Assert.StartsWith("HTTP/1.1 200", await client.ReadHeadAsync(), StringComparison.Ordinal);
         var body = Body(BodyBytes);
-        var conn = await origin.AcceptAsync(readHead: false);
+        var conn = await rig.Origin.AcceptAsync(readHead: false);
         var sent = Task.Run(async () => await conn.WriteAsync(body));
-        var watched = WatchedNetwork.First(network.Accepted);
 
         await watched.WhenWriteBlocked().WaitAsync(Guard);
         time.Advance(TimeSpan.FromMinutes(10));
@@ -220,15 +188,10 @@ public sealed class MinResponseDataRateTests
     [Fact]
     public async Task Zero_TurnsTheRateOff()
     {
-        var time = new ManualTimeProvider();
-        var network = new WatchedNetwork(new ClockedNetwork(SystemNetwork.Instance, time));
-        await using var origin = await ScriptedOrigin.StartAsync();
-        await using var proxy = await ProxyServer.StartAsync(Options(0, TimeSpan.FromSeconds(1)), network);
-        using var client = await SlowClient.ConnectAsync(proxy.HttpEndPoint);
-        await client.SendAsync($"GET http://127.0.0.1:{origin.Port}/big HTTP/1.1\r\nHost: a\r\n\r\n");
+        await using var rig = await Rig.StartAsync(0, TimeSpan.FromSeconds(1));
+        var (time, client, watched) = (rig.Time, rig.Client, rig.ClientSide);
         var body = Body(BodyBytes);
-        var served = origin.ServeAsync(Framing.ContentLength, body);
-        var watched = WatchedNetwork.First(network.Accepted);
+        var served = rig.Origin.ServeAsync(Framing.ContentLength, body);
 
         await watched.WhenWriteBlocked().WaitAsync(Guard);
         time.Advance(TimeSpan.FromMinutes(10));
@@ -291,6 +254,57 @@ public sealed class MinResponseDataRateTests
 
             body.Write(raw, i, size);
             i += size + 2;
+        }
+    }
+
+    /// <summary>A proxy on a virtual clock and a watched network, a scripted origin, and a slow client that has sent
+    /// its request: a GET for <c>path</c>, or a CONNECT to the origin when <c>path</c> is null.</summary>
+    private sealed class Rig : IAsyncDisposable
+    {
+        private Rig()
+        {
+            Network = new WatchedNetwork(new ClockedNetwork(SystemNetwork.Instance, Time));
+        }
+
+        public ManualTimeProvider Time { get; } = new();
+
+        public ListLogger Log { get; } = new();
+
+        public WatchedNetwork Network { get; }
+
+        public ScriptedOrigin Origin { get; private set; } = null!;
+
+        public ProxyServer Proxy { get; private set; } = null!;
+
+        public SlowClient Client { get; private set; } = null!;
+
+        /// <summary>The client's connection as the proxy writes to it.</summary>
+        public WatchedStream ClientSide { get; private set; } = null!;
+
+        public static async Task<Rig> StartAsync(double rate, TimeSpan grace, string? path = "/big")
+        {
+            var rig = new Rig();
+            rig.Origin = await ScriptedOrigin.StartAsync();
+            rig.Proxy = await ProxyServer.StartAsync(ProxyServerTests.TestOptions(rig.Origin.Port) with
+            {
+                MinResponseDataRate = rate,
+                MinResponseDataRateGracePeriod = grace,
+                IdleTimeout = TimeSpan.FromHours(2), // the idle timeout must not be what ends these tests
+            }, rig.Network, rig.Log);
+            rig.Client = await SlowClient.ConnectAsync(rig.Proxy.HttpEndPoint);
+            var origin = $"127.0.0.1:{rig.Origin.Port}";
+            await rig.Client.SendAsync(path is null
+                ? $"CONNECT {origin} HTTP/1.1\r\nHost: {origin}\r\n\r\n"
+                : $"GET http://{origin}{path} HTTP/1.1\r\nHost: a\r\n\r\n");
+            rig.ClientSide = WatchedNetwork.First(rig.Network.Accepted);
+            return rig;
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            Client.Dispose();
+            await Proxy.DisposeAsync();
+            await Origin.DisposeAsync();
         }
     }
 

@@ -73,7 +73,7 @@ public sealed class WatchedNetwork(INetwork inner) : INetwork
             }
             else
             {
-                Stream.Dispose();
+                c.DisposeAsync().AsTask().GetAwaiter().GetResult();
             }
         }
 
@@ -82,7 +82,7 @@ public sealed class WatchedNetwork(INetwork inner) : INetwork
 }
 
 /// <summary>A stream that reports on its writes and reads (see <see cref="WatchedNetwork"/>).</summary>
-public sealed class WatchedStream(Stream s) : Stream
+public sealed class WatchedStream(Stream s) : DelegatingStream(s)
 {
     private readonly Lock _gate = new();
     private TaskCompletionSource _blocked = New();
@@ -142,20 +142,6 @@ public sealed class WatchedStream(Stream s) : Stream
         }
     }
 
-    public override bool CanRead => true;
-
-    public override bool CanSeek => false;
-
-    public override bool CanWrite => true;
-
-    public override long Length => throw new NotSupportedException();
-
-    public override long Position
-    {
-        get => throw new NotSupportedException();
-        set => throw new NotSupportedException();
-    }
-
     public void ResetReadStarted()
     {
         lock (_gate)
@@ -174,11 +160,8 @@ public sealed class WatchedStream(Stream s) : Stream
             }
         }
 
-        return s.ReadAsync(buffer, cancellationToken);
+        return Inner.ReadAsync(buffer, cancellationToken);
     }
-
-    public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
-        ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
 
     public override ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
     {
@@ -187,7 +170,7 @@ public sealed class WatchedStream(Stream s) : Stream
             _lastWrite = cancellationToken;
         }
 
-        var write = s.WriteAsync(buffer, cancellationToken);
+        var write = Inner.WriteAsync(buffer, cancellationToken);
         if (write.IsCompletedSuccessfully)
         {
             Interlocked.Add(ref _written, buffer.Length);
@@ -202,31 +185,6 @@ public sealed class WatchedStream(Stream s) : Stream
 
         return Finish(write, buffer.Length);
     }
-
-    public override Task WriteAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
-        WriteAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
-
-    public override void Flush() => s.Flush();
-
-    public override int Read(byte[] buffer, int offset, int count) => s.Read(buffer, offset, count);
-
-    public override void Write(byte[] buffer, int offset, int count) => s.Write(buffer, offset, count);
-
-    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-
-    public override void SetLength(long value) => throw new NotSupportedException();
-
-    protected override void Dispose(bool disposing)
-    {
-        if (disposing)
-        {
-            s.Dispose();
-        }
-
-        base.Dispose(disposing);
-    }
-
-    public override ValueTask DisposeAsync() => s.DisposeAsync();
 
     private static TaskCompletionSource New() => new(TaskCreationOptions.RunContinuationsAsynchronously);
 
