@@ -156,16 +156,25 @@ public sealed class MinResponseDataRateTests
         await conn.DisposeAsync();
     }
 
-    /// <summary>A CONNECT tunnel is long-lived and interactive: a client that stops reading it for ten virtual minutes
-    /// (far past a 1 s grace at 1 MB/s) is not cut off by the response rate, and then gets every byte.</summary>
-    [Fact]
-    public async Task AConnectTunnel_WithAStalledReader_IsNotCutOffByTheRate()
+    /// <summary>A CONNECT tunnel or an upgraded WebSocket is long-lived and interactive: a client that stops reading
+    /// it for ten virtual minutes (far past a 1 s grace at 1 MB/s) is not cut off by the response rate (the idle
+    /// timeout governs tunnels), and then gets every byte.</summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task ATunnel_WithAStalledReader_IsNotCutOffByTheRate(bool webSocket)
     {
-        await using var rig = await Rig.StartAsync(1_000_000, TimeSpan.FromSeconds(1), path: null);
+        await using var rig = await Rig.StartAsync(1_000_000, TimeSpan.FromSeconds(1),
+            path: webSocket ? WebSocketRequest : null);
         var (time, proxy, client, watched) = (rig.Time, rig.Proxy, rig.Client, rig.ClientSide);
-        Assert.StartsWith("HTTP/1.1 200", await client.ReadHeadAsync(), StringComparison.Ordinal);
+        var conn = await rig.Origin.AcceptAsync(readHead: webSocket);
+        if (webSocket)
+        {
+            await conn.WriteAsync("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"u8.ToArray());
+        }
+
+        Assert.StartsWith(webSocket ? "HTTP/1.1 101" : "HTTP/1.1 200", await client.ReadHeadAsync(), StringComparison.Ordinal);
         var body = Body(BodyBytes);
-        var conn = await rig.Origin.AcceptAsync(readHead: false);
         var sent = Task.Run(async () => await conn.WriteAsync(body));
 
         await watched.WhenWriteBlocked().WaitAsync(Guard);
@@ -183,6 +192,10 @@ public sealed class MinResponseDataRateTests
         Assert.Equal(0, proxy.ResponseRateViolations);
         await conn.DisposeAsync();
     }
+
+    /// <summary>The target and fields of a WebSocket upgrade request (RFC 6455 4.1), after "GET http://origin".</summary>
+    private const string WebSocketRequest = "/ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n" +
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
 
     /// <summary>0 turns the rule off: a client that stops reading for ten virtual minutes keeps its response.</summary>
     [Fact]
@@ -258,7 +271,8 @@ public sealed class MinResponseDataRateTests
     }
 
     /// <summary>A proxy on a virtual clock and a watched network, a scripted origin, and a slow client that has sent
-    /// its request: a GET for <c>path</c>, or a CONNECT to the origin when <c>path</c> is null.</summary>
+    /// its request: a GET for <c>path</c> (which may go on with the version and fields), or a CONNECT to the origin
+    /// when <c>path</c> is null.</summary>
     private sealed class Rig : IAsyncDisposable
     {
         private Rig()
@@ -295,6 +309,7 @@ public sealed class MinResponseDataRateTests
             var origin = $"127.0.0.1:{rig.Origin.Port}";
             await rig.Client.SendAsync(path is null
                 ? $"CONNECT {origin} HTTP/1.1\r\nHost: {origin}\r\n\r\n"
+                : path.Contains(' ', StringComparison.Ordinal) ? $"GET http://{origin}{path}"
                 : $"GET http://{origin}{path} HTTP/1.1\r\nHost: a\r\n\r\n");
             rig.ClientSide = WatchedNetwork.First(rig.Network.Accepted);
             return rig;
