@@ -69,13 +69,15 @@ public sealed class MinResponseDataRateTests
 
         time.Advance(Margin * 2);
         Assert.True(watched.LastWriteCancelled, $"not cut off at {limit} of blocked time ({counted} bytes)");
-        var received = await client.ReadUntilClosedAsync();
+        var (received, reset) = await client.ReadUntilClosedAsync();
         Assert.True(received < BodyBytes, "the client must not get the whole body");
-        Assert.True(watched.Aborted, "the client's connection is reset, not closed with its unsent bytes queued");
+        Assert.True(watched.Aborted && reset, "the client's connection is reset, not closed with its unsent bytes queued");
         Assert.False(await served.WaitAsync(Guard), "the origin's connection is closed, not left to finish");
         Assert.Equal(0, proxy.Pool.IdleCount);
         Assert.Equal(1, proxy.ResponseRateViolations);
         Assert.Contains(rig.Log.Lines(5), l => l.Contains("slower than", StringComparison.Ordinal));
+        await rig.StopProxyAsync(); // every session has ended: none of them failed
+        Assert.Empty(rig.Log.Lines(3));
     }
 
     /// <summary>A client that reads steadily above the rate (256 KiB per virtual second blocked, against a floor
@@ -315,12 +317,24 @@ public sealed class MinResponseDataRateTests
             return rig;
         }
 
+        /// <summary>Stops the proxy, waiting for its sessions to end.</summary>
+        public async Task StopProxyAsync()
+        {
+            if (!_stopped)
+            {
+                _stopped = true;
+                await Proxy.DisposeAsync();
+            }
+        }
+
         public async ValueTask DisposeAsync()
         {
             Client.Dispose();
-            await Proxy.DisposeAsync();
+            await StopProxyAsync();
             await Origin.DisposeAsync();
         }
+
+        private bool _stopped;
     }
 
     /// <summary>An origin on loopback the test drives: one connection, a head and a body in the framing asked.</summary>
@@ -480,8 +494,9 @@ public sealed class MinResponseDataRateTests
             return read;
         }
 
-        /// <summary>Reads until the proxy closes or resets the connection; the bytes after the head.</summary>
-        public async Task<long> ReadUntilClosedAsync()
+        /// <summary>Reads until the proxy closes or resets the connection: the bytes after the head, and whether it
+        /// ended with a reset (TCP RST) rather than an end of stream.</summary>
+        public async Task<(long Received, bool Reset)> ReadUntilClosedAsync()
         {
             var received = new MemoryStream();
             try
@@ -490,12 +505,12 @@ public sealed class MinResponseDataRateTests
                 {
                 }
             }
-            catch (IOException)
+            catch (IOException e) when (e.InnerException is SocketException { SocketErrorCode: SocketError.ConnectionReset })
             {
-                // reset: the proxy aborted the connection
+                return (received.Length, true);
             }
 
-            return received.Length;
+            return (received.Length, false);
         }
 
         public void Dispose() => _stream.Dispose();

@@ -39,18 +39,10 @@ internal sealed class SocketStreamConnection : IStreamConnection, IKernelStreamR
 
     public ValueTask DisposeAsync() => Stream.DisposeAsync();
 
-    public void Abort()
-    {
-        try
-        {
-            _socket.LingerState = new LingerOption(true, 0); // close(2) then sends RST and frees the send queue
-        }
-        catch (Exception e) when (e is SocketException or ObjectDisposedException)
-        {
-        }
-
-        Stream.Dispose();
-    }
+    // An abortive close (linger 0: RST, the send queue freed). Not through the NetworkStream, whose disposal shuts
+    // the socket down first: that queues a FIN behind the unsent bytes, and a peer that drains them in time sees a
+    // clean end instead of the reset.
+    public void Abort() => _socket.Close(0);
 
     public string? CongestionControl => TcpCongestion.Get(_socket);
 
