@@ -104,22 +104,8 @@ public sealed class Socks5Tests
         });
 
         using var udp = new UdpClient(new IPEndPoint(IPAddress.Loopback, 0));
-        var udpEndPoint = (IPEndPoint)udp.Client.LocalEndPoint!;
         using var control = new TcpClient();
-        await control.ConnectAsync(proxy.SocksEndPoint!, cts.Token);
-        var s = control.GetStream();
-        await s.WriteAsync(new byte[] { 5, 1, 0 }, cts.Token);
-        Assert.Equal(new byte[] { 5, 0 }, await ReadAsync(s, 2, cts.Token));
-        var request = new byte[10];
-        request[0] = 5;
-        request[1] = 3;
-        request[3] = 1;
-        IPAddress.Loopback.TryWriteBytes(request.AsSpan(4), out _);
-        BinaryPrimitives.WriteUInt16BigEndian(request.AsSpan(8), (ushort)udpEndPoint.Port);
-        await s.WriteAsync(request, cts.Token);
-        var reply = await ReadAsync(s, 10, cts.Token);
-        Assert.Equal(0, reply[1]);
-        var relay = new IPEndPoint(new IPAddress(reply.AsSpan(4, 4)), BinaryPrimitives.ReadUInt16BigEndian(reply.AsSpan(8)));
+        var relay = await AssociateAsync(proxy, control, udp, cts.Token);
 
         var datagram = new byte[10 + 5];
         Socks5Codec.WriteUdpHeader(datagram, echoEndPoint);
@@ -133,6 +119,113 @@ public sealed class Socks5Tests
         Assert.Equal("olleh", Encoding.ASCII.GetString(back.Buffer, h, back.Buffer.Length - h));
         await echoTask;
         Assert.Contains(proxy.Connections.Snapshot(), f => f.Kind == "socks-udp" && f.BytesUp == 5 && f.BytesDown == 5);
+    }
+
+    /// <summary>UDP ASSOCIATE over <paramref name="control"/> for <paramref name="udp"/>'s port; the relay's
+    /// endpoint.</summary>
+    private static async Task<IPEndPoint> AssociateAsync(ProxyServer proxy, TcpClient control, UdpClient udp,
+        CancellationToken ct)
+    {
+        await control.ConnectAsync(proxy.SocksEndPoint!, ct);
+        var s = control.GetStream();
+        await s.WriteAsync(new byte[] { 5, 1, 0 }, ct);
+        Assert.Equal(new byte[] { 5, 0 }, await ReadAsync(s, 2, ct));
+        var request = new byte[10];
+        request[0] = 5;
+        request[1] = 3;
+        request[3] = 1;
+        IPAddress.Loopback.TryWriteBytes(request.AsSpan(4), out _);
+        BinaryPrimitives.WriteUInt16BigEndian(request.AsSpan(8), (ushort)((IPEndPoint)udp.Client.LocalEndPoint!).Port);
+        await s.WriteAsync(request, ct);
+        var reply = await ReadAsync(s, 10, ct);
+        Assert.Equal(0, reply[1]);
+        return new IPEndPoint(new IPAddress(reply.AsSpan(4, 4)), BinaryPrimitives.ReadUInt16BigEndian(reply.AsSpan(8)));
+    }
+
+    /// <summary>The relay remembers the destinations it was sent to lately by their header bytes: every datagram
+    /// must still go where its own header says, a refused destination stays refused, a name is resolved once,
+    /// and destinations pushed out of the memory by many others still work.</summary>
+    [Fact]
+    public async Task Rfc1928_UdpAssociate_ManyDestinations_EachDatagramGoesWhereItsHeaderSays()
+    {
+        var resolved = 0;
+        using var e1 = new UdpClient(new IPEndPoint(IPAddress.Loopback, 0));
+        using var e2 = new UdpClient(new IPEndPoint(IPAddress.Loopback, 0));
+        var p1 = ((IPEndPoint)e1.Client.LocalEndPoint!).Port;
+        var p2 = ((IPEndPoint)e2.Client.LocalEndPoint!).Port;
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(15));
+        var sinks = new List<UdpClient>();
+        for (var i = 0; i < 20; i++)
+        {
+            sinks.Add(new UdpClient(new IPEndPoint(IPAddress.Loopback, 0)));
+        }
+
+        var allowed = new HashSet<int>(sinks.Select(c => ((IPEndPoint)c.Client.LocalEndPoint!).Port)) { p1, p2 };
+        await using var proxy = await ProxyServer.StartAsync(ProxyServerTests.TestOptions() with
+        {
+            SocksListen = new IPEndPoint(IPAddress.Loopback, 0),
+            SocksPorts = allowed,
+            Resolve = (name, _) =>
+            {
+                Interlocked.Increment(ref resolved);
+                return Task.FromResult(name == "echo.test" ? new[] { IPAddress.Loopback } : []);
+            },
+        }, SystemNetwork.Instance);
+        using var udp = new UdpClient(new IPEndPoint(IPAddress.Loopback, 0));
+        using var control = new TcpClient();
+        var relay = await AssociateAsync(proxy, control, udp, cts.Token);
+
+        async Task SendAsync(byte[] header, string text)
+        {
+            byte[] datagram = [0, 0, 0, .. header, .. Encoding.ASCII.GetBytes(text)];
+            await udp.SendAsync(datagram, relay, cts.Token);
+        }
+
+        static byte[] V4(int port)
+        {
+            var h = new byte[7];
+            h[0] = Socks5Codec.AtypIPv4;
+            IPAddress.Loopback.TryWriteBytes(h.AsSpan(1), out _);
+            BinaryPrimitives.WriteUInt16BigEndian(h.AsSpan(5), (ushort)port);
+            return h;
+        }
+
+        static byte[] Name(string name, int port) =>
+            [Socks5Codec.AtypDomain, (byte)name.Length, .. Encoding.ASCII.GetBytes(name), (byte)(port >> 8), (byte)port];
+
+        async Task<string> NextAsync(UdpClient at) => Encoding.ASCII.GetString((await at.ReceiveAsync(cts.Token)).Buffer);
+
+        for (var round = 0; round < 3; round++)
+        {
+            await SendAsync(V4(p1), $"one {round}");
+            await SendAsync(V4(4), "refused port"); // not in SocksPorts: dropped every time
+            await SendAsync(V4(p2), $"two {round}");
+            await SendAsync(Name("echo.test", p2), $"named {round}");
+            await SendAsync(Name("nowhere.test", p1), "unresolvable"); // dropped every time
+            Assert.Equal($"one {round}", await NextAsync(e1));
+            Assert.Equal($"two {round}", await NextAsync(e2));
+            Assert.Equal($"named {round}", await NextAsync(e2));
+        }
+
+        Assert.Equal(2, resolved); // each name once, not once per datagram
+
+        foreach (var sink in sinks) // more destinations than the relay remembers
+        {
+            await SendAsync(V4(((IPEndPoint)sink.Client.LocalEndPoint!).Port), "spread");
+            Assert.Equal("spread", await NextAsync(sink));
+        }
+
+        await SendAsync(V4(p1), "one again");
+        await SendAsync(V4(4), "refused again");
+        await SendAsync(V4(p2), "two again");
+        Assert.Equal("one again", await NextAsync(e1));
+        Assert.Equal("two again", await NextAsync(e2));
+        Assert.Equal(0, e1.Available + e2.Available); // nothing refused arrived anywhere
+        foreach (var sink in sinks)
+        {
+            Assert.Equal(0, sink.Available);
+            sink.Dispose();
+        }
     }
 
     [Fact]

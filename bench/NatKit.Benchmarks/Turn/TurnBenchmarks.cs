@@ -54,6 +54,7 @@ public class TurnRelayLoopbackBenchmarks
     private IDatagramSocket _peer = null!;
     private readonly byte[] _payload = new byte[160];
     private readonly byte[] _buffer = new byte[2048];
+    private byte[] _sendIndication = [];
 
     [GlobalSetup]
     public void Setup()
@@ -102,6 +103,7 @@ public class TurnRelayServerPathBenchmarks
     private readonly byte[] _frame = new byte[4 + 160];
     private readonly byte[] _payload = new byte[160];
     private readonly byte[] _buffer = new byte[2048];
+    private byte[] _sendIndication = [];
 
     [GlobalSetup]
     public void Setup()
@@ -123,6 +125,13 @@ public class TurnRelayServerPathBenchmarks
         _peer.Connect(relayed);
         System.Buffers.Binary.BinaryPrimitives.WriteUInt16BigEndian(_frame, channel);
         System.Buffers.Binary.BinaryPrimitives.WriteUInt16BigEndian(_frame.AsSpan(2), 160);
+        var indication = new byte[512];
+        var w = new NatKit.Stun.StunMessageWriter(indication, NatKit.Turn.Protocol.TurnMethods.Send,
+            NatKit.Stun.StunClass.Indication, NatKit.Stun.StunTransactionId.NewRandom());
+        w.AddXorAddress(NatKit.Turn.Protocol.TurnAttributeType.XorPeerAddress,
+            NatKit.Stun.StunAddress.FromEndPoint((IPEndPoint)_peer.LocalEndPoint!));
+        w.Add(NatKit.Turn.Protocol.TurnAttributeType.Data, _payload);
+        _sendIndication = indication[..w.Length];
     }
 
     [GlobalCleanup]
@@ -137,6 +146,15 @@ public class TurnRelayServerPathBenchmarks
     public int ChannelDataToPeer()
     {
         _client.Send(_frame);
+        return _peer.Receive(_buffer);
+    }
+
+    /// <summary>A Send indication (no channel): the server reads the peer address from XOR-PEER-ADDRESS on every
+    /// packet.</summary>
+    [Benchmark]
+    public int SendIndicationToPeer()
+    {
+        _client.Send(_sendIndication);
         return _peer.Receive(_buffer);
     }
 

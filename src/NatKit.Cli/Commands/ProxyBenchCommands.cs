@@ -45,10 +45,10 @@ internal sealed partial class ProxyBenchCommands : IVerbGroup
         };
         var endpointCc = new Option<string>("--endpoint-cc")
         {
-            Description = "TCP congestion control of the CONNECT load's own sender and sink, so also of the direct "
-                + "connection; 'system' (the default) is what clients and servers here get. Give the proxy's to "
-                + "compare like with like.",
-            DefaultValueFactory = _ => "system",
+            Description = "TCP congestion control of the CONNECT load's sender, so also of the direct connection: "
+                + "'system' (what clients here get), an algorithm's name, or 'both' (the default): one CONNECT row "
+                + "with the system's and one with natkit's, like with like.",
+            DefaultValueFactory = _ => "both",
         };
         foreach (var o in new Option[] { requests, concurrency, megabytes, bodyBytes, rounds, figures, spliceReference, proxyCc, endpointCc })
         {
@@ -64,10 +64,13 @@ internal sealed partial class ProxyBenchCommands : IVerbGroup
             }
 
             var proxyChoice = CongestionChoice(parse, proxyCc, "--congestion-control");
-            var endpointChoice = CongestionChoice(parse, endpointCc, "--endpoint-cc");
+            // The sender's algorithm is what matters: congestion control governs sending, and the sink only acks.
+            List<string?> senders = parse.GetValue(endpointCc) == "both"
+                ? proxyChoice is null || proxyChoice == SystemCongestionControl() ? [null] : [null, proxyChoice]
+                : [CongestionChoice(parse, endpointCc, "--endpoint-cc")];
             await RunAsync(parse.GetValue(requests), parse.GetValue(concurrency), parse.GetValue(megabytes),
                 parse.GetValue(bodyBytes), Math.Max(1, parse.GetValue(rounds)), wanted.Contains("rps"),
-                wanted.Contains("connect"), parse.GetValue(spliceReference), proxyChoice, endpointChoice, ct);
+                wanted.Contains("connect"), parse.GetValue(spliceReference), proxyChoice, senders, ct);
             return 0;
         });
         return cmd;
@@ -106,7 +109,7 @@ internal sealed partial class ProxyBenchCommands : IVerbGroup
             : "?";
 
     private static async Task RunAsync(int requests, int concurrency, int megabytes, int bodyBytes, int rounds,
-        bool measureRps, bool measureConnect, bool spliceReference, string? proxyCc, string? endpointCc,
+        bool measureRps, bool measureConnect, bool spliceReference, string? proxyCc, List<string?> senders,
         CancellationToken ct)
     {
         if (Which("ab") is not { } ab)
@@ -116,7 +119,7 @@ internal sealed partial class ProxyBenchCommands : IVerbGroup
 
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
         await using var origin = await BenchOrigin.StartAsync(bodyBytes, stop.Token);
-        await using var sink = await Sink.StartAsync(endpointCc, stop.Token);
+        await using var sink = await Sink.StartAsync(stop.Token);
         await using var natkit = await PeerProxy.StartNatkitAsync(sink.Port, proxyCc, ct);
         await using var tinyproxy = await PeerProxy.StartTinyproxyAsync(sink.Port, ct);
         await using var squid = await PeerProxy.StartSquidAsync(sink.Port, ct);
@@ -142,7 +145,8 @@ internal sealed partial class ProxyBenchCommands : IVerbGroup
 
         var system = SystemCongestionControl();
         AnsiConsole.MarkupLine(Markup.Escape($"TCP congestion control: natkit{(reference is null ? "" : " and splice-c")} {proxyCc ?? system}; "
-            + $"CONNECT sender and sink (so direct) {endpointCc ?? system}; tinyproxy and squid {system} (the system's)"));
+            + $"tinyproxy and squid {system} (the system's: they have no such setting); CONNECT sender (so direct) "
+            + string.Join(", then ", senders.Select(c => c ?? $"{system} (the system's)"))));
         AnsiConsole.MarkupLine($"load average before: {Markup.Escape(LoadAverage())} (2 cores; other work on the machine skews absolute numbers)");
         var url = $"http://127.0.0.1:{origin.Port}/";
         if (measureRps)
@@ -157,7 +161,7 @@ internal sealed partial class ProxyBenchCommands : IVerbGroup
         // of its rounds: the direct connection under BBR is bimodal on loopback (now and then twice its usual rate),
         // and a best-of would compare a proxy's usual run with direct's rare one.
         var rps = new Dictionary<string, List<AbResult>>();
-        var mbps = new Dictionary<string, List<double>>();
+        var mbps = senders.Select(_ => new Dictionary<string, List<double>>()).ToList();
         var bytes = (long)megabytes << 20;
         for (var round = 0; round < rounds; round++)
         {
@@ -166,9 +170,12 @@ internal sealed partial class ProxyBenchCommands : IVerbGroup
                 Runs(rps, name).Add(await AbAsync(ab, port, url, requests, concurrency, ct));
             }
 
-            foreach (var (name, port) in !measureConnect ? [] : reference is null ? contenders : [.. contenders, ("splice-c", reference.Port)])
+            for (var i = 0; i < senders.Count; i++)
             {
-                Runs(mbps, name).Add(await ThroughputAsync(sink.Port, port, bytes, endpointCc, ct));
+                foreach (var (name, port) in !measureConnect ? [] : reference is null ? contenders : [.. contenders, ("splice-c", reference.Port)])
+                {
+                    Runs(mbps[i], name).Add(await ThroughputAsync(sink.Port, port, bytes, senders[i], ct));
+                }
             }
 
             AnsiConsole.MarkupLine($"round {round + 1}/{rounds} done, load {Markup.Escape(LoadAverage())}");
@@ -196,17 +203,17 @@ internal sealed partial class ProxyBenchCommands : IVerbGroup
             table.AddRow(failures);
         }
 
-        if (measureConnect)
+        for (var i = 0; measureConnect && i < senders.Count; i++)
         {
-            var medians = mbps.ToDictionary(kv => kv.Key, kv => Median(kv.Value));
+            var medians = mbps[i].ToDictionary(kv => kv.Key, kv => Median(kv.Value));
             var ratios = string.Join(", ", new[]
             {
                 Ratio(medians, "direct", " (goal >= 0.8)"), Ratio(medians, "tinyproxy", ""), Ratio(medians, "squid", ""),
                 Ratio(medians, "splice-c", ""),
             }.Where(r => r.Length > 0));
-            string[] row = [$"CONNECT MB/s ({megabytes} MB)", .. columns.Select(n => Cell(medians, n, F)), ratios];
+            string[] row = [$"CONNECT MB/s ({megabytes} MB), sender {senders[i] ?? system}", .. columns.Select(n => Cell(medians, n, F)), ratios];
             table.AddRow(row);
-            string[] range = ["  range", .. columns.Select(n => Cell(mbps, n, r => $"{r.Min():0}-{r.Max():0}")), ""];
+            string[] range = ["  range", .. columns.Select(n => Cell(mbps[i], n, r => $"{r.Min():0}-{r.Max():0}")), ""];
             table.AddRow(range);
         }
 
@@ -499,11 +506,10 @@ internal sealed partial class ProxyBenchCommands : IVerbGroup
 
         public int Port => ((IPEndPoint)_listener.LocalEndPoint!).Port;
 
-        public static Task<Sink> StartAsync(string? cc, CancellationToken ct)
+        public static Task<Sink> StartAsync(CancellationToken ct)
         {
             ct.ThrowIfCancellationRequested();
             var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-            SetCongestionControl(listener, cc); // accepted connections inherit it
             listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
             listener.Listen(16);
             return Task.FromResult(new Sink(listener));

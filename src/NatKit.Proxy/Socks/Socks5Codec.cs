@@ -58,6 +58,9 @@ internal static class Socks5Codec
     public const byte AtypDomain = 3;
     public const byte AtypIPv6 = 4;
 
+    /// <summary>The longest ATYP DST.ADDR DST.PORT: a 255-byte domain name.</summary>
+    public const int MaxAddressLength = 1 + 1 + 255 + 2;
+
     /// <summary>VER NMETHODS METHODS (RFC 1928 section 3). Reports whether the wanted method was offered.</summary>
     public static SocksParse ParseGreeting(ReadOnlySpan<byte> data, byte wanted, out int consumed, out bool offered)
     {

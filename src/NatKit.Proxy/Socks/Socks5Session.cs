@@ -248,6 +248,18 @@ internal sealed class UdpRelay
     private string? _lastDomain;
     private IPAddress? _lastResolved;
 
+    /// <summary>The destinations datagrams named lately, by the raw bytes of their SOCKS address (ATYP ADDR PORT),
+    /// with where they go (null: dropped). A datagram to one of them costs no parse and no allocation.</summary>
+    private readonly Destination[] _destinations = new Destination[16];
+    private int _nextDestination;
+
+    private struct Destination
+    {
+        public byte[]? Raw;
+        public int Length;
+        public IPEndPoint? To;
+    }
+
     public UdpRelay(ProxyServer server, IDatagramSocket socket, IPAddress clientAddress, IPEndPoint? expectedClient,
         Flow flow, Deadline deadline)
     {
@@ -318,15 +330,65 @@ internal sealed class UdpRelay
     private async Task ForwardFromClientAsync(byte[] buffer, int length)
     {
         var datagram = buffer.AsMemory(Headroom, length);
-        if (Socks5Codec.ParseUdpHeader(datagram.Span, out var headerLength, out var fragment, out var destination) !=
-            SocksParse.Ok || fragment != 0)
+        var span = datagram.Span;
+        if (span.Length < 4 || span[0] != 0 || span[1] != 0 || span[2] != 0)
         {
-            return; // fragmentation is optional (RFC 1928 section 7); unsupported fragments are dropped
+            return; // RSV must be 0; fragmentation is optional (RFC 1928 section 7) and fragments are dropped
         }
 
-        if (_server.Options.SocksPorts is { } ports && !ports.Contains(destination.Port))
+        IPEndPoint? to = null;
+        var headerLength = 0;
+        var known = false;
+        foreach (ref var d in _destinations.AsSpan())
+        {
+            if (d.Length > 0 && span.Length >= 3 + d.Length && span.Slice(3, d.Length).SequenceEqual(d.Raw.AsSpan(0, d.Length)))
+            {
+                (to, headerLength, known) = (d.To, 3 + d.Length, true);
+                break;
+            }
+        }
+
+        if (!known)
+        {
+            if (Socks5Codec.ParseUdpHeader(span, out headerLength, out _, out var destination) != SocksParse.Ok)
+            {
+                return;
+            }
+
+            to = await DestinationAsync(destination).ConfigureAwait(false);
+            ref var slot = ref _destinations[_nextDestination];
+            _nextDestination = (_nextDestination + 1) % _destinations.Length;
+            slot.Raw ??= new byte[Socks5Codec.MaxAddressLength];
+            datagram.Span.Slice(3, headerLength - 3).CopyTo(slot.Raw);
+            (slot.Length, slot.To) = (headerLength - 3, to);
+        }
+
+        if (to is null)
         {
             return;
+        }
+
+        if (_contacted.Count < MaxContacted)
+        {
+            _contacted.Add(to); // one lookup: no-op for a destination already contacted
+        }
+        else if (!_contacted.Contains(to))
+        {
+            return;
+        }
+
+        _deadline.Arm();
+        _flow.AddUp(length - headerLength);
+        await _socket.SendToAsync(datagram[headerLength..], to, _deadline.Token).ConfigureAwait(false);
+    }
+
+    /// <summary>Where a datagram to <paramref name="destination"/> goes: null when it is not allowed (a port
+    /// outside SocksPorts, a forbidden address) or its name does not resolve to an allowed address.</summary>
+    private async ValueTask<IPEndPoint?> DestinationAsync(SocksAddress destination)
+    {
+        if (_server.Options.SocksPorts is { } ports && !ports.Contains(destination.Port))
+        {
+            return null;
         }
 
         var address = destination.Address;
@@ -357,26 +419,9 @@ internal sealed class UdpRelay
         }
         else if (_server.IsForbiddenDestination(address))
         {
-            return;
+            return null;
         }
 
-        if (address is null)
-        {
-            return;
-        }
-
-        var to = new IPEndPoint(address, destination.Port);
-        if (_contacted.Count < MaxContacted)
-        {
-            _contacted.Add(to); // one lookup: no-op for a destination already contacted
-        }
-        else if (!_contacted.Contains(to))
-        {
-            return;
-        }
-
-        _deadline.Arm();
-        _flow.AddUp(length - headerLength);
-        await _socket.SendToAsync(datagram[headerLength..], to, _deadline.Token).ConfigureAwait(false);
+        return address is null ? null : new IPEndPoint(address, destination.Port);
     }
 }

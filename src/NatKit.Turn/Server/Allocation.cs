@@ -64,6 +64,29 @@ internal sealed class Allocation
 
     public long PollTokenV6;
 
+    private const int MaxPeerEndPoints = 64;
+    private Dictionary<StunAddress, IPEndPoint>? _peerEndPoints;
+
+    /// <summary>The endpoint for a peer address a Send indication names, made once per peer and reused, so a
+    /// client that relays without a channel costs no allocation per packet. Bounded: starts over when full.
+    /// Call under <see cref="Gate"/>.</summary>
+    public IPEndPoint PeerEndPoint(StunAddress address, Func<StunAddress, IPEndPoint> make)
+    {
+        _peerEndPoints ??= [];
+        if (!_peerEndPoints.TryGetValue(address, out var peer))
+        {
+            if (_peerEndPoints.Count >= MaxPeerEndPoints)
+            {
+                _peerEndPoints.Clear();
+            }
+
+            peer = make(address);
+            _peerEndPoints[address] = peer;
+        }
+
+        return peer;
+    }
+
     public IDatagramSocket? RelayFor(IPAddress peer) =>
         Policy.IpKey.Normalized(peer).IsV4 ? RelayV4 : RelayV6;
 }

@@ -674,6 +674,8 @@ public sealed partial class TurnServer
     }
 
     /// <summary>A peer address as the relay will use it: IPv4-mapped and -compatible forms become IPv4.</summary>
+    private static readonly Func<StunAddress, IPEndPoint> ToPeerFromAddress = ToPeer;
+
     private static IPEndPoint ToPeer(StunAddress address)
     {
         var ip = address.ToIPAddress();
@@ -714,10 +716,10 @@ public sealed partial class TurnServer
             return default;
         }
 
-        var peer = ToPeer(address);
         var now = _time.GetTimestamp();
         lock (allocation.Gate)
         {
+            var peer = allocation.PeerEndPoint(address, ToPeerFromAddress);
             if (allocation.Closed || !allocation.Bindings.HasPermission(peer.Address, now))
             {
                 Metrics.Dropped(DropReason.NoPermission);

@@ -284,3 +284,55 @@ public class TcpConnectionWatchdogTests
         Assert.Empty(fired);
     }
 }
+
+public class AllocationPeerEndPointTests
+{
+    private static Allocation NewAllocation() =>
+        new(new StreamClientLink(Stream.Null, new IPEndPoint(IPAddress.Loopback, 1), new IPEndPoint(IPAddress.Loopback, 2),
+                new TcpConnectionWatchdog(new NatKit.TestSupport.ManualTimeProvider(), TimeSpan.FromHours(1), TimeSpan.FromHours(1), _ => { },
+                    CancellationToken.None)),
+            "u", [1], NatKit.Stun.StunPasswordAlgorithm.Md5, new PeerBindings(4, 4), new TokenBucket(0, 0, 1000, 0));
+
+    private static NatKit.Stun.StunAddress Peer(int port) =>
+        NatKit.Stun.StunAddress.FromEndPoint(new IPEndPoint(IPAddress.Parse("198.51.100.7"), port));
+
+    [Fact]
+    public void SamePeer_GetsTheSameEndPoint_WithoutMakingAnother()
+    {
+        var a = NewAllocation();
+        var made = 0;
+        IPEndPoint Make(NatKit.Stun.StunAddress s)
+        {
+            made++;
+            return new IPEndPoint(s.ToIPAddress(), s.Port);
+        }
+
+        var first = a.PeerEndPoint(Peer(5000), Make);
+        Assert.Same(first, a.PeerEndPoint(Peer(5000), Make));
+        Assert.Equal(new IPEndPoint(IPAddress.Parse("198.51.100.7"), 5000), first);
+        Assert.Equal(1, made);
+        Assert.Equal(5001, a.PeerEndPoint(Peer(5001), Make).Port); // another port is another peer
+        Assert.Equal(2, made);
+    }
+
+    [Fact]
+    public void ManyPeers_TheCacheStaysBounded_AndStartsOver()
+    {
+        var a = NewAllocation();
+        var made = 0;
+        IPEndPoint Make(NatKit.Stun.StunAddress s)
+        {
+            made++;
+            return new IPEndPoint(s.ToIPAddress(), s.Port);
+        }
+
+        var first = a.PeerEndPoint(Peer(1), Make);
+        for (var port = 2; port <= 65; port++)
+        {
+            a.PeerEndPoint(Peer(port), Make); // the 65th distinct peer starts the cache over
+        }
+
+        Assert.NotSame(first, a.PeerEndPoint(Peer(1), Make));
+        Assert.Equal(66, made);
+    }
+}
