@@ -222,6 +222,24 @@ public sealed class MinResponseDataRateTests
         Assert.True(await served.WaitAsync(Guard));
     }
 
+    /// <summary>A client that reads nothing at all is the idle timeout's, not the rate's: each write arms the
+    /// idle deadline, and a write still blocked when it passes is cancelled (here with the rate off, so only the
+    /// idle timeout can end it).</summary>
+    [Fact]
+    public async Task AClientThatReadsNothing_IsCutOffByTheIdleTimeout()
+    {
+        await using var rig = await Rig.StartAsync(0, TimeSpan.FromSeconds(1), idle: TimeSpan.FromSeconds(60));
+        var (time, watched) = (rig.Time, rig.ClientSide);
+        var served = rig.Origin.ServeAsync(Framing.ContentLength, Body(BodyBytes));
+
+        await watched.WhenWriteBlocked().WaitAsync(Guard);
+        time.Advance(TimeSpan.FromSeconds(60) - Margin);
+        Assert.False(watched.LastWriteCancelled, "cut off before the idle timeout");
+        time.Advance(Margin + Margin);
+        Assert.True(watched.LastWriteCancelled, "a write blocked past the idle timeout was not cancelled");
+        _ = served;
+    }
+
     [Fact]
     public void MinResponseDataRate_IsValidated_AndDefaultsToKestrels()
     {
@@ -297,7 +315,7 @@ public sealed class MinResponseDataRateTests
         /// <summary>The client's connection as the proxy writes to it.</summary>
         public WatchedStream ClientSide { get; private set; } = null!;
 
-        public static async Task<Rig> StartAsync(double rate, TimeSpan grace, string? path = "/big")
+        public static async Task<Rig> StartAsync(double rate, TimeSpan grace, string? path = "/big", TimeSpan? idle = null)
         {
             var rig = new Rig();
             rig.Origin = await ScriptedOrigin.StartAsync();
@@ -305,7 +323,7 @@ public sealed class MinResponseDataRateTests
             {
                 MinResponseDataRate = rate,
                 MinResponseDataRateGracePeriod = grace,
-                IdleTimeout = TimeSpan.FromHours(2), // the idle timeout must not be what ends these tests
+                IdleTimeout = idle ?? TimeSpan.FromHours(2), // by default the idle timeout must not end these tests
             }, rig.Network, rig.Log);
             rig.Client = await SlowClient.ConnectAsync(rig.Proxy.HttpEndPoint);
             var origin = $"127.0.0.1:{rig.Origin.Port}";
