@@ -296,35 +296,31 @@ public class AllocationPeerEndPointTests
     private static NatKit.Stun.StunAddress Peer(int port) =>
         NatKit.Stun.StunAddress.FromEndPoint(new IPEndPoint(IPAddress.Parse("198.51.100.7"), port));
 
+    private int _made;
+
+    private IPEndPoint Make(NatKit.Stun.StunAddress s)
+    {
+        _made++;
+        return new IPEndPoint(s.ToIPAddress(), s.Port);
+    }
+
     [Fact]
     public void SamePeer_GetsTheSameEndPoint_WithoutMakingAnother()
     {
         var a = NewAllocation();
-        var made = 0;
-        IPEndPoint Make(NatKit.Stun.StunAddress s)
-        {
-            made++;
-            return new IPEndPoint(s.ToIPAddress(), s.Port);
-        }
 
         var first = a.PeerEndPoint(Peer(5000), Make);
         Assert.Same(first, a.PeerEndPoint(Peer(5000), Make));
         Assert.Equal(new IPEndPoint(IPAddress.Parse("198.51.100.7"), 5000), first);
-        Assert.Equal(1, made);
+        Assert.Equal(1, _made);
         Assert.Equal(5001, a.PeerEndPoint(Peer(5001), Make).Port); // another port is another peer
-        Assert.Equal(2, made);
+        Assert.Equal(2, _made);
     }
 
     [Fact]
     public void ManyPeers_TheCacheStaysBounded_AndStartsOver()
     {
         var a = NewAllocation();
-        var made = 0;
-        IPEndPoint Make(NatKit.Stun.StunAddress s)
-        {
-            made++;
-            return new IPEndPoint(s.ToIPAddress(), s.Port);
-        }
 
         var first = a.PeerEndPoint(Peer(1), Make);
         for (var port = 2; port <= 65; port++)
@@ -333,6 +329,6 @@ public class AllocationPeerEndPointTests
         }
 
         Assert.NotSame(first, a.PeerEndPoint(Peer(1), Make));
-        Assert.Equal(66, made);
+        Assert.Equal(66, _made);
     }
 }
