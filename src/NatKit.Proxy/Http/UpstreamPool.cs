@@ -108,8 +108,6 @@ internal sealed class UpstreamPool : IAsyncDisposable
         return found;
     }
 
-    /// <summary>An idle connection that is readable has either been closed by the server or sent bytes nobody
-    /// asked for: either way it must not carry a request (a real socket only; others are trusted).</summary>
     /// <summary>An idle connection that became readable was closed by the server (or sent bytes it should not
     /// have): either way not one to send a request on. A connection that cannot tell is tried, and a failure
     /// before any response byte is retried when that is safe.</summary>
