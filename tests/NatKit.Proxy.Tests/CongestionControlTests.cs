@@ -30,6 +30,9 @@ public sealed class CongestionControlTests
 
         var upstream = Assert.IsAssignableFrom<ITcpCongestionControl>(Assert.Single(network.Connections));
         Assert.Equal(chosen, upstream.CongestionControl);
+        // chosen before the SYN (through ITcpCongestionControlNetwork), not switched after a plain connect: a
+        // socket switched away from BBR keeps its pacing, though it then reports the new name all the same
+        Assert.Equal(new[] { chosen }, network.ChosenAtConnect);
         Assert.NotEqual(chosen, ((ITcpCongestionControl)server).CongestionControl); // the far end keeps its own
 
         // and the tunnel carries bytes
@@ -100,6 +103,9 @@ public sealed class CongestionControlTests
 
         public ConcurrentQueue<IStreamConnection> Connections { get; } = new();
 
+        /// <summary>The algorithm each connection was opened with, for those opened choosing one.</summary>
+        public ConcurrentQueue<string> ChosenAtConnect { get; } = new();
+
         public TimeProvider TimeProvider => inner.TimeProvider;
 
         public IReadOnlyList<IPAddress> LocalAddresses => inner.LocalAddresses;
@@ -129,6 +135,7 @@ public sealed class CongestionControlTests
         {
             var connection = await inner.ConnectTcpAsync(remoteEndPoint, localEndPoint, congestionControl, cancellationToken);
             Connections.Enqueue(connection);
+            ChosenAtConnect.Enqueue(congestionControl);
             return connection;
         }
 
