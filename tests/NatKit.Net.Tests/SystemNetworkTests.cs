@@ -153,3 +153,40 @@ public sealed class StreamReadinessTests
         Assert.True(((IStreamReadiness)client).ReadWouldNotBlock);
     }
 }
+
+/// <summary><see cref="IStreamAbort"/> on the real network's TCP connections.</summary>
+public sealed class StreamAbortTests
+{
+    private static readonly SystemNetwork Net = SystemNetwork.Instance;
+
+    /// <summary>The point of an abort over a dispose: with bytes still queued for a peer that is not reading, the
+    /// peer sees a reset, not those bytes followed by a clean end (a plain close queues its FIN behind them).</summary>
+    [Fact]
+    public async Task Abort_WithBytesQueuedForAPeerThatDoesNotRead_ResetsThePeer()
+    {
+        await using var listener = await Net.ListenTcpAsync(new IPEndPoint(IPAddress.Loopback, 0));
+        await using var client = await Net.ConnectTcpAsync(listener.LocalEndPoint);
+        await using var server = await listener.AcceptAsync();
+        var body = new byte[32 << 20]; // more than both kernel buffers hold: the write stays pending
+        var write = server.Stream.WriteAsync(body).AsTask();
+        Assert.False(write.IsCompleted, "the write must still be waiting on the reader");
+
+        var abort = Assert.IsAssignableFrom<IStreamAbort>(server);
+        abort.Abort();
+        abort.Abort(); // idempotent
+        await Assert.ThrowsAnyAsync<Exception>(() => write.WaitAsync(TimeSpan.FromSeconds(30))); // pending writes fail
+
+        long received = 0;
+        var buffer = new byte[1 << 20];
+        var e = await Assert.ThrowsAsync<IOException>(async () =>
+        {
+            int n;
+            while ((n = await client.Stream.ReadAsync(buffer).AsTask().WaitAsync(TimeSpan.FromSeconds(30))) > 0)
+            {
+                received += n;
+            }
+        });
+        Assert.Equal(SocketError.ConnectionReset, Assert.IsType<SocketException>(e.InnerException).SocketErrorCode);
+        Assert.True(received < body.Length, $"the peer got every byte ({received}) though the sender aborted");
+    }
+}
