@@ -172,6 +172,36 @@ public sealed class KernelStreamRelayTests
         });
     }
 
+    /// <summary>A direction that waits for room at its destination (a full pipe, a reader that never reads) asks epoll
+    /// for room and not for input: when the destination then resets, the error alone must wake the relay and fault
+    /// it, with nothing more arriving from the source.</summary>
+    [Fact]
+    public async Task Relay_WaitingForRoom_FaultsWhenTheDestinationResets()
+    {
+        await using var p = await Pairs.CreateAsync();
+        var far = (p.OuterB.Stream as NetworkStream)!.Socket;
+        far.ReceiveBufferSize = 16 * 1024; // the destination fills after a little: the pipe holds the rest
+        var started = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        long fromA = 0;
+        var relay = ((IKernelStreamRelay)p.InnerA).TryRelay(p.InnerB, (fromThis, n) =>
+        {
+            if (fromThis && Interlocked.Add(ref fromA, n) >= 16 * 1024)
+            {
+                started.TrySetResult();
+            }
+        }, CancellationToken.None);
+        Assert.NotNull(relay);
+
+        var send = p.OuterA.Stream.WriteAsync(new byte[32 << 20]).AsTask(); // more than pipe and buffers hold
+        await started.Task.WaitAsync(Deadline);
+        Assert.False(send.IsCompleted, "the source's writer must still be waiting: the relay is stuck on room");
+        far.LingerState = new LingerOption(true, 0);
+        far.Close(); // RST toward the relay's B side; A sends nothing more than what is already queued
+        await Assert.ThrowsAsync<IOException>(() => relay.WaitAsync(Deadline));
+        await p.OuterA.DisposeAsync(); // ends the pending write
+        await Assert.ThrowsAnyAsync<Exception>(() => send.WaitAsync(Deadline));
+    }
+
     /// <summary>Relays that end as they start (both far ends already half-closed, or one already reset) finish
     /// cleanly, many times over: the relay must not end, and free its handle, while its second socket is added.</summary>
     [Fact]
