@@ -233,6 +233,44 @@ public sealed class Socks5Tests
         }
     }
 
+    /// <summary>A name the resolver refuses outright (Dns throws ArgumentOutOfRangeException for a 255-character
+    /// name without a trailing dot, which a client may send) drops that datagram only: the association relays on
+    /// and its session does not fail.</summary>
+    [Fact]
+    public async Task Rfc1928_UdpAssociate_NameTheResolverRefuses_DropsTheDatagram_AndRelaysOn()
+    {
+        using var peer = new UdpClient(new IPEndPoint(IPAddress.Loopback, 0));
+        var peerEndPoint = (IPEndPoint)peer.Client.LocalEndPoint!;
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(15));
+        var log = new ListLogger();
+        var proxy = await ProxyServer.StartAsync(ProxyServerTests.TestOptions() with
+        {
+            SocksListen = new IPEndPoint(IPAddress.Loopback, 0),
+            Resolve = (name, _) => throw new ArgumentOutOfRangeException(nameof(name), "as Dns does for a name it refuses"),
+        }, SystemNetwork.Instance, log);
+        try
+        {
+            using var udp = new UdpClient(new IPEndPoint(IPAddress.Loopback, 0));
+            using var control = new TcpClient();
+            var relay = await AssociateAsync(proxy, control, udp, cts.Token);
+
+            var name = new string('a', 255);
+            byte[] named = [0, 0, 0, Socks5Codec.AtypDomain, 255, .. Encoding.ASCII.GetBytes(name), 0, 53, .. "lost"u8];
+            await udp.SendAsync(named, relay, cts.Token);
+            var datagram = new byte[10 + 5];
+            Socks5Codec.WriteUdpHeader(datagram, peerEndPoint);
+            "after"u8.CopyTo(datagram.AsSpan(10));
+            await udp.SendAsync(datagram, relay, cts.Token);
+            Assert.Equal("after", Encoding.ASCII.GetString((await peer.ReceiveAsync(cts.Token)).Buffer));
+        }
+        finally
+        {
+            await proxy.DisposeAsync(); // waits for the session to end
+        }
+
+        Assert.Empty(log.Lines(3)); // no session failed
+    }
+
     [Fact]
     public async Task Rfc1928_Bind_IsNotSupported_AndNoAcceptableMethod_Gets0xFF()
     {
