@@ -193,6 +193,60 @@ public sealed class MinDataRateTests
         Assert.False(deadline.Token.IsCancellationRequested);
     }
 
+    /// <summary>The two ways a wait starts counting, on a virtual clock (the rate's timer fires inside Advance): a
+    /// response's rate counts its very first wait (the head's write), a request body's only once a byte has come
+    /// (a client may wait for 100 Continue first). Either way the cut comes at the grace, not before.</summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void TheFirstWait_CountsForAResponse_AndNotForARequestBodyBeforeItsFirstByte(bool fromFirstByte)
+    {
+        var time = new ManualTimeProvider();
+        var grace = TimeSpan.FromSeconds(5);
+        var margin = TimeSpan.FromMilliseconds(10);
+        using var deadline = new Deadline(time, TimeSpan.FromHours(2), CancellationToken.None);
+        using var rate = new MinDataRate(time, 100, grace, deadline, fromFirstByte);
+        rate.Reset();
+        rate.Begin();
+        if (fromFirstByte)
+        {
+            time.Advance(TimeSpan.FromHours(1)); // waiting for the first byte: only the idle timeout applies
+            Assert.False(rate.Violated);
+            rate.End(1);
+            rate.Begin();
+        }
+
+        time.Advance(grace - margin);
+        Assert.False(rate.Violated);
+        Assert.False(deadline.Token.IsCancellationRequested);
+        time.Advance(margin * 2);
+        Assert.True(rate.Violated);
+        Assert.True(deadline.Token.IsCancellationRequested);
+    }
+
+    /// <summary>Reset starts a new message: the waiting of the one before is not carried over (a keep-alive
+    /// connection's second response gets its own grace).</summary>
+    [Fact]
+    public void Reset_ForgetsThePreviousMessagesWaiting()
+    {
+        var time = new ManualTimeProvider();
+        var grace = TimeSpan.FromSeconds(5);
+        var margin = TimeSpan.FromMilliseconds(10);
+        using var deadline = new Deadline(time, TimeSpan.FromHours(2), CancellationToken.None);
+        using var rate = new MinDataRate(time, 100, grace, deadline, fromFirstByte: false);
+        rate.Reset();
+        rate.Begin();
+        time.Advance(grace - margin);
+        rate.End(0);
+
+        rate.Reset();
+        rate.Begin();
+        time.Advance(grace - margin);
+        Assert.False(rate.Violated, "the previous message's waiting was counted again");
+        time.Advance(margin * 2);
+        Assert.True(rate.Violated);
+    }
+
     [Fact]
     public void MinRequestBodyDataRate_IsValidated()
     {
