@@ -161,6 +161,8 @@ public class TcpHardeningTests
 
         h.Time.Advance(TimeSpan.FromSeconds(512)); // the 600 s lifetime ends, unrefreshed
         Assert.Equal(0, h.Server.AllocationCount);
+        Assert.Equal(0, h.Server.Metrics.ConnectionsTimedOut);
+        Assert.True(await c.BindingAnsweredAsync()); // the idle timeout runs from the allocation's end: not cut there
         h.Time.Advance(TimeSpan.FromSeconds(31));
         Assert.True(await c.IsClosedByServerAsync());
         Assert.Equal(1, h.Server.Metrics.ConnectionsTimedOut);
