@@ -5,7 +5,8 @@ using NatKit.Turn.Tests.Support;
 namespace NatKit.Turn.Tests.Client;
 
 /// <summary>Each request's transaction owns one timer (retransmissions over UDP, Ti over streams): it must go
-/// with the transaction however that ends (answered, refused, cancelled), or a busy client piles up timers.</summary>
+/// with the transaction however that ends (answered, refused, cancelled), or a busy client piles up timers; and
+/// a transaction nothing can answer any more must not sit out that timer.</summary>
 public sealed class TransactionTimerTests
 {
     /// <summary>The system clock, counting the timers made on it that are not disposed yet.</summary>
@@ -70,5 +71,25 @@ public sealed class TransactionTimerTests
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() =>
             client.CreatePermissionAsync(IPAddress.Loopback, cancelled.Token));
         Assert.Equal(0, time.Live);
+    }
+
+    [Fact]
+    public async Task OverTcp_ARequestAfterTheServerClosed_FailsAtOnce_NotAfterTi()
+    {
+        await using var h = await TurnHarness.StartAsync(o => o with { TcpIdleTimeout = TimeSpan.FromSeconds(30) });
+        var client = await h.ClientAsync(h.ClientOptions(transport: TurnTransport.Tcp)); // no keep-alive
+        var ended = client.ReceiveAsync(new byte[64]).AsTask();
+
+        // The allocation expires unrefreshed, then the server ends the idle connection (docs/turn.md).
+        h.Time.Advance(TimeSpan.FromSeconds(601));
+        h.Time.Advance(TimeSpan.FromSeconds(31));
+        Assert.Equal(1, h.Server.Metrics.ConnectionsTimedOut);
+        await Assert.ThrowsAnyAsync<Exception>(() => ended.WaitAsync(TimeSpan.FromSeconds(10))); // the client saw the close
+
+        // Nothing can answer now: the request fails at once rather than waiting Ti (39.5 s) on the client's clock,
+        // which no one moves here.
+        var e = await Assert.ThrowsAnyAsync<Exception>(() =>
+            client.CreatePermissionAsync(IPAddress.Loopback).WaitAsync(TimeSpan.FromSeconds(10)));
+        Assert.IsType<IOException>(e, exactMatch: false);
     }
 }
