@@ -19,6 +19,12 @@ public class ExternalProcessTests
             dir = peer.TempDirectory;
             Assert.Equal(dir, peer.Output.Trim());
             Assert.StartsWith(Path.GetTempPath(), dir, StringComparison.Ordinal);
+            if (!OperatingSystem.IsWindows())
+            {
+                // sticky and world-writable, as /tmp: a root-started peer that drops to its own user writes here too
+                Assert.Equal((UnixFileMode)0x3FF, File.GetUnixFileMode(dir) & (UnixFileMode)0xFFF);
+            }
+
             Assert.True(File.Exists(Path.Combine(dir, "left", "file")));
         }
 

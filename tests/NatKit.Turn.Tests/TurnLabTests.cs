@@ -4,6 +4,7 @@ using NatKit.Nat;
 using NatKit.Stun;
 using NatKit.Turn.Client;
 using NatKit.Turn.Policy;
+using NatKit.Turn.Protocol;
 using NatKit.Turn.Server;
 
 namespace NatKit.Turn.Tests;
@@ -80,6 +81,52 @@ public class TurnLabTests
             return time.GetElapsedTime(start);
         });
         Assert.Equal(TimeSpan.FromMilliseconds(39_500), elapsed);
+    }
+
+    [Fact]
+    public void Rfc8489_S6_2_2_Client_OverTcp_SendsOnce_AndGivesUpAfterTi()
+    {
+        var (lab, serverHost, a, _) = Build();
+        var (elapsed, received) = lab.Run(async () =>
+        {
+            // A listener that takes the connection and reads everything but never answers.
+            var ep = new IPEndPoint(ServerAddress, 3478);
+            await using var listener = await serverHost.ListenTcpAsync(ep);
+            var accepted = listener.AcceptAsync();
+            var time = a.TimeProvider;
+            var start = time.GetTimestamp();
+            var allocate = TurnClient.AllocateAsync(a,
+                new TurnClientOptions(ep, "a", "pa") { Transport = TurnTransport.Tcp });
+            await using var connection = await accepted;
+            var received = new MemoryStream();
+            _ = ReadUntilClosedAsync(connection, received);
+            await Assert.ThrowsAsync<TimeoutException>(() => allocate);
+            var elapsed = time.GetElapsedTime(start);
+            await Task.Delay(TimeSpan.FromSeconds(60), time); // nothing more comes after the give-up either
+            return (elapsed, received.ToArray());
+        });
+
+        Assert.Equal(TimeSpan.FromMilliseconds(39_500), elapsed); // Ti, not the UDP schedule's sum by chance
+        Assert.True(StunFraming.TryGetFrameLength(received, out var length));
+        Assert.Equal(received.Length, length); // one Allocate, never retransmitted over the reliable transport
+        Assert.Equal(TurnMethods.Allocate, StunMessage.Parse(received)?.Method);
+    }
+
+    private static async Task ReadUntilClosedAsync(NatKit.Net.IStreamConnection c, MemoryStream into)
+    {
+        var buffer = new byte[512];
+        try
+        {
+            int n;
+            while ((n = await c.Stream.ReadAsync(buffer)) > 0)
+            {
+                into.Write(buffer, 0, n);
+            }
+        }
+        catch (Exception e) when (e is IOException or ObjectDisposedException or OperationCanceledException)
+        {
+            // the client went away
+        }
     }
 
     [Fact]

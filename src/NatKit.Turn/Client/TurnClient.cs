@@ -133,6 +133,7 @@ public sealed class TurnClient : IAsyncDisposable
     private readonly CancellationTokenSource _stop = new();
     private readonly Lock _authGate = new();
     private Task? _receiveLoop;
+    private int _receiveEnded; // 1 once the receive loop is gone: no response can arrive any more
     private Task? _keepAlive;
     private string? _realm;
     private string? _nonce;
@@ -574,6 +575,13 @@ public sealed class TurnClient : IAsyncDisposable
                 static s => ((TaskCompletionSource<byte[]>)s!).TrySetCanceled(), transaction.Done);
             await WriteAsync(request, linked.Token);
             transaction.Sent(linked.Token);
+            if (Volatile.Read(ref _receiveEnded) == 1)
+            {
+                // The loop failed the requests it saw as it ended; this one came after (a write to a stream the
+                // server has closed can still succeed): fail it too, rather than after the whole timeout.
+                transaction.Done.TrySetException(ConnectionClosed());
+            }
+
             return await transaction.Done.Task;
         }
         finally
@@ -727,11 +735,14 @@ public sealed class TurnClient : IAsyncDisposable
         }
 
         _received.Writer.TryComplete();
+        Interlocked.Exchange(ref _receiveEnded, 1); // before the sweep: a request registered after it sees the flag
         foreach (var (_, p) in _pending)
         {
-            p.TrySetException(new IOException("connection to the TURN server closed"));
+            p.TrySetException(ConnectionClosed());
         }
     }
+
+    private static IOException ConnectionClosed() => new("connection to the TURN server closed");
 
     private void Dispatch(ReadOnlySpan<byte> data)
     {

@@ -14,8 +14,8 @@ internal enum TcpTimeout
 /// Ends a TCP or TLS client connection that holds the server's memory without using it, by cancelling
 /// <see cref="Token"/> (the connection's TLS handshake, reads and writes all watch it). Until the first complete,
 /// valid STUN message the handshake window runs; while the connection carries a live allocation nothing runs
-/// (the allocation's lifetime governs, and the connection ends with it); otherwise the idle timeout runs from the
-/// last such message or from the end of the allocation, whichever came later. Partial messages (a slow loris)
+/// (the allocation's lifetime governs; when it ends the connection stays open); otherwise the idle timeout runs
+/// from the last such message or from the end of the allocation, whichever came later. Partial messages (a slow loris)
 /// never move it. One timer per connection, moved only when it fires early: a message costs a timestamp write.
 /// </summary>
 internal sealed class TcpConnectionWatchdog : IDisposable

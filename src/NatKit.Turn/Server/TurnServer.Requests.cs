@@ -673,9 +673,11 @@ public sealed partial class TurnServer
         return 0;
     }
 
-    /// <summary>A peer address as the relay will use it: IPv4-mapped and -compatible forms become IPv4.</summary>
+    /// <summary><see cref="ToPeer"/> as a cached delegate, for <see cref="Allocation.PeerEndPoint"/> (no delegate per
+    /// Send indication).</summary>
     private static readonly Func<StunAddress, IPEndPoint> ToPeerFromAddress = ToPeer;
 
+    /// <summary>A peer address as the relay will use it: IPv4-mapped and -compatible forms become IPv4.</summary>
     private static IPEndPoint ToPeer(StunAddress address)
     {
         var ip = address.ToIPAddress();

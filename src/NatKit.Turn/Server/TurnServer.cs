@@ -483,7 +483,6 @@ public sealed partial class TurnServer : IAsyncDisposable
             }
 
             link?.Dispose();
-            watchdog.Dispose();
             if (ssl is not null)
             {
                 await ssl.DisposeAsync();
@@ -497,6 +496,9 @@ public sealed partial class TurnServer : IAsyncDisposable
         }
         finally
         {
+            // Whatever closing did: a watchdog left running would count a timeout for a closed connection and
+            // keep its registration on the server's shutdown token until the server stops.
+            watchdog.Dispose();
             ArrayPool<byte>.Shared.Return(buffer);
             _tcpLimits.Release(connection.RemoteEndPoint.Address); // before the close: a client that saw it may reconnect
             await CloseQuietlyAsync(connection);

@@ -161,6 +161,8 @@ public class TcpHardeningTests
 
         h.Time.Advance(TimeSpan.FromSeconds(512)); // the 600 s lifetime ends, unrefreshed
         Assert.Equal(0, h.Server.AllocationCount);
+        Assert.Equal(0, h.Server.Metrics.ConnectionsTimedOut);
+        Assert.True(await c.BindingAnsweredAsync()); // the idle timeout runs from the allocation's end: not cut there
         h.Time.Advance(TimeSpan.FromSeconds(31));
         Assert.True(await c.IsClosedByServerAsync());
         Assert.Equal(1, h.Server.Metrics.ConnectionsTimedOut);
@@ -196,6 +198,15 @@ public class TcpHardeningTests
             (ok with { TcpHandshakeTimeout = TimeSpan.Zero }).Validate()).Message, StringComparison.Ordinal);
         Assert.Contains("TcpIdleTimeout", Assert.Throws<ArgumentException>(() =>
             (ok with { TcpIdleTimeout = TimeSpan.FromSeconds(-1) }).Validate()).Message, StringComparison.Ordinal);
+
+        // Longer than a system timer's longest due time: refused up front, not thrown by the first connection's
+        // watchdog (the idle timeout from a timer callback, which would end the process).
+        var tooLong = TimeSpan.FromMilliseconds(uint.MaxValue);
+        (ok with { TcpHandshakeTimeout = tooLong - TimeSpan.FromMilliseconds(1), TcpIdleTimeout = tooLong - TimeSpan.FromMilliseconds(1) }).Validate();
+        Assert.Contains("TcpHandshakeTimeout", Assert.Throws<ArgumentException>(() =>
+            (ok with { TcpHandshakeTimeout = tooLong }).Validate()).Message, StringComparison.Ordinal);
+        Assert.Contains("TcpIdleTimeout", Assert.Throws<ArgumentException>(() =>
+            (ok with { TcpIdleTimeout = tooLong }).Validate()).Message, StringComparison.Ordinal);
     }
 
     [Fact]
