@@ -123,7 +123,7 @@ internal sealed partial class ProxyBenchCommands : IVerbGroup
         await using var natkit = await PeerProxy.StartNatkitAsync(sink.Port, proxyCc, ct);
         await using var tinyproxy = await PeerProxy.StartTinyproxyAsync(sink.Port, ct);
         await using var squid = await PeerProxy.StartSquidAsync(sink.Port, ct);
-        await using var reference = spliceReference && measureConnect ? await SpliceReference.StartAsync(sink.Port, proxyCc, ct) : null;
+        await using var reference = spliceReference && measureConnect ? await PeerProxy.StartSpliceReferenceAsync(sink.Port, proxyCc, ct) : null;
         List<(string Name, int? Port)> contenders = [("direct", null), ("natkit", natkit.Port)];
         AnsiConsole.MarkupLine($"natkit {Markup.Escape(natkit.Version)} (its own process) on 127.0.0.1:{natkit.Port}");
         foreach (var peer in new[] { tinyproxy, squid })
@@ -557,109 +557,9 @@ internal sealed partial class ProxyBenchCommands : IVerbGroup
     }
 
     /// <summary>
-    /// The reference for CONNECT throughput: Resources/splice-relay.c (two blocking splice(2) threads per tunnel, no
-    /// HTTP beyond answering the CONNECT), compiled with the machine's C compiler into a temporary directory and
-    /// run on a free loopback port. Killed and removed on dispose.
-    /// </summary>
-    private sealed class SpliceReference : IAsyncDisposable
-    {
-        private readonly Process _process;
-        private readonly string _dir;
-
-        private SpliceReference(Process process, string dir, int port)
-        {
-            _process = process;
-            _dir = dir;
-            Port = port;
-        }
-
-        public int Port { get; }
-
-        public static async Task<SpliceReference> StartAsync(int sinkPort, string? cc, CancellationToken ct)
-        {
-            var compiler = Which("cc") ?? Which("gcc") ?? throw new CliException("--splice-reference needs a C compiler (apt-get install gcc)");
-            var dir = Directory.CreateTempSubdirectory("natkit-splice-c-").FullName;
-            try
-            {
-                var source = Path.Combine(dir, "splice-relay.c");
-                await using (var resource = typeof(ProxyBenchCommands).Assembly.GetManifestResourceStream("splice-relay.c")!)
-                await using (var file = File.Create(source))
-                {
-                    await resource.CopyToAsync(file, ct);
-                }
-
-                var binary = Path.Combine(dir, "splice-relay");
-                var (code, output) = await ProxyBenchCommands.RunAsync(compiler, ["-O2", "-pthread", "-o", binary, source],
-                    TimeSpan.FromMinutes(1), ct);
-                if (code != 0)
-                {
-                    throw new CliException($"the splice reference did not compile: {output.Trim()}");
-                }
-
-                int port;
-                await using (var probe = await SystemNetwork.Instance.ListenTcpAsync(new IPEndPoint(IPAddress.Loopback, 0), 1, ct))
-                {
-                    port = probe.LocalEndPoint.Port;
-                }
-
-                var info = new ProcessStartInfo(binary) { RedirectStandardError = true };
-                info.ArgumentList.Add(port.ToString(CultureInfo.InvariantCulture));
-                info.ArgumentList.Add(sinkPort.ToString(CultureInfo.InvariantCulture));
-                if (cc is not null)
-                {
-                    info.ArgumentList.Add(cc);
-                }
-
-                var reference = new SpliceReference(Process.Start(info)!, dir, port);
-                for (var i = 0; i < 100; i++)
-                {
-                    try
-                    {
-                        using var probe = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-                        await probe.ConnectAsync(new IPEndPoint(IPAddress.Loopback, port), ct);
-                        // the relay accepted the probe and waits for a CONNECT head: closing it ends that tunnel
-                        return reference;
-                    }
-                    catch (SocketException) when (!reference._process.HasExited)
-                    {
-                        await Task.Delay(20, ct); // waiting for the program just started to listen
-                    }
-                }
-
-                await reference.DisposeAsync();
-                throw new CliException("the splice reference did not start listening");
-            }
-            catch
-            {
-                if (Directory.Exists(dir))
-                {
-                    Directory.Delete(dir, recursive: true);
-                }
-
-                throw;
-            }
-        }
-
-        public async ValueTask DisposeAsync()
-        {
-            if (!_process.HasExited)
-            {
-                _process.Kill(entireProcessTree: true);
-            }
-
-            await _process.WaitForExitAsync(CancellationToken.None);
-            _process.Dispose();
-            if (Directory.Exists(_dir))
-            {
-                Directory.Delete(_dir, recursive: true);
-            }
-        }
-    }
-
-    /// <summary>
-    /// A contender proxy in the foreground of its own process (tinyproxy, squid, or natkit itself), with its
-    /// temporary configuration, log and pid files in a temporary directory, listening on a free port of 127.0.0.1
-    /// only (checked in /proc once it runs). Disposal kills its process tree and removes the directory; a failed
+    /// A contender proxy in the foreground of its own process (tinyproxy, squid, natkit itself, or the C splice
+    /// reference), with its temporary configuration, log, pid files or binary in a temporary directory, listening on
+    /// a free port of 127.0.0.1 only (checked in /proc once it runs). Disposal kills its process tree and removes the directory; a failed
     /// start does the same.
     /// </summary>
     private sealed class PeerProxy : IAsyncDisposable
@@ -691,7 +591,7 @@ internal sealed partial class ProxyBenchCommands : IVerbGroup
 
         /// <summary>tinyproxy, or null when it is not installed.</summary>
         public static Task<PeerProxy?> StartTinyproxyAsync(int connectPort, CancellationToken ct) =>
-            StartAsync("tinyproxy", connectPort, ct, (dir, port) =>
+            StartInstalledAsync("tinyproxy", ct, (dir, port) =>
             {
                 var user = Environment.UserName == "root" ? "User nobody\nGroup nogroup\n" : "";
                 return ($"{user}Port {port}\nListen 127.0.0.1\nTimeout 60\nMaxClients 1000\nAllow 127.0.0.1\n" +
@@ -701,7 +601,7 @@ internal sealed partial class ProxyBenchCommands : IVerbGroup
         /// <summary>squid (no disk cache, nothing cached, no ICP/HTCP/SNMP, DNS only to 127.0.0.1), or null when
         /// it is not installed.</summary>
         public static Task<PeerProxy?> StartSquidAsync(int connectPort, CancellationToken ct) =>
-            StartAsync("squid", connectPort, ct, (dir, port) => (string.Join('\n',
+            StartInstalledAsync("squid", ct, (dir, port) => (string.Join('\n',
                 $"http_port 127.0.0.1:{port}",
                 $"pid_filename {dir}/squid.pid",
                 $"cache_log {dir}/cache.log",
@@ -738,22 +638,61 @@ internal sealed partial class ProxyBenchCommands : IVerbGroup
             var host = Environment.ProcessPath ?? throw new CliException("cannot tell where natkit runs from");
             string[] prefix = Path.GetFileNameWithoutExtension(host) == "dotnet" ? [typeof(ProxyBenchCommands).Assembly.Location] : [];
             var version = typeof(ProxyBenchCommands).Assembly.GetName().Version?.ToString() ?? "";
-            return (await StartAsync("natkit", host, version, ct, (_, port) => (null,
+            return await StartAsync("natkit", version, ct, (_, port) => Task.FromResult(new Launch(host,
             [
                 .. prefix, "proxy", "serve", "--listen", $"127.0.0.1:{port}", "--allow", "127.0.0.1/32",
                 "--connect-ports", connectPort.ToString(CultureInfo.InvariantCulture), "--allow-loopback-destinations",
                 "--quiet", .. congestionControl is null ? Array.Empty<string>() : ["--congestion-control", congestionControl],
-            ])))!;
+            ])));
         }
 
-        private static async Task<PeerProxy?> StartAsync(string name, int connectPort, CancellationToken ct,
-            Func<string, int, (string? Config, string[] Arguments)> configure) =>
-            Which(name) is { } path ? await StartAsync(name, path, await VersionAsync(path, ct), ct, configure) : null;
+        /// <summary>The reference for CONNECT throughput: Resources/splice-relay.c (two blocking splice(2) threads
+        /// per tunnel, no HTTP beyond answering the CONNECT, relaying to <paramref name="sinkPort"/> whatever the
+        /// CONNECT names), compiled with the machine's C compiler into the contender's directory.</summary>
+        public static Task<PeerProxy> StartSpliceReferenceAsync(int sinkPort, string? congestionControl, CancellationToken ct)
+        {
+            var compiler = Which("cc") ?? Which("gcc") ?? throw new CliException("--splice-reference needs a C compiler (apt-get install gcc)");
+            return StartAsync("splice-c", "splice-relay.c", ct, async (dir, port) =>
+            {
+                var source = Path.Combine(dir, "splice-relay.c");
+                await using (var resource = typeof(ProxyBenchCommands).Assembly.GetManifestResourceStream("splice-relay.c")!)
+                await using (var file = File.Create(source))
+                {
+                    await resource.CopyToAsync(file, ct);
+                }
 
-        /// <summary>Runs <paramref name="path"/> on a free loopback port with the arguments (and, when there is
-        /// one, the configuration file last) <paramref name="configure"/> gives for its directory and port.</summary>
-        private static async Task<PeerProxy?> StartAsync(string name, string path, string version, CancellationToken ct,
-            Func<string, int, (string? Config, string[] Arguments)> configure)
+                var binary = Path.Combine(dir, "splice-relay");
+                var (code, output) = await ProxyBenchCommands.RunAsync(compiler, ["-O2", "-pthread", "-o", binary, source],
+                    TimeSpan.FromMinutes(1), ct);
+                if (code != 0)
+                {
+                    throw new CliException($"the splice reference did not compile: {output.Trim()}");
+                }
+
+                // a probe connection is accepted and closed without a CONNECT head: that ends only its own tunnel
+                return new Launch(binary, [port.ToString(CultureInfo.InvariantCulture),
+                    sinkPort.ToString(CultureInfo.InvariantCulture), .. congestionControl is null ? Array.Empty<string>() : [congestionControl]]);
+            });
+        }
+
+        /// <summary>What to run in a contender's directory: a program, its arguments, and the configuration file
+        /// (written into the directory and passed last) when it takes one.</summary>
+        private sealed record Launch(string Path, string[] Arguments, string? Config = null);
+
+        private static async Task<PeerProxy?> StartInstalledAsync(string name, CancellationToken ct,
+            Func<string, int, (string Config, string[] Arguments)> configure) =>
+            Which(name) is { } path
+                ? await StartAsync(name, await VersionAsync(path, ct), ct, (dir, port) =>
+                {
+                    var (config, arguments) = configure(dir, port);
+                    return Task.FromResult(new Launch(path, arguments, config));
+                })
+                : null;
+
+        /// <summary>Runs what <paramref name="launch"/> gives for the contender's directory and a free loopback port,
+        /// and waits for it to listen there.</summary>
+        private static async Task<PeerProxy> StartAsync(string name, string version, CancellationToken ct,
+            Func<string, int, Task<Launch>> launch)
         {
             int port;
             await using (var probe = await SystemNetwork.Instance.ListenTcpAsync(new IPEndPoint(IPAddress.Loopback, 0), 1, ct))
@@ -772,7 +711,7 @@ internal sealed partial class ProxyBenchCommands : IVerbGroup
                     File.SetUnixFileMode(dir, (UnixFileMode)0x1FF);
                 }
 
-                var (config, arguments) = configure(dir, port);
+                var (path, arguments, config) = await launch(dir, port);
                 var info = new ProcessStartInfo(path) { RedirectStandardOutput = true, RedirectStandardError = true };
                 foreach (var a in arguments)
                 {
@@ -785,6 +724,7 @@ internal sealed partial class ProxyBenchCommands : IVerbGroup
                     await File.WriteAllTextAsync(conf, config, ct);
                     info.ArgumentList.Add(conf);
                 }
+
                 peer = new PeerProxy(name, Process.Start(info)!, dir, port, version);
                 var process = peer._process;
                 _ = process.StandardOutput.ReadToEndAsync(ct); // drained so it never blocks on a full pipe
