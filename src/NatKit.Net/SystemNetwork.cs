@@ -43,19 +43,23 @@ public sealed class SystemNetwork : INetwork, IDatagramPollerSource, ITcpCongest
     /// <summary>The TCP congestion control algorithms this kernel has loaded (Linux:
     /// <c>net.ipv4.tcp_available_congestion_control</c>); empty where sockets cannot choose one. Root may also name
     /// one the kernel can load as a module.</summary>
-    public static IReadOnlyList<string> AvailableCongestionControl
+    public static IReadOnlyList<string> AvailableCongestionControl =>
+        ReadIpv4Setting("tcp_available_congestion_control")?
+            .Split(' ', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) ?? [];
+
+    /// <summary>The algorithm a TCP socket gets when nobody chooses (Linux: <c>net.ipv4.tcp_congestion_control</c>);
+    /// null where it cannot be read.</summary>
+    public static string? DefaultCongestionControl => ReadIpv4Setting("tcp_congestion_control")?.Trim();
+
+    private static string? ReadIpv4Setting(string name)
     {
-        get
+        try
         {
-            try
-            {
-                return File.ReadAllText("/proc/sys/net/ipv4/tcp_available_congestion_control")
-                    .Split(' ', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
-            }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-            {
-                return [];
-            }
+            return File.ReadAllText("/proc/sys/net/ipv4/" + name);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return null;
         }
     }
 

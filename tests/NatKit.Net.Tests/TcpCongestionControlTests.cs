@@ -1,18 +1,22 @@
 using System.Net;
 using NatKit.Net;
-using NatKit.TestSupport;
 
 namespace NatKit.Net.Tests;
 
 /// <summary>TCP_CONGESTION through the real network's connections and listeners.</summary>
 public sealed class TcpCongestionControlTests
 {
+    /// <summary>An algorithm this kernel has that is not its default, so a socket reporting it was really set.</summary>
+    private static string NonDefault() =>
+        SystemNetwork.AvailableCongestionControl.FirstOrDefault(a => a != SystemNetwork.DefaultCongestionControl)
+        ?? throw new InvalidOperationException("this kernel has one congestion control: nothing to tell a chosen one by");
+
     private static readonly SystemNetwork Net = SystemNetwork.Instance;
 
     [Fact]
     public async Task Listener_PassesItsAlgorithmOnToAcceptedConnections()
     {
-        var chosen = KernelTcp.NonDefaultCongestionControl();
+        var chosen = NonDefault();
         await using var listener = await Net.ListenTcpAsync(new IPEndPoint(IPAddress.Loopback, 0));
         var cc = Assert.IsAssignableFrom<ITcpCongestionControl>(listener);
         cc.SetCongestionControl(chosen);
@@ -27,7 +31,7 @@ public sealed class TcpCongestionControlTests
     [Fact]
     public async Task Connection_TakesAnAlgorithmAfterConnecting()
     {
-        var chosen = KernelTcp.NonDefaultCongestionControl();
+        var chosen = NonDefault();
         await using var listener = await Net.ListenTcpAsync(new IPEndPoint(IPAddress.Loopback, 0));
         await using var client = await Net.ConnectTcpAsync(listener.LocalEndPoint);
         await using var accepted = await listener.AcceptAsync();
@@ -44,7 +48,7 @@ public sealed class TcpCongestionControlTests
     [Fact]
     public async Task Network_ConnectsWithTheAlgorithmFromTheFirstPacket()
     {
-        var chosen = KernelTcp.NonDefaultCongestionControl();
+        var chosen = NonDefault();
         await using var listener = await Net.ListenTcpAsync(new IPEndPoint(IPAddress.Loopback, 0));
         ITcpCongestionControlNetwork choosing = Net;
         await using var client = await choosing.ConnectTcpAsync(listener.LocalEndPoint, null, chosen);
@@ -74,6 +78,9 @@ public sealed class TcpCongestionControlTests
     }
 
     [Fact]
-    public void AvailableAlgorithms_ComeFromTheKernel() =>
+    public void AvailableAlgorithms_ComeFromTheKernel_AndIncludeTheDefault()
+    {
         Assert.Contains("reno", SystemNetwork.AvailableCongestionControl); // always built in
+        Assert.Contains(SystemNetwork.DefaultCongestionControl, SystemNetwork.AvailableCongestionControl);
+    }
 }

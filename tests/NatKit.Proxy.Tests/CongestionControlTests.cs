@@ -3,7 +3,6 @@ using System.Net;
 using System.Net.Sockets;
 using NatKit.Net;
 using NatKit.Proxy.Tests.Support;
-using NatKit.TestSupport;
 
 namespace NatKit.Proxy.Tests;
 
@@ -11,10 +10,15 @@ namespace NatKit.Proxy.Tests;
 /// and a name the kernel or the network cannot take stops start-up.</summary>
 public sealed class CongestionControlTests
 {
+    /// <summary>An algorithm this kernel has that is not its default, so a socket reporting it was really set.</summary>
+    private static string NonDefault() =>
+        SystemNetwork.AvailableCongestionControl.FirstOrDefault(a => a != SystemNetwork.DefaultCongestionControl)
+        ?? throw new InvalidOperationException("this kernel has one congestion control: nothing to tell a chosen one by");
+
     [Fact]
     public async Task ConnectTunnel_BothLegsUseTheChosenAlgorithm()
     {
-        var chosen = KernelTcp.NonDefaultCongestionControl();
+        var chosen = NonDefault();
         var network = new ChoosingNetwork(SystemNetwork.Instance);
         await using var target = await SystemNetwork.Instance.ListenTcpAsync(new IPEndPoint(IPAddress.Loopback, 0));
         var options = ProxyServerTests.TestOptions(target.LocalEndPoint.Port) with { CongestionControl = chosen };
@@ -45,7 +49,7 @@ public sealed class CongestionControlTests
     [Fact]
     public async Task WithoutTheOption_SocketsKeepTheSystemDefault()
     {
-        var system = KernelTcp.DefaultCongestionControl;
+        var system = SystemNetwork.DefaultCongestionControl;
         var network = new RecordingNetwork(SystemNetwork.Instance);
         await using var proxy = await ProxyServer.StartAsync(ProxyServerTests.TestOptions(), network);
         Assert.Equal(system, ((ITcpCongestionControl)Assert.Single(network.Listeners)).CongestionControl);

@@ -66,7 +66,7 @@ internal sealed partial class ProxyBenchCommands : IVerbGroup
             var proxyChoice = CongestionChoice(parse, proxyCc, "--congestion-control");
             // The sender's algorithm is what matters: congestion control governs sending, and the sink only acks.
             List<string?> senders = parse.GetValue(endpointCc) == "both"
-                ? proxyChoice is null || proxyChoice == SystemCongestionControl() ? [null] : [null, proxyChoice]
+                ? proxyChoice is null || proxyChoice == SystemNetwork.DefaultCongestionControl ? [null] : [null, proxyChoice]
                 : [CongestionChoice(parse, endpointCc, "--endpoint-cc")];
             await RunAsync(parse.GetValue(requests), parse.GetValue(concurrency), parse.GetValue(megabytes),
                 parse.GetValue(bodyBytes), Math.Max(1, parse.GetValue(rounds)), wanted.Contains("rps"),
@@ -103,11 +103,6 @@ internal sealed partial class ProxyBenchCommands : IVerbGroup
         }
     }
 
-    private static string SystemCongestionControl() =>
-        File.Exists("/proc/sys/net/ipv4/tcp_congestion_control")
-            ? File.ReadAllText("/proc/sys/net/ipv4/tcp_congestion_control").Trim()
-            : "?";
-
     private static async Task RunAsync(int requests, int concurrency, int megabytes, int bodyBytes, int rounds,
         bool measureRps, bool measureConnect, bool spliceReference, string? proxyCc, List<string?> senders,
         CancellationToken ct)
@@ -143,7 +138,7 @@ internal sealed partial class ProxyBenchCommands : IVerbGroup
             }
         }
 
-        var system = SystemCongestionControl();
+        var system = SystemNetwork.DefaultCongestionControl ?? "?";
         AnsiConsole.MarkupLine(Markup.Escape($"TCP congestion control: natkit{(reference is null ? "" : " and splice-c")} {proxyCc ?? system}; "
             + $"tinyproxy and squid {system} (the system's: they have no such setting); CONNECT sender (so direct) "
             + string.Join(", then ", senders.Select(c => c ?? $"{system} (the system's)"))));
