@@ -362,9 +362,7 @@ public class StunRequestHandlerTests
             Users = new Dictionary<string, string> { ["bob"] = "pw" },
             Realm = "natkit.test",
         });
-        Assert.True(StunMessageReader.TryParse(Run(h, Request()).Reply, out var challenge));
-        Assert.True(challenge.TryGet(StunAttributeType.Nonce, out var nonceBytes));
-        var nonce = Encoding.UTF8.GetString(nonceBytes);
+        var nonce = ChallengeNonce(h);
         byte[] Signed(string realm) => Request((ref StunMessageWriter w) =>
         {
             w.AddString(StunAttributeType.Username, "bob");
@@ -387,9 +385,7 @@ public class StunRequestHandlerTests
             Users = new Dictionary<string, string> { ["bob"] = "pw" },
             Realm = "natkit.test",
         });
-        Assert.True(StunMessageReader.TryParse(Run(h, Request()).Reply, out var challenge));
-        Assert.True(challenge.TryGet(StunAttributeType.Nonce, out var nonceBytes));
-        var nonce = Encoding.UTF8.GetString(nonceBytes);
+        var nonce = ChallengeNonce(h);
         var key = StunCredentials.LongTermKey("bob", "natkit.test", "pw");
         var req = Request((ref StunMessageWriter w) =>
         {
@@ -444,6 +440,14 @@ public class StunRequestHandlerTests
             return true;
         }).Check(Config.QuickThrowOnFailure.WithMaxTest(1500));
         Assert.Equal(401, ErrorCode(Run(h, Request()).Reply));
+    }
+
+    /// <summary>The NONCE of the 401 a request without credentials gets.</summary>
+    private static string ChallengeNonce(StunRequestHandler h)
+    {
+        Assert.True(StunMessageReader.TryParse(Run(h, Request()).Reply, out var challenge));
+        Assert.True(challenge.TryGet(StunAttributeType.Nonce, out var nonce));
+        return Encoding.UTF8.GetString(nonce);
     }
 
     private static int ErrorCode(byte[] reply)
