@@ -300,7 +300,11 @@ internal sealed partial class ProxyBenchCommands : IVerbGroup
     private static double Throughput(int sinkPort, int? proxyPort, long bytes, string? cc, CancellationToken ct)
     {
         using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
-        SetCongestionControl(socket, cc);
+        if (cc is not null)
+        {
+            SystemNetwork.SetCongestionControl(socket, cc); // before connecting: see ITcpCongestionControlNetwork
+        }
+
         using var cancel = ct.Register(socket.Dispose);
         socket.Connect(new IPEndPoint(IPAddress.Loopback, proxyPort ?? sinkPort));
         if (proxyPort is not null)
@@ -366,14 +370,6 @@ internal sealed partial class ProxyBenchCommands : IVerbGroup
         }
 
         return (p.ExitCode, await stdout + await stderr);
-    }
-
-    private static void SetCongestionControl(Socket socket, string? cc)
-    {
-        if (cc is not null)
-        {
-            SystemNetwork.SetCongestionControl(socket, cc);
-        }
     }
 
     private static string? Which(string name) =>

@@ -53,7 +53,7 @@ internal static class TcpCongestion
     }
 
     /// <summary>A kernel algorithm name: what the kernel could know, nothing that could smuggle anything.</summary>
-    public static bool IsWellFormed(string algorithm)
+    private static bool IsWellFormed(string algorithm)
     {
         if (algorithm.Length is 0 or >= NameMax)
         {
