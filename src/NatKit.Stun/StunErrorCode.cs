@@ -1,6 +1,6 @@
 namespace NatKit.Stun;
 
-/// <summary>ERROR-CODE values of RFC 8489 section 14.8 (and the TURN codes TURN servers answer with).</summary>
+/// <summary>ERROR-CODE values of RFC 8489 section 14.8 (and the TURN and ICE codes).</summary>
 public static class StunErrorCode
 {
     public const int TryAlternate = 300;
@@ -14,6 +14,9 @@ public static class StunErrorCode
     public const int WrongCredentials = 441;
     public const int UnsupportedTransportProtocol = 442;
     public const int AllocationQuotaReached = 486;
+
+    /// <summary>ICE (RFC 8445 section 7.3.1.1): both agents claimed the same role.</summary>
+    public const int RoleConflict = 487;
     public const int ServerError = 500;
     public const int InsufficientCapacity = 508;
 
@@ -31,6 +34,7 @@ public static class StunErrorCode
         WrongCredentials => "Wrong Credentials",
         UnsupportedTransportProtocol => "Unsupported Transport Protocol",
         AllocationQuotaReached => "Allocation Quota Reached",
+        RoleConflict => "Role Conflict",
         ServerError => "Server Error",
         InsufficientCapacity => "Insufficient Capacity",
         _ => "Error",

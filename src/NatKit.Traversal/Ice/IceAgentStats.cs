@@ -1,0 +1,40 @@
+namespace NatKit.Traversal.Ice;
+
+/// <summary>What one agent sent and received (for reports: "checks to connect", probes spent).</summary>
+public sealed class IceAgentStats
+{
+    /// <summary>Connectivity checks started (one transaction each; nominations included, consent checks not).</summary>
+    public long ChecksStarted { get; internal set; }
+
+    /// <summary>Ordinary checks among <see cref="ChecksStarted"/> (the ones an <see cref="IIceCheckBudget"/> is
+    /// charged for).</summary>
+    public long OrdinaryChecks { get; internal set; }
+
+    /// <summary>Triggered checks among <see cref="ChecksStarted"/>.</summary>
+    public long TriggeredChecks { get; internal set; }
+
+    /// <summary>Binding requests sent, first sends and retransmissions, checks and consent checks.</summary>
+    public long RequestsSent { get; internal set; }
+
+    public long Retransmissions { get; internal set; }
+
+    /// <summary>Authenticated responses to the agent's requests (success and error).</summary>
+    public long ResponsesReceived { get; internal set; }
+
+    /// <summary>Binding requests from the peer (checks and consent checks) that passed authentication.</summary>
+    public long RequestsReceived { get; internal set; }
+
+    /// <summary>Error responses sent (400, 401, 420, 487).</summary>
+    public long ErrorsSent { get; internal set; }
+
+    public long RoleConflicts { get; internal set; }
+
+    public long ConsentChecksSent { get; internal set; }
+
+    public long KeepalivesSent { get; internal set; }
+
+    /// <summary>STUN that was malformed, failed FINGERPRINT or MESSAGE-INTEGRITY, or came for a finished check.</summary>
+    public long Dropped { get; internal set; }
+
+    public long TimedOut { get; internal set; }
+}
