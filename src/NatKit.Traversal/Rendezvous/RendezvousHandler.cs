@@ -3,7 +3,7 @@ using System.Net;
 using System.Security.Cryptography;
 using System.Text;
 using NatKit.Stun;
-using NatKit.Stun.Client;
+using NatKit.Stun.Transactions;
 using NatKit.Stun.Server;
 using NatKit.Traversal.Identity;
 
@@ -38,7 +38,9 @@ public sealed class RendezvousHandler
     private readonly StunRequestHandler _stun;
     private readonly Dictionary<ulong, InitiatorSide> _initiators = [];
     private readonly Dictionary<ulong, TargetSide> _targets = [];
-    private readonly Dictionary<StunTransactionId, Side> _outstanding = [];
+    private readonly StunTransactionTable _transactions;
+    private readonly StunRetransmitPolicy _policy;
+    private readonly List<StunTransactionDue> _due = [];
     private readonly PriorityQueue<Side, TimeSpan> _wakeups = new();
     private readonly byte[] _instanceBytes;
     private TimeSpan _nextSweep;
@@ -69,6 +71,8 @@ public sealed class RendezvousHandler
         _stun = new StunRequestHandler(
             new StunServerOptions { Primary = localEndPoint, RateLimitPerSecond = 0, Software = options.Software },
             [localEndPoint], time, Metrics.Stun);
+        _transactions = new StunTransactionTable(Math.Min(options.MaxPendingConnections + 16, 1 << 20));
+        _policy = StunRetransmitPolicy.Udp(options.InitialRto, options.RequestCount, lastWaitMultiplier: 4);
         _nextSweep = SweepInterval;
     }
 
@@ -87,7 +91,7 @@ public sealed class RendezvousHandler
     public int PendingConnections => _initiators.Count + _targets.Count;
 
     /// <summary>The service's own requests waiting for an answer.</summary>
-    public int OutstandingRequests => _outstanding.Count;
+    public int OutstandingRequests => _transactions.Count;
 
     private TimeSpan Now => _time.GetElapsedTime(_origin);
 
@@ -99,7 +103,7 @@ public sealed class RendezvousHandler
     {
         get
         {
-            var next = _nextSweep;
+            var next = _transactions.NextDeadline < _nextSweep ? _transactions.NextDeadline : _nextSweep;
             while (_wakeups.TryPeek(out var side, out var at))
             {
                 if (side.Done || at != side.WakeAt)
@@ -169,7 +173,7 @@ public sealed class RendezvousHandler
         {
             case StunClass.SuccessResponse:
             case StunClass.ErrorResponse:
-                OnResponse(msg, source, outputs);
+                OnResponse(datagram, msg, source, outputs);
                 return default;
             case StunClass.Indication:
                 Metrics.Malformed++;
@@ -500,10 +504,10 @@ public sealed class RendezvousHandler
 
         side.Answered = true;
         var now = Now;
-        if (side.Request is { } pending)
+        if (side.Request is not null)
         {
             // The Offer's response was lost but the answer shows it arrived: its round trip is at most this long.
-            side.RoundTrip = now - pending.LastSent;
+            side.RoundTrip = now - side.LastSent;
             EndRequest(side);
         }
 
@@ -592,6 +596,7 @@ public sealed class RendezvousHandler
         var side = new TargetSide(cid, b, initiator, origin) { Deadline = now + _options.ConnectTimeout };
         _targets.Add(cid, side);
         b.PendingConnections++;
+        Schedule(side);
 
         // The offer as the target sees it: who, from where, what, signed by whom.
         var txid = StunTransactionId.NewRandom();
@@ -733,38 +738,45 @@ public sealed class RendezvousHandler
     {
         EndRequest(side);
         var now = Now;
-        side.Request = new OutstandingRequest(txid, request, destination, kind) { FirstSent = now, LastSent = now };
-        side.Request.NextDue = now + StunRetransmissionWait(0);
-        _outstanding[txid] = side;
-        outputs.Add(new RendezvousOutput(RendezvousOutputKind.Send, request, destination));
-        Schedule(side);
-    }
+        if (!_transactions.TryAdd(txid, request, destination, now, _policy, side))
+        {
+            // The table holds one request per attempt in progress and is sized for all of them.
+            Remove(side);
+            return;
+        }
 
-    private TimeSpan StunRetransmissionWait(int send) =>
-        StunRetransmission.WaitAfter(send, _options.RequestCount, _options.InitialRto, 4);
+        side.Request = txid;
+        side.RequestKind = kind;
+        side.LastSent = now;
+        outputs.Add(new RendezvousOutput(RendezvousOutputKind.Send, request, destination));
+    }
 
     private void EndRequest(Side side)
     {
-        if (side.Request is { } r)
+        if (side.Request is { } id)
         {
-            _outstanding.Remove(r.Id);
+            _transactions.TryRemove(id, out _);
             side.Request = null;
         }
     }
 
-    private void OnResponse(StunMessageReader msg, IPEndPoint source, ICollection<RendezvousOutput> outputs)
+    private void OnResponse(ReadOnlySpan<byte> datagram, StunMessageReader msg, IPEndPoint source,
+        ICollection<RendezvousOutput> outputs)
     {
-        if (!_outstanding.TryGetValue(msg.TransactionId, out var side) || side.Request is not { } request ||
-            !request.Destination.Equals(source))
+        // Only the node the request went to may answer it: a response from elsewhere is ignored, and the
+        // transaction waits on.
+        var now = Now;
+        if (!_transactions.TryPeek(datagram, now, out var match) || !match.Destination.Equals(source) ||
+            match.Owner is not Side side)
         {
             Metrics.UnmatchedResponses++;
             return;
         }
 
-        var rtt = Now - request.LastSent;
+        var rtt = now - side.LastSent;
         EndRequest(side);
         var ok = msg.Class == StunClass.SuccessResponse;
-        switch (request.Kind)
+        switch (side.RequestKind)
         {
             case RequestKind.Offer when side is TargetSide target:
                 if (ok)
@@ -825,37 +837,38 @@ public sealed class RendezvousHandler
     {
         ArgumentNullException.ThrowIfNull(outputs);
         var now = Now;
-        while (_wakeups.TryPeek(out var side, out var at) && at <= now)
+        _due.Clear();
+        _transactions.Poll(now, _due);
+        foreach (var due in _due)
+        {
+            if (due.Owner is not Side side || side.Done)
+            {
+                continue;
+            }
+
+            if (due.Kind == StunTransactionDueKind.Retransmit)
+            {
+                side.LastSent = now;
+                Metrics.Retransmissions++;
+                outputs.Add(new RendezvousOutput(RendezvousOutputKind.Send, due.Request, due.Destination));
+            }
+            else
+            {
+                side.Request = null;
+                RequestTimedOut(side, outputs);
+            }
+        }
+
+        while (_wakeups.TryPeek(out var next, out var at) && at <= now)
         {
             _wakeups.Dequeue();
-            if (side.Done || at != side.WakeAt)
+            if (next.Done || at != next.WakeAt)
             {
                 continue;
             }
 
-            side.WakeAt = TimeSpan.MaxValue;
-            if (now >= side.Deadline)
-            {
-                DeadlinePassed(side, outputs);
-                continue;
-            }
-
-            if (side.Request is { } r && now >= r.NextDue)
-            {
-                r.Sends++;
-                if (r.Sends >= _options.RequestCount)
-                {
-                    RequestTimedOut(side, outputs);
-                    continue;
-                }
-
-                r.LastSent = now;
-                r.NextDue = now + StunRetransmissionWait(r.Sends);
-                Metrics.Retransmissions++;
-                outputs.Add(new RendezvousOutput(RendezvousOutputKind.Send, r.Bytes, r.Destination));
-            }
-
-            Schedule(side);
+            next.WakeAt = TimeSpan.MaxValue;
+            DeadlinePassed(next, outputs);
         }
 
         if (now >= _nextSweep)
@@ -873,8 +886,7 @@ public sealed class RendezvousHandler
             case InitiatorSide { Stage: InitiatorStage.AwaitingAnswer } initiator:
                 // Tell the initiator, with one request's time to do so.
                 TellInitiatorFailed(initiator, RendezvousErrors.NoAnswer, outputs);
-                initiator.Deadline = Now + StunRetransmission.TransactionTimeout(_options.RequestCount,
-                    _options.InitialRto, 4);
+                initiator.Deadline = Now + _policy.Total;
                 Schedule(initiator);
                 return;
             case TargetSide { Answered: false } target:
@@ -898,17 +910,8 @@ public sealed class RendezvousHandler
 
     private void Schedule(Side side)
     {
-        var at = side.Deadline;
-        if (side.Request is { } r && r.NextDue < at)
-        {
-            at = r.NextDue;
-        }
-
-        if (at < side.WakeAt || side.WakeAt == TimeSpan.MaxValue)
-        {
-            side.WakeAt = at;
-            _wakeups.Enqueue(side, at);
-        }
+        side.WakeAt = side.Deadline;
+        _wakeups.Enqueue(side, side.Deadline);
     }
 
     private void Remove(Side side)
@@ -1014,26 +1017,6 @@ public sealed class RendezvousHandler
         Failed,
     }
 
-    private sealed class OutstandingRequest(StunTransactionId id, ReadOnlyMemory<byte> bytes, IPEndPoint destination,
-        RequestKind kind)
-    {
-        public StunTransactionId Id { get; } = id;
-
-        public ReadOnlyMemory<byte> Bytes { get; } = bytes;
-
-        public IPEndPoint Destination { get; } = destination;
-
-        public RequestKind Kind { get; } = kind;
-
-        public int Sends { get; set; }
-
-        public TimeSpan FirstSent { get; set; }
-
-        public TimeSpan LastSent { get; set; }
-
-        public TimeSpan NextDue { get; set; }
-    }
-
     /// <summary>One end of a connection attempt as this instance holds it.</summary>
     private abstract class Side(ulong id)
     {
@@ -1043,7 +1026,13 @@ public sealed class RendezvousHandler
 
         public TimeSpan WakeAt { get; set; } = TimeSpan.MaxValue;
 
-        public OutstandingRequest? Request { get; set; }
+        /// <summary>The service's request to this side's node waiting for an answer.</summary>
+        public StunTransactionId? Request { get; set; }
+
+        public RequestKind RequestKind { get; set; }
+
+        /// <summary>When the request was last sent (for the round trip of the send that was answered).</summary>
+        public TimeSpan LastSent { get; set; }
 
         public bool Done { get; set; }
 
