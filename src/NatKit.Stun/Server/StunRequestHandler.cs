@@ -1,6 +1,4 @@
-using System.Buffers.Binary;
 using System.Net;
-using System.Security.Cryptography;
 using System.Text;
 
 namespace NatKit.Stun.Server;
@@ -29,7 +27,7 @@ public sealed class StunRequestHandler
     private readonly TimeProvider _time;
     private readonly Dictionary<string, UserKeys>.AlternateLookup<ReadOnlySpan<char>> _users;
     private readonly UserKeys[] _userList;
-    private readonly byte[] _nonceSecret = RandomNumberGenerator.GetBytes(32);
+    private readonly StunNonces _nonces;
     private readonly StunAddress? _redirect;
     private readonly byte[]? _realm;
 
@@ -68,6 +66,7 @@ public sealed class StunRequestHandler
         }
 
         _users = users.GetAlternateLookup<ReadOnlySpan<char>>();
+        _nonces = new StunNonces(time, options.NonceLifetime);
         _redirect = options.RedirectTo is null ? null : StunAddress.FromEndPoint(options.RedirectTo);
         _userList = users.Values.ToArray();
         _realm = options.Realm is null ? null : Encoding.UTF8.GetBytes(options.Realm);
@@ -139,8 +138,8 @@ public sealed class StunRequestHandler
                 if (_options.Realm is not null && verdict is StunErrorCode.Unauthenticated or StunErrorCode.StaleNonce)
                 {
                     w.AddString(StunAttributeType.Realm, _options.Realm);
-                    Span<char> nonce = stackalloc char[NonceLength];
-                    MakeNonce(source, nonce);
+                    Span<char> nonce = stackalloc char[StunNonces.Length];
+                    _nonces.Make(source, nonce);
                     w.AddString(StunAttributeType.Nonce, nonce);
                 }
 
@@ -379,7 +378,7 @@ public sealed class StunRequestHandler
             return StunErrorCode.BadRequest;
         }
 
-        if (!IsNonceValid(nonce, source))
+        if (!_nonces.IsValid(nonce, source))
         {
             return StunErrorCode.StaleNonce;
         }
@@ -432,57 +431,6 @@ public sealed class StunRequestHandler
         }
 
         return _users.TryGetValue(chars[..n], out var user) ? user : null;
-    }
-
-    // A nonce is 16 hex digits of issue time (ms) and 16 hex digits of HMAC(secret, time || source address): the
-    // server keeps no state per client, and a nonce is bound to the address it was issued to.
-    private const int NonceLength = 32;
-
-    private void MakeNonce(IPEndPoint source, Span<char> destination)
-    {
-        var issued = _time.GetUtcNow().ToUnixTimeMilliseconds();
-        Span<byte> mac = stackalloc byte[8];
-        NonceMac(issued, source, mac);
-        Span<byte> raw = stackalloc byte[16];
-        BinaryPrimitives.WriteInt64BigEndian(raw, issued);
-        mac.CopyTo(raw[8..]);
-        Convert.TryToHexStringLower(raw, destination, out _);
-    }
-
-    private bool IsNonceValid(ReadOnlySpan<byte> nonce, IPEndPoint source)
-    {
-        if (nonce.Length != NonceLength)
-        {
-            return false;
-        }
-
-        Span<byte> raw = stackalloc byte[16];
-        if (Convert.FromHexString(nonce, raw, out _, out var written) != System.Buffers.OperationStatus.Done ||
-            written != 16)
-        {
-            return false;
-        }
-
-        var issued = BinaryPrimitives.ReadInt64BigEndian(raw);
-        Span<byte> mac = stackalloc byte[8];
-        NonceMac(issued, source, mac);
-        if (!CryptographicOperations.FixedTimeEquals(mac, raw[8..]))
-        {
-            return false;
-        }
-
-        var age = _time.GetUtcNow().ToUnixTimeMilliseconds() - issued;
-        return age >= 0 && age <= (long)_options.NonceLifetime.TotalMilliseconds;
-    }
-
-    private void NonceMac(long issued, IPEndPoint source, Span<byte> destination)
-    {
-        Span<byte> input = stackalloc byte[8 + 16];
-        BinaryPrimitives.WriteInt64BigEndian(input, issued);
-        var n = StunAddress.FromEndPoint(source).WriteAddressBytes(input[8..]);
-        Span<byte> full = stackalloc byte[32];
-        HMACSHA256.HashData(_nonceSecret, input[..(8 + n)], full);
-        full[..destination.Length].CopyTo(destination);
     }
 
     private sealed record UserKeys(string Name, byte[] Md5Key, byte[] Sha256Key, byte[] UserHash);
