@@ -15,6 +15,16 @@ internal static class CliRunner
     public static async Task<int> RunAsync(RootCommand root, string[] args)
     {
         var parse = root.Parse(args);
+        if (parse.Errors.Count > 0)
+        {
+            // A flag that does not parse or does not exist is a usage error like any other: one sentence that
+            // names it, exit code 2 (System.CommandLine's own handling prints the whole help and returns 1). The
+            // first error only: the rest usually follow from it (an unknown flag's value is an unknown argument).
+            AnsiConsole.MarkupLineInterpolated($"[red]natkit:[/] {parse.Errors[0].Message} (see --help)");
+
+            return UsageError;
+        }
+
         try
         {
             // The default handler would print "Unhandled exception" and a stack trace: let user errors reach us.

@@ -233,7 +233,11 @@ public sealed class RendezvousHandler
         var existing = _registry.Find(reg.Id);
         if (existing is not null && reg.Timestamp <= existing.Timestamp)
         {
-            return Refuse(msg, RendezvousErrors.Replayed, reply);
+            // The same request again from the same place: its response was lost.
+            return existing.RegisterTransaction == msg.TransactionId && reg.Timestamp == existing.Timestamp &&
+                   existing.Source.Equals(StunAddress.FromEndPoint(source))
+                ? Registered(msg, existing.Source, existing.Granted, reply)
+                : Refuse(msg, RendezvousErrors.Replayed, reply);
         }
 
         var from = StunAddress.FromEndPoint(source);
@@ -261,6 +265,7 @@ public sealed class RendezvousHandler
         var now = Now;
         var entry = _registry.Upsert(reg.Id, from, source);
         entry.Timestamp = reg.Timestamp;
+        entry.RegisterTransaction = msg.TransactionId;
         TimeSpan granted;
         if (deregister)
         {
@@ -288,6 +293,7 @@ public sealed class RendezvousHandler
                 Node: reg.Id, Lifetime: granted));
         }
 
+        entry.Granted = granted;
         return Registered(msg, from, granted, reply);
     }
 
@@ -391,6 +397,14 @@ public sealed class RendezvousHandler
 
         if (timestamp <= a.ConnectTimestamp)
         {
+            if (timestamp == a.ConnectTimestamp && msg.TransactionId == a.ConnectTransaction)
+            {
+                // A retransmission (the response was lost): the same connection id again.
+                var again = new StunMessageWriter(reply, msg.Method, StunClass.SuccessResponse, msg.TransactionId);
+                again.AddUInt64(RendezvousAttributes.ConnectionId, a.ConnectionId);
+                return Finish(msg, ref again, 0);
+            }
+
             return Refuse(msg, RendezvousErrors.Replayed, reply);
         }
 
@@ -431,7 +445,9 @@ public sealed class RendezvousHandler
         }
 
         a.ConnectTimestamp = timestamp;
+        a.ConnectTransaction = msg.TransactionId;
         var cid = NewConnectionId();
+        a.ConnectionId = cid;
         var side = new InitiatorSide(cid, a, target, targetInstance) { Deadline = now + _options.ConnectTimeout };
         _initiators.Add(cid, side);
         a.PendingConnections++;

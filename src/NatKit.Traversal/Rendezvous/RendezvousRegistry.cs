@@ -28,8 +28,16 @@ internal sealed class RegistryEntry
     /// <summary>The last Connect TIMESTAMP accepted.</summary>
     public long ConnectTimestamp { get; set; }
 
-    /// <summary>The last Answer TIMESTAMP accepted.</summary>
-    public long AnswerTimestamp { get; set; }
+    /// <summary>The transaction of the last Register accepted and what it granted: a retransmission of it (its
+    /// response was lost) gets the same answer instead of a replay error.</summary>
+    public StunTransactionId RegisterTransaction { get; set; }
+
+    public TimeSpan Granted { get; set; }
+
+    /// <summary>The transaction of the last Connect accepted and the connection it made.</summary>
+    public StunTransactionId ConnectTransaction { get; set; }
+
+    public ulong ConnectionId { get; set; }
 
     /// <summary>Where the registration came from: the node's server-reflexive address, whose NAT mapping its
     /// refreshes keep open.</summary>

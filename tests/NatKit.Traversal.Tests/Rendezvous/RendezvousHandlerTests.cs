@@ -80,16 +80,28 @@ public class RendezvousHandlerTests
     }
 
     [Fact]
-    public void Register_Replayed_IsRefused409_AndAnOlderTimestampToo()
+    public void Register_Replayed_IsRefused409_AndAnOlderTimestampToo_ButARetransmissionGetsTheSameAnswer()
     {
         var h = new HandlerHarness();
         var a = h.NewNode("198.51.100.7");
         a.FetchNonce();
         var bytes = a.RegisterBytes();
-        Assert.Equal(StunClass.SuccessResponse, h.Send(bytes, a.EndPoint)!.Class);
-        Assert.Equal(RendezvousErrors.Replayed, Node.ErrorCode(h.Send(bytes, a.EndPoint)));
-        Assert.Equal(RendezvousErrors.Replayed, Node.ErrorCode(a.Register(h.UnixMs - 1)));
-        Assert.Equal(1, h.Handler.Metrics.SignatureChecks); // the replays cost no signature check
+        var first = h.Send(bytes, a.EndPoint)!;
+        Assert.Equal(StunClass.SuccessResponse, first.Class);
+
+        // The same transaction from the same source: its response was lost. Same answer, nothing done again.
+        h.Time.Advance(TimeSpan.FromSeconds(1));
+        var again = h.Send(bytes, a.EndPoint)!;
+        Assert.Equal(StunClass.SuccessResponse, again.Class);
+        Assert.Equal(first.UInt32(RendezvousAttributes.Lifetime), again.UInt32(RendezvousAttributes.Lifetime));
+        Assert.Equal(1, h.Handler.Metrics.Registrations);
+
+        // The same signed fields in another transaction: a replay.
+        var replay = (byte[])bytes.Clone();
+        replay[8] ^= 0xFF;
+        Assert.Equal(RendezvousErrors.Replayed, Node.ErrorCode(h.Send(replay, a.EndPoint)));
+        Assert.Equal(RendezvousErrors.Replayed, Node.ErrorCode(a.Register(h.UnixMs - 2000)));
+        Assert.Equal(1, h.Handler.Metrics.SignatureChecks); // neither costs a signature check
         Assert.Equal(StunClass.SuccessResponse, a.Register(h.UnixMs + 1)!.Class);
     }
 
@@ -317,7 +329,7 @@ public class RendezvousHandlerTests
     }
 
     [Fact]
-    public void Connect_ToAnUnknownNode_404_ABadSignature_403_AReplay_409()
+    public void Connect_ToAnUnknownNode_404_ABadSignature_403_AReplay_409_ARetransmission_TheSameConnection()
     {
         var h = new HandlerHarness();
         var a = h.NewNode("198.51.100.7");
@@ -331,8 +343,14 @@ public class RendezvousHandlerTests
         var tampered = (byte[])bytes.Clone();
         tampered[tampered.AsSpan().IndexOf("offer"u8)] = (byte)'O';
         Assert.Equal(StunErrorCode.Forbidden, Node.ErrorCode(h.Send(tampered, a.EndPoint)));
-        Assert.Equal(StunClass.SuccessResponse, h.Send(bytes, a.EndPoint)!.Class);
-        Assert.Equal(RendezvousErrors.Replayed, Node.ErrorCode(h.Send(bytes, a.EndPoint)));
+        var first = h.Send(bytes, a.EndPoint)!;
+        Assert.Equal(StunClass.SuccessResponse, first.Class);
+        // A retransmission (the response was lost) gets the same connection, and no second offer goes out.
+        var again = h.Send(bytes, a.EndPoint)!;
+        Assert.Equal(first.UInt64(RendezvousAttributes.ConnectionId), again.UInt64(RendezvousAttributes.ConnectionId));
+        var replay = (byte[])bytes.Clone();
+        replay[8] ^= 0xFF;
+        Assert.Equal(RendezvousErrors.Replayed, Node.ErrorCode(h.Send(replay, a.EndPoint)));
         Assert.Single(h.Outputs.Sends()); // one offer went to B
     }
 
