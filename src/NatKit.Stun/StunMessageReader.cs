@@ -54,8 +54,8 @@ public readonly ref struct StunAttribute
 /// </summary>
 public readonly ref struct StunMessageReader
 {
-    public const uint MagicCookie = 0x2112A442;
-    public const int HeaderLength = 20;
+    public const uint MagicCookie = NatKit.Net.DatagramShape.StunMagicCookie;
+    public const int HeaderLength = NatKit.Net.DatagramShape.StunHeaderLength;
     public const int AttributeHeaderLength = 4;
 
     private readonly int _integrity;

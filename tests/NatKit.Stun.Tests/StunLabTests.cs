@@ -1,8 +1,11 @@
 using System.Net;
 using NatKit.Lab;
 using NatKit.Nat;
+using NatKit.Net;
 using NatKit.Stun.Client;
+using NatKit.Stun.Discovery;
 using NatKit.Stun.Server;
+using NatKit.Stun.Transactions;
 
 namespace NatKit.Stun.Tests;
 
@@ -99,5 +102,74 @@ public class StunLabTests
         var response = lab.Run(() => new StunClient(clientHost).BindingAsync(new IPEndPoint(ServerAddress, 3478)));
         Assert.Null(response);
         Assert.InRange((lab.Now - start).TotalMilliseconds, 39_500, 39_600);
+    }
+
+    [Fact]
+    public void OnASharedSocket_DiscoveryAndBindings_RunBesideOtherTraffic_AndLeaveItAllToItsReader()
+    {
+        var (lab, serverHost, clientHost) = Build(NatPresets.Symmetric);
+        var peerHost = lab.AddHost("peer", lab.Segments.Single(x => x.Name == "internet"), "203.0.113.50");
+        var (behavior, bindings, echoes, claimedByTable) = lab.Run(async () =>
+        {
+            _ = await StunServer.StartAsync(serverHost, new StunServerOptions
+            {
+                Primary = new IPEndPoint(ServerAddress, 3478),
+                AlternateAddress = IPAddress.Parse("203.0.113.101"),
+                EnableTcp = false,
+                RateLimitPerSecond = 0,
+            });
+            var peer = await peerHost.BindUdpAsync(new IPEndPoint(IPAddress.Parse("203.0.113.50"), 7));
+            _ = EchoAsync(peer);
+            await using var mux = new DatagramMultiplexer(
+                await clientHost.BindUdpAsync(new IPEndPoint(IPAddress.Parse("192.168.1.10"), 0)));
+            using var table = new StunTransactions(mux, lab.TimeProvider);
+            using var rest = mux.CreateUnclaimedSocket();
+
+            // Another protocol's traffic on the same socket all along: 40 datagrams out, echoed back.
+            var talk = TalkAsync(rest, peer.LocalEndPoint, lab.TimeProvider);
+            var discovery = new NatBehaviorDiscovery(clientHost, new IPEndPoint(ServerAddress, 3478));
+            var found = await discovery.RunAsync(table);
+            var client = new StunClient(clientHost);
+            // Two at once on one socket (no Task.WhenAll in the lab: docs/lab.md rule 4)
+            var first = client.BindingAsync(table, new IPEndPoint(ServerAddress, 3478));
+            var second = client.BindingAsync(table, new IPEndPoint(IPAddress.Parse("203.0.113.101"), 3478));
+            var both = new[] { await first, await second };
+            return (found, both, await talk, table.Count);
+        });
+
+        Assert.True(behavior.Reachable);
+        Assert.Equal(NatMapping.AddressAndPortDependent, behavior.Mapping);
+        Assert.Equal(NatFiltering.AddressAndPortDependent, behavior.Filtering);
+        Assert.Equal(IPAddress.Parse("198.51.100.1"), behavior.MappedEndPoint!.Address);
+        Assert.All(bindings, b => Assert.True(b is { IsSuccess: true }));
+        Assert.NotEqual(bindings[0]!.MappedAddress, bindings[1]!.MappedAddress); // two servers, two mappings (APDM)
+        Assert.Equal(Enumerable.Range(0, 40), echoes); // every echo reached the other protocol, in order
+        Assert.Equal(0, claimedByTable);
+    }
+
+    private static async Task EchoAsync(IDatagramSocket socket)
+    {
+        var buffer = new byte[1500];
+        while (true)
+        {
+            var got = await socket.ReceiveFromAsync(buffer);
+            await socket.SendToAsync(buffer.AsMemory(0, got.Length), got.RemoteEndPoint);
+        }
+    }
+
+    private static async Task<List<int>> TalkAsync(IDatagramSocket socket, IPEndPoint peer, TimeProvider time)
+    {
+        var seen = new List<int>();
+        var buffer = new byte[1500];
+        for (var i = 0; i < 40; i++)
+        {
+            await socket.SendToAsync(new byte[] { 0x41, (byte)i, 0, 0 }, peer); // a uTP SYN's first byte
+            var got = await socket.ReceiveFromAsync(buffer);
+            Assert.Equal(peer, got.RemoteEndPoint);
+            seen.Add(buffer[1]);
+            await Task.Delay(TimeSpan.FromMilliseconds(250), time);
+        }
+
+        return seen;
     }
 }

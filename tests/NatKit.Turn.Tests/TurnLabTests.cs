@@ -1,7 +1,10 @@
 using System.Net;
 using NatKit.Lab;
 using NatKit.Nat;
+using NatKit.Net;
 using NatKit.Stun;
+using NatKit.Stun.Client;
+using NatKit.Stun.Transactions;
 using NatKit.Turn.Client;
 using NatKit.Turn.Policy;
 using NatKit.Turn.Protocol;
@@ -269,5 +272,70 @@ public class TurnLabTests
         Assert.InRange(silentFor, TimeSpan.FromSeconds(10), TimeSpan.FromSeconds(10.5));
         Assert.True(answered);
         Assert.Equal(1, timedOut);
+    }
+
+    [Fact]
+    public void OnASharedSocket_TurnStunAndDirectTrafficRunTogether_AndTheAllocationIsADatagramSocket()
+    {
+        var (lab, serverHost, a, _) = Build();
+        var peerHost = lab.AddHost("peer", lab.Segments.Single(x => x.Name == "internet"), "203.0.113.50");
+        var server = new IPEndPoint(ServerAddress, 3478);
+        var (viaRelay, direct, channel, afterOversize, bindingAfter) = lab.Run(async () =>
+        {
+            await using var turnServer = await TurnServer.StartAsync(serverHost,
+                Options(new PeerPolicy(allow: [PeerRule.Parse("203.0.113.0/24")])));
+            var peer = await peerHost.BindUdpAsync(new IPEndPoint(IPAddress.Parse("203.0.113.50"), 9000));
+            await using var mux = new DatagramMultiplexer(
+                await a.BindUdpAsync(new IPEndPoint(IPAddress.Parse("192.168.1.10"), 0)));
+            using var table = new StunTransactions(mux, a.TimeProvider);
+            using var rest = mux.CreateUnclaimedSocket();
+            var buffer = new byte[2000];
+
+            var turn = await TurnClient.AllocateAsync(table, new TurnClientOptions(server, "a", "pa"));
+            var binding = await new StunClient(a).BindingAsync(table, server);
+            Assert.Equal(turn.MappedEndPoint, binding!.MappedAddress); // one socket, one NAT mapping
+            Assert.Equal(mux.LocalEndPoint, turn.LocalEndPoint);
+            var relay = turn.Socket;
+            Assert.Equal(turn.RelayedEndPoint, relay.LocalEndPoint);
+
+            // Through the relay as a plain datagram socket: the permission is installed on the first send.
+            await relay.SendToAsync("via relay"u8.ToArray(), peer.LocalEndPoint);
+            var got = await peer.ReceiveFromAsync(buffer);
+            Assert.Equal(turn.RelayedEndPoint, got.RemoteEndPoint);
+            await peer.SendToAsync("back"u8.ToArray(), turn.RelayedEndPoint);
+            var r = await relay.ReceiveFromAsync(buffer);
+            Assert.Equal(peer.LocalEndPoint, r.RemoteEndPoint);
+            var back = System.Text.Encoding.UTF8.GetString(buffer, 0, r.Length);
+
+            // Direct traffic on the same socket is not TURN's: it reaches the socket's other reader.
+            await rest.SendToAsync("direct"u8.ToArray(), peer.LocalEndPoint);
+            var d = await peer.ReceiveFromAsync(buffer);
+            Assert.Equal(turn.MappedEndPoint.Address, d.RemoteEndPoint.Address); // a new mapping: the NAT is symmetric
+            await peer.SendToAsync("direct back"u8.ToArray(), d.RemoteEndPoint);
+            var dr = await rest.ReceiveFromAsync(buffer);
+            var directBack = System.Text.Encoding.UTF8.GetString(buffer, 0, dr.Length);
+
+            // ChannelData once a channel is bound; a datagram larger than the reader's buffer is dropped, whole.
+            await turn.BindChannelAsync(peer.LocalEndPoint);
+            await peer.SendToAsync(new byte[1200], turn.RelayedEndPoint);
+            var c = await relay.ReceiveFromAsync(buffer);
+            var small = new byte[100];
+            var receive = relay.ReceiveFromAsync(small);
+            await peer.SendToAsync(new byte[300], turn.RelayedEndPoint);
+            await peer.SendToAsync(new byte[10], turn.RelayedEndPoint);
+            var s = await receive;
+
+            // The client leaves; the shared socket and its table carry on.
+            await turn.DisposeAsync();
+            Assert.Equal(0, table.Count);
+            var again = await new StunClient(a).BindingAsync(table, server);
+            return (back, directBack, c.Length, s.Length, again);
+        });
+
+        Assert.Equal("back", viaRelay);
+        Assert.Equal("direct back", direct);
+        Assert.Equal(1200, channel);
+        Assert.Equal(10, afterOversize);
+        Assert.True(bindingAfter is { IsSuccess: true });
     }
 }

@@ -1,6 +1,7 @@
 using System.Net;
 using System.Net.Security;
 using NatKit.Net;
+using NatKit.Stun.Transactions;
 
 namespace NatKit.Stun.Client;
 
@@ -40,21 +41,39 @@ public sealed class StunClient
         return await BindingAsync(socket, server, request, cancellationToken);
     }
 
-    /// <summary>A Binding transaction on a socket the caller owns (discovery reuses one socket for several
-    /// tests). Null when no response came within the transaction timeout.</summary>
+    /// <summary>A Binding transaction on a socket the caller owns and no one else reads while it runs (discovery
+    /// reuses one socket for several tests). Null when no response came within the transaction timeout. On a socket
+    /// shared with other protocols, use the overload over its <see cref="StunTransactions"/>.</summary>
     public async Task<StunResponse?> BindingAsync(IDatagramSocket socket, IPEndPoint server,
         StunBindingRequest request = default, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(socket);
         ArgumentNullException.ThrowIfNull(server);
-        var buffer = new byte[BufferLength];
+        await using var multiplexer = new DatagramMultiplexer(socket, ownsSocket: false);
+        using var transactions = new StunTransactions(multiplexer, Network.TimeProvider);
+        return await BindingAsync(transactions, server, request, cancellationToken);
+    }
+
+    /// <summary>
+    /// A Binding transaction on a shared socket, through its transaction table: only the response to this
+    /// transaction is taken off the socket; uTP, TURN, ICE checks and other transactions on it are left alone. Null
+    /// when no response came within the transaction timeout. Follows 300 (Try Alternate) and the credential
+    /// mechanisms' 401/438 retries as the other overloads do.
+    /// </summary>
+    /// <exception cref="ObjectDisposedException">The shared socket closed.</exception>
+    public async Task<StunResponse?> BindingAsync(StunTransactions transactions, IPEndPoint server,
+        StunBindingRequest request = default, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(transactions);
+        ArgumentNullException.ThrowIfNull(server);
         var auth = InitialAuth();
         var redirects = 0;
         for (var round = 0; round < 5; round++)
         {
-            var id = StunTransactionId.NewRandom();
-            var length = BuildRequest(buffer, id, request, auth);
-            var response = await TransactAsync(socket, server, buffer.AsMemory(0, length), id, cancellationToken,
+            // A buffer per request: the table keeps it until the transaction ends.
+            var buffer = new byte[BufferLength];
+            var length = BuildRequest(buffer, StunTransactionId.NewRandom(), request, auth);
+            var response = await TransactAsync(transactions, server, buffer.AsMemory(0, length), cancellationToken,
                 auth.Key);
             if (response is { ErrorCode: StunErrorCode.TryAlternate } && redirects++ < MaxRedirects &&
                 TryAlternate(response, server, out var alternate))
@@ -76,88 +95,74 @@ public sealed class StunClient
     }
 
     /// <summary>
-    /// One UDP transaction: sends <paramref name="request"/> and retransmits it on the RFC 8489 schedule until a
-    /// response with <paramref name="id"/> arrives (from any source) or the transaction times out (null). With
-    /// <paramref name="integrityKey"/>, responses must carry valid integrity with it (except the 400, 401, 420
-    /// and 438 errors, RFC 8489 sections 9.1.4 and 9.2.5); others are ignored as forgeries.
+    /// One UDP transaction on a socket the caller owns: sends <paramref name="request"/> and retransmits it on the
+    /// RFC 8489 schedule until a response with <paramref name="id"/> arrives (from any source) or the transaction
+    /// times out (null). With <paramref name="integrityKey"/>, responses must carry valid integrity with it (except
+    /// the 400, 401, 420 and 438 errors, RFC 8489 sections 9.1.4 and 9.2.5); others are ignored as forgeries.
     /// </summary>
     public async Task<StunResponse?> TransactAsync(IDatagramSocket socket, IPEndPoint server,
         ReadOnlyMemory<byte> request, StunTransactionId id, CancellationToken cancellationToken = default,
         byte[]? integrityKey = null)
     {
         ArgumentNullException.ThrowIfNull(socket);
-        var time = Network.TimeProvider;
-        var start = time.GetTimestamp();
-        var buffer = new byte[BufferLength];
-        for (var attempt = 0; attempt < Options.RequestCount; attempt++)
+        if (request.Length < StunMessageReader.HeaderLength ||
+            StunTransactionId.Read(request.Span.Slice(8, StunTransactionId.Size)) != id)
         {
-            await socket.SendToAsync(request, server, cancellationToken);
-            var wait = StunRetransmission.WaitAfter(attempt, Options.RequestCount, Options.InitialRto,
-                Options.LastWaitMultiplier);
-            var response = await ReceiveMatchingAsync(socket, buffer, id, wait, start, cancellationToken,
-                integrityKey);
-            if (response is not null)
-            {
-                return response;
-            }
+            throw new ArgumentException("id: not the request's transaction id", nameof(id));
         }
 
-        return null;
+        await using var multiplexer = new DatagramMultiplexer(socket, ownsSocket: false);
+        using var transactions = new StunTransactions(multiplexer, Network.TimeProvider);
+        return await TransactAsync(transactions, server, request, cancellationToken, integrityKey);
     }
 
-    /// <summary>Waits up to <paramref name="wait"/> for a response to <paramref name="id"/> on
-    /// <paramref name="socket"/>, ignoring anything else that arrives.</summary>
-    internal async Task<StunResponse?> ReceiveMatchingAsync(IDatagramSocket socket, byte[] buffer,
-        StunTransactionId id, TimeSpan wait, long start, CancellationToken cancellationToken,
-        byte[]? integrityKey = null)
+    /// <summary>
+    /// One UDP transaction on a shared socket, through its transaction table, on the options' retransmission
+    /// schedule: the response to <paramref name="request"/>'s transaction id (FINGERPRINT valid when present; with
+    /// <paramref name="integrityKey"/>, integrity as in the socket overload), or null after the last wait.
+    /// <paramref name="request"/> must stay unchanged until the task completes.
+    /// </summary>
+    /// <exception cref="ObjectDisposedException">The shared socket closed.</exception>
+    public async Task<StunResponse?> TransactAsync(StunTransactions transactions, IPEndPoint server,
+        ReadOnlyMemory<byte> request, CancellationToken cancellationToken = default, byte[]? integrityKey = null)
     {
-        var time = Network.TimeProvider;
-        using var timeout = new CancellationTokenSource(wait, time);
-        using var linked = CancellationTokenSource.CreateLinkedTokenSource(timeout.Token, cancellationToken);
-        while (true)
-        {
-            ReceivedDatagram datagram;
-            try
-            {
-                datagram = await socket.ReceiveFromAsync(buffer, linked.Token);
-            }
-            catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
-            {
-                return null;
-            }
-
-            var response = Match(buffer.AsSpan(0, datagram.Length), id, datagram.RemoteEndPoint,
-                time.GetElapsedTime(start), integrityKey);
-            if (response is not null)
-            {
-                return response;
-            }
-        }
-    }
-
-    private static StunResponse? Match(ReadOnlySpan<byte> data, StunTransactionId id, IPEndPoint source,
-        TimeSpan elapsed, byte[]? integrityKey)
-    {
-        if (!StunMessageReader.TryParse(data, out var reader) || reader.TransactionId != id ||
-            reader.Class is not (StunClass.SuccessResponse or StunClass.ErrorResponse))
+        ArgumentNullException.ThrowIfNull(transactions);
+        ArgumentNullException.ThrowIfNull(server);
+        var got = await transactions.TransactAsync(request, server, Options.RetransmitPolicy,
+            (data, _) => IsGenuine(data, integrityKey), cancellationToken);
+        if (got is null || !StunMessageReader.TryParse(got.Message, out var reader))
         {
             return null;
+        }
+
+        return StunResponse.From(reader, got.Source, got.Elapsed);
+    }
+
+    // A response to our id (the table matched it, or the stream reader checks it here) that is genuine: FINGERPRINT
+    // valid when present, integrity valid with the key when there is one (RFC 8489 sections 7.3.3 and 9.1.4).
+    private static bool IsGenuine(ReadOnlySpan<byte> data, byte[]? integrityKey)
+    {
+        if (!StunMessageReader.TryParse(data, out var reader) ||
+            reader.Class is not (StunClass.SuccessResponse or StunClass.ErrorResponse))
+        {
+            return false;
         }
 
         if (reader.HasFingerprint && !reader.IsFingerprintValid())
         {
-            return null;
+            return false;
         }
 
-        if (integrityKey is not null && !IsUnsignedError(reader) &&
-            !(reader.HasMessageIntegritySha256 ? reader.VerifyMessageIntegritySha256(integrityKey)
-                : reader.VerifyMessageIntegrity(integrityKey)))
-        {
-            return null;
-        }
-
-        return StunResponse.From(reader, source, elapsed);
+        return integrityKey is null || IsUnsignedError(reader) ||
+               (reader.HasMessageIntegritySha256 ? reader.VerifyMessageIntegritySha256(integrityKey)
+                   : reader.VerifyMessageIntegrity(integrityKey));
     }
+
+    private static StunResponse? Match(ReadOnlySpan<byte> data, StunTransactionId id, IPEndPoint source,
+        TimeSpan elapsed, byte[]? integrityKey) =>
+        IsGenuine(data, integrityKey) && StunMessageReader.TryParse(data, out var reader) && reader.TransactionId == id
+            ? StunResponse.From(reader, source, elapsed)
+            : null;
 
     private static bool TryAlternate(StunResponse response, IPEndPoint current, out IPEndPoint alternate)
     {

@@ -56,6 +56,10 @@ public sealed record StunClientOptions
         }
     }
 
+    /// <summary>The UDP schedule as a policy for <see cref="Transactions.StunTransactions"/>.</summary>
+    public Transactions.StunRetransmitPolicy RetransmitPolicy =>
+        new(InitialRto, RequestCount, InitialRto * LastWaitMultiplier);
+
     /// <summary>The whole UDP transaction time: the sum of the waits (39.5 s with the defaults).</summary>
     public TimeSpan UdpTransactionTimeout =>
         StunRetransmission.TransactionTimeout(RequestCount, InitialRto, LastWaitMultiplier);

@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.Sockets;
 using NatKit.Net;
 using NatKit.Stun.Client;
+using NatKit.Stun.Transactions;
 
 namespace NatKit.Stun.Discovery;
 
@@ -20,7 +21,9 @@ namespace NatKit.Stun.Discovery;
 /// server (RESPONSE-PORT = X's mapped port) to answer to X's mapping; binary search on T.</item>
 /// </list>
 /// All waits use the network's clock (virtual in the lab). Nothing here throws for a network that drops
-/// packets: missing answers are results.
+/// packets: missing answers are results. Every socket runs under a <see cref="DatagramMultiplexer"/> with its
+/// <see cref="StunTransactions"/>, so the test-I socket may be a shared one (<see cref="RunAsync(StunTransactions,
+/// CancellationToken)"/>): uTP or TURN traffic on it is left alone.
 /// </summary>
 public sealed class NatBehaviorDiscovery
 {
@@ -40,18 +43,33 @@ public sealed class NatBehaviorDiscovery
     /// <summary>Runs the tests the options ask for and returns what they found.</summary>
     public async Task<NatBehavior> RunAsync(CancellationToken cancellationToken = default)
     {
-        var notes = new List<string>();
         await using var s1 = await BindAsync(cancellationToken);
+        return await RunAsync(s1.Transactions, cancellationToken);
+    }
+
+    /// <summary>
+    /// As <see cref="RunAsync(CancellationToken)"/>, with test I, the mapping tests and hairpinning on a shared
+    /// socket (so the behaviour found is that of the socket a node traverses with); filtering and the binding
+    /// lifetime still take fresh sockets of their own, as RFC 5780 sections 4.4 and 4.6 require.
+    /// </summary>
+    /// <exception cref="ArgumentException"><paramref name="shared"/> has no socket.</exception>
+    public async Task<NatBehavior> RunAsync(StunTransactions shared, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(shared);
+        var local = shared.Multiplexer?.LocalEndPoint ??
+                    throw new ArgumentException("shared: a transaction table with no socket", nameof(shared));
+
+        var notes = new List<string>();
+        var s1 = shared;
         var t1 = await _client.BindingAsync(s1, _server, default, cancellationToken);
         if (t1?.MappedAddress is null || !t1.IsSuccess)
         {
             notes.Add(t1 is null ? "no answer to a Binding request: UDP blocked or server down"
                 : $"the server answered {t1.ErrorCode} {t1.ErrorReason}");
-            return new NatBehavior { Server = _server, Reachable = false, LocalEndPoint = s1.LocalEndPoint, Notes = notes };
+            return new NatBehavior { Server = _server, Reachable = false, LocalEndPoint = local, Notes = notes };
         }
 
         var mapped = t1.MappedAddress;
-        var local = s1.LocalEndPoint;
         var noNat = mapped.Port == local.Port &&
                     (mapped.Address.Equals(local.Address) || _network.LocalAddresses.Contains(mapped.Address));
         var portPreserved = mapped.Port == local.Port;
@@ -104,7 +122,7 @@ public sealed class NatBehaviorDiscovery
         };
     }
 
-    private async Task<NatMapping> MappingAsync(IDatagramSocket socket, IPEndPoint mapped, IPEndPoint other,
+    private async Task<NatMapping> MappingAsync(StunTransactions socket, IPEndPoint mapped, IPEndPoint other,
         List<string> notes, CancellationToken ct)
     {
         var t2 = await _client.BindingAsync(socket, new IPEndPoint(other.Address, _server.Port), default, ct);
@@ -133,7 +151,8 @@ public sealed class NatBehaviorDiscovery
 
     private async Task<NatFiltering> FilteringAsync(List<string> notes, CancellationToken ct)
     {
-        await using var socket = await BindAsync(ct);
+        await using var fresh = await BindAsync(ct);
+        var socket = fresh.Transactions;
         var f1 = await _client.BindingAsync(socket, _server, default, ct);
         if (f1 is null)
         {
@@ -152,16 +171,17 @@ public sealed class NatBehaviorDiscovery
         return f3 is { IsSuccess: true } ? NatFiltering.AddressDependent : NatFiltering.AddressAndPortDependent;
     }
 
-    private async Task<bool> HairpinAsync(IDatagramSocket socket, IPEndPoint mapped, CancellationToken ct)
+    private async Task<bool> HairpinAsync(StunTransactions socket, IPEndPoint mapped, CancellationToken ct)
     {
         var buffer = new byte[StunMessageReader.HeaderLength + 8];
         var id = StunTransactionId.NewRandom();
         var w = new StunMessageWriter(buffer, StunMethods.Binding, StunClass.Request, id);
         w.AddFingerprint();
+        using var back = Expect(socket, id);
         for (var attempt = 0; attempt < 3; attempt++)
         {
-            var receive = ReceiveIdAsync(socket, id, _options.HairpinTimeout / 3, ct);
-            await socket.SendToAsync(buffer, mapped, ct);
+            var receive = ReceiveIdAsync(back, _options.HairpinTimeout / 3, ct);
+            await back.SendToAsync(buffer, mapped, ct);
             if (await receive)
             {
                 return true;
@@ -208,7 +228,7 @@ public sealed class NatBehaviorDiscovery
     private async Task<bool?> AliveAfterAsync(TimeSpan idle, CancellationToken ct)
     {
         await using var x = await BindAsync(ct);
-        var learn = await _client.BindingAsync(x, _server, default, ct);
+        var learn = await _client.BindingAsync(x.Transactions, _server, default, ct);
         if (learn?.MappedAddress is null)
         {
             return null;
@@ -217,6 +237,7 @@ public sealed class NatBehaviorDiscovery
         await Task.Delay(idle, _network.TimeProvider, ct);
         await using var y = await BindAsync(ct);
         var buffer = new byte[64];
+        using var back = Expect(x.Transactions, default);
         for (var attempt = 0; attempt < 3; attempt++)
         {
             var id = StunTransactionId.NewRandom();
@@ -224,8 +245,9 @@ public sealed class NatBehaviorDiscovery
             w.AddResponsePort((ushort)learn.MappedAddress.Port);
             w.AddFingerprint();
             var length = w.Length;
-            var receive = ReceiveIdAsync(x, id, _options.BindingProbeTimeout / 3, ct);
-            await y.SendToAsync(buffer.AsMemory(0, length), _server, ct);
+            back.Id = id;
+            var receive = ReceiveIdAsync(back, _options.BindingProbeTimeout / 3, ct);
+            await y.Multiplexer.SendToAsync(buffer.AsMemory(0, length), _server, ct);
             if (await receive)
             {
                 return true;
@@ -235,37 +257,64 @@ public sealed class NatBehaviorDiscovery
         return false;
     }
 
-    // Waits for any STUN message with this transaction ID (request or response) on the socket.
-    private async Task<bool> ReceiveIdAsync(IDatagramSocket socket, StunTransactionId id, TimeSpan wait,
-        CancellationToken ct)
+    // A sub-socket of the shared socket for any STUN message (request or response) with one transaction id (the
+    // hairpinned request, the answer RESPONSE-PORT sends to X's mapping): the id may change between attempts.
+    private static IdSocket Expect(StunTransactions socket, StunTransactionId id)
+    {
+        var expected = new IdSocket { Id = id };
+        expected.Socket = socket.Multiplexer!.CreateSocket(expected.Matches, DatagramClaim.ByTransaction, 4);
+        return expected;
+    }
+
+    // Waits for the next datagram on the id's sub-socket.
+    private async Task<bool> ReceiveIdAsync(IdSocket socket, TimeSpan wait, CancellationToken ct)
     {
         var buffer = new byte[2048];
         using var timeout = new CancellationTokenSource(wait, _network.TimeProvider);
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(timeout.Token, ct);
-        while (true)
+        try
         {
-            ReceivedDatagram d;
-            try
-            {
-                d = await socket.ReceiveFromAsync(buffer, linked.Token);
-            }
-            catch (OperationCanceledException) when (!ct.IsCancellationRequested)
-            {
-                return false;
-            }
-
-            if (StunMessageReader.TryParse(buffer.AsSpan(0, d.Length), out var r) && r.TransactionId == id)
-            {
-                return true;
-            }
+            await socket.Socket.ReceiveFromAsync(buffer, linked.Token);
+            return true;
+        }
+        catch (OperationCanceledException) when (!ct.IsCancellationRequested)
+        {
+            return false;
         }
     }
 
-    private async Task<IDatagramSocket> BindAsync(CancellationToken ct)
+    private async Task<Bound> BindAsync(CancellationToken ct)
     {
         var address = _options.LocalAddress ?? (_server.AddressFamily == AddressFamily.InterNetworkV6
             ? IPAddress.IPv6Any
             : IPAddress.Any);
-        return await _network.BindUdpAsync(new IPEndPoint(address, 0), ct);
+        var socket = await _network.BindUdpAsync(new IPEndPoint(address, 0), ct);
+        var multiplexer = new DatagramMultiplexer(socket);
+        return new Bound(multiplexer, new StunTransactions(multiplexer, _network.TimeProvider));
+    }
+
+    /// <summary>A fresh socket of discovery's own, under a multiplexer and a transaction table.</summary>
+    private sealed record Bound(DatagramMultiplexer Multiplexer, StunTransactions Transactions) : IAsyncDisposable
+    {
+        public async ValueTask DisposeAsync()
+        {
+            Transactions.Dispose();
+            await Multiplexer.DisposeAsync();
+        }
+    }
+
+    private sealed class IdSocket : IDisposable
+    {
+        public StunTransactionId Id;
+        public DatagramSubSocket Socket = null!;
+
+        public bool Matches(ReadOnlySpan<byte> datagram, IPEndPoint source) =>
+            DatagramShape.IsStun(datagram) &&
+            StunTransactionId.Read(datagram.Slice(8, StunTransactionId.Size)) == Id;
+
+        public ValueTask<int> SendToAsync(ReadOnlyMemory<byte> datagram, IPEndPoint remote, CancellationToken ct) =>
+            Socket.SendToAsync(datagram, remote, ct);
+
+        public void Dispose() => Socket.Dispose();
     }
 }

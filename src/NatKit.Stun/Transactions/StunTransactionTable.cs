@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.Net;
+using NatKit.Net;
 
 namespace NatKit.Stun.Transactions;
 
@@ -280,13 +281,7 @@ public sealed class StunTransactionTable
     /// checks; no attribute is read).</summary>
     public static bool IsResponse(ReadOnlySpan<byte> datagram)
     {
-        if (datagram.Length < StunMessageReader.HeaderLength || !StunMessageReader.LooksLikeStun(datagram))
-        {
-            return false;
-        }
-
-        var length = BinaryPrimitives.ReadUInt16BigEndian(datagram[2..]);
-        if ((length & 3) != 0 || length + StunMessageReader.HeaderLength != datagram.Length)
+        if (!DatagramShape.IsStun(datagram))
         {
             return false;
         }

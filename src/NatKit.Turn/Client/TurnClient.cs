@@ -5,10 +5,10 @@ using System.Net;
 using System.Net.Security;
 using System.Net.Sockets;
 using System.Text;
-using System.Threading.Channels;
 using NatKit.Net;
 using NatKit.Stun;
 using NatKit.Stun.Client;
+using NatKit.Stun.Transactions;
 using NatKit.Turn.Auth;
 using NatKit.Turn.Protocol;
 
@@ -72,8 +72,19 @@ public sealed record TurnClientOptions(IPEndPoint Server, string Username, strin
     public bool DontFragment { get; init; }
 
     /// <summary>Bytes the receive loop holds for one packet from the server (the largest relayed datagram plus a
-    /// header). Smaller saves memory when holding many allocations.</summary>
+    /// header). Smaller saves memory when holding many allocations. Not used on a shared socket (its multiplexer
+    /// has its own buffer).</summary>
     public int ReceiveBufferSize { get; init; } = 65536 + 64;
+
+    /// <summary>Relayed datagrams held for the reader (<see cref="TurnClient.ReceiveAsync"/>,
+    /// <see cref="TurnClient.Socket"/>); more are dropped and counted.</summary>
+    public int ReceiveQueueCapacity { get; init; } = 4096;
+
+    /// <summary>The UDP retransmission schedule as a transaction policy; over streams, sent once and given
+    /// <see cref="StreamTimeout"/>.</summary>
+    internal StunRetransmitPolicy Policy => Transport == TurnTransport.Udp
+        ? StunRetransmitPolicy.Udp(InitialRto, MaxTransmissions)
+        : StunRetransmitPolicy.Reliable(StreamTimeout);
 }
 
 /// <summary>A TURN error response, with its code and reason.</summary>
@@ -112,28 +123,34 @@ public readonly record struct TurnReceived(int Length, IPEndPoint Peer);
 /// ChannelData. Runs on any <see cref="INetwork"/> and its TimeProvider, so it works in the lab; it is what the
 /// traversal code falls back to when hole punching fails.
 /// </summary>
-public sealed class TurnClient : IAsyncDisposable
+/// <remarks>
+/// <para>Over UDP the client never reads a socket itself (pion's <c>HandleInbound</c> shape): it runs on a
+/// <see cref="DatagramMultiplexer"/>, either one of its own (<see cref="AllocateAsync(INetwork, TurnClientOptions,
+/// CancellationToken)"/>) or a socket the caller shares with STUN, ICE checks and uTP
+/// (<see cref="AllocateAsync(StunTransactions, TurnClientOptions, CancellationToken)"/>). Its requests are
+/// transactions of the socket's <see cref="StunTransactions"/> table; the multiplexer pushes it the Data indications
+/// and ChannelData the server sends (<see cref="HandleInbound"/>, a <see cref="DatagramClaim.BySource"/> receiver).
+/// Over TCP and TLS the client reads its stream and hands responses to a table of its own.</para>
+/// <para>The allocation is itself a datagram socket (<see cref="Socket"/>): send to a peer, receive from peers.</para>
+/// </remarks>
+public sealed class TurnClient : IAsyncDisposable, IDatagramReceiver
 {
     private readonly INetwork _network;
     private readonly TurnClientOptions _options;
     private readonly TimeProvider _time;
-    private readonly IDatagramSocket? _udp;
+    private readonly DatagramMultiplexer? _multiplexer;
+    private readonly bool _ownsTransport;
+    private readonly StunTransactions _transactions;
     private readonly IStreamConnection? _connection;
     private readonly Stream? _stream;
     private readonly SemaphoreSlim _writeLock = new(1, 1);
-    private readonly ConcurrentDictionary<StunTransactionId, TaskCompletionSource<byte[]>> _pending = new();
-    private readonly Channel<Packet> _received = Channel.CreateBounded<Packet>(new BoundedChannelOptions(4096)
-    {
-        FullMode = BoundedChannelFullMode.DropWrite,
-        SingleReader = false,
-    });
+    private readonly DatagramQueue _received;
     private readonly ConcurrentDictionary<IPEndPoint, ushort> _channels = new();
     private readonly ConcurrentDictionary<ushort, IPEndPoint> _channelPeers = new();
     private readonly ConcurrentDictionary<IPAddress, byte> _permissions = new();
     private readonly CancellationTokenSource _stop = new();
     private readonly Lock _authGate = new();
     private Task? _receiveLoop;
-    private int _receiveEnded; // 1 once the receive loop is gone: no response can arrive any more
     private Task? _keepAlive;
     private string? _realm;
     private string? _nonce;
@@ -142,15 +159,19 @@ public sealed class TurnClient : IAsyncDisposable
     private byte[]? _key;
     private int _nextChannel = TurnLimits.FirstChannel;
 
-    private TurnClient(INetwork network, TurnClientOptions options, IDatagramSocket? udp,
-        IStreamConnection? connection, Stream? stream)
+    private TurnClient(INetwork network, TurnClientOptions options, StunTransactions transactions,
+        bool ownsTransport, IStreamConnection? connection, Stream? stream)
     {
         _network = network;
         _options = options;
-        _time = network.TimeProvider;
-        _udp = udp;
+        _time = transactions.TimeProvider;
+        _transactions = transactions;
+        _multiplexer = transactions.Multiplexer;
+        _ownsTransport = ownsTransport;
         _connection = connection;
         _stream = stream;
+        _received = new DatagramQueue(Math.Max(1, options.ReceiveQueueCapacity), nameof(TurnClient));
+        Socket = new TurnRelaySocket(this);
     }
 
     /// <summary>The relayed transport address (IPv4, or IPv6 when that was asked for).</summary>
@@ -168,9 +189,20 @@ public sealed class TurnClient : IAsyncDisposable
     public ulong? ReservationToken { get; private set; }
 
     /// <summary>The local endpoint the client talks to the server from.</summary>
-    public IPEndPoint LocalEndPoint => _udp?.LocalEndPoint ?? _connection!.LocalEndPoint;
+    public IPEndPoint LocalEndPoint => _multiplexer?.LocalEndPoint ?? _connection!.LocalEndPoint;
 
-    /// <summary>Connects (for streams), allocates, and starts receiving.</summary>
+    /// <summary>The allocation as a datagram socket, so uTP and ICE checks run over the relay unchanged: a send to
+    /// a peer goes as ChannelData when a channel is bound to it, else as a Send indication (installing the peer's
+    /// permission first if the client has none); a receive returns the next datagram from a peer. Its
+    /// <see cref="IDatagramSocket.LocalEndPoint"/> is <see cref="RelayedEndPoint"/>. It shares its datagrams with
+    /// <see cref="ReceiveAsync"/> (one reader at a time); disposing it disposes the client.</summary>
+    public IDatagramSocket Socket { get; }
+
+    /// <summary>Relayed datagrams dropped because the reader fell behind (<see cref="TurnClientOptions.ReceiveQueueCapacity"/>)
+    /// or they did not fit its buffer.</summary>
+    public long ReceiveDropped => _received.Dropped + _received.OversizeDropped;
+
+    /// <summary>Binds a UDP socket of its own (or connects, for streams), allocates, and starts receiving.</summary>
     /// <exception cref="TurnException">The server refused (the code says why).</exception>
     /// <exception cref="TimeoutException">No answer.</exception>
     public static async Task<TurnClient> AllocateAsync(INetwork network, TurnClientOptions options,
@@ -185,7 +217,10 @@ public sealed class TurnClient : IAsyncDisposable
         TurnClient client;
         if (options.Transport == TurnTransport.Udp)
         {
-            client = new TurnClient(network, options, await network.BindUdpAsync(local, cancellationToken), null, null);
+            var multiplexer = new DatagramMultiplexer(await network.BindUdpAsync(local, cancellationToken),
+                receiveBufferSize: Math.Max(options.ReceiveBufferSize, 1024));
+            client = new TurnClient(network, options, new StunTransactions(multiplexer, network.TimeProvider), true,
+                null, null);
         }
         else
         {
@@ -198,23 +233,67 @@ public sealed class TurnClient : IAsyncDisposable
                 stream = ssl;
             }
 
-            client = new TurnClient(network, options, null, connection, stream);
+            client = new TurnClient(network, options, new StunTransactions(network.TimeProvider), true, connection,
+                stream);
         }
 
+        return await client.StartAsync(cancellationToken);
+    }
+
+    /// <summary>
+    /// Allocates over UDP on a shared socket the caller owns: the one <paramref name="transactions"/> serves (its
+    /// multiplexer's socket, also used for STUN Bindings, ICE checks and uTP). The client registers on the multiplexer
+    /// for the server's Data indications and ChannelData and never reads the socket; disposing it leaves the socket
+    /// and the table to their owner. <see cref="TurnClientOptions.Transport"/> must be UDP and
+    /// <see cref="TurnClientOptions.LocalEndPoint"/> is not used.
+    /// </summary>
+    /// <exception cref="ArgumentException">The table has no socket, or the options ask for a stream.</exception>
+    /// <exception cref="TurnException">The server refused (the code says why).</exception>
+    /// <exception cref="TimeoutException">No answer.</exception>
+    public static async Task<TurnClient> AllocateAsync(StunTransactions transactions, TurnClientOptions options,
+        CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(transactions);
+        ArgumentNullException.ThrowIfNull(options);
+        if (transactions.Multiplexer is null)
+        {
+            throw new ArgumentException("transactions: a table with no socket", nameof(transactions));
+        }
+
+        if (options.Transport != TurnTransport.Udp)
+        {
+            throw new ArgumentException("Transport: a shared socket carries UDP only", nameof(options));
+        }
+
+        var client = new TurnClient(new SharedSocketNetwork(transactions.TimeProvider), options, transactions, false,
+            null, null);
+        return await client.StartAsync(cancellationToken);
+    }
+
+    private async Task<TurnClient> StartAsync(CancellationToken cancellationToken)
+    {
         try
         {
-            client._receiveLoop = client.ReceiveLoopAsync();
-            await client.DoAllocateAsync(cancellationToken);
-            if (options.KeepAlive)
+            if (_multiplexer is not null)
             {
-                client._keepAlive = client.KeepAliveAsync();
+                _multiplexer.AddReceiver(this, DatagramClaim.BySource);
+            }
+            else
+            {
+                _receiveLoop = ReceiveLoopAsync();
             }
 
-            return client;
+            await DoAllocateAsync(cancellationToken);
+            if (_options.KeepAlive)
+            {
+                _keepAlive = KeepAliveAsync();
+            }
+
+            return this;
         }
         catch
         {
-            await client.DisposeAsync();
+            await DisposeAsync();
             throw;
         }
     }
@@ -401,21 +480,18 @@ public sealed class TurnClient : IAsyncDisposable
         }
     }
 
-    /// <summary>Waits for data from a peer (relayed by the server).</summary>
+    /// <summary>Waits for data from a peer (relayed by the server). A datagram larger than
+    /// <paramref name="buffer"/> is dropped, never cut short (as <see cref="IDatagramSocket.ReceiveFromAsync"/>).</summary>
+    /// <exception cref="ObjectDisposedException">The client was disposed or its transport closed.</exception>
     public async ValueTask<TurnReceived> ReceiveAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
     {
-        var packet = await _received.Reader.ReadAsync(cancellationToken);
-        try
-        {
-            var n = Math.Min(packet.Length, buffer.Length);
-            packet.Buffer.AsSpan(0, n).CopyTo(buffer.Span);
-            return new TurnReceived(n, packet.Peer);
-        }
-        finally
-        {
-            ArrayPool<byte>.Shared.Return(packet.Buffer);
-        }
+        var got = await _received.ReceiveAsync(buffer, cancellationToken);
+        return new TurnReceived(got.Length, got.RemoteEndPoint);
     }
+
+    /// <summary>True when the client has installed a permission for <paramref name="peer"/> (by CreatePermission or
+    /// ChannelBind).</summary>
+    public bool HasPermission(IPAddress peer) => _permissions.ContainsKey(peer);
 
     // ---------------------------------------------------------------- transactions
 
@@ -555,113 +631,95 @@ public sealed class TurnClient : IAsyncDisposable
         return !r.HasMessageIntegrity || r.VerifyMessageIntegrity(key);
     }
 
-    /// <summary>One request until its response: over UDP sent up to MaxTransmissions times with RFC 8489 section
-    /// 6.2.1's doubling waits; over a stream sent once and given <see cref="TurnClientOptions.StreamTimeout"/>
-    /// (Ti, 39.5 s; section 6.2.2 forbids retransmitting over a reliable transport).</summary>
-    /// <remarks>The caller awaits the response's task alone: the receive loop (the response), a timer on the
-    /// client's TimeProvider (retransmissions and the timeout) and cancellation all complete that one task. Not
-    /// <c>Task.WhenAny(response, delay)</c>: the response's task runs its continuations asynchronously, and
-    /// WhenAny's completion is then queued to the thread pool, off an in-memory lab's loop, so the lab's virtual
-    /// clock could fire the delay first: over TCP every transaction timed out, over UDP each one cost a
-    /// retransmission and one RTO of virtual time.</remarks>
+    /// <summary>One request until its response, as a transaction of the client's <see cref="StunTransactions"/>:
+    /// over UDP sent up to MaxTransmissions times with RFC 8489 section 6.2.1's doubling waits; over a stream sent
+    /// once and given <see cref="TurnClientOptions.StreamTimeout"/> (Ti, 39.5 s; section 6.2.2 forbids retransmitting
+    /// over a reliable transport). Only a response from the server counts.</summary>
+    /// <remarks>The caller awaits the transaction's one task: the response (the receive loop), the table's timer
+    /// (retransmissions and the timeout) and cancellation all complete it, never <c>Task.WhenAny</c> (docs/lab.md
+    /// rule 4).</remarks>
     private async Task<byte[]> TransactAsync(StunTransactionId id, byte[] request, CancellationToken cancellationToken)
     {
-        using var transaction = new Transaction(this, request);
-        _pending[id] = transaction.Done;
+        cancellationToken.ThrowIfCancellationRequested();
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _stop.Token);
+        var transaction = new Transaction(this, id, request, linked.Token);
+        if (!_transactions.TryAdd(request, _options.Server, _options.Policy, transaction))
+        {
+            // The table closed (the connection or the shared socket ended): nothing can answer any more, so fail at
+            // once rather than after the whole timeout.
+            throw _transactions.IsClosed
+                ? ConnectionClosed()
+                : new InvalidOperationException("the socket's STUN transaction table is full");
+        }
+
+        using var cancel = linked.Token.UnsafeRegister(static s => ((Transaction)s!).Cancel(), transaction);
         try
         {
-            using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _stop.Token);
-            using var cancel = linked.Token.Register(
-                static s => ((TaskCompletionSource<byte[]>)s!).TrySetCanceled(), transaction.Done);
             await WriteAsync(request, linked.Token);
-            transaction.Sent(linked.Token);
-            if (Volatile.Read(ref _receiveEnded) == 1)
-            {
-                // The loop failed the requests it saw as it ended; this one came after (a write to a stream the
-                // server has closed can still succeed): fail it too, rather than after the whole timeout.
-                transaction.Done.TrySetException(ConnectionClosed());
-            }
-
-            return await transaction.Done.Task;
         }
-        finally
+        catch
         {
-            _pending.TryRemove(id, out _);
+            _transactions.Cancel(id);
+            throw;
         }
+
+        return await transaction.Done.Task;
     }
 
-    /// <summary>The timer half of <see cref="TransactAsync"/>: resends over UDP, gives up when the waits are over.</summary>
-    private sealed class Transaction : IDisposable
+    /// <summary>The table's half of <see cref="TransactAsync"/>: takes the server's response, resends over UDP,
+    /// gives up when the waits are over.</summary>
+    private sealed class Transaction(TurnClient client, StunTransactionId id, byte[] request, CancellationToken token)
+        : IStunTransactionOwner
     {
-        private readonly TurnClient _client;
-        private readonly byte[] _request;
-        private readonly ITimer _timer;
-        private CancellationToken _token;
-        private int _sent;
+        // Continuations run where the transaction ends (the receive loop, the table's timer): no thread-pool hop.
+        public TaskCompletionSource<byte[]> Done { get; } = new();
 
-        public Transaction(TurnClient client, byte[] request)
+        public bool Accepts(ReadOnlySpan<byte> response, IPEndPoint source, in StunTransactionMatch match) =>
+            source.Equals(client._options.Server);
+
+        public void OnResponse(ReadOnlySpan<byte> response, IPEndPoint source, in StunTransactionMatch match) =>
+            Done.TrySetResult(response.ToArray());
+
+        public void OnRetransmit(in StunTransactionDue due) => _ = ResendAsync();
+
+        public void OnTimeout(in StunTransactionDue due)
         {
-            _client = client;
-            _request = request;
-            _timer = client._time.CreateTimer(static s => ((Transaction)s!).OnTimer(), this,
-                Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+            Done.TrySetException(client._transactions.IsClosed
+                ? ConnectionClosed()
+                : new TimeoutException($"no answer from TURN server {client._options.Server}"));
         }
 
-        public TaskCompletionSource<byte[]> Done { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
-
-        /// <summary>The first send is out: start the first wait.</summary>
-        public void Sent(CancellationToken token)
+        public void Cancel()
         {
-            _token = token;
-            _sent = 1;
-            _timer.Change(Wait(0), Timeout.InfiniteTimeSpan);
-        }
-
-        private TimeSpan Wait(int afterSend) => _client._udp is null
-            ? _client._options.StreamTimeout
-            : StunRetransmission.WaitAfter(afterSend, _client._options.MaxTransmissions, _client._options.InitialRto);
-
-        private void OnTimer()
-        {
-            if (Done.Task.IsCompleted)
+            if (client._transactions.Cancel(id))
             {
-                return;
+                Done.TrySetCanceled(token);
             }
-
-            if (_client._udp is null || _sent >= _client._options.MaxTransmissions)
-            {
-                Done.TrySetException(new TimeoutException($"no answer from TURN server {_client._options.Server}"));
-                return;
-            }
-
-            var wait = Wait(_sent);
-            _sent++;
-            _timer.Change(wait, Timeout.InfiniteTimeSpan);
-            _ = ResendAsync();
         }
 
         private async Task ResendAsync()
         {
             try
             {
-                await _client.WriteAsync(_request, _token);
+                await client.WriteAsync(request, token);
             }
 #pragma warning disable CA1031 // not swallowed: the transaction fails with it
             catch (Exception e)
 #pragma warning restore CA1031
             {
-                Done.TrySetException(e);
+                if (client._transactions.Cancel(id))
+                {
+                    Done.TrySetException(e);
+                }
             }
         }
-
-        public void Dispose() => _timer.Dispose();
     }
 
     private async ValueTask WriteAsync(ReadOnlyMemory<byte> frame, CancellationToken cancellationToken)
     {
-        if (_udp is not null)
+        if (_multiplexer is not null)
         {
-            await _udp.SendToAsync(frame, _options.Server, cancellationToken);
+            await _multiplexer.SendToAsync(frame, _options.Server, cancellationToken);
             return;
         }
 
@@ -678,6 +736,8 @@ public sealed class TurnClient : IAsyncDisposable
 
     // ---------------------------------------------------------------- receiving
 
+    /// <summary>Over a stream: reads frames and hands them to <see cref="Dispatch"/> until the connection ends; then
+    /// the table closes (pending transactions fail with <see cref="IOException"/>) and so does the receive queue.</summary>
     private async Task ReceiveLoopAsync()
     {
         var buffer = new byte[Math.Max(_options.ReceiveBufferSize, 1024)];
@@ -687,17 +747,6 @@ public sealed class TurnClient : IAsyncDisposable
         {
             try
             {
-                if (_udp is not null)
-                {
-                    var d = await _udp.ReceiveFromAsync(buffer, token);
-                    if (d.RemoteEndPoint.Equals(_options.Server))
-                    {
-                        Dispatch(buffer.AsSpan(0, d.Length));
-                    }
-
-                    continue;
-                }
-
                 var n = await _stream!.ReadAsync(buffer.AsMemory(filled), token);
                 if (n == 0)
                 {
@@ -709,7 +758,12 @@ public sealed class TurnClient : IAsyncDisposable
                 while (StunFraming.TryGetFrameLength(buffer.AsSpan(start, filled - start), out var frame) &&
                        frame > 0 && frame <= filled - start)
                 {
-                    Dispatch(buffer.AsSpan(start, frame));
+                    var data = buffer.AsSpan(start, frame);
+                    if (!_transactions.TryReceive(data, _options.Server))
+                    {
+                        Dispatch(data);
+                    }
+
                     start += frame;
                 }
 
@@ -721,26 +775,51 @@ public sealed class TurnClient : IAsyncDisposable
                 buffer.AsSpan(start, filled - start).CopyTo(buffer);
                 filled -= start;
             }
-            catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException)
+            catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException or NetworkException
+                                          or SocketException or IOException)
             {
                 break;
             }
-            catch (Exception e) when (e is NetworkException or SocketException or IOException)
-            {
-                if (_udp is null)
-                {
-                    break;
-                }
-            }
         }
 
-        _received.Writer.TryComplete();
-        Interlocked.Exchange(ref _receiveEnded, 1); // before the sweep: a request registered after it sees the flag
-        foreach (var (_, p) in _pending)
-        {
-            p.TrySetException(ConnectionClosed());
-        }
+        _received.Complete();
+        _transactions.Dispose();
     }
+
+    /// <summary>
+    /// Pion's <c>HandleInbound</c>: claims what the server sends on a shared UDP socket besides responses (those are
+    /// the transaction table's): a Data indication or ChannelData from <see cref="TurnClientOptions.Server"/> is
+    /// unwrapped and queued for <see cref="ReceiveAsync"/>/<see cref="Socket"/>. Everything else (other sources, other
+    /// shapes) is left for the socket's other receivers. The multiplexer calls it; it allocates nothing for ChannelData.
+    /// </summary>
+    public bool HandleInbound(ReadOnlySpan<byte> datagram, IPEndPoint source)
+    {
+        ArgumentNullException.ThrowIfNull(source);
+        if (!source.Equals(_options.Server))
+        {
+            return false;
+        }
+
+        if (StunFraming.IsChannelData(datagram))
+        {
+            Dispatch(datagram);
+            return true;
+        }
+
+        if (DatagramShape.IsStun(datagram) && ((datagram[0] & 0x01) | (datagram[1] & 0x10)) == 0x10)
+        {
+            Dispatch(datagram); // an indication (class bits 01)
+            return true;
+        }
+
+        return false;
+    }
+
+    bool IDatagramReceiver.TryReceive(ReadOnlySpan<byte> datagram, IPEndPoint source) =>
+        HandleInbound(datagram, source);
+
+    /// <summary>The shared socket closed: nothing more will be relayed.</summary>
+    void IDatagramReceiver.OnClosed() => _received.Complete();
 
     private static IOException ConnectionClosed() => new("connection to the TURN server closed");
 
@@ -771,25 +850,10 @@ public sealed class TurnClient : IAsyncDisposable
                 Deliver(payload, from.ToEndPoint());
             }
 
-            return;
-        }
-
-        if (r.Class is StunClass.SuccessResponse or StunClass.ErrorResponse &&
-            _pending.TryRemove(r.TransactionId, out var waiter))
-        {
-            waiter.TrySetResult(data.ToArray());
         }
     }
 
-    private void Deliver(ReadOnlySpan<byte> payload, IPEndPoint peer)
-    {
-        var copy = ArrayPool<byte>.Shared.Rent(payload.Length);
-        payload.CopyTo(copy);
-        if (!_received.Writer.TryWrite(new Packet(copy, payload.Length, peer)))
-        {
-            ArrayPool<byte>.Shared.Return(copy);
-        }
-    }
+    private void Deliver(ReadOnlySpan<byte> payload, IPEndPoint peer) => _received.TryWrite(payload, peer);
 
     // ---------------------------------------------------------------- keep-alive
 
@@ -856,7 +920,17 @@ public sealed class TurnClient : IAsyncDisposable
         }
 
         _stop.Cancel();
-        _udp?.Dispose();
+        _received.Complete();
+        if (_multiplexer is not null)
+        {
+            _multiplexer.RemoveReceiver(this);
+            if (_ownsTransport)
+            {
+                _transactions.Dispose();
+                await _multiplexer.DisposeAsync();
+            }
+        }
+
         if (_stream is not null)
         {
             await _stream.DisposeAsync();
@@ -898,5 +972,73 @@ public sealed class TurnClient : IAsyncDisposable
         }
     }
 
-    private readonly record struct Packet(byte[] Buffer, int Length, IPEndPoint Peer);
+    /// <summary>What <see cref="TurnClient.AllocateAsync(StunTransactions, TurnClientOptions, CancellationToken)"/>
+    /// knows of the network: its clock. A client on a shared socket never binds or connects.</summary>
+    private sealed class SharedSocketNetwork(TimeProvider time) : INetwork
+    {
+        public TimeProvider TimeProvider => time;
+
+        public IReadOnlyList<IPAddress> LocalAddresses => [];
+
+        public ValueTask<IDatagramSocket> BindUdpAsync(IPEndPoint localEndPoint,
+            CancellationToken cancellationToken = default) =>
+            throw new NotSupportedException("a TURN client on a shared socket binds nothing");
+
+        public ValueTask<IStreamListener> ListenTcpAsync(IPEndPoint localEndPoint, int backlog = 512,
+            CancellationToken cancellationToken = default) =>
+            throw new NotSupportedException("a TURN client on a shared socket listens on nothing");
+
+        public ValueTask<IStreamConnection> ConnectTcpAsync(IPEndPoint remoteEndPoint, IPEndPoint? localEndPoint = null,
+            CancellationToken cancellationToken = default) =>
+            throw new NotSupportedException("a TURN client on a shared socket connects nothing");
+    }
+}
+
+/// <summary>
+/// A TURN allocation as a datagram socket (<see cref="TurnClient.Socket"/>): sends reach a peer through the relay,
+/// receives return what peers sent to the relayed address. Its local endpoint is the relayed one.
+/// </summary>
+internal sealed class TurnRelaySocket(TurnClient client) : IDatagramSocket
+{
+    private int _disposed;
+
+    public IPEndPoint LocalEndPoint => client.RelayedEndPoint;
+
+    public async ValueTask<int> SendToAsync(ReadOnlyMemory<byte> datagram, IPEndPoint remoteEndPoint,
+        CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(remoteEndPoint);
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+        if (!client.HasPermission(remoteEndPoint.Address))
+        {
+            // RFC 8656 section 9: the server drops what is sent to a peer with no permission.
+            await client.CreatePermissionAsync(remoteEndPoint.Address, cancellationToken);
+        }
+
+        await client.SendAsync(datagram, remoteEndPoint, cancellationToken);
+        return datagram.Length;
+    }
+
+    public async ValueTask<ReceivedDatagram> ReceiveFromAsync(Memory<byte> buffer,
+        CancellationToken cancellationToken = default)
+    {
+        var got = await client.ReceiveAsync(buffer, cancellationToken);
+        return new ReceivedDatagram(got.Length, got.Peer);
+    }
+
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) == 0)
+        {
+            _ = client.DisposeAsync().AsTask();
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) == 0)
+        {
+            await client.DisposeAsync();
+        }
+    }
 }
