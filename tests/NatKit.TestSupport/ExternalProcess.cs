@@ -130,6 +130,13 @@ public sealed class ExternalProcess : IAsyncDisposable
         return (p._process.ExitCode, p.Output, p.Errors);
     }
 
+    /// <summary>Writes one line to the peer's standard input (for peers driven over stdin).</summary>
+    public async Task WriteLineAsync(string line)
+    {
+        await _process.StandardInput.WriteLineAsync(line);
+        await _process.StandardInput.FlushAsync();
+    }
+
     /// <summary>Waits until <paramref name="needle"/> appears on stdout or stderr.</summary>
     public async Task WaitForOutputAsync(string needle, TimeSpan timeout)
     {

@@ -66,6 +66,8 @@ public sealed partial class IceAgent
     private TimeSpan _nextConsentAt = TimeSpan.MaxValue;
     private TimeSpan _selectedLastSent;
     private TimeSpan _nextUpgradeAt = TimeSpan.MaxValue;
+    private TimeSpan _connectedAt = TimeSpan.MinValue;
+    private TimeSpan _selectedAt = TimeSpan.MinValue;
 
     /// <param name="role">The role this agent starts in (a role conflict may switch it: see <see cref="Role"/>).</param>
     /// <param name="options">Validated here; <see cref="IceAgentOptions.Default"/> when null.</param>
@@ -120,6 +122,39 @@ public sealed partial class IceAgent
 
     /// <summary>When the first check went out (for "time to connect"); null before.</summary>
     public TimeSpan? ChecksStartedAt => _checksStartedAt == TimeSpan.MinValue ? null : _checksStartedAt;
+
+    /// <summary>When the first pair was selected; null before.</summary>
+    public TimeSpan? ConnectedAt => _connectedAt == TimeSpan.MinValue ? null : _connectedAt;
+
+    /// <summary>
+    /// The selected pair as a report (candidate types and origins on both sides, RTT, time to connect, checks
+    /// spent); null while no pair is selected. Built on each call: read it when the selection changes, not per
+    /// datagram.
+    /// </summary>
+    public IcePathReport? SelectedPath
+    {
+        get
+        {
+            if (SelectedPair is not { } p)
+            {
+                return null;
+            }
+
+            var started = _checksStartedAt == TimeSpan.MinValue ? _connectedAt : _checksStartedAt;
+            return new IcePathReport(p.Local.Type, p.Local.Origin, p.Remote.Type, p.Remote.Origin,
+                p.Local.EndPoint, p.Remote.EndPoint, p.IsRelayed, p.Rtt, _connectedAt - started,
+                _selectedAt - started, Stats.ChecksStarted, Stats.RequestsSent);
+        }
+    }
+
+    /// <summary>True when <paramref name="source"/> on <paramref name="socket"/> is a remote candidate of a pair
+    /// (signaled or peer-reflexive): the peer's application data is accepted from any of them (RFC 8445
+    /// section 12.1), not only from the selected pair.</summary>
+    public bool IsPeer(int socket, IPEndPoint source)
+    {
+        ArgumentNullException.ThrowIfNull(source);
+        return _pairIndex.ContainsKey((socket, IceCandidate.Normalize(source)));
+    }
 
     /// <summary>
     /// Adds a local candidate on the driver's socket <paramref name="socket"/>. A host or relayed candidate is the
@@ -931,6 +966,12 @@ public sealed partial class IceAgent
         SelectedPair = best;
         if (best is not null)
         {
+            _selectedAt = now;
+            if (_connectedAt == TimeSpan.MinValue)
+            {
+                _connectedAt = now;
+            }
+
             _selectedLastSent = now;
             _nextConsentAt = _options.ConsentInterval > TimeSpan.Zero ? now + ConsentJitter() : TimeSpan.MaxValue;
             _nextUpgradeAt = best.IsRelayed && _options.UpgradeInterval > TimeSpan.Zero

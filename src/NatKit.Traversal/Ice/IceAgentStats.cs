@@ -38,3 +38,29 @@ public sealed class IceAgentStats
 
     public long TimedOut { get; internal set; }
 }
+
+/// <summary>
+/// What a connection reports about its path: the nominated pair's candidate types and how each was found (the
+/// method: host, server-reflexive, peer-reflexive, port-mapped, predicted, birthday-probed, relayed), whether it
+/// goes through a relay, its RTT, and times measured from the first check.
+/// </summary>
+/// <param name="Rtt">The round trip of the last check on the pair answered at its first send (null if every
+/// answer came after a retransmission).</param>
+/// <param name="TimeToConnect">From the first check to the first selected pair.</param>
+/// <param name="TimeToSelected">From the first check to this pair's selection (later than
+/// <paramref name="TimeToConnect"/> after a relay-to-direct upgrade).</param>
+/// <param name="ChecksStarted">Checks the agent started up to now (<see cref="IceAgentStats.ChecksStarted"/>).</param>
+/// <param name="RequestsSent">Binding requests sent up to now, retransmissions and consent checks included.</param>
+public sealed record IcePathReport(
+    IceCandidateType LocalType,
+    IceCandidateOrigin LocalOrigin,
+    IceCandidateType RemoteType,
+    IceCandidateOrigin RemoteOrigin,
+    System.Net.IPEndPoint LocalEndPoint,
+    System.Net.IPEndPoint RemoteEndPoint,
+    bool IsRelayed,
+    TimeSpan? Rtt,
+    TimeSpan TimeToConnect,
+    TimeSpan TimeToSelected,
+    long ChecksStarted,
+    long RequestsSent);
