@@ -108,6 +108,15 @@ public sealed partial class IceAgent
     /// <summary>Budget for ordinary checks (the hard-NAT methods' probe rate); null: only Ta paces them.</summary>
     public IIceCheckBudget? CheckBudget { get; set; }
 
+    /// <summary>
+    /// Which pairs of a local base (on its driver socket) and a remote candidate go into the check list when
+    /// candidates are added; null pairs everything of one address family (RFC 8445 section 6.1.2.2). Pairs that a
+    /// peer's check creates (triggered checks) are not filtered: they follow evidence. The hard-NAT methods use it
+    /// to keep a socket whose next mapping was predicted, or one of a birthday set, from sending to anything but
+    /// its one target: every other destination would take a port on an endpoint-dependent NAT.
+    /// </summary>
+    public Func<IceCandidate, int, IceCandidate, bool>? PairFilter { get; set; }
+
     public IceAgentStats Stats { get; } = new();
 
     public IReadOnlyList<IceCandidate> LocalCandidates => _localCandidates;
@@ -201,7 +210,7 @@ public sealed partial class IceAgent
             {
                 if (remote.EndPoint.AddressFamily == candidate.EndPoint.AddressFamily)
                 {
-                    TryAddPair(entry, remote, out _);
+                    TryAddFilteredPair(entry, remote);
                 }
             }
         }
@@ -395,6 +404,31 @@ public sealed partial class IceAgent
 
     /// <summary>The application sent data on the selected pair at <paramref name="now"/> (keepalives are only
     /// needed when nothing else was sent for <see cref="IceAgentOptions.KeepaliveInterval"/>).</summary>
+    /// <summary>
+    /// Queues one connectivity-check request from the driver's socket <paramref name="socket"/> to
+    /// <paramref name="destination"/> outside any transaction: a hole-punching probe. It opens the local NAT's
+    /// mapping and filter toward the destination, and when it reaches the peer's agent the peer answers with a
+    /// triggered check of its own, which makes the pair valid here. Its response, if one comes, is not matched.
+    /// False before the peer's credentials are known, after close, or for a socket with no base of the
+    /// destination's family.
+    /// </summary>
+    public bool Probe(int socket, IPEndPoint destination)
+    {
+        ArgumentNullException.ThrowIfNull(destination);
+        if (State is IceAgentState.Closed || RemoteCredentials is null ||
+            !_bases.TryGetValue((socket, destination.AddressFamily), out var b))
+        {
+            return false;
+        }
+
+        var request = IceMessages.Request(NewTransactionId(), RemoteCredentials.Ufrag, LocalCredentials.Ufrag,
+            _remoteKey!, IcePriority.PeerReflexiveFor(b.Candidate.Priority, Component), Role, TieBreaker,
+            useCandidate: false);
+        Stats.ProbesSent++;
+        Emit(socket, destination, request, TimeSpan.MinValue, request: true);
+        return true;
+    }
+
     public void RecordDataSent(TimeSpan now) => _selectedLastSent = Max(_selectedLastSent, now);
 
     /// <summary>Stops everything: pending checks end, no more datagrams or timers.</summary>
@@ -426,7 +460,7 @@ public sealed partial class IceAgent
         {
             if (b.Candidate.EndPoint.AddressFamily == candidate.EndPoint.AddressFamily)
             {
-                TryAddPair(b, candidate, out _);
+                TryAddFilteredPair(b, candidate);
             }
         }
     }
@@ -463,6 +497,16 @@ public sealed partial class IceAgent
     }
 
     /// <summary>Forms the pair (base, remote) for the check list unless it exists; applies the size limit.</summary>
+    private bool TryAddFilteredPair(LocalEntry local, IceCandidate remote)
+    {
+        if (PairFilter is { } filter && !filter(local.Candidate, local.Socket, remote))
+        {
+            return false;
+        }
+
+        return TryAddPair(local, remote, out _);
+    }
+
     private bool TryAddPair(LocalEntry local, IceCandidate remote, out IceCandidatePair pair)
     {
         var key = (local.Socket, remote.EndPoint);

@@ -37,6 +37,9 @@ public sealed class IceAgentStats
     public long Dropped { get; internal set; }
 
     public long TimedOut { get; internal set; }
+
+    /// <summary>Hole-punching probes sent with <see cref="IceAgent.Probe"/> (not counted as checks).</summary>
+    public long ProbesSent { get; internal set; }
 }
 
 /// <summary>
