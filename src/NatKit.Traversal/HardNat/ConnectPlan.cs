@@ -1,0 +1,71 @@
+using NatKit.Traversal.Ice;
+
+namespace NatKit.Traversal.HardNat;
+
+/// <summary>Which hard-NAT method one side runs for one connection.</summary>
+public enum HardNatRole
+{
+    /// <summary>Plain ICE checks are all this side needs (or all that can work).</summary>
+    None,
+
+    /// <summary>This side's NAT allocates sequentially: a fresh socket measures its next port, which goes into the
+    /// session as <see cref="TraversalSession.Predicted"/>; that socket then sends only to the peer's target.</summary>
+    Predict,
+
+    /// <summary>This side's NAT allocates random ports per destination and the peer's mapping is stable: open
+    /// <see cref="ProbeBudget.HardSideSockets"/> sockets, each punching the peer's reflexive endpoint.</summary>
+    BirthdayHard,
+
+    /// <summary>This side's mapping is stable and the peer's NAT random: probe random ports of the peer's public
+    /// address at the budget's rate.</summary>
+    BirthdayEasy,
+}
+
+/// <summary>
+/// One side's plan for one connection, from its own NAT profile and the peer's (the rendezvous lookup carries the
+/// peer's), pure: which hard-NAT method to run and what the ICE agent's pacing becomes.
+/// <list type="bullet">
+/// <item>A stable mapping on either side lets plain checks through (reflexive or peer-reflexive candidates), and
+/// birthday probing covers a stable side's filtering against a random side.</item>
+/// <item>Sequential on a side whose peer is not random: predict (both sides sequential: each aims at the other's
+/// prediction).</item>
+/// <item>Random against random, or random against sequential: no direct method can aim at a port neither side can
+/// know; the relay carries it.</item>
+/// </list>
+/// </summary>
+public sealed record ConnectPlan(HardNatRole Role, int Sockets, int Probes, int ProbesPerSecond)
+{
+    /// <summary>The plan for a side with profile <paramref name="local"/> against <paramref name="remote"/>.</summary>
+    public static ConnectPlan For(NatProfile local, NatProfile remote, ProbeBudget budget)
+    {
+        ArgumentNullException.ThrowIfNull(local);
+        ArgumentNullException.ThrowIfNull(remote);
+        ArgumentNullException.ThrowIfNull(budget);
+        if (local.IsPredictable && !remote.IsRandomSymmetric)
+        {
+            return new ConnectPlan(HardNatRole.Predict, 1, 0, budget.PerSecond);
+        }
+
+        if (local.IsRandomSymmetric && remote.IsStable)
+        {
+            return new ConnectPlan(HardNatRole.BirthdayHard, budget.HardSideSockets, 0, budget.PerSecond);
+        }
+
+        if (local.IsStable && remote.IsRandomSymmetric)
+        {
+            return new ConnectPlan(HardNatRole.BirthdayEasy, 0, budget.Total, budget.PerSecond);
+        }
+
+        return new ConnectPlan(HardNatRole.None, 0, 0, budget.PerSecond);
+    }
+
+    /// <summary>The ICE agent's options for this plan: birthday probing paces the agent's own checks at the probe
+    /// rate too, and room for the pairs a birthday set's triggered checks make.</summary>
+    public IceAgentOptions AgentOptions(IceAgentOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        return Role is HardNatRole.BirthdayHard or HardNatRole.BirthdayEasy
+            ? options with { MaxPairs = Math.Max(options.MaxPairs, Sockets + 64) }
+            : options;
+    }
+}
