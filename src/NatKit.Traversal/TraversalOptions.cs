@@ -1,0 +1,111 @@
+using System.Net;
+using NatKit.Traversal.HardNat;
+using NatKit.Traversal.Ice;
+using NatKit.Traversal.Rendezvous;
+
+namespace NatKit.Traversal;
+
+/// <summary>How a connection's datagrams travel.</summary>
+public enum PathKind
+{
+    /// <summary>Straight between the peers' addresses (host or NAT mappings).</summary>
+    Direct,
+
+    /// <summary>Between two peers behind one NAT through its public address (the NAT hairpins).</summary>
+    Hairpin,
+
+    /// <summary>Through a TURN server's relayed address.</summary>
+    Relay,
+}
+
+/// <summary>What found a connection's path.</summary>
+public enum TraversalMethod
+{
+    /// <summary>Host candidates: the peers reach each other's local addresses (one LAN, or no NAT).</summary>
+    Host,
+
+    /// <summary>Server-reflexive candidates: a NAT mapping STUN saw, used as it is.</summary>
+    Reflexive,
+
+    /// <summary>A mapping first seen in a check (one side's NAT let the other's check in).</summary>
+    PeerReflexive,
+
+    /// <summary>A mapping a port-mapping protocol (NAT-PMP, PCP, UPnP) made.</summary>
+    PortMapped,
+
+    /// <summary>The port a sequential NAT gives its next mapping, predicted from two STUN servers.</summary>
+    Prediction,
+
+    /// <summary>Birthday-paradox probing: the hard side's many sockets against the easy side's random ports.</summary>
+    Birthday,
+
+    /// <summary>A TURN relay.</summary>
+    Relay,
+}
+
+/// <summary>A TURN server and its long-term credentials.</summary>
+public sealed record TurnServerCredentials(IPEndPoint Server, string Username, string Password);
+
+/// <summary>What a <see cref="TraversalNode"/> needs: where the rendezvous is, which STUN servers profile the NAT,
+/// an optional TURN relay, and the hard-NAT probe budget. <see cref="Validate"/> names the first bad field.</summary>
+public sealed record TraversalOptions
+{
+    /// <summary>The rendezvous service (it answers STUN Binding too).</summary>
+    public required IPEndPoint Rendezvous { get; init; }
+
+    /// <summary>STUN servers on different addresses that profile the NAT (two or more tell a sequential allocator
+    /// from a random one); the rendezvous alone when empty.</summary>
+    public IReadOnlyList<IPEndPoint> StunServers { get; init; } = [];
+
+    /// <summary>The relay for when nothing direct works; null: no relay.</summary>
+    public TurnServerCredentials? Turn { get; init; }
+
+    /// <summary>Probes per second and in total for birthday probing, the hard side's sockets, predicted ports.</summary>
+    public ProbeBudget Budget { get; init; } = new();
+
+    /// <summary>How long a connect or an accept may take before it fails.</summary>
+    public TimeSpan ConnectTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>The ICE agent's knobs (the hard-NAT methods lower Ta and raise the pair limit on top of them).</summary>
+    public IceAgentOptions Ice { get; init; } = IceAgentOptions.Default;
+
+    /// <summary>The rendezvous client's knobs.</summary>
+    public RendezvousClientOptions RendezvousClient { get; init; } = new();
+
+    /// <summary>Randomness for credentials, transaction ids and probe ports; a lab passes its own so a run repeats.
+    /// Null: a cryptographic source (ports from <see cref="Random.Shared"/>).</summary>
+    public Random? Random { get; init; }
+
+    public TraversalOptions Validate()
+    {
+        ArgumentNullException.ThrowIfNull(Rendezvous, nameof(Rendezvous));
+        ArgumentNullException.ThrowIfNull(StunServers, nameof(StunServers));
+        ArgumentNullException.ThrowIfNull(Budget, nameof(Budget));
+        Budget.Validated();
+        Ice.Validate();
+        RendezvousClient.Validate();
+        if (ConnectTimeout <= TimeSpan.Zero)
+        {
+            throw new ArgumentOutOfRangeException(nameof(ConnectTimeout), ConnectTimeout,
+                $"{nameof(ConnectTimeout)}: more than 0");
+        }
+
+        return this;
+    }
+}
+
+/// <summary>A connect or accept that did not end in a path (timeout, the peer refused, every pair failed).</summary>
+public sealed class TraversalException : Exception
+{
+    public TraversalException()
+    {
+    }
+
+    public TraversalException(string message) : base(message)
+    {
+    }
+
+    public TraversalException(string message, Exception inner) : base(message, inner)
+    {
+    }
+}
