@@ -2,10 +2,10 @@ using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
 using NatKit.Lab;
-using NatKit.Lab.Probe;
-using NatKit.Lab.Scenarios;
 using NatKit.Lab.Topology;
 using NatKit.Nat;
+using NatKit.Scenarios.Probe;
+using NatKit.Scenarios.Reachability;
 using NatKit.Stun.Discovery;
 using Spectre.Console;
 

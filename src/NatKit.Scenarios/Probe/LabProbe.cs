@@ -1,9 +1,11 @@
 using System.Net;
+using NatKit.Lab;
+using NatKit.Lab.Capture;
 using NatKit.Nat;
 using NatKit.Stun.Discovery;
 using NatKit.Stun.Server;
 
-namespace NatKit.Lab.Probe;
+namespace NatKit.Scenarios.Probe;
 
 /// <summary>What the probe expects of a policy, in the discovery client's terms.</summary>
 public sealed record ProbeExpectation(NatMapping Mapping, NatFiltering Filtering, bool Hairpinning,
@@ -116,7 +118,7 @@ public static class LabProbe
         lab.AddRouter("nat", policy, home, "192.168.1.1", internet, "198.51.100.1");
         var server = lab.AddHost("stun-server", internet, ServerPrimary.ToString(), ServerAlternate.ToString());
         var client = lab.AddHost("client", home, "192.168.1.10");
-        var captures = new List<Capture.PacketCapture>();
+        var captures = new List<PacketCapture>();
         if (options.PcapDirectory is { } dir)
         {
             Directory.CreateDirectory(dir);

@@ -1,8 +1,8 @@
-using NatKit.Lab.Probe;
 using NatKit.Nat;
+using NatKit.Scenarios.Probe;
 using Xunit.Abstractions;
 
-namespace NatKit.Lab.Tests;
+namespace NatKit.Scenarios.Tests;
 
 public sealed class ProbeTests(ITestOutputHelper output)
 {
