@@ -1,15 +1,60 @@
+using System.Globalization;
 using System.Net;
 using NatKit.Lab;
 using NatKit.Lab.Capture;
 using NatKit.Nat;
+using NatKit.Net;
+using NatKit.Stun.Client;
 using NatKit.Stun.Discovery;
 using NatKit.Stun.Server;
 
 namespace NatKit.Scenarios.Probe;
 
+/// <summary>How a NAT picks the external port of each new mapping, seen from outside.</summary>
+public enum PortAllocation
+{
+    /// <summary>One port per socket whatever the destination (endpoint-independent mapping, or Linux's shared
+    /// ports): nothing to predict, the STUN answer is the port.</summary>
+    SamePort,
+
+    /// <summary>A new port per destination, a fixed step after the previous one: predictable.</summary>
+    Sequential,
+
+    /// <summary>A new port per destination with no pattern.</summary>
+    Random,
+}
+
+/// <summary>What <see cref="LabProbe.ObservePortAllocationAsync"/> saw: the mapped ports in the order the
+/// mappings were made (two sockets, each to the server's primary then alternate address), and what they show.</summary>
+public sealed record PortAllocationFinding(PortAllocation Allocation, int Step, IReadOnlyList<int> Ports)
+{
+    /// <summary>Largest step between consecutive ports still called sequential.</summary>
+    public const int MaxSequentialStep = 64;
+
+    /// <summary>Classifies ports observed as (socket 1 to A, socket 1 to B, socket 2 to A, socket 2 to B).</summary>
+    public static PortAllocationFinding Classify(IReadOnlyList<int> ports)
+    {
+        ArgumentNullException.ThrowIfNull(ports);
+        if (ports.Count != 4) throw new ArgumentException("four mapped ports expected", nameof(ports));
+        if (ports[0] == ports[1] && ports[2] == ports[3]) return new(PortAllocation.SamePort, 0, ports);
+        var step = ports[1] - ports[0];
+        var sequential = step != 0 && Math.Abs(step) <= MaxSequentialStep &&
+                         ports[2] - ports[1] == step && ports[3] - ports[2] == step;
+        return sequential ? new(PortAllocation.Sequential, step, ports) : new(PortAllocation.Random, 0, ports);
+    }
+
+    /// <summary>"same", "+1 each" or "random".</summary>
+    public override string ToString() => Allocation switch
+    {
+        PortAllocation.SamePort => "same",
+        PortAllocation.Sequential => string.Create(CultureInfo.InvariantCulture, $"{Step:+0;-0} each"),
+        _ => "random",
+    };
+}
+
 /// <summary>What the probe expects of a policy, in the discovery client's terms.</summary>
 public sealed record ProbeExpectation(NatMapping Mapping, NatFiltering Filtering, bool Hairpinning,
-    bool PortPreserved, IReadOnlyList<TimeSpan> Lifetimes)
+    bool PortPreserved, IReadOnlyList<TimeSpan> Lifetimes, PortAllocation Ports)
 {
     /// <summary>What RFC 5780 discovery should find behind a NAT with <paramref name="policy"/>.</summary>
     public static ProbeExpectation For(NatPolicy policy)
@@ -36,14 +81,23 @@ public sealed record ProbeExpectation(NatMapping Mapping, NatFiltering Filtering
                         LabHost.EphemeralPortLast <= policy.PortRangeEnd;
         List<TimeSpan> lifetimes = [policy.UdpTimeout];
         if (policy.UdpUnrepliedTimeout is { } unreplied) lifetimes.Add(unreplied);
-        return new ProbeExpectation(mapping, filtering, policy.Hairpinning != HairpinBehavior.None, preserved, lifetimes);
+        // A mapping per destination gets its port from the allocator: in sequence, or at random (a preserving NAT
+        // keeps the port for the first destination only; the next one collides and goes random). Overloading
+        // keeps it for every destination by evicting the older mapping.
+        var ports = mapping == NatMapping.EndpointIndependent || policy.PortAssignment == PortAssignment.Overloading
+            ? PortAllocation.SamePort
+            : policy.PortAssignment == PortAssignment.Sequential ? PortAllocation.Sequential : PortAllocation.Random;
+        return new ProbeExpectation(mapping, filtering, policy.Hairpinning != HairpinBehavior.None, preserved, lifetimes,
+            ports);
     }
 }
 
 /// <summary>One probed NAT: what discovery found from inside the lab, and what the policy says.</summary>
 public sealed record ProbeResult(string Name, NatPolicy Policy, NatBehavior Found, ProbeExpectation Expected,
-    TimeSpan VirtualTime, TimeSpan LifetimeResolution)
+    TimeSpan VirtualTime, TimeSpan LifetimeResolution, PortAllocationFinding? Ports)
 {
+    public bool PortAllocationMatches => Ports?.Allocation == Expected.Ports;
+
     public bool MappingMatches => Found.Mapping == Expected.Mapping;
 
     public bool FilteringMatches => Found.Filtering == Expected.Filtering;
@@ -58,7 +112,7 @@ public sealed record ProbeResult(string Name, NatPolicy Policy, NatBehavior Foun
         Expected.Lifetimes.Any(l => Found.BindingLifetimeIsLowerBound ? l >= t : (t - l).Duration() <= LifetimeResolution);
 
     public bool AllMatch => MappingMatches && FilteringMatches && HairpinningMatches && PortPreservationMatches &&
-                            LifetimeMatches;
+                            LifetimeMatches && PortAllocationMatches;
 }
 
 /// <summary>Options for <see cref="LabProbe"/>.</summary>
@@ -128,9 +182,9 @@ public static class LabProbe
 
         try
         {
-            var found = Discover(lab, client, server, options);
+            var (found, ports) = Run(lab, client, server, options, observePorts: true);
             return new ProbeResult(name, policy, found, ProbeExpectation.For(policy), lab.Now,
-                options.LifetimeResolution);
+                options.LifetimeResolution, ports);
         }
         finally
         {
@@ -143,7 +197,40 @@ public static class LabProbe
     /// <paramref name="server"/> (which needs two addresses: primary and alternate), in <paramref name="lab"/>.
     /// Works on any topology: whatever NATs lie between the two shape the answer.
     /// </summary>
-    public static NatBehavior Discover(VirtualNetwork lab, LabHost client, LabHost server, LabProbeOptions? options = null)
+    public static NatBehavior Discover(VirtualNetwork lab, LabHost client, LabHost server, LabProbeOptions? options = null) =>
+        Run(lab, client, server, options, observePorts: false).Behavior;
+
+    /// <summary>
+    /// How the NAT(s) between <paramref name="client"/> and a STUN server allocate ports for new mappings: two
+    /// fresh sockets, each sending a Binding request to <paramref name="primary"/> and then to the same port on
+    /// <paramref name="alternate"/>, give four mappings in a known order (two when mapping is endpoint-independent).
+    /// Null when a request got no answer.
+    /// </summary>
+    public static async Task<PortAllocationFinding?> ObservePortAllocationAsync(INetwork client, IPEndPoint primary,
+        IPAddress alternate, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(client);
+        ArgumentNullException.ThrowIfNull(primary);
+        ArgumentNullException.ThrowIfNull(alternate);
+        var stun = new StunClient(client);
+        var any = new IPEndPoint(IPAddress.Any, 0);
+        var ports = new List<int>(4);
+        for (var s = 0; s < 2; s++)
+        {
+            using var socket = await client.BindUdpAsync(any, cancellationToken);
+            foreach (var server in new[] { primary, new IPEndPoint(alternate, primary.Port) })
+            {
+                var response = await stun.BindingAsync(socket, server, default, cancellationToken);
+                if (response?.MappedAddress is not { } mapped) return null;
+                ports.Add(mapped.Port);
+            }
+        }
+
+        return PortAllocationFinding.Classify(ports);
+    }
+
+    private static (NatBehavior Behavior, PortAllocationFinding? Ports) Run(VirtualNetwork lab, LabHost client,
+        LabHost server, LabProbeOptions? options, bool observePorts)
     {
         ArgumentNullException.ThrowIfNull(lab);
         ArgumentNullException.ThrowIfNull(client);
@@ -167,13 +254,17 @@ public static class LabProbe
                 EnableTcp = false,
                 RateLimitPerSecond = 0,
             });
+            // Ports first: discovery's own mappings would only move a sequential allocator along.
+            var ports = observePorts
+                ? await ObservePortAllocationAsync(client, primary, server.LocalAddresses[1])
+                : null;
             var discovery = new NatBehaviorDiscovery(client, primary, new NatDiscoveryOptions
             {
                 MeasureBindingLifetime = options.MeasureLifetime,
                 BindingLifetimeMax = options.LifetimeMax,
                 BindingLifetimeResolution = options.LifetimeResolution,
             });
-            return await discovery.RunAsync();
+            return (await discovery.RunAsync(), ports);
         });
     }
 }
