@@ -1,5 +1,6 @@
 using NatKit.Nat;
 using NatKit.Scenarios.Probe;
+using NatKit.Traversal.HardNat;
 using Xunit.Abstractions;
 
 namespace NatKit.Scenarios.Tests;
@@ -15,7 +16,7 @@ public sealed class ProbeTests(ITestOutputHelper output)
         var preset = NatPresets.Find(name)!;
         var r = LabProbe.Probe(preset.Name, preset.Policy);
         output.WriteLine($"{name}: {r.Found.ToJson()}");
-        output.WriteLine($"expected: {r.Expected}; virtual time {r.VirtualTime}; new ports {r.Ports} ({string.Join(", ", r.Ports?.Ports ?? [])})");
+        output.WriteLine($"expected: {r.Expected}; virtual time {r.VirtualTime}; new ports {r.Ports}");
         Assert.True(r.Found.Reachable);
         Assert.Equal(r.Expected.Mapping, r.Found.Mapping);
         Assert.Equal(r.Expected.Filtering, r.Found.Filtering);
@@ -29,8 +30,8 @@ public sealed class ProbeTests(ITestOutputHelper output)
     [InlineData("symmetric-sequential", PortAllocation.Sequential)]
     [InlineData("symmetric", PortAllocation.Random)]
     [InlineData("hard", PortAllocation.Random)]
-    [InlineData("port-restricted-cone", PortAllocation.SamePort)]
-    [InlineData("linux-masquerade", PortAllocation.SamePort)]
+    [InlineData("port-restricted-cone", PortAllocation.Fixed)]
+    [InlineData("linux-masquerade", PortAllocation.Fixed)]
     public void NewPorts_AsTheAllocatorHandsThemOut(string name, PortAllocation expected)
     {
         // Written out here, not read from ProbeExpectation, so a wrong expectation fails too.
@@ -40,17 +41,18 @@ public sealed class ProbeTests(ITestOutputHelper output)
         if (expected == PortAllocation.Sequential) Assert.Equal(1, r.Ports.Step);
     }
 
-    [Theory]
-    [InlineData(new[] { 5000, 5000, 6000, 6000 }, PortAllocation.SamePort, 0)]
-    [InlineData(new[] { 1024, 1025, 1026, 1027 }, PortAllocation.Sequential, 1)]
-    [InlineData(new[] { 1030, 1028, 1026, 1024 }, PortAllocation.Sequential, -2)]
-    [InlineData(new[] { 1024, 1025, 1027, 1028 }, PortAllocation.Random, 0)]
-    [InlineData(new[] { 40000, 40100, 40200, 40300 }, PortAllocation.Random, 0)]   // a step of 100 is no allocator
-    [InlineData(new[] { 5000, 5000, 5001, 5002 }, PortAllocation.Random, 0)]
-    public void PortAllocation_Classify(int[] ports, PortAllocation expected, int step)
+    [Fact]
+    public void NewPorts_AddressDependentSequential_IsSequential_AndTheWholeProbeAgrees()
     {
-        var f = PortAllocationFinding.Classify(ports);
-        Assert.Equal(expected, f.Allocation);
-        Assert.Equal(step, f.Step);
+        // Custom knobs, no preset: a mapping per destination address (the server's two ports share it).
+        var policy = NatPresets.Symmetric with
+        {
+            Mapping = MappingBehavior.AddressDependent,
+            PortAssignment = PortAssignment.Sequential,
+        };
+        var r = LabProbe.Probe("adm-sequential", policy, new LabProbeOptions { MeasureLifetime = false });
+        Assert.Equal(Stun.Discovery.NatMapping.AddressDependent, r.Ports!.Mapping);
+        Assert.Equal(PortAllocation.Sequential, r.Ports.Allocation);
+        Assert.True(r.AllMatch, r.ToString());
     }
 }

@@ -155,7 +155,7 @@ internal sealed class LabCommands : IVerbGroup
                     Markup.Escape(r.Name),
                     Mark(NatBehavior.ShortName(r.Found.Mapping), r.MappingMatches),
                     Mark(NatBehavior.ShortName(r.Found.Filtering), r.FilteringMatches),
-                    Mark(r.Ports?.ToString() ?? "?", r.PortAllocationMatches),
+                    Mark(ProbeResult.Describe(r.Ports), r.PortAllocationMatches),
                     Mark(r.Found.Hairpinning switch { true => "yes", false => "no", null => "?" }, r.HairpinningMatches),
                     Mark(r.Found.PortPreserved switch { true => "yes", false => "no", null => "?" }, r.PortPreservationMatches),
                     Mark(Lifetime(r.Found), r.LifetimeMatches),

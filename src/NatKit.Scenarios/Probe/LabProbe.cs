@@ -7,50 +7,9 @@ using NatKit.Net;
 using NatKit.Stun.Client;
 using NatKit.Stun.Discovery;
 using NatKit.Stun.Server;
+using NatKit.Traversal.HardNat;
 
 namespace NatKit.Scenarios.Probe;
-
-/// <summary>How a NAT picks the external port of each new mapping, seen from outside.</summary>
-public enum PortAllocation
-{
-    /// <summary>One port per socket whatever the destination (endpoint-independent mapping, or Linux's shared
-    /// ports): nothing to predict, the STUN answer is the port.</summary>
-    SamePort,
-
-    /// <summary>A new port per destination, a fixed step after the previous one: predictable.</summary>
-    Sequential,
-
-    /// <summary>A new port per destination with no pattern.</summary>
-    Random,
-}
-
-/// <summary>What <see cref="LabProbe.ObservePortAllocationAsync"/> saw: the mapped ports in the order the
-/// mappings were made (two sockets, each to the server's primary then alternate address), and what they show.</summary>
-public sealed record PortAllocationFinding(PortAllocation Allocation, int Step, IReadOnlyList<int> Ports)
-{
-    /// <summary>Largest step between consecutive ports still called sequential.</summary>
-    public const int MaxSequentialStep = 64;
-
-    /// <summary>Classifies ports observed as (socket 1 to A, socket 1 to B, socket 2 to A, socket 2 to B).</summary>
-    public static PortAllocationFinding Classify(IReadOnlyList<int> ports)
-    {
-        ArgumentNullException.ThrowIfNull(ports);
-        if (ports.Count != 4) throw new ArgumentException("four mapped ports expected", nameof(ports));
-        if (ports[0] == ports[1] && ports[2] == ports[3]) return new(PortAllocation.SamePort, 0, ports);
-        var step = ports[1] - ports[0];
-        var sequential = step != 0 && Math.Abs(step) <= MaxSequentialStep &&
-                         ports[2] - ports[1] == step && ports[3] - ports[2] == step;
-        return sequential ? new(PortAllocation.Sequential, step, ports) : new(PortAllocation.Random, 0, ports);
-    }
-
-    /// <summary>"same", "+1 each" or "random".</summary>
-    public override string ToString() => Allocation switch
-    {
-        PortAllocation.SamePort => "same",
-        PortAllocation.Sequential => string.Create(CultureInfo.InvariantCulture, $"{Step:+0;-0} each"),
-        _ => "random",
-    };
-}
 
 /// <summary>What the probe expects of a policy, in the discovery client's terms.</summary>
 public sealed record ProbeExpectation(NatMapping Mapping, NatFiltering Filtering, bool Hairpinning,
@@ -85,7 +44,7 @@ public sealed record ProbeExpectation(NatMapping Mapping, NatFiltering Filtering
         // keeps the port for the first destination only; the next one collides and goes random). Overloading
         // keeps it for every destination by evicting the older mapping.
         var ports = mapping == NatMapping.EndpointIndependent || policy.PortAssignment == PortAssignment.Overloading
-            ? PortAllocation.SamePort
+            ? PortAllocation.Fixed
             : policy.PortAssignment == PortAssignment.Sequential ? PortAllocation.Sequential : PortAllocation.Random;
         return new ProbeExpectation(mapping, filtering, policy.Hairpinning != HairpinBehavior.None, preserved, lifetimes,
             ports);
@@ -94,9 +53,18 @@ public sealed record ProbeExpectation(NatMapping Mapping, NatFiltering Filtering
 
 /// <summary>One probed NAT: what discovery found from inside the lab, and what the policy says.</summary>
 public sealed record ProbeResult(string Name, NatPolicy Policy, NatBehavior Found, ProbeExpectation Expected,
-    TimeSpan VirtualTime, TimeSpan LifetimeResolution, PortAllocationFinding? Ports)
+    TimeSpan VirtualTime, TimeSpan LifetimeResolution, NatProfile? Ports)
 {
     public bool PortAllocationMatches => Ports?.Allocation == Expected.Ports;
+
+    /// <summary>How new mappings get their ports, in a word or two: "same", "+1 each", "random", "?".</summary>
+    public static string Describe(NatProfile? profile) => profile?.Allocation switch
+    {
+        PortAllocation.Fixed => "same",
+        PortAllocation.Sequential => string.Create(CultureInfo.InvariantCulture, $"{profile.Step:+0;-0} each"),
+        PortAllocation.Random => "random",
+        _ => "?",
+    };
 
     public bool MappingMatches => Found.Mapping == Expected.Mapping;
 
@@ -201,35 +169,34 @@ public static class LabProbe
         Run(lab, client, server, options, observePorts: false).Behavior;
 
     /// <summary>
-    /// How the NAT(s) between <paramref name="client"/> and a STUN server allocate ports for new mappings: two
-    /// fresh sockets, each sending a Binding request to <paramref name="primary"/> and then to the same port on
-    /// <paramref name="alternate"/>, give four mappings in a known order (two when mapping is endpoint-independent).
-    /// Null when a request got no answer.
+    /// How the NAT(s) between <paramref name="client"/> and an RFC 5780 STUN server allocate ports for new
+    /// mappings: one fresh socket sends a Binding request to each of the server's four endpoints (primary address,
+    /// both ports; then the alternate address, both ports), and <see cref="NatProfiler"/> reads the mapped ports
+    /// (the traversal's own profiler: what the probe reports is what port prediction will see). Null when a
+    /// request got no answer.
     /// </summary>
-    public static async Task<PortAllocationFinding?> ObservePortAllocationAsync(INetwork client, IPEndPoint primary,
-        IPAddress alternate, CancellationToken cancellationToken = default)
+    public static async Task<NatProfile?> ObservePortAllocationAsync(INetwork client, StunServer server,
+        CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(client);
-        ArgumentNullException.ThrowIfNull(primary);
-        ArgumentNullException.ThrowIfNull(alternate);
+        ArgumentNullException.ThrowIfNull(server);
+        var primary = server.UdpEndPoints[0].Address;
+        var endpoints = server.UdpEndPoints
+            .OrderBy(e => e.Address.Equals(primary) ? 0 : 1).ThenBy(e => e.Port).ToList();
         var stun = new StunClient(client);
-        var any = new IPEndPoint(IPAddress.Any, 0);
-        var ports = new List<int>(4);
-        for (var s = 0; s < 2; s++)
+        using var socket = await client.BindUdpAsync(new IPEndPoint(IPAddress.Any, 0), cancellationToken);
+        var seen = new List<MappingObservation>(endpoints.Count);
+        foreach (var endpoint in endpoints)
         {
-            using var socket = await client.BindUdpAsync(any, cancellationToken);
-            foreach (var server in new[] { primary, new IPEndPoint(alternate, primary.Port) })
-            {
-                var response = await stun.BindingAsync(socket, server, default, cancellationToken);
-                if (response?.MappedAddress is not { } mapped) return null;
-                ports.Add(mapped.Port);
-            }
+            var response = await stun.BindingAsync(socket, endpoint, default, cancellationToken);
+            if (response?.MappedAddress is not { } mapped) return null;
+            seen.Add(new MappingObservation(endpoint, mapped));
         }
 
-        return PortAllocationFinding.Classify(ports);
+        return NatProfiler.Infer(socket.LocalEndPoint, seen);
     }
 
-    private static (NatBehavior Behavior, PortAllocationFinding? Ports) Run(VirtualNetwork lab, LabHost client,
+    private static (NatBehavior Behavior, NatProfile? Ports) Run(VirtualNetwork lab, LabHost client,
         LabHost server, LabProbeOptions? options, bool observePorts)
     {
         ArgumentNullException.ThrowIfNull(lab);
@@ -247,7 +214,7 @@ public static class LabProbe
         {
             // The server is left running when the scenario ends: the lab is thrown away with it, and stopping
             // it would only add work (its DisposeAsync cancels through the thread pool).
-            _ = await StunServer.StartAsync(server, new StunServerOptions
+            var stunServer = await StunServer.StartAsync(server, new StunServerOptions
             {
                 Primary = primary,
                 AlternateAddress = server.LocalAddresses[1],
@@ -256,7 +223,7 @@ public static class LabProbe
             });
             // Ports first: discovery's own mappings would only move a sequential allocator along.
             var ports = observePorts
-                ? await ObservePortAllocationAsync(client, primary, server.LocalAddresses[1])
+                ? await ObservePortAllocationAsync(client, stunServer)
                 : null;
             var discovery = new NatBehaviorDiscovery(client, primary, new NatDiscoveryOptions
             {
