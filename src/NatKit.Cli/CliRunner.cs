@@ -15,6 +15,21 @@ internal static class CliRunner
     public static async Task<int> RunAsync(RootCommand root, string[] args)
     {
         var parse = root.Parse(args);
+        if (parse.Errors.Count > 0)
+        {
+            // System.CommandLine would print every error and the whole help and exit 1: one sentence, exit 2.
+            var names = new List<string>();
+            for (var c = parse.CommandResult; c is not null; c = c.Parent as System.CommandLine.Parsing.CommandResult)
+            {
+                if (c.Command is not RootCommand) names.Insert(0, c.Command.Name);
+            }
+
+            var command = string.Join(' ', names.Prepend("natkit"));
+            AnsiConsole.MarkupLineInterpolated(
+                $"[red]natkit:[/] {string.Join(" ", parse.Errors.Select(e => e.Message.TrimEnd('.') + "."))} See '{command} --help'.");
+            return UsageError;
+        }
+
         try
         {
             // The default handler would print "Unhandled exception" and a stack trace: let user errors reach us.
