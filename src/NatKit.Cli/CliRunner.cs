@@ -17,11 +17,16 @@ internal static class CliRunner
         var parse = root.Parse(args);
         if (parse.Errors.Count > 0)
         {
-            // A flag that does not parse or does not exist is a usage error like any other: one sentence that
-            // names it, exit code 2 (System.CommandLine's own handling prints the whole help and returns 1). The
-            // first error only: the rest usually follow from it (an unknown flag's value is an unknown argument).
-            AnsiConsole.MarkupLineInterpolated($"[red]natkit:[/] {parse.Errors[0].Message} (see --help)");
+            // System.CommandLine would print every error and the whole help and exit 1: one sentence, exit 2.
+            var names = new List<string>();
+            for (var c = parse.CommandResult; c is not null; c = c.Parent as System.CommandLine.Parsing.CommandResult)
+            {
+                if (c.Command is not RootCommand) names.Insert(0, c.Command.Name);
+            }
 
+            var command = string.Join(' ', names.Prepend("natkit"));
+            AnsiConsole.MarkupLineInterpolated(
+                $"[red]natkit:[/] {string.Join(" ", parse.Errors.Select(e => e.Message.TrimEnd('.') + "."))} See '{command} --help'.");
             return UsageError;
         }
 

@@ -1,7 +1,11 @@
 namespace NatKit.Nat;
 
 /// <summary>A named policy and why it has the values it has.</summary>
-public sealed record NatPreset(string Name, string Summary, string Explanation, NatPolicy Policy);
+public sealed record NatPreset(string Name, string Summary, string Explanation, NatPolicy Policy)
+{
+    /// <summary>Other names <see cref="NatPresets.Find"/> accepts for this preset.</summary>
+    public IReadOnlyList<string> Aliases { get; init; } = [];
+}
 
 /// <summary>
 /// Named NAT behaviours: the classic RFC 3489 cones, Tailscale natlab's types, Linux's masquerade and the RFC
@@ -34,6 +38,10 @@ public static class NatPresets
         Filtering = FilteringBehavior.AddressAndPortDependent,
         PortAssignment = PortAssignment.Random,
     };
+
+    /// <summary>Symmetric with a sequential port allocator: a new mapping per destination endpoint, on the port
+    /// after the previous mapping's. Its next port is predictable from two STUN answers.</summary>
+    public static readonly NatPolicy SymmetricSequential = Symmetric with { PortAssignment = PortAssignment.Sequential };
 
     /// <summary>Tailscale natlab "easy": endpoint-independent mapping to a random high port, answers only from
     /// address and port pairs the host sent to within 300 s (refreshed by outbound traffic).</summary>
@@ -112,9 +120,12 @@ public static class NatPresets
         new("port-restricted-cone", "EIM + APDF (RFC 3489 port-restricted cone).",
             "Full cone's mapping, but inbound packets are accepted only from the exact address and port pairs the internal endpoint has sent to (REQ-8 address-and-port-dependent).",
             PortRestrictedCone),
-        new("symmetric", "APDM + APDF, random ports (RFC 3489 symmetric).",
-            "A new mapping, on a random port, for every destination address and port (REQ-1 address-and-port-dependent); only that destination may answer. STUN sees a different port for every server: the hardest NAT to traverse.",
-            Symmetric),
+        new("symmetric", "APDM + APDF, random ports 1024-65535 (RFC 3489 symmetric; also named symmetric-random).",
+            "A new mapping, on a random port anywhere in 1024-65535, for every destination address and port (REQ-1 address-and-port-dependent); only that destination may answer. STUN sees a different, unpredictable port for every server: the hardest NAT to traverse, and the lab's model of a 'hard' NAT (a birthday-paradox prober must hit one of the mapped ports among 64,512; Tailscale natlab's 'hard' draws from 32768-65535 only, which doubles the prober's odds).",
+            Symmetric) { Aliases = ["symmetric-random"] },
+        new("symmetric-sequential", "APDM + APDF, sequential ports (symmetric with a predictable allocator).",
+            "A new mapping for every destination address and port (REQ-1 address-and-port-dependent), on the next free port after the previous mapping's (REQ-3 allows any assignment; many carrier and enterprise NATs allocate this way); only that destination may answer. Two STUN servers see consecutive ports, so the port of the next mapping can be predicted: the NAT that port prediction defeats.",
+            SymmetricSequential),
         new("easy", "Tailscale natlab 'easy': EIM, APDF, random port 32768-65535.",
             "As Tailscale's natlab models a typical Linux home router: one mapping per internal endpoint on a random high port (32768-65535, not preserved), and inbound packets only from address and port pairs the host sent to recently (outbound traffic refreshes). No hairpinning, no hold-down.",
             TailscaleEasy),
@@ -135,7 +146,7 @@ public static class NatPresets
             RfcRecommended),
     ];
 
-    /// <summary>Finds a preset by name (case-insensitive), or null.</summary>
+    /// <summary>Finds a preset by name or alias (case-insensitive), or null.</summary>
     public static NatPreset? Find(string name)
     {
         foreach (var p in All)
@@ -143,6 +154,14 @@ public static class NatPresets
             if (string.Equals(p.Name, name, StringComparison.OrdinalIgnoreCase))
             {
                 return p;
+            }
+
+            foreach (var alias in p.Aliases)
+            {
+                if (string.Equals(alias, name, StringComparison.OrdinalIgnoreCase))
+                {
+                    return p;
+                }
             }
         }
 

@@ -8,7 +8,7 @@ namespace NatKit.Nat.Tests;
 /// </summary>
 public sealed class PresetTests
 {
-    public enum Ports { Preserved, Random, RandomHigh }
+    public enum Ports { Preserved, Random, RandomHigh, Sequential }
 
     public static TheoryData<string, MappingBehavior, FilteringBehavior, Ports, HairpinBehavior> Definitions => new()
     {
@@ -16,6 +16,7 @@ public sealed class PresetTests
         { "restricted-cone", MappingBehavior.EndpointIndependent, FilteringBehavior.AddressDependent, Ports.Preserved, HairpinBehavior.None },
         { "port-restricted-cone", MappingBehavior.EndpointIndependent, FilteringBehavior.AddressAndPortDependent, Ports.Preserved, HairpinBehavior.None },
         { "symmetric", MappingBehavior.AddressAndPortDependent, FilteringBehavior.AddressAndPortDependent, Ports.Random, HairpinBehavior.None },
+        { "symmetric-sequential", MappingBehavior.AddressAndPortDependent, FilteringBehavior.AddressAndPortDependent, Ports.Sequential, HairpinBehavior.None },
         { "easy", MappingBehavior.EndpointIndependent, FilteringBehavior.AddressAndPortDependent, Ports.RandomHigh, HairpinBehavior.None },
         { "easyaf", MappingBehavior.EndpointIndependent, FilteringBehavior.AddressDependent, Ports.RandomHigh, HairpinBehavior.None },
         { "hard", MappingBehavior.AddressAndPortDependent, FilteringBehavior.AddressAndPortDependent, Ports.RandomHigh, HairpinBehavior.None },
@@ -42,12 +43,43 @@ public sealed class PresetTests
         Assert.Equal(hairpin, ObserveHairpin(policy));
         using var h = new NatHarness(policy);
         var port = h.Out("192.168.1.10:4000", "198.51.100.1:1000").Source.Port;
+        // Two more destinations (from another host, so every preset makes new mappings): where the ports land.
+        var next = h.Out("192.168.1.11:4000", "198.51.100.2:1000").Source.Port;
+        var third = h.Out("192.168.1.12:5000", "198.51.100.3:1000").Source.Port;
         switch (ports)
         {
             case Ports.Preserved: Assert.Equal(4000, port); break;
-            case Ports.Random: Assert.NotEqual(4000, port); break;
+            case Ports.Random:
+                Assert.NotEqual(4000, port);
+                Assert.False(next - port == 1 && third - next == 1, $"ports {port}, {next}, {third} look sequential");
+                break;
+            case Ports.Sequential: Assert.Equal([port + 1, port + 2], [next, third]); break;
             default: Assert.InRange(port, 32768, 65535); break;
         }
+    }
+
+    [Fact]
+    public void SymmetricSequential_EachNewDestinationTakesTheNextPort_SoTwoStunAnswersPredictTheThird()
+    {
+        using var h = new NatHarness(NatPresets.SymmetricSequential);
+        var toServer1 = h.Out("192.168.1.10:4000", "198.51.100.1:3478").Source.Port;
+        var toServer2 = h.Out("192.168.1.10:4000", "198.51.100.2:3478").Source.Port;
+        var step = toServer2 - toServer1;
+        Assert.Equal(1, step);
+        var toPeer = h.Out("192.168.1.10:4000", "203.0.113.9:5000").Source.Port;
+        Assert.Equal(toServer2 + step, toPeer);
+        Assert.Equal(toServer1, h.Out("192.168.1.10:4000", "198.51.100.1:3478").Source.Port); // a mapping is kept
+        Assert.False(h.In("198.51.100.1:3478", $"203.0.113.1:{toPeer}").Forwarded);          // APDF
+        Assert.True(h.In("203.0.113.9:5000", $"203.0.113.1:{toPeer}").Forwarded);
+    }
+
+    [Fact]
+    public void Symmetric_IsAlsoNamedSymmetricRandom()
+    {
+        Assert.Same(NatPresets.Find("symmetric"), NatPresets.Find("symmetric-random"));
+        Assert.Same(NatPresets.Find("symmetric"), NatPresets.Find("Symmetric-Random"));
+        Assert.Equal(PortAssignment.Random, NatPresets.Find("symmetric-random")!.Policy.PortAssignment);
+        Assert.Null(NatPresets.Find("symmetric-"));
     }
 
     [Fact]

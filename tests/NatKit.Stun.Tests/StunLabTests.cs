@@ -10,8 +10,8 @@ using NatKit.Stun.Transactions;
 namespace NatKit.Stun.Tests;
 
 /// <summary>The server and client inside the in-memory lab: behind a real NAT engine, over lossy links, in
-/// virtual time. (Every NAT preset's RFC 5780 classification is pinned by NatKit.Lab.Tests' ProbeTests, which run
-/// this part's discovery client.)</summary>
+/// virtual time. (Every NAT preset's RFC 5780 classification is pinned by NatKit.Scenarios.Tests' ProbeTests, which
+/// run this part's discovery client.)</summary>
 public class StunLabTests
 {
     private static readonly IPAddress ServerAddress = IPAddress.Parse("203.0.113.100");
@@ -44,6 +44,30 @@ public class StunLabTests
         });
         Assert.Equal(IPAddress.Parse("198.51.100.1"), response!.MappedAddress!.Address);
         Assert.Equal(new IPEndPoint(IPAddress.Parse("203.0.113.101"), 3479), response.OtherAddress);
+    }
+
+    [Fact]
+    public void OnTheCallersSocket_ThroughAFullCone_PortKept_AndServerDisposesInTheLab()
+    {
+        // StunServer.DisposeAsync cancels with CancelAsync, whose callbacks run on the thread pool: the lab
+        // marshals them back onto its loop.
+        var (lab, serverHost, clientHost) = Build(NatPresets.FullCone);
+        var mapped = lab.Run(async () =>
+        {
+            var server = await StunServer.StartAsync(serverHost, new StunServerOptions
+            {
+                Primary = new IPEndPoint(ServerAddress, 3478),
+                EnableTcp = false,
+            });
+            await using (server)
+            {
+                var client = new StunClient(clientHost, new StunClientOptions());
+                using var socket = await clientHost.BindUdpAsync(new IPEndPoint(IPAddress.Any, 41000));
+                var response = await client.BindingAsync(socket, new IPEndPoint(ServerAddress, 3478), default);
+                return response!.MappedAddress;
+            }
+        });
+        Assert.Equal(new IPEndPoint(IPAddress.Parse("198.51.100.1"), 41000), mapped);
     }
 
     [Fact]

@@ -2,10 +2,10 @@ using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
 using NatKit.Lab;
-using NatKit.Lab.Probe;
-using NatKit.Lab.Scenarios;
 using NatKit.Lab.Topology;
 using NatKit.Nat;
+using NatKit.Scenarios.Probe;
+using NatKit.Scenarios.Reachability;
 using NatKit.Stun.Discovery;
 using Spectre.Console;
 
@@ -144,7 +144,7 @@ internal sealed class LabCommands : IVerbGroup
             }
 
             var table = new Table().Title("NAT presets classified from inside the lab (RFC 5780 discovery)");
-            foreach (var c in new[] { "preset", "mapping", "filtering", "hairpin", "port kept", "lifetime", "as policy", "virtual time" })
+            foreach (var c in new[] { "preset", "mapping", "filtering", "new ports", "hairpin", "port kept", "lifetime", "as policy", "virtual time" })
             {
                 table.AddColumn(c);
             }
@@ -155,6 +155,7 @@ internal sealed class LabCommands : IVerbGroup
                     Markup.Escape(r.Name),
                     Mark(NatBehavior.ShortName(r.Found.Mapping), r.MappingMatches),
                     Mark(NatBehavior.ShortName(r.Found.Filtering), r.FilteringMatches),
+                    Mark(ProbeResult.Describe(r.Ports), r.PortAllocationMatches),
                     Mark(r.Found.Hairpinning switch { true => "yes", false => "no", null => "?" }, r.HairpinningMatches),
                     Mark(r.Found.PortPreserved switch { true => "yes", false => "no", null => "?" }, r.PortPreservationMatches),
                     Mark(Lifetime(r.Found), r.LifetimeMatches),

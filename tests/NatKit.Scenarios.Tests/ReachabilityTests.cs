@@ -1,13 +1,12 @@
 using System.Net;
-using NatKit.Lab.Scenarios;
 using NatKit.Lab.Topology;
-using NatKit.Stun.Client;
-using NatKit.Stun.Server;
-using static NatKit.Lab.Tests.LabFixture;
+using NatKit.Scenarios.Probe;
+using NatKit.Scenarios.Reachability;
+using NatKit.Stun.Discovery;
 
-namespace NatKit.Lab.Tests;
+namespace NatKit.Scenarios.Tests;
 
-public sealed class ScenarioTests
+public sealed class ReachabilityTests
 {
     [Fact]
     public void UdpReachability_OnTwoHomes_ShowsWhatEachNatLetsThrough()
@@ -43,35 +42,10 @@ public sealed class ScenarioTests
         // carol: port-restricted cone behind the carrier's "easy" NAT. Both map endpoint-independently, so the
         // chain does too; the stricter filter (APDF) wins; the carrier's random ports hide carol's port.
         var lab = BuiltInTopologies.Load("two-homes").Build();
-        var b = Probe.LabProbe.Discover(lab, lab.Host("carol"), lab.Host("server"),
-            new Probe.LabProbeOptions { MeasureLifetime = false });
-        Assert.Equal(Stun.Discovery.NatMapping.EndpointIndependent, b.Mapping);
-        Assert.Equal(Stun.Discovery.NatFiltering.AddressAndPortDependent, b.Filtering);
+        var b = LabProbe.Discover(lab, lab.Host("carol"), lab.Host("server"), new LabProbeOptions { MeasureLifetime = false });
+        Assert.Equal(NatMapping.EndpointIndependent, b.Mapping);
+        Assert.Equal(NatFiltering.AddressAndPortDependent, b.Filtering);
         Assert.False(b.PortPreserved);
         Assert.Contains(b.MappedEndPoint!.Address.ToString(), new[] { "198.51.100.10", "198.51.100.11" });
-    }
-
-    [Fact]
-    public void StunServer_StartsAnswersAndDisposes_InsideTheLab()
-    {
-        // StunServer.DisposeAsync cancels with CancelAsync, whose callbacks run on the thread pool: the lab
-        // marshals them back onto its loop.
-        var lab = TwoHomes(Nat.NatPresets.FullCone, Nat.NatPresets.FullCone);
-        var mapped = lab.Run(async () =>
-        {
-            var server = await StunServer.StartAsync(lab.Host("server"), new StunServerOptions
-            {
-                Primary = new IPEndPoint(Server1, 3478),
-                EnableTcp = false,
-            });
-            await using (server)
-            {
-                var client = new StunClient(lab.Host("alice"), new StunClientOptions());
-                await using var socket = await Bind(lab.Host("alice"), 41000);
-                var response = await client.BindingAsync(socket, new IPEndPoint(Server1, 3478), default);
-                return response!.MappedAddress;
-            }
-        });
-        Assert.Equal(new IPEndPoint(IPAddress.Parse("198.51.100.1"), 41000), mapped);
     }
 }

@@ -1,8 +1,9 @@
 using System.Net;
 using System.Text;
+using NatKit.Lab;
 using NatKit.Net;
 
-namespace NatKit.Lab.Scenarios;
+namespace NatKit.Scenarios.Reachability;
 
 /// <summary>One sender/receiver-address pair of a <see cref="UdpReachability"/> run.</summary>
 /// <param name="From">The sending host.</param>

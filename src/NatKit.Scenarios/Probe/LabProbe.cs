@@ -1,13 +1,19 @@
+using System.Globalization;
 using System.Net;
+using NatKit.Lab;
+using NatKit.Lab.Capture;
 using NatKit.Nat;
+using NatKit.Net;
+using NatKit.Stun.Client;
 using NatKit.Stun.Discovery;
 using NatKit.Stun.Server;
+using NatKit.Traversal.HardNat;
 
-namespace NatKit.Lab.Probe;
+namespace NatKit.Scenarios.Probe;
 
 /// <summary>What the probe expects of a policy, in the discovery client's terms.</summary>
 public sealed record ProbeExpectation(NatMapping Mapping, NatFiltering Filtering, bool Hairpinning,
-    bool PortPreserved, IReadOnlyList<TimeSpan> Lifetimes)
+    bool PortPreserved, IReadOnlyList<TimeSpan> Lifetimes, PortAllocation Ports)
 {
     /// <summary>What RFC 5780 discovery should find behind a NAT with <paramref name="policy"/>.</summary>
     public static ProbeExpectation For(NatPolicy policy)
@@ -34,14 +40,32 @@ public sealed record ProbeExpectation(NatMapping Mapping, NatFiltering Filtering
                         LabHost.EphemeralPortLast <= policy.PortRangeEnd;
         List<TimeSpan> lifetimes = [policy.UdpTimeout];
         if (policy.UdpUnrepliedTimeout is { } unreplied) lifetimes.Add(unreplied);
-        return new ProbeExpectation(mapping, filtering, policy.Hairpinning != HairpinBehavior.None, preserved, lifetimes);
+        // A mapping per destination gets its port from the allocator: in sequence, or at random (a preserving NAT
+        // keeps the port for the first destination only; the next one collides and goes random). Overloading
+        // keeps it for every destination by evicting the older mapping.
+        var ports = mapping == NatMapping.EndpointIndependent || policy.PortAssignment == PortAssignment.Overloading
+            ? PortAllocation.Fixed
+            : policy.PortAssignment == PortAssignment.Sequential ? PortAllocation.Sequential : PortAllocation.Random;
+        return new ProbeExpectation(mapping, filtering, policy.Hairpinning != HairpinBehavior.None, preserved, lifetimes,
+            ports);
     }
 }
 
 /// <summary>One probed NAT: what discovery found from inside the lab, and what the policy says.</summary>
 public sealed record ProbeResult(string Name, NatPolicy Policy, NatBehavior Found, ProbeExpectation Expected,
-    TimeSpan VirtualTime, TimeSpan LifetimeResolution)
+    TimeSpan VirtualTime, TimeSpan LifetimeResolution, NatProfile? Ports)
 {
+    public bool PortAllocationMatches => Ports?.Allocation == Expected.Ports;
+
+    /// <summary>How new mappings get their ports, in a word or two: "same", "+1 each", "random", "?".</summary>
+    public static string Describe(NatProfile? profile) => profile?.Allocation switch
+    {
+        PortAllocation.Fixed => "same",
+        PortAllocation.Sequential => string.Create(CultureInfo.InvariantCulture, $"{profile.Step:+0;-0} each"),
+        PortAllocation.Random => "random",
+        _ => "?",
+    };
+
     public bool MappingMatches => Found.Mapping == Expected.Mapping;
 
     public bool FilteringMatches => Found.Filtering == Expected.Filtering;
@@ -56,7 +80,7 @@ public sealed record ProbeResult(string Name, NatPolicy Policy, NatBehavior Foun
         Expected.Lifetimes.Any(l => Found.BindingLifetimeIsLowerBound ? l >= t : (t - l).Duration() <= LifetimeResolution);
 
     public bool AllMatch => MappingMatches && FilteringMatches && HairpinningMatches && PortPreservationMatches &&
-                            LifetimeMatches;
+                            LifetimeMatches && PortAllocationMatches;
 }
 
 /// <summary>Options for <see cref="LabProbe"/>.</summary>
@@ -116,7 +140,7 @@ public static class LabProbe
         lab.AddRouter("nat", policy, home, "192.168.1.1", internet, "198.51.100.1");
         var server = lab.AddHost("stun-server", internet, ServerPrimary.ToString(), ServerAlternate.ToString());
         var client = lab.AddHost("client", home, "192.168.1.10");
-        var captures = new List<Capture.PacketCapture>();
+        var captures = new List<PacketCapture>();
         if (options.PcapDirectory is { } dir)
         {
             Directory.CreateDirectory(dir);
@@ -126,9 +150,9 @@ public static class LabProbe
 
         try
         {
-            var found = Discover(lab, client, server, options);
+            var (found, ports) = Run(lab, client, server, options, observePorts: true);
             return new ProbeResult(name, policy, found, ProbeExpectation.For(policy), lab.Now,
-                options.LifetimeResolution);
+                options.LifetimeResolution, ports);
         }
         finally
         {
@@ -141,7 +165,39 @@ public static class LabProbe
     /// <paramref name="server"/> (which needs two addresses: primary and alternate), in <paramref name="lab"/>.
     /// Works on any topology: whatever NATs lie between the two shape the answer.
     /// </summary>
-    public static NatBehavior Discover(VirtualNetwork lab, LabHost client, LabHost server, LabProbeOptions? options = null)
+    public static NatBehavior Discover(VirtualNetwork lab, LabHost client, LabHost server, LabProbeOptions? options = null) =>
+        Run(lab, client, server, options, observePorts: false).Behavior;
+
+    /// <summary>
+    /// How the NAT(s) between <paramref name="client"/> and an RFC 5780 STUN server allocate ports for new
+    /// mappings: one fresh socket sends a Binding request to each of the server's four endpoints (primary address,
+    /// both ports; then the alternate address, both ports), and <see cref="NatProfiler"/> reads the mapped ports
+    /// (the traversal's own profiler: what the probe reports is what port prediction will see). Null when a
+    /// request got no answer.
+    /// </summary>
+    public static async Task<NatProfile?> ObservePortAllocationAsync(INetwork client, StunServer server,
+        CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(client);
+        ArgumentNullException.ThrowIfNull(server);
+        var primary = server.UdpEndPoints[0].Address;
+        var endpoints = server.UdpEndPoints
+            .OrderBy(e => e.Address.Equals(primary) ? 0 : 1).ThenBy(e => e.Port).ToList();
+        var stun = new StunClient(client);
+        using var socket = await client.BindUdpAsync(new IPEndPoint(IPAddress.Any, 0), cancellationToken);
+        var seen = new List<MappingObservation>(endpoints.Count);
+        foreach (var endpoint in endpoints)
+        {
+            var response = await stun.BindingAsync(socket, endpoint, default, cancellationToken);
+            if (response?.MappedAddress is not { } mapped) return null;
+            seen.Add(new MappingObservation(endpoint, mapped));
+        }
+
+        return NatProfiler.Infer(socket.LocalEndPoint, seen);
+    }
+
+    private static (NatBehavior Behavior, NatProfile? Ports) Run(VirtualNetwork lab, LabHost client,
+        LabHost server, LabProbeOptions? options, bool observePorts)
     {
         ArgumentNullException.ThrowIfNull(lab);
         ArgumentNullException.ThrowIfNull(client);
@@ -158,20 +214,24 @@ public static class LabProbe
         {
             // The server is left running when the scenario ends: the lab is thrown away with it, and stopping
             // it would only add work (its DisposeAsync cancels through the thread pool).
-            _ = await StunServer.StartAsync(server, new StunServerOptions
+            var stunServer = await StunServer.StartAsync(server, new StunServerOptions
             {
                 Primary = primary,
                 AlternateAddress = server.LocalAddresses[1],
                 EnableTcp = false,
                 RateLimitPerSecond = 0,
             });
+            // Ports first: discovery's own mappings would only move a sequential allocator along.
+            var ports = observePorts
+                ? await ObservePortAllocationAsync(client, stunServer)
+                : null;
             var discovery = new NatBehaviorDiscovery(client, primary, new NatDiscoveryOptions
             {
                 MeasureBindingLifetime = options.MeasureLifetime,
                 BindingLifetimeMax = options.LifetimeMax,
                 BindingLifetimeResolution = options.LifetimeResolution,
             });
-            return await discovery.RunAsync();
+            return (await discovery.RunAsync(), ports);
         });
     }
 }

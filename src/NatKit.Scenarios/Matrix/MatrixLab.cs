@@ -1,0 +1,172 @@
+using System.Net;
+using NatKit.Lab;
+using NatKit.Nat;
+using NatKit.Packets;
+
+namespace NatKit.Scenarios.Matrix;
+
+/// <summary>How each cell's lab is built.</summary>
+public sealed record MatrixLabOptions
+{
+    /// <summary>Every link of the lab (every host's and every router side's): latency, loss, ... A hop crosses the
+    /// sender's link and the receiver's, so a datagram between two peers behind one NAT each crosses six.</summary>
+    public LinkProfile Link { get; init; } = new() { Latency = TimeSpan.FromMilliseconds(5) };
+
+    /// <summary>A TURN server on the internet (false: `--no-relay`).</summary>
+    public bool Relay { get; init; } = true;
+}
+
+/// <summary>
+/// One cell's lab, built fresh: the internet with the rendezvous host (two addresses: the rendezvous service, which
+/// answers STUN, on the first; a second STUN server on the second, as port prediction needs two) and the TURN
+/// host; each peer behind its NATs. Peer A's side uses 192.168.1.0/24 behind 198.51.100.1, B's 192.168.2.0/24
+/// behind 198.51.100.2; carrier segments between NATs are /24s of 100.64.0.0/10; a peer with no NAT sits on the
+/// internet at 198.51.100.10 (A) or .11 (B). Same-LAN cells put A at 192.168.1.10 and B at .11 behind one NAT.
+/// </summary>
+public sealed class MatrixCellLab
+{
+    public static readonly IPAddress RendezvousAddress = IPAddress.Parse("203.0.113.10");
+    public static readonly IPAddress SecondStunAddress = IPAddress.Parse("203.0.113.11");
+    public static readonly IPAddress TurnAddress = IPAddress.Parse("203.0.113.20");
+    public const int ServicePort = 3478;
+
+    /// <summary>What the TURN server lets allocations relay to: the peers' public side (their NATs' and open
+    /// hosts' addresses in 198.51.100.0/24) and other relayed addresses (203.0.113.0/24). Everything else stays
+    /// refused, as by default.</summary>
+    public static readonly IReadOnlyList<string> TurnPeerAllow = ["198.51.100.0/24", "203.0.113.0/24"];
+
+    public const string TurnUser = "matrix";
+    public const string TurnPassword = "matrix-lab";
+
+    internal MatrixCellLab(VirtualNetwork lab, MatrixType a, MatrixType b, LabHost hostA, LabHost hostB,
+        LabHost rendezvous, LabHost? turn)
+    {
+        Lab = lab;
+        TypeA = a;
+        TypeB = b;
+        A = hostA;
+        B = hostB;
+        RendezvousHost = rendezvous;
+        TurnHost = turn;
+    }
+
+    public VirtualNetwork Lab { get; }
+
+    public MatrixType TypeA { get; }
+
+    public MatrixType TypeB { get; }
+
+    /// <summary>The peer that connects (row of the grid).</summary>
+    public LabHost A { get; }
+
+    /// <summary>The peer that accepts (column of the grid).</summary>
+    public LabHost B { get; }
+
+    public LabHost RendezvousHost { get; }
+
+    /// <summary>The TURN host, or null with no relay.</summary>
+    public LabHost? TurnHost { get; }
+
+    /// <summary>The rendezvous service (which answers STUN Binding on the same port).</summary>
+    public IPEndPoint Rendezvous => new(RendezvousAddress, ServicePort);
+
+    /// <summary>The STUN servers a peer profiles its NAT against: the rendezvous and the second address.</summary>
+    public IReadOnlyList<IPEndPoint> StunServers => [Rendezvous, new(SecondStunAddress, ServicePort)];
+
+    /// <summary>The TURN server, or null with no relay.</summary>
+    public IPEndPoint? Turn => TurnHost is null ? null : new(TurnAddress, ServicePort);
+}
+
+/// <summary>Builds <see cref="MatrixCellLab"/>s.</summary>
+public static class MatrixLab
+{
+    /// <summary>A fresh lab for the cell (<paramref name="a"/> connects to <paramref name="b"/>), deterministic
+    /// from <paramref name="seed"/>.</summary>
+    public static MatrixCellLab Build(MatrixType a, MatrixType b, int seed, MatrixLabOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(a);
+        ArgumentNullException.ThrowIfNull(b);
+        options ??= new MatrixLabOptions();
+        var lab = new VirtualNetwork(seed);
+        var link = options.Link;
+        var internet = lab.AddSegment("internet", link: link);
+        var rendezvous = lab.AddHost("rendezvous", internet, MatrixCellLab.RendezvousAddress.ToString(),
+            MatrixCellLab.SecondStunAddress.ToString());
+        var turn = options.Relay ? lab.AddHost("turn", internet, MatrixCellLab.TurnAddress.ToString()) : null;
+
+        LabHost hostA, hostB;
+        if (a.Placement == MatrixPlacement.SameLan || b.Placement == MatrixPlacement.SameLan)
+        {
+            if (a != b)
+            {
+                throw new ArgumentException($"{a.Name} x {b.Name}: a same-LAN type is a cell of its own, paired only with itself");
+            }
+
+            var lan = lab.AddSegment("lan", "192.168.1.0/24", link);
+            AddChain(lab, a, 0, lan, internet, link, dmzHost: null);
+            hostA = lab.AddHost("a", lan, "192.168.1.10");
+            hostB = lab.AddHost("b", lan, "192.168.1.11");
+        }
+        else
+        {
+            hostA = AddPeer(lab, a, 0, internet, link);
+            hostB = AddPeer(lab, b, 1, internet, link);
+        }
+
+        return new MatrixCellLab(lab, a, b, hostA, hostB, rendezvous, turn);
+    }
+
+    /// <summary>The host for side <paramref name="side"/> (0 = A, 1 = B) of type <paramref name="type"/>.</summary>
+    private static LabHost AddPeer(VirtualNetwork lab, MatrixType type, int side, LabSegment internet, LinkProfile link)
+    {
+        var name = side == 0 ? "a" : "b";
+        if (type.Placement == MatrixPlacement.Open || type.Chain.Count == 0)
+        {
+            return lab.AddHost(name, internet, $"198.51.100.{10 + side}");
+        }
+
+        var lan = lab.AddSegment($"lan-{name}", $"192.168.{1 + side}.0/24", link);
+        var address = $"192.168.{1 + side}.10";
+        AddChain(lab, type, side, lan, internet, link, type.DmzToPeer ? address : null);
+        return lab.AddHost(name, lan, address);
+    }
+
+    /// <summary>The routers of <paramref name="type"/>'s chain from <paramref name="lan"/> out to the internet:
+    /// the first serves the LAN, each next one serves a carrier segment of 100.64.0.0/10, the last is on the
+    /// internet at 198.51.100.(1 + side).</summary>
+    private static void AddChain(VirtualNetwork lab, MatrixType type, int side, LabSegment lan, LabSegment internet,
+        LinkProfile link, string? dmzHost)
+    {
+        var suffix = side == 0 ? "a" : "b";
+        var inside = lan;
+        var insideAddress = $"192.168.{1 + side}.1";
+        for (var level = 0; level < type.Chain.Count; level++)
+        {
+            var outermost = level == type.Chain.Count - 1;
+            LabSegment outside;
+            string outsideAddress;
+            if (outermost)
+            {
+                outside = internet;
+                outsideAddress = $"198.51.100.{1 + side}";
+            }
+            else
+            {
+                // 100.65.S.0/24 for the first carrier level of side S, 100.66.S.0/24 for the next, ...
+                var prefix = $"100.{65 + level}.{side}";
+                outside = lab.AddSegment($"carrier{level + 1}-{suffix}", $"{prefix}.0/24", link);
+                outsideAddress = $"{prefix}.2";
+            }
+
+            var name = level == 0 ? $"nat-{suffix}" : $"carrier{level}-nat-{suffix}";
+            var dmz = level == 0 ? dmzHost : null;
+            lab.AddRouter(name, type.Chain[level], inside, insideAddress, outside, [outsideAddress],
+                dmz is null ? null : c => c with { DmzHost = Ipv4Address.Parse(dmz) });
+            if (!outermost)
+            {
+                inside = outside;
+                insideAddress = $"100.{65 + level}.{side}.1";
+            }
+        }
+    }
+}

@@ -1,0 +1,94 @@
+using NatKit.Nat;
+
+namespace NatKit.Scenarios.Matrix;
+
+/// <summary>Where a matrix peer sits.</summary>
+public enum MatrixPlacement
+{
+    /// <summary>On the internet itself, with a public address and no NAT.</summary>
+    Open,
+
+    /// <summary>On a LAN of its own behind <see cref="MatrixType.Chain"/> (one NAT, or a home NAT behind a
+    /// carrier-grade NAT).</summary>
+    BehindNat,
+
+    /// <summary>Both peers on one LAN behind one NAT (<see cref="MatrixType.Chain"/>'s only policy): a cell of its
+    /// own, not paired with other types.</summary>
+    SameLan,
+}
+
+/// <summary>
+/// One kind of network a matrix peer sits in: no NAT, a NAT with some policy, a chain of NATs (inner first), or
+/// both peers on one LAN behind one NAT. What the oracle reads is the chain's knobs, never the name.
+/// </summary>
+/// <param name="Name">The name `--types` takes.</param>
+/// <param name="Description">One line for help and reports.</param>
+/// <param name="Placement">Where the peer sits.</param>
+/// <param name="Chain">The NATs between the peer and the internet, the peer's own router first. Empty for
+/// <see cref="MatrixPlacement.Open"/>.</param>
+/// <param name="DmzToPeer">The peer's router forwards unsolicited inbound traffic to the peer (a cloud 1:1 NAT's
+/// DMZ host, RFC 4787's "static" case).</param>
+public sealed record MatrixType(string Name, string Description, MatrixPlacement Placement,
+    IReadOnlyList<NatPolicy> Chain, bool DmzToPeer = false)
+{
+    public override string ToString() => Name;
+}
+
+/// <summary>The NAT types the matrix knows by name, in the grid's order.</summary>
+public static class MatrixTypes
+{
+    /// <summary>The carrier's NAT of <c>cgnat</c>: endpoint-independent mapping as RFC 6888 REQ-1 asks, random
+    /// high ports, address-and-port-dependent filtering (Tailscale natlab's "easy").</summary>
+    public static readonly NatPolicy Carrier = NatPresets.TailscaleEasy;
+
+    public static IReadOnlyList<MatrixType> All { get; } =
+    [
+        new("open", "no NAT: a public address on the internet", MatrixPlacement.Open, []),
+        new("one2one", "a cloud 1:1 NAT: ports kept, nothing filtered, unsolicited traffic forwarded to the host",
+            MatrixPlacement.BehindNat, [NatPresets.TailscaleOne2One], DmzToPeer: true),
+        Single("full-cone"),
+        Single("restricted-cone"),
+        Single("port-restricted-cone"),
+        Single("easy"),
+        Single("easyaf"),
+        Single("linux-masquerade"),
+        Single("symmetric-sequential"),
+        new("symmetric-random", "the hard NAT: APDM + APDF, a random port in 1024-65535 per destination (preset symmetric)",
+            MatrixPlacement.BehindNat, [NatPresets.Symmetric]),
+        new("cgnat", "carrier-grade double NAT: a port-restricted cone home router behind the carrier's 100.64.0.0/10 NAT (EIM, APDF, random ports)",
+            MatrixPlacement.BehindNat, [NatPresets.PortRestrictedCone, Carrier]),
+        new("same-lan", "both hosts on one LAN behind one port-restricted cone NAT that does not hairpin",
+            MatrixPlacement.SameLan, [NatPresets.PortRestrictedCone]),
+        new("same-lan-hairpin", "both hosts on one LAN behind one port-restricted cone NAT that hairpins (external source)",
+            MatrixPlacement.SameLan, [NatPresets.PortRestrictedCone with { Hairpinning = HairpinBehavior.ExternalSource }]),
+    ];
+
+    /// <summary>A matrix type by name, or a single NAT of any preset by the preset's name (case-insensitive);
+    /// null when neither exists.</summary>
+    public static MatrixType? Find(string name)
+    {
+        ArgumentNullException.ThrowIfNull(name);
+        foreach (var t in All)
+        {
+            if (string.Equals(t.Name, name, StringComparison.OrdinalIgnoreCase))
+            {
+                return t;
+            }
+        }
+
+        return NatPresets.Find(name) is { } preset
+            ? new MatrixType(name.ToLowerInvariant(), preset.Summary, MatrixPlacement.BehindNat, [preset.Policy],
+                DmzToPeer: preset.Policy == NatPresets.TailscaleOne2One)
+            : null;
+    }
+
+    /// <summary>Every name <see cref="Find"/> takes, matrix types first.</summary>
+    public static IEnumerable<string> Names =>
+        All.Select(t => t.Name).Concat(NatPresets.All.Select(p => p.Name)).Distinct(StringComparer.OrdinalIgnoreCase);
+
+    private static MatrixType Single(string preset)
+    {
+        var p = NatPresets.Find(preset)!;
+        return new MatrixType(p.Name, p.Summary, MatrixPlacement.BehindNat, [p.Policy]);
+    }
+}

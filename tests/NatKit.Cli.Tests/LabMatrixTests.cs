@@ -1,0 +1,122 @@
+using NatKit.Cli;
+using NatKit.Cli.Commands;
+using NatKit.Scenarios.Matrix;
+using Spectre.Console;
+
+namespace NatKit.Cli.Tests;
+
+/// <summary>`natkit lab matrix`: its flags, the refusal while no traversal is plugged in, and the console grid
+/// (rendered from constructed outcomes: a test of the renderer, not of a traversal).</summary>
+public sealed class LabMatrixTests
+{
+    private static readonly TimeSpan Deadline = TimeSpan.FromSeconds(60);
+
+    private static string Natkit => Path.Combine(AppContext.BaseDirectory, "natkit.dll");
+
+    private static Task<(int ExitCode, string Output, string Errors)> Cli(params string[] arguments) =>
+        ExternalProcess.RunAsync("dotnet", [Natkit, .. arguments], Deadline);
+
+    /// <summary>The console wraps long lines at its width: one line again, spaces as written.</summary>
+    private static string Unwrapped(string text) =>
+        string.Join(' ', text.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
+
+    [Theory]
+    [InlineData("--loss", "2", "--loss '2'")]
+    [InlineData("--loss", "abc", "--loss 'abc'")]
+    [InlineData("--loss", "100%", "--loss '100%'")]
+    [InlineData("--latency", "25", "--latency '25'")]
+    [InlineData("--latency", "1h", "--latency '1h'")]
+    [InlineData("--seed", "x1", "--seed 'x1'")]
+    [InlineData("--types", "open,cone", "--types: unknown NAT type 'cone'")]
+    [InlineData("--json", "/no/such/folder/m.json", "--json '/no/such/folder/m.json'")]
+    [InlineData("--html", "/", "--html '/'")]
+    public async Task ABadFlag_IsOneSentenceNamingIt_Exit2(string flag, string value, string expected)
+    {
+        var (code, output, errors) = await Cli("lab", "matrix", flag, value);
+        Assert.Equal(2, code);
+        Assert.Contains(expected, Unwrapped(output + errors), StringComparison.Ordinal);
+        Assert.DoesNotContain(" at ", output + errors, StringComparison.Ordinal);
+        Assert.Single((output + errors).Split("natkit:", StringSplitOptions.None).Skip(1)); // one message (the console may wrap it)
+    }
+
+    [Theory]
+    [InlineData("--jsn", "--jsn")]
+    [InlineData("--types", "--types")]
+    public async Task AnUnknownOrIncompleteFlag_IsOneLineNamingIt_Exit2_NotTheWholeHelp(string flag, string named)
+    {
+        var (code, output, errors) = await Cli("lab", "matrix", flag);
+        Assert.Equal(2, code);
+        Assert.Contains(named, output + errors, StringComparison.Ordinal);
+        Assert.Contains("See 'natkit lab matrix --help'.", Unwrapped(output + errors), StringComparison.Ordinal);
+        Assert.DoesNotContain("Usage:", output + errors, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task WithNoTraversalPluggedIn_ItSaysSo_AndPrintsNoGrid()
+    {
+        Assert.Null(MatrixRunners.Default); // when the traversal lands, this test goes: the verb then runs
+        var json = Path.Combine(Path.GetTempPath(), $"natkit-matrix-{Guid.NewGuid():N}.json");
+        var (code, output, errors) = await Cli("lab", "matrix", "--types", "open,easy", "--json", json);
+        Assert.Equal(1, code);
+        Assert.Contains(LabMatrixCommands.NoRunner, Unwrapped(output + errors), StringComparison.Ordinal);
+        Assert.DoesNotContain("direct", output, StringComparison.Ordinal);
+        Assert.False(File.Exists(json));
+    }
+
+    [Fact]
+    public void Flags_BecomeTheRun()
+    {
+        var o = LabMatrixCommands.Options(["open, easy", "symmetric-random", "easy"], "7", "2%", "50ms", noRelay: true);
+        Assert.Equal(["open", "easy", "symmetric-random"], o.Types.Select(t => t.Name));
+        Assert.Equal(7, o.Seed);
+        Assert.Equal(0.02, o.Link.Loss, 9);
+        Assert.Equal(TimeSpan.FromMilliseconds(50), o.Link.Latency);
+        Assert.False(o.Relay);
+        Assert.False(o.OracleOptions.Relay);
+        Assert.Equal(0.05, LabMatrixCommands.Options(null, null, "0.05", null, false).Link.Loss, 9);
+
+        var defaults = LabMatrixCommands.Options(null, null, null, null, noRelay: false);
+        Assert.Equal(MatrixTypes.All, defaults.Types);
+        Assert.Equal(1, defaults.Seed);
+        Assert.True(defaults.Relay);
+        Assert.Equal(TimeSpan.FromMilliseconds(5), defaults.Link.Latency);
+    }
+
+    [Fact]
+    public void TheGrid_ShowsEachCellsPathMethodAndTime_ColouredByPath_AndMarksADisagreement()
+    {
+        var options = new MatrixOptions { Types = [MatrixTypes.Find("easy")!, MatrixTypes.Find("symmetric-random")!, MatrixTypes.Find("same-lan")!] };
+        MatrixOutcome Outcome(string a, string b) => (a, b) switch
+        {
+            ("symmetric-random", "symmetric-random") => new(MatrixPath.Relay, MatrixMethod.Relay, TimeSpan.FromMilliseconds(812), 9),
+            ("easy", "symmetric-random") => MatrixOutcome.Failed("timed out"),
+            ("same-lan", _) => new(MatrixPath.Direct, MatrixMethod.Host, TimeSpan.FromMilliseconds(12), 2),
+            _ => new(MatrixPath.Direct, MatrixMethod.Birthday, TimeSpan.FromMilliseconds(345), 300),
+        };
+        var cells = TraversalMatrix.Cells(options.Types).Select(c => new MatrixCellResult(c.A, c.B, 1, Outcome(c.A.Name, c.B.Name),
+            TraversalOracle.Predict(c.A, c.B), TimeSpan.FromSeconds(1), TimeSpan.FromMilliseconds(2))).ToList();
+        var result = new MatrixResult(options, cells, TimeSpan.FromMilliseconds(1500));
+
+        var writer = new StringWriter();
+        var console = AnsiConsole.Create(new AnsiConsoleSettings
+        {
+            Ansi = AnsiSupport.Yes,
+            ColorSystem = ColorSystemSupport.Standard,
+            Out = new AnsiConsoleOutput(writer),
+        });
+        console.Profile.Width = 160;
+        console.Write(LabMatrixCommands.Grid(result));
+        console.Write(LabMatrixCommands.SameLan(result));
+        var text = writer.ToString();
+        Assert.Contains("birthday", text, StringComparison.Ordinal);
+        Assert.Contains("345 ms", text, StringComparison.Ordinal);
+        Assert.Contains("812 ms", text, StringComparison.Ordinal);
+        Assert.Contains("≠ oracle: direct", text, StringComparison.Ordinal); // easy x symmetric-random failed, birthday expected
+        Assert.Contains("\u001b[32mdirect", text, StringComparison.Ordinal);  // green
+        Assert.Contains("\u001b[93mrelay", text, StringComparison.Ordinal);   // yellow
+        Assert.Contains("\u001b[91mfailed", text, StringComparison.Ordinal);  // red
+        Assert.Contains("same-lan", text, StringComparison.Ordinal);
+        Assert.Equal("5 cells in 1.5 s of wall time (seed 1; every link 5 ms, 0% loss; relay on): 1 failed, 1 disagree with the oracle.",
+            LabMatrixCommands.Summary(result));
+    }
+}
