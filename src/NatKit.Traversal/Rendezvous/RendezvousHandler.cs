@@ -828,6 +828,10 @@ public sealed class RendezvousHandler
                 SendRelay(initiator.TargetInstance, relay.Written, outputs);
                 Metrics.Started++;
                 break;
+            case RequestKind.Start when side is TargetSide { Answered: true }:
+                // Kept until its deadline: the target's Answer may still be retransmitted (its response lost while
+                // the Start got through), and it must get the same success, not 404.
+                break;
             case RequestKind.Start:
             case RequestKind.Failure:
                 Remove(side);
