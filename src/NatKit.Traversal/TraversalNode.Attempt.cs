@@ -17,6 +17,9 @@ public sealed partial class TraversalNode
     /// <summary>Probes of the predicted target at most (5 s at <see cref="PredictionProbeInterval"/>).</summary>
     private const int PredictionProbes = 50;
 
+    /// <summary>Copies of the first punch toward a predicted mapping's target.</summary>
+    private const int PredictionFirstCopies = 3;
+
     /// <summary>Rounds of punches from a birthday set's sockets (a second one covers a punch lost before the NAT).</summary>
     private const int BirthdayHardRounds = 2;
 
@@ -244,7 +247,12 @@ public sealed partial class TraversalNode
                 a.SetRemoteCredentials(remote.Credentials);
                 if (Plan.Role == HardNatRole.Predict && _target is { } t && _hardIndex.Count > 0)
                 {
-                    a.Probe(_hardIndex[0], t);
+                    // The first datagram to the target makes the predicted mapping, if nothing else takes the port
+                    // first: copies, so that a loss before the NAT does not hand the port to the next check.
+                    for (var i = 0; i < PredictionFirstCopies; i++)
+                    {
+                        a.Probe(_hardIndex[0], t);
+                    }
                 }
 
                 foreach (var c in remote.Candidates)

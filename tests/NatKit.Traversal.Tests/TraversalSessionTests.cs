@@ -119,6 +119,18 @@ public sealed class ConnectPlanTests
                 Assert.Equal(Budget.PerSecond, plan.ProbesPerSecond);
                 break;
         }
+
+        // Either side's hard-NAT method holds the relay back for as long as the method takes.
+        Assert.Equal(ConnectPlan.For(Profile(remote), Profile(local), Budget).Role, plan.PeerRole);
+        var relayAfter = plan.AgentOptions(IceAgentOptions.Default).NominateRelayedAfter;
+        if (role != HardNatRole.None || plan.PeerRole != HardNatRole.None)
+        {
+            Assert.True(relayAfter >= ConnectPlan.PredictionWindow, $"{relayAfter}");
+        }
+        else
+        {
+            Assert.Equal(IceAgentOptions.Default.NominateRelayedAfter, relayAfter);
+        }
     }
 
     private static NatProfile Profile(string name) => name switch

@@ -35,12 +35,32 @@ public enum HardNatRole
 /// </summary>
 public sealed record ConnectPlan(HardNatRole Role, int Sockets, int Probes, int ProbesPerSecond)
 {
+    /// <summary>The method the peer runs (the same rule from its side), which the controlling side waits for
+    /// before it settles for the relay.</summary>
+    public HardNatRole PeerRole { get; init; }
+
+    /// <summary>How long the budget's birthday probing takes at its rate, the window a relay must not pre-empt.</summary>
+    public TimeSpan BirthdayWindow { get; init; }
+
+    /// <summary>How long prediction gets before the relay may be nominated (its probes repeat every 100 ms).</summary>
+    public static readonly TimeSpan PredictionWindow = TimeSpan.FromSeconds(3);
+
     /// <summary>The plan for a side with profile <paramref name="local"/> against <paramref name="remote"/>.</summary>
     public static ConnectPlan For(NatProfile local, NatProfile remote, ProbeBudget budget)
     {
         ArgumentNullException.ThrowIfNull(local);
         ArgumentNullException.ThrowIfNull(remote);
         ArgumentNullException.ThrowIfNull(budget);
+        var window = TimeSpan.FromSeconds((double)budget.Total / budget.PerSecond) + TimeSpan.FromSeconds(1);
+        return OneSide(local, remote, budget) with
+        {
+            PeerRole = OneSide(remote, local, budget).Role,
+            BirthdayWindow = window,
+        };
+    }
+
+    private static ConnectPlan OneSide(NatProfile local, NatProfile remote, ProbeBudget budget)
+    {
         if (local.IsPredictable && !remote.IsRandomSymmetric)
         {
             return new ConnectPlan(HardNatRole.Predict, 1, 0, budget.PerSecond);
@@ -64,8 +84,19 @@ public sealed record ConnectPlan(HardNatRole Role, int Sockets, int Probes, int 
     public IceAgentOptions AgentOptions(IceAgentOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
-        return Role is HardNatRole.BirthdayHard or HardNatRole.BirthdayEasy
-            ? options with { MaxPairs = Math.Max(options.MaxPairs, Sockets + 64) }
-            : options;
+        if (Role is HardNatRole.BirthdayHard or HardNatRole.BirthdayEasy)
+        {
+            options = options with { MaxPairs = Math.Max(options.MaxPairs, Sockets + 64) };
+        }
+
+        // A relayed pair works at once; nominating it before the hard-NAT method had its chance would hide the
+        // direct path behind the relay (the upgrade would find it later, but the connection starts relayed).
+        var wait = Role is HardNatRole.BirthdayHard or HardNatRole.BirthdayEasy ||
+                   PeerRole is HardNatRole.BirthdayHard or HardNatRole.BirthdayEasy
+            ? BirthdayWindow
+            : Role == HardNatRole.Predict || PeerRole == HardNatRole.Predict
+                ? PredictionWindow
+                : TimeSpan.Zero;
+        return wait > options.NominateRelayedAfter ? options with { NominateRelayedAfter = wait } : options;
     }
 }
