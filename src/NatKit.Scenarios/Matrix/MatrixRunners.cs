@@ -5,8 +5,8 @@ public static class MatrixRunners
 {
     /// <summary>
     /// The traversal that fills the grid: two NatKit traversal nodes (rendezvous, ICE checks, hard-NAT methods, TURN
-    /// fallback on one socket) connecting in the cell's lab. Null until that runner is plugged in here: the verb
-    /// then says so and shows no grid, since a grid of anything else would be invented.
+    /// fallback on one socket) connecting in the cell's lab (<see cref="TraversalCellRunner"/>). When null the verb
+    /// says so and shows no grid, since a grid of anything else would be invented.
     /// </summary>
-    public static MatrixCellRunner? Default => null;
+    public static MatrixCellRunner? Default => TraversalCellRunner.Run;
 }
