@@ -52,15 +52,27 @@ public sealed class LabMatrixTests
     }
 
     [Fact]
-    public async Task WithNoTraversalPluggedIn_ItSaysSo_AndPrintsNoGrid()
+    public async Task TheVerbRunsNatKitsTraversal_AndWritesEveryCellAsJson()
     {
-        Assert.Null(MatrixRunners.Default); // when the traversal lands, this test goes: the verb then runs
+        Assert.NotNull(MatrixRunners.Default);
         var json = Path.Combine(Path.GetTempPath(), $"natkit-matrix-{Guid.NewGuid():N}.json");
-        var (code, output, errors) = await Cli("lab", "matrix", "--types", "open,easy", "--json", json);
-        Assert.Equal(1, code);
-        Assert.Contains(LabMatrixCommands.NoRunner, Unwrapped(output + errors), StringComparison.Ordinal);
-        Assert.DoesNotContain("direct", output, StringComparison.Ordinal);
-        Assert.False(File.Exists(json));
+        try
+        {
+            var (code, output, errors) = await Cli("lab", "matrix", "--types", "open,symmetric-random", "--json", json);
+            Assert.True(code == 0, output + errors);
+            using var doc = System.Text.Json.JsonDocument.Parse(await File.ReadAllTextAsync(json));
+            var cells = doc.RootElement.GetProperty("cells").EnumerateArray().ToList();
+            Assert.Equal(4, cells.Count);
+            var hard = cells.Single(c => c.GetProperty("a").GetString() == "symmetric-random" &&
+                                         c.GetProperty("b").GetString() == "symmetric-random");
+            Assert.Equal("relay", hard.GetProperty("path").GetString());
+            Assert.True(hard.GetProperty("connect_ms").GetDouble() > 0);
+            Assert.True(doc.RootElement.GetProperty("wall_ms").GetDouble() > 0);
+        }
+        finally
+        {
+            File.Delete(json);
+        }
     }
 
     [Fact]
