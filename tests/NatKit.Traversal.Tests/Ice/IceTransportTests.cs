@@ -10,6 +10,7 @@ using NatKit.Traversal.Ice;
 using NatKit.Turn.Client;
 using NatKit.Turn.Policy;
 using NatKit.Turn.Server;
+using Xunit.Abstractions;
 
 namespace NatKit.Traversal.Tests.Ice;
 
@@ -18,7 +19,7 @@ namespace NatKit.Traversal.Tests.Ice;
 /// virtual time (server-reflexive candidates from a real STUN server, a relayed one from a real TURN server), and
 /// on loopback on real sockets.
 /// </summary>
-public class IceTransportTests
+public class IceTransportTests(ITestOutputHelper output)
 {
     private static readonly IPEndPoint Stun = IPEndPoint.Parse("203.0.113.100:3478");
     private static readonly IPEndPoint Turn = IPEndPoint.Parse("203.0.113.200:3478");
@@ -53,6 +54,8 @@ public class IceTransportTests
             // Four 10 ms links between the hosts and the internet: 40 ms there and back.
             Assert.Equal(TimeSpan.FromMilliseconds(40), path.Rtt);
             Assert.InRange(path.TimeToConnect, TimeSpan.FromMilliseconds(40), TimeSpan.FromSeconds(2));
+            output.WriteLine($"port-restricted x port-restricted, srflx: connected {path.TimeToConnect.TotalMilliseconds} ms " +
+                             $"(virtual) after the first check, {path.ChecksStarted} checks, {path.RequestsSent} requests");
 
             await AssertDataFlowsAsync(a, b, "first");
 
@@ -177,6 +180,8 @@ public class IceTransportTests
             Assert.Equal(IceCandidateOrigin.PortMapped, path.RemoteOrigin);
             Assert.Equal(IceCandidateType.ServerReflexive, path.LocalType);
             Assert.True(path.TimeToSelected > path.TimeToConnect);
+            output.WriteLine($"relay first: connected {path.TimeToConnect.TotalMilliseconds} ms, direct pair selected " +
+                             $"{(a.Transport.Now - trickledAt).TotalMilliseconds} ms after the trickled candidate");
             await Task.Delay(TimeSpan.FromMilliseconds(200), lab.TimeProvider);
             Assert.False(b.Transport.SelectedPair!.IsRelayed);
 
@@ -202,6 +207,8 @@ public class IceTransportTests
         await b.Transport.Connected.WaitAsync(timeout);
         Assert.Equal(b.Host.EndPoint, pair.Remote.EndPoint);
         Assert.Equal(IceCandidateType.Host, a.Transport.SelectedPath!.RemoteType);
+        output.WriteLine($"loopback: connected {a.Transport.SelectedPath.TimeToConnect.TotalMilliseconds:F1} ms " +
+                         $"after the first check, RTT {a.Transport.SelectedPath.Rtt?.TotalMilliseconds:F2} ms");
 
         // A stranger's datagram to A's socket is not the peer's: the data socket never shows it.
         await using var stranger = await network.BindUdpAsync(loopback);
