@@ -72,8 +72,9 @@ public class IceTrickleTests
         // The next prediction is right: added while the first one is still being retransmitted. Guesses at one
         // address get foundations of their own so they are checked side by side, not frozen behind each other
         // (RFC 8445 section 6.1.2.6 would hold a second pair of the same foundation until the first one failed).
-        Assert.True(a.AddRemoteCandidate(new IceCandidate("guess2", 1, IceProtocol.Udp, wrong.Priority, HostB,
-            IceCandidateType.ServerReflexive, HostB) { Origin = IceCandidateOrigin.PortPrediction }));
+        var right = new IceCandidate(IceFoundation.Distinct(wrong.Foundation, 2), 1, IceProtocol.Udp, wrong.Priority,
+            HostB, IceCandidateType.ServerReflexive, HostB) { Origin = IceCandidateOrigin.PortPrediction };
+        Assert.True(a.AddRemoteCandidate(right));
         wire.Run(wire.Now + TimeSpan.FromSeconds(10), () => BothConnected(a, b));
 
         Assert.True(BothConnected(a, b));
