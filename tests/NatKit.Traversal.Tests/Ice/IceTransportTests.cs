@@ -192,6 +192,50 @@ public class IceTransportTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void Lab_GarbageAndForgedStunFromTheInternet_DuringChecks_NeitherStopsThemNorReachesTheApplication()
+    {
+        var lab = Build(NatPresets.FullCone, NatPresets.FullCone);
+        var attacker = lab.AddHost("attacker", lab.Segment("internet"), "203.0.113.66");
+        lab.Run(async () =>
+        {
+            await using var stun = await StartStunAsync(lab);
+            await using var a = await Peer.GatherAsync(lab.Host("a"), IceRole.Controlling, 7);
+            await using var b = await Peer.GatherAsync(lab.Host("b"), IceRole.Controlled, 8);
+            a.Signal(b, b.Host, b.Srflx);
+            b.Signal(a, a.Host, a.Srflx);
+
+            // A full-cone NAT lets anyone reach A's mapping: random bytes, and Binding requests and responses
+            // with the STUN cookie whose bodies are cut short or flipped, 400 of them over the first two seconds.
+            await using var noise = await attacker.BindUdpAsync(new IPEndPoint(IPAddress.Any, 0));
+            var random = new Random(9);
+            var stunLike = new byte[] { 0x00, 0x01, 0x00, 0x08, 0x21, 0x12, 0xA4, 0x42 };
+            a.Transport.Start();
+            b.Transport.Start();
+            for (var i = 0; i < 400; i++)
+            {
+                var junk = new byte[random.Next(1, 120)];
+                random.NextBytes(junk);
+                if (i % 2 == 0)
+                {
+                    stunLike.AsSpan(0, Math.Min(stunLike.Length, junk.Length)).CopyTo(junk);
+                    junk[0] = (byte)(i % 4 == 0 ? 0x00 : 0x01); // a Binding request, or a success response
+                }
+
+                await noise.SendToAsync(junk, a.Srflx.EndPoint);
+                await Task.Delay(TimeSpan.FromMilliseconds(5), lab.TimeProvider);
+            }
+
+            await a.Transport.Connected;
+            await b.Transport.Connected;
+            Assert.Equal(a.Srflx.EndPoint, a.Transport.SelectedPair!.Local.EndPoint);
+            Assert.Equal(IceAgentState.Connected, a.Agent.State);
+            Assert.True(a.Agent.Stats.Dropped > 0, "some of the noise parsed as STUN and was dropped");
+            // The application sees the peer's datagrams only (the first thing read is the peer's pong).
+            await AssertDataFlowsAsync(a, b, "through the noise");
+        }, TenMinutes);
+    }
+
+    [Fact]
     public async Task Loopback_TwoDriversOnRealSockets_Connect_AndCarryDataOnlyFromThePeer()
     {
         var network = SystemNetwork.Instance;
