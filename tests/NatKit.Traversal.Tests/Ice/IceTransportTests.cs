@@ -34,10 +34,7 @@ public class IceTransportTests(ITestOutputHelper output)
             await using var stun = await StartStunAsync(lab);
             await using var a = await Peer.GatherAsync(lab.Host("a"), IceRole.Controlling, 1);
             await using var b = await Peer.GatherAsync(lab.Host("b"), IceRole.Controlled, 2);
-            a.Signal(b, b.Host, b.Srflx);
-            b.Signal(a, a.Host, a.Srflx);
-            a.Transport.Start();
-            b.Transport.Start();
+            SignalAndStart(a, b);
 
             var pairA = await a.Transport.Connected;
             var pairB = await b.Transport.Connected;
@@ -81,10 +78,7 @@ public class IceTransportTests(ITestOutputHelper output)
             await using var stun = await StartStunAsync(lab);
             await using var a = await Peer.GatherAsync(lab.Host("a"), IceRole.Controlling, 3);
             var b = await Peer.GatherAsync(lab.Host("b"), IceRole.Controlled, 4);
-            a.Signal(b, b.Host, b.Srflx);
-            b.Signal(a, a.Host, a.Srflx);
-            a.Transport.Start();
-            b.Transport.Start();
+            SignalAndStart(a, b);
             await a.Transport.Connected;
             await b.Transport.Connected;
             await AssertDataFlowsAsync(a, b, "before");
@@ -201,16 +195,13 @@ public class IceTransportTests(ITestOutputHelper output)
             await using var stun = await StartStunAsync(lab);
             await using var a = await Peer.GatherAsync(lab.Host("a"), IceRole.Controlling, 7);
             await using var b = await Peer.GatherAsync(lab.Host("b"), IceRole.Controlled, 8);
-            a.Signal(b, b.Host, b.Srflx);
-            b.Signal(a, a.Host, a.Srflx);
+            SignalAndStart(a, b);
 
             // A full-cone NAT lets anyone reach A's mapping: random bytes, and Binding requests and responses
             // with the STUN cookie whose bodies are cut short or flipped, 400 of them over the first two seconds.
             await using var noise = await attacker.BindUdpAsync(new IPEndPoint(IPAddress.Any, 0));
             var random = new Random(9);
             var stunLike = new byte[] { 0x00, 0x01, 0x00, 0x08, 0x21, 0x12, 0xA4, 0x42 };
-            a.Transport.Start();
-            b.Transport.Start();
             for (var i = 0; i < 400; i++)
             {
                 var junk = new byte[random.Next(1, 120)];
@@ -273,6 +264,15 @@ public class IceTransportTests(ITestOutputHelper output)
         Assert.Equal(pong.Length, await b.Transport.DataSocket.SendToAsync(pong, got.RemoteEndPoint));
         got = await a.Transport.DataSocket.ReceiveFromAsync(buffer);
         Assert.Equal("pong " + text, Encoding.ASCII.GetString(buffer, 0, got.Length));
+    }
+
+    /// <summary>Both sides learn the other's credentials, host and server-reflexive candidates, and start.</summary>
+    private static void SignalAndStart(Peer a, Peer b)
+    {
+        a.Signal(b, b.Host, b.Srflx);
+        b.Signal(a, a.Host, a.Srflx);
+        a.Transport.Start();
+        b.Transport.Start();
     }
 
     /// <summary>Two homes behind their NATs, a STUN server and a TURN server on the internet; 10 ms per link.</summary>
