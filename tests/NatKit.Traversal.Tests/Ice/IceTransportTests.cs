@@ -10,6 +10,7 @@ using NatKit.Traversal.Ice;
 using NatKit.Turn.Client;
 using NatKit.Turn.Policy;
 using NatKit.Turn.Server;
+using Xunit.Abstractions;
 
 namespace NatKit.Traversal.Tests.Ice;
 
@@ -18,7 +19,7 @@ namespace NatKit.Traversal.Tests.Ice;
 /// virtual time (server-reflexive candidates from a real STUN server, a relayed one from a real TURN server), and
 /// on loopback on real sockets.
 /// </summary>
-public class IceTransportTests
+public class IceTransportTests(ITestOutputHelper output)
 {
     private static readonly IPEndPoint Stun = IPEndPoint.Parse("203.0.113.100:3478");
     private static readonly IPEndPoint Turn = IPEndPoint.Parse("203.0.113.200:3478");
@@ -33,10 +34,7 @@ public class IceTransportTests
             await using var stun = await StartStunAsync(lab);
             await using var a = await Peer.GatherAsync(lab.Host("a"), IceRole.Controlling, 1);
             await using var b = await Peer.GatherAsync(lab.Host("b"), IceRole.Controlled, 2);
-            a.Signal(b, b.Host, b.Srflx);
-            b.Signal(a, a.Host, a.Srflx);
-            a.Transport.Start();
-            b.Transport.Start();
+            SignalAndStart(a, b);
 
             var pairA = await a.Transport.Connected;
             var pairB = await b.Transport.Connected;
@@ -53,6 +51,8 @@ public class IceTransportTests
             // Four 10 ms links between the hosts and the internet: 40 ms there and back.
             Assert.Equal(TimeSpan.FromMilliseconds(40), path.Rtt);
             Assert.InRange(path.TimeToConnect, TimeSpan.FromMilliseconds(40), TimeSpan.FromSeconds(2));
+            output.WriteLine($"port-restricted x port-restricted, srflx: connected {path.TimeToConnect.TotalMilliseconds} ms " +
+                             $"(virtual) after the first check, {path.ChecksStarted} checks, {path.RequestsSent} requests");
 
             await AssertDataFlowsAsync(a, b, "first");
 
@@ -78,10 +78,7 @@ public class IceTransportTests
             await using var stun = await StartStunAsync(lab);
             await using var a = await Peer.GatherAsync(lab.Host("a"), IceRole.Controlling, 3);
             var b = await Peer.GatherAsync(lab.Host("b"), IceRole.Controlled, 4);
-            a.Signal(b, b.Host, b.Srflx);
-            b.Signal(a, a.Host, a.Srflx);
-            a.Transport.Start();
-            b.Transport.Start();
+            SignalAndStart(a, b);
             await a.Transport.Connected;
             await b.Transport.Connected;
             await AssertDataFlowsAsync(a, b, "before");
@@ -177,12 +174,55 @@ public class IceTransportTests
             Assert.Equal(IceCandidateOrigin.PortMapped, path.RemoteOrigin);
             Assert.Equal(IceCandidateType.ServerReflexive, path.LocalType);
             Assert.True(path.TimeToSelected > path.TimeToConnect);
+            output.WriteLine($"relay first: connected {path.TimeToConnect.TotalMilliseconds} ms, direct pair selected " +
+                             $"{(a.Transport.Now - trickledAt).TotalMilliseconds} ms after the trickled candidate");
             await Task.Delay(TimeSpan.FromMilliseconds(200), lab.TimeProvider);
             Assert.False(b.Transport.SelectedPair!.IsRelayed);
 
             // The relay goes away: the data keeps flowing on the direct path, same sockets, same peer address.
             await allocation.DisposeAsync();
             await AssertDataFlowsAsync(a, b, "direct");
+        }, TenMinutes);
+    }
+
+    [Fact]
+    public void Lab_GarbageAndForgedStunFromTheInternet_DuringChecks_NeitherStopsThemNorReachesTheApplication()
+    {
+        var lab = Build(NatPresets.FullCone, NatPresets.FullCone);
+        var attacker = lab.AddHost("attacker", lab.Segment("internet"), "203.0.113.66");
+        lab.Run(async () =>
+        {
+            await using var stun = await StartStunAsync(lab);
+            await using var a = await Peer.GatherAsync(lab.Host("a"), IceRole.Controlling, 7);
+            await using var b = await Peer.GatherAsync(lab.Host("b"), IceRole.Controlled, 8);
+            SignalAndStart(a, b);
+
+            // A full-cone NAT lets anyone reach A's mapping: random bytes, and Binding requests and responses
+            // with the STUN cookie whose bodies are cut short or flipped, 400 of them over the first two seconds.
+            await using var noise = await attacker.BindUdpAsync(new IPEndPoint(IPAddress.Any, 0));
+            var random = new Random(9);
+            var stunLike = new byte[] { 0x00, 0x01, 0x00, 0x08, 0x21, 0x12, 0xA4, 0x42 };
+            for (var i = 0; i < 400; i++)
+            {
+                var junk = new byte[random.Next(1, 120)];
+                random.NextBytes(junk);
+                if (i % 2 == 0)
+                {
+                    stunLike.AsSpan(0, Math.Min(stunLike.Length, junk.Length)).CopyTo(junk);
+                    junk[0] = (byte)(i % 4 == 0 ? 0x00 : 0x01); // a Binding request, or a success response
+                }
+
+                await noise.SendToAsync(junk, a.Srflx.EndPoint);
+                await Task.Delay(TimeSpan.FromMilliseconds(5), lab.TimeProvider);
+            }
+
+            await a.Transport.Connected;
+            await b.Transport.Connected;
+            Assert.Equal(a.Srflx.EndPoint, a.Transport.SelectedPair!.Local.EndPoint);
+            Assert.Equal(IceAgentState.Connected, a.Agent.State);
+            Assert.True(a.Agent.Stats.Dropped > 0, "some of the noise parsed as STUN and was dropped");
+            // The application sees the peer's datagrams only (the first thing read is the peer's pong).
+            await AssertDataFlowsAsync(a, b, "through the noise");
         }, TenMinutes);
     }
 
@@ -202,6 +242,8 @@ public class IceTransportTests
         await b.Transport.Connected.WaitAsync(timeout);
         Assert.Equal(b.Host.EndPoint, pair.Remote.EndPoint);
         Assert.Equal(IceCandidateType.Host, a.Transport.SelectedPath!.RemoteType);
+        output.WriteLine($"loopback: connected {a.Transport.SelectedPath.TimeToConnect.TotalMilliseconds:F1} ms " +
+                         $"after the first check, RTT {a.Transport.SelectedPath.Rtt?.TotalMilliseconds:F2} ms");
 
         // A stranger's datagram to A's socket is not the peer's: the data socket never shows it.
         await using var stranger = await network.BindUdpAsync(loopback);
@@ -222,6 +264,15 @@ public class IceTransportTests
         Assert.Equal(pong.Length, await b.Transport.DataSocket.SendToAsync(pong, got.RemoteEndPoint));
         got = await a.Transport.DataSocket.ReceiveFromAsync(buffer);
         Assert.Equal("pong " + text, Encoding.ASCII.GetString(buffer, 0, got.Length));
+    }
+
+    /// <summary>Both sides learn the other's credentials, host and server-reflexive candidates, and start.</summary>
+    private static void SignalAndStart(Peer a, Peer b)
+    {
+        a.Signal(b, b.Host, b.Srflx);
+        b.Signal(a, a.Host, a.Srflx);
+        a.Transport.Start();
+        b.Transport.Start();
     }
 
     /// <summary>Two homes behind their NATs, a STUN server and a TURN server on the internet; 10 ms per link.</summary>
