@@ -155,3 +155,18 @@ public class RendezvousEndToEndTests
 
     private static long TimeProviderFrequency(INetwork network) => network.TimeProvider.TimestampFrequency;
 }
+
+public class RendezvousStartTests
+{
+    [Fact]
+    public void DueIn_CountsDownFromWhenTheStartArrived_OnTheSameClock_AndStopsAtZero()
+    {
+        var time = new ManualTimeProvider();
+        var start = new RendezvousStart(1, time.GetTimestamp(), TimeSpan.FromMilliseconds(100), TimeSpan.FromMilliseconds(40));
+        Assert.Equal(TimeSpan.FromMilliseconds(100), start.DueIn(time));
+        time.Advance(TimeSpan.FromMilliseconds(30));
+        Assert.Equal(TimeSpan.FromMilliseconds(70), start.DueIn(time));
+        time.Advance(TimeSpan.FromMilliseconds(100));
+        Assert.Equal(TimeSpan.Zero, start.DueIn(time));
+    }
+}
