@@ -152,6 +152,15 @@ public sealed record RendezvousAnswer(ulong ConnectionId, NodeId From, byte[] Pu
 /// measured to this node.</summary>
 public readonly record struct RendezvousStart(ulong ConnectionId, long ReceivedAt, TimeSpan Delay, TimeSpan RoundTrip)
 {
+    /// <summary>How long from now until the first punch (zero once that moment has passed), on the same clock that
+    /// stamped <see cref="ReceivedAt"/>: <c>await Task.Delay(start.DueIn(time), time)</c>, then punch.</summary>
+    public TimeSpan DueIn(TimeProvider time)
+    {
+        ArgumentNullException.ThrowIfNull(time);
+        var left = Delay - time.GetElapsedTime(ReceivedAt);
+        return left > TimeSpan.Zero ? left : TimeSpan.Zero;
+    }
+
     /// <summary>Reads a Start request. Never throws.</summary>
     public static bool TryRead(ReadOnlySpan<byte> request, long receivedAt, out RendezvousStart start)
     {

@@ -146,6 +146,14 @@ public sealed partial class RendezvousServer : IAsyncDisposable
                 StartLookup(buffer.AsSpan(0, datagram.Length).ToArray(), datagram.RemoteEndPoint, verdict);
             }
 
+            if (length > 0 && HasStore(sends))
+            {
+                // A registration answers once its record is in the shared registry: a node that holds its Register
+                // response can be found at every instance. The loop goes on meanwhile.
+                _ = StoreThenReplyAsync([.. sends], reply.AsMemory(0, length).ToArray(), datagram.RemoteEndPoint);
+                continue;
+            }
+
             if (length > 0)
             {
                 try
@@ -169,6 +177,27 @@ public sealed partial class RendezvousServer : IAsyncDisposable
                 await PerformAsync(sends);
             }
         }
+    }
+
+    private static bool HasStore(List<RendezvousOutput> outputs)
+    {
+        foreach (var o in outputs)
+        {
+            if (o.Kind == RendezvousOutputKind.Store)
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    private async Task StoreThenReplyAsync(List<RendezvousOutput> outputs, byte[] reply, IPEndPoint destination)
+    {
+        await PerformAsync(outputs);
+        outputs.Clear();
+        outputs.Add(new RendezvousOutput(RendezvousOutputKind.Send, reply, destination));
+        await PerformAsync(outputs);
     }
 
     private void StartLookup(byte[] datagram, IPEndPoint source, RendezvousVerdict verdict)

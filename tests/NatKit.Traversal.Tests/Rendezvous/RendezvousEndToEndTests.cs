@@ -34,7 +34,13 @@ public class RendezvousEndToEndTests
     {
         await using var server = await RendezvousServer.StartAsync(serverNetwork,
             (options ?? new RendezvousServerOptions()) with { Listen = listen });
-        var target = serverSeenAs ?? server.LocalEndPoint;
+        return await NodesAsync(server, serverSeenAs ?? server.LocalEndPoint, aNetwork, aAddress, bNetwork, bAddress);
+    }
+
+    /// <summary>The nodes' part of <see cref="ScenarioAsync"/>, against a service already running.</summary>
+    internal static async Task<Outcome> NodesAsync(RendezvousServer server, IPEndPoint target, INetwork aNetwork,
+        IPAddress aAddress, INetwork bNetwork, IPAddress bAddress)
+    {
         await using var aSocket = await aNetwork.BindUdpAsync(new IPEndPoint(aAddress, 0));
         await using var bSocket = await bNetwork.BindUdpAsync(new IPEndPoint(bAddress, 0));
         using var aIdentity = NodeIdentity.Create();
@@ -148,4 +154,19 @@ public class RendezvousEndToEndTests
     }
 
     private static long TimeProviderFrequency(INetwork network) => network.TimeProvider.TimestampFrequency;
+}
+
+public class RendezvousStartTests
+{
+    [Fact]
+    public void DueIn_CountsDownFromWhenTheStartArrived_OnTheSameClock_AndStopsAtZero()
+    {
+        var time = new ManualTimeProvider();
+        var start = new RendezvousStart(1, time.GetTimestamp(), TimeSpan.FromMilliseconds(100), TimeSpan.FromMilliseconds(40));
+        Assert.Equal(TimeSpan.FromMilliseconds(100), start.DueIn(time));
+        time.Advance(TimeSpan.FromMilliseconds(30));
+        Assert.Equal(TimeSpan.FromMilliseconds(70), start.DueIn(time));
+        time.Advance(TimeSpan.FromMilliseconds(100));
+        Assert.Equal(TimeSpan.Zero, start.DueIn(time));
+    }
 }
