@@ -1,5 +1,5 @@
-using System.Buffers.Binary;
 using System.Net;
+using NatKit.Net;
 
 namespace NatKit.Utp;
 
@@ -35,7 +35,7 @@ public enum DatagramKind
 public sealed class DatagramClassifier
 {
     /// <summary>The STUN magic cookie (RFC 8489 section 5).</summary>
-    public const uint StunMagicCookie = 0x2112A442;
+    public const uint StunMagicCookie = DatagramShape.StunMagicCookie;
 
     private readonly Lock _gate = new();
     private volatile IPEndPoint[] _turnServers = [];
@@ -105,16 +105,6 @@ public sealed class DatagramClassifier
     }
 
     /// <summary>True when the bytes look like a STUN message: top two bits zero, the magic cookie, and a message
-    /// length (a multiple of 4) that accounts for the rest of the datagram.</summary>
-    public static bool IsStun(ReadOnlySpan<byte> datagram)
-    {
-        if (datagram.Length < 20 || (datagram[0] & 0xC0) != 0)
-        {
-            return false;
-        }
-
-        var length = BinaryPrimitives.ReadUInt16BigEndian(datagram[2..]);
-        return BinaryPrimitives.ReadUInt32BigEndian(datagram[4..]) == StunMagicCookie && length % 4 == 0 &&
-               length + 20 == datagram.Length;
-    }
+    /// length (a multiple of 4) that accounts for the rest of the datagram (<see cref="DatagramShape.IsStun"/>).</summary>
+    public static bool IsStun(ReadOnlySpan<byte> datagram) => DatagramShape.IsStun(datagram);
 }

@@ -60,7 +60,8 @@ public sealed record UtpOptions
     /// <summary>Accepted connections waiting for AcceptAsync; SYNs beyond it are ignored.</summary>
     public int AcceptBacklog { get; init; } = 128;
 
-    /// <summary>Non-uTP datagrams queued for <see cref="UtpSocket.OtherTraffic"/> before the oldest are dropped.</summary>
+    /// <summary>Non-uTP datagrams queued for <see cref="UtpSocket.OtherTraffic"/>; new ones are dropped (and counted)
+    /// while it is full.</summary>
     public int OtherTrafficQueue { get; init; } = 256;
 
     /// <summary>Where connection ids and initial sequence numbers come from; null means <see cref="System.Random.Shared"/>.

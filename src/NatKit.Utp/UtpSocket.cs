@@ -10,15 +10,18 @@ namespace NatKit.Utp;
 
 /// <summary>
 /// A uTP endpoint on one UDP socket: opens connections (<see cref="ConnectAsync"/>), accepts them
-/// (<see cref="AcceptAsync"/>), and shares the socket with whoever owns it: every datagram that is not uTP (STUN, TURN
-/// ChannelData from a registered TURN server, hole-punching probes) goes to <see cref="OtherTraffic"/>, a datagram
-/// socket of its own. Timers come from the network's <see cref="TimeProvider"/>; no thread or Task.Run of its own, so
-/// it runs unchanged in the lab.
+/// (<see cref="AcceptAsync"/>), and shares the socket with other protocols. It has no receive loop: it is a
+/// <see cref="DatagramClaim.ByContent"/> receiver on the socket's <see cref="DatagramMultiplexer"/>, taking the
+/// datagrams shaped like uTP (<see cref="DatagramClassifier"/>) and leaving STUN, TURN and probes to the others. On a
+/// socket of its own (<see cref="UtpSocket(IDatagramSocket, TimeProvider, UtpOptions?, bool)"/>) it makes that
+/// multiplexer itself and hands every non-uTP datagram to <see cref="OtherTraffic"/>. Timers come from the network's
+/// <see cref="TimeProvider"/>; no thread or Task.Run of its own, so it runs unchanged in the lab.
 /// </summary>
-public sealed class UtpSocket : IAsyncDisposable, IDisposable
+public sealed class UtpSocket : IAsyncDisposable, IDisposable, IDatagramReceiver
 {
-    private readonly IDatagramSocket _socket;
-    private readonly bool _ownsSocket;
+    private readonly DatagramMultiplexer _multiplexer;
+    private readonly bool _ownsMultiplexer;
+    private readonly DatagramSubSocket? _other;
     private readonly TimeProvider _time;
     private readonly UtpOptions _options;
     private readonly Dictionary<ConnectionKey, UtpConnection> _connections = [];
@@ -26,32 +29,46 @@ public sealed class UtpSocket : IAsyncDisposable, IDisposable
     private readonly List<UtpConnection> _deferredAcks = [];
     private readonly Queue<UtpConnection> _acceptQueue = new();
     private readonly AsyncSignal _acceptSignal;
-    private readonly OtherTrafficSocket _other;
     private readonly ITimer _timer;
-    private readonly CancellationTokenSource _closing = new();
-    private readonly Task _receiveLoop;
     private readonly Random _random;
     private byte[] _scratch;
     private bool _timerRunning;
     private bool _listening;
-    private bool _disposed;
+    private bool _disposed; // no more traffic: disposed, or the socket closed
+    private bool _released; // disposed: timer, meter and registration gone
     private readonly Meter _meter;
     private long _resetTokens;
     private long _resetRefill;
 
+    /// <summary>uTP on a socket of its own (or one whose non-uTP traffic it hands out, <see cref="OtherTraffic"/>):
+    /// makes the socket's multiplexer. <paramref name="ownsSocket"/>: dispose the socket with the endpoint.</summary>
     public UtpSocket(IDatagramSocket socket, TimeProvider timeProvider, UtpOptions? options = null,
         bool ownsSocket = true)
+        : this(new DatagramMultiplexer(socket ?? throw new ArgumentNullException(nameof(socket)), ownsSocket),
+            timeProvider, options, ownsMultiplexer: true)
     {
-        ArgumentNullException.ThrowIfNull(socket);
+    }
+
+    /// <summary>uTP on a shared socket: registers on <paramref name="multiplexer"/> for the datagrams shaped like uTP
+    /// and sends through it. The multiplexer stays its owner's (disposing the endpoint only leaves it); the rest of
+    /// its traffic is its other receivers' and its unclaimed-traffic socket's.</summary>
+    public UtpSocket(DatagramMultiplexer multiplexer, TimeProvider timeProvider, UtpOptions? options = null)
+        : this(multiplexer, timeProvider, options, ownsMultiplexer: false)
+    {
+    }
+
+    private UtpSocket(DatagramMultiplexer multiplexer, TimeProvider timeProvider, UtpOptions? options,
+        bool ownsMultiplexer)
+    {
+        ArgumentNullException.ThrowIfNull(multiplexer);
         ArgumentNullException.ThrowIfNull(timeProvider);
-        _socket = socket;
+        _multiplexer = multiplexer;
+        _ownsMultiplexer = ownsMultiplexer;
         _time = timeProvider;
         _options = (options ?? UtpOptions.Default).Validate();
-        _ownsSocket = ownsSocket;
         _random = _options.Random ?? Random.Shared;
         _scratch = new byte[_options.MaxDatagramSize + 64];
         _acceptSignal = new AsyncSignal(Gate);
-        _other = new OtherTrafficSocket(socket, _options.OtherTrafficQueue);
         _timer = timeProvider.CreateTimer(static s => ((UtpSocket)s!).OnTick(), this, Timeout.InfiniteTimeSpan,
             Timeout.InfiniteTimeSpan);
         _meter = new Meter("NatKit.Utp");
@@ -64,7 +81,12 @@ public sealed class UtpSocket : IAsyncDisposable, IDisposable
         _meter.CreateObservableCounter("natkit.utp.connections.failed", () => ConnectionsFailed, "{connection}", "Connections that failed (timeout, reset)");
         _meter.CreateObservableCounter("natkit.utp.resets.sent", () => ResetsSent, "{packet}", "RESETs sent for unknown connections");
         _meter.CreateObservableUpDownCounter("natkit.utp.connections.active", () => _connections.Count, "{connection}", "Connections in the table");
-        _receiveLoop = ReceiveLoopAsync();
+        if (ownsMultiplexer)
+        {
+            _other = multiplexer.CreateUnclaimedSocket(_options.OtherTrafficQueue);
+        }
+
+        multiplexer.AddReceiver(this, DatagramClaim.ByContent);
     }
 
     internal long DatagramsSent { get; private set; }
@@ -94,7 +116,10 @@ public sealed class UtpSocket : IAsyncDisposable, IDisposable
 
     internal Lock Gate { get; } = new();
 
-    public IPEndPoint LocalEndPoint => _socket.LocalEndPoint;
+    public IPEndPoint LocalEndPoint => _multiplexer.LocalEndPoint;
+
+    /// <summary>The multiplexer of the socket the endpoint runs on.</summary>
+    public DatagramMultiplexer Multiplexer => _multiplexer;
 
     public UtpOptions Options => _options;
 
@@ -102,11 +127,15 @@ public sealed class UtpSocket : IAsyncDisposable, IDisposable
     public DatagramClassifier Classifier { get; } = new();
 
     /// <summary>
-    /// Everything on the shared socket that is not uTP, as a datagram socket: receive yields those datagrams (the
-    /// oldest are dropped when <see cref="UtpOptions.OtherTrafficQueue"/> fills), send goes straight out of the shared
-    /// socket. Disposing it does not close the uTP endpoint.
+    /// On a socket of the endpoint's own: everything on it that is not uTP, as a datagram socket (the multiplexer's
+    /// unclaimed-traffic socket): receive yields those datagrams whole (new ones are dropped while
+    /// <see cref="UtpOptions.OtherTrafficQueue"/> is full), send goes straight out of the shared socket. Disposing it
+    /// does not close the uTP endpoint.
     /// </summary>
-    public IDatagramSocket OtherTraffic => _other;
+    /// <exception cref="InvalidOperationException">The endpoint runs on a caller's multiplexer: non-uTP traffic is
+    /// that multiplexer's (<see cref="DatagramMultiplexer.CreateUnclaimedSocket"/>).</exception>
+    public IDatagramSocket OtherTraffic => _other ?? throw new InvalidOperationException(
+        "this uTP endpoint runs on a shared multiplexer: its other traffic is the multiplexer's own");
 
     /// <summary>Connections currently in the endpoint's table (including lingering closed ones).</summary>
     public int ConnectionCount
@@ -224,55 +253,40 @@ public sealed class UtpSocket : IAsyncDisposable, IDisposable
 
     // ------------------------------------------------------------------ receive path
 
-    private async Task ReceiveLoopAsync()
+    /// <summary>The multiplexer offers a datagram: takes it when it is uTP (see <see cref="DatagramClassifier"/>),
+    /// leaves it for the socket's other receivers otherwise.</summary>
+    bool IDatagramReceiver.TryReceive(ReadOnlySpan<byte> datagram, IPEndPoint source) => Receive(datagram, source);
+
+    /// <summary>The socket's queue is drained: send the ACKs held back to cover a batch of packets.</summary>
+    void IDatagramReceiver.OnDrained() => FlushDeferredAcks();
+
+    /// <summary>The socket closed under the endpoint: every connection fails.</summary>
+    void IDatagramReceiver.OnClosed()
     {
-        var buffer = new byte[65536];
-        var token = _closing.Token;
-        while (!token.IsCancellationRequested)
-        {
-            ValueTask<ReceivedDatagram> pending;
-            ReceivedDatagram got;
-            try
-            {
-                pending = _socket.ReceiveFromAsync(buffer, token);
-                if (!pending.IsCompleted)
-                {
-                    // The socket's queue is drained: send the ACKs held back to cover a batch of packets.
-                    FlushDeferredAcks();
-                }
-
-                got = await pending;
-            }
-            catch (Exception e) when (e is ObjectDisposedException or OperationCanceledException)
-            {
-                break;
-            }
-            catch (Exception e) when (e is NetworkException or SocketException)
-            {
-                continue;
-            }
-
-            OnDatagram(buffer.AsSpan(0, got.Length), got.RemoteEndPoint);
-        }
-
         lock (Gate)
         {
+            if (_disposed)
+            {
+                return;
+            }
+
             _disposed = true;
             FailAllLocked(new ObjectDisposedException(nameof(UtpSocket)));
         }
     }
 
-    /// <summary>Hands one datagram from the shared socket to uTP or to <see cref="OtherTraffic"/>. Exposed so an
-    /// owner that unwraps relayed traffic (TURN ChannelData) can feed uTP packets in as if they came from
-    /// <paramref name="source"/>.</summary>
-    public void OnDatagram(ReadOnlySpan<byte> datagram, IPEndPoint source)
+    /// <summary>Hands one datagram to uTP as if it arrived on the socket from <paramref name="source"/>; a datagram
+    /// that is not uTP is ignored (counted). For owners that unwrap traffic themselves; a multiplexer calls the
+    /// receiver method instead.</summary>
+    public void OnDatagram(ReadOnlySpan<byte> datagram, IPEndPoint source) => Receive(datagram, source);
+
+    private bool Receive(ReadOnlySpan<byte> datagram, IPEndPoint source)
     {
         ArgumentNullException.ThrowIfNull(source);
         if (Classifier.Classify(datagram, source, out var header) != DatagramKind.Utp)
         {
             OtherReceived++;
-            _other.Enqueue(datagram, source);
-            return;
+            return false;
         }
 
         UtpReceived++;
@@ -280,7 +294,7 @@ public sealed class UtpSocket : IAsyncDisposable, IDisposable
         {
             if (_disposed)
             {
-                return;
+                return true;
             }
 
             var now = Now();
@@ -298,11 +312,11 @@ public sealed class UtpSocket : IAsyncDisposable, IDisposable
                         r.OnReset();
                     }
 
-                    return;
+                    return true;
 
                 case UtpPacketType.Syn:
                     OnSyn(header, source, now);
-                    return;
+                    return true;
 
                 default:
                     if (_connections.TryGetValue(new ConnectionKey(source, id), out var c))
@@ -314,7 +328,7 @@ public sealed class UtpSocket : IAsyncDisposable, IDisposable
                         SendResetLocked(source, id, header.SequenceNumber, now);
                     }
 
-                    return;
+                    return true;
             }
         }
     }
@@ -383,7 +397,7 @@ public sealed class UtpSocket : IAsyncDisposable, IDisposable
         ValueTask<int> pending;
         try
         {
-            pending = _socket.SendToAsync(buffer.AsMemory(0, length), to);
+            pending = _multiplexer.SendToAsync(buffer.AsMemory(0, length), to);
         }
         catch (Exception e) when (e is NetworkException or SocketException or ObjectDisposedException)
         {
@@ -661,37 +675,36 @@ public sealed class UtpSocket : IAsyncDisposable, IDisposable
     {
         lock (Gate)
         {
-            if (_disposed)
+            if (_released)
             {
                 return;
             }
 
-            _disposed = true;
-            FailAllLocked(new ObjectDisposedException(nameof(UtpSocket)));
+            _released = true;
+            if (!_disposed)
+            {
+                _disposed = true;
+                FailAllLocked(new ObjectDisposedException(nameof(UtpSocket)));
+            }
         }
 
         _timer.Dispose();
         _meter.Dispose();
-        _closing.Cancel();
-        _other.Complete();
-        if (_ownsSocket)
+        _multiplexer.RemoveReceiver(this);
+        if (_ownsMultiplexer)
         {
-            _socket.Dispose();
+            _multiplexer.Dispose();
         }
     }
 
+    /// <summary>As <see cref="Dispose"/>; on a socket of its own, also waits for the multiplexer's loop to end.</summary>
     public async ValueTask DisposeAsync()
     {
         Dispose();
-        try
+        if (_ownsMultiplexer)
         {
-            await _receiveLoop;
+            await _multiplexer.DisposeAsync();
         }
-        catch (OperationCanceledException)
-        {
-        }
-
-        _closing.Dispose();
     }
 
     private readonly record struct ConnectionKey(IPEndPoint Remote, ushort Id);

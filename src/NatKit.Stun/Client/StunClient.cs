@@ -49,7 +49,7 @@ public sealed class StunClient
     {
         ArgumentNullException.ThrowIfNull(socket);
         ArgumentNullException.ThrowIfNull(server);
-        await using var multiplexer = new DatagramMultiplexer(socket, ownsSocket: false);
+        await using var multiplexer = new DatagramMultiplexer(socket, ownsSocket: false, BufferLength);
         using var transactions = new StunTransactions(multiplexer, Network.TimeProvider);
         return await BindingAsync(transactions, server, request, cancellationToken);
     }
@@ -111,7 +111,7 @@ public sealed class StunClient
             throw new ArgumentException("id: not the request's transaction id", nameof(id));
         }
 
-        await using var multiplexer = new DatagramMultiplexer(socket, ownsSocket: false);
+        await using var multiplexer = new DatagramMultiplexer(socket, ownsSocket: false, BufferLength);
         using var transactions = new StunTransactions(multiplexer, Network.TimeProvider);
         return await TransactAsync(transactions, server, request, cancellationToken, integrityKey);
     }

@@ -289,7 +289,7 @@ public sealed class NatBehaviorDiscovery
             ? IPAddress.IPv6Any
             : IPAddress.Any);
         var socket = await _network.BindUdpAsync(new IPEndPoint(address, 0), ct);
-        var multiplexer = new DatagramMultiplexer(socket);
+        var multiplexer = new DatagramMultiplexer(socket, receiveBufferSize: 2048); // Bindings and their answers only
         return new Bound(multiplexer, new StunTransactions(multiplexer, _network.TimeProvider));
     }
 

@@ -166,6 +166,11 @@ public sealed class StunTransactions : IDatagramReceiver, IDisposable
     /// </summary>
     public bool TryReceive(ReadOnlySpan<byte> datagram, IPEndPoint source)
     {
+        if (!StunTransactionTable.IsResponse(datagram))
+        {
+            return false; // uTP, probes, requests: decided from the bytes, without the lock or the clock
+        }
+
         StunTransactionMatch match;
         lock (_gate)
         {
