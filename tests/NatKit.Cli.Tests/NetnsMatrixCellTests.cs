@@ -102,6 +102,28 @@ public sealed class NetnsMatrixCellTests
         Assert.DoesNotContain(await NetworkNamespace.ListAsync(), n => n.StartsWith($"nk-{tag}-", StringComparison.Ordinal));
     }
 
+    /// <summary>The --netns run's machinery on one cheap cell (no NAT on either side): built, handed to the runner,
+    /// a runner's exception turned into a failed cell with its reason, and torn down.</summary>
+    [PeerFact("ip", Root = true)]
+    public async Task NetnsMatrix_HandsEachCellToTheRunner_FailsTheCellOnItsException_AndTearsItDown()
+    {
+        string? tag = null;
+        var results = await NetnsMatrix.RunAsync(new MatrixOptions { Types = [T("open")], Relay = false }, async (cell, _, ct) =>
+        {
+            tag = cell.Tag;
+            await using var socket = await cell.Network("a").BindUdpAsync(new IPEndPoint(IPAddress.Any, NetnsMatrixCell.AgentPort), ct);
+            throw new InvalidOperationException($"agent bound {socket.LocalEndPoint} in {cell.Namespace("a")}");
+        });
+
+        var r = Assert.Single(results);
+        Assert.Equal(MatrixPath.Failed, r.Outcome.Path);
+        Assert.Contains($"in nk-{tag}-a", r.Outcome.Detail, StringComparison.Ordinal);
+        Assert.Null(r.Lab);
+        Assert.False(r.AgreesWithLab);
+        Assert.Equal(MatrixPath.Direct, r.Expected.Path);
+        Assert.DoesNotContain(await NetworkNamespace.ListAsync(), n => n.StartsWith($"nk-{tag}-", StringComparison.Ordinal));
+    }
+
     [PeerFact("ip", "nft", Root = true)]
     public async Task ACancelledBuild_LeavesNoNamespace()
     {
