@@ -137,16 +137,16 @@ public sealed class NetnsMatrixCell : IAsyncDisposable
     internal static (List<NetnsSegment> Segments, List<NetnsRouter> Routers, List<NetnsHost> Hosts, Dictionary<string, Ipv4Address> Dmz)
         Topology(MatrixType a, MatrixType b, NetnsMatrixOptions options)
     {
-        var segments = new List<NetnsSegment> { new("internet", Ipv4Prefix.Parse("0.0.0.0/0"), options.Link) };
+        var segments = new List<NetnsSegment> { new(MatrixLab.Internet, Ipv4Prefix.Parse("0.0.0.0/0"), options.Link) };
         var routers = new List<NetnsRouter>();
         var dmz = new Dictionary<string, Ipv4Address>(StringComparer.Ordinal);
         var hosts = new List<NetnsHost>
         {
-            new("rendezvous", "internet", [Ip(MatrixCellLab.RendezvousAddress), Ip(MatrixCellLab.SecondStunAddress)], null),
+            new("rendezvous", MatrixLab.Internet, [Ip(MatrixCellLab.RendezvousAddress), Ip(MatrixCellLab.SecondStunAddress)], null),
         };
         if (options.Relay)
         {
-            hosts.Add(new("turn", "internet", [Ip(MatrixCellLab.TurnAddress)], null));
+            hosts.Add(new("turn", MatrixLab.Internet, [Ip(MatrixCellLab.TurnAddress)], null));
         }
 
         if (a.Placement == MatrixPlacement.SameLan || b.Placement == MatrixPlacement.SameLan)
@@ -156,10 +156,11 @@ public sealed class NetnsMatrixCell : IAsyncDisposable
                 throw new ArgumentException($"{a.Name} x {b.Name}: a same-LAN type is a cell of its own, paired only with itself");
             }
 
-            segments.Add(new("lan", Ipv4Prefix.Parse("192.168.1.0/24"), options.Link));
-            AddChain(a, 0, "lan", null, segments, routers, dmz, options);
-            hosts.Add(new("a", "lan", [Ipv4Address.Parse("192.168.1.10")], null));
-            hosts.Add(new("b", "lan", [Ipv4Address.Parse("192.168.1.11")], null));
+            var shared = MatrixLab.Lan(0);
+            segments.Add(new(shared, Ipv4Prefix.Parse("192.168.1.0/24"), options.Link));
+            AddChain(a, 0, shared, null, segments, routers, dmz, options);
+            hosts.Add(new("a", shared, [Ipv4Address.Parse("192.168.1.10")], null));
+            hosts.Add(new("b", shared, [Ipv4Address.Parse("192.168.1.11")], null));
             return (segments, routers, hosts, dmz);
         }
 
@@ -168,11 +169,11 @@ public sealed class NetnsMatrixCell : IAsyncDisposable
             var name = side == 0 ? "a" : "b";
             if (type.Placement == MatrixPlacement.Open || type.Chain.Count == 0)
             {
-                hosts.Add(new(name, "internet", [Ipv4Address.Parse($"198.51.100.{10 + side}")], null));
+                hosts.Add(new(name, MatrixLab.Internet, [Ipv4Address.Parse($"198.51.100.{10 + side}")], null));
                 continue;
             }
 
-            var lan = $"lan-{name}";
+            var lan = MatrixLab.Lan(side);
             var address = Ipv4Address.Parse($"192.168.{1 + side}.10");
             segments.Add(new(lan, Ipv4Prefix.Parse($"192.168.{1 + side}.0/24"), options.Link));
             AddChain(type, side, lan, type.DmzToPeer ? address : null, segments, routers, dmz, options);
@@ -182,50 +183,31 @@ public sealed class NetnsMatrixCell : IAsyncDisposable
         return (segments, routers, hosts, dmz);
     }
 
-    /// <summary>The routers of <paramref name="type"/>'s chain, addressed as <see cref="MatrixLab"/> does.</summary>
+    /// <summary>The routers of <paramref name="type"/>'s chain (<see cref="MatrixLab.Chain"/>): NatKit gateways, or
+    /// for a kernel type one kernel router.</summary>
     private static void AddChain(MatrixType type, int side, string lan, Ipv4Address? dmzHost, List<NetnsSegment> segments,
         List<NetnsRouter> routers, Dictionary<string, Ipv4Address> dmz, NetnsMatrixOptions options)
     {
-        var suffix = side == 0 ? "a" : "b";
         if (type.Kernel is not null && type.Chain.Count != 1)
         {
             throw new ArgumentException($"{type.Name}: a kernel NAT type has one router");
         }
 
-        var inside = lan;
-        var insideAddress = Ipv4Address.Parse($"192.168.{1 + side}.1");
-        for (var level = 0; level < type.Chain.Count; level++)
+        foreach (var hop in MatrixLab.Chain(type, side, lan))
         {
-            var outermost = level == type.Chain.Count - 1;
-            string outside;
-            Ipv4Address outsideAddress;
-            if (outermost)
+            if (hop.OutsidePrefix is { } prefix)
             {
-                outside = "internet";
-                outsideAddress = Ipv4Address.Parse($"198.51.100.{1 + side}");
-            }
-            else
-            {
-                var prefix = $"100.{65 + level}.{side}";
-                outside = $"carrier{level + 1}-{suffix}";
-                segments.Add(new(outside, Ipv4Prefix.Parse($"{prefix}.0/24"), options.Link));
-                outsideAddress = Ipv4Address.Parse($"{prefix}.2");
+                segments.Add(new(hop.Outside, Ipv4Prefix.Parse(prefix), options.Link));
             }
 
-            var name = level == 0 ? $"nat-{suffix}" : $"carrier{level}-nat-{suffix}";
             KernelNat? kernel = type.Kernel is { } kind
                 ? new KernelNat(kind, kind == KernelNatKind.Dmz ? dmzHost : null, AgentPort, AgentPort)
                 : null;
-            routers.Add(new NetnsRouter(name, type.Chain[level], inside, insideAddress, outside, [outsideAddress], kernel));
-            if (level == 0 && dmzHost is { } host && kernel is null)
+            routers.Add(new NetnsRouter(hop.Name, hop.Policy, hop.Inside, Ipv4Address.Parse(hop.InsideAddress), hop.Outside,
+                [Ipv4Address.Parse(hop.OutsideAddress)], kernel));
+            if (hop.Level == 0 && dmzHost is { } host && kernel is null)
             {
-                dmz[name] = host;
-            }
-
-            if (!outermost)
-            {
-                inside = outside;
-                insideAddress = Ipv4Address.Parse($"100.{65 + level}.{side}.1");
+                dmz[hop.Name] = host;
             }
         }
     }
