@@ -69,6 +69,7 @@ public static class SystemCommand
         catch (OperationCanceledException)
         {
             process.Kill(entireProcessTree: true);
+            cancellationToken.ThrowIfCancellationRequested(); // the caller's cancel is a cancel, not a timeout
             throw new TimeoutException($"{program} {string.Join(' ', arguments)} did not finish in time");
         }
 

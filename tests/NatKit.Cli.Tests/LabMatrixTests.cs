@@ -76,6 +76,38 @@ public sealed class LabMatrixTests
     }
 
     [Fact]
+    public async Task Netns_WithHtmlOrJson_IsOneSentence_Exit2()
+    {
+        var (code, output, errors) = await Cli("lab", "matrix", "--netns", "--json", "m.json");
+        Assert.Equal(2, code);
+        Assert.Contains("with --netns the result is one line per cell", Unwrapped(output + errors), StringComparison.Ordinal);
+    }
+
+    [PeerFact(Root = true)]
+    public async Task Netns_WithNoTraversalPluggedIn_ItSaysSo()
+    {
+        Assert.Null(MatrixRunners.Netns);
+        var (code, output, errors) = await Cli("lab", "matrix", "--netns", "--types", "kernel-random");
+        Assert.Equal(1, code);
+        Assert.Contains(LabMatrixCommands.NoRunner, Unwrapped(output + errors), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void ANetnsLine_SaysWhatHappened_AndWhetherTheLabAgrees()
+    {
+        var a = MatrixTypes.Find("kernel-random")!;
+        var b = MatrixTypes.Find("open")!;
+        var line = LabMatrixCommands.NetnsLine(new NetnsCellResult(a, b,
+            new MatrixOutcome(MatrixPath.Direct, MatrixMethod.PeerReflexive, TimeSpan.FromMilliseconds(42), 3),
+            new MatrixOutcome(MatrixPath.Direct, MatrixMethod.PeerReflexive, TimeSpan.FromMilliseconds(40), 3),
+            TraversalOracle.Predict(a, b), TimeSpan.FromSeconds(3)));
+        Assert.Equal("kernel-random x open: [green]direct[/] (peer-reflexive) in 42 ms; lab: direct; [green]agrees[/]", line);
+        var failed = LabMatrixCommands.NetnsLine(new NetnsCellResult(a, a, MatrixOutcome.Failed("no [answer]"), null,
+            TraversalOracle.Predict(a, a), TimeSpan.FromSeconds(3)));
+        Assert.Equal("kernel-random x kernel-random: [red]failed[/]; lab: not run; [red bold]disagrees[/] (no [[answer]])", failed);
+    }
+
+    [Fact]
     public void Flags_BecomeTheRun()
     {
         var o = LabMatrixCommands.Options(["open, easy", "symmetric-random", "easy"], "7", "2%", "50ms", noRelay: true);
@@ -92,6 +124,8 @@ public sealed class LabMatrixTests
         Assert.Equal(1, defaults.Seed);
         Assert.True(defaults.Relay);
         Assert.Equal(TimeSpan.FromMilliseconds(5), defaults.Link.Latency);
+        Assert.Equal(NetnsMatrix.DefaultTypes, LabMatrixCommands.Options(null, null, null, null, false, netns: true).Types);
+        Assert.Contains("kernel-dmz", NetnsMatrix.DefaultTypes.Select(t => t.Name));
     }
 
     [Fact]

@@ -35,21 +35,42 @@ internal sealed class LabMatrixCommands : IVerbGroup
             Description = $"Only these NAT types (comma-separated or repeated): {string.Join(", ", MatrixTypes.All.Select(t => t.Name))}, or any lab preset.",
             AllowMultipleArgumentsPerToken = true,
         };
-        foreach (var o in new Option[] { html, json, noRelay, loss, latency, seed, types })
+        var netns = new Option<bool>("--netns")
+        {
+            Description = $"Run the cells on real Linux NATs, one at a time, as network namespaces (root), each next to the in-memory lab's result; default types: {string.Join(", ", NetnsMatrix.DefaultTypes.Select(t => t.Name))}.",
+        };
+        foreach (var o in new Option[] { html, json, noRelay, loss, latency, seed, types, netns })
         {
             cmd.Options.Add(o);
         }
 
-        cmd.SetAction((parse, _) =>
+        cmd.SetAction(async (parse, ct) =>
         {
             var options = Options(parse.GetValue(types), parse.GetValue(seed), parse.GetValue(loss), parse.GetValue(latency),
-                parse.GetValue(noRelay));
+                parse.GetValue(noRelay), parse.GetValue(netns));
             var htmlFile = Writable(parse.GetValue(html), "--html");
             var jsonFile = Writable(parse.GetValue(json), "--json");
+            if (parse.GetValue(netns))
+            {
+                if (htmlFile is not null || jsonFile is not null)
+                {
+                    throw new CliException("--html and --json write the in-memory grid; with --netns the result is one line per cell.");
+                }
+
+                if (!Environment.IsPrivilegedProcess)
+                {
+                    throw new CliException("--netns needs root: it builds network namespaces.");
+                }
+
+                // the in-memory default latency only makes virtual time pass: real links stay clean unless asked
+                var impaired = parse.GetValue(latency) is not null || parse.GetValue(loss) is not null;
+                return await RunNetnsAsync(options, new NetnsMatrixOptions { Link = impaired ? NetnsMatrixOptions.From(options.Link) : null }, ct);
+            }
+
             if (MatrixRunners.Default is not { } runner)
             {
                 AnsiConsole.MarkupLineInterpolated($"[red]natkit:[/] {NoRunner}");
-                return Task.FromResult(1);
+                return 1;
             }
 
             var result = Run(options, runner);
@@ -62,13 +83,45 @@ internal sealed class LabMatrixCommands : IVerbGroup
             AnsiConsole.MarkupLine(Markup.Escape(Summary(result)));
             if (htmlFile is not null) File.WriteAllText(htmlFile, MatrixReport.ToHtml(result));
             if (jsonFile is not null) File.WriteAllText(jsonFile, MatrixReport.ToJson(result));
-            return Task.FromResult(result.ExitCode);
+            return result.ExitCode;
         });
         return cmd;
     }
 
+    /// <summary>`--netns`: a line per cell, the real result next to the lab's; exit 0 when every cell agrees with
+    /// the lab and none failed with a relay configured.</summary>
+    private static async Task<int> RunNetnsAsync(MatrixOptions options, NetnsMatrixOptions netns, CancellationToken ct)
+    {
+        if (MatrixRunners.Netns is not { } runner || MatrixRunners.Default is not { } lab)
+        {
+            AnsiConsole.MarkupLineInterpolated($"[red]natkit:[/] {NoRunner}");
+            return 1;
+        }
+
+        var results = await NetnsMatrix.RunAsync(options, runner, lab, netns, r => AnsiConsole.MarkupLine(NetnsLine(r)), ct);
+        var disagree = results.Count(r => !r.AgreesWithLab);
+        var failed = options.Relay ? results.Count(r => r.Outcome.Path == MatrixPath.Failed) : 0;
+        AnsiConsole.MarkupLine(Markup.Escape(string.Create(CultureInfo.InvariantCulture,
+            $"{results.Count} namespace cells: {disagree} disagree with the in-memory lab, {failed} failed with a relay configured.")));
+        return disagree == 0 && failed == 0 ? 0 : 1;
+    }
+
+    /// <summary>"kernel-random x open: direct (birthday) in 812 ms; lab: direct; agrees".</summary>
+    internal static string NetnsLine(NetnsCellResult r)
+    {
+        var o = r.Outcome;
+        var line = $"{Markup.Escape($"{r.A.Name} x {r.B.Name}")}: [{Colour(o.Path)}]{MatrixReport.Name(o.Path)}[/]";
+        if (o.Method is { } m) line += Markup.Escape($" ({MatrixReport.Name(m)})");
+        if (o.ConnectTime is { } t) line += Markup.Escape($" in {MatrixReport.Milliseconds(t)}");
+        line += r.Lab is { } lab ? $"; lab: {MatrixReport.Name(lab.Path)}" : "; lab: not run";
+        line += r.AgreesWithLab ? "; [green]agrees[/]" : "; [red bold]disagrees[/]";
+        if (o.Detail is { } d && o.Path == MatrixPath.Failed) line += Markup.Escape($" ({d})");
+        return line;
+    }
+
     /// <summary>The run the flags ask for; a bad flag is one sentence naming it.</summary>
-    internal static MatrixOptions Options(string[]? types, string? seed, string? loss, string? latency, bool noRelay)
+    internal static MatrixOptions Options(string[]? types, string? seed, string? loss, string? latency, bool noRelay,
+        bool netns = false)
     {
         var chosen = new List<MatrixType>();
         foreach (var name in (types ?? []).SelectMany(t => t.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)))
@@ -115,7 +168,7 @@ internal sealed class LabMatrixCommands : IVerbGroup
 
         return new MatrixOptions
         {
-            Types = chosen.Count > 0 ? chosen : MatrixTypes.All,
+            Types = chosen.Count > 0 ? chosen : netns ? NetnsMatrix.DefaultTypes : MatrixTypes.All,
             Seed = runSeed,
             Link = link,
             Relay = !noRelay,

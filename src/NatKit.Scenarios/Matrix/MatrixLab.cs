@@ -89,7 +89,7 @@ public static class MatrixLab
         options ??= new MatrixLabOptions();
         var lab = new VirtualNetwork(seed);
         var link = options.Link;
-        var internet = lab.AddSegment("internet", link: link);
+        var internet = lab.AddSegment(Internet, link: link);
         var rendezvous = lab.AddHost("rendezvous", internet, MatrixCellLab.RendezvousAddress.ToString(),
             MatrixCellLab.SecondStunAddress.ToString());
         var turn = options.Relay ? lab.AddHost("turn", internet, MatrixCellLab.TurnAddress.ToString()) : null;
@@ -102,7 +102,7 @@ public static class MatrixLab
                 throw new ArgumentException($"{a.Name} x {b.Name}: a same-LAN type is a cell of its own, paired only with itself");
             }
 
-            var lan = lab.AddSegment("lan", "192.168.1.0/24", link);
+            var lan = lab.AddSegment(Lan(0), "192.168.1.0/24", link);
             AddChain(lab, a, 0, lan, internet, link, dmzHost: null);
             hostA = lab.AddHost("a", lan, "192.168.1.10");
             hostB = lab.AddHost("b", lan, "192.168.1.11");
@@ -125,48 +125,66 @@ public static class MatrixLab
             return lab.AddHost(name, internet, $"198.51.100.{10 + side}");
         }
 
-        var lan = lab.AddSegment($"lan-{name}", $"192.168.{1 + side}.0/24", link);
+        var lan = lab.AddSegment(Lan(side), $"192.168.{1 + side}.0/24", link);
         var address = $"192.168.{1 + side}.10";
         AddChain(lab, type, side, lan, internet, link, type.DmzToPeer ? address : null);
         return lab.AddHost(name, lan, address);
     }
 
-    /// <summary>The routers of <paramref name="type"/>'s chain from <paramref name="lan"/> out to the internet:
-    /// the first serves the LAN, each next one serves a carrier segment of 100.64.0.0/10, the last is on the
-    /// internet at 198.51.100.(1 + side).</summary>
+    /// <summary>The routers of <paramref name="type"/>'s chain from <paramref name="lan"/> out to the internet.</summary>
     private static void AddChain(VirtualNetwork lab, MatrixType type, int side, LabSegment lan, LabSegment internet,
         LinkProfile link, string? dmzHost)
     {
+        var segments = new Dictionary<string, LabSegment>(StringComparer.Ordinal) { [Lan(side)] = lan, [Internet] = internet };
+        foreach (var hop in Chain(type, side, Lan(side)))
+        {
+            if (hop.OutsidePrefix is { } prefix)
+            {
+                segments[hop.Outside] = lab.AddSegment(hop.Outside, prefix, link);
+            }
+
+            var dmz = hop.Level == 0 ? dmzHost : null;
+            lab.AddRouter(hop.Name, hop.Policy, segments[hop.Inside], hop.InsideAddress, segments[hop.Outside], [hop.OutsideAddress],
+                dmz is null ? null : c => c with { DmzHost = Ipv4Address.Parse(dmz) });
+        }
+    }
+
+    /// <summary>The public segment's name.</summary>
+    internal const string Internet = "internet";
+
+    /// <summary>The LAN segment of side <paramref name="side"/> (0 = A, 1 = B).</summary>
+    internal static string Lan(int side) => side == 0 ? "lan-a" : "lan-b";
+
+    /// <summary>
+    /// The routers of <paramref name="type"/>'s chain from the LAN segment <paramref name="lan"/> out to the
+    /// internet, as both the in-memory cell and the namespace cell build them: the first serves the LAN from
+    /// 192.168.(1 + side).1, each next one serves a carrier segment 100.(65 + level).side.0/24 (inside .1, the
+    /// inner router at .2), the last is on the internet at 198.51.100.(1 + side).
+    /// </summary>
+    internal static IReadOnlyList<MatrixHop> Chain(MatrixType type, int side, string lan)
+    {
         var suffix = side == 0 ? "a" : "b";
+        var hops = new List<MatrixHop>();
         var inside = lan;
         var insideAddress = $"192.168.{1 + side}.1";
         for (var level = 0; level < type.Chain.Count; level++)
         {
             var outermost = level == type.Chain.Count - 1;
-            LabSegment outside;
-            string outsideAddress;
-            if (outermost)
-            {
-                outside = internet;
-                outsideAddress = $"198.51.100.{1 + side}";
-            }
-            else
-            {
-                // 100.65.S.0/24 for the first carrier level of side S, 100.66.S.0/24 for the next, ...
-                var prefix = $"100.{65 + level}.{side}";
-                outside = lab.AddSegment($"carrier{level + 1}-{suffix}", $"{prefix}.0/24", link);
-                outsideAddress = $"{prefix}.2";
-            }
-
-            var name = level == 0 ? $"nat-{suffix}" : $"carrier{level}-nat-{suffix}";
-            var dmz = level == 0 ? dmzHost : null;
-            lab.AddRouter(name, type.Chain[level], inside, insideAddress, outside, [outsideAddress],
-                dmz is null ? null : c => c with { DmzHost = Ipv4Address.Parse(dmz) });
-            if (!outermost)
-            {
-                inside = outside;
-                insideAddress = $"100.{65 + level}.{side}.1";
-            }
+            var prefix = $"100.{65 + level}.{side}";
+            var outside = outermost ? Internet : $"carrier{level + 1}-{suffix}";
+            hops.Add(new MatrixHop(level, level == 0 ? $"nat-{suffix}" : $"carrier{level}-nat-{suffix}", type.Chain[level],
+                inside, insideAddress, outside, outermost ? $"198.51.100.{1 + side}" : $"{prefix}.2",
+                outermost ? null : $"{prefix}.0/24"));
+            inside = outside;
+            insideAddress = $"{prefix}.1";
         }
+
+        return hops;
     }
 }
+
+/// <summary>One router of a matrix peer's chain.</summary>
+/// <param name="Level">0 for the peer's own router, 1 for the carrier NAT behind it, ...</param>
+/// <param name="OutsidePrefix">The carrier segment the router's outside is on, to create; null for the internet.</param>
+internal sealed record MatrixHop(int Level, string Name, NatPolicy Policy, string Inside, string InsideAddress,
+    string Outside, string OutsideAddress, string? OutsidePrefix);

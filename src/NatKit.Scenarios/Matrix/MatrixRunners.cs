@@ -9,4 +9,11 @@ public static class MatrixRunners
     /// says so and shows no grid, since a grid of anything else would be invented.
     /// </summary>
     public static MatrixCellRunner? Default => TraversalCellRunner.Run;
+
+    /// <summary>
+    /// The same traversal on real Linux NATs (`--netns`): agents started as processes in the cell's peer
+    /// namespaces (<see cref="NetnsMatrixCell.Start"/>) or run here on their real sockets
+    /// (<see cref="NetnsMatrixCell.Network"/>). Null until plugged in, with the same consequence.
+    /// </summary>
+    public static NetnsCellRunner? Netns => null;
 }

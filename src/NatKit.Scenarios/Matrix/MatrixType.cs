@@ -1,3 +1,4 @@
+using NatKit.Linux;
 using NatKit.Nat;
 
 namespace NatKit.Scenarios.Matrix;
@@ -28,8 +29,11 @@ public enum MatrixPlacement
 /// <see cref="MatrixPlacement.Open"/>.</param>
 /// <param name="DmzToPeer">The peer's router forwards unsolicited inbound traffic to the peer (a cloud 1:1 NAT's
 /// DMZ host, RFC 4787's "static" case).</param>
+/// <param name="Kernel">In network namespaces (<see cref="NetnsMatrixCell"/>), the peer's router is kernel
+/// nftables NAT with this reference rule set instead of a NatKit gateway; <see cref="Chain"/> is then its twin, the
+/// policy that behaves alike, which the in-memory lab and the oracle use.</param>
 public sealed record MatrixType(string Name, string Description, MatrixPlacement Placement,
-    IReadOnlyList<NatPolicy> Chain, bool DmzToPeer = false)
+    IReadOnlyList<NatPolicy> Chain, bool DmzToPeer = false, KernelNatKind? Kernel = null)
 {
     public override string ToString() => Name;
 }
@@ -63,12 +67,28 @@ public static class MatrixTypes
             MatrixPlacement.SameLan, [NatPresets.PortRestrictedCone with { Hairpinning = HairpinBehavior.ExternalSource }]),
     ];
 
-    /// <summary>A matrix type by name, or a single NAT of any preset by the preset's name (case-insensitive);
-    /// null when neither exists.</summary>
+    /// <summary>
+    /// The reference document's three kernel NAT routers, for the grid on real namespaces: each runs as nftables
+    /// rules there, and as its twin policy in the in-memory lab, so the two verdicts can be compared cell by cell.
+    /// DMZ's twin is one2one (one fixed public port that leads back to the peer's, nothing filtered);
+    /// <c>masquerade persistent</c>'s is port-restricted-cone; <c>masquerade random</c>'s is symmetric.
+    /// </summary>
+    public static IReadOnlyList<MatrixType> Kernel { get; } =
+    [
+        new("kernel-dmz", "kernel nftables DMZ: the peer's UDP leaves from one fixed public port that leads back to it",
+            MatrixPlacement.BehindNat, [NatPresets.TailscaleOne2One], DmzToPeer: true, Kernel: KernelNatKind.Dmz),
+        new("kernel-persistent", "kernel nftables `masquerade persistent`: endpoint-independent mapping, port-restricted filtering",
+            MatrixPlacement.BehindNat, [NatPresets.PortRestrictedCone], Kernel: KernelNatKind.MasqueradePersistent),
+        new("kernel-random", "kernel nftables `masquerade random`: a random port per new connection (symmetric)",
+            MatrixPlacement.BehindNat, [NatPresets.Symmetric], Kernel: KernelNatKind.MasqueradeRandom),
+    ];
+
+    /// <summary>A matrix type by name (<see cref="All"/>, then <see cref="Kernel"/>), or a single NAT of any
+    /// preset by the preset's name (case-insensitive); null when none exists.</summary>
     public static MatrixType? Find(string name)
     {
         ArgumentNullException.ThrowIfNull(name);
-        foreach (var t in All)
+        foreach (var t in All.Concat(Kernel))
         {
             if (string.Equals(t.Name, name, StringComparison.OrdinalIgnoreCase))
             {
@@ -84,7 +104,7 @@ public static class MatrixTypes
 
     /// <summary>Every name <see cref="Find"/> takes, matrix types first.</summary>
     public static IEnumerable<string> Names =>
-        All.Select(t => t.Name).Concat(NatPresets.All.Select(p => p.Name)).Distinct(StringComparer.OrdinalIgnoreCase);
+        All.Concat(Kernel).Select(t => t.Name).Concat(NatPresets.All.Select(p => p.Name)).Distinct(StringComparer.OrdinalIgnoreCase);
 
     private static MatrixType Single(string preset)
     {
