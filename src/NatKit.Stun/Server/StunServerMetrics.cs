@@ -5,8 +5,10 @@ namespace NatKit.Stun.Server;
 /// <summary>
 /// The server's meters. Names are stable (dashboards depend on them): meter <c>NatKit.Stun.Server</c>;
 /// counters <c>natkit.stun.server.requests</c> {transport}, <c>natkit.stun.server.responses</c> {class},
-/// <c>natkit.stun.server.errors</c> {code}, <c>natkit.stun.server.dropped</c> {reason}. Tags are
-/// preallocated so counting allocates nothing.
+/// <c>natkit.stun.server.errors</c> {code}, <c>natkit.stun.server.dropped</c> {reason};
+/// <c>natkit.stun.server.connections.rejected</c> {reason: total_limit, address_limit} and
+/// <c>natkit.stun.server.connections.timed_out</c> {reason: handshake, idle} for TCP and TLS connections. Tags
+/// are preallocated so counting allocates nothing.
 /// </summary>
 public sealed class StunServerMetrics : IDisposable
 {
@@ -24,6 +26,11 @@ public sealed class StunServerMetrics : IDisposable
         new("reason", "fingerprint"), new("reason", "unsupported"), new("reason", "connection_limit"),
     ];
 
+    private static readonly KeyValuePair<string, object?> TotalLimitTag = new("reason", "total_limit");
+    private static readonly KeyValuePair<string, object?> AddressLimitTag = new("reason", "address_limit");
+    private static readonly KeyValuePair<string, object?> HandshakeTag = new("reason", "handshake");
+    private static readonly KeyValuePair<string, object?> IdleTag = new("reason", "idle");
+
     private static readonly int[] KnownCodes = [300, 400, 401, 403, 420, 437, 438, 441, 442, 486, 500, 508];
 
     private static readonly KeyValuePair<string, object?>[] CodeTags =
@@ -34,6 +41,10 @@ public sealed class StunServerMetrics : IDisposable
     private readonly Counter<long> _responses;
     private readonly Counter<long> _errors;
     private readonly Counter<long> _dropped;
+    private readonly Counter<long> _rejected;
+    private readonly Counter<long> _timedOut;
+    private long _rejectedCount;
+    private long _timedOutCount;
     private long _requestCount;
     private long _responseCount;
     private long _droppedCount;
@@ -44,6 +55,10 @@ public sealed class StunServerMetrics : IDisposable
         _responses = _meter.CreateCounter<long>("natkit.stun.server.responses", "{response}", "responses sent");
         _errors = _meter.CreateCounter<long>("natkit.stun.server.errors", "{response}", "error responses by code");
         _dropped = _meter.CreateCounter<long>("natkit.stun.server.dropped", "{message}", "messages answered with silence");
+        _rejected = _meter.CreateCounter<long>("natkit.stun.server.connections.rejected", "{connection}",
+            "TCP and TLS connections closed on accept by a connection cap");
+        _timedOut = _meter.CreateCounter<long>("natkit.stun.server.connections.timed_out", "{connection}",
+            "TCP and TLS connections closed by the handshake window or the idle timeout");
     }
 
     /// <summary>Totals since start (for tests and the CLI's summary line).</summary>
@@ -52,6 +67,24 @@ public sealed class StunServerMetrics : IDisposable
     public long Responses => Interlocked.Read(ref _responseCount);
 
     public long Dropped => Interlocked.Read(ref _droppedCount);
+
+    /// <summary>TCP and TLS connections closed on accept because a connection cap was reached.</summary>
+    public long ConnectionsRejected => Interlocked.Read(ref _rejectedCount);
+
+    /// <summary>TCP and TLS connections closed by the handshake window or the idle timeout.</summary>
+    public long ConnectionsTimedOut => Interlocked.Read(ref _timedOutCount);
+
+    internal void ConnectionRejected(TcpAdmission reason)
+    {
+        Interlocked.Increment(ref _rejectedCount);
+        _rejected.Add(1, reason == TcpAdmission.AddressLimit ? AddressLimitTag : TotalLimitTag);
+    }
+
+    internal void ConnectionTimedOut(TcpTimeout reason)
+    {
+        Interlocked.Increment(ref _timedOutCount);
+        _timedOut.Add(1, reason == TcpTimeout.Handshake ? HandshakeTag : IdleTag);
+    }
 
     internal void Request(StunTransport transport)
     {

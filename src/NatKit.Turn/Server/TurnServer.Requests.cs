@@ -432,7 +432,7 @@ public sealed partial class TurnServer
 
             if (link is StreamClientLink s)
             {
-                s.Watchdog.AllocationStarted();
+                s.Watchdog.BeginLiveState();
                 _streamAllocations[s] = allocation;
             }
             else

@@ -9,6 +9,7 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using NatKit.Net;
 using NatKit.Stun;
+using NatKit.Stun.Server;
 using NatKit.Turn.Auth;
 using NatKit.Turn.Policy;
 using NatKit.Turn.Protocol;
@@ -780,7 +781,7 @@ public sealed partial class TurnServer : IAsyncDisposable
         Unpoll(a);
         if (a.Client is StreamClientLink stream)
         {
-            stream.Watchdog.AllocationEnded(); // the connection is idle from now unless it allocates again
+            stream.Watchdog.EndLiveState(); // the connection is idle from now unless it allocates again
         }
 
         a.RelayV4?.Dispose();
