@@ -298,24 +298,55 @@ public sealed partial class TurnServer
 
     private async ValueTask AllocateAsync(Request request, ClientLink link, int udpIndex)
     {
-        // Quotas first (RFC 8656 section 7.2 step 8): per user 486, whole server 508.
+        // Quotas first (RFC 8656 section 7.2): per user 486, whole server 508. A reservation (EVEN-PORT with the R
+        // bit) holds a slot as an allocation does, so such a request needs two; claiming a reservation's token
+        // turns its slot into the new allocation's.
+        var user = request.Username!;
+        var need = request.ReservePair ? 2 : 1;
+        Reservation? claimed = null;
         lock (_gate)
         {
-            _perUser.TryGetValue(request.Username!, out var mine);
-            if (mine >= _options.MaxAllocationsPerUser)
+            if (request.Token is { } token)
+            {
+                _reservations.TryGetValue(token, out claimed);
+            }
+
+            var freed = claimed is null ? 0 : 1;
+            var mine = _perUser.GetValueOrDefault(user) - (claimed is not null && claimed.Username == user ? 1 : 0);
+            if (mine + need > _options.MaxAllocationsPerUser)
             {
                 Fail(request, StunErrorCode.AllocationQuotaReached, request.Key);
                 return;
             }
 
-            if (_count >= _options.MaxAllocations)
+            if (_held - freed + need > _options.MaxAllocations)
             {
                 Fail(request, StunErrorCode.InsufficientCapacity, request.Key);
                 return;
             }
 
-            _perUser[request.Username!] = mine + 1;
+            if (request.Token is not null && claimed is null)
+            {
+                Fail(request, StunErrorCode.InsufficientCapacity, request.Key); // unknown, used or expired token
+                return;
+            }
+
+            if (claimed is not null)
+            {
+                _reservations.Remove(claimed.Token); // its port stays marked: the new allocation binds it
+                ReleaseSlotLocked(claimed.Username);
+                if (ReferenceEquals(claimed.Owner.Reservation, claimed))
+                {
+                    claimed.Owner.Reservation = null;
+                }
+            }
+
+            TakeSlotLocked(user);
             _count++;
+            if (request.ReservePair)
+            {
+                TakeSlotLocked(user); // held for the reservation until it is made (or the allocation fails)
+            }
         }
 
         var now = _time.GetTimestamp();
@@ -326,6 +357,7 @@ public sealed partial class TurnServer
         {
             AllocateTransaction = request.TransactionId,
             Expires = now + Ticks(request.Lifetime),
+            ReservationSlotPending = request.ReservePair,
         };
 
         var registered = false;
@@ -333,20 +365,8 @@ public sealed partial class TurnServer
         {
             ulong? newToken = null;
             var v6Failed = false;
-            if (request.Token is { } token)
+            if (claimed is { } reservation)
             {
-                Reservation? reservation;
-                lock (_gate)
-                {
-                    _reservations.Remove(token, out reservation);
-                }
-
-                if (reservation is null)
-                {
-                    Fail(request, StunErrorCode.InsufficientCapacity, request.Key);
-                    return;
-                }
-
                 var socket = await BindReservedAsync(reservation);
                 if (socket is null)
                 {
@@ -369,11 +389,13 @@ public sealed partial class TurnServer
                 if (pairPort != 0)
                 {
                     newToken = BinaryPrimitives.ReadUInt64BigEndian(RandomNumberGenerator.GetBytes(8));
-                    var reservation = new Reservation(newToken.Value, request.Family, pairPort);
+                    var made = new Reservation(newToken.Value, request.Family, pairPort, user, allocation);
                     lock (_gate)
                     {
-                        _reservations[newToken.Value] = reservation;
-                        _reservationExpiry.Add(reservation, now + Ticks(TurnLimits.ReservationLifetime));
+                        _reservations[newToken.Value] = made;
+                        _reservationExpiry.Add(made, now + Ticks(TurnLimits.ReservationLifetime));
+                        allocation.Reservation = made;
+                        allocation.ReservationSlotPending = false; // the reservation holds that slot now
                     }
                 }
 

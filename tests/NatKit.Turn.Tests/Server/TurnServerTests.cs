@@ -424,6 +424,81 @@ public class TurnServerTests
     }
 
     [Fact]
+    public async Task Rfc8656_14_6_Reservation_CountsAgainstTheUserQuotaAndTheServerTotal_WhileItLives()
+    {
+        await using (var h = await TurnHarness.StartAsync(o => o with { MaxAllocationsPerUser = 2 }))
+        {
+            var first = await h.ClientAsync(h.ClientOptions() with { EvenPort = true, ReservePair = true });
+            Assert.Equal(1, h.Server.ReservationCount);
+            Assert.Equal(486, (await Assert.ThrowsAsync<TurnException>(() => h.ClientAsync())).Code); // 1 + 1 reserved
+            await h.ClientAsync(h.ClientOptions(user: "bob", password: "builder")); // another user's quota
+
+            // Claiming the token turns the reservation's slot into the new allocation's.
+            await h.ClientAsync(h.ClientOptions() with { ReservationToken = first.ReservationToken });
+            Assert.Equal(0, h.Server.ReservationCount);
+            Assert.Equal(486, (await Assert.ThrowsAsync<TurnException>(() => h.ClientAsync())).Code);
+        }
+
+        await using (var h = await TurnHarness.StartAsync(o => o with { MaxAllocationsPerUser = 2 }))
+        {
+            await h.ClientAsync();
+            // A reserving Allocate needs two slots: one left is not enough, and nothing is held after the refusal.
+            Assert.Equal(486, (await Assert.ThrowsAsync<TurnException>(() =>
+                h.ClientAsync(h.ClientOptions() with { EvenPort = true, ReservePair = true }))).Code);
+            Assert.Equal(0, h.Server.ReservationCount);
+            await h.ClientAsync();
+        }
+
+        await using (var h = await TurnHarness.StartAsync(o => o with { MaxAllocations = 2, MaxAllocationsPerUser = 2 }))
+        {
+            await h.ClientAsync(h.ClientOptions() with { EvenPort = true, ReservePair = true });
+            Assert.Equal(508, (await Assert.ThrowsAsync<TurnException>(() =>
+                h.ClientAsync(h.ClientOptions(user: "bob", password: "builder")))).Code);
+
+            // An unclaimed reservation expires after 30 s and gives its slot back.
+            h.Time.Advance(TurnLimits.ReservationLifetime + TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(1));
+            Assert.Equal(0, h.Server.ReservationCount);
+            await h.ClientAsync(h.ClientOptions(user: "bob", password: "builder"));
+        }
+    }
+
+    [Fact]
+    public async Task Rfc8656_14_6_Reservation_EndsWithTheAllocationThatMadeIt_PortAndQuotaComeBack()
+    {
+        // The attack: Allocate with EVEN-PORT R=1, then Refresh with LIFETIME 0, again and again, left every odd
+        // relay port reserved and the user with no allocation. Here the reservation goes with its allocation.
+        var first = FreeUdpRange(10);
+        await using (var h = await TurnHarness.StartAsync(o => o with { MinPort = first, MaxPort = first + 9 }))
+        {
+            for (var i = 0; i < 5; i++)
+            {
+                var c = await h.ClientAsync(h.ClientOptions() with { EvenPort = true, ReservePair = true });
+                Assert.NotNull(c.ReservationToken);
+                Assert.Equal(1, h.Server.ReservationCount);
+                await c.RefreshAsync(TimeSpan.Zero);
+                Assert.Equal(0, h.Server.ReservationCount);
+            }
+
+            // Every port of the range is free again: ten allocations, then the range is exhausted.
+            for (var i = 0; i < 10; i++)
+            {
+                await h.ClientAsync(h.ClientOptions(user: "bob", password: "builder"));
+            }
+
+            Assert.Equal(508, (await Assert.ThrowsAsync<TurnException>(() =>
+                h.ClientAsync(h.ClientOptions(user: "bob", password: "builder")))).Code);
+        }
+
+        await using (var h = await TurnHarness.StartAsync(o => o with { MaxAllocationsPerUser = 2 }))
+        {
+            var c = await h.ClientAsync(h.ClientOptions() with { EvenPort = true, ReservePair = true });
+            await c.RefreshAsync(TimeSpan.Zero);
+            await h.ClientAsync(); // both of alice's slots are back
+            await h.ClientAsync();
+        }
+    }
+
+    [Fact]
     public async Task Rfc8656_7_IPv6Relay_AndDualAllocation()
     {
         await using var h = await TurnHarness.StartAsync();
@@ -620,6 +695,42 @@ public class TurnServerTests
         Assert.Contains("Users or a SharedSecret", e.Message, StringComparison.Ordinal);
         var e2 = Assert.Throws<ArgumentException>(() => new TurnServerOptions { SharedSecret = "x", MinPort = 5, MaxPort = 4 }.Validate());
         Assert.Contains("MinPort", e2.Message, StringComparison.Ordinal);
+    }
+
+    /// <summary>The first of <paramref name="count"/> consecutive UDP ports on loopback, even, that nothing holds
+    /// now (below the ephemeral range, so a socket bound meanwhile is unlikely to take one).</summary>
+    private static int FreeUdpRange(int count)
+    {
+        var random = new Random();
+        for (var attempt = 0; attempt < 100; attempt++)
+        {
+            var first = 20000 + (random.Next(5000) * 2);
+            var sockets = new List<Socket>();
+            try
+            {
+                for (var p = first; p < first + count; p++)
+                {
+                    var s = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
+                    sockets.Add(s);
+                    s.Bind(new IPEndPoint(IPAddress.Loopback, p));
+                }
+
+                return first;
+            }
+            catch (SocketException)
+            {
+                // taken: try another range
+            }
+            finally
+            {
+                foreach (var s in sockets)
+                {
+                    s.Dispose();
+                }
+            }
+        }
+
+        throw new InvalidOperationException($"no {count} consecutive free UDP ports found");
     }
 
     private static int FreeUdpPort()
