@@ -12,7 +12,7 @@ namespace NatKit.Turn.Server;
 ///   <c>to_peer</c> or <c>to_client</c></item>
 /// <item><c>natkit.turn.refusals</c>: error responses, tagged <c>code</c> (400, 401, 403, 437, 438, ...)</item>
 /// <item><c>natkit.turn.drops</c>: packets dropped, tagged <c>reason</c> (no_permission, policy,
-///   bandwidth, no_allocation, no_channel, rate_limited, malformed)</item>
+///   bandwidth, no_allocation, no_channel, rate_limited, malformed, too_large, fingerprint)</item>
 /// <item><c>natkit.turn.connections.active</c> (gauge): TCP and TLS client connections held;
 ///   <c>natkit.turn.connections.rejected</c>, tagged <c>reason</c> = <c>total_limit</c> or <c>address_limit</c>;
 ///   <c>natkit.turn.connections.timed_out</c>, tagged <c>reason</c> = <c>handshake</c> or <c>idle</c></item>
@@ -115,6 +115,7 @@ public sealed class TurnMetrics : IDisposable
         new("reason", "rate_limited"),
         new("reason", "malformed"),
         new("reason", "too_large"),
+        new("reason", "fingerprint"),
     ];
 
     private static Dictionary<int, KeyValuePair<string, object?>> BuildCodes()
@@ -139,4 +140,5 @@ internal enum DropReason
     RateLimited,
     Malformed,
     TooLarge,
+    Fingerprint,
 }

@@ -6,6 +6,7 @@ using System.Text;
 using Microsoft.Extensions.Logging;
 using NatKit.Net;
 using NatKit.Stun;
+using NatKit.Stun.Server;
 using NatKit.Turn.Auth;
 using NatKit.Turn.Policy;
 using NatKit.Turn.Protocol;
@@ -48,10 +49,15 @@ public sealed partial class TurnServer
     private Request? Inspect(ReadOnlySpan<byte> data, ClientLink link, Allocation? allocation, out SendPlan send)
     {
         send = default;
-        if (StunMessageReader.Parse(data, out var r) != StunParseStatus.Ok)
+        // The STUN server's validation, step by step: screen (parse, FINGERPRINT), credentials, then 420.
+        switch (StunRequestValidation.Screen(data, out var r))
         {
-            Metrics.Dropped(DropReason.Malformed);
-            return null;
+            case StunScreen.Malformed:
+                Metrics.Dropped(DropReason.Malformed);
+                return null;
+            case StunScreen.BadFingerprint:
+                Metrics.Dropped(DropReason.Fingerprint); // RFC 8489 section 7.3: discard, whatever it is
+                return null;
         }
 
         link.MessageReceived(); // only whole, valid messages keep a stream connection alive
@@ -72,39 +78,44 @@ public sealed partial class TurnServer
         }
 
         var request = new Request(r.Method, r.TransactionId, r.HasFingerprint, link.Remote.Address);
-        if (r.Method == StunMethods.Binding)
-        {
-            // A TURN server is also a STUN server (RFC 8656 section 2.5): answer Binding without credentials.
-            request.Response = Respond(request, null, (ref StunMessageWriter w, Request q) =>
-                w.AddXorAddress(StunAttributeType.XorMappedAddress, StunAddress.FromEndPoint(link.Remote)),
-                sign: false);
-            return request;
-        }
 
-        if (r.Method is not (TurnMethods.Allocate or TurnMethods.Refresh or TurnMethods.CreatePermission
-            or TurnMethods.ChannelBind))
+        // A TURN server is also a STUN server (RFC 8656 section 2.5): Binding needs no credentials.
+        var binding = r.Method == StunMethods.Binding;
+        if (!binding)
         {
-            return Fail(request, StunErrorCode.BadRequest, null);
-        }
-
-        var auth = Authenticate(r, link.Remote, request);
-        if (auth != 0)
-        {
-            if (auth < 0)
+            if (r.Method is not (TurnMethods.Allocate or TurnMethods.Refresh or TurnMethods.CreatePermission
+                or TurnMethods.ChannelBind))
             {
-                Metrics.Dropped(DropReason.RateLimited);
-                return null; // over the unauthenticated rate: no answer at all
+                return Fail(request, StunErrorCode.BadRequest, null);
             }
 
-            return Fail(request, auth, null);
+            var auth = Authenticate(r, link.Remote, request);
+            if (auth != 0)
+            {
+                if (auth < 0)
+                {
+                    Metrics.Dropped(DropReason.RateLimited);
+                    return null; // over the unauthenticated rate: no answer at all
+                }
+
+                return Fail(request, auth, null);
+            }
         }
 
         Span<ushort> unknown = stackalloc ushort[8];
-        var unknownCount = r.FindUnknownComprehensionRequired(_registry, unknown);
+        var unknownCount = StunRequestValidation.FindUnknown(r, _registry, unknown);
         if (unknownCount > 0)
         {
             request.Unknown = unknown[..unknownCount].ToArray();
             return Fail(request, StunErrorCode.UnknownAttribute, request.Key);
+        }
+
+        if (binding)
+        {
+            request.Response = Respond(request, null, (ref StunMessageWriter w, Request q) =>
+                w.AddXorAddress(StunAttributeType.XorMappedAddress, StunAddress.FromEndPoint(link.Remote)),
+                sign: false);
+            return request;
         }
 
         if (r.Method == TurnMethods.Allocate)

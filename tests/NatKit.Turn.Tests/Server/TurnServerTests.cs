@@ -551,6 +551,66 @@ public class TurnServerTests
     }
 
     [Fact]
+    public async Task Rfc8489_7_3_WrongFingerprint_IsDiscarded_OnEveryMethod()
+    {
+        await using var h = await TurnHarness.StartAsync();
+        await using var raw = await RawClient.OpenAsync(h.Udp);
+        await raw.AllocateAsync();
+        var peer = await h.PeerAsync();
+
+        // A right FINGERPRINT is answered, and the answer carries one (RFC 8489 section 7.3).
+        var good = await raw.TransactAsync(raw.Build(StunMethods.Binding, null, user: null, fingerprint: true));
+        Assert.Equal(StunClass.SuccessResponse, good.Class);
+        Assert.Contains(good.Attributes, a => a.Type == StunAttributeType.Fingerprint);
+
+        var bad = new[]
+        {
+            raw.Build(StunMethods.Binding, null, user: null, fingerprint: true),
+            raw.Build(TurnMethods.Allocate, RawClient.RequestUdp, user: null, fingerprint: true),
+            raw.Build(TurnMethods.CreatePermission, (ref StunMessageWriter w) =>
+                w.AddXorAddress(TurnAttributeType.XorPeerAddress, StunAddress.FromEndPoint(peer.LocalEndPoint)),
+                fingerprint: true),
+        };
+        foreach (var message in bad)
+        {
+            message[^1] ^= 1; // one bit of the CRC
+            await raw.SendAsync(message);
+            var probe = raw.Build(StunMethods.Binding, null, user: null);
+            await raw.SendAsync(probe);
+            var reply = StunMessage.Parse(await raw.TryReceiveAsync(TimeSpan.FromSeconds(10)));
+            Assert.Equal(StunMessage.Parse(probe)!.TransactionId, reply!.TransactionId); // the bad one, sent first, got nothing
+        }
+
+        Assert.Equal(1, h.Server.AllocationCount);
+    }
+
+    [Fact]
+    public async Task Rfc8489_6_3_1_UnknownComprehensionRequired_Gets420_OnBindingToo()
+    {
+        await using var h = await TurnHarness.StartAsync();
+        await using var raw = await RawClient.OpenAsync(h.Udp);
+        static void Unknown(ref StunMessageWriter w) => w.AddUInt32(0x0777, 0);
+
+        var binding = await raw.TransactAsync(raw.Build(StunMethods.Binding, Unknown, user: null));
+        Assert.Equal(420, RawClient.ErrorCode(binding));
+        var list = binding.Attributes.Single(a => a.Type == StunAttributeType.UnknownAttributes);
+        Assert.Equal(new byte[] { 0x07, 0x77 }, list.Value);
+
+        // A comprehension-optional one (0x8000 and up) is ignored, and a signed Allocate with 0x0777 gets 420 too.
+        var optional = await raw.TransactAsync(raw.Build(StunMethods.Binding, (ref StunMessageWriter w) =>
+            w.AddUInt32(0x8777, 0), user: null));
+        Assert.Equal(StunClass.SuccessResponse, optional.Class);
+        await raw.TransactAsync(raw.Build(TurnMethods.Allocate, RawClient.RequestUdp, user: null)); // the nonce
+        var allocate = await raw.TransactAsync(raw.Build(TurnMethods.Allocate, (ref StunMessageWriter w) =>
+        {
+            RawClient.RequestUdp(ref w);
+            Unknown(ref w);
+        }));
+        Assert.Equal(420, RawClient.ErrorCode(allocate));
+        Assert.Equal(0, h.Server.AllocationCount);
+    }
+
+    [Fact]
     public async Task UnauthenticatedRequests_OverTheRate_GetNoAnswer()
     {
         await using var h = await TurnHarness.StartAsync(o => o with { UnauthenticatedRequestsPerSecond = 3 });
