@@ -21,6 +21,7 @@ public sealed class ProxyServerTests : IAsyncLifetime
         HttpListen = new IPEndPoint(IPAddress.Loopback, 0),
         AllowLoopbackDestinations = true,
         ConnectPorts = new HashSet<int> { connectPort },
+        SocksPorts = ProxyOptions.AnyPort, // SOCKS tests reach ephemeral loopback ports
     };
 
     private string Url(string path) => $"http://127.0.0.1:{_origin.Port}{path}";
