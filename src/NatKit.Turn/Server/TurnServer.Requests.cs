@@ -751,6 +751,12 @@ public sealed partial class TurnServer
             return default;
         }
 
+        if (length > _options.MaxRelayPayload)
+        {
+            Metrics.Dropped(DropReason.TooLarge); // the limit holds both ways
+            return default;
+        }
+
         var now = _time.GetTimestamp();
         lock (allocation.Gate)
         {

@@ -285,7 +285,7 @@ public sealed partial class TurnServer : IAsyncDisposable
             ? SendToPeerAsync(relay, frame.Slice(4, length), peer)
             : default;
 
-    /// <summary>The checks of ChannelData from the client: a bound channel, a permission, bandwidth. True with
+    /// <summary>The checks of ChannelData from the client: size, a bound channel, a permission, bandwidth. True with
     /// the relay socket, the peer and the payload length when the payload (after the 4-byte header) may go.</summary>
     private bool TryPlanChannelData(Allocation allocation, ReadOnlySpan<byte> span,
         [NotNullWhen(true)] out IDatagramSocket? relay, [NotNullWhen(true)] out IPEndPoint? peer, out int length)
@@ -296,6 +296,13 @@ public sealed partial class TurnServer : IAsyncDisposable
         if (length > span.Length - 4)
         {
             Metrics.Dropped(DropReason.Malformed);
+            peer = null;
+            return false;
+        }
+
+        if (length > _options.MaxRelayPayload)
+        {
+            Metrics.Dropped(DropReason.TooLarge); // the limit holds both ways
             peer = null;
             return false;
         }

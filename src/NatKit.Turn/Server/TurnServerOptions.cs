@@ -72,8 +72,9 @@ public sealed record TurnServerOptions
     /// unanswered. 0 for no limit.</summary>
     public int UnauthenticatedRequestsPerSecond { get; init; } = 100;
 
-    /// <summary>The largest datagram relayed from a peer; larger ones are dropped. Each allocation holds a
-    /// receive buffer this size, so it sets the memory an allocation costs.</summary>
+    /// <summary>The largest payload relayed, in both directions: a datagram from a peer, and the DATA of a Send
+    /// indication or ChannelData from a client; larger ones are dropped (natkit.turn.drops reason=too_large).
+    /// Each allocation holds a receive buffer this size, so it sets the memory an allocation costs.</summary>
     public int MaxRelayPayload { get; init; } = 4096;
 
     public string Software { get; init; } = "NatKit TURN";

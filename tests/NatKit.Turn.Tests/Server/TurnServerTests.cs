@@ -14,7 +14,7 @@ public class TurnServerTests
 {
     private static async Task<(byte[] Data, IPEndPoint From)> ReceiveAsync(IDatagramSocket socket)
     {
-        var buffer = new byte[2048];
+        var buffer = new byte[65536];
         using var cts = TurnHarness.Deadline();
         var d = await socket.ReceiveFromAsync(buffer, cts.Token);
         return (buffer[..d.Length], d.RemoteEndPoint);
@@ -22,7 +22,7 @@ public class TurnServerTests
 
     private static async Task<(byte[] Data, IPEndPoint From)> ReceiveAsync(TurnClient client)
     {
-        var buffer = new byte[2048];
+        var buffer = new byte[65536];
         using var cts = TurnHarness.Deadline();
         var r = await client.ReceiveAsync(buffer, cts.Token);
         return (buffer[..r.Length], r.Peer);
@@ -645,6 +645,36 @@ public class TurnServerTests
         h.Time.Advance(TimeSpan.FromSeconds(1)); // everything sent so far has been handled: the bucket refills
         await c.SendAsync(new byte[950], peer.LocalEndPoint);
         Assert.Equal(950, (await ReceiveAsync(peer)).Data.Length);
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task MaxRelayPayload_HoldsFromClientToPeer_TooBigSendIndicationOrChannelData_IsNotRelayed(bool channel)
+    {
+        // The attack run had 8,000-byte Send indications relayed: the limit held only from peer to client.
+        await using var h = await TurnHarness.StartAsync();
+        Assert.Equal(4096, h.Server.Options.MaxRelayPayload);
+        var c = await h.ClientAsync();
+        var peer = await h.PeerAsync();
+        if (channel)
+        {
+            await c.BindChannelAsync(peer.LocalEndPoint);
+        }
+        else
+        {
+            await c.CreatePermissionAsync(IPAddress.Loopback);
+        }
+
+        await c.SendAsync(new byte[8000], peer.LocalEndPoint); // past the limit: dropped
+        await c.SendAsync(new byte[4097], peer.LocalEndPoint);
+        await c.SendAsync(new byte[4096], peer.LocalEndPoint); // at the limit: relayed
+        Assert.Equal(4096, (await ReceiveAsync(peer)).Data.Length);
+
+        // And from peer to client, as before.
+        await peer.SendToAsync(new byte[4097], c.RelayedEndPoint);
+        await peer.SendToAsync(new byte[4096], c.RelayedEndPoint);
+        Assert.Equal(4096, (await ReceiveAsync(c)).Data.Length);
     }
 
     [Fact]
