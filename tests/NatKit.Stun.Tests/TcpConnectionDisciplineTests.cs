@@ -9,6 +9,28 @@ namespace NatKit.Stun.Tests;
 public class TcpConnectionLimitsTests
 {
     [Fact]
+    public void Validate_NamesTheBadSetting_AsBothServersOptionsNameIt()
+    {
+        static string Fails(int total, int perAddress, double handshake, double idle) =>
+            Assert.Throws<ArgumentException>(() => TcpConnectionLimits.Validate(total, perAddress,
+                TimeSpan.FromMilliseconds(handshake), TimeSpan.FromMilliseconds(idle))).Message;
+
+        TcpConnectionLimits.Validate(1024, 128, TimeSpan.FromSeconds(10), TimeSpan.FromSeconds(30));
+        Assert.Contains("MaxTcpConnections", Fails(0, 1, 1000, 1000), StringComparison.Ordinal);
+        Assert.Contains("MaxTcpConnectionsPerAddress", Fails(10, 11, 1000, 1000), StringComparison.Ordinal);
+        Assert.Contains("MaxTcpConnectionsPerAddress", Fails(10, 0, 1000, 1000), StringComparison.Ordinal);
+        Assert.Contains("TcpHandshakeTimeout", Fails(10, 1, 0, 1000), StringComparison.Ordinal);
+        Assert.Contains("TcpIdleTimeout", Fails(10, 1, 1000, -1000), StringComparison.Ordinal);
+
+        // Longer than a system timer's longest due time: refused up front, not thrown by the first connection's
+        // watchdog (the idle timeout from a timer callback, which would end the process).
+        var longest = TcpConnectionLimits.MaxTimeout.TotalMilliseconds;
+        TcpConnectionLimits.Validate(10, 1, TcpConnectionLimits.MaxTimeout, TcpConnectionLimits.MaxTimeout);
+        Assert.Contains("TcpHandshakeTimeout", Fails(10, 1, longest + 1, 1000), StringComparison.Ordinal);
+        Assert.Contains("TcpIdleTimeout", Fails(10, 1, 1000, longest + 1), StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Caps_TotalAndPerAddress_AndAMappedAddressIsTheSameHost()
     {
         var limits = new TcpConnectionLimits(total: 3, perAddress: 2);

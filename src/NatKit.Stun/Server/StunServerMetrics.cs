@@ -26,11 +26,6 @@ public sealed class StunServerMetrics : IDisposable
         new("reason", "fingerprint"), new("reason", "unsupported"), new("reason", "connection_limit"),
     ];
 
-    private static readonly KeyValuePair<string, object?> TotalLimitTag = new("reason", "total_limit");
-    private static readonly KeyValuePair<string, object?> AddressLimitTag = new("reason", "address_limit");
-    private static readonly KeyValuePair<string, object?> HandshakeTag = new("reason", "handshake");
-    private static readonly KeyValuePair<string, object?> IdleTag = new("reason", "idle");
-
     private static readonly int[] KnownCodes = [300, 400, 401, 403, 420, 437, 438, 441, 442, 486, 500, 508];
 
     private static readonly KeyValuePair<string, object?>[] CodeTags =
@@ -41,10 +36,7 @@ public sealed class StunServerMetrics : IDisposable
     private readonly Counter<long> _responses;
     private readonly Counter<long> _errors;
     private readonly Counter<long> _dropped;
-    private readonly Counter<long> _rejected;
-    private readonly Counter<long> _timedOut;
-    private long _rejectedCount;
-    private long _timedOutCount;
+    private readonly TcpConnectionMetrics _tcp;
     private long _requestCount;
     private long _responseCount;
     private long _droppedCount;
@@ -55,10 +47,7 @@ public sealed class StunServerMetrics : IDisposable
         _responses = _meter.CreateCounter<long>("natkit.stun.server.responses", "{response}", "responses sent");
         _errors = _meter.CreateCounter<long>("natkit.stun.server.errors", "{response}", "error responses by code");
         _dropped = _meter.CreateCounter<long>("natkit.stun.server.dropped", "{message}", "messages answered with silence");
-        _rejected = _meter.CreateCounter<long>("natkit.stun.server.connections.rejected", "{connection}",
-            "TCP and TLS connections closed on accept by a connection cap");
-        _timedOut = _meter.CreateCounter<long>("natkit.stun.server.connections.timed_out", "{connection}",
-            "TCP and TLS connections closed by the handshake window or the idle timeout");
+        _tcp = new TcpConnectionMetrics(_meter, "natkit.stun.server");
     }
 
     /// <summary>Totals since start (for tests and the CLI's summary line).</summary>
@@ -69,22 +58,14 @@ public sealed class StunServerMetrics : IDisposable
     public long Dropped => Interlocked.Read(ref _droppedCount);
 
     /// <summary>TCP and TLS connections closed on accept because a connection cap was reached.</summary>
-    public long ConnectionsRejected => Interlocked.Read(ref _rejectedCount);
+    public long ConnectionsRejected => _tcp.Rejected;
 
     /// <summary>TCP and TLS connections closed by the handshake window or the idle timeout.</summary>
-    public long ConnectionsTimedOut => Interlocked.Read(ref _timedOutCount);
+    public long ConnectionsTimedOut => _tcp.TimedOut;
 
-    internal void ConnectionRejected(TcpAdmission reason)
-    {
-        Interlocked.Increment(ref _rejectedCount);
-        _rejected.Add(1, reason == TcpAdmission.AddressLimit ? AddressLimitTag : TotalLimitTag);
-    }
+    internal void ConnectionRejected(TcpAdmission reason) => _tcp.OnRejected(reason);
 
-    internal void ConnectionTimedOut(TcpTimeout reason)
-    {
-        Interlocked.Increment(ref _timedOutCount);
-        _timedOut.Add(1, reason == TcpTimeout.Handshake ? HandshakeTag : IdleTag);
-    }
+    internal void ConnectionTimedOut(TcpTimeout reason) => _tcp.OnTimedOut(reason);
 
     internal void Request(StunTransport transport)
     {
