@@ -8,7 +8,8 @@ namespace NatKit.Proxy;
 
 /// <summary>
 /// How the proxy behaves. The defaults are the safe ones: loopback listener, clients only from loopback and
-/// private LANs, CONNECT only to port 443, no loopback destinations, bounded headers, times and connections.
+/// private LANs, CONNECT (HTTP and SOCKS5) only to port 443, no loopback destinations, never the proxy itself,
+/// bounded headers, times and connections.
 /// </summary>
 public sealed record ProxyOptions
 {
@@ -25,8 +26,14 @@ public sealed record ProxyOptions
     /// ports; 443 only by default.</summary>
     public IReadOnlySet<int> ConnectPorts { get; init; } = new HashSet<int> { 443 };
 
-    /// <summary>Ports a SOCKS5 CONNECT or UDP datagram may reach; null means any.</summary>
+    /// <summary>Ports a SOCKS5 CONNECT or UDP datagram may reach; null (the default) means the same list as
+    /// <see cref="ConnectPorts"/>, so SOCKS5 is no wider than HTTP CONNECT unless told (<see cref="AnyPort"/>
+    /// for every port).</summary>
     public IReadOnlySet<int>? SocksPorts { get; init; }
+
+    /// <summary>Every port, 1 to 65535: for <see cref="ConnectPorts"/> or <see cref="SocksPorts"/> when any
+    /// port may be reached.</summary>
+    public static IReadOnlySet<int> AnyPort { get; } = new HashSet<int>(Enumerable.Range(1, 65535));
 
     /// <summary>Whether destinations on loopback, unspecified, link-local or multicast addresses are allowed.
     /// Off by default so clients cannot reach services bound to the proxy host itself.</summary>
@@ -127,6 +134,10 @@ public sealed record ProxyOptions
             {
                 sb.Append(value is null ? "none" : "(set)");
             }
+            else if (value is IReadOnlySet<int> { Count: 65535 })
+            {
+                sb.Append("any"); // AnyPort, not 65,535 numbers
+            }
             else if (value is System.Collections.IEnumerable list and not string)
             {
                 sb.Append('[').AppendJoin(", ", list.Cast<object>()).Append(']');
@@ -199,6 +210,14 @@ public sealed record ProxyOptions
             if (p is < 1 or > 65535)
             {
                 throw new ArgumentException($"ConnectPorts has an invalid port {p}.", nameof(ConnectPorts));
+            }
+        }
+
+        foreach (var p in SocksPorts ?? ConnectPorts)
+        {
+            if (p is < 1 or > 65535)
+            {
+                throw new ArgumentException($"SocksPorts has an invalid port {p}.", nameof(SocksPorts));
             }
         }
 

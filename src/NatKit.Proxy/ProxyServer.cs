@@ -250,8 +250,47 @@ public sealed partial class ProxyServer : IAsyncDisposable
         return address.IsIPv6LinkLocal || address.IsIPv6Multicast || address.IsIPv6SiteLocal;
     }
 
+    /// <summary>Whether a SOCKS5 CONNECT or UDP datagram may go to <paramref name="port"/>:
+    /// <see cref="ProxyOptions.SocksPorts"/>, or <see cref="ProxyOptions.ConnectPorts"/> when that is not set.</summary>
+    internal bool SocksPortAllowed(int port) => (Options.SocksPorts ?? Options.ConnectPorts).Contains(port);
+
+    /// <summary>True when <paramref name="address"/>:<paramref name="port"/> is this proxy: one of its listen
+    /// ports on any address of this host (loopback, unspecified, a listen address, an interface's address). A
+    /// tunnel to itself would nest without end, each level holding two connection slots.</summary>
+    internal bool IsSelf(IPAddress address, int port)
+    {
+        if (port != _http.LocalEndPoint.Port && port != _socks?.LocalEndPoint.Port)
+        {
+            return false; // the common case: no interface list is read
+        }
+
+        address = Unscoped(address);
+        if (IPAddress.IsLoopback(address) || address.Equals(IPAddress.Any) || address.Equals(IPAddress.IPv6Any) ||
+            address.Equals(Unscoped(_http.LocalEndPoint.Address)) ||
+            (_socks is not null && address.Equals(Unscoped(_socks.LocalEndPoint.Address))))
+        {
+            return true;
+        }
+
+        foreach (var local in Network.LocalAddresses)
+        {
+            if (address.Equals(Unscoped(local)))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    /// <summary>The address without an IPv4-mapped form or an IPv6 scope, for comparing hosts.</summary>
+    private static IPAddress Unscoped(IPAddress address) => address.IsIPv4MappedToIPv6 ? address.MapToIPv4()
+        : address.AddressFamily == AddressFamily.InterNetworkV6 && address.ScopeId != 0
+            ? new IPAddress(address.GetAddressBytes())
+            : address;
+
     /// <summary>Resolves <paramref name="host"/> and connects to the first allowed address that answers,
-    /// within the connect timeout.</summary>
+    /// within the connect timeout. Never this proxy itself (<see cref="IsSelf"/>).</summary>
     internal async Task<DialResult> DialAsync(string host, int port, CancellationToken cancellationToken)
     {
         IPAddress[] addresses;
@@ -283,6 +322,16 @@ public sealed partial class ProxyServer : IAsyncDisposable
         {
             if (IsForbiddenDestination(address))
             {
+                continue;
+            }
+
+            if (IsSelf(address, port))
+            {
+                if (failure == DialFailure.Forbidden)
+                {
+                    reason = $"destination {host}:{port} is this proxy";
+                }
+
                 continue;
             }
 

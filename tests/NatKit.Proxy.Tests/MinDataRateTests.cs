@@ -54,7 +54,7 @@ public sealed class MinDataRateTests
             return text[(text.IndexOf("\r\n\r\n", StringComparison.Ordinal) + 4)..].Length;
         });
         var time = new ManualTimeProvider();
-        await using var proxy = await ProxyServer.StartAsync(RateOptions(), new ClockedNetwork(SystemNetwork.Instance, time));
+        await using var proxy = await ProxyServer.StartAsync(RateOptions(), new ClockedNetwork(time));
         await using var c = await RawClient.ConnectAsync(proxy.HttpEndPoint);
         await c.SendAsync($"POST http://127.0.0.1:{listener.LocalEndPoint.Port}/ HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n");
         await headSeen.Task.WaitAsync(TimeSpan.FromSeconds(15)); // the proxy now waits for the body
@@ -87,7 +87,7 @@ public sealed class MinDataRateTests
         await using var origin = await Origin.StartAsync();
         var time = new ManualTimeProvider();
         await using var proxy = await ProxyServer.StartAsync(RateOptions() with { ConnectPorts = new HashSet<int> { 443 } },
-            new ClockedNetwork(SystemNetwork.Instance, time));
+            new ClockedNetwork(time));
         await using var c = await RawClient.ConnectAsync(proxy.HttpEndPoint);
         var body = new byte[2000];
         new Random(5).NextBytes(body);

@@ -297,7 +297,7 @@ public sealed class MinResponseDataRateTests
     {
         private Rig()
         {
-            Network = new WatchedNetwork(new ClockedNetwork(SystemNetwork.Instance, Time));
+            Network = new WatchedNetwork(new ClockedNetwork(Time));
         }
 
         public ManualTimeProvider Time { get; } = new();

@@ -21,6 +21,7 @@ public sealed class ProxyServerTests : IAsyncLifetime
         HttpListen = new IPEndPoint(IPAddress.Loopback, 0),
         AllowLoopbackDestinations = true,
         ConnectPorts = new HashSet<int> { connectPort },
+        SocksPorts = ProxyOptions.AnyPort, // SOCKS tests reach ephemeral loopback ports
     };
 
     private string Url(string path) => $"http://127.0.0.1:{_origin.Port}{path}";
@@ -243,7 +244,7 @@ public sealed class ProxyServerTests : IAsyncLifetime
     {
         var time = new ManualTimeProvider();
         var options = TestOptions() with { HeaderTimeout = TimeSpan.FromSeconds(2) };
-        await using var proxy = await ProxyServer.StartAsync(options, new ClockedNetwork(SystemNetwork.Instance, time));
+        await using var proxy = await ProxyServer.StartAsync(options, new ClockedNetwork(time));
         await using var c = await RawClient.ConnectAsync(proxy.HttpEndPoint);
         await time.TimerArmed; // the session has started its header clock
         var response = c.ReadResponseAsync();
@@ -300,7 +301,7 @@ public sealed class ProxyServerTests : IAsyncLifetime
     {
         var time = new ManualTimeProvider();
         var options = TestOptions() with { IdleTimeout = TimeSpan.FromSeconds(5) };
-        await using var proxy = await ProxyServer.StartAsync(options, new ClockedNetwork(SystemNetwork.Instance, time));
+        await using var proxy = await ProxyServer.StartAsync(options, new ClockedNetwork(time));
         await using var c = await RawClient.ConnectAsync(proxy.HttpEndPoint);
         await c.SendAsync($"GET {Url("/hello")} HTTP/1.1\r\nHost: a\r\n\r\n");
         await c.ReadResponseAsync();
@@ -423,7 +424,7 @@ public sealed class ProxyServerTests : IAsyncLifetime
         var accepted = silent.AcceptAsync().AsTask(); // accepts, then never answers
         var time = new ManualTimeProvider();
         await using var proxy = await ProxyServer.StartAsync(TestOptions() with { IdleTimeout = TimeSpan.FromSeconds(30) },
-            new ClockedNetwork(SystemNetwork.Instance, time));
+            new ClockedNetwork(time));
         await using var c = await RawClient.ConnectAsync(proxy.HttpEndPoint);
         await c.SendAsync($"GET http://127.0.0.1:{silent.LocalEndPoint.Port}/ HTTP/1.1\r\nHost: a\r\n\r\n");
         await using var upstream = await accepted;

@@ -342,6 +342,86 @@ public sealed class Socks5Tests
         Assert.Equal(200, (await good.ReadResponseAsync()).Status);
     }
 
+    [Fact]
+    public async Task Socks5Connect_ReachesOnlyTheConnectPorts_ByDefault_AndItsOwnListWhenGiven()
+    {
+        // The attack run's SOCKS5 CONNECT reached port 22 while HTTP CONNECT was held to 443.
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        var open = ((IPEndPoint)listener.LocalEndpoint).Port; // someone listens: a refusal is the proxy's
+        var defaults = new ProxyOptions
+        {
+            HttpListen = new IPEndPoint(IPAddress.Loopback, 0),
+            SocksListen = new IPEndPoint(IPAddress.Loopback, 0),
+            AllowLoopbackDestinations = true, // so the port rule is what refuses
+        };
+        Assert.Null(defaults.SocksPorts);
+        await using (var proxy = await ProxyServer.StartAsync(defaults, SystemNetwork.Instance))
+        {
+            Assert.Equal(SocksReply.NotAllowed, await SocksConnectAsync(proxy, 22));
+            Assert.Equal(SocksReply.NotAllowed, await SocksConnectAsync(proxy, open));
+        }
+
+        await using (var proxy = await ProxyServer.StartAsync(defaults with { ConnectPorts = new HashSet<int> { open } },
+                         SystemNetwork.Instance))
+        {
+            Assert.Equal(SocksReply.Succeeded, await SocksConnectAsync(proxy, open)); // follows --connect-ports
+            Assert.Equal(SocksReply.NotAllowed, await SocksConnectAsync(proxy, 22));
+        }
+
+        await using (var proxy = await ProxyServer.StartAsync(defaults with { SocksPorts = new HashSet<int> { open } },
+                         SystemNetwork.Instance))
+        {
+            Assert.Equal(SocksReply.Succeeded, await SocksConnectAsync(proxy, open)); // its own list
+            await using var c = await RawClient.ConnectAsync(proxy.HttpEndPoint);
+            await c.SendAsync($"CONNECT 127.0.0.1:{open} HTTP/1.1\r\nHost: 127.0.0.1:{open}\r\n\r\n");
+            Assert.Equal(403, (await c.ReadResponseAsync()).Status); // HTTP CONNECT keeps its own
+        }
+    }
+
+    [Fact]
+    public async Task Proxy_RefusesItselfAsADestination_OverHttpConnectAndSocks5()
+    {
+        // The attack run nested 40 CONNECTs to the proxy's own listen endpoint, two connection slots a level.
+        await using var proxy = await ProxyServer.StartAsync(ProxyServerTests.TestOptions() with
+        {
+            SocksListen = new IPEndPoint(IPAddress.Loopback, 0),
+            ConnectPorts = ProxyOptions.AnyPort,
+        }, SystemNetwork.Instance);
+        var http = proxy.HttpEndPoint.Port;
+        var socks = proxy.SocksEndPoint!.Port;
+        foreach (var target in new[] { $"127.0.0.1:{http}", $"127.0.0.1:{socks}", $"127.0.0.2:{http}", $"[::ffff:127.0.0.1]:{http}" })
+        {
+            await using var c = await RawClient.ConnectAsync(proxy.HttpEndPoint);
+            await c.SendAsync($"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n");
+            var r = await c.ReadResponseAsync();
+            Assert.True(r.Status == 403, $"CONNECT {target}: {r.Status}");
+        }
+
+        Assert.Equal(SocksReply.NotAllowed, await SocksConnectAsync(proxy, http));
+        Assert.Equal(SocksReply.NotAllowed, await SocksConnectAsync(proxy, socks));
+
+        // A name that resolves to this host is refused too: the check is on the address dialled.
+        await using (var c = await RawClient.ConnectAsync(proxy.HttpEndPoint))
+        {
+            await c.SendAsync($"GET http://localhost:{http}/natkit/status HTTP/1.1\r\nHost: localhost:{http}\r\n\r\n");
+            Assert.Equal(403, (await c.ReadResponseAsync()).Status);
+        }
+    }
+
+    /// <summary>A SOCKS5 CONNECT (no authentication) to 127.0.0.1:<paramref name="port"/>; the reply code.</summary>
+    private static async Task<SocksReply> SocksConnectAsync(ProxyServer proxy, int port)
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(15));
+        using var c = new TcpClient();
+        await c.ConnectAsync(proxy.SocksEndPoint!, cts.Token);
+        var s = c.GetStream();
+        await s.WriteAsync(new byte[] { 5, 1, 0, 5, 1, 0, 1, 127, 0, 0, 1, (byte)(port >> 8), (byte)port }, cts.Token);
+        Assert.Equal(new byte[] { 5, 0 }, await ReadAsync(s, 2, cts.Token));
+        var reply = await ReadAsync(s, 10, cts.Token);
+        return (SocksReply)reply[1];
+    }
+
     private static async Task<byte[]> ReadAsync(NetworkStream s, int count, CancellationToken token)
     {
         var b = new byte[count];

@@ -27,6 +27,7 @@ public class SocksUdpBenchmarks
         {
             HttpListen = new IPEndPoint(IPAddress.Loopback, 0),
             SocksListen = new IPEndPoint(IPAddress.Loopback, 0),
+            SocksPorts = ProxyOptions.AnyPort, // the peer is on an ephemeral port
             AllowLoopbackDestinations = true,
         }, SystemNetwork.Instance).GetAwaiter().GetResult();
         _peer = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);

@@ -24,7 +24,7 @@ internal sealed class ProxyCommands : IVerbGroup
     private static Command Serve()
     {
         var defaults = new ProxyOptions();
-        var cmd = new Command("serve", "Run the proxy (loopback, LAN clients only, CONNECT to 443 only, unless told).");
+        var cmd = new Command("serve", "Run the proxy (loopback, LAN clients only, CONNECT and SOCKS5 to 443 only, unless told).");
         var listen = new Option<string>("--listen")
         {
             Description = "HTTP proxy address:port.",
@@ -40,6 +40,11 @@ internal sealed class ProxyCommands : IVerbGroup
         {
             Description = "Ports CONNECT may reach, comma-separated, or 'any'.",
             DefaultValueFactory = _ => "443",
+        };
+        var socksPorts = new Option<string?>("--socks-ports")
+        {
+            Description = "Ports a SOCKS5 CONNECT or UDP datagram may reach, comma-separated, or 'any' (default: "
+                + "the --connect-ports list).",
         };
         var auth = new Option<string?>("--auth")
         {
@@ -103,7 +108,7 @@ internal sealed class ProxyCommands : IVerbGroup
         var quiet = new Option<bool>("--quiet") { Description = "No access log." };
         foreach (var o in new Option[]
                  {
-                     listen, socks, allow, connectPorts, auth, parent, allowLoopback, maxConnections, maxHeader,
+                     listen, socks, allow, connectPorts, socksPorts, auth, parent, allowLoopback, maxConnections, maxHeader,
                      headerTimeout, idleTimeout, minBodyRate, minBodyRateGrace, minResponseRate, minResponseRateGrace,
                      congestionControl, quiet,
                  })
@@ -122,7 +127,8 @@ internal sealed class ProxyCommands : IVerbGroup
                     ? nets.Select(n => IPNetwork.TryParse(n, out var net) ? net
                         : throw new CliException($"--allow: '{n}' is not a CIDR network")).ToList()
                     : ProxyOptions.DefaultAllowedClients,
-                ConnectPorts = ParsePorts(parse.GetValue(connectPorts)!),
+                ConnectPorts = ParsePorts(parse.GetValue(connectPorts)!, "--connect-ports"),
+                SocksPorts = parse.GetValue(socksPorts) is { } sp ? ParsePorts(sp, "--socks-ports") : null,
                 Credentials = parse.GetValue(auth),
                 Parent = parentEndPoint,
                 ParentCredentials = parentCredentials,
@@ -246,11 +252,11 @@ internal sealed class ProxyCommands : IVerbGroup
         return (parent, credentials);
     }
 
-    private static HashSet<int> ParsePorts(string text)
+    private static IReadOnlySet<int> ParsePorts(string text, string option)
     {
         if (text.Equals("any", StringComparison.OrdinalIgnoreCase))
         {
-            return [.. Enumerable.Range(1, 65535)];
+            return ProxyOptions.AnyPort;
         }
 
         var ports = new HashSet<int>();
@@ -258,13 +264,13 @@ internal sealed class ProxyCommands : IVerbGroup
         {
             if (!int.TryParse(part, NumberStyles.None, CultureInfo.InvariantCulture, out var p) || p is < 1 or > 65535)
             {
-                throw new CliException($"--connect-ports: '{part}' is not a port");
+                throw new CliException($"{option}: '{part}' is not a port");
             }
 
             ports.Add(p);
         }
 
-        return ports;
+        return ports.Count > 0 ? ports : throw new CliException($"{option}: no port given");
     }
 
     private static TimeSpan Seconds(double value, string option) => value > 0

@@ -86,10 +86,31 @@ internal sealed class StunCommands : IVerbGroup
         {
             Description = "Answer every Binding request with 300 Try Alternate to ADDRESS:PORT (RFC 8489 section 10).",
         };
+        var defaults = new StunServerOptions();
+        var maxTcp = new Option<int>("--max-tcp-connections")
+        {
+            Description = "TCP and TLS connections held at once; more are closed on accept.",
+            DefaultValueFactory = _ => defaults.MaxTcpConnections,
+        };
+        var maxTcpPerIp = new Option<int>("--max-tcp-connections-per-ip")
+        {
+            Description = "TCP and TLS connections from one source address.",
+            DefaultValueFactory = _ => defaults.MaxTcpConnectionsPerAddress,
+        };
+        var tcpHandshake = new Option<int>("--tcp-handshake-timeout")
+        {
+            Description = "Seconds a new TCP/TLS connection has for its TLS handshake and first whole STUN message.",
+            DefaultValueFactory = _ => (int)defaults.TcpHandshakeTimeout.TotalSeconds,
+        };
+        var tcpIdle = new Option<int>("--tcp-idle-timeout")
+        {
+            Description = "Seconds a TCP/TLS connection may go without a whole STUN message (a trickle of bytes does not count).",
+            DefaultValueFactory = _ => (int)defaults.TcpIdleTimeout.TotalSeconds,
+        };
         foreach (var o in new Option[]
                  {
                      listen, alternate, alternatePort, advertise, advertiseAlternate, noUdp, noTcp, tlsCert, tlsKey,
-                     tlsPort, users, realm, rate, software, redirect, inline,
+                     tlsPort, users, realm, rate, software, redirect, inline, maxTcp, maxTcpPerIp, tcpHandshake, tcpIdle,
                  })
         {
             cmd.Options.Add(o);
@@ -103,6 +124,8 @@ internal sealed class StunCommands : IVerbGroup
             }
 
             var userMap = ParseUsers(parse.GetValue(users));
+            var tcpLimits = TcpConnectionFlags(parse.GetValue(maxTcp), parse.GetValue(maxTcpPerIp),
+                parse.GetValue(tcpHandshake), parse.GetValue(tcpIdle));
 
             using var cert = LoadCertificate(parse.GetValue(tlsCert), parse.GetValue(tlsKey));
             var sw = parse.GetValue(software);
@@ -124,6 +147,10 @@ internal sealed class StunCommands : IVerbGroup
                 RedirectTo = parse.GetValue(redirect) is { } r
                     ? ParseEndPoint(r, StunServerOptions.DefaultPort, "--redirect")
                     : null,
+                MaxTcpConnections = tcpLimits.Max,
+                MaxTcpConnectionsPerAddress = tcpLimits.PerAddress,
+                TcpHandshakeTimeout = tcpLimits.Handshake,
+                TcpIdleTimeout = tcpLimits.Idle,
             };
             await using var server = await StunServer.StartAsync(SystemNetwork.Instance, options, null, ct);
             var table = new Table().AddColumns("transport", "endpoint", "role");
@@ -144,6 +171,12 @@ internal sealed class StunCommands : IVerbGroup
             }
 
             AnsiConsole.Write(table);
+            if (server.TcpEndPoint is not null || server.TlsEndPoint is not null)
+            {
+                Console.WriteLine(
+                    $"tcp/tls: at most {options.MaxTcpConnections} connections ({options.MaxTcpConnectionsPerAddress} per address); closed after {options.TcpHandshakeTimeout.TotalSeconds:0} s without a first STUN message, {options.TcpIdleTimeout.TotalSeconds:0} s without another.");
+            }
+
             AnsiConsole.MarkupLine(userMap.Count == 0 ? "no credentials required; Ctrl+C stops"
                 : $"{(options.Realm is null ? "short-term" : "long-term")} credentials for {userMap.Count} user(s); Ctrl+C stops");
             // The summary is printed from the cancellation callback: on Ctrl+C the command line returns as soon as
@@ -269,6 +302,32 @@ internal sealed class StunCommands : IVerbGroup
 
     private static int Positive(int value, string name) =>
         value > 0 ? value : throw new CliException($"{name} must be positive");
+
+    /// <summary>The values of the TCP/TLS connection flags that `stun serve` and `turn serve` share
+    /// (--max-tcp-connections, --max-tcp-connections-per-ip, --tcp-handshake-timeout, --tcp-idle-timeout),
+    /// checked so a mistake names the flag.</summary>
+    internal static (int Max, int PerAddress, TimeSpan Handshake, TimeSpan Idle) TcpConnectionFlags(int max,
+        int perAddress, int handshakeSeconds, int idleSeconds)
+    {
+        const int maxSeconds = 49 * 24 * 3600; // a timer's longest due time is 49.7 days
+        Positive(max, "--max-tcp-connections");
+        if (perAddress < 1 || perAddress > max)
+        {
+            throw new CliException($"--max-tcp-connections-per-ip must be 1 to --max-tcp-connections ({max})");
+        }
+
+        if (handshakeSeconds is < 1 or > maxSeconds)
+        {
+            throw new CliException($"--tcp-handshake-timeout must be 1 to {maxSeconds} seconds");
+        }
+
+        if (idleSeconds is < 1 or > maxSeconds)
+        {
+            throw new CliException($"--tcp-idle-timeout must be 1 to {maxSeconds} seconds");
+        }
+
+        return (max, perAddress, TimeSpan.FromSeconds(handshakeSeconds), TimeSpan.FromSeconds(idleSeconds));
+    }
 
     /// <summary>--user NAME:PASSWORD values (repeatable) as a map; shared by the STUN and TURN servers.</summary>
     internal static Dictionary<string, string> ParseUsers(string[]? values)

@@ -58,6 +58,8 @@ internal sealed class TurnCommands : IVerbGroup
         cmd.SetAction(async (parse, ct) =>
         {
             var userMap = StunCommands.ParseUsers(parse.GetValue(users));
+            var tcpLimits = StunCommands.TcpConnectionFlags(parse.GetValue(maxTcp), parse.GetValue(maxTcpPerIp),
+                parse.GetValue(tcpHandshake), parse.GetValue(tcpIdle));
 
             var range = parse.GetValue(ports)!.Split('-');
             if (range.Length != 2 || !int.TryParse(range[0], NumberStyles.None, CultureInfo.InvariantCulture, out var min) ||
@@ -89,10 +91,10 @@ internal sealed class TurnCommands : IVerbGroup
                 BandwidthBytesPerSecond = parse.GetValue(bandwidth),
                 UnauthenticatedRequestsPerSecond = parse.GetValue(unauth),
                 MaxLifetime = TimeSpan.FromSeconds(parse.GetValue(maxLifetime)),
-                MaxTcpConnections = parse.GetValue(maxTcp),
-                MaxTcpConnectionsPerAddress = parse.GetValue(maxTcpPerIp),
-                TcpHandshakeTimeout = TimeSpan.FromSeconds(parse.GetValue(tcpHandshake)),
-                TcpIdleTimeout = TimeSpan.FromSeconds(parse.GetValue(tcpIdle)),
+                MaxTcpConnections = tcpLimits.Max,
+                MaxTcpConnectionsPerAddress = tcpLimits.PerAddress,
+                TcpHandshakeTimeout = tcpLimits.Handshake,
+                TcpIdleTimeout = tcpLimits.Idle,
             };
             await using var server = await TurnServer.StartAsync(SystemNetwork.Instance, options, null, ct);
             var table = new Table().AddColumns("transport", "endpoint");

@@ -151,7 +151,7 @@ internal sealed class Socks5Session
         }
     }
 
-    private bool PortAllowed(int port) => _server.Options.SocksPorts is not { } ports || ports.Contains(port);
+    private bool PortAllowed(int port) => _server.SocksPortAllowed(port);
 
     private async Task ConnectAsync(SocksAddress address)
     {
@@ -383,10 +383,10 @@ internal sealed class UdpRelay
     }
 
     /// <summary>Where a datagram to <paramref name="destination"/> goes: null when it is not allowed (a port
-    /// outside SocksPorts, a forbidden address) or its name does not resolve to an allowed address.</summary>
+    /// outside the SOCKS ports, a forbidden address) or its name does not resolve to an allowed address.</summary>
     private async ValueTask<IPEndPoint?> DestinationAsync(SocksAddress destination)
     {
-        if (_server.Options.SocksPorts is { } ports && !ports.Contains(destination.Port))
+        if (!_server.SocksPortAllowed(destination.Port))
         {
             return null;
         }

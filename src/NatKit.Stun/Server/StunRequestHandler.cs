@@ -96,9 +96,13 @@ public sealed class StunRequestHandler
             return Drop(DropReason.RateLimited);
         }
 
-        if (StunMessageReader.Parse(request, out var msg, _options.AnswerRfc3489) != StunParseStatus.Ok)
+        // The validation the TURN server makes too: screen (parse, FINGERPRINT), credentials, then 420.
+        switch (StunRequestValidation.Screen(request, out var msg, _options.AnswerRfc3489))
         {
-            return Drop(DropReason.Malformed);
+            case StunScreen.Malformed:
+                return Drop(DropReason.Malformed);
+            case StunScreen.BadFingerprint:
+                return Drop(DropReason.Fingerprint);
         }
 
         if (msg.Class != StunClass.Request)
@@ -111,11 +115,6 @@ public sealed class StunRequestHandler
             return msg.Method == StunMethods.Binding && !_options.RequiresAuthentication
                 ? Classic(msg, source, socketIndex, transport, reply)
                 : Drop(DropReason.Unsupported);
-        }
-
-        if (msg.HasFingerprint && !msg.IsFingerprintValid())
-        {
-            return Drop(DropReason.Fingerprint);
         }
 
         var withFingerprint = msg.HasFingerprint;
@@ -152,7 +151,7 @@ public sealed class StunRequestHandler
         // RFC 8489 section 6.3.1: after the authentication checks, unknown comprehension-required attributes get
         // a 420 (signed when the request was).
         Span<ushort> unknown = stackalloc ushort[MaxUnknownReported];
-        var unknownCount = msg.FindUnknownComprehensionRequired(_registry, unknown);
+        var unknownCount = StunRequestValidation.FindUnknown(msg, _registry, unknown);
         if (unknownCount > 0)
         {
             var w = ErrorWriter(msg, StunErrorCode.UnknownAttribute, reply);

@@ -31,8 +31,8 @@ public sealed partial class StunServer : IAsyncDisposable
     private readonly List<IStreamListener> _listeners = [];
     private readonly List<Task> _loops = [];
     private readonly CancellationTokenSource _stop = new();
+    private readonly TcpConnectionLimits _tcpLimits;
     private StunRequestHandler _handler = null!;
-    private int _connections;
 
     private StunServer(INetwork network, StunServerOptions options, ILogger logger, IDatagramSocket[] udp)
     {
@@ -40,6 +40,7 @@ public sealed partial class StunServer : IAsyncDisposable
         _options = options;
         _logger = logger;
         _udp = udp;
+        _tcpLimits = new TcpConnectionLimits(options.MaxTcpConnections, options.MaxTcpConnectionsPerAddress);
     }
 
     /// <summary>The UDP sockets' local endpoints by index (bit 0: alternate port, bit 1: alternate address).</summary>
@@ -50,6 +51,9 @@ public sealed partial class StunServer : IAsyncDisposable
     public IPEndPoint? TlsEndPoint { get; private set; }
 
     public StunServerMetrics Metrics { get; } = new();
+
+    /// <summary>TCP and TLS connections held now (at most <see cref="StunServerOptions.MaxTcpConnections"/>).</summary>
+    public int TcpConnectionCount => _tcpLimits.Count;
 
     /// <summary>Binds everything the options ask for and starts serving.</summary>
     /// <exception cref="ArgumentException">The options are invalid (the message names the field).</exception>
@@ -366,11 +370,12 @@ public sealed partial class StunServer : IAsyncDisposable
                 continue;
             }
 
-            if (Interlocked.Increment(ref _connections) > _options.MaxConnections)
+            var admission = _tcpLimits.TryAdmit(connection.RemoteEndPoint.Address);
+            if (admission != TcpAdmission.Admitted)
             {
-                Interlocked.Decrement(ref _connections);
                 Metrics.Drop(DropReason.ConnectionLimit);
-                await connection.DisposeAsync();
+                Metrics.ConnectionRejected(admission);
+                await CloseQuietlyAsync(connection);
                 continue;
             }
 
@@ -378,12 +383,28 @@ public sealed partial class StunServer : IAsyncDisposable
         }
     }
 
+    private static async ValueTask CloseQuietlyAsync(IStreamConnection connection)
+    {
+        try
+        {
+            await connection.DisposeAsync();
+        }
+        catch (Exception e) when (e is IOException or NetworkException or ObjectDisposedException)
+        {
+            // it is gone either way
+        }
+    }
+
+    /// <summary>One admitted TCP or TLS client: TLS handshake, then framed requests until the client closes, the
+    /// framing breaks, or the watchdog ends it (the handshake window until the first whole, valid message, then
+    /// the idle timeout between such messages: a trickle of bytes moves neither). Frees its slot when it ends.</summary>
     private async Task ServeConnectionAsync(IStreamConnection connection, StunTransport transport)
     {
         var buffer = ArrayPool<byte>.Shared.Rent(MaxStreamFrame);
         var reply = ArrayPool<byte>.Shared.Rent(StunRequestHandler.MaxReplyLength);
-        using var idle = new CancellationTokenSource(_options.ConnectionIdleTimeout, _network.TimeProvider);
-        using var linked = CancellationTokenSource.CreateLinkedTokenSource(idle.Token, _stop.Token);
+        var watchdog = new TcpConnectionWatchdog(_network.TimeProvider, _options.TcpHandshakeTimeout,
+            _options.TcpIdleTimeout, Metrics.ConnectionTimedOut, _stop.Token);
+        var token = watchdog.Token;
         Stream? tls = null;
         try
         {
@@ -393,15 +414,14 @@ public sealed partial class StunServer : IAsyncDisposable
                 var ssl = new SslStream(connection.Stream, leaveInnerStreamOpen: true);
                 tls = ssl;
                 await ssl.AuthenticateAsServerAsync(
-                    new SslServerAuthenticationOptions { ServerCertificate = _options.TlsCertificate }, linked.Token);
+                    new SslServerAuthenticationOptions { ServerCertificate = _options.TlsCertificate }, token);
                 stream = ssl;
             }
 
             var filled = 0;
             while (true)
             {
-                idle.CancelAfter(_options.ConnectionIdleTimeout);
-                var n = await stream.ReadAsync(buffer.AsMemory(filled, MaxStreamFrame - filled), linked.Token);
+                var n = await stream.ReadAsync(buffer.AsMemory(filled, MaxStreamFrame - filled), token);
                 if (n == 0)
                 {
                     return;
@@ -423,12 +443,17 @@ public sealed partial class StunServer : IAsyncDisposable
                         break;
                     }
 
-                    var route = _handler.Handle(buffer.AsSpan(consumed, frame), connection.RemoteEndPoint, 0,
-                        transport, reply);
+                    var message = buffer.AsSpan(consumed, frame);
+                    if (StunMessageReader.TryParse(message, out _))
+                    {
+                        watchdog.MessageReceived(); // only whole, valid messages keep a connection open
+                    }
+
+                    var route = _handler.Handle(message, connection.RemoteEndPoint, 0, transport, reply);
                     consumed += frame;
                     if (route.Length > 0)
                     {
-                        await stream.WriteAsync(reply.AsMemory(0, route.Length), linked.Token);
+                        await stream.WriteAsync(reply.AsMemory(0, route.Length), token);
                     }
                 }
 
@@ -448,15 +473,26 @@ public sealed partial class StunServer : IAsyncDisposable
         }
         finally
         {
-            if (tls is not null)
+            // Whatever closing does: a watchdog left running would count a timeout for a closed connection.
+            watchdog.Dispose();
+            try
             {
-                await tls.DisposeAsync();
+                if (tls is not null)
+                {
+                    await tls.DisposeAsync();
+                }
+            }
+#pragma warning disable CA1031 // the slot must be freed whatever closing TLS does
+            catch (Exception e)
+#pragma warning restore CA1031
+            {
+                LogSendFailed(_logger, connection.RemoteEndPoint, e.Message);
             }
 
-            await connection.DisposeAsync();
             ArrayPool<byte>.Shared.Return(buffer);
             ArrayPool<byte>.Shared.Return(reply);
-            Interlocked.Decrement(ref _connections);
+            _tcpLimits.Release(connection.RemoteEndPoint.Address); // before the close: a client that saw it may reconnect
+            await CloseQuietlyAsync(connection);
         }
     }
 

@@ -5,8 +5,10 @@ namespace NatKit.Stun.Server;
 /// <summary>
 /// The server's meters. Names are stable (dashboards depend on them): meter <c>NatKit.Stun.Server</c>;
 /// counters <c>natkit.stun.server.requests</c> {transport}, <c>natkit.stun.server.responses</c> {class},
-/// <c>natkit.stun.server.errors</c> {code}, <c>natkit.stun.server.dropped</c> {reason}. Tags are
-/// preallocated so counting allocates nothing.
+/// <c>natkit.stun.server.errors</c> {code}, <c>natkit.stun.server.dropped</c> {reason};
+/// <c>natkit.stun.server.connections.rejected</c> {reason: total_limit, address_limit} and
+/// <c>natkit.stun.server.connections.timed_out</c> {reason: handshake, idle} for TCP and TLS connections. Tags
+/// are preallocated so counting allocates nothing.
 /// </summary>
 public sealed class StunServerMetrics : IDisposable
 {
@@ -34,6 +36,7 @@ public sealed class StunServerMetrics : IDisposable
     private readonly Counter<long> _responses;
     private readonly Counter<long> _errors;
     private readonly Counter<long> _dropped;
+    private readonly TcpConnectionMetrics _tcp;
     private long _requestCount;
     private long _responseCount;
     private long _droppedCount;
@@ -44,6 +47,7 @@ public sealed class StunServerMetrics : IDisposable
         _responses = _meter.CreateCounter<long>("natkit.stun.server.responses", "{response}", "responses sent");
         _errors = _meter.CreateCounter<long>("natkit.stun.server.errors", "{response}", "error responses by code");
         _dropped = _meter.CreateCounter<long>("natkit.stun.server.dropped", "{message}", "messages answered with silence");
+        _tcp = new TcpConnectionMetrics(_meter, "natkit.stun.server");
     }
 
     /// <summary>Totals since start (for tests and the CLI's summary line).</summary>
@@ -52,6 +56,16 @@ public sealed class StunServerMetrics : IDisposable
     public long Responses => Interlocked.Read(ref _responseCount);
 
     public long Dropped => Interlocked.Read(ref _droppedCount);
+
+    /// <summary>TCP and TLS connections closed on accept because a connection cap was reached.</summary>
+    public long ConnectionsRejected => _tcp.Rejected;
+
+    /// <summary>TCP and TLS connections closed by the handshake window or the idle timeout.</summary>
+    public long ConnectionsTimedOut => _tcp.TimedOut;
+
+    internal void ConnectionRejected(TcpAdmission reason) => _tcp.OnRejected(reason);
+
+    internal void ConnectionTimedOut(TcpTimeout reason) => _tcp.OnTimedOut(reason);
 
     internal void Request(StunTransport transport)
     {

@@ -62,11 +62,21 @@ public sealed record StunServerOptions
     /// <summary>How many source addresses the rate limiter tracks (memory is bounded by this).</summary>
     public int RateLimitTableSize { get; init; } = 4096;
 
-    /// <summary>Most concurrent TCP/TLS connections; more are closed on accept.</summary>
-    public int MaxConnections { get; init; } = 1024;
+    /// <summary>Most TCP and TLS connections held at once, both listeners together; one over it is closed as soon
+    /// as it is accepted (existing ones go on).</summary>
+    public int MaxTcpConnections { get; init; } = 1024;
 
-    /// <summary>A TCP/TLS connection idle this long is closed (RFC 8489 section 6.2.2 asks for at least 10 s).</summary>
-    public TimeSpan ConnectionIdleTimeout { get; init; } = TimeSpan.FromSeconds(30);
+    /// <summary>Most TCP and TLS connections from one source IP address, so a single host cannot take every slot
+    /// of <see cref="MaxTcpConnections"/>. Raise it for many clients behind one NAT address.</summary>
+    public int MaxTcpConnectionsPerAddress { get; init; } = 128;
+
+    /// <summary>Time a new TCP or TLS connection has to finish its TLS handshake and its first complete, valid
+    /// STUN message; closed otherwise (bytes that never complete a message do not extend it).</summary>
+    public TimeSpan TcpHandshakeTimeout { get; init; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>A TCP or TLS connection is closed after this long without a complete, valid STUN message (RFC 8489
+    /// section 6.2.2 asks for at least 10 s); a trickle of bytes that never completes one does not reset it.</summary>
+    public TimeSpan TcpIdleTimeout { get; init; } = TimeSpan.FromSeconds(30);
 
     /// <summary>Honour RESPONSE-PORT only for ports at or above this (unless the request is authenticated), so
     /// the server cannot be aimed at a well-known service on the client's host.</summary>
@@ -132,14 +142,12 @@ public sealed record StunServerOptions
             throw new ArgumentException("Realm: long-term credentials need at least one user", nameof(Realm));
         }
 
-        if (NonceLifetime <= TimeSpan.Zero || ConnectionIdleTimeout <= TimeSpan.Zero)
+        if (NonceLifetime <= TimeSpan.Zero)
         {
-            throw new ArgumentException("NonceLifetime/ConnectionIdleTimeout: must be positive", nameof(NonceLifetime));
+            throw new ArgumentException("NonceLifetime: must be positive", nameof(NonceLifetime));
         }
 
-        if (MaxConnections < 1)
-        {
-            throw new ArgumentException("MaxConnections: must be at least 1", nameof(MaxConnections));
-        }
+        TcpConnectionLimits.Validate(MaxTcpConnections, MaxTcpConnectionsPerAddress, TcpHandshakeTimeout,
+            TcpIdleTimeout);
     }
 }

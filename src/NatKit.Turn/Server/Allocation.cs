@@ -59,6 +59,14 @@ internal sealed class Allocation
 
     public CancellationTokenSource Stop { get; } = new();
 
+    /// <summary>The relay port this allocation keeps back for a later one (EVEN-PORT with the R bit, RFC 8656
+    /// section 14.6) while the reservation lives; it goes when this allocation does. Guarded by the server's gate.</summary>
+    public Reservation? Reservation { get; set; }
+
+    /// <summary>A quota slot taken for the reservation this allocation is still making. Guarded by the server's
+    /// gate.</summary>
+    public bool ReservationSlotPending { get; set; }
+
     /// <summary>The relay sockets' tokens in the server's poller (0: not polled; an async loop serves it).</summary>
     public long PollTokenV4;
 
@@ -90,3 +98,11 @@ internal sealed class Allocation
     public IDatagramSocket? RelayFor(IPAddress peer) =>
         Policy.IpKey.Normalized(peer).IsV4 ? RelayV4 : RelayV6;
 }
+
+/// <summary>
+/// A relay port kept back by an Allocate with EVEN-PORT's R bit (RFC 8656 section 14.6), claimed by a later
+/// Allocate with its RESERVATION-TOKEN within <see cref="Protocol.TurnLimits.ReservationLifetime"/>. It counts
+/// against its user's quota and the server's total like an allocation, and ends with the allocation that made
+/// it (<see cref="Owner"/>).
+/// </summary>
+internal sealed record Reservation(ulong Token, byte Family, int Port, string Username, Allocation Owner);

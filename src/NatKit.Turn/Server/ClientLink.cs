@@ -1,5 +1,6 @@
 using System.Net;
 using NatKit.Net;
+using NatKit.Stun.Server;
 
 namespace NatKit.Turn.Server;
 

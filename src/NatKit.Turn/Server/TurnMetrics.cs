@@ -1,4 +1,5 @@
 using System.Diagnostics.Metrics;
+using NatKit.Stun.Server;
 
 namespace NatKit.Turn.Server;
 
@@ -11,7 +12,7 @@ namespace NatKit.Turn.Server;
 ///   <c>to_peer</c> or <c>to_client</c></item>
 /// <item><c>natkit.turn.refusals</c>: error responses, tagged <c>code</c> (400, 401, 403, 437, 438, ...)</item>
 /// <item><c>natkit.turn.drops</c>: packets dropped, tagged <c>reason</c> (no_permission, policy,
-///   bandwidth, no_allocation, no_channel, rate_limited, malformed)</item>
+///   bandwidth, no_allocation, no_channel, rate_limited, malformed, too_large, fingerprint)</item>
 /// <item><c>natkit.turn.connections.active</c> (gauge): TCP and TLS client connections held;
 ///   <c>natkit.turn.connections.rejected</c>, tagged <c>reason</c> = <c>total_limit</c> or <c>address_limit</c>;
 ///   <c>natkit.turn.connections.timed_out</c>, tagged <c>reason</c> = <c>handshake</c> or <c>idle</c></item>
@@ -25,10 +26,6 @@ public sealed class TurnMetrics : IDisposable
     private static readonly KeyValuePair<string, object?> ToPeer = new("direction", "to_peer");
     private static readonly KeyValuePair<string, object?> ToClient = new("direction", "to_client");
     private static readonly Dictionary<int, KeyValuePair<string, object?>> Codes = BuildCodes();
-    private static readonly KeyValuePair<string, object?> TotalLimit = new("reason", "total_limit");
-    private static readonly KeyValuePair<string, object?> AddressLimit = new("reason", "address_limit");
-    private static readonly KeyValuePair<string, object?> HandshakeTimeout = new("reason", "handshake");
-    private static readonly KeyValuePair<string, object?> IdleTimeout = new("reason", "idle");
 
     private readonly Meter _meter;
     private readonly Counter<long> _packets;
@@ -37,10 +34,7 @@ public sealed class TurnMetrics : IDisposable
     private readonly Counter<long> _drops;
     private readonly Counter<long> _created;
     private readonly Counter<long> _deleted;
-    private readonly Counter<long> _rejected;
-    private readonly Counter<long> _timedOut;
-    private long _rejectedCount;
-    private long _timedOutCount;
+    private readonly TcpConnectionMetrics _tcp;
 
     internal TurnMetrics(Func<int> activeAllocations, Func<int> activeConnections)
     {
@@ -55,27 +49,18 @@ public sealed class TurnMetrics : IDisposable
         _drops = _meter.CreateCounter<long>("natkit.turn.drops", "{packet}");
         _meter.CreateObservableGauge("natkit.turn.connections.active", activeConnections, "{connection}",
             "TCP and TLS client connections currently held");
-        _rejected = _meter.CreateCounter<long>("natkit.turn.connections.rejected", "{connection}");
-        _timedOut = _meter.CreateCounter<long>("natkit.turn.connections.timed_out", "{connection}");
+        _tcp = new TcpConnectionMetrics(_meter, "natkit.turn");
     }
 
     /// <summary>TCP and TLS connections closed on accept because a connection cap was reached.</summary>
-    public long ConnectionsRejected => Interlocked.Read(ref _rejectedCount);
+    public long ConnectionsRejected => _tcp.Rejected;
 
     /// <summary>TCP and TLS connections closed by the handshake window or the idle timeout.</summary>
-    public long ConnectionsTimedOut => Interlocked.Read(ref _timedOutCount);
+    public long ConnectionsTimedOut => _tcp.TimedOut;
 
-    internal void ConnectionRejected(TcpAdmission reason)
-    {
-        Interlocked.Increment(ref _rejectedCount);
-        _rejected.Add(1, reason == TcpAdmission.AddressLimit ? AddressLimit : TotalLimit);
-    }
+    internal void ConnectionRejected(TcpAdmission reason) => _tcp.OnRejected(reason);
 
-    internal void ConnectionTimedOut(TcpTimeout reason)
-    {
-        Interlocked.Increment(ref _timedOutCount);
-        _timedOut.Add(1, reason == TcpTimeout.Handshake ? HandshakeTimeout : IdleTimeout);
-    }
+    internal void ConnectionTimedOut(TcpTimeout reason) => _tcp.OnTimedOut(reason);
 
     internal void Relayed(bool toPeer, int bytes)
     {
@@ -114,6 +99,7 @@ public sealed class TurnMetrics : IDisposable
         new("reason", "rate_limited"),
         new("reason", "malformed"),
         new("reason", "too_large"),
+        new("reason", "fingerprint"),
     ];
 
     private static Dictionary<int, KeyValuePair<string, object?>> BuildCodes()
@@ -138,4 +124,5 @@ internal enum DropReason
     RateLimited,
     Malformed,
     TooLarge,
+    Fingerprint,
 }

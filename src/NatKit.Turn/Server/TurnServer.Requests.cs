@@ -6,6 +6,7 @@ using System.Text;
 using Microsoft.Extensions.Logging;
 using NatKit.Net;
 using NatKit.Stun;
+using NatKit.Stun.Server;
 using NatKit.Turn.Auth;
 using NatKit.Turn.Policy;
 using NatKit.Turn.Protocol;
@@ -48,10 +49,15 @@ public sealed partial class TurnServer
     private Request? Inspect(ReadOnlySpan<byte> data, ClientLink link, Allocation? allocation, out SendPlan send)
     {
         send = default;
-        if (StunMessageReader.Parse(data, out var r) != StunParseStatus.Ok)
+        // The STUN server's validation, step by step: screen (parse, FINGERPRINT), credentials, then 420.
+        switch (StunRequestValidation.Screen(data, out var r))
         {
-            Metrics.Dropped(DropReason.Malformed);
-            return null;
+            case StunScreen.Malformed:
+                Metrics.Dropped(DropReason.Malformed);
+                return null;
+            case StunScreen.BadFingerprint:
+                Metrics.Dropped(DropReason.Fingerprint); // RFC 8489 section 7.3: discard, whatever it is
+                return null;
         }
 
         link.MessageReceived(); // only whole, valid messages keep a stream connection alive
@@ -72,39 +78,44 @@ public sealed partial class TurnServer
         }
 
         var request = new Request(r.Method, r.TransactionId, r.HasFingerprint, link.Remote.Address);
-        if (r.Method == StunMethods.Binding)
-        {
-            // A TURN server is also a STUN server (RFC 8656 section 2.5): answer Binding without credentials.
-            request.Response = Respond(request, null, (ref StunMessageWriter w, Request q) =>
-                w.AddXorAddress(StunAttributeType.XorMappedAddress, StunAddress.FromEndPoint(link.Remote)),
-                sign: false);
-            return request;
-        }
 
-        if (r.Method is not (TurnMethods.Allocate or TurnMethods.Refresh or TurnMethods.CreatePermission
-            or TurnMethods.ChannelBind))
+        // A TURN server is also a STUN server (RFC 8656 section 2.5): Binding needs no credentials.
+        var binding = r.Method == StunMethods.Binding;
+        if (!binding)
         {
-            return Fail(request, StunErrorCode.BadRequest, null);
-        }
-
-        var auth = Authenticate(r, link.Remote, request);
-        if (auth != 0)
-        {
-            if (auth < 0)
+            if (r.Method is not (TurnMethods.Allocate or TurnMethods.Refresh or TurnMethods.CreatePermission
+                or TurnMethods.ChannelBind))
             {
-                Metrics.Dropped(DropReason.RateLimited);
-                return null; // over the unauthenticated rate: no answer at all
+                return Fail(request, StunErrorCode.BadRequest, null);
             }
 
-            return Fail(request, auth, null);
+            var auth = Authenticate(r, link.Remote, request);
+            if (auth != 0)
+            {
+                if (auth < 0)
+                {
+                    Metrics.Dropped(DropReason.RateLimited);
+                    return null; // over the unauthenticated rate: no answer at all
+                }
+
+                return Fail(request, auth, null);
+            }
         }
 
         Span<ushort> unknown = stackalloc ushort[8];
-        var unknownCount = r.FindUnknownComprehensionRequired(_registry, unknown);
+        var unknownCount = StunRequestValidation.FindUnknown(r, _registry, unknown);
         if (unknownCount > 0)
         {
             request.Unknown = unknown[..unknownCount].ToArray();
             return Fail(request, StunErrorCode.UnknownAttribute, request.Key);
+        }
+
+        if (binding)
+        {
+            request.Response = Respond(request, null, (ref StunMessageWriter w, Request q) =>
+                w.AddXorAddress(StunAttributeType.XorMappedAddress, StunAddress.FromEndPoint(link.Remote)),
+                sign: false);
+            return request;
         }
 
         if (r.Method == TurnMethods.Allocate)
@@ -298,24 +309,55 @@ public sealed partial class TurnServer
 
     private async ValueTask AllocateAsync(Request request, ClientLink link, int udpIndex)
     {
-        // Quotas first (RFC 8656 section 7.2 step 8): per user 486, whole server 508.
+        // Quotas first (RFC 8656 section 7.2): per user 486, whole server 508. A reservation (EVEN-PORT with the R
+        // bit) holds a slot as an allocation does, so such a request needs two; claiming a reservation's token
+        // turns its slot into the new allocation's.
+        var user = request.Username!;
+        var need = request.ReservePair ? 2 : 1;
+        Reservation? claimed = null;
         lock (_gate)
         {
-            _perUser.TryGetValue(request.Username!, out var mine);
-            if (mine >= _options.MaxAllocationsPerUser)
+            if (request.Token is { } token)
+            {
+                _reservations.TryGetValue(token, out claimed);
+            }
+
+            var freed = claimed is null ? 0 : 1;
+            var mine = _perUser.GetValueOrDefault(user) - (claimed is not null && claimed.Username == user ? 1 : 0);
+            if (mine + need > _options.MaxAllocationsPerUser)
             {
                 Fail(request, StunErrorCode.AllocationQuotaReached, request.Key);
                 return;
             }
 
-            if (_count >= _options.MaxAllocations)
+            if (_held - freed + need > _options.MaxAllocations)
             {
                 Fail(request, StunErrorCode.InsufficientCapacity, request.Key);
                 return;
             }
 
-            _perUser[request.Username!] = mine + 1;
+            if (request.Token is not null && claimed is null)
+            {
+                Fail(request, StunErrorCode.InsufficientCapacity, request.Key); // unknown, used or expired token
+                return;
+            }
+
+            if (claimed is not null)
+            {
+                _reservations.Remove(claimed.Token); // its port stays marked: the new allocation binds it
+                ReleaseSlotLocked(claimed.Username);
+                if (ReferenceEquals(claimed.Owner.Reservation, claimed))
+                {
+                    claimed.Owner.Reservation = null;
+                }
+            }
+
+            TakeSlotLocked(user);
             _count++;
+            if (request.ReservePair)
+            {
+                TakeSlotLocked(user); // held for the reservation until it is made (or the allocation fails)
+            }
         }
 
         var now = _time.GetTimestamp();
@@ -326,6 +368,7 @@ public sealed partial class TurnServer
         {
             AllocateTransaction = request.TransactionId,
             Expires = now + Ticks(request.Lifetime),
+            ReservationSlotPending = request.ReservePair,
         };
 
         var registered = false;
@@ -333,20 +376,8 @@ public sealed partial class TurnServer
         {
             ulong? newToken = null;
             var v6Failed = false;
-            if (request.Token is { } token)
+            if (claimed is { } reservation)
             {
-                Reservation? reservation;
-                lock (_gate)
-                {
-                    _reservations.Remove(token, out reservation);
-                }
-
-                if (reservation is null)
-                {
-                    Fail(request, StunErrorCode.InsufficientCapacity, request.Key);
-                    return;
-                }
-
                 var socket = await BindReservedAsync(reservation);
                 if (socket is null)
                 {
@@ -369,11 +400,13 @@ public sealed partial class TurnServer
                 if (pairPort != 0)
                 {
                     newToken = BinaryPrimitives.ReadUInt64BigEndian(RandomNumberGenerator.GetBytes(8));
-                    var reservation = new Reservation(newToken.Value, request.Family, pairPort);
+                    var made = new Reservation(newToken.Value, request.Family, pairPort, user, allocation);
                     lock (_gate)
                     {
-                        _reservations[newToken.Value] = reservation;
-                        _reservationExpiry.Add(reservation, now + Ticks(TurnLimits.ReservationLifetime));
+                        _reservations[newToken.Value] = made;
+                        _reservationExpiry.Add(made, now + Ticks(TurnLimits.ReservationLifetime));
+                        allocation.Reservation = made;
+                        allocation.ReservationSlotPending = false; // the reservation holds that slot now
                     }
                 }
 
@@ -432,7 +465,7 @@ public sealed partial class TurnServer
 
             if (link is StreamClientLink s)
             {
-                s.Watchdog.AllocationStarted();
+                s.Watchdog.BeginLiveState();
                 _streamAllocations[s] = allocation;
             }
             else
@@ -715,6 +748,12 @@ public sealed partial class TurnServer
         if (offset < 0)
         {
             Metrics.Dropped(DropReason.Malformed);
+            return default;
+        }
+
+        if (length > _options.MaxRelayPayload)
+        {
+            Metrics.Dropped(DropReason.TooLarge); // the limit holds both ways
             return default;
         }
 

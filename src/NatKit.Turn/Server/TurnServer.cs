@@ -9,6 +9,7 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using NatKit.Net;
 using NatKit.Stun;
+using NatKit.Stun.Server;
 using NatKit.Turn.Auth;
 using NatKit.Turn.Policy;
 using NatKit.Turn.Protocol;
@@ -56,6 +57,9 @@ public sealed partial class TurnServer : IAsyncDisposable
     private PeerPolicy _policy;
     private ITimer? _timer;
     private int _count;
+
+    /// <summary>Quota slots held: allocations and the reservations they made (508 past MaxAllocations).</summary>
+    private int _held;
     private int _disposed;
 
     private TurnServer(INetwork network, TurnServerOptions options, ILogger logger, int udpCount)
@@ -96,6 +100,19 @@ public sealed partial class TurnServer : IAsyncDisposable
     public PeerPolicy Policy => _policy;
 
     public int AllocationCount => Volatile.Read(ref _count);
+
+    /// <summary>Relay ports kept back for a RESERVATION-TOKEN now; each counts against its user's quota and
+    /// <see cref="TurnServerOptions.MaxAllocations"/> like an allocation.</summary>
+    public int ReservationCount
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _reservations.Count;
+            }
+        }
+    }
 
     /// <summary>TCP and TLS client connections held now (at most <see cref="TurnServerOptions.MaxTcpConnections"/>).</summary>
     public int TcpConnectionCount => _tcpLimits.Count;
@@ -268,7 +285,7 @@ public sealed partial class TurnServer : IAsyncDisposable
             ? SendToPeerAsync(relay, frame.Slice(4, length), peer)
             : default;
 
-    /// <summary>The checks of ChannelData from the client: a bound channel, a permission, bandwidth. True with
+    /// <summary>The checks of ChannelData from the client: size, a bound channel, a permission, bandwidth. True with
     /// the relay socket, the peer and the payload length when the payload (after the 4-byte header) may go.</summary>
     private bool TryPlanChannelData(Allocation allocation, ReadOnlySpan<byte> span,
         [NotNullWhen(true)] out IDatagramSocket? relay, [NotNullWhen(true)] out IPEndPoint? peer, out int length)
@@ -279,6 +296,13 @@ public sealed partial class TurnServer : IAsyncDisposable
         if (length > span.Length - 4)
         {
             Metrics.Dropped(DropReason.Malformed);
+            peer = null;
+            return false;
+        }
+
+        if (length > _options.MaxRelayPayload)
+        {
+            Metrics.Dropped(DropReason.TooLarge); // the limit holds both ways
             peer = null;
             return false;
         }
@@ -695,10 +719,7 @@ public sealed partial class TurnServer : IAsyncDisposable
 
                 while (_reservationExpiry.TryPopDue(now, out var r))
                 {
-                    if (_reservations.Remove(r.Token))
-                    {
-                        (r.Family == StunAddress.FamilyIPv6 ? _portsV6 : _portsV4)?.Release(r.Port);
-                    }
+                    DropReservationLocked(r);
                 }
             }
 
@@ -762,25 +783,24 @@ public sealed partial class TurnServer : IAsyncDisposable
                 _portsV6?.Release(a.RelayV6.LocalEndPoint.Port);
             }
 
-            if (_perUser.TryGetValue(a.Username, out var n))
+            ReleaseSlotLocked(a.Username);
+            _count--;
+            if (a.ReservationSlotPending)
             {
-                if (n <= 1)
-                {
-                    _perUser.Remove(a.Username);
-                }
-                else
-                {
-                    _perUser[a.Username] = n - 1;
-                }
+                a.ReservationSlotPending = false;
+                ReleaseSlotLocked(a.Username);
             }
 
-            _count--;
+            if (a.Reservation is { } reservation)
+            {
+                DropReservationLocked(reservation); // a reservation ends with the allocation that made it
+            }
         }
 
         Unpoll(a);
         if (a.Client is StreamClientLink stream)
         {
-            stream.Watchdog.AllocationEnded(); // the connection is idle from now unless it allocates again
+            stream.Watchdog.EndLiveState(); // the connection is idle from now unless it allocates again
         }
 
         a.RelayV4?.Dispose();
@@ -849,5 +869,47 @@ public sealed partial class TurnServer : IAsyncDisposable
         _stop.Dispose();
     }
 
-    private sealed record Reservation(ulong Token, byte Family, int Port);
+    /// <summary>Takes one of <paramref name="user"/>'s quota slots (an allocation or a reservation). Under
+    /// <see cref="_gate"/>; the caller has checked the quotas.</summary>
+    private void TakeSlotLocked(string user)
+    {
+        _perUser[user] = _perUser.GetValueOrDefault(user) + 1;
+        _held++;
+    }
+
+    /// <summary>Gives back one of <paramref name="user"/>'s quota slots. Under <see cref="_gate"/>.</summary>
+    private void ReleaseSlotLocked(string user)
+    {
+        if (_perUser.TryGetValue(user, out var n))
+        {
+            if (n <= 1)
+            {
+                _perUser.Remove(user);
+            }
+            else
+            {
+                _perUser[user] = n - 1;
+            }
+        }
+
+        _held--;
+    }
+
+    /// <summary>Ends a reservation that is still held (expired, or its allocation deleted): its port goes back to
+    /// the range and its slot to its user. A reservation already claimed or dropped is left alone. Under
+    /// <see cref="_gate"/>.</summary>
+    private void DropReservationLocked(Reservation r)
+    {
+        if (!_reservations.Remove(r.Token))
+        {
+            return;
+        }
+
+        (r.Family == StunAddress.FamilyIPv6 ? _portsV6 : _portsV4)?.Release(r.Port);
+        ReleaseSlotLocked(r.Username);
+        if (ReferenceEquals(r.Owner.Reservation, r))
+        {
+            r.Owner.Reservation = null;
+        }
+    }
 }

@@ -72,8 +72,9 @@ public sealed record TurnServerOptions
     /// unanswered. 0 for no limit.</summary>
     public int UnauthenticatedRequestsPerSecond { get; init; } = 100;
 
-    /// <summary>The largest datagram relayed from a peer; larger ones are dropped. Each allocation holds a
-    /// receive buffer this size, so it sets the memory an allocation costs.</summary>
+    /// <summary>The largest payload relayed, in both directions: a datagram from a peer, and the DATA of a Send
+    /// indication or ChannelData from a client; larger ones are dropped (natkit.turn.drops reason=too_large).
+    /// Each allocation holds a receive buffer this size, so it sets the memory an allocation costs.</summary>
     public int MaxRelayPayload { get; init; } = 4096;
 
     public string Software { get; init; } = "NatKit TURN";
@@ -94,9 +95,6 @@ public sealed record TurnServerOptions
     /// valid STUN message (counted from the last one, or from the end of its allocation). A connection that
     /// carries a live allocation is never closed by it: the allocation's lifetime governs.</summary>
     public TimeSpan TcpIdleTimeout { get; init; } = TimeSpan.FromSeconds(30);
-
-    /// <summary>The longest due time a system timer takes (2^32 - 2 ms).</summary>
-    private static readonly TimeSpan MaxTimerDue = TimeSpan.FromMilliseconds(uint.MaxValue - 1);
 
     /// <summary>Kernel receive and send buffer asked for on each UDP listening socket, which carries every UDP
     /// client's traffic (where the network offers <see cref="NatKit.Net.ISocketBuffers"/>; capped by the kernel).</summary>
@@ -148,28 +146,8 @@ public sealed record TurnServerOptions
             Fail("MaxAllocations, MaxAllocationsPerUser, MaxPermissionsPerAllocation and MaxChannelsPerAllocation must be positive.");
         }
 
-        if (MaxTcpConnections < 1)
-        {
-            Fail($"MaxTcpConnections ({MaxTcpConnections}) must be at least 1.");
-        }
-
-        if (MaxTcpConnectionsPerAddress < 1 || MaxTcpConnectionsPerAddress > MaxTcpConnections)
-        {
-            Fail($"MaxTcpConnectionsPerAddress ({MaxTcpConnectionsPerAddress}) must be 1..MaxTcpConnections ({MaxTcpConnections}).");
-        }
-
-        // Each is a due time of the connection's watchdog timer: a system timer refuses more than 2^32 - 2 ms
-        // (49.7 days), and would throw on the first connection (the idle one from a timer callback, ending the
-        // process), so a longer one is a configuration mistake here, not later.
-        if (TcpHandshakeTimeout <= TimeSpan.Zero || TcpHandshakeTimeout > MaxTimerDue)
-        {
-            Fail($"TcpHandshakeTimeout must be positive and at most {MaxTimerDue.TotalSeconds:0} s.");
-        }
-
-        if (TcpIdleTimeout <= TimeSpan.Zero || TcpIdleTimeout > MaxTimerDue)
-        {
-            Fail($"TcpIdleTimeout must be positive and at most {MaxTimerDue.TotalSeconds:0} s.");
-        }
+        NatKit.Stun.Server.TcpConnectionLimits.Validate(MaxTcpConnections, MaxTcpConnectionsPerAddress,
+            TcpHandshakeTimeout, TcpIdleTimeout);
 
         if (MaxRelayPayload is < 548 or > 65507)
         {

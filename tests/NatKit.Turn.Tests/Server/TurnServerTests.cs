@@ -14,7 +14,7 @@ public class TurnServerTests
 {
     private static async Task<(byte[] Data, IPEndPoint From)> ReceiveAsync(IDatagramSocket socket)
     {
-        var buffer = new byte[2048];
+        var buffer = new byte[65536];
         using var cts = TurnHarness.Deadline();
         var d = await socket.ReceiveFromAsync(buffer, cts.Token);
         return (buffer[..d.Length], d.RemoteEndPoint);
@@ -22,7 +22,7 @@ public class TurnServerTests
 
     private static async Task<(byte[] Data, IPEndPoint From)> ReceiveAsync(TurnClient client)
     {
-        var buffer = new byte[2048];
+        var buffer = new byte[65536];
         using var cts = TurnHarness.Deadline();
         var r = await client.ReceiveAsync(buffer, cts.Token);
         return (buffer[..r.Length], r.Peer);
@@ -424,6 +424,81 @@ public class TurnServerTests
     }
 
     [Fact]
+    public async Task Rfc8656_14_6_Reservation_CountsAgainstTheUserQuotaAndTheServerTotal_WhileItLives()
+    {
+        await using (var h = await TurnHarness.StartAsync(o => o with { MaxAllocationsPerUser = 2 }))
+        {
+            var first = await h.ClientAsync(h.ClientOptions() with { EvenPort = true, ReservePair = true });
+            Assert.Equal(1, h.Server.ReservationCount);
+            Assert.Equal(486, (await Assert.ThrowsAsync<TurnException>(() => h.ClientAsync())).Code); // 1 + 1 reserved
+            await h.ClientAsync(h.ClientOptions(user: "bob", password: "builder")); // another user's quota
+
+            // Claiming the token turns the reservation's slot into the new allocation's.
+            await h.ClientAsync(h.ClientOptions() with { ReservationToken = first.ReservationToken });
+            Assert.Equal(0, h.Server.ReservationCount);
+            Assert.Equal(486, (await Assert.ThrowsAsync<TurnException>(() => h.ClientAsync())).Code);
+        }
+
+        await using (var h = await TurnHarness.StartAsync(o => o with { MaxAllocationsPerUser = 2 }))
+        {
+            await h.ClientAsync();
+            // A reserving Allocate needs two slots: one left is not enough, and nothing is held after the refusal.
+            Assert.Equal(486, (await Assert.ThrowsAsync<TurnException>(() =>
+                h.ClientAsync(h.ClientOptions() with { EvenPort = true, ReservePair = true }))).Code);
+            Assert.Equal(0, h.Server.ReservationCount);
+            await h.ClientAsync();
+        }
+
+        await using (var h = await TurnHarness.StartAsync(o => o with { MaxAllocations = 2, MaxAllocationsPerUser = 2 }))
+        {
+            await h.ClientAsync(h.ClientOptions() with { EvenPort = true, ReservePair = true });
+            Assert.Equal(508, (await Assert.ThrowsAsync<TurnException>(() =>
+                h.ClientAsync(h.ClientOptions(user: "bob", password: "builder")))).Code);
+
+            // An unclaimed reservation expires after 30 s and gives its slot back.
+            h.Time.Advance(TurnLimits.ReservationLifetime + TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(1));
+            Assert.Equal(0, h.Server.ReservationCount);
+            await h.ClientAsync(h.ClientOptions(user: "bob", password: "builder"));
+        }
+    }
+
+    [Fact]
+    public async Task Rfc8656_14_6_Reservation_EndsWithTheAllocationThatMadeIt_PortAndQuotaComeBack()
+    {
+        // The attack: Allocate with EVEN-PORT R=1, then Refresh with LIFETIME 0, again and again, left every odd
+        // relay port reserved and the user with no allocation. Here the reservation goes with its allocation.
+        var first = FreeUdpRange(10);
+        await using (var h = await TurnHarness.StartAsync(o => o with { MinPort = first, MaxPort = first + 9 }))
+        {
+            for (var i = 0; i < 5; i++)
+            {
+                var c = await h.ClientAsync(h.ClientOptions() with { EvenPort = true, ReservePair = true });
+                Assert.NotNull(c.ReservationToken);
+                Assert.Equal(1, h.Server.ReservationCount);
+                await c.RefreshAsync(TimeSpan.Zero);
+                Assert.Equal(0, h.Server.ReservationCount);
+            }
+
+            // Every port of the range is free again: ten allocations, then the range is exhausted.
+            for (var i = 0; i < 10; i++)
+            {
+                await h.ClientAsync(h.ClientOptions(user: "bob", password: "builder"));
+            }
+
+            Assert.Equal(508, (await Assert.ThrowsAsync<TurnException>(() =>
+                h.ClientAsync(h.ClientOptions(user: "bob", password: "builder")))).Code);
+        }
+
+        await using (var h = await TurnHarness.StartAsync(o => o with { MaxAllocationsPerUser = 2 }))
+        {
+            var c = await h.ClientAsync(h.ClientOptions() with { EvenPort = true, ReservePair = true });
+            await c.RefreshAsync(TimeSpan.Zero);
+            await h.ClientAsync(); // both of alice's slots are back
+            await h.ClientAsync();
+        }
+    }
+
+    [Fact]
     public async Task Rfc8656_7_IPv6Relay_AndDualAllocation()
     {
         await using var h = await TurnHarness.StartAsync();
@@ -476,6 +551,66 @@ public class TurnServerTests
     }
 
     [Fact]
+    public async Task Rfc8489_7_3_WrongFingerprint_IsDiscarded_OnEveryMethod()
+    {
+        await using var h = await TurnHarness.StartAsync();
+        await using var raw = await RawClient.OpenAsync(h.Udp);
+        await raw.AllocateAsync();
+        var peer = await h.PeerAsync();
+
+        // A right FINGERPRINT is answered, and the answer carries one (RFC 8489 section 7.3).
+        var good = await raw.TransactAsync(raw.Build(StunMethods.Binding, null, user: null, fingerprint: true));
+        Assert.Equal(StunClass.SuccessResponse, good.Class);
+        Assert.Contains(good.Attributes, a => a.Type == StunAttributeType.Fingerprint);
+
+        var bad = new[]
+        {
+            raw.Build(StunMethods.Binding, null, user: null, fingerprint: true),
+            raw.Build(TurnMethods.Allocate, RawClient.RequestUdp, user: null, fingerprint: true),
+            raw.Build(TurnMethods.CreatePermission, (ref StunMessageWriter w) =>
+                w.AddXorAddress(TurnAttributeType.XorPeerAddress, StunAddress.FromEndPoint(peer.LocalEndPoint)),
+                fingerprint: true),
+        };
+        foreach (var message in bad)
+        {
+            message[^1] ^= 1; // one bit of the CRC
+            await raw.SendAsync(message);
+            var probe = raw.Build(StunMethods.Binding, null, user: null);
+            await raw.SendAsync(probe);
+            var reply = StunMessage.Parse(await raw.TryReceiveAsync(TimeSpan.FromSeconds(10)));
+            Assert.Equal(StunMessage.Parse(probe)!.TransactionId, reply!.TransactionId); // the bad one, sent first, got nothing
+        }
+
+        Assert.Equal(1, h.Server.AllocationCount);
+    }
+
+    [Fact]
+    public async Task Rfc8489_6_3_1_UnknownComprehensionRequired_Gets420_OnBindingToo()
+    {
+        await using var h = await TurnHarness.StartAsync();
+        await using var raw = await RawClient.OpenAsync(h.Udp);
+        static void Unknown(ref StunMessageWriter w) => w.AddUInt32(0x0777, 0);
+
+        var binding = await raw.TransactAsync(raw.Build(StunMethods.Binding, Unknown, user: null));
+        Assert.Equal(420, RawClient.ErrorCode(binding));
+        var list = binding.Attributes.Single(a => a.Type == StunAttributeType.UnknownAttributes);
+        Assert.Equal(new byte[] { 0x07, 0x77 }, list.Value);
+
+        // A comprehension-optional one (0x8000 and up) is ignored, and a signed Allocate with 0x0777 gets 420 too.
+        var optional = await raw.TransactAsync(raw.Build(StunMethods.Binding, (ref StunMessageWriter w) =>
+            w.AddUInt32(0x8777, 0), user: null));
+        Assert.Equal(StunClass.SuccessResponse, optional.Class);
+        await raw.TransactAsync(raw.Build(TurnMethods.Allocate, RawClient.RequestUdp, user: null)); // the nonce
+        var allocate = await raw.TransactAsync(raw.Build(TurnMethods.Allocate, (ref StunMessageWriter w) =>
+        {
+            RawClient.RequestUdp(ref w);
+            Unknown(ref w);
+        }));
+        Assert.Equal(420, RawClient.ErrorCode(allocate));
+        Assert.Equal(0, h.Server.AllocationCount);
+    }
+
+    [Fact]
     public async Task UnauthenticatedRequests_OverTheRate_GetNoAnswer()
     {
         await using var h = await TurnHarness.StartAsync(o => o with { UnauthenticatedRequestsPerSecond = 3 });
@@ -510,6 +645,36 @@ public class TurnServerTests
         h.Time.Advance(TimeSpan.FromSeconds(1)); // everything sent so far has been handled: the bucket refills
         await c.SendAsync(new byte[950], peer.LocalEndPoint);
         Assert.Equal(950, (await ReceiveAsync(peer)).Data.Length);
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task MaxRelayPayload_HoldsFromClientToPeer_TooBigSendIndicationOrChannelData_IsNotRelayed(bool channel)
+    {
+        // The attack run had 8,000-byte Send indications relayed: the limit held only from peer to client.
+        await using var h = await TurnHarness.StartAsync();
+        Assert.Equal(4096, h.Server.Options.MaxRelayPayload);
+        var c = await h.ClientAsync();
+        var peer = await h.PeerAsync();
+        if (channel)
+        {
+            await c.BindChannelAsync(peer.LocalEndPoint);
+        }
+        else
+        {
+            await c.CreatePermissionAsync(IPAddress.Loopback);
+        }
+
+        await c.SendAsync(new byte[8000], peer.LocalEndPoint); // past the limit: dropped
+        await c.SendAsync(new byte[4097], peer.LocalEndPoint);
+        await c.SendAsync(new byte[4096], peer.LocalEndPoint); // at the limit: relayed
+        Assert.Equal(4096, (await ReceiveAsync(peer)).Data.Length);
+
+        // And from peer to client, as before.
+        await peer.SendToAsync(new byte[4097], c.RelayedEndPoint);
+        await peer.SendToAsync(new byte[4096], c.RelayedEndPoint);
+        Assert.Equal(4096, (await ReceiveAsync(c)).Data.Length);
     }
 
     [Fact]
@@ -620,6 +785,42 @@ public class TurnServerTests
         Assert.Contains("Users or a SharedSecret", e.Message, StringComparison.Ordinal);
         var e2 = Assert.Throws<ArgumentException>(() => new TurnServerOptions { SharedSecret = "x", MinPort = 5, MaxPort = 4 }.Validate());
         Assert.Contains("MinPort", e2.Message, StringComparison.Ordinal);
+    }
+
+    /// <summary>The first of <paramref name="count"/> consecutive UDP ports on loopback, even, that nothing holds
+    /// now (below the ephemeral range, so a socket bound meanwhile is unlikely to take one).</summary>
+    private static int FreeUdpRange(int count)
+    {
+        var random = new Random();
+        for (var attempt = 0; attempt < 100; attempt++)
+        {
+            var first = 20000 + (random.Next(5000) * 2);
+            var sockets = new List<Socket>();
+            try
+            {
+                for (var p = first; p < first + count; p++)
+                {
+                    var s = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
+                    sockets.Add(s);
+                    s.Bind(new IPEndPoint(IPAddress.Loopback, p));
+                }
+
+                return first;
+            }
+            catch (SocketException)
+            {
+                // taken: try another range
+            }
+            finally
+            {
+                foreach (var s in sockets)
+                {
+                    s.Dispose();
+                }
+            }
+        }
+
+        throw new InvalidOperationException($"no {count} consecutive free UDP ports found");
     }
 
     private static int FreeUdpPort()

@@ -45,9 +45,10 @@ public sealed class RawClient : IAsyncDisposable
 
     public delegate void Attributes(ref StunMessageWriter w);
 
-    /// <summary>Builds a request; signed with the long-term key when <paramref name="user"/> is given.</summary>
+    /// <summary>Builds a request; signed with the long-term key when <paramref name="user"/> is given, with a
+    /// FINGERPRINT when <paramref name="fingerprint"/>.</summary>
     public byte[] Build(ushort method, Attributes? attributes, string? user = TurnHarness.User,
-        string password = TurnHarness.Password, string? nonce = null)
+        string password = TurnHarness.Password, string? nonce = null, bool fingerprint = false)
     {
         var buffer = new byte[1024];
         var w = new StunMessageWriter(buffer, method, StunClass.Request, StunTransactionId.NewRandom());
@@ -58,6 +59,11 @@ public sealed class RawClient : IAsyncDisposable
             w.AddString(StunAttributeType.Realm, Realm);
             w.AddString(StunAttributeType.Nonce, nonce ?? Nonce ?? "none");
             w.AddMessageIntegrity(StunCredentials.LongTermKey(user, Realm, password));
+        }
+
+        if (fingerprint)
+        {
+            w.AddFingerprint();
         }
 
         return w.Written.ToArray();

@@ -1,9 +1,10 @@
 using System.Net;
 using NatKit.Net;
 
-namespace NatKit.Turn.Tests.Support;
+namespace NatKit.TestSupport;
 
-/// <summary>The real loopback network with a test's clock.</summary>
+/// <summary>The real network on loopback with a test's clock: real sockets, virtual time for the code under
+/// test (its timers and timestamps come from <see cref="TimeProvider"/>).</summary>
 public sealed class ClockedNetwork(TimeProvider time) : INetwork
 {
     public TimeProvider TimeProvider => time;

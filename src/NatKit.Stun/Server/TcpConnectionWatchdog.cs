@@ -1,4 +1,4 @@
-namespace NatKit.Turn.Server;
+namespace NatKit.Stun.Server;
 
 /// <summary>Why a watchdog ended a connection.</summary>
 internal enum TcpTimeout
@@ -6,17 +6,19 @@ internal enum TcpTimeout
     /// <summary>No complete, valid STUN message (TLS handshake included) within the handshake window.</summary>
     Handshake,
 
-    /// <summary>No live allocation and no complete, valid STUN message for the idle timeout.</summary>
+    /// <summary>No live state (a TURN allocation) and no complete, valid STUN message for the idle timeout.</summary>
     Idle,
 }
 
 /// <summary>
-/// Ends a TCP or TLS client connection that holds the server's memory without using it, by cancelling
-/// <see cref="Token"/> (the connection's TLS handshake, reads and writes all watch it). Until the first complete,
-/// valid STUN message the handshake window runs; while the connection carries a live allocation nothing runs
-/// (the allocation's lifetime governs; when it ends the connection stays open); otherwise the idle timeout runs
-/// from the last such message or from the end of the allocation, whichever came later. Partial messages (a slow loris)
-/// never move it. One timer per connection, moved only when it fires early: a message costs a timestamp write.
+/// Ends a TCP or TLS client connection of a STUN or TURN server that holds the server's memory without using it,
+/// by cancelling <see cref="Token"/> (the connection's TLS handshake, reads and writes all watch it). Until the
+/// first complete, valid STUN message the handshake window runs; while the connection carries live state of its
+/// own (a TURN allocation, <see cref="BeginLiveState"/>) nothing runs (that state's lifetime governs; when it ends
+/// the connection stays open); otherwise the idle timeout runs from the last such message or from the end of the
+/// live state, whichever came later. Partial messages (a slow loris) never move it: the server calls
+/// <see cref="MessageReceived"/> only for whole ones. One timer per connection, moved only when it fires early: a
+/// message costs a timestamp write.
 /// </summary>
 internal sealed class TcpConnectionWatchdog : IDisposable
 {
@@ -28,7 +30,7 @@ internal sealed class TcpConnectionWatchdog : IDisposable
     private readonly ITimer _timer;
     private long _last;
     private volatile bool _greeted;
-    private bool _allocated;
+    private bool _live;
     private bool _done;
 
     public TcpConnectionWatchdog(TimeProvider time, TimeSpan handshake, TimeSpan idle, Action<TcpTimeout> expired,
@@ -66,26 +68,27 @@ internal sealed class TcpConnectionWatchdog : IDisposable
         }
     }
 
-    /// <summary>The connection now carries a live allocation: no timeout runs until it ends.</summary>
-    public void AllocationStarted()
+    /// <summary>The connection now carries live state whose own lifetime governs it (a TURN allocation): no
+    /// timeout runs until <see cref="EndLiveState"/>.</summary>
+    public void BeginLiveState()
     {
         lock (_gate)
         {
-            _allocated = true;
+            _live = true;
         }
     }
 
-    /// <summary>The allocation ended (expired, deleted): the idle timeout runs from now.</summary>
-    public void AllocationEnded()
+    /// <summary>The live state ended (an allocation expired or was deleted): the idle timeout runs from now.</summary>
+    public void EndLiveState()
     {
         lock (_gate)
         {
-            if (!_allocated || _done)
+            if (!_live || _done)
             {
                 return;
             }
 
-            _allocated = false;
+            _live = false;
             _greeted = true;
             Volatile.Write(ref _last, _time.GetTimestamp());
             _timer.Change(_idle, Timeout.InfiniteTimeSpan);
@@ -97,7 +100,7 @@ internal sealed class TcpConnectionWatchdog : IDisposable
         TcpTimeout reason;
         lock (_gate)
         {
-            if (_done || _allocated)
+            if (_done || _live)
             {
                 return;
             }
