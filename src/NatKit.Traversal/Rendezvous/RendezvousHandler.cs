@@ -490,7 +490,12 @@ public sealed class RendezvousHandler
 
         if (!_targets.TryGetValue(cid, out var side) || side.B.Id != answerer)
         {
-            return Refuse(msg, RendezvousErrors.UnknownNode, reply);
+            // A retransmission of an Answer whose response was lost while the Start got through (the connection's
+            // state is gone by then): the same success, not 404, or the target gives up on a started connection.
+            return _registry.Find(answerer) is { } known && known.AnsweredConnection == cid &&
+                   known.AnswerTransaction == msg.TransactionId && known.Source.Equals(StunAddress.FromEndPoint(source))
+                ? Accepted(msg, reply)
+                : Refuse(msg, RendezvousErrors.UnknownNode, reply);
         }
 
         var b = side.B;
@@ -519,6 +524,8 @@ public sealed class RendezvousHandler
         }
 
         side.Answered = true;
+        b.AnswerTransaction = msg.TransactionId;
+        b.AnsweredConnection = cid;
         var now = Now;
         if (side.Request is not null)
         {
@@ -827,10 +834,6 @@ public sealed class RendezvousHandler
                 relay.AddUInt64(RendezvousAttributes.StartAt, (ulong)startAt);
                 SendRelay(initiator.TargetInstance, relay.Written, outputs);
                 Metrics.Started++;
-                break;
-            case RequestKind.Start when side is TargetSide { Answered: true }:
-                // Kept until its deadline: the target's Answer may still be retransmitted (its response lost while
-                // the Start got through), and it must get the same success, not 404.
                 break;
             case RequestKind.Start:
             case RequestKind.Failure:

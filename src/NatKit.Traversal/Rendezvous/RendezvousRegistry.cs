@@ -37,6 +37,12 @@ internal sealed class RegistryEntry
     /// <summary>The transaction of the last Connect accepted and the connection it made.</summary>
     public StunTransactionId ConnectTransaction { get; set; }
 
+    /// <summary>The transaction and connection of this node's last accepted Answer, so that a retransmission of it
+    /// (its response lost) is answered the same even after the connection's state is gone.</summary>
+    public StunTransactionId AnswerTransaction { get; set; }
+
+    public ulong AnsweredConnection { get; set; }
+
     public ulong ConnectionId { get; set; }
 
     /// <summary>Where the registration came from: the node's server-reflexive address, whose NAT mapping its

@@ -1,3 +1,4 @@
+using System.Text;
 using System.Net;
 using NatKit.Stun;
 using NatKit.Traversal.Identity;
@@ -252,6 +253,40 @@ public class RendezvousHandlerTests
         var m = new StunMessage(RendezvousMethods.Lookup, StunClass.Request, StunTransactionId.NewRandom(),
             [new StunRawAttribute(0x7001, [1, 2, 3, 4])]);
         Assert.Equal(StunErrorCode.UnknownAttribute, Node.ErrorCode(h.Send(m.ToArray(), a.EndPoint)));
+    }
+
+    [Fact]
+    public void AnAnswerRetransmittedAfterTheStart_GetsTheSameSuccess_NotUnknownNode()
+    {
+        // Seen under 2% loss: B's Answer response was lost, the Start got through and was acknowledged, and B's
+        // retransmitted Answer met a service that had forgotten the connection: 404, and B gave up.
+        var h = new HandlerHarness();
+        var a = h.NewNode("198.51.100.7", 41000);
+        var b = h.NewNode("203.0.113.9", 42000);
+        a.Register();
+        b.Register();
+        h.TakeOutputs();
+        var cid = a.Connect(b.Id, "offer")!.UInt64(RendezvousAttributes.ConnectionId);
+        var (offer, _) = Assert.Single(h.TakeOutputs().Sends());
+        b.Acknowledge(offer);
+
+        var answer = new byte[1280];
+        var n = RendezvousRequests.Answer(answer, StunTransactionId.NewRandom(), b.Identity, a.Id, cid,
+            Encoding.UTF8.GetBytes("answer"), h.UnixMs, b.Nonce);
+        Assert.Equal(StunClass.SuccessResponse, h.Send(answer.AsSpan(0, n), b.EndPoint)!.Class);
+        var (relayed, _) = Assert.Single(h.TakeOutputs().Sends());
+        a.Acknowledge(relayed);
+        foreach (var (start, to) in h.TakeOutputs().Sends())
+        {
+            (to.Equals(a.EndPoint) ? a : b).Acknowledge(start);
+        }
+
+        Assert.Equal(0, h.Handler.PendingConnections);
+        Assert.Equal(StunClass.SuccessResponse, h.Send(answer.AsSpan(0, n), b.EndPoint)!.Class);
+        Assert.Empty(h.TakeOutputs().Sends()); // nothing relayed twice
+
+        // Another transaction for the finished connection is still unknown.
+        Assert.Equal(RendezvousErrors.UnknownNode, Node.ErrorCode(b.Answer(a.Id, cid)));
     }
 
     [Fact]
