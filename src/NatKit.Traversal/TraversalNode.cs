@@ -135,23 +135,31 @@ public sealed partial class TraversalNode : IAsyncDisposable
             }
         }
 
-        var attempt = await CreateAttemptAsync(peer, initiator: true, remoteProfile, began, cancellationToken)
-            ;
-        try
+        // Signaling gets a second try when the first gets no answer in time (a lost exchange the rendezvous'
+        // retransmissions did not cover): the peer gave up on the first offer by then and takes the new one.
+        for (var round = 0; ; round++)
         {
-            var connection = await _rendezvous.ConnectAsync(peer, attempt.LocalSession.ToString(), cancellationToken)
-                ;
-            if (!TraversalSession.TryParse(connection.Answer.Session, out var remote, out var error))
+            var attempt = await CreateAttemptAsync(peer, initiator: true, remoteProfile, began, cancellationToken);
+            try
             {
-                throw new TraversalException($"{peer} answered with a bad session: {error}");
-            }
+                var connection = await _rendezvous.ConnectAsync(peer, attempt.LocalSession.ToString(), cancellationToken);
+                if (!TraversalSession.TryParse(connection.Answer.Session, out var remote, out var error))
+                {
+                    throw new TraversalException($"{peer} answered with a bad session: {error}");
+                }
 
-            return await attempt.RunAsync(remote, connection.Start, cancellationToken);
-        }
-        catch
-        {
-            await attempt.DisposeAsync();
-            throw;
+                return await attempt.RunAsync(remote, connection.Start, cancellationToken);
+            }
+            catch (RendezvousException e) when (e.Code == 0 && round == 0 && !cancellationToken.IsCancellationRequested)
+            {
+                LogSignalingRetry(_logger, peer, e.Message);
+                await attempt.DisposeAsync();
+            }
+            catch
+            {
+                await attempt.DisposeAsync();
+                throw;
+            }
         }
     }
 
@@ -386,6 +394,9 @@ public sealed partial class TraversalNode : IAsyncDisposable
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "{Peer}: {Role} plan {Plan}")]
     private static partial void LogPlan(ILogger logger, NodeId peer, string role, ConnectPlan plan);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "{Peer}: signaling again after {Error}")]
+    private static partial void LogSignalingRetry(ILogger logger, NodeId peer, string error);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "no relay from {Server}: {Error}")]
     private static partial void LogRelayFailed(ILogger logger, IPEndPoint server, string error);
