@@ -64,7 +64,7 @@ public sealed record DataPlaneOptions
 /// headers, so one translation serves up to 45 segments. Carrying, segmenting and coalescing are the ports' business
 /// (<see cref="TunPort"/>); partial checksums are moved by the pump (<see cref="PacketPump"/>).</para>
 /// </remarks>
-public sealed class GatewayDataPlane : IAsyncDisposable
+public sealed class GatewayDataPlane : IPacketPumpDriver, IAsyncDisposable
 {
     /// <summary>Meter name for the gateway's instruments (the engine's are on "NatKit.Nat").</summary>
     public const string MeterName = "NatKit.Gateway";

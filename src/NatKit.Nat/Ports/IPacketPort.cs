@@ -59,3 +59,16 @@ public interface ISignalingPacketPort : IPacketPort
 /// <param name="Coalesced">Datagrams written as part of a coalesced super-packet.</param>
 public readonly record struct PacketPortStats(long Written, long WriteFailures, long SuperPackets, long Segmented,
     long Coalesced);
+
+/// <summary>
+/// Who runs a <see cref="PacketPump"/>: the Linux data plane's thread, or the lab's loop. Work on the engine from
+/// anywhere else (a flow snapshot, forgetting a host) is handed to it, since only the pump's caller may touch the
+/// engine.
+/// </summary>
+public interface IPacketPumpDriver
+{
+    PacketPump Pump { get; }
+
+    /// <summary>Runs <paramref name="action"/> between two rounds of the pump and returns its result.</summary>
+    Task<T> InvokeAsync<T>(Func<T> action);
+}
