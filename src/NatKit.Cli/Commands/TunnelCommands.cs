@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Net;
 using System.Net.Http.Json;
 using System.Net.Sockets;
+using System.Runtime.InteropServices;
 using System.Text.Json;
 using NatKit.Linux;
 using NatKit.Packets;
@@ -163,14 +164,19 @@ internal sealed class TunnelCommands : IVerbGroup
                 Offloads = !parse.GetValue(noOffload),
                 Insecure = parse.GetValue(insecure),
             };
-            await using var client = new TunnelClient(options)
+            TunnelClient? client = null;
+            await using var owned = client = new TunnelClient(options)
             {
-                Connected = w => Console.WriteLine($"natkit tunnel: connected to {uri} as {w.AddressWithPrefix} via {w.Gateway}, MTU {w.Mtu}, offloads {w.Features}, session {w.SessionId:N}"),
+                Connected = w => Console.WriteLine($"natkit tunnel: connected (#{client!.Connections}) to {uri} as {w.AddressWithPrefix} via {w.Gateway}, MTU {w.Mtu}, offloads {w.Features}, session {w.SessionId:N}"),
                 Disconnected = reason => Console.WriteLine($"natkit tunnel: disconnected ({reason}); reconnecting"),
             };
+            using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
+            var running = client.RunAsync(stop.Token);
+            await Task.WhenAny(running, UntilStoppedAsync(stop.Token));
+            await stop.CancelAsync();
             try
             {
-                await client.RunAsync(ct);
+                await running;
             }
             catch (TunnelRefusedException e)
             {
@@ -309,12 +315,21 @@ internal sealed class TunnelCommands : IVerbGroup
     private static Ipv4Prefix Prefix(string text, string option) =>
         Ipv4Prefix.TryParse(text, out var p) ? p : throw new CliException($"{option} {text}: not an IPv4 prefix (a.b.c.d/n)");
 
-    /// <summary>Waits for SIGINT/SIGTERM (System.CommandLine turns both into the action's cancellation).</summary>
+    /// <summary>Waits for SIGINT or SIGTERM (or the action's cancellation), then returns for a graceful stop.</summary>
     private static async Task UntilStoppedAsync(CancellationToken ct)
     {
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        void OnSignal(PosixSignalContext context)
+        {
+            context.Cancel = true;
+            stop.Cancel();
+        }
+
+        using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
+        using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
         try
         {
-            await Task.Delay(Timeout.Infinite, ct);
+            await Task.Delay(Timeout.Infinite, stop.Token);
         }
         catch (OperationCanceledException)
         {

@@ -262,6 +262,7 @@ public sealed class TunnelClient : IAsyncDisposable
         {
             await KeepServerRouteAsync(cancellationToken).ConfigureAwait(false);
             _tun = TunDevice.Open(new TunOptions(name, _options.Offloads ? TunOffloads.All : TunOffloads.None));
+            DisableIpv6(name);
             await Ip(cancellationToken, "link", "set", "dev", name, "mtu", welcome.Mtu.ToString(CultureInfo.InvariantCulture), "up").ConfigureAwait(false);
             await Ip(cancellationToken, "addr", "replace", welcome.AddressWithPrefix, "dev", name).ConfigureAwait(false);
             foreach (var route in _options.Routes ?? welcome.Routes)
@@ -324,6 +325,20 @@ public sealed class TunnelClient : IAsyncDisposable
 
         _serverRoute = $"{address}/32";
         await Ip(cancellationToken, "route", "replace", _serverRoute, "via", words[via + 1], "dev", words[dev + 1]).ConfigureAwait(false);
+    }
+
+    /// <summary>The tunnel carries IPv4 only: the device gets no IPv6 link-local address and sends no router
+    /// solicitations (which the server would count as spoofed).</summary>
+    private static void DisableIpv6(string device)
+    {
+        try
+        {
+            File.WriteAllText($"/proc/sys/net/ipv6/conf/{device}/disable_ipv6", "1");
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // a kernel without IPv6: nothing to disable
+        }
     }
 
     private static Task<string> Ip(CancellationToken cancellationToken, params string[] arguments) =>

@@ -168,6 +168,7 @@ internal sealed class TunnelLink
             {
             }
 
+            _closeTimer?.Dispose();
             _socket.Abort();
             _socket.Dispose();
             _ = Inbound.Clear();
@@ -219,9 +220,22 @@ internal sealed class TunnelLink
         }
         finally
         {
-            _stop.Cancel();
+            if (_closeSent && !_stop.IsCancellationRequested)
+            {
+                // our close is out after the goodbye: the receive loop ends when the peer answers it, or the timer
+                // cuts the link (aborting at once would reset the connection and could lose the goodbye)
+                _closeTimer = _time.CreateTimer(static s => ((CancellationTokenSource)s!).Cancel(), _stop,
+                    TimeSpan.FromSeconds(2), Timeout.InfiniteTimeSpan);
+            }
+            else
+            {
+                _stop.Cancel();
+            }
         }
     }
+
+    private volatile bool _closeSent;
+    private ITimer? _closeTimer;
 
     private async Task SendAllAsync(CancellationToken cancellationToken)
     {
@@ -260,12 +274,12 @@ internal sealed class TunnelLink
                 {
                     await _socket.CloseOutputAsync(WebSocketCloseStatus.NormalClosure, null, timeout.Token)
                         .ConfigureAwait(false);
+                    _closeSent = true;
                 }
                 catch (Exception e) when (e is WebSocketException or IOException or OperationCanceledException or ObjectDisposedException)
                 {
                 }
 
-                _stop.Cancel(); // not CancelAsync: its callbacks would leave the lab's loop
                 return;
             }
 

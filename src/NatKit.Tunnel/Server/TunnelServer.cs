@@ -327,6 +327,13 @@ public sealed class TunnelServer : IAsyncDisposable
             await socket.SendAsync(message.AsMemory(0, length), WebSocketMessageType.Binary, true, linked.Token).ConfigureAwait(false);
             await socket.CloseOutputAsync(notice.Code == TunnelCode.Unauthorized ? WebSocketCloseStatus.PolicyViolation : WebSocketCloseStatus.NormalClosure,
                 null, linked.Token).ConfigureAwait(false);
+
+            // Wait (briefly) for the client to read the notice and close: closing first would reset the connection,
+            // and a reset can throw the unread notice away at the client.
+            var sink = new byte[256];
+            while ((await socket.ReceiveAsync(sink.AsMemory(), linked.Token).ConfigureAwait(false)).MessageType != WebSocketMessageType.Close)
+            {
+            }
         }
         catch (Exception e) when (e is WebSocketException or IOException or OperationCanceledException or ObjectDisposedException)
         {
