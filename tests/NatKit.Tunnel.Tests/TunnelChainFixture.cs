@@ -32,6 +32,9 @@ public sealed class TunnelChainFixture : IAsyncLifetime
     public NetworkNamespace Client1 { get; private set; } = null!;
     public NetworkNamespace Client2 { get; private set; } = null!;
 
+    /// <summary>A third client, on its own link to the relay namespace, for the browser hop.</summary>
+    public NetworkNamespace Client3 { get; private set; } = null!;
+
     public ExternalProcess ServerProcess { get; private set; } = null!;
     public ExternalProcess RelayProcess { get; set; } = null!;
     public ExternalProcess ClientProcess1 { get; private set; } = null!;
@@ -57,10 +60,12 @@ public sealed class TunnelChainFixture : IAsyncLifetime
             Relay = await Add("rly");
             Client1 = await Add("c1");
             Client2 = await Add("c2");
+            Client3 = await Add("c3");
             await Link(Wan, "203.0.113.2/24", Server, "203.0.113.1/24", "a");
             await Link(Server, "192.168.50.1/24", Relay, "192.168.50.2/24", "b");
             await Link(Relay, "192.168.60.1/24", Client1, "192.168.60.2/24", "c");
             await Link(Relay, "192.168.61.1/24", Client2, "192.168.61.2/24", "d");
+            await Link(Relay, "192.168.62.1/24", Client3, "192.168.62.2/24", "e");
             await Wan.IpAsync(["route", "add", "198.51.100.0/24", "via", "203.0.113.1"]);
             await Server.SysctlAsync("net.ipv4.ip_forward", "1");
 
@@ -132,6 +137,17 @@ public sealed class TunnelChainFixture : IAsyncLifetime
         await b.IpAsync(["link", "set", right, "up"]);
     }
 
+    /// <summary>A temporary directory removed with the fixture.</summary>
+    public string TempDirectory(string name)
+    {
+        var path = Path.Combine(_www, "..", $"natkit-{Tag}-{name}");
+        Directory.CreateDirectory(path);
+        _directories.Add(path);
+        return path;
+    }
+
+    private readonly List<string> _directories = [];
+
     public async Task DisposeAsync()
     {
         foreach (var p in Enumerable.Reverse(_processes))
@@ -142,6 +158,11 @@ public sealed class TunnelChainFixture : IAsyncLifetime
         foreach (var ns in Enumerable.Reverse(_namespaces))
         {
             await ns.DisposeAsync();
+        }
+
+        foreach (var d in _directories)
+        {
+            Directory.Delete(d, recursive: true);
         }
 
         if (_www.Length > 0)

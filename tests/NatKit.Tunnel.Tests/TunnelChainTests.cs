@@ -129,4 +129,21 @@ public sealed class TunnelChainTests(TunnelChainFixture chain) : IClassFixture<T
             Assert.Equal(earlier.InsideAddress, s.InsideAddress); // same address, same flows
         }
     }
+
+    [PeerFact("ip", "curl", "chromium", "python3", Root = true)]
+    public async Task TheBrowserHop_InAHeadlessChromium_CarriesTheClientsPage()
+    {
+        var client = chain.Start(chain.Client3, "dotnet", [TunnelChainFixture.Natkit, "tunnel", "connect", "ws://192.168.50.1:8080/tunnel",
+            "--token", TunnelChainFixture.Token, "--tun", "nkt0", "--route", "default", "--browser-listen", "192.168.62.2:8082"]);
+        await client.WaitForOutputAsync("waiting for the browser relay page", TimeSpan.FromSeconds(60));
+
+        // the browser on the LAN (in the relay's namespace, which reaches both) opens the page the server serves
+        var profile = chain.TempDirectory("chromium");
+        _ = chain.Start(chain.Relay, "chromium", ["--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
+            "--disable-dev-shm-usage", $"--user-data-dir={profile}", "--remote-debugging-port=0",
+            "http://192.168.50.1:8080/relay.html?client=ws://192.168.62.2:8082/tunnel"]);
+        await client.WaitForOutputAsync("connected (#1)", TimeSpan.FromSeconds(90));
+
+        Assert.Equal(chain.Files["two.bin"], await Sha256Of(chain.Client3, $"http://{TunnelChainFixture.WanAddress}/two.bin", "43000"));
+    }
 }

@@ -126,9 +126,10 @@ internal sealed class TunnelCommands : IVerbGroup
         var address = new Option<string?>("--address") { Description = "The inner address to keep (the server must allow client addresses)." };
         var insecure = new Option<bool>("--insecure") { Description = "Accept any server certificate (a test server's self-signed one)." };
         var noOffload = new Option<bool>("--no-offload") { Description = "No virtio-net offloads on the TUN device or the link." };
+        var browser = new Option<string?>("--browser-listen") { Description = "ADDRESS:PORT: reach the server through a browser on the LAN instead of dialing it; open the relay page there with ?client=ws://ADDRESS:PORT/tunnel." };
         var connect = new Command("connect", "Carry this machine's packets through a tunnel server, reconnecting with backoff, until SIGINT/SIGTERM.")
         {
-            url, token, tokenFile, tun, routes, address, insecure, noOffload,
+            url, token, tokenFile, tun, routes, address, insecure, noOffload, browser,
         };
         connect.SetAction(async (parse, ct) =>
         {
@@ -154,8 +155,18 @@ internal sealed class TunnelCommands : IVerbGroup
                 throw new CliException($"--address {a}: not an IPv4 address");
             }
 
+            await using var hop = parse.GetValue(browser) is { } b
+                ? await BrowserHop.StartAsync([StunCommands.ParseEndPoint(b, 8082, "--browser-listen")], ct)
+                : null;
+            if (hop is not null)
+            {
+                var page = new UriBuilder(uri.Secure ? "https" : "http", uri.Host, uri.Port, "/relay.html").Uri;
+                Console.WriteLine($"natkit tunnel: waiting for the browser relay page: open {page}?client={Uri.EscapeDataString(hop.Urls[0])} in a browser on the LAN");
+            }
+
             var options = new TunnelClientOptions
             {
+                Browser = hop,
                 Server = uri,
                 Token = secret,
                 TunName = parse.GetValue(tun)!,

@@ -43,6 +43,10 @@ public sealed record TunnelClientOptions
     /// <inheritdoc cref="MinBackoff"/>
     public TimeSpan MaxBackoff { get; init; } = TimeSpan.FromSeconds(2);
 
+    /// <summary>Reach the server through a browser page instead of dialing it: each link is a WebSocket the page
+    /// opened to this client (see <see cref="BrowserHop"/>).</summary>
+    public BrowserHop? Browser { get; init; }
+
     /// <summary>How long the server has to answer a hello.</summary>
     public TimeSpan HandshakeTimeout { get; init; } = TimeSpan.FromSeconds(10);
 }
@@ -203,8 +207,30 @@ public sealed class TunnelClient : IAsyncDisposable
     /// Returns why it ended.</summary>
     private async Task<string> ConnectOnceAsync(CancellationToken cancellationToken)
     {
-        var socket = await TunnelSockets.ConnectAsync(_options.Server, _options.Insecure, null, cancellationToken)
-            .ConfigureAwait(false);
+        WebSocket socket;
+        Action? release = null;
+        if (_options.Browser is { } browser)
+        {
+            (socket, release) = await browser.AcceptAsync(cancellationToken).ConfigureAwait(false);
+        }
+        else
+        {
+            socket = await TunnelSockets.ConnectAsync(_options.Server, _options.Insecure, null, cancellationToken)
+                .ConfigureAwait(false);
+        }
+
+        try
+        {
+            return await RunLinkAsync(socket, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            release?.Invoke();
+        }
+    }
+
+    private async Task<string> RunLinkAsync(WebSocket socket, CancellationToken cancellationToken)
+    {
         TunnelWelcome welcome;
         try
         {
