@@ -57,10 +57,11 @@ internal sealed class TunnelCommands : IVerbGroup
         var key = new Option<string?>("--tls-key") { Description = "PEM private key for --tls-cert." };
         var name = new Option<string>("--name") { Description = "Name of the control socket /run/natkit/NAME.tunnel.sock (natkit tunnel sessions --name).", DefaultValueFactory = _ => "tunnel" };
         var noOffload = new Option<bool>("--no-offload") { Description = "Open the TUN device without virtio-net offloads, and take no offload messages." };
+        var tuning = new DataPlaneCliOptions();
         var serve = new Command("serve", "Accept tunnel clients and NAT their packets onto a TUN device, until SIGINT/SIGTERM.")
         {
             listen, tokens, tokenFile, pool, external, tun, routes, preset, policyFile, maxFlows, maxPps, maxSessions,
-            mtu, keepalive, grace, clientAddresses, cert, key, name, noOffload,
+            mtu, keepalive, grace, clientAddresses, cert, key, name, noOffload, tuning.Realtime, tuning.BatchPause,
         };
         serve.SetAction(async (parse, ct) =>
         {
@@ -105,7 +106,7 @@ internal sealed class TunnelCommands : IVerbGroup
             var certificate = StunCommands.LoadCertificate(parse.GetValue(cert), parse.GetValue(key));
             var control = ControlPath(parse.GetValue(name)!);
             await using var host = await TunnelServerHost.StartAsync(options, parse.GetValue(tun)!, endpoints, certificate,
-                control, parse.GetValue(noOffload) ? TunOffloads.None : TunOffloads.All, cancellationToken: ct);
+                control, parse.GetValue(noOffload) ? TunOffloads.None : TunOffloads.All, tuning.Read(parse), ct);
             Console.WriteLine($"natkit tunnel: serving {string.Join(", ", host.Urls)}; pool {options.Pool} (gateway {host.Server.Gateway}); NAT onto {host.Outside.Name} as {string.Join(",", options.ExternalAddresses)}; control {control}");
             await UntilStoppedAsync(ct);
             await host.StopAsync(TimeSpan.FromSeconds(1));
