@@ -21,8 +21,9 @@ internal readonly record struct QueuedPacket(byte[] Buffer, int Room, int Length
 internal sealed class PacketQueue
 {
     private readonly Lock _gate = new();
-    private readonly QueuedPacket[] _ring;
-    private readonly int _mask;
+    private readonly int _capacity;
+    private QueuedPacket[] _ring;
+    private int _mask;
     private readonly long _maxBytes;
     private int _head;
     private int _count;
@@ -39,8 +40,9 @@ internal sealed class PacketQueue
             size <<= 1;
         }
 
-        _ring = new QueuedPacket[size];
-        _mask = size - 1;
+        _capacity = size;
+        _ring = new QueuedPacket[Math.Min(size, 16)]; // grows while packets pile up: an idle session holds little
+        _mask = _ring.Length - 1;
         _maxBytes = maxBytes;
     }
 
@@ -59,6 +61,11 @@ internal sealed class PacketQueue
         wasEmpty = false;
         lock (_gate)
         {
+            if (_count == _ring.Length && _ring.Length < _capacity)
+            {
+                Grow();
+            }
+
             if (_count == _ring.Length || (_count > 0 && _bytes + packet.Length > _maxBytes))
             {
                 return false;
@@ -115,7 +122,7 @@ internal sealed class PacketQueue
     {
         lock (_gate)
         {
-            if (_count < _ring.Length && (_count == 0 || _bytes + length <= _maxBytes))
+            if ((_count < _ring.Length || _ring.Length < _capacity) && (_count == 0 || _bytes + length <= _maxBytes))
             {
                 return false;
             }
@@ -123,6 +130,20 @@ internal sealed class PacketQueue
             _producerWaits = true;
             return true;
         }
+    }
+
+    /// <summary>Doubles the ring, keeping the packets in order (under the lock).</summary>
+    private void Grow()
+    {
+        var bigger = new QueuedPacket[_ring.Length * 2];
+        for (var i = 0; i < _count; i++)
+        {
+            bigger[i] = _ring[(_head + i) & _mask];
+        }
+
+        _ring = bigger;
+        _mask = bigger.Length - 1;
+        _head = 0;
     }
 
     /// <summary>Returns a taken packet's buffer to the pool.</summary>
