@@ -17,18 +17,10 @@ public static class StunRetransmission
     /// <paramref name="requestCount"/>.</summary>
     public static TimeSpan WaitAfter(int attempt, int requestCount, TimeSpan initialRto,
         int lastWaitMultiplier = DefaultLastWaitMultiplier) =>
-        attempt == requestCount - 1 ? initialRto * lastWaitMultiplier : initialRto * Math.Pow(2, attempt);
+        new Transactions.StunRetransmitPolicy(initialRto, requestCount, initialRto * lastWaitMultiplier).WaitAfter(attempt);
 
     /// <summary>The whole transaction: the sum of the waits.</summary>
     public static TimeSpan TransactionTimeout(int requestCount, TimeSpan initialRto,
-        int lastWaitMultiplier = DefaultLastWaitMultiplier)
-    {
-        var total = TimeSpan.Zero;
-        for (var i = 0; i < requestCount; i++)
-        {
-            total += WaitAfter(i, requestCount, initialRto, lastWaitMultiplier);
-        }
-
-        return total;
-    }
+        int lastWaitMultiplier = DefaultLastWaitMultiplier) =>
+        new Transactions.StunRetransmitPolicy(initialRto, requestCount, initialRto * lastWaitMultiplier).Total;
 }
