@@ -3,7 +3,6 @@ using System.Globalization;
 using System.Net;
 using System.Net.Http.Json;
 using System.Net.Sockets;
-using System.Runtime.InteropServices;
 using System.Text.Json;
 using NatKit.Linux;
 using NatKit.Packets;
@@ -108,7 +107,7 @@ internal sealed class TunnelCommands : IVerbGroup
             await using var host = await TunnelServerHost.StartAsync(options, parse.GetValue(tun)!, endpoints, certificate,
                 control, parse.GetValue(noOffload) ? TunOffloads.None : TunOffloads.All, tuning.Read(parse), ct);
             Console.WriteLine($"natkit tunnel: serving {string.Join(", ", host.Urls)}; pool {options.Pool} (gateway {host.Server.Gateway}); NAT onto {host.Outside.Name} as {string.Join(",", options.ExternalAddresses)}; control {control}");
-            await UntilStoppedAsync(ct);
+            await CliRunner.UntilStoppedAsync(ct);
             await host.StopAsync(TimeSpan.FromSeconds(1));
             var s = host.Server.Stats;
             Console.WriteLine($"natkit tunnel: stopped; {s.Accepted} sessions accepted, {s.Refused} refused ({s.Unauthorized} wrong tokens), {s.Spoofed} spoofed packets dropped");
@@ -184,7 +183,7 @@ internal sealed class TunnelCommands : IVerbGroup
             };
             using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
             var running = client.RunAsync(stop.Token);
-            await Task.WhenAny(running, UntilStoppedAsync(stop.Token));
+            await Task.WhenAny(running, CliRunner.UntilStoppedAsync(stop.Token));
             await stop.CancelAsync();
             try
             {
@@ -230,7 +229,7 @@ internal sealed class TunnelCommands : IVerbGroup
             var certificate = StunCommands.LoadCertificate(parse.GetValue(cert), parse.GetValue(key));
             await using var endpoint = await TunnelEndpoint.StartAsync(hop.ServeAsync, TimeSpan.FromSeconds(10), endpoints, certificate, cancellationToken: ct);
             Console.WriteLine($"natkit tunnel: relaying {string.Join(", ", endpoint.Urls)} -> {uri}");
-            await UntilStoppedAsync(ct);
+            await CliRunner.UntilStoppedAsync(ct);
             var s = hop.Stats;
             Console.WriteLine($"natkit tunnel: relay stopped; {s.Accepted} clients, {s.UpstreamFailures} upstream failures");
             return 0;
@@ -326,25 +325,4 @@ internal sealed class TunnelCommands : IVerbGroup
 
     private static Ipv4Prefix Prefix(string text, string option) =>
         Ipv4Prefix.TryParse(text, out var p) ? p : throw new CliException($"{option} {text}: not an IPv4 prefix (a.b.c.d/n)");
-
-    /// <summary>Waits for SIGINT or SIGTERM (or the action's cancellation), then returns for a graceful stop.</summary>
-    private static async Task UntilStoppedAsync(CancellationToken ct)
-    {
-        using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
-        void OnSignal(PosixSignalContext context)
-        {
-            context.Cancel = true;
-            stop.Cancel();
-        }
-
-        using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
-        using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
-        try
-        {
-            await Task.Delay(Timeout.Infinite, stop.Token);
-        }
-        catch (OperationCanceledException)
-        {
-        }
-    }
 }
