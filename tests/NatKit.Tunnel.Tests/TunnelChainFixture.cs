@@ -137,10 +137,10 @@ public sealed class TunnelChainFixture : IAsyncLifetime
         await b.IpAsync(["link", "set", right, "up"]);
     }
 
-    /// <summary>A temporary directory removed with the fixture.</summary>
-    public string TempDirectory(string name)
+    /// <summary>A directory with a short path (/tmp/nk-TAG-NAME), removed with the fixture.</summary>
+    public string ShortDirectory(string name)
     {
-        var path = Path.Combine(_www, "..", $"natkit-{Tag}-{name}");
+        var path = $"/tmp/nk-{Tag}-{name}";
         Directory.CreateDirectory(path);
         _directories.Add(path);
         return path;

@@ -138,8 +138,9 @@ public sealed class TunnelChainTests(TunnelChainFixture chain) : IClassFixture<T
         await client.WaitForOutputAsync("waiting for the browser relay page", TimeSpan.FromSeconds(60));
 
         // the browser on the LAN (in the relay's namespace, which reaches both) opens the page the server serves
-        var profile = chain.TempDirectory("chromium");
-        _ = chain.Start(chain.Relay, "chromium", ["--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
+        // a short directory of its own: Chromium's singleton socket path must fit in 108 bytes, which a nested TMPDIR does not
+        var profile = chain.ShortDirectory("chromium");
+        _ = chain.Start(chain.Relay, "env", [$"TMPDIR={profile}", TestHost.Which("chromium") ?? "chromium", "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
             "--disable-dev-shm-usage", $"--user-data-dir={profile}", "--remote-debugging-port=0",
             "http://192.168.50.1:8080/relay.html?client=ws://192.168.62.2:8082/tunnel"]);
         await client.WaitForOutputAsync("connected (#1)", TimeSpan.FromSeconds(90));
