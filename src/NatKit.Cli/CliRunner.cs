@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.Runtime.InteropServices;
 using Spectre.Console;
 
 namespace NatKit.Cli;
@@ -43,6 +44,28 @@ internal static class CliRunner
         catch (OperationCanceledException)
         {
             return 130;
+        }
+    }
+
+    /// <summary>Waits for SIGINT or SIGTERM (or <paramref name="ct"/>), then returns, so a server verb can stop
+    /// gracefully and exit 0.</summary>
+    public static async Task UntilStoppedAsync(CancellationToken ct)
+    {
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        void OnSignal(PosixSignalContext context)
+        {
+            context.Cancel = true;
+            stop.Cancel();
+        }
+
+        using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
+        using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
+        try
+        {
+            await Task.Delay(Timeout.Infinite, stop.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
         }
     }
 

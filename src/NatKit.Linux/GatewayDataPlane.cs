@@ -3,7 +3,7 @@ using System.Collections.Concurrent;
 using System.Diagnostics.Metrics;
 using NatKit.Linux.Interop;
 using NatKit.Nat;
-using NatKit.Packets;
+using NatKit.Nat.Ports;
 
 namespace NatKit.Linux;
 
@@ -52,41 +52,29 @@ public sealed record DataPlaneOptions
 }
 
 /// <summary>
-/// Runs a <see cref="NatEngine"/> between two TUN devices on one dedicated thread: reads a batch from each side
-/// (non-blocking), translates every packet in place, writes it to the side the verdict names, and sleeps in
-/// poll(2) when both sides are idle (see <see cref="DataPlaneOptions"/> for how it waits). The engine is only ever touched from that thread; flow snapshots and counters
-/// are fetched by handing the thread a request.
+/// Runs a <see cref="PacketPump"/> (the engine between two packet ports) on one dedicated thread: each round reads a
+/// batch from each port (non-blocking), translates every packet in place and writes it to the port the verdict
+/// names, and sleeps in poll(2) when both are idle (see <see cref="DataPlaneOptions"/> for how it waits). A TUN port
+/// is polled on its file descriptor; a port fed from other threads (<see cref="ISignalingPacketPort"/>, a tunnel's
+/// WebSocket sessions) wakes the thread through an eventfd. The engine is only ever touched from that thread; flow
+/// snapshots and counters are fetched by handing the thread a request.
 /// </summary>
 /// <remarks>
 /// <para>GSO super-packets (up to 64 KiB of TCP, or UDP with USO) pass through the engine whole: a NAT rewrites only
-/// headers, so one translation serves up to 45 segments. When the destination TUN did not accept the same offload
-/// the packet is cut with <see cref="GsoSegmenter"/>.</para>
-/// <para>Partial checksums (virtio NEEDS_CSUM) hold only the pseudo-header sum, which the engine's RFC 1624 update
-/// would push the wrong way. The data plane keeps the field, lets the engine translate, then moves the field by the
-/// address change alone (ports are in the bytes the receiver still sums), the way Linux's
-/// inet_proto_csum_replace4 treats CHECKSUM_PARTIAL.</para>
+/// headers, so one translation serves up to 45 segments. Carrying, segmenting and coalescing are the ports' business
+/// (<see cref="TunPort"/>); partial checksums are moved by the pump (<see cref="PacketPump"/>).</para>
 /// </remarks>
-public sealed class GatewayDataPlane : INatSink, IAsyncDisposable
+public sealed class GatewayDataPlane : IPacketPumpDriver, IAsyncDisposable
 {
     /// <summary>Meter name for the gateway's instruments (the engine's are on "NatKit.Nat").</summary>
     public const string MeterName = "NatKit.Gateway";
 
-    private const int Headroom = VirtioNetHeader.Size;
-    private const int BufferSize = Headroom + 65536 + 128;
-    private const int Batch = 64;
     private const int TickMilliseconds = 250;
 
-    private readonly NatEngine _engine;
-    private readonly TunDevice _inside;
-    private readonly TunDevice _outside;
+    private readonly PacketPump _pump;
     private readonly TimeProvider _time;
     private readonly long _start;
-    private readonly byte[] _buffer = GC.AllocateUninitializedArray<byte>(BufferSize, pinned: true);
-    private readonly byte[] _emitBuffer = GC.AllocateUninitializedArray<byte>(BufferSize, pinned: true);
-    private readonly byte[] _segments = GC.AllocateUninitializedArray<byte>(2 * BufferSize, pinned: true);
-    private readonly int[] _segmentLengths = new int[512];
-    private readonly UdpCoalescer? _insideCoalescer;
-    private readonly UdpCoalescer? _outsideCoalescer;
+    private readonly int[] _descriptors;
     private readonly ConcurrentQueue<Action> _requests = new();
     private readonly Meter _meter;
     private readonly int _wake;
@@ -94,22 +82,9 @@ public sealed class GatewayDataPlane : INatSink, IAsyncDisposable
     private Thread? _thread;
     private readonly int _realtimePriority;
     private readonly TimeSpan _batchPause;
-    private long _batchNow; // the engine's clock for the batch being pumped: read once per batch, not per packet
     private volatile bool _realtime;
     private volatile bool _stopping;
     private int _disposed;
-
-    private long _insideRead;
-    private long _outsideRead;
-    private long _insideWritten;
-    private long _outsideWritten;
-    private long _dropped;
-    private long _writeFailures;
-    private long _superPackets;
-    private long _segmented;
-    private long _emitted;
-    private long _coalesced;
-    private long _batches;
 
     /// <param name="engine">The engine; only the data-plane thread touches it once started.</param>
     /// <param name="inside">The inside link.</param>
@@ -117,6 +92,20 @@ public sealed class GatewayDataPlane : INatSink, IAsyncDisposable
     /// <param name="time">The clock the engine's time is read from.</param>
     /// <param name="options">How the thread waits and is scheduled; <see cref="DataPlaneOptions.Default"/> if null.</param>
     public GatewayDataPlane(NatEngine engine, TunDevice inside, TunDevice outside, TimeProvider? time = null,
+        DataPlaneOptions? options = null)
+        : this(engine ?? throw new ArgumentNullException(nameof(engine)),
+            new TunPort(inside ?? throw new ArgumentNullException(nameof(inside))),
+            new TunPort(outside ?? throw new ArgumentNullException(nameof(outside))), time, options)
+    {
+    }
+
+    /// <param name="engine">The engine (only the data-plane thread touches it once started), or null to forward
+    /// between the ports unchanged.</param>
+    /// <param name="inside">The inside port.</param>
+    /// <param name="outside">The outside port.</param>
+    /// <param name="time">The clock the engine's time is read from.</param>
+    /// <param name="options">How the thread waits and is scheduled; <see cref="DataPlaneOptions.Default"/> if null.</param>
+    public GatewayDataPlane(NatEngine? engine, IPacketPort inside, IPacketPort outside, TimeProvider? time = null,
         DataPlaneOptions? options = null)
     {
         options ??= DataPlaneOptions.Default;
@@ -127,41 +116,51 @@ public sealed class GatewayDataPlane : INatSink, IAsyncDisposable
 
         _realtimePriority = options.RealtimePriority;
         _batchPause = options.BatchPause;
-        _engine = engine ?? throw new ArgumentNullException(nameof(engine));
-        _inside = inside ?? throw new ArgumentNullException(nameof(inside));
-        _outside = outside ?? throw new ArgumentNullException(nameof(outside));
+        _pump = new PacketPump(engine, inside, outside);
         _time = time ?? TimeProvider.System;
         _start = _time.GetTimestamp();
-        _insideCoalescer = CanCoalesce(inside) ? new UdpCoalescer() : null;
-        _outsideCoalescer = CanCoalesce(outside) ? new UdpCoalescer() : null;
+        _descriptors = [.. new[] { inside, outside }.OfType<TunPort>().Select(p => p.Descriptor)];
         _wake = Libc.EventFd(0, Libc.EFD_NONBLOCK | Libc.EFD_CLOEXEC);
         if (_wake < 0)
         {
             throw Libc.Error("eventfd");
         }
 
-        _meter = new Meter(MeterName);
-        _meter.CreateObservableCounter("natkit.gateway.packets.read", () => new[]
+        foreach (var port in new[] { inside, outside }.OfType<ISignalingPacketPort>())
         {
-            new Measurement<long>(Volatile.Read(ref _insideRead), new KeyValuePair<string, object?>("side", "inside")),
-            new Measurement<long>(Volatile.Read(ref _outsideRead), new KeyValuePair<string, object?>("side", "outside")),
-        }, "{packet}", "Packets read from the TUN devices");
+            port.SetWake(Wake);
+        }
+
+        _meter = new Meter(MeterName);
+        _meter.CreateObservableCounter("natkit.gateway.packets.read", () =>
+        {
+            var s = _pump.Stats;
+            return new[]
+            {
+                new Measurement<long>(s.InsideRead, new KeyValuePair<string, object?>("side", "inside")),
+                new Measurement<long>(s.OutsideRead, new KeyValuePair<string, object?>("side", "outside")),
+            };
+        }, "{packet}", "Packets read from the ports");
         _meter.CreateObservableCounter("natkit.gateway.packets.written", () => new[]
         {
-            new Measurement<long>(Volatile.Read(ref _insideWritten), new KeyValuePair<string, object?>("side", "inside")),
-            new Measurement<long>(Volatile.Read(ref _outsideWritten), new KeyValuePair<string, object?>("side", "outside")),
-        }, "{packet}", "Packets written to the TUN devices");
-        _meter.CreateObservableCounter("natkit.gateway.packets.dropped", () => Volatile.Read(ref _dropped), "{packet}",
+            new Measurement<long>(inside.Stats.Written, new KeyValuePair<string, object?>("side", "inside")),
+            new Measurement<long>(outside.Stats.Written, new KeyValuePair<string, object?>("side", "outside")),
+        }, "{packet}", "Packets written to the ports");
+        _meter.CreateObservableCounter("natkit.gateway.packets.dropped", () => _pump.Stats.Dropped, "{packet}",
             "Packets the engine dropped");
-        _meter.CreateObservableCounter("natkit.gateway.write_failures", () => Volatile.Read(ref _writeFailures),
-            "{packet}", "Writes the kernel refused");
-        _meter.CreateObservableCounter("natkit.gateway.gso.whole", () => Volatile.Read(ref _superPackets), "{packet}",
-            "GSO super-packets translated whole");
-        _meter.CreateObservableCounter("natkit.gateway.gso.segmented", () => Volatile.Read(ref _segmented),
-            "{packet}", "GSO super-packets cut into segments");
+        _meter.CreateObservableCounter("natkit.gateway.write_failures",
+            () => inside.Stats.WriteFailures + outside.Stats.WriteFailures, "{packet}", "Writes the ports refused");
+        _meter.CreateObservableCounter("natkit.gateway.gso.whole",
+            () => inside.Stats.SuperPackets + outside.Stats.SuperPackets, "{packet}", "GSO super-packets translated whole");
+        _meter.CreateObservableCounter("natkit.gateway.gso.segmented",
+            () => inside.Stats.Segmented + outside.Stats.Segmented, "{packet}", "GSO super-packets cut into segments");
     }
 
-    public NatEngine Engine => _engine;
+    /// <summary>The engine; throws for a data plane that forwards without one.</summary>
+    public NatEngine Engine => _pump.Engine ?? throw new InvalidOperationException("this data plane forwards without a NAT engine");
+
+    /// <summary>The pump the thread runs (its ports and counters).</summary>
+    public PacketPump Pump => _pump;
 
     /// <summary>True once the thread runs with the real-time priority it was asked for while idle; false when none
     /// was asked for or the process lacks the privilege.</summary>
@@ -170,11 +169,19 @@ public sealed class GatewayDataPlane : INatSink, IAsyncDisposable
     /// <summary>Completes when the data-plane thread has ended (after <see cref="StopAsync"/> or a fatal error).</summary>
     public Task Completion => _stopped.Task;
 
-    /// <summary>A racy but tear-free read of the counters (each is a 64-bit field written by one thread).</summary>
-    public GatewayStats Stats => new(Volatile.Read(ref _insideRead), Volatile.Read(ref _outsideRead),
-        Volatile.Read(ref _insideWritten), Volatile.Read(ref _outsideWritten), Volatile.Read(ref _dropped),
-        Volatile.Read(ref _writeFailures), Volatile.Read(ref _superPackets), Volatile.Read(ref _segmented),
-        Volatile.Read(ref _emitted), Volatile.Read(ref _coalesced), Volatile.Read(ref _batches));
+    /// <summary>A racy but tear-free read of the pump's and the ports' counters.</summary>
+    public GatewayStats Stats
+    {
+        get
+        {
+            var pump = _pump.Stats;
+            var inside = _pump.Inside.Stats;
+            var outside = _pump.Outside.Stats;
+            return new GatewayStats(pump.InsideRead, pump.OutsideRead, inside.Written, outside.Written, pump.Dropped,
+                inside.WriteFailures + outside.WriteFailures, inside.SuperPackets + outside.SuperPackets,
+                inside.Segmented + outside.Segmented, pump.Emitted, inside.Coalesced + outside.Coalesced, pump.Batches);
+        }
+    }
 
     /// <summary>Starts the data-plane thread.</summary>
     public void Start()
@@ -192,10 +199,17 @@ public sealed class GatewayDataPlane : INatSink, IAsyncDisposable
     public Task<T> QueryAsync<T>(Func<NatEngine, T> query)
     {
         ArgumentNullException.ThrowIfNull(query);
+        return InvokeAsync(() => query(Engine));
+    }
+
+    /// <summary>Runs <paramref name="action"/> on the data-plane thread (between batches) and returns its result.</summary>
+    public Task<T> InvokeAsync<T>(Func<T> action)
+    {
+        ArgumentNullException.ThrowIfNull(action);
         var done = new TaskCompletionSource<T>(TaskCreationOptions.RunContinuationsAsynchronously);
         if (_thread is null || _stopped.Task.IsCompleted)
         {
-            done.SetResult(query(_engine)); // not running: nobody else touches the engine
+            done.SetResult(action()); // not running: nobody else touches the engine
             return done.Task;
         }
 
@@ -203,7 +217,7 @@ public sealed class GatewayDataPlane : INatSink, IAsyncDisposable
         {
             try
             {
-                done.SetResult(query(_engine));
+                done.SetResult(action());
             }
             catch (Exception e)
             {
@@ -242,21 +256,6 @@ public sealed class GatewayDataPlane : INatSink, IAsyncDisposable
         _meter.Dispose();
     }
 
-    /// <summary>INatSink: a packet the engine made (ICMP error, fragment) goes out as a plain packet.</summary>
-    void INatSink.Emit(ReadOnlySpan<byte> packet, NatSide side)
-    {
-        if (packet.Length > _emitBuffer.Length - Headroom)
-        {
-            return;
-        }
-
-        _emitted++;
-        var device = side == NatSide.Inside ? _inside : _outside;
-        Flush(device);
-        packet.CopyTo(_emitBuffer.AsSpan(Headroom));
-        WritePlain(device, _emitBuffer, packet.Length);
-    }
-
     /// <summary>The engine's clock (milliseconds since the data plane was made).</summary>
     public long EngineNow => Now();
 
@@ -280,10 +279,14 @@ public sealed class GatewayDataPlane : INatSink, IAsyncDisposable
         try
         {
             _realtime = _realtimePriority > 0 && SetScheduler(realtime: true);
-            var fds = stackalloc Libc.PollFd[3];
-            fds[0] = new Libc.PollFd { Fd = _inside.FileDescriptor, Events = Libc.POLLIN };
-            fds[1] = new Libc.PollFd { Fd = _outside.FileDescriptor, Events = Libc.POLLIN };
-            fds[2] = new Libc.PollFd { Fd = _wake, Events = Libc.POLLIN };
+            var count = _descriptors.Length + 1;
+            var fds = stackalloc Libc.PollFd[count];
+            for (var i = 0; i < _descriptors.Length; i++)
+            {
+                fds[i] = new Libc.PollFd { Fd = _descriptors[i], Events = Libc.POLLIN };
+            }
+
+            fds[count - 1] = new Libc.PollFd { Fd = _wake, Events = Libc.POLLIN };
             var drain = stackalloc byte[8];
             var pause = new Libc.TimeSpec { Nanoseconds = _batchPause.Ticks * 100 };
             if (_batchPause > TimeSpan.Zero)
@@ -296,12 +299,8 @@ public sealed class GatewayDataPlane : INatSink, IAsyncDisposable
             var realtime = _realtime;
             while (!_stopping)
             {
-                var now = Now();
-                _batchNow = now;
-                var inbound = Pump(_inside, NatDirection.Outbound);
-                var outbound = Pump(_outside, NatDirection.Inbound);
-                Flush(_inside);
-                Flush(_outside);
+                var now = Now(); // the engine's clock for the batch: read once per batch, not per packet
+                var moved = _pump.RunBatch(now, out var more);
                 while (_requests.TryDequeue(out var request))
                 {
                     request();
@@ -309,19 +308,18 @@ public sealed class GatewayDataPlane : INatSink, IAsyncDisposable
 
                 if (now - lastTick >= TickMilliseconds)
                 {
-                    _engine.Tick(now, this);
+                    _pump.Tick(now);
                     lastTick = now;
                 }
 
-                if (inbound + outbound > 0)
+                if (moved > 0)
                 {
-                    _batches++;
                     if (++busyRounds == 2 && realtime)
                     {
                         SetScheduler(realtime: false); // sustained traffic: share the CPU fairly (see DataPlaneOptions)
                     }
 
-                    if (inbound == Batch || outbound == Batch)
+                    if (more)
                     {
                         continue; // more is waiting
                     }
@@ -342,8 +340,12 @@ public sealed class GatewayDataPlane : INatSink, IAsyncDisposable
                 }
 
                 busyRounds = 0;
-                fds[0].Revents = fds[1].Revents = fds[2].Revents = 0;
-                if (Libc.Poll(fds, 3, TickMilliseconds) > 0 && (fds[2].Revents & Libc.POLLIN) != 0)
+                for (var i = 0; i < count; i++)
+                {
+                    fds[i].Revents = 0;
+                }
+
+                if (Libc.Poll(fds, (nuint)count, TickMilliseconds) > 0 && (fds[count - 1].Revents & Libc.POLLIN) != 0)
                 {
                     _ = Libc.Read(_wake, drain, 8);
                 }
@@ -367,234 +369,5 @@ public sealed class GatewayDataPlane : INatSink, IAsyncDisposable
     {
         var priority = realtime ? _realtimePriority : 0;
         return Libc.SchedSetScheduler(0, realtime ? Libc.SCHED_FIFO : Libc.SCHED_OTHER, &priority) == 0;
-    }
-
-    /// <summary>Reads and forwards up to <see cref="Batch"/> packets from one side; returns how many came.</summary>
-    private int Pump(TunDevice source, NatDirection direction)
-    {
-        var offset = Headroom - source.HeaderRoom;
-        for (var i = 0; i < Batch; i++)
-        {
-            var n = source.Read(_buffer.AsSpan(offset));
-            if (n == 0)
-            {
-                return i;
-            }
-
-            if (direction == NatDirection.Outbound)
-            {
-                _insideRead++;
-            }
-            else
-            {
-                _outsideRead++;
-            }
-
-            Forward(source, direction, n - source.HeaderRoom);
-        }
-
-        return Batch;
-    }
-
-    private static bool CanCoalesce(TunDevice device) =>
-        device.HasVirtioHeader && (device.Offloads & TunOffloads.Uso4) != 0;
-
-    private UdpCoalescer? CoalescerOf(TunDevice device) =>
-        ReferenceEquals(device, _inside) ? _insideCoalescer : _outsideCoalescer;
-
-    /// <summary>Writes what the coalescer of <paramref name="device"/> gathered.</summary>
-    private void Flush(TunDevice device)
-    {
-        var coalescer = CoalescerOf(device);
-        if (coalescer is null || coalescer.Count == 0)
-        {
-            return;
-        }
-
-        if (coalescer.Count > 1)
-        {
-            _coalesced += coalescer.Count;
-        }
-
-        Count(device, device.Write(coalescer.Take()));
-    }
-
-    private void Forward(TunDevice source, NatDirection direction, int length)
-    {
-        var header = VirtioNetHeader.None;
-        if (source.HasVirtioHeader)
-        {
-            _ = VirtioNetHeader.TryRead(_buffer, out header);
-        }
-
-        var packet = _buffer.AsSpan(Headroom);
-        if (length <= 0)
-        {
-            _dropped++;
-            return;
-        }
-
-        // A partial checksum (see remarks): remember the field and the addresses around the engine's rewrite.
-        var checksumField = header.ChecksumStart + header.ChecksumOffset;
-        var partial = header.NeedsChecksumCompletion && length >= 20 && packet[0] >> 4 == 4 &&
-                      checksumField + 2 <= length;
-        ushort partialSum = 0;
-        uint oldSource = 0, oldDestination = 0;
-        if (partial)
-        {
-            partialSum = BinaryPrimitives.ReadUInt16BigEndian(packet[checksumField..]);
-            oldSource = BinaryPrimitives.ReadUInt32BigEndian(packet[12..]);
-            oldDestination = BinaryPrimitives.ReadUInt32BigEndian(packet[16..]);
-        }
-
-        var verdict = _engine.Process(packet, ref length, direction, _batchNow, this);
-        TunDevice destination;
-        if (verdict.Action == NatAction.ForwardOutside)
-        {
-            destination = _outside;
-        }
-        else if (verdict.Action == NatAction.ForwardInside)
-        {
-            destination = _inside;
-        }
-        else
-        {
-            if (verdict.Action == NatAction.Drop)
-            {
-                _dropped++;
-            }
-
-            return;
-        }
-
-        if (partial && checksumField + 2 <= length)
-        {
-            MovePartialChecksum(packet, checksumField, partialSum, oldSource, oldDestination);
-        }
-
-        var coalescer = CoalescerOf(destination);
-        if (coalescer is not null)
-        {
-            var translated = _buffer.AsSpan(Headroom, length);
-            if (coalescer.TryAppend(translated, header))
-            {
-                return;
-            }
-
-            Flush(destination);
-            if (UdpCoalescer.CanStart(translated, header))
-            {
-                coalescer.Start(translated);
-                return;
-            }
-        }
-
-        Send(destination, header, length);
-    }
-
-    /// <summary>
-    /// After a translation of an IPv4 packet whose L4 checksum is partial: restores the field the engine updated
-    /// (<paramref name="partialSum"/>, the pseudo-header sum before translation) and moves it by the address change
-    /// only. The field holds S, not ~S: S' = S - old + new, so the RFC 1624 update is applied to ~S.
-    /// </summary>
-    internal static void MovePartialChecksum(Span<byte> packet, int checksumField, ushort partialSum, uint oldSource,
-        uint oldDestination)
-    {
-        var newSource = BinaryPrimitives.ReadUInt32BigEndian(packet[12..]);
-        var newDestination = BinaryPrimitives.ReadUInt32BigEndian(packet[16..]);
-        var complemented = (ushort)~partialSum;
-        complemented = Checksum.Update(complemented, oldSource, newSource);
-        complemented = Checksum.Update(complemented, oldDestination, newDestination);
-        BinaryPrimitives.WriteUInt16BigEndian(packet[checksumField..], (ushort)~complemented);
-    }
-
-    private void Send(TunDevice destination, in VirtioNetHeader header, int length)
-    {
-        if (header.IsGso)
-        {
-            if (destination.HasVirtioHeader && Carries(destination.Offloads, header, ipv6: _buffer[Headroom] >> 4 == 6))
-            {
-                _superPackets++;
-                header.Write(_buffer);
-                Count(destination, destination.Write(_buffer.AsSpan(0, Headroom + length)));
-                return;
-            }
-
-            _segmented++;
-            var count = GsoSegmenter.Split(_buffer.AsSpan(Headroom, length), header, _segments,
-                destination.HeaderRoom, _segmentLengths);
-            if (count < 0)
-            {
-                _dropped++;
-                return;
-            }
-
-            var position = 0;
-            for (var i = 0; i < count; i++)
-            {
-                Count(destination, destination.Write(_segments.AsSpan(position, _segmentLengths[i])));
-                position += _segmentLengths[i];
-            }
-
-            return;
-        }
-
-        if (header.NeedsChecksumCompletion)
-        {
-            if ((destination.Offloads & TunOffloads.Checksum) != 0)
-            {
-                header.Write(_buffer);
-                Count(destination, destination.Write(_buffer.AsSpan(0, Headroom + length)));
-                return;
-            }
-
-            _ = GsoSegmenter.CompleteChecksum(_buffer.AsSpan(Headroom, length), header);
-        }
-
-        WritePlain(destination, _buffer, length);
-    }
-
-    /// <summary>Writes the packet at <paramref name="buffer"/>[Headroom..] with a plain virtio header if needed.</summary>
-    private void WritePlain(TunDevice destination, byte[] buffer, int length)
-    {
-        if (destination.HasVirtioHeader)
-        {
-            buffer.AsSpan(0, Headroom).Clear();
-            Count(destination, destination.Write(buffer.AsSpan(0, Headroom + length)));
-        }
-        else
-        {
-            Count(destination, destination.Write(buffer.AsSpan(Headroom, length)));
-        }
-    }
-
-    /// <summary>Whether a link with <paramref name="offloads"/> takes this GSO super-packet whole: TSO4/TSO6 for
-    /// TCP, USO4 or USO6 by the packet's IP version for UDP, and nothing for a GSO type this code does not know.</summary>
-    internal static bool Carries(TunOffloads offloads, in VirtioNetHeader header, bool ipv6)
-    {
-        var needed = (header.GsoType & ~VirtioGsoType.Ecn) switch
-        {
-            VirtioGsoType.TcpV4 => TunOffloads.Tso4,
-            VirtioGsoType.TcpV6 => TunOffloads.Tso6,
-            VirtioGsoType.UdpL4 => ipv6 ? TunOffloads.Uso6 : TunOffloads.Uso4,
-            _ => TunOffloads.None,
-        };
-        return needed != TunOffloads.None && (offloads & needed) == needed;
-    }
-
-    private void Count(TunDevice destination, bool written)
-    {
-        if (!written)
-        {
-            _writeFailures++;
-        }
-        else if (ReferenceEquals(destination, _inside))
-        {
-            _insideWritten++;
-        }
-        else
-        {
-            _outsideWritten++;
-        }
     }
 }

@@ -1,6 +1,7 @@
 using System.Runtime.InteropServices;
 using System.Text;
 using NatKit.Linux.Interop;
+using NatKit.Packets;
 
 namespace NatKit.Linux;
 

@@ -2,12 +2,13 @@ using System.Buffers.Binary;
 using FsCheck;
 using FsCheck.Fluent;
 using NatKit.Linux;
+using NatKit.Nat.Ports;
 using NatKit.Packets;
 
 namespace NatKit.Linux.Tests;
 
 /// <summary>
-/// <see cref="GatewayDataPlane.MovePartialChecksum"/>: a packet whose UDP checksum is still partial (virtio
+/// <see cref="PacketPump.MovePartialChecksum"/>: a packet whose UDP checksum is still partial (virtio
 /// NEEDS_CSUM: the field holds the pseudo-header sum) has its addresses and port rewritten by the NAT; once the field
 /// is moved by the address change alone, finishing it (as the receiving kernel does) gives a valid checksum.
 /// </summary>
@@ -37,7 +38,7 @@ public sealed class PartialChecksumTests
             BinaryPrimitives.WriteUInt16BigEndian(packet.AsSpan(20), newPort);
             BinaryPrimitives.WriteUInt16BigEndian(packet.AsSpan(26), (ushort)(partialSum ^ 0x5A5A));
 
-            GatewayDataPlane.MovePartialChecksum(packet, 26, partialSum, oldSource, oldDestination);
+            PacketPump.MovePartialChecksum(packet, 26, partialSum, oldSource, oldDestination);
             Assert.True(GsoSegmenter.CompleteChecksum(packet, Partial));
             Assert.True(UdpDatagram.TryParse(packet.AsSpan(20), out var udp));
             return udp.IsChecksumValid(new Ipv4Address(newSource), new Ipv4Address(newDestination));
@@ -62,6 +63,6 @@ public sealed class GsoCarriageTests
     [InlineData(VirtioGsoType.Udp, TunOffloads.All, false, false)] // UFO: not a type this data plane passes whole
     public void Carries_OnlyWhatTheLinkAcceptedForThatPacket(VirtioGsoType type, TunOffloads offloads, bool ipv6, bool whole)
     {
-        Assert.Equal(whole, GatewayDataPlane.Carries(offloads, Gso(type), ipv6));
+        Assert.Equal(whole, TunPort.Carries(offloads, Gso(type), ipv6));
     }
 }

@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using BenchmarkDotNet.Attributes;
 using NatKit.Linux;
 using NatKit.Nat;
+using NatKit.Nat.Ports;
 using NatKit.Packets;
 
 namespace NatKit.Benchmarks.Gateway;
@@ -66,7 +67,7 @@ public class GatewayHotPathBenchmarks
         var destination = BinaryPrimitives.ReadUInt32BigEndian(packet[16..]);
         var length = _datagram.Length;
         var verdict = _engine.Process(packet, ref length, NatDirection.Outbound, 1, null);
-        GatewayDataPlane.MovePartialChecksum(packet, 26, sum, source, destination);
+        PacketPump.MovePartialChecksum(packet, 26, sum, source, destination);
         return (int)verdict.Action + length;
     }
 }

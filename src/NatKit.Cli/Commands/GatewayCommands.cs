@@ -1,6 +1,5 @@
 using System.CommandLine;
 using System.Globalization;
-using System.Runtime.InteropServices;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using NatKit.Linux;
@@ -86,20 +85,13 @@ internal sealed class GatewayCommands : IVerbGroup
                 $"natkit gateway: forwarding {parse.GetValue(inside)} <-> {parse.GetValue(outside)} as {string.Join(",", parse.GetValue(external)!)} (offloads inside {insideOffloads}, outside {outsideOffloads}; real-time wake-ups {(gw.DataPlane.Realtime ? "on" : "off")}); control {control.Path}"));
             // Graceful stop on SIGINT and SIGTERM: finish the batch, close the control socket, report, exit 0.
             using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
-            void OnSignal(PosixSignalContext context)
-            {
-                context.Cancel = true;
-                stop.Cancel();
-            }
-
-            using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
-            using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
             try
             {
-                await Task.WhenAny(gw.DataPlane.Completion, Task.Delay(Timeout.Infinite, stop.Token)).ConfigureAwait(false);
+                await Task.WhenAny(gw.DataPlane.Completion, CliRunner.UntilStoppedAsync(stop.Token)).ConfigureAwait(false);
             }
             finally
             {
+                await stop.CancelAsync().ConfigureAwait(false);
                 var stats = gw.DataPlane.Stats;
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                     $"natkit gateway: stopped; read {stats.InsideRead}/{stats.OutsideRead}, wrote {stats.InsideWritten}/{stats.OutsideWritten} (inside/outside), dropped {stats.Dropped}"));

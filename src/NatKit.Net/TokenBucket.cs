@@ -1,11 +1,11 @@
-namespace NatKit.Turn.Server;
+namespace NatKit.Net;
 
 /// <summary>
-/// A token bucket in bytes: refills at <c>rate</c> bytes per second up to <c>burst</c>. Time comes from the
-/// caller (timestamps of the server's TimeProvider), so it is pure and testable. Not thread-safe: the owner
-/// guards it. A rate of zero means unlimited.
+/// A token bucket (of bytes, packets, requests: whatever the owner counts): refills at <c>rate</c> tokens per second
+/// up to <c>burst</c>. Time comes from the caller (timestamps of the owner's TimeProvider), so it is pure and
+/// testable. Not thread-safe: the owner guards it. A rate of zero means unlimited.
 /// </summary>
-internal struct TokenBucket
+public struct TokenBucket
 {
     private readonly long _ratePerSecond;
     private readonly long _burst;

@@ -1,6 +1,6 @@
 using System.Buffers.Binary;
 
-namespace NatKit.Linux;
+namespace NatKit.Packets;
 
 /// <summary>
 /// The 10-byte <c>struct virtio_net_hdr</c> that precedes every packet on a TUN opened with IFF_VNET_HDR: whether

@@ -1,0 +1,73 @@
+using System.Threading.Tasks.Sources;
+
+namespace NatKit.Tunnel.Link;
+
+/// <summary>
+/// An auto-reset event for one waiter, without an allocation per wait: <see cref="Set"/> from any thread wakes the
+/// waiter (or lets its next wait return at once). The waiter's continuation never runs inside <see cref="Set"/>: it is
+/// posted to the waiter's context (the lab's loop) or the thread pool, so a data-plane thread that sets it is never
+/// borrowed by the code it wakes.
+/// </summary>
+internal sealed class AsyncSignal : IValueTaskSource
+{
+    private const int Idle = 0;
+    private const int Signaled = 1;
+    private const int Waiting = 2;
+
+    private ManualResetValueTaskSourceCore<bool> _core = new() { RunContinuationsAsynchronously = true };
+    private int _state;
+
+    /// <summary>Completes when <see cref="Set"/> is called (or was, since the last wait). One waiter at a time.</summary>
+    public ValueTask WaitAsync()
+    {
+        if (Interlocked.CompareExchange(ref _state, Idle, Signaled) == Signaled)
+        {
+            return ValueTask.CompletedTask;
+        }
+
+        _core.Reset();
+        if (Interlocked.CompareExchange(ref _state, Waiting, Idle) != Idle)
+        {
+            Volatile.Write(ref _state, Idle); // a Set came in between: take it
+            return ValueTask.CompletedTask;
+        }
+
+        return new ValueTask(this, _core.Version);
+    }
+
+    /// <summary>Wakes the waiter, or remembers the signal for the next wait.</summary>
+    public void Set()
+    {
+        while (true)
+        {
+            var state = Volatile.Read(ref _state);
+            if (state == Signaled)
+            {
+                return;
+            }
+
+            if (state == Idle)
+            {
+                if (Interlocked.CompareExchange(ref _state, Signaled, Idle) == Idle)
+                {
+                    return;
+                }
+
+                continue;
+            }
+
+            if (Interlocked.CompareExchange(ref _state, Idle, Waiting) == Waiting)
+            {
+                _core.SetResult(true);
+                return;
+            }
+        }
+    }
+
+    void IValueTaskSource.GetResult(short token) => _core.GetResult(token);
+
+    ValueTaskSourceStatus IValueTaskSource.GetStatus(short token) => _core.GetStatus(token);
+
+    void IValueTaskSource.OnCompleted(Action<object?> continuation, object? state, short token,
+        ValueTaskSourceOnCompletedFlags flags) => _core.OnCompleted(continuation, state, token, flags);
+}

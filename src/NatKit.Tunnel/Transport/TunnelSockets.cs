@@ -1,0 +1,85 @@
+using System.Net;
+using System.Net.Security;
+using System.Net.WebSockets;
+using NatKit.Tunnel.Framing;
+
+namespace NatKit.Tunnel.Transport;
+
+/// <summary>Opens the tunnel's WebSockets on the real network (the client's, and a relay's to the server).</summary>
+public static class TunnelSockets
+{
+    /// <summary>
+    /// Connects to <paramref name="uri"/> asking for the tunnel's subprotocol, with no automatic pings (the tunnel
+    /// has its own keepalive) and no proxy from the environment. <paramref name="insecure"/> accepts any server
+    /// certificate (a test server's self-signed one); <paramref name="headers"/> go into the upgrade request.
+    /// </summary>
+    /// <exception cref="WebSocketException">The server could not be reached or did not accept the upgrade.</exception>
+    public static async Task<WebSocket> ConnectAsync(TunnelUri uri, bool insecure = false,
+        IEnumerable<KeyValuePair<string, string>>? headers = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(uri);
+        var socket = new ClientWebSocket();
+        try
+        {
+            socket.Options.AddSubProtocol(TunnelMessage.SubProtocol);
+            socket.Options.KeepAliveInterval = TimeSpan.Zero;
+            socket.Options.Proxy = null;
+            if (insecure)
+            {
+                socket.Options.RemoteCertificateValidationCallback = static (_, _, _, _) => true;
+            }
+            else
+            {
+                socket.Options.RemoteCertificateValidationCallback = static (_, _, _, errors) => errors == SslPolicyErrors.None;
+            }
+
+            foreach (var (name, value) in headers ?? [])
+            {
+                socket.Options.SetRequestHeader(name, value);
+            }
+
+            await socket.ConnectAsync(new Uri(uri.ToString()), cancellationToken).ConfigureAwait(false);
+            return socket;
+        }
+        catch (Exception e) when (e is HttpRequestException or IOException or System.Security.Authentication.AuthenticationException)
+        {
+            socket.Dispose();
+            throw new WebSocketException(WebSocketError.Faulted, $"{uri}: {e.Message}", e);
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Reads one whole binary message of at most <paramref name="buffer"/>'s length; its length, or -1 when
+    /// the connection closed or the message was too long or not binary.</summary>
+    public static async Task<int> ReceiveMessageAsync(WebSocket socket, Memory<byte> buffer, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(socket);
+        var length = 0;
+        while (true)
+        {
+            if (length == buffer.Length)
+            {
+                return -1;
+            }
+
+            var result = await socket.ReceiveAsync(buffer[length..], cancellationToken).ConfigureAwait(false);
+            if (result.MessageType != WebSocketMessageType.Binary)
+            {
+                return -1;
+            }
+
+            length += result.Count;
+            if (result.EndOfMessage)
+            {
+                return length;
+            }
+        }
+    }
+
+    /// <summary>The address the X-Forwarded-For header of a relay names (the relay's own client).</summary>
+    internal static string ForwardedFor(IPEndPoint? remote) => remote?.Address.ToString() ?? "unknown";
+}
