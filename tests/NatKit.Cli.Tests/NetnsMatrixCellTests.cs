@@ -104,6 +104,22 @@ public sealed class NetnsMatrixCellTests
 
     /// <summary>The --netns run's machinery on one cheap cell (no NAT on either side): built, handed to the runner,
     /// a runner's exception turned into a failed cell with its reason, and torn down.</summary>
+    /// <summary>NatKit's traversal on real kernel NATs: <c>masquerade random</c> on both sides leaves no direct
+    /// path, and the nodes (in this process, on real sockets in the peers' namespaces) end on the TURN relay, as the
+    /// in-memory lab does for the same cell.</summary>
+    [PeerFact("ip", "nft", Root = true)]
+    public async Task KernelMasqueradeRandomOnBothSides_EndsOnTheRelay_AsInTheLab()
+    {
+        Assert.NotNull(MatrixRunners.Netns);
+        using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(2));
+        var results = await NetnsMatrix.RunAsync(new MatrixOptions { Types = [T("kernel-random")] }, MatrixRunners.Netns,
+            MatrixRunners.Default, cancellationToken: cts.Token);
+        var r = Assert.Single(results);
+        Assert.True(r.Outcome.Path == MatrixPath.Relay, r.Outcome.Detail);
+        Assert.Equal(MatrixMethod.Relay, r.Outcome.Method);
+        Assert.True(r.AgreesWithLab, $"lab: {r.Lab?.Path}");
+    }
+
     [PeerFact("ip", Root = true)]
     public async Task NetnsMatrix_HandsEachCellToTheRunner_FailsTheCellOnItsException_AndTearsItDown()
     {

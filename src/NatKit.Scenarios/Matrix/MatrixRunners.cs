@@ -13,7 +13,8 @@ public static class MatrixRunners
     /// <summary>
     /// The same traversal on real Linux NATs (`--netns`): agents started as processes in the cell's peer
     /// namespaces (<see cref="NetnsMatrixCell.Start"/>) or run here on their real sockets
-    /// (<see cref="NetnsMatrixCell.Network"/>). Null until plugged in, with the same consequence.
+    /// (<see cref="NetnsMatrixCell.Network"/>): NatKit's nodes in this process, on real sockets in the peers'
+    /// namespaces (<see cref="TraversalCellRunner.RunNetnsAsync"/>).
     /// </summary>
-    public static NetnsCellRunner? Netns => null;
+    public static NetnsCellRunner? Netns => TraversalCellRunner.RunNetnsAsync;
 }

@@ -49,6 +49,8 @@ public sealed class NetnsMatrixCell : IAsyncDisposable
     private readonly List<NamespaceProcess> _processes = [];
     private int _disposed;
 
+    private readonly Dictionary<string, IPAddress> _addresses = new(StringComparer.Ordinal);
+
     private NetnsMatrixCell(NamespaceLab lab, MatrixType a, MatrixType b, bool relay)
     {
         _lab = lab;
@@ -87,6 +89,11 @@ public sealed class NetnsMatrixCell : IAsyncDisposable
         ? ns
         : throw new ArgumentException($"no host '{role}' in this cell (hosts: {string.Join(", ", Layout.Hosts.Keys)})", nameof(role));
 
+    /// <summary>A host role's (first) address, for an agent that binds it.</summary>
+    public IPAddress Address(string role) => _addresses.TryGetValue(role, out var a)
+        ? a
+        : throw new ArgumentException($"no host '{role}' in this cell", nameof(role));
+
     /// <summary>Real sockets inside a host's namespace, for an agent run in this process.</summary>
     public INetwork Network(string role) => new NamespaceNetwork(Namespace(role));
 
@@ -112,6 +119,11 @@ public sealed class NetnsMatrixCell : IAsyncDisposable
         var (segments, routers, hosts, dmz) = Topology(a, b, options);
         var lab = await NamespaceLab.CreateAsync(segments, routers, hosts, options.Tag, cancellationToken).ConfigureAwait(false);
         var cell = new NetnsMatrixCell(lab, a, b, options.Relay);
+        foreach (var h in hosts)
+        {
+            cell._addresses[h.Name] = h.Addresses[0].ToIPAddress();
+        }
+
         try
         {
             foreach (var g in lab.Layout.Routers)

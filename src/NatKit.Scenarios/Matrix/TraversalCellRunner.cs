@@ -1,6 +1,7 @@
 using System.Net;
 using System.Text;
 using NatKit.Lab;
+using NatKit.Net;
 using NatKit.Traversal;
 using NatKit.Traversal.Identity;
 using NatKit.Traversal.Rendezvous;
@@ -24,15 +25,40 @@ public static class TraversalCellRunner
     {
         ArgumentNullException.ThrowIfNull(cell);
         ArgumentNullException.ThrowIfNull(options);
-        return cell.Lab.Run(() => RunAsync(cell, options));
+        return cell.Lab.Run(async () =>
+        {
+            await MatrixServices.StartAsync(cell);
+            var any = new IPEndPoint(IPAddress.Any, 0);
+            return await ConnectAsync(new Sides(cell.RendezvousHost, cell.A, any, cell.B, any), cell.Turn, options,
+                cell.Lab.Random, cell.Lab.TimeProvider, CancellationToken.None);
+        });
     }
 
-    private static async Task<MatrixOutcome> RunAsync(MatrixCellLab cell, MatrixOptions options)
+    /// <summary>
+    /// The same traversal on a namespace cell (`natkit lab matrix --netns`): the nodes run in this process on real
+    /// sockets inside the peers' namespaces, bound to the peers' addresses at <see cref="NetnsMatrixCell.AgentPort"/>
+    /// (where a DMZ router leads its public port), through the cell's real NATs, in wall time.
+    /// </summary>
+    public static Task<MatrixOutcome> RunNetnsAsync(NetnsMatrixCell cell, MatrixOptions options,
+        CancellationToken cancellationToken)
     {
-        await MatrixServices.StartAsync(cell);
+        ArgumentNullException.ThrowIfNull(cell);
+        ArgumentNullException.ThrowIfNull(options);
+        var sides = new Sides(cell.Network("rendezvous"),
+            cell.Network("a"), new IPEndPoint(cell.Address("a"), NetnsMatrixCell.AgentPort),
+            cell.Network("b"), new IPEndPoint(cell.Address("b"), NetnsMatrixCell.AgentPort));
+        return ConnectAsync(sides, cell.Turn, options, null, TimeProvider.System, cancellationToken);
+    }
+
+    /// <summary>Where the rendezvous and the two peers run, and what the peers bind.</summary>
+    private sealed record Sides(INetwork Rendezvous, INetwork A, IPEndPoint BindA, INetwork B, IPEndPoint BindB);
+
+    private static async Task<MatrixOutcome> ConnectAsync(Sides sides, IPEndPoint? turn, MatrixOptions options,
+        Random? random, TimeProvider time, CancellationToken cancellationToken)
+    {
         var rendezvous = new IPEndPoint(MatrixCellLab.RendezvousAddress, RendezvousPort);
-        await using var service = await RendezvousServer.StartAsync(cell.RendezvousHost,
-            new RendezvousServerOptions { Listen = rendezvous });
+        await using var service = await RendezvousServer.StartAsync(sides.Rendezvous,
+            new RendezvousServerOptions { Listen = rendezvous }, cancellationToken: cancellationToken);
         var traversal = new TraversalOptions
         {
             Rendezvous = rendezvous,
@@ -43,22 +69,22 @@ public static class TraversalCellRunner
                 new(MatrixCellLab.SecondStunAddress, MatrixCellLab.ServicePort),
                 new(MatrixCellLab.SecondStunAddress, MatrixCellLab.ServicePort + 1),
             ],
-            Turn = cell.Turn is { } turn
+            Turn = turn is not null
                 ? new TurnServerCredentials(turn, MatrixCellLab.TurnUser, MatrixCellLab.TurnPassword)
                 : null,
             Budget = options.Budget,
             ConnectTimeout = options.ConnectTimeout,
-            Random = cell.Lab.Random,
+            Random = random,
         };
-        await using var a = await TraversalNode.StartAsync(cell.A, new IPEndPoint(IPAddress.Any, 0),
-            NodeIdentity.Create(), traversal);
-        await using var b = await TraversalNode.StartAsync(cell.B, new IPEndPoint(IPAddress.Any, 0),
-            NodeIdentity.Create(), traversal);
-        var accepted = b.AcceptAsync();
+        await using var a = await TraversalNode.StartAsync(sides.A, sides.BindA, NodeIdentity.Create(), traversal,
+            cancellationToken: cancellationToken);
+        await using var b = await TraversalNode.StartAsync(sides.B, sides.BindB, NodeIdentity.Create(), traversal,
+            cancellationToken: cancellationToken);
+        var accepted = b.AcceptAsync(cancellationToken);
         PeerConnection ab;
         try
         {
-            ab = await a.ConnectAsync(b.Id);
+            ab = await a.ConnectAsync(b.Id, cancellationToken);
         }
         catch (Exception e) when (e is TraversalException or RendezvousException)
         {
@@ -68,7 +94,7 @@ public static class TraversalCellRunner
         await using var _ = ab;
         await using var ba = await accepted;
         var probes = ab.ProbesSent + ba.ProbesSent;
-        if (!await ExchangeAsync(ab, ba, cell.Lab.TimeProvider) || !await ExchangeAsync(ba, ab, cell.Lab.TimeProvider))
+        if (!await ExchangeAsync(ab, ba, time) || !await ExchangeAsync(ba, ab, time))
         {
             return MatrixOutcome.Failed($"connected ({ab}) but no datagram crossed", probes);
         }
