@@ -2,6 +2,7 @@ using NatKit.Cli;
 using NatKit.Cli.Commands;
 using NatKit.Scenarios.Matrix;
 using Spectre.Console;
+using NatKit.Traversal;
 
 namespace NatKit.Cli.Tests;
 
@@ -99,8 +100,8 @@ public sealed class LabMatrixTests
         var a = MatrixTypes.Find("kernel-random")!;
         var b = MatrixTypes.Find("open")!;
         var line = LabMatrixCommands.NetnsLine(new NetnsCellResult(a, b,
-            new MatrixOutcome(MatrixPath.Direct, MatrixMethod.PeerReflexive, TimeSpan.FromMilliseconds(42), 3),
-            new MatrixOutcome(MatrixPath.Direct, MatrixMethod.PeerReflexive, TimeSpan.FromMilliseconds(40), 3),
+            new MatrixOutcome(MatrixPath.Direct, TraversalMethod.PeerReflexive, TimeSpan.FromMilliseconds(42), 3),
+            new MatrixOutcome(MatrixPath.Direct, TraversalMethod.PeerReflexive, TimeSpan.FromMilliseconds(40), 3),
             TraversalOracle.Predict(a, b), TimeSpan.FromSeconds(3)));
         Assert.Equal("kernel-random x open: [green]direct[/] (peer-reflexive) in 42 ms; lab: direct; [green]agrees[/]", line);
         var failed = LabMatrixCommands.NetnsLine(new NetnsCellResult(a, a, MatrixOutcome.Failed("no [answer]"), null,
@@ -135,10 +136,10 @@ public sealed class LabMatrixTests
         var options = new MatrixOptions { Types = [MatrixTypes.Find("easy")!, MatrixTypes.Find("symmetric-random")!, MatrixTypes.Find("same-lan")!] };
         MatrixOutcome Outcome(string a, string b) => (a, b) switch
         {
-            ("symmetric-random", "symmetric-random") => new(MatrixPath.Relay, MatrixMethod.Relay, TimeSpan.FromMilliseconds(812), 9),
+            ("symmetric-random", "symmetric-random") => new(MatrixPath.Relay, TraversalMethod.Relay, TimeSpan.FromMilliseconds(812), 9),
             ("easy", "symmetric-random") => MatrixOutcome.Failed("timed out"),
-            ("same-lan", _) => new(MatrixPath.Direct, MatrixMethod.Host, TimeSpan.FromMilliseconds(12), 2),
-            _ => new(MatrixPath.Direct, MatrixMethod.Birthday, TimeSpan.FromMilliseconds(345), 300),
+            ("same-lan", _) => new(MatrixPath.Direct, TraversalMethod.Host, TimeSpan.FromMilliseconds(12), 2),
+            _ => new(MatrixPath.Direct, TraversalMethod.Birthday, TimeSpan.FromMilliseconds(345), 300),
         };
         var cells = TraversalMatrix.Cells(options.Types).Select(c => new MatrixCellResult(c.A, c.B, 1, Outcome(c.A.Name, c.B.Name),
             TraversalOracle.Predict(c.A, c.B), TimeSpan.FromSeconds(1), TimeSpan.FromMilliseconds(2))).ToList();

@@ -4,6 +4,7 @@ using NatKit.Linux;
 using NatKit.Scenarios.Matrix;
 using NatKit.Scenarios.Probe;
 using NatKit.Traversal.HardNat;
+using NatKit.Traversal;
 
 namespace NatKit.Cli.Tests;
 
@@ -116,7 +117,7 @@ public sealed class NetnsMatrixCellTests
             MatrixRunners.Default, cancellationToken: cts.Token);
         var r = Assert.Single(results);
         Assert.True(r.Outcome.Path == MatrixPath.Relay, r.Outcome.Detail);
-        Assert.Equal(MatrixMethod.Relay, r.Outcome.Method);
+        Assert.Equal(TraversalMethod.Relay, r.Outcome.Method);
         Assert.True(r.AgreesWithLab, $"lab: {r.Lab?.Path}");
     }
 

@@ -1,6 +1,7 @@
 using NatKit.Nat;
 using NatKit.Scenarios.Matrix;
 using NatKit.Traversal.HardNat;
+using NatKit.Traversal;
 
 namespace NatKit.Scenarios.Tests;
 
@@ -53,7 +54,7 @@ public sealed class MatrixOracleTests
         {
             var v = TraversalOracle.Predict(a, b);
             Assert.Equal(MatrixPath.Direct, v.Path);
-            Assert.Equal(MatrixMethod.Birthday, v.Method);
+            Assert.Equal(TraversalMethod.Birthday, v.Method);
             Assert.InRange(v.Probability!.Value, 0.95, 1.0);
         }
     }
@@ -73,7 +74,7 @@ public sealed class MatrixOracleTests
     public void SequentialSymmetric_OnBothSides_ConnectsByPrediction()
     {
         var v = TraversalOracle.Predict(T("symmetric-sequential"), T("symmetric-sequential"));
-        Assert.Equal((MatrixPath.Direct, MatrixMethod.Prediction), (v.Path, v.Method));
+        Assert.Equal((MatrixPath.Direct, TraversalMethod.Prediction), (v.Path, v.Method));
         var none = TraversalOracle.Predict(T("symmetric-sequential"), T("symmetric-sequential"),
             new OracleOptions { Budget = new ProbeBudget { PredictedPorts = 0 } });
         Assert.Equal(MatrixPath.Relay, none.Path);
@@ -83,7 +84,7 @@ public sealed class MatrixOracleTests
     public void RandomSymmetric_OnBothSides_GoesThroughTheRelay_OrFailsWithoutOne()
     {
         var v = TraversalOracle.Predict(T("symmetric-random"), T("symmetric-random"));
-        Assert.Equal((MatrixPath.Relay, MatrixMethod.Relay), (v.Path, v.Method));
+        Assert.Equal((MatrixPath.Relay, TraversalMethod.Relay), (v.Path, v.Method));
         Assert.Equal(MatrixPath.Failed,
             TraversalOracle.Predict(T("symmetric-random"), T("symmetric-random"), new OracleOptions { Relay = false }).Path);
     }
@@ -94,7 +95,7 @@ public sealed class MatrixOracleTests
     public void SameLan_ConnectsDirectlyOverHostCandidates_WhetherOrNotTheNatHairpins(string name)
     {
         var v = TraversalOracle.Predict(T(name), T(name), new OracleOptions { Relay = false });
-        Assert.Equal((MatrixPath.Direct, MatrixMethod.Host), (v.Path, v.Method));
+        Assert.Equal((MatrixPath.Direct, TraversalMethod.Host), (v.Path, v.Method));
         Assert.Throws<ArgumentException>(() => TraversalOracle.Predict(T(name), T("open")));
     }
 
@@ -115,9 +116,9 @@ public sealed class MatrixOracleTests
     public void AnAddressDependentFilter_AdmitsThePeersNewPort_SoThePeerReflexiveCandidateConnects()
     {
         var v = TraversalOracle.Predict(T("restricted-cone"), T("symmetric-random"), new OracleOptions { Relay = false });
-        Assert.Equal((MatrixPath.Direct, MatrixMethod.PeerReflexive), (v.Path, v.Method));
+        Assert.Equal((MatrixPath.Direct, TraversalMethod.PeerReflexive), (v.Path, v.Method));
         var open = TraversalOracle.Predict(T("open"), T("symmetric-random"));
-        Assert.Equal((MatrixPath.Direct, MatrixMethod.PeerReflexive), (open.Path, open.Method));
+        Assert.Equal((MatrixPath.Direct, TraversalMethod.PeerReflexive), (open.Path, open.Method));
     }
 
     [Fact]

@@ -3,6 +3,7 @@ using System.Net;
 using System.Text.Json;
 using NatKit.Scenarios.Matrix;
 using NatKit.Stun.Client;
+using NatKit.Traversal;
 
 namespace NatKit.Scenarios.Tests;
 
@@ -82,7 +83,7 @@ public sealed class MatrixRunTests
         var result = TraversalMatrix.Run(new MatrixOptions { Types = [T("open"), T("easy")] }, (cell, _) =>
             cell.TypeA.Name == "easy" && cell.TypeB.Name == "open"
                 ? throw new InvalidOperationException("agent crashed")
-                : new MatrixOutcome(MatrixPath.Direct, MatrixMethod.Reflexive, TimeSpan.FromMilliseconds(30), 4));
+                : new MatrixOutcome(MatrixPath.Direct, TraversalMethod.Reflexive, TimeSpan.FromMilliseconds(30), 4));
         var crashed = result.Cell("easy", "open")!;
         Assert.Equal(MatrixPath.Failed, crashed.Path);
         Assert.Contains("agent crashed", crashed.Outcome.Detail, StringComparison.Ordinal);
@@ -95,10 +96,10 @@ public sealed class MatrixRunTests
         var options = new MatrixOptions { Types = [T("easy"), T("symmetric-random"), T("same-lan")], Seed = 9 };
         MatrixOutcome Outcome(MatrixType a, MatrixType b) => (a.Name, b.Name) switch
         {
-            ("symmetric-random", "symmetric-random") => new(MatrixPath.Relay, MatrixMethod.Relay, TimeSpan.FromMilliseconds(812.5), 1030, TimeSpan.FromMilliseconds(40)),
-            ("same-lan", _) => new(MatrixPath.Direct, MatrixMethod.Host, TimeSpan.FromMilliseconds(12), 2),
+            ("symmetric-random", "symmetric-random") => new(MatrixPath.Relay, TraversalMethod.Relay, TimeSpan.FromMilliseconds(812.5), 1030, TimeSpan.FromMilliseconds(40)),
+            ("same-lan", _) => new(MatrixPath.Direct, TraversalMethod.Host, TimeSpan.FromMilliseconds(12), 2),
             ("easy", "symmetric-random") => MatrixOutcome.Failed("no pair <nominated> & \"timed out\"", 1024),
-            _ => new(MatrixPath.Direct, MatrixMethod.Birthday, TimeSpan.FromMilliseconds(345.25), 300),
+            _ => new(MatrixPath.Direct, TraversalMethod.Birthday, TimeSpan.FromMilliseconds(345.25), 300),
         };
         var cells = TraversalMatrix.Cells(options.Types).Select(c => new MatrixCellResult(c.A, c.B, 1, Outcome(c.A, c.B),
             TraversalOracle.Predict(c.A, c.B), TimeSpan.FromSeconds(2), TimeSpan.FromMilliseconds(3))).ToList();

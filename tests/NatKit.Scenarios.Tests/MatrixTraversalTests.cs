@@ -1,5 +1,6 @@
 using NatKit.Scenarios.Matrix;
 using NatKit.Traversal.HardNat;
+using NatKit.Traversal;
 
 namespace NatKit.Scenarios.Tests;
 
@@ -46,14 +47,14 @@ public sealed class MatrixTraversalTests
 
         // Random-port symmetric against endpoint-independent with filtering: birthday probing, within the budget.
         var birthday = Cell("symmetric-random", "port-restricted-cone");
-        Assert.Equal(MatrixMethod.Birthday, birthday.Outcome.Method);
+        Assert.Equal(TraversalMethod.Birthday, birthday.Outcome.Method);
         Assert.InRange(birthday.Outcome.ProbesSent, 1, new ProbeBudget().Total + 2 * new ProbeBudget().HardSideSockets + 200);
-        Assert.Equal(MatrixMethod.Birthday, Cell("port-restricted-cone", "symmetric-random").Outcome.Method);
+        Assert.Equal(TraversalMethod.Birthday, Cell("port-restricted-cone", "symmetric-random").Outcome.Method);
 
         // Sequential symmetric on both sides: prediction.
         var prediction = Cell("symmetric-sequential", "symmetric-sequential");
         Assert.Equal(MatrixPath.Direct, prediction.Path);
-        Assert.Equal(MatrixMethod.Prediction, prediction.Outcome.Method);
+        Assert.Equal(TraversalMethod.Prediction, prediction.Outcome.Method);
 
         // Random symmetric on both sides: the relay.
         Assert.Equal(MatrixPath.Relay, Cell("symmetric-random", "symmetric-random").Path);
@@ -62,7 +63,7 @@ public sealed class MatrixTraversalTests
         foreach (var lan in new[] { "same-lan", "same-lan-hairpin" })
         {
             Assert.Equal(MatrixPath.Direct, Cell(lan, lan).Path);
-            Assert.Equal(MatrixMethod.Host, Cell(lan, lan).Outcome.Method);
+            Assert.Equal(TraversalMethod.Host, Cell(lan, lan).Outcome.Method);
         }
     }
 

@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Net;
 using System.Text;
 using System.Text.Json;
+using NatKit.Traversal;
 
 namespace NatKit.Scenarios.Matrix;
 
@@ -18,14 +19,14 @@ public static class MatrixReport
     };
 
     /// <summary>"host", "reflexive", "peer-reflexive", "port-mapped", "prediction", "birthday", "relay".</summary>
-    public static string Name(MatrixMethod method) => method switch
+    public static string Name(TraversalMethod method) => method switch
     {
-        MatrixMethod.Host => "host",
-        MatrixMethod.Reflexive => "reflexive",
-        MatrixMethod.PeerReflexive => "peer-reflexive",
-        MatrixMethod.PortMapped => "port-mapped",
-        MatrixMethod.Prediction => "prediction",
-        MatrixMethod.Birthday => "birthday",
+        TraversalMethod.Host => "host",
+        TraversalMethod.Reflexive => "reflexive",
+        TraversalMethod.PeerReflexive => "peer-reflexive",
+        TraversalMethod.PortMapped => "port-mapped",
+        TraversalMethod.Prediction => "prediction",
+        TraversalMethod.Birthday => "birthday",
         _ => "relay",
     };
 

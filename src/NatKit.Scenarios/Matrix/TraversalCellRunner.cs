@@ -99,7 +99,7 @@ public static class TraversalCellRunner
             return MatrixOutcome.Failed($"connected ({ab}) but no datagram crossed", probes);
         }
 
-        return new MatrixOutcome(Path(ab.Path), Method(ab.Method), ab.TimeToConnect, probes, ab.Rtt, ab.ToString());
+        return new MatrixOutcome(Path(ab.Path), ab.Method, ab.TimeToConnect, probes, ab.Rtt, ab.ToString());
     }
 
     /// <summary>Sends from one side until the other receives the datagram.</summary>
@@ -132,17 +132,6 @@ public static class TraversalCellRunner
         PathKind.Direct => MatrixPath.Direct,
         PathKind.Hairpin => MatrixPath.Hairpin,
         _ => MatrixPath.Relay,
-    };
-
-    private static MatrixMethod Method(TraversalMethod method) => method switch
-    {
-        TraversalMethod.Host => MatrixMethod.Host,
-        TraversalMethod.Reflexive => MatrixMethod.Reflexive,
-        TraversalMethod.PeerReflexive => MatrixMethod.PeerReflexive,
-        TraversalMethod.PortMapped => MatrixMethod.PortMapped,
-        TraversalMethod.Prediction => MatrixMethod.Prediction,
-        TraversalMethod.Birthday => MatrixMethod.Birthday,
-        _ => MatrixMethod.Relay,
     };
 }
 

@@ -1,6 +1,7 @@
 using NatKit.Lab;
 using NatKit.Lab.Scheduling;
 using NatKit.Traversal.HardNat;
+using NatKit.Traversal;
 
 namespace NatKit.Scenarios.Matrix;
 
@@ -45,7 +46,7 @@ public sealed record MatrixOptions
 /// <param name="ProbesSent">Connectivity checks and hole-punching probes sent by both peers.</param>
 /// <param name="Rtt">Round-trip time on the selected path.</param>
 /// <param name="Detail">What went wrong, or anything else worth a look.</param>
-public sealed record MatrixOutcome(MatrixPath Path, MatrixMethod? Method, TimeSpan? ConnectTime, long ProbesSent,
+public sealed record MatrixOutcome(MatrixPath Path, TraversalMethod? Method, TimeSpan? ConnectTime, long ProbesSent,
     TimeSpan? Rtt = null, string? Detail = null)
 {
     public static MatrixOutcome Failed(string detail, long probesSent = 0) =>

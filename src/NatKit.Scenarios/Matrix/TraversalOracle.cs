@@ -1,6 +1,7 @@
 using System.Globalization;
 using NatKit.Nat;
 using NatKit.Traversal.HardNat;
+using NatKit.Traversal;
 
 namespace NatKit.Scenarios.Matrix;
 
@@ -18,31 +19,6 @@ public enum MatrixPath
 
     /// <summary>No path.</summary>
     Failed,
-}
-
-/// <summary>What found a cell's path (the oracle's expectation, or what the traversal reports).</summary>
-public enum MatrixMethod
-{
-    /// <summary>Host candidates: the peers' own addresses.</summary>
-    Host,
-
-    /// <summary>Server-reflexive candidates learnt from STUN (simultaneous checks open both filters).</summary>
-    Reflexive,
-
-    /// <summary>A peer-reflexive candidate: one side learns the other's new mapping from its check.</summary>
-    PeerReflexive,
-
-    /// <summary>Port-mapped candidates (NAT-PMP, PCP, UPnP).</summary>
-    PortMapped,
-
-    /// <summary>Port prediction against a sequential allocator.</summary>
-    Prediction,
-
-    /// <summary>Birthday-paradox probing of a random-port symmetric NAT.</summary>
-    Birthday,
-
-    /// <summary>A TURN relay.</summary>
-    Relay,
 }
 
 /// <summary>How sure a side can be of the external port its NAT gives a new destination.</summary>
@@ -167,7 +143,7 @@ public sealed record EffectiveNat(bool Open, MappingBehavior Mapping, FilteringB
 /// <param name="Method">The method that finds it.</param>
 /// <param name="Reason">Why, from the knobs.</param>
 /// <param name="Probability">For birthday probing: the chance the budget finds a pair.</param>
-public sealed record OracleVerdict(MatrixPath Path, MatrixMethod Method, string Reason, double? Probability = null);
+public sealed record OracleVerdict(MatrixPath Path, TraversalMethod Method, string Reason, double? Probability = null);
 
 /// <summary>What the oracle assumes the traversal may spend and use.</summary>
 public sealed record OracleOptions
@@ -224,7 +200,7 @@ public static class TraversalOracle
     public static OracleVerdict SameLan(NatPolicy policy)
     {
         ArgumentNullException.ThrowIfNull(policy);
-        return new OracleVerdict(MatrixPath.Direct, MatrixMethod.Host, policy.Hairpinning == HairpinBehavior.None
+        return new OracleVerdict(MatrixPath.Direct, TraversalMethod.Host, policy.Hairpinning == HairpinBehavior.None
             ? "Both hosts share a LAN: their host candidates reach each other without crossing the NAT, so its missing hairpinning does not matter."
             : "Both hosts share a LAN: their host candidates reach each other without crossing the NAT (its hairpinning would also carry the reflexive pairs, which rank lower).");
     }
@@ -239,12 +215,12 @@ public static class TraversalOracle
 
         if (a.Open && b.Open)
         {
-            return new(MatrixPath.Direct, MatrixMethod.Host, "Neither side has a NAT: the host candidates are public addresses.");
+            return new(MatrixPath.Direct, TraversalMethod.Host, "Neither side has a NAT: the host candidates are public addresses.");
         }
 
         if (a.Knowledge == PortKnowledge.Known && b.Knowledge == PortKnowledge.Known)
         {
-            return new(MatrixPath.Direct, MatrixMethod.Reflexive, a.Open || b.Open
+            return new(MatrixPath.Direct, TraversalMethod.Reflexive, a.Open || b.Open
                 ? $"{Side(a.Open ? b : a)} maps endpoint-independently and the other side has no NAT: the reflexive candidate is the endpoint to reach, and the checks from it open its filter."
                 : "Both map endpoint-independently: each server-reflexive candidate is the endpoint the other must reach, and simultaneous checks open both filters.");
         }
@@ -258,7 +234,7 @@ public static class TraversalOracle
                     : known.Filtering == FilteringBehavior.EndpointIndependent
                         ? $"{Side(known)} maps endpoint-independently and filters nothing, so the other's checks reach its reflexive candidate"
                         : $"{Side(known)} maps endpoint-independently and its address-dependent filter admits any port of an address it has sent to, so the other's checks reach its reflexive candidate";
-                return new(MatrixPath.Direct, MatrixMethod.PeerReflexive,
+                return new(MatrixPath.Direct, TraversalMethod.PeerReflexive,
                     $"{Capital(why)} from whatever port {Side(other)} picks, and the answer goes back there (peer-reflexive).");
             }
         }
@@ -267,7 +243,7 @@ public static class TraversalOracle
         {
             var predicted = a.Knowledge == PortKnowledge.Predictable ? a : b;
             var both = a.Knowledge == PortKnowledge.Predictable && b.Knowledge == PortKnowledge.Predictable;
-            return new(MatrixPath.Direct, MatrixMethod.Prediction, both
+            return new(MatrixPath.Direct, TraversalMethod.Prediction, both
                 ? $"Both NATs allocate a new port per destination in sequence ({a}; {b}): each side learns its step from two STUN servers, and both aim at the ports their next mappings will get."
                 : $"{Capital(Side(predicted))} allocates a new port per destination in sequence: its step is learnt from two STUN servers, so its next mapping is predicted and both sides aim at known endpoints.");
         }
@@ -297,7 +273,7 @@ public static class TraversalOracle
                 : $"{Capital(Side(random))} picks random ports but keeps one toward the peer's address and admits any of its ports: birthday probing";
             if (p >= options.Confidence)
             {
-                return new(MatrixPath.Direct, MatrixMethod.Birthday, $"{how} ({odds}).", p);
+                return new(MatrixPath.Direct, TraversalMethod.Birthday, $"{how} ({odds}).", p);
             }
 
             unlikely ??= Fallback(options, $"{how} could work, but {odds}, under the {options.Confidence:P0} the oracle counts on.", p);
@@ -319,8 +295,8 @@ public static class TraversalOracle
     }
 
     private static OracleVerdict Fallback(OracleOptions options, string reason, double? p = null) => options.Relay
-        ? new(MatrixPath.Relay, MatrixMethod.Relay, $"{reason} Only the relay connects.", p)
-        : new(MatrixPath.Failed, MatrixMethod.Relay, $"{reason} With no relay, nothing connects.", p);
+        ? new(MatrixPath.Relay, TraversalMethod.Relay, $"{reason} Only the relay connects.", p)
+        : new(MatrixPath.Failed, TraversalMethod.Relay, $"{reason} With no relay, nothing connects.", p);
 
     private static string Side(EffectiveNat n) => n.Open ? "the side with no NAT" : $"the {n} side";
 
