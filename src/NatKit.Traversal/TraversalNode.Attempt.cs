@@ -38,7 +38,7 @@ public sealed partial class TraversalNode
         lock (_gate)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
-            _attempts.Add(attempt);
+            _attempts = [.. _attempts, attempt];
         }
 
         try

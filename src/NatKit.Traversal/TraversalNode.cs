@@ -43,7 +43,9 @@ public sealed partial class TraversalNode : IAsyncDisposable
     private readonly RendezvousClient _rendezvous;
     private readonly Random _random;
     private readonly Lock _gate = new();
-    private readonly List<Attempt> _attempts = [];
+    /// <summary>The connections in progress or up: replaced whole under <see cref="_gate"/> (rare), read without a
+    /// lock or a copy by the receive path (every datagram of the shared socket).</summary>
+    private volatile Attempt[] _attempts = [];
     private readonly Channel<PeerConnection> _accepted = Channel.CreateUnbounded<PeerConnection>(
         new UnboundedChannelOptions { AllowSynchronousContinuations = true });
     private readonly CancellationTokenSource _stop = new();
@@ -188,8 +190,8 @@ public sealed partial class TraversalNode : IAsyncDisposable
             }
 
             _disposed = true;
-            attempts = [.. _attempts];
-            _attempts.Clear();
+            attempts = _attempts;
+            _attempts = [];
         }
 
         _accepted.Writer.TryComplete();
@@ -334,15 +336,10 @@ public sealed partial class TraversalNode : IAsyncDisposable
 
     private bool Deliver(ReadOnlySpan<byte> datagram, IPEndPoint source, int socket)
     {
-        Attempt[] attempts;
-        lock (_gate)
+        var attempts = _attempts;
+        if (attempts.Length == 0)
         {
-            if (_attempts.Count == 0)
-            {
-                return false;
-            }
-
-            attempts = [.. _attempts];
+            return false;
         }
 
         // A check names the agent it is for in its USERNAME (ours first); everything else goes to whoever takes it.
@@ -374,7 +371,7 @@ public sealed partial class TraversalNode : IAsyncDisposable
     {
         lock (_gate)
         {
-            _attempts.Remove(attempt);
+            _attempts = Array.FindAll(_attempts, a => !ReferenceEquals(a, attempt));
         }
     }
 
