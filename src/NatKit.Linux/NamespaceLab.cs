@@ -5,8 +5,11 @@ using NatKit.Packets;
 namespace NatKit.Linux;
 
 /// <summary>A network of a namespace lab: a name, the prefix its addresses come from, and the default link of
-/// everything attached to it (null: a clean link).</summary>
-public sealed record NetnsSegment(string Name, Ipv4Prefix Prefix, LinkImpairment? Link = null);
+/// everything attached to it (null: a clean link). A <paramref name="Routed"/> segment is a router between
+/// everything on it, as the internet is, instead of one link: its bridge ports are isolated from each other and the
+/// segment's namespace answers every ARP (private-VLAN proxy ARP) and forwards, so each datagram that crosses it
+/// loses one TTL, and one sent with a TTL that only gets it out of a NAT dies there.</summary>
+public sealed record NetnsSegment(string Name, Ipv4Prefix Prefix, LinkImpairment? Link = null, bool Routed = false);
 
 /// <summary>A NAT router of a namespace lab between two segments: a NatKit gateway with <paramref name="Policy"/>,
 /// or, when <paramref name="Kernel"/> is set, kernel nftables NAT with the reference rules. Its links default to
@@ -103,6 +106,13 @@ public sealed class NamespaceLab : IAsyncDisposable
             await ns.SysctlAsync("net.ipv4.ip_forward", "1", ct).ConfigureAwait(false);
             await ns.SysctlAsync("net.ipv4.conf.br0.proxy_arp", "1", ct).ConfigureAwait(false);
             await ns.SysctlAsync("net.ipv4.neigh.br0.proxy_delay", "0", ct).ConfigureAwait(false); // answer at once
+            if (s.Routed)
+            {
+                await ns.SysctlAsync("net.ipv4.conf.br0.proxy_arp_pvlan", "1", ct).ConfigureAwait(false);
+                // routing back out of the port a datagram came in is this segment's job, not a mistake to report
+                await ns.SysctlAsync("net.ipv4.conf.all.send_redirects", "0", ct).ConfigureAwait(false);
+                await ns.SysctlAsync("net.ipv4.conf.br0.send_redirects", "0", ct).ConfigureAwait(false);
+            }
             if (!routers.Any(r => r.InsideSegment == s.Name && r.Kernel is null))
             {
                 // a segment with no NatKit router inside it still needs an address to send ARP and ICMP from
@@ -159,7 +169,7 @@ public sealed class NamespaceLab : IAsyncDisposable
             var segment = Segment(segmentNs, h.Segment, h.Name);
             var port = Invariant($"vh{i}");
             await ns.IpAsync(["link", "add", "eth0", "type", "veth", "peer", "name", port, "netns", segment.Name], ct).ConfigureAwait(false);
-            await JoinBridgeAsync(segment, port, ct).ConfigureAwait(false);
+            await JoinBridgeAsync(segment, port, bySegment[h.Segment].Routed, ct).ConfigureAwait(false);
             await ImpairVethAsync(ns, "eth0", segment, port, h.Link ?? bySegment[h.Segment].Link, ct).ConfigureAwait(false);
             await AddressesAsync(ns, "eth0", segment, bySegment[h.Segment].Prefix, h.Addresses, ct).ConfigureAwait(false);
             await ns.IpAsync(["link", "set", "eth0", "up"], ct).ConfigureAwait(false);
@@ -192,8 +202,8 @@ public sealed class NamespaceLab : IAsyncDisposable
         var outsidePort = Invariant($"vro{index}");
         await ns.IpAsync(["link", "add", "in0", "type", "veth", "peer", "name", insidePort, "netns", inside.Name], ct).ConfigureAwait(false);
         await ns.IpAsync(["link", "add", "out0", "type", "veth", "peer", "name", outsidePort, "netns", outside.Name], ct).ConfigureAwait(false);
-        await JoinBridgeAsync(inside, insidePort, ct).ConfigureAwait(false);
-        await JoinBridgeAsync(outside, outsidePort, ct).ConfigureAwait(false);
+        await JoinBridgeAsync(inside, insidePort, segments[r.InsideSegment].Routed, ct).ConfigureAwait(false);
+        await JoinBridgeAsync(outside, outsidePort, segments[r.OutsideSegment].Routed, ct).ConfigureAwait(false);
         await ImpairVethAsync(ns, "in0", inside, insidePort, insideLink, ct).ConfigureAwait(false);
         await ImpairVethAsync(ns, "out0", outside, outsidePort, outsideLink, ct).ConfigureAwait(false);
         await ns.IpAsync(["addr", "add", Invariant($"{r.InsideAddress}/{insidePrefix.Length}"), "dev", "in0"], ct).ConfigureAwait(false);
@@ -225,9 +235,14 @@ public sealed class NamespaceLab : IAsyncDisposable
                 $"{r.Name}: a kernel DMZ forwards to one host, and segment {r.InsideSegment} has {behind.Count}: name it (dmz:HOST:PORT).");
     }
 
-    private static async Task JoinBridgeAsync(NetworkNamespace segment, string port, CancellationToken ct)
+    private static async Task JoinBridgeAsync(NetworkNamespace segment, string port, bool isolated, CancellationToken ct)
     {
         await segment.IpAsync(["link", "set", port, "master", "br0"], ct).ConfigureAwait(false);
+        if (isolated)
+        {
+            await segment.IpAsync(["link", "set", port, "type", "bridge_slave", "isolated", "on"], ct).ConfigureAwait(false);
+        }
+
         await segment.IpAsync(["link", "set", port, "up"], ct).ConfigureAwait(false);
     }
 

@@ -83,6 +83,23 @@ public sealed class DatagramMultiplexer : IAsyncDisposable, IDisposable
         return _socket.SendToAsync(datagram, remoteEndPoint, cancellationToken);
     }
 
+    /// <summary>Sends one datagram from the shared socket with a hop limit of its own
+    /// (<see cref="IHopLimitDatagramSocket"/>); 0 and nothing sent when the shared socket cannot limit hops.</summary>
+    /// <exception cref="ObjectDisposedException">The multiplexer was disposed.</exception>
+    public ValueTask<int> SendToAsync(ReadOnlyMemory<byte> datagram, IPEndPoint remoteEndPoint, byte hopLimit,
+        CancellationToken cancellationToken = default)
+    {
+        if (_closed)
+        {
+            throw new ObjectDisposedException(nameof(DatagramMultiplexer));
+        }
+
+        ArgumentOutOfRangeException.ThrowIfZero(hopLimit);
+        return _socket is IHopLimitDatagramSocket limited
+            ? limited.SendToAsync(datagram, remoteEndPoint, hopLimit, cancellationToken)
+            : ValueTask.FromResult(0);
+    }
+
     /// <summary>Registers a push receiver; it is offered datagrams after every receiver of a more specific
     /// <paramref name="claim"/> and after those of the same kind added before it.</summary>
     /// <exception cref="InvalidOperationException">It is registered already.</exception>
@@ -361,7 +378,7 @@ public sealed class DatagramMultiplexer : IAsyncDisposable, IDisposable
 /// rule matches (or every unclaimed one), with the interface's whole contract (see <see cref="DatagramQueue"/>).
 /// Sends go straight to the shared socket; disposing it removes only it.
 /// </summary>
-public sealed class DatagramSubSocket : IDatagramSocket, IDatagramReceiver
+public sealed class DatagramSubSocket : IDatagramSocket, IDatagramReceiver, IHopLimitDatagramSocket
 {
     private readonly DatagramMultiplexer _owner;
     private readonly DatagramMatch? _match;
@@ -389,6 +406,13 @@ public sealed class DatagramSubSocket : IDatagramSocket, IDatagramReceiver
     {
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
         return _owner.SendToAsync(datagram, remoteEndPoint, cancellationToken);
+    }
+
+    public ValueTask<int> SendToAsync(ReadOnlyMemory<byte> datagram, IPEndPoint remoteEndPoint, byte hopLimit,
+        CancellationToken cancellationToken = default)
+    {
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+        return _owner.SendToAsync(datagram, remoteEndPoint, hopLimit, cancellationToken);
     }
 
     public ValueTask<ReceivedDatagram> ReceiveFromAsync(Memory<byte> buffer,

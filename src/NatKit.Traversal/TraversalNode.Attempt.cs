@@ -210,13 +210,6 @@ public sealed partial class TraversalNode
             CancellationToken cancellationToken)
         {
             _remote = remote;
-            var waited = Time.GetElapsedTime(start.ReceivedAt);
-            if (start.Delay > waited)
-            {
-                await Task.Delay(start.Delay - waited, Time, cancellationToken);
-            }
-
-            AttachHardSockets();
             _target = remote.Predicted ?? remote.Candidates.FirstOrDefault(c =>
                 c.Type == IceCandidateType.ServerReflexive)?.EndPoint;
             var remoteReflexive = remote.Candidates.FirstOrDefault(c => c.Type == IceCandidateType.ServerReflexive)
@@ -242,13 +235,23 @@ public sealed partial class TraversalNode
                 _target = new IPEndPoint(hardAddress, 0);
             }
 
+            var lead = Prime(remote) ? _node._options.PrimeLead : TimeSpan.Zero;
+            var waited = Time.GetElapsedTime(start.ReceivedAt);
+            if (start.Delay + lead > waited)
+            {
+                await Task.Delay(start.Delay + lead - waited, Time, cancellationToken);
+            }
+
+            AttachHardSockets();
+
             Transport.Update(a =>
             {
                 a.SetRemoteCredentials(remote.Credentials);
                 if (Plan.Role == HardNatRole.Predict && _target is { } t && _hardIndex.Count > 0)
                 {
                     // The first datagram to the target makes the predicted mapping, if nothing else takes the port
-                    // first: copies, so that a loss before the NAT does not hand the port to the next check.
+                    // first: copies, so that a loss before the NAT does not hand the port to the next check. The
+                    // peer primed its NAT toward the predicted port before the start (Prime), so they pass it.
                     for (var i = 0; i < PredictionFirstCopies; i++)
                     {
                         a.Probe(_hardIndex[0], t);
@@ -341,6 +344,55 @@ public sealed partial class TraversalNode
             return pair.Remote.Type == IceCandidateType.PeerReflexive || pair.Local.Type == IceCandidateType.PeerReflexive
                 ? (path, TraversalMethod.PeerReflexive)
                 : (path, TraversalMethod.Reflexive);
+        }
+
+        /// <summary>The hop limit of punches that should open this side's NAT and go no further (0: behind no NAT,
+        /// or priming is off: full-range punches).</summary>
+        private byte PunchHopLimit => BehindNat ? _node._options.PrimeHopLimit : (byte)0;
+
+        /// <summary>The node's public endpoint is none of its own addresses.</summary>
+        private bool BehindNat => _node.PublicEndPoint is { } pub &&
+                                  !HostEndPoints(_node.LocalEndPoint).Exists(h => h.Address.Equals(pub.Address));
+
+        /// <summary>Before the checks, behind an endpoint-independent NAT: a datagram from the shared socket to each
+        /// of the peer's reflexive and predicted candidates, and to every port a birthday probe will aim at, that
+        /// opens this node's NAT toward it and dies before the peer's NAT. True when any was sent
+        /// (the checks then wait <see cref="TraversalOptions.PrimeLead"/> longer).</summary>
+        private bool Prime(TraversalSession remote)
+        {
+            // Behind a NAT that maps per destination the shared socket's datagram would take a fresh port the peer
+            // never learns (and, sequential, the one a prediction aims at): only a stable mapping is worth opening.
+            var hops = PunchHopLimit;
+            return hops != 0 && _node.Profile.IsStable && Transport.Update(a =>
+            {
+                a.SetRemoteCredentials(remote.Credentials);
+                var sent = false;
+                foreach (var c in remote.Candidates)
+                {
+                    if (c.Type == IceCandidateType.ServerReflexive)
+                    {
+                        sent |= a.Probe(MainSocket, c.EndPoint, hops);
+                    }
+                }
+
+                if (remote.Predicted is { } p)
+                {
+                    sent |= a.Probe(MainSocket, p, hops);
+                }
+
+                // The easy side of birthday probing opens every port it will probe at once: a hard-side punch that
+                // hits one then finds its way in, where it would otherwise leave the entry that moves this side's
+                // mapping for exactly that port.
+                if (_target is { } hard)
+                {
+                    foreach (var port in _birthdayPorts)
+                    {
+                        sent |= a.Probe(MainSocket, new IPEndPoint(hard.Address, port), hops);
+                    }
+                }
+
+                return sent;
+            });
         }
 
         /// <summary>Sends the probes the plan's schedule has due, at the budget's rate.</summary>

@@ -63,6 +63,21 @@ public sealed record TraversalOptions
     /// <summary>Probes per second and in total for birthday probing, the hard side's sockets, predicted ports.</summary>
     public ProbeBudget Budget { get; init; } = new();
 
+    /// <summary>
+    /// The hop limit of the datagrams that open this node's own NAT toward the peer before any check can reach the
+    /// peer's NAT (2: the node's NAT forwards them, the first router beyond it drops them; 3 behind two NATs); 0
+    /// sends none. Linux conntrack NATs (nftables masquerade) need them: a datagram from the peer that arrives
+    /// before this node's first datagram to the peer leaves an entry that makes the node's NAT map the node's own
+    /// first datagram to another port, which the peer's NAT then filters. Sent only behind a NAT, from sockets that
+    /// can limit hops (<see cref="NatKit.Net.IHopLimitDatagramSocket"/>).
+    /// </summary>
+    public byte PrimeHopLimit { get; init; } = 2;
+
+    /// <summary>How long after the synchronised start the checks wait once this node sent its priming datagrams:
+    /// more than the start's error between the two sides, so both NATs are primed before either side's checks
+    /// reach them.</summary>
+    public TimeSpan PrimeLead { get; init; } = TimeSpan.FromMilliseconds(20);
+
     /// <summary>How long a connect or an accept may take before it fails.</summary>
     public TimeSpan ConnectTimeout { get; init; } = TimeSpan.FromSeconds(30);
 
@@ -84,6 +99,11 @@ public sealed record TraversalOptions
         Budget.Validated();
         Ice.Validate();
         RendezvousClient.Validate();
+        if (PrimeLead < TimeSpan.Zero)
+        {
+            throw new ArgumentOutOfRangeException(nameof(PrimeLead), PrimeLead, $"{nameof(PrimeLead)}: 0 or more");
+        }
+
         if (ConnectTimeout <= TimeSpan.Zero)
         {
             throw new ArgumentOutOfRangeException(nameof(ConnectTimeout), ConnectTimeout,

@@ -11,7 +11,7 @@ namespace NatKit.Lab.Internal;
 /// the lab thread (continuations inline, or posted to the lab's context when the caller captured it), so code
 /// awaiting with ConfigureAwait(false) stays on the loop.
 /// </summary>
-internal sealed class LabUdpSocket : IDatagramSocket, IValueTaskSource<ReceivedDatagram>
+internal sealed class LabUdpSocket : IDatagramSocket, IHopLimitDatagramSocket, IValueTaskSource<ReceivedDatagram>
 {
     /// <summary>Datagrams queued before the receiver reads them; more are dropped, like a full socket buffer.</summary>
     public const int ReceiveQueueLimit = 4096;
@@ -42,7 +42,19 @@ internal sealed class LabUdpSocket : IDatagramSocket, IValueTaskSource<ReceivedD
     public ushort Port { get; }
 
     public ValueTask<int> SendToAsync(ReadOnlyMemory<byte> datagram, IPEndPoint remoteEndPoint,
+        CancellationToken cancellationToken = default) => Send(datagram, remoteEndPoint, 64, cancellationToken);
+
+    /// <summary>The packet's TTL is <paramref name="hopLimit"/>: every lab router decrements it and drops the
+    /// packet (ICMP Time Exceeded) when it would forward it with none left.</summary>
+    public ValueTask<int> SendToAsync(ReadOnlyMemory<byte> datagram, IPEndPoint remoteEndPoint, byte hopLimit,
         CancellationToken cancellationToken = default)
+    {
+        ArgumentOutOfRangeException.ThrowIfZero(hopLimit);
+        return Send(datagram, remoteEndPoint, hopLimit, cancellationToken);
+    }
+
+    private ValueTask<int> Send(ReadOnlyMemory<byte> datagram, IPEndPoint remoteEndPoint, byte ttl,
+        CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(remoteEndPoint);
         _host.Network.Scheduler.EnsureLabThread();
@@ -62,7 +74,7 @@ internal sealed class LabUdpSocket : IDatagramSocket, IValueTaskSource<ReceivedD
         }
 
         var packet = _host.Network.Pool.Rent(length);
-        var header = new Ipv4Header(_host.SourceFor(BoundAddress), destination, Identification:
+        var header = new Ipv4Header(_host.SourceFor(BoundAddress), destination, ttl, Identification:
             _host.NextIdentification(), DontFragment: true);
         packet.Length = PacketBuilder.WriteIpv4Udp(packet.Buffer, header, Port, (ushort)remoteEndPoint.Port,
             datagram.Span);

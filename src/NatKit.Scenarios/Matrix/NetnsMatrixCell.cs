@@ -149,7 +149,9 @@ public sealed class NetnsMatrixCell : IAsyncDisposable
     internal static (List<NetnsSegment> Segments, List<NetnsRouter> Routers, List<NetnsHost> Hosts, Dictionary<string, Ipv4Address> Dmz)
         Topology(MatrixType a, MatrixType b, NetnsMatrixOptions options)
     {
-        var segments = new List<NetnsSegment> { new(MatrixLab.Internet, Ipv4Prefix.Parse("0.0.0.0/0"), options.Link) };
+        // The internet is a router between the NATs, not one wire: a punch that only has to leave its own NAT dies
+        // on it (TraversalOptions.PrimeHopLimit), as it would at the first router of a real ISP.
+        var segments = new List<NetnsSegment> { new(MatrixLab.Internet, Ipv4Prefix.Parse("0.0.0.0/0"), options.Link, Routed: true) };
         var routers = new List<NetnsRouter>();
         var dmz = new Dictionary<string, Ipv4Address>(StringComparer.Ordinal);
         var hosts = new List<NetnsHost>

@@ -410,9 +410,11 @@ public sealed partial class IceAgent
     /// mapping and filter toward the destination, and when it reaches the peer's agent the peer answers with a
     /// triggered check of its own, which makes the pair valid here. Its response, if one comes, is not matched.
     /// False before the peer's credentials are known, after close, or for a socket with no base of the
-    /// destination's family.
+    /// destination's family. With a <paramref name="hopLimit"/> (not 0) the probe goes no further than that many
+    /// hops: it opens the local NAT's mapping without reaching the peer's NAT (see
+    /// <see cref="NatKit.Net.IHopLimitDatagramSocket"/>).
     /// </summary>
-    public bool Probe(int socket, IPEndPoint destination)
+    public bool Probe(int socket, IPEndPoint destination, byte hopLimit = 0)
     {
         ArgumentNullException.ThrowIfNull(destination);
         if (State is IceAgentState.Closed || RemoteCredentials is null ||
@@ -424,8 +426,16 @@ public sealed partial class IceAgent
         var request = IceMessages.Request(NewTransactionId(), RemoteCredentials.Ufrag, LocalCredentials.Ufrag,
             _remoteKey!, IcePriority.PeerReflexiveFor(b.Candidate.Priority, Component), Role, TieBreaker,
             useCandidate: false);
-        Stats.ProbesSent++;
-        Emit(socket, destination, request, TimeSpan.MinValue, request: true);
+        if (hopLimit == 0)
+        {
+            Stats.ProbesSent++;
+        }
+        else
+        {
+            Stats.PrimesSent++;
+        }
+
+        Emit(socket, destination, request, TimeSpan.MinValue, request: true, hopLimit);
         return true;
     }
 
@@ -866,7 +876,8 @@ public sealed partial class IceAgent
         }
     }
 
-    private void Emit(int socket, IPEndPoint destination, ReadOnlyMemory<byte> datagram, TimeSpan now, bool request)
+    private void Emit(int socket, IPEndPoint destination, ReadOnlyMemory<byte> datagram, TimeSpan now, bool request,
+        byte hopLimit = 0)
     {
         if (request)
         {
@@ -878,7 +889,7 @@ public sealed partial class IceAgent
             _selectedLastSent = Max(_selectedLastSent, now);
         }
 
-        _transmits.Enqueue(new IceTransmit(socket, destination, datagram));
+        _transmits.Enqueue(new IceTransmit(socket, destination, datagram, hopLimit));
     }
 
     private void OnTimedOut(CheckTransaction check)

@@ -316,7 +316,7 @@ public sealed partial class IceTransport : IAsyncDisposable
 
             foreach (var t in sends)
             {
-                Send(t.Socket, t.Datagram, t.Destination);
+                Send(t.Socket, t.Datagram, t.Destination, t.HopLimit);
             }
 
             foreach (var e in events)
@@ -343,7 +343,7 @@ public sealed partial class IceTransport : IAsyncDisposable
         EventRaised?.Invoke(e);
     }
 
-    internal void Send(int socket, ReadOnlyMemory<byte> datagram, IPEndPoint destination)
+    internal void Send(int socket, ReadOnlyMemory<byte> datagram, IPEndPoint destination, byte hopLimit = 0)
     {
         IDatagramSocket s;
         lock (_gate)
@@ -358,7 +358,11 @@ public sealed partial class IceTransport : IAsyncDisposable
 
         try
         {
-            var pending = s.SendToAsync(datagram, destination, _stop.Token);
+            var pending = hopLimit == 0
+                ? s.SendToAsync(datagram, destination, _stop.Token)
+                : s is IHopLimitDatagramSocket limited
+                    ? limited.SendToAsync(datagram, destination, hopLimit, _stop.Token)
+                    : ValueTask.FromResult(0);
             if (!pending.IsCompletedSuccessfully)
             {
                 _ = ObserveAsync(pending, destination);
