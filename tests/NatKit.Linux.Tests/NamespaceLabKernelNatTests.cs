@@ -115,6 +115,91 @@ public sealed class NamespaceLabKernelNatTests
         Assert.Equal(NatMapping.AddressAndPortDependent, bob.Mapping);
     }
 
+    /// <summary>
+    /// Two <c>masquerade persistent</c> routers across a routed internet segment: a datagram that reaches a NAT before
+    /// its host's first datagram to the sender leaves a conntrack entry that makes the NAT map the host's own
+    /// datagram to another port, which the sender's NAT then filters, so neither side ever hears the other. The same
+    /// hosts on fresh ports, each first sending a datagram with TTL 2 (a real socket's one-datagram hop limit) that
+    /// opens its own NAT and dies on the internet's router, then hear each other at once.
+    /// </summary>
+    [PeerFact("ip", "nft", Root = true)]
+    public async Task MasqueradePersistent_BothSides_ClashWithoutPriming_AndMeetAfterHopLimitedPrimes()
+    {
+        NetnsSegment[] segments =
+        [
+            new("internet", Ipv4Prefix.Parse("0.0.0.0/0"), Routed: true),
+            new("home-a", Ipv4Prefix.Parse("192.168.1.0/24")),
+            new("home-b", Ipv4Prefix.Parse("10.0.0.0/24")),
+        ];
+        NetnsRouter[] routers =
+        [
+            KernelRouter("nat-a", NatPresets.PortRestrictedCone, "home-a", "192.168.1.1", "198.51.100.1"),
+            KernelRouter("nat-b", NatPresets.PortRestrictedCone, "home-b", "10.0.0.1", "198.51.100.2"),
+        ];
+        NetnsHost[] hosts =
+        [
+            new("alice", "home-a", [Ipv4Address.Parse("192.168.1.10")], null),
+            new("bob", "home-b", [Ipv4Address.Parse("10.0.0.10")], null),
+        ];
+        await using var lab = await NamespaceLab.CreateAsync(segments, routers, hosts);
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        var aliceNet = new NamespaceNetwork(lab.Layout.Hosts["alice"]);
+        var bobNet = new NamespaceNetwork(lab.Layout.Hosts["bob"]);
+        var natA = IPAddress.Parse("198.51.100.1");
+        var natB = IPAddress.Parse("198.51.100.2");
+
+        // Unprimed: alice's datagram arrives first and bob's NAT moves bob's mapping.
+        await using (var alice = await aliceNet.BindUdpAsync(new IPEndPoint(IPAddress.Any, 4000), timeout.Token))
+        await using (var bob = await bobNet.BindUdpAsync(new IPEndPoint(IPAddress.Any, 4000), timeout.Token))
+        {
+            await alice.SendToAsync("a"u8.ToArray(), new IPEndPoint(natB, 4000), timeout.Token);
+            var heard = 0;
+            for (var i = 0; i < 3; i++)
+            {
+                await bob.SendToAsync("b"u8.ToArray(), new IPEndPoint(natA, 4000), timeout.Token);
+                await alice.SendToAsync("a"u8.ToArray(), new IPEndPoint(natB, 4000), timeout.Token);
+                heard += await HeardAsync(alice) + await HeardAsync(bob);
+            }
+
+            Assert.Equal(0, heard);
+        }
+
+        // Primed: each side opens its own NAT first with a datagram that dies one router beyond it.
+        await using (var alice = await aliceNet.BindUdpAsync(new IPEndPoint(IPAddress.Any, 5000), timeout.Token))
+        await using (var bob = await bobNet.BindUdpAsync(new IPEndPoint(IPAddress.Any, 5000), timeout.Token))
+        {
+            var a = Assert.IsAssignableFrom<NatKit.Net.IHopLimitDatagramSocket>(alice);
+            var b = Assert.IsAssignableFrom<NatKit.Net.IHopLimitDatagramSocket>(bob);
+            Assert.Equal(5, await a.SendToAsync("prime"u8.ToArray(), new IPEndPoint(natB, 5000), 2, timeout.Token));
+            Assert.Equal(5, await b.SendToAsync("prime"u8.ToArray(), new IPEndPoint(natA, 5000), 2, timeout.Token));
+            Assert.Equal(0, await HeardAsync(alice) + await HeardAsync(bob)); // the primes went nowhere
+            await alice.SendToAsync("a"u8.ToArray(), new IPEndPoint(natB, 5000), timeout.Token);
+            await bob.SendToAsync("b"u8.ToArray(), new IPEndPoint(natA, 5000), timeout.Token);
+            Assert.Equal(1, await HeardAsync(alice));
+            Assert.Equal(1, await HeardAsync(bob));
+        }
+    }
+
+    /// <summary>Datagrams that arrive within half a second, counted.</summary>
+    private static async Task<int> HeardAsync(NatKit.Net.IDatagramSocket socket)
+    {
+        var buffer = new byte[64];
+        var count = 0;
+        while (true)
+        {
+            using var wait = new CancellationTokenSource(TimeSpan.FromMilliseconds(500));
+            try
+            {
+                await socket.ReceiveFromAsync(buffer, wait.Token);
+                count++;
+            }
+            catch (OperationCanceledException)
+            {
+                return count;
+            }
+        }
+    }
+
     /// <summary>Kernel and NatKit routers in one topology: a NatKit home router behind a kernel carrier NAT
     /// (the carrier segment forwards the NatKit gateway's traffic to the kernel router) reaches the server, and a
     /// kernel DMZ router forwards unsolicited UDP to its only host, whose answer leaves from the DMZ port.</summary>
