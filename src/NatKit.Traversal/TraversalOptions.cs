@@ -76,7 +76,7 @@ public sealed record TraversalOptions
     /// <summary>How long after the synchronised start the checks wait once this node sent its priming datagrams:
     /// more than the start's error between the two sides, so both NATs are primed before either side's checks
     /// reach them.</summary>
-    public TimeSpan PrimeLead { get; init; } = TimeSpan.FromMilliseconds(20);
+    public TimeSpan PrimeLead { get; init; } = TimeSpan.FromMilliseconds(100);
 
     /// <summary>How long a connect or an accept may take before it fails.</summary>
     public TimeSpan ConnectTimeout { get; init; } = TimeSpan.FromSeconds(30);

@@ -52,6 +52,20 @@ public sealed class LabMatrixTests
         Assert.DoesNotContain("Usage:", output + errors, StringComparison.Ordinal);
     }
 
+    [Theory]
+    [InlineData(new[] { "--bind", "127.0.0.1:4000" }, "exactly one of --accept and --connect")]
+    [InlineData(new[] { "--bind", "127.0.0.1:4000", "--accept", "--connect", "x" }, "exactly one of --accept and --connect")]
+    [InlineData(new[] { "--bind", "127.0.0.1:4000", "--connect", "not-an-id" }, "--connect not-an-id: not a node id")]
+    [InlineData(new[] { "--bind", "nowhere", "--accept" }, "--bind: 'nowhere' is not address:port")]
+    [InlineData(new[] { "--bind", "127.0.0.1:4000", "--accept", "--timeout", "0" }, "--timeout: a number of seconds above 0")]
+    public async Task TheAgent_RefusesABadFlagInOneSentence_Exit2(string[] flags, string expected)
+    {
+        var (code, output, errors) = await Cli(["lab", "agent", .. flags]);
+        Assert.Equal(2, code);
+        Assert.Contains(expected, Unwrapped(output + errors), StringComparison.Ordinal);
+        Assert.DoesNotContain(" at ", output + errors, StringComparison.Ordinal);
+    }
+
     [Fact]
     public async Task TheVerbRunsNatKitsTraversal_AndWritesEveryCellAsJson()
     {
@@ -91,6 +105,18 @@ public sealed class LabMatrixTests
         var text = System.Text.RegularExpressions.Regex.Replace(Unwrapped(output + errors), "\u001b\\[[0-9;]*m", "");
         Assert.True(code == 0, text);
         Assert.Contains("kernel-random x kernel-random: relay", text, StringComparison.Ordinal);
+        Assert.Contains("agrees", text, StringComparison.Ordinal);
+    }
+
+    /// <summary>Two `masquerade persistent` routers: the agents (processes of their own in the peers' namespaces)
+    /// connect directly, because each first opens its own NAT with a hop-limited datagram.</summary>
+    [PeerFact("ip", "nft", Root = true)]
+    public async Task Netns_MasqueradePersistentOnBothSides_ConnectsDirectly_AgentsAsProcesses()
+    {
+        var (code, output, errors) = await Cli("lab", "matrix", "--netns", "--types", "kernel-persistent");
+        var text = System.Text.RegularExpressions.Regex.Replace(Unwrapped(output + errors), "\u001b\\[[0-9;]*m", "");
+        Assert.True(code == 0, text);
+        Assert.Contains("kernel-persistent x kernel-persistent: direct (reflexive)", text, StringComparison.Ordinal);
         Assert.Contains("agrees", text, StringComparison.Ordinal);
     }
 

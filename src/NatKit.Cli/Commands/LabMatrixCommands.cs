@@ -92,12 +92,15 @@ internal sealed class LabMatrixCommands : IVerbGroup
     /// the lab and none failed with a relay configured.</summary>
     private static async Task<int> RunNetnsAsync(MatrixOptions options, NetnsMatrixOptions netns, CancellationToken ct)
     {
-        if (MatrixRunners.Netns is not { } runner || MatrixRunners.Default is not { } lab)
+        if (MatrixRunners.Default is not { } lab)
         {
             AnsiConsole.MarkupLineInterpolated($"[red]natkit:[/] {NoRunner}");
             return 1;
         }
 
+        // the agents run as processes of their own in the peers' namespaces, as a real deployment's would
+        var (program, prefix) = LabAgentCommands.Self();
+        var runner = MatrixAgent.ProcessRunner(program, prefix);
         var results = await NetnsMatrix.RunAsync(options, runner, lab, netns, r => AnsiConsole.MarkupLine(NetnsLine(r)), ct);
         var disagree = results.Count(r => !r.AgreesWithLab);
         var failed = options.Relay ? results.Count(r => r.Outcome.Path == MatrixPath.Failed) : 0;

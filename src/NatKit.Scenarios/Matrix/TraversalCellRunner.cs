@@ -3,6 +3,7 @@ using System.Text;
 using NatKit.Lab;
 using NatKit.Net;
 using NatKit.Traversal;
+using NatKit.Traversal.HardNat;
 using NatKit.Traversal.Identity;
 using NatKit.Traversal.Rendezvous;
 
@@ -56,26 +57,8 @@ public static class TraversalCellRunner
     private static async Task<MatrixOutcome> ConnectAsync(Sides sides, IPEndPoint? turn, MatrixOptions options,
         Random? random, TimeProvider time, CancellationToken cancellationToken)
     {
-        var rendezvous = new IPEndPoint(MatrixCellLab.RendezvousAddress, RendezvousPort);
-        await using var service = await RendezvousServer.StartAsync(sides.Rendezvous,
-            new RendezvousServerOptions { Listen = rendezvous }, cancellationToken: cancellationToken);
-        var traversal = new TraversalOptions
-        {
-            Rendezvous = rendezvous,
-            // Three destinations on two addresses: enough to tell a sequential allocator's step from random ports.
-            StunServers =
-            [
-                new(MatrixCellLab.RendezvousAddress, MatrixCellLab.ServicePort),
-                new(MatrixCellLab.SecondStunAddress, MatrixCellLab.ServicePort),
-                new(MatrixCellLab.SecondStunAddress, MatrixCellLab.ServicePort + 1),
-            ],
-            Turn = turn is not null
-                ? new TurnServerCredentials(turn, MatrixCellLab.TurnUser, MatrixCellLab.TurnPassword)
-                : null,
-            Budget = options.Budget,
-            ConnectTimeout = options.ConnectTimeout,
-            Random = random,
-        };
+        await using var service = await StartRendezvousAsync(sides.Rendezvous, cancellationToken);
+        var traversal = NodeOptions(turn, options.Budget, options.ConnectTimeout, random);
         await using var a = await TraversalNode.StartAsync(sides.A, sides.BindA, NodeIdentity.Create(), traversal,
             cancellationToken: cancellationToken);
         await using var b = await TraversalNode.StartAsync(sides.B, sides.BindB, NodeIdentity.Create(), traversal,
@@ -99,8 +82,36 @@ public static class TraversalCellRunner
             return MatrixOutcome.Failed($"connected ({ab}) but no datagram crossed", probes);
         }
 
-        return new MatrixOutcome(Path(ab.Path), ab.Method, ab.TimeToConnect, probes, ab.Rtt, ab.ToString());
+        return Outcome(ab, probes);
     }
+
+    /// <summary>The cell's rendezvous service (<see cref="MatrixCellLab.RendezvousAddress"/>, <see cref="RendezvousPort"/>).</summary>
+    internal static Task<RendezvousServer> StartRendezvousAsync(INetwork network, CancellationToken cancellationToken) =>
+        RendezvousServer.StartAsync(network,
+            new RendezvousServerOptions { Listen = new IPEndPoint(MatrixCellLab.RendezvousAddress, RendezvousPort) },
+            cancellationToken: cancellationToken);
+
+    /// <summary>What a cell's node is told: the cell's rendezvous, its STUN servers, its relay (if any).</summary>
+    internal static TraversalOptions NodeOptions(IPEndPoint? turn, ProbeBudget budget, TimeSpan connectTimeout,
+        Random? random) => new()
+    {
+        Rendezvous = new IPEndPoint(MatrixCellLab.RendezvousAddress, RendezvousPort),
+        // Three destinations on two addresses: enough to tell a sequential allocator's step from random ports.
+        StunServers =
+        [
+            new(MatrixCellLab.RendezvousAddress, MatrixCellLab.ServicePort),
+            new(MatrixCellLab.SecondStunAddress, MatrixCellLab.ServicePort),
+            new(MatrixCellLab.SecondStunAddress, MatrixCellLab.ServicePort + 1),
+        ],
+        Turn = turn is not null ? new TurnServerCredentials(turn, MatrixCellLab.TurnUser, MatrixCellLab.TurnPassword) : null,
+        Budget = budget,
+        ConnectTimeout = connectTimeout,
+        Random = random,
+    };
+
+    /// <summary>The outcome a connection reports.</summary>
+    internal static MatrixOutcome Outcome(PeerConnection connection, long probes) =>
+        new(Path(connection.Path), connection.Method, connection.TimeToConnect, probes, connection.Rtt, connection.ToString());
 
     /// <summary>Sends from one side until the other receives the datagram.</summary>
     private static async Task<bool> ExchangeAsync(PeerConnection from, PeerConnection to, TimeProvider time)
