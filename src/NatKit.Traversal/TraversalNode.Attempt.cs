@@ -1,6 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
 using NatKit.Net;
+using NatKit.Stun.Discovery;
 using NatKit.Traversal.HardNat;
 using NatKit.Traversal.Ice;
 using NatKit.Traversal.Identity;
@@ -235,7 +236,10 @@ public sealed partial class TraversalNode
                 _target = new IPEndPoint(hardAddress, 0);
             }
 
-            var lead = Prime(remote) ? _node._options.PrimeLead : TimeSpan.Zero;
+            // Both sides wait the lead when either primes, so that the primes leave before any punch or check.
+            var primed = Prime(remote);
+            var peerPrimes = _node._options.PrimeHopLimit != 0 && remote.Nat.Mapping == NatMapping.EndpointIndependent;
+            var lead = primed || peerPrimes ? _node._options.PrimeLead : TimeSpan.Zero;
             var waited = Time.GetElapsedTime(start.ReceivedAt);
             if (start.Delay + lead > waited)
             {
@@ -369,7 +373,8 @@ public sealed partial class TraversalNode
                 var sent = false;
                 foreach (var c in remote.Candidates)
                 {
-                    if (c.Type == IceCandidateType.ServerReflexive)
+                    // A peer behind this node's own NAT is reached by hairpin, not across the internet: no prime.
+                    if (c.Type == IceCandidateType.ServerReflexive && !c.EndPoint.Address.Equals(_node.PublicEndPoint?.Address))
                     {
                         sent |= a.Probe(MainSocket, c.EndPoint, hops);
                     }

@@ -98,25 +98,18 @@ public sealed class LabMatrixTests
         Assert.Contains("with --netns the result is one line per cell", Unwrapped(output + errors), StringComparison.Ordinal);
     }
 
-    [PeerFact("ip", "nft", Root = true)]
-    public async Task Netns_RunsTheTraversalOnRealKernelNats_AndSaysWhetherTheLabAgrees()
+    /// <summary>The traversal on real kernel NATs, the agents processes of their own in the peers' namespaces:
+    /// `masquerade random` on both sides ends on the relay, and two `masquerade persistent` routers connect directly
+    /// (each side first opens its own NAT with a hop-limited datagram); both agree with the lab.</summary>
+    [PeerTheory("ip", "nft", Root = true)]
+    [InlineData("kernel-random", "kernel-random x kernel-random: relay")]
+    [InlineData("kernel-persistent", "kernel-persistent x kernel-persistent: direct (reflexive)")]
+    public async Task Netns_RunsTheTraversalOnRealKernelNats_AndSaysWhetherTheLabAgrees(string type, string expected)
     {
-        var (code, output, errors) = await Cli("lab", "matrix", "--netns", "--types", "kernel-random");
+        var (code, output, errors) = await Cli("lab", "matrix", "--netns", "--types", type);
         var text = System.Text.RegularExpressions.Regex.Replace(Unwrapped(output + errors), "\u001b\\[[0-9;]*m", "");
         Assert.True(code == 0, text);
-        Assert.Contains("kernel-random x kernel-random: relay", text, StringComparison.Ordinal);
-        Assert.Contains("agrees", text, StringComparison.Ordinal);
-    }
-
-    /// <summary>Two `masquerade persistent` routers: the agents (processes of their own in the peers' namespaces)
-    /// connect directly, because each first opens its own NAT with a hop-limited datagram.</summary>
-    [PeerFact("ip", "nft", Root = true)]
-    public async Task Netns_MasqueradePersistentOnBothSides_ConnectsDirectly_AgentsAsProcesses()
-    {
-        var (code, output, errors) = await Cli("lab", "matrix", "--netns", "--types", "kernel-persistent");
-        var text = System.Text.RegularExpressions.Regex.Replace(Unwrapped(output + errors), "\u001b\\[[0-9;]*m", "");
-        Assert.True(code == 0, text);
-        Assert.Contains("kernel-persistent x kernel-persistent: direct (reflexive)", text, StringComparison.Ordinal);
+        Assert.Contains(expected, text, StringComparison.Ordinal);
         Assert.Contains("agrees", text, StringComparison.Ordinal);
     }
 

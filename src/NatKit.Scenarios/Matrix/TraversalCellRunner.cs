@@ -63,7 +63,11 @@ public static class TraversalCellRunner
             cancellationToken: cancellationToken);
         await using var b = await TraversalNode.StartAsync(sides.B, sides.BindB, NodeIdentity.Create(), traversal,
             cancellationToken: cancellationToken);
-        var accepted = b.AcceptAsync(cancellationToken);
+        // B's side ends within the connect timeout too: a connection A has and B never accepted is a failed cell,
+        // not a run that waits forever.
+        using var window = new CancellationTokenSource(options.ConnectTimeout + TimeSpan.FromSeconds(5), time);
+        using var acceptWindow = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, window.Token);
+        var accepted = b.AcceptAsync(acceptWindow.Token);
         PeerConnection ab;
         try
         {
@@ -75,7 +79,17 @@ public static class TraversalCellRunner
         }
 
         await using var _ = ab;
-        await using var ba = await accepted;
+        PeerConnection ba;
+        try
+        {
+            ba = await accepted;
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            return MatrixOutcome.Failed($"A connected ({ab}) but B never accepted the connection", ab.ProbesSent);
+        }
+
+        await using var __ = ba;
         var probes = ab.ProbesSent + ba.ProbesSent;
         if (!await ExchangeAsync(ab, ba, time) || !await ExchangeAsync(ba, ab, time))
         {
