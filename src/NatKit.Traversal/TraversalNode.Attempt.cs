@@ -238,7 +238,9 @@ public sealed partial class TraversalNode
 
             // Both sides wait the lead when either primes, so that the primes leave before any punch or check.
             var primed = Prime(remote);
-            var peerPrimes = _node._options.PrimeHopLimit != 0 && remote.Nat.Mapping == NatMapping.EndpointIndependent;
+            var peerPrimes = _node._options.PrimeHopLimit != 0 && remote.Nat.Mapping == NatMapping.EndpointIndependent &&
+                             !remote.Candidates.Any(c => c.Type == IceCandidateType.ServerReflexive &&
+                                                            c.EndPoint.Address.Equals(_node.PublicEndPoint?.Address));
             var lead = primed || peerPrimes ? _node._options.PrimeLead : TimeSpan.Zero;
             var waited = Time.GetElapsedTime(start.ReceivedAt);
             if (start.Delay + lead > waited)

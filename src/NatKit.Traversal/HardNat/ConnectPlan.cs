@@ -39,6 +39,11 @@ public sealed record ConnectPlan(HardNatRole Role, int Sockets, int Probes, int 
     /// before it settles for the relay.</summary>
     public HardNatRole PeerRole { get; init; }
 
+    /// <summary>The sockets the peer's method opens (the same rule from its side): on the easy side of birthday
+    /// probing, an easy NAT that filters nothing lets every one of the hard side's punches in, each a peer-reflexive
+    /// pair.</summary>
+    public int PeerSockets { get; init; }
+
     /// <summary>How long the budget's birthday probing takes at its rate, the window a relay must not pre-empt.</summary>
     public TimeSpan BirthdayWindow { get; init; }
 
@@ -52,9 +57,11 @@ public sealed record ConnectPlan(HardNatRole Role, int Sockets, int Probes, int 
         ArgumentNullException.ThrowIfNull(remote);
         ArgumentNullException.ThrowIfNull(budget);
         var window = TimeSpan.FromSeconds((double)budget.Total / budget.PerSecond) + TimeSpan.FromSeconds(1);
+        var peer = OneSide(remote, local, budget);
         return OneSide(local, remote, budget) with
         {
-            PeerRole = OneSide(remote, local, budget).Role,
+            PeerRole = peer.Role,
+            PeerSockets = peer.Sockets,
             BirthdayWindow = window,
         };
     }
@@ -86,7 +93,9 @@ public sealed record ConnectPlan(HardNatRole Role, int Sockets, int Probes, int 
         ArgumentNullException.ThrowIfNull(options);
         if (Role is HardNatRole.BirthdayHard or HardNatRole.BirthdayEasy)
         {
-            options = options with { MaxPairs = Math.Max(options.MaxPairs, Sockets + 64) };
+            // Room for the pair of every socket on both sides: when the easy side's list was full of the hard side's
+            // punches, the pair the controlling side nominated could not be formed and the easy side never selected.
+            options = options with { MaxPairs = Math.Max(options.MaxPairs, Sockets + PeerSockets + 64) };
         }
 
         // A relayed pair works at once; nominating it before the hard-NAT method had its chance would hide the

@@ -435,7 +435,7 @@ public sealed partial class IceAgent
             Stats.PrimesSent++;
         }
 
-        Emit(socket, destination, request, TimeSpan.MinValue, request: true, hopLimit);
+        Emit(socket, destination, request, TimeSpan.MinValue, request: hopLimit == 0, hopLimit);
         return true;
     }
 
