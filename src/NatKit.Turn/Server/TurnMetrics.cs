@@ -32,6 +32,7 @@ public sealed class TurnMetrics : IDisposable
     private readonly Counter<long> _bytes;
     private readonly Counter<long> _refusals;
     private readonly Counter<long> _drops;
+    private readonly long[] _dropCounts = new long[Enum.GetValues<DropReason>().Length];
     private readonly Counter<long> _created;
     private readonly Counter<long> _deleted;
     private readonly TcpConnectionMetrics _tcp;
@@ -81,7 +82,14 @@ public sealed class TurnMetrics : IDisposable
         }
     }
 
-    internal void Dropped(DropReason reason) => _drops.Add(1, DropTags[(int)reason]);
+    internal void Dropped(DropReason reason)
+    {
+        Interlocked.Increment(ref _dropCounts[(int)reason]);
+        _drops.Add(1, DropTags[(int)reason]);
+    }
+
+    /// <summary>Datagrams dropped for <paramref name="reason"/> so far (what the drops counter has added).</summary>
+    internal long DropCount(DropReason reason) => Interlocked.Read(ref _dropCounts[(int)reason]);
 
     internal void AllocationCreated() => _created.Add(1);
 

@@ -373,6 +373,8 @@ public class TurnServerTests
         await c.CreatePermissionAsync(IPAddress.Loopback);
         h.Time.Advance(TimeSpan.FromSeconds(301));
         await peer.SendToAsync("late"u8.ToArray(), c.RelayedEndPoint); // dropped: permission gone
+        // the relay socket's loop reads it on its own time: the new permission must come after the drop
+        Assert.True(SpinWait.SpinUntil(() => h.Server.Metrics.DropCount(DropReason.NoPermission) > 0, TimeSpan.FromSeconds(10)));
         await c.CreatePermissionAsync(IPAddress.Loopback);
         await peer.SendToAsync("fresh"u8.ToArray(), c.RelayedEndPoint);
         Assert.Equal("fresh"u8.ToArray(), (await ReceiveAsync(c)).Data);
