@@ -622,30 +622,8 @@ public sealed class RendezvousHandler
         Schedule(side);
 
         // The offer as the target sees it: who, from where, what, signed by whom.
-        var txid = StunTransactionId.NewRandom();
-        var request = new byte[RoomForRequest];
-        var w = new StunMessageWriter(request, RendezvousMethods.Offer, StunClass.Request, txid);
-        w.AddUInt64(RendezvousAttributes.ConnectionId, cid);
-        foreach (var a in msg.Attributes)
-        {
-            switch (a.Type)
-            {
-                case RendezvousAttributes.NodeId:
-                case RendezvousAttributes.PublicKey:
-                case RendezvousAttributes.Timestamp:
-                case RendezvousAttributes.Session:
-                case RendezvousAttributes.Signature:
-                    w.Add(a.Type, a.Value);
-                    break;
-            }
-        }
-
-        if (msg.TryGetXorAddress(RendezvousAttributes.PeerAddress, out var peer))
-        {
-            w.AddXorAddress(RendezvousAttributes.PeerAddress, peer);
-        }
-
-        StartRequest(side, request.AsMemory(0, w.Length), txid, b.SourceEndPoint, RequestKind.Offer, outputs);
+        var (request, txid) = Forward(msg, RendezvousMethods.Offer, cid);
+        StartRequest(side, request, txid, b.SourceEndPoint, RequestKind.Offer, outputs);
     }
 
     private void RelayedAnswer(StunMessageReader msg, ulong cid, ICollection<RendezvousOutput> outputs)
@@ -659,9 +637,18 @@ public sealed class RendezvousHandler
         msg.TryGetUInt32(RendezvousAttributes.RoundTrip, out var rtt);
         side.TargetRoundTrip = TimeSpan.FromMicroseconds(rtt);
         side.Stage = InitiatorStage.AnswerSent;
+        var (request, txid) = Forward(msg, RendezvousMethods.Answer, cid);
+        StartRequest(side, request, txid, side.A.SourceEndPoint, RequestKind.Answer, outputs);
+    }
+
+    /// <summary>A signed session (an offer or an answer) as the other side gets it: the connection id, the sender's
+    /// node id, key, timestamp, session and signature as it sent them, and the address the service saw it at.</summary>
+    private static (ReadOnlyMemory<byte> Request, StunTransactionId TransactionId) Forward(StunMessageReader msg,
+        ushort method, ulong cid)
+    {
         var txid = StunTransactionId.NewRandom();
         var request = new byte[RoomForRequest];
-        var w = new StunMessageWriter(request, RendezvousMethods.Answer, StunClass.Request, txid);
+        var w = new StunMessageWriter(request, method, StunClass.Request, txid);
         w.AddUInt64(RendezvousAttributes.ConnectionId, cid);
         foreach (var a in msg.Attributes)
         {
@@ -682,7 +669,7 @@ public sealed class RendezvousHandler
             w.AddXorAddress(RendezvousAttributes.PeerAddress, peer);
         }
 
-        StartRequest(side, request.AsMemory(0, w.Length), txid, side.A.SourceEndPoint, RequestKind.Answer, outputs);
+        return (request.AsMemory(0, w.Length), txid);
     }
 
     private void RelayedStart(StunMessageReader msg, ulong cid, ICollection<RendezvousOutput> outputs)
