@@ -33,10 +33,13 @@ public sealed class NetworkNamespace : IAsyncDisposable
             throw new ArgumentException($"namespace name '{name}' must start with '{Prefix}'", nameof(name));
         }
 
-        await SystemCommand.RunAsync("ip", ["netns", "add", name], cancellationToken).ConfigureAwait(false);
+        // Not cancelled half-way: a cancelled wait could leave a namespace `ip` made that no one would remove. The
+        // cancellation is honoured right after, with the namespace in hand to remove.
+        await SystemCommand.RunAsync("ip", ["netns", "add", name], CancellationToken.None).ConfigureAwait(false);
         var ns = new NetworkNamespace(name);
         try
         {
+            cancellationToken.ThrowIfCancellationRequested();
             await ns.IpAsync(["link", "set", "lo", "up"], cancellationToken).ConfigureAwait(false);
         }
         catch
