@@ -4,6 +4,11 @@ using NatKit.Packets;
 
 namespace NatKit.Lab;
 
+/// <summary>A UDP service on a router's inside address (NAT-PMP/PCP on 5351): a datagram, its source and the engine
+/// time in, the answer written to <paramref name="reply"/> (its length out; 0 for none). Runs on the lab's loop, the
+/// engine's thread.</summary>
+public delegate int LabUdpService(ReadOnlySpan<byte> request, NatEndpoint source, long nowMs, Span<byte> reply);
+
 /// <summary>
 /// A NAT router: an inside interface on a LAN, an outside interface on the segment above (the internet, or a
 /// carrier's network for a NAT behind a NAT), and a <see cref="NatEngine"/> between them. Every packet that
@@ -16,6 +21,8 @@ public sealed class LabRouter : LabNode, INatSink
     private static readonly Action<object, long> TickCallback = static (state, _) => ((LabRouter)state).OnTick();
 
     private bool _tickScheduled;
+    private Dictionary<ushort, LabUdpService>? _services;
+    private byte[]? _serviceReply;
 
     internal LabRouter(VirtualNetwork network, string name, NatConfig config, LabSegment inside,
         Ipv4Address insideAddress, LinkProfile insideLink, LabSegment outside, IReadOnlyList<Ipv4Address> outsideAddresses,
@@ -47,10 +54,26 @@ public sealed class LabRouter : LabNode, INatSink
 
     internal LabInterface Inside { get; }
 
+    /// <summary>The engine's clock: virtual milliseconds.</summary>
+    public long NowMs => Network.Scheduler.NowTicks / TimeSpan.TicksPerMillisecond;
+
+    /// <summary>Answers UDP datagrams sent to <see cref="InsideAddress"/>:<paramref name="port"/> from the LAN with
+    /// <paramref name="service"/> (replacing any service on that port). Datagrams from the outside never reach it.</summary>
+    public void ServeUdp(ushort port, LabUdpService service)
+    {
+        ArgumentNullException.ThrowIfNull(service);
+        (_services ??= [])[port] = service;
+    }
+
     internal LabInterface Outside { get; }
 
     internal override void Receive(LabInterface iface, LabPacket packet)
     {
+        if (_services is not null && iface == Inside && Serve(packet))
+        {
+            return;
+        }
+
         var direction = iface == Inside ? NatDirection.Outbound : NatDirection.Inbound;
         var length = packet.Length;
         var verdict = Engine.Process(packet.Buffer, ref length, direction, NowMs, this);
@@ -86,7 +109,32 @@ public sealed class LabRouter : LabNode, INatSink
         via.Segment.Transmit(via, packet, via.NextHop(destination));
     }
 
-    private long NowMs => Network.Scheduler.NowTicks / TimeSpan.TicksPerMillisecond;
+    /// <summary>A UDP datagram from the LAN to one of the router's services: answered here, never translated.</summary>
+    private bool Serve(LabPacket packet)
+    {
+        var span = packet.Buffer.AsSpan(0, packet.Length);
+        if (!Ipv4Packet.TryParse(span, out var ip) || ip.Protocol != IpProtocol.Udp || ip.Destination != InsideAddress ||
+            (ip.FlagsAndFragmentOffset & 0x3FFF) != 0 || !UdpDatagram.TryParse(ip.Payload, out var udp) ||
+            !_services!.TryGetValue(udp.DestinationPort, out var service))
+        {
+            return false;
+        }
+
+        _serviceReply ??= new byte[LabPacket.DefaultCapacity];
+        var source = new NatEndpoint(ip.Source, udp.SourcePort);
+        var port = udp.DestinationPort;
+        var n = service(udp.Payload, source, NowMs, _serviceReply);
+        Network.Pool.Return(packet);
+        if (n > 0)
+        {
+            var reply = Network.Pool.Rent(Ipv4Field.MinHeaderLength + UdpField.HeaderLength + n);
+            reply.Length = PacketBuilder.WriteIpv4Udp(reply.Buffer, new Ipv4Header(InsideAddress, source.Address), port, source.Port,
+                _serviceReply.AsSpan(0, n));
+            Forward(Inside, reply);
+        }
+
+        return true;
+    }
 
     private void EnsureTicking()
     {
