@@ -1,8 +1,10 @@
 using NatKit.Lab.Internal;
 using NatKit.Nat;
+using NatKit.Nat.Ports;
 using NatKit.Packets;
 
 namespace NatKit.Lab;
+
 
 /// <summary>
 /// A NAT router: an inside interface on a LAN, an outside interface on the segment above (the internet, or a
@@ -16,6 +18,7 @@ public sealed class LabRouter : LabNode, INatSink
     private static readonly Action<object, long> TickCallback = static (state, _) => ((LabRouter)state).OnTick();
 
     private bool _tickScheduled;
+    private InsideUdpServices? _services;
 
     internal LabRouter(VirtualNetwork network, string name, NatConfig config, LabSegment inside,
         Ipv4Address insideAddress, LinkProfile insideLink, LabSegment outside, IReadOnlyList<Ipv4Address> outsideAddresses,
@@ -47,10 +50,22 @@ public sealed class LabRouter : LabNode, INatSink
 
     internal LabInterface Inside { get; }
 
+    /// <summary>The engine's clock: virtual milliseconds.</summary>
+    public long NowMs => Network.Scheduler.NowTicks / TimeSpan.TicksPerMillisecond;
+
+    /// <summary>Answers UDP datagrams sent to <see cref="InsideAddress"/>:<paramref name="port"/> from the LAN with
+    /// <paramref name="service"/> (replacing any service on that port). Datagrams from the outside never reach it.</summary>
+    public void ServeUdp(ushort port, InsideUdpService service) => (_services ??= new InsideUdpServices(InsideAddress)).Add(port, service);
+
     internal LabInterface Outside { get; }
 
     internal override void Receive(LabInterface iface, LabPacket packet)
     {
+        if (_services is not null && iface == Inside && Serve(packet))
+        {
+            return;
+        }
+
         var direction = iface == Inside ? NatDirection.Outbound : NatDirection.Inbound;
         var length = packet.Length;
         var verdict = Engine.Process(packet.Buffer, ref length, direction, NowMs, this);
@@ -86,7 +101,32 @@ public sealed class LabRouter : LabNode, INatSink
         via.Segment.Transmit(via, packet, via.NextHop(destination));
     }
 
-    private long NowMs => Network.Scheduler.NowTicks / TimeSpan.TicksPerMillisecond;
+    /// <summary>A UDP datagram from the LAN to one of the router's services: answered here, never translated.</summary>
+    private bool Serve(LabPacket packet)
+    {
+        if (!_services!.MayServe(packet.Buffer.AsSpan(0, packet.Length)))
+        {
+            return false;
+        }
+
+        var answer = Network.Pool.Rent(LabPacket.DefaultCapacity);
+        if (!_services.TryServe(packet.Buffer.AsSpan(0, packet.Length), NowMs, answer.Buffer, out var n))
+        {
+            Network.Pool.Return(answer);
+            return false;
+        }
+
+        Network.Pool.Return(packet);
+        if (n == 0)
+        {
+            Network.Pool.Return(answer);
+            return true;
+        }
+
+        answer.Length = n;
+        Forward(Inside, answer);
+        return true;
+    }
 
     private void EnsureTicking()
     {
