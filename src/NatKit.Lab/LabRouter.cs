@@ -16,6 +16,7 @@ public sealed class LabRouter : LabNode, INatSink
     private static readonly Action<object, long> TickCallback = static (state, _) => ((LabRouter)state).OnTick();
 
     private bool _tickScheduled;
+    private LabHost? _services;
 
     internal LabRouter(VirtualNetwork network, string name, NatConfig config, LabSegment inside,
         Ipv4Address insideAddress, LinkProfile insideLink, LabSegment outside, IReadOnlyList<Ipv4Address> outsideAddresses,
@@ -47,10 +48,42 @@ public sealed class LabRouter : LabNode, INatSink
 
     internal LabInterface Inside { get; }
 
+    /// <summary>
+    /// The router's own host on its inside address, for the services it offers its LAN (NAT-PMP, PCP, UPnP):
+    /// bind sockets and listeners on it like on any lab host. Made on first use; from then on packets from the LAN
+    /// to the inside address, and the LAN's multicast, go to it instead of the NAT engine. Nothing from the outside
+    /// reaches it: the outside interface still leads to the engine only.
+    /// </summary>
+    public LabHost Services => _services ??= new LabHost(Network, Name + ".services", Inside.Segment,
+        [Inside.PrimaryAddress], Inside.Link);
+
+    /// <summary>Multicast from the LAN that reached the router with no service host to take it (routers forward
+    /// no multicast).</summary>
+    public long MulticastDropped { get; private set; }
+
     internal LabInterface Outside { get; }
 
     internal override void Receive(LabInterface iface, LabPacket packet)
     {
+        if (iface == Inside && packet.Length >= Ipv4Field.MinHeaderLength)
+        {
+            var destination = Ipv4Address.Read(packet.Buffer.AsSpan(Ipv4Field.Destination));
+            if (destination.IsMulticast || (_services is not null && destination == Inside.PrimaryAddress))
+            {
+                if (_services is null)
+                {
+                    MulticastDropped++;
+                    Network.Pool.Return(packet);
+                }
+                else
+                {
+                    _services.Receive(_services.Interface, packet);
+                }
+
+                return;
+            }
+        }
+
         var direction = iface == Inside ? NatDirection.Outbound : NatDirection.Inbound;
         var length = packet.Length;
         var verdict = Engine.Process(packet.Buffer, ref length, direction, NowMs, this);
