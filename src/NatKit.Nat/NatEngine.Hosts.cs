@@ -7,7 +7,7 @@ namespace NatKit.Nat;
 public sealed partial class NatEngine
 {
     /// <summary>
-    /// Removes every dynamic mapping (and DMZ mapping) of <paramref name="internalAddress"/> with all its sessions,
+    /// Removes every dynamic, explicit and DMZ mapping of <paramref name="internalAddress"/> with all its sessions,
     /// now: ports are freed (with the policy's hold-down) and <see cref="INatObserver.MappingRemoved"/> is raised, as
     /// on expiry. Static forwards stay. Returns the number of sessions removed. A tunnel server calls this before it
     /// hands the address to another client, so no answer to the old client's flows can reach the new one. Scans the
@@ -26,6 +26,11 @@ public sealed partial class NatEngine
                 mappings.Add(s.Mapping);
                 removed++;
             }
+        }
+
+        foreach (var (m, _) in _explicit)
+        {
+            if (_table.Mappings[m].IntAddr == address) mappings.Add(m); // explicit mappings without sessions too
         }
 
         foreach (var m in mappings)

@@ -110,7 +110,7 @@ public sealed partial class NatEngine
     {
         var mapping = _table.Sessions[index].Mapping;
         _sessionsExpired++;
-        if (_table.RemoveSession(index) == 0 && _table.Mappings[mapping].Kind != MappingKind.Static)
+        if (_table.RemoveSession(index) == 0 && _table.Mappings[mapping].Kind is MappingKind.Dynamic or MappingKind.Dmz)
         {
             FreeMapping(mapping);
         }
@@ -142,9 +142,9 @@ public sealed partial class NatEngine
         if (_policy.Mapping != MappingBehavior.EndpointIndependent) mdst = dst;
         if (_policy.Mapping == MappingBehavior.AddressAndPortDependent) mport = dport;
         var m = _table.FindMapping(proto, src, sport, mdst, mport);
-        if (m < 0 && _hasStatic && _policy.Mapping != MappingBehavior.EndpointIndependent)
+        if (m < 0 && _hasEndpointMappings && _policy.Mapping != MappingBehavior.EndpointIndependent)
         {
-            m = _table.FindMapping(proto, src, sport, 0, 0); // a static forward's internal endpoint keeps its port
+            m = _table.FindMapping(proto, src, sport, 0, 0); // a static forward's or explicit mapping's endpoint keeps its port
         }
 
         if (m < 0)
@@ -218,7 +218,8 @@ public sealed partial class NatEngine
             if (last && space.HoldUntil is not null) space.HoldUntil[port] = NowSec + _holdDownSec;
         }
 
-        if (m.Kind == MappingKind.Dynamic && _policy.MaxMappingsPerHost > 0)
+        if (m.Kind == MappingKind.Explicit) ForgetExplicit(index, m.IntAddr);
+        if (m.Kind is MappingKind.Dynamic or MappingKind.Explicit && _policy.MaxMappingsPerHost > 0)
         {
             ref var count = ref CollectionsMarshal.GetValueRefOrNullRef(_hosts, m.IntAddr);
             if (!Unsafe.IsNullRef(ref count) && --count <= 0) _hosts.Remove(m.IntAddr);
@@ -265,7 +266,7 @@ public sealed partial class NatEngine
                 var owner = space.Owner[p] - 1;
                 if (owner >= 0)
                 {
-                    if (_table.Mappings[owner].Kind == MappingKind.Static) return -1;
+                    if (_table.Mappings[owner].Kind != MappingKind.Dynamic) return -1;
                     EvictMapping(owner);
                 }
 

@@ -13,7 +13,7 @@ namespace NatKit.Nat;
 /// (shard by inside host for several cores). Time is milliseconds on any monotonic clock, never going back.
 /// See docs/nat.md, "Driving the engine".
 /// </summary>
-public sealed partial class NatEngine : IDisposable
+public sealed partial class NatEngine : IMappingTable, IDisposable
 {
     private const int ProtoTcp = 0;
     private const int ProtoUdp = 1;
@@ -39,7 +39,7 @@ public sealed partial class NatEngine : IDisposable
     private readonly long _icmpMs;
     private readonly int _holdDownSec;
     private readonly bool _share;
-    private readonly bool _hasStatic;
+    private bool _hasEndpointMappings; // static forwards or explicit mappings: endpoint-keyed mappings under non-EIM
     private readonly byte[] _scratch = new byte[65536 + 64];
     private readonly Meter _meter;
     private readonly ulong _pairingSeed;
@@ -111,7 +111,7 @@ public sealed partial class NatEngine : IDisposable
         foreach (var f in config.StaticForwards)
         {
             AddStaticForward(f);
-            _hasStatic = true;
+            _hasEndpointMappings = true;
         }
 
         _meter = new Meter("NatKit.Nat");
@@ -140,7 +140,7 @@ public sealed partial class NatEngine : IDisposable
     /// <summary>Live sessions (one per 5-tuple).</summary>
     public int SessionCount => _table.SessionCount;
 
-    /// <summary>Live mappings (static forwards included).</summary>
+    /// <summary>Live mappings (static forwards and explicit mappings included).</summary>
     public int MappingCount => _table.MappingCount;
 
     /// <summary>Bytes held by the flow table's arrays (excluding the per-address port maps).</summary>
@@ -168,6 +168,7 @@ public sealed partial class NatEngine : IDisposable
         if (now > _now) _now = now;
         _sink = sink ?? NoSink;
         if (_wheel.IsDue(_now)) RunTimers();
+        if (_now >= _explicitDue) ExpireExplicit();
         if (direction == NatDirection.Outbound) _packetsOut++;
         else _packetsIn++;
         if ((uint)length > (uint)buffer.Length || length < 1)
@@ -212,6 +213,7 @@ public sealed partial class NatEngine : IDisposable
         if (now > _now) _now = now;
         _sink = sink ?? NoSink;
         if (_wheel.IsDue(_now)) RunTimers();
+        if (_now >= _explicitDue) ExpireExplicit();
     }
 
     /// <summary>A copy of every live session (not a hot path: allocates).</summary>

@@ -34,6 +34,13 @@ public static class NatKnobs
             new(nameof(NatPolicy.UnsolicitedSyn), p.UnsolicitedSyn.ToString(), "RFC 5382 REQ-4"),
             new(nameof(NatPolicy.MaxMappingsPerHost), p.MaxMappingsPerHost == 0 ? "unlimited" : p.MaxMappingsPerHost.ToString(CultureInfo.InvariantCulture), "RFC 6888 REQ-4"),
             new(nameof(NatPolicy.PortHoldDown), Seconds(p.PortHoldDown), "RFC 6888 REQ-8"),
+            new(nameof(NatPolicy.ServeNatPmp), OnOff(p.ServeNatPmp), "RFC 6886"),
+            new(nameof(NatPolicy.ServePcp), OnOff(p.ServePcp), "RFC 6887"),
+            new(nameof(NatPolicy.ServeUpnp), OnOff(p.ServeUpnp), "UPnP IGD:2 WANIPConnection"),
+            new(nameof(NatPolicy.PortMappingMaxLifetime), Seconds(p.PortMappingMaxLifetime), "RFC 6887 section 15"),
+            new(nameof(NatPolicy.PortMappingMinLifetime), Seconds(p.PortMappingMinLifetime), "RFC 6887 section 15"),
+            new(nameof(NatPolicy.MaxPortMappingsPerHost), p.MaxPortMappingsPerHost.ToString(CultureInfo.InvariantCulture), "RFC 6888 REQ-4"),
+            new(nameof(NatPolicy.AllowThirdPartyMappings), OnOff(p.AllowThirdPartyMappings), "RFC 6887 section 13.1"),
         ];
     }
 

@@ -76,6 +76,35 @@ public sealed record NatPolicy
     /// filtering, because an inbound packet must name its flow.</summary>
     public bool SharePortsAcrossDestinations { get; init; }
 
+    /// <summary>Serve NAT-PMP (RFC 6886) on the inside, UDP port 5351: hosts may ask for explicit mappings.</summary>
+    public bool ServeNatPmp { get; init; }
+
+    /// <summary>Serve PCP (RFC 6887) on the inside, UDP port 5351 (shared with NAT-PMP by version number).</summary>
+    public bool ServePcp { get; init; }
+
+    /// <summary>Serve UPnP IGD (SSDP on 239.255.255.250:1900 and WANIPConnection over SOAP) on the inside.</summary>
+    public bool ServeUpnp { get; init; }
+
+    /// <summary>RFC 6887 section 15: the longest lifetime an explicit mapping is granted (longer requests are cut
+    /// to this; default 24 h).</summary>
+    public TimeSpan PortMappingMaxLifetime { get; init; } = TimeSpan.FromHours(24);
+
+    /// <summary>RFC 6887 section 15: the shortest lifetime a PCP server grants (shorter requests are raised to
+    /// this, the RFC's 120 s by default). Zero lifetimes still delete.</summary>
+    public TimeSpan PortMappingMinLifetime { get; init; } = TimeSpan.FromSeconds(120);
+
+    /// <summary>RFC 6888 REQ-4 for explicit mappings: most port-mapping-protocol mappings one internal address may
+    /// hold (all protocols together); 0 means none may be made. They also count toward
+    /// <see cref="MaxMappingsPerHost"/> when that is set.</summary>
+    public int MaxPortMappingsPerHost { get; init; } = 64;
+
+    /// <summary>RFC 6887 section 13.1 THIRD_PARTY (and UPnP's NewInternalClient): may a host map a port for another
+    /// inside address? Off by default (RFC 6887: only when the operator says so).</summary>
+    public bool AllowThirdPartyMappings { get; init; }
+
+    /// <summary>True when the policy offers any port mapping protocol.</summary>
+    public bool OffersPortMapping => ServeNatPmp || ServePcp || ServeUpnp;
+
     /// <summary>Returns one sentence per invalid field, each starting with the field's name; empty when valid.</summary>
     public IReadOnlyList<string> Validate()
     {
@@ -110,6 +139,11 @@ public sealed record NatPolicy
         if (MaxMappingsPerHost < 0) errors.Add($"{nameof(MaxMappingsPerHost)}: {MaxMappingsPerHost} must be 0 (no limit) or more (RFC 6888 REQ-4).");
         if (SharePortsAcrossDestinations && (Mapping != MappingBehavior.AddressAndPortDependent || Filtering != FilteringBehavior.AddressAndPortDependent))
             errors.Add($"{nameof(SharePortsAcrossDestinations)}: needs {nameof(Mapping)} and {nameof(Filtering)} AddressAndPortDependent, or an inbound packet could not name its mapping.");
+        if (PortMappingMaxLifetime <= TimeSpan.Zero || PortMappingMaxLifetime > TimeSpan.FromDays(30))
+            errors.Add($"{nameof(PortMappingMaxLifetime)}: {PortMappingMaxLifetime} must be more than 0 and at most 30 days (RFC 6887 section 15).");
+        if (PortMappingMinLifetime < TimeSpan.Zero || PortMappingMinLifetime > PortMappingMaxLifetime)
+            errors.Add($"{nameof(PortMappingMinLifetime)}: {PortMappingMinLifetime} must be between 0 and {nameof(PortMappingMaxLifetime)} ({PortMappingMaxLifetime}) (RFC 6887 section 15).");
+        if (MaxPortMappingsPerHost is < 0 or > 65535) errors.Add($"{nameof(MaxPortMappingsPerHost)}: {MaxPortMappingsPerHost} must be between 0 and 65535 (RFC 6888 REQ-4).");
         return errors;
     }
 

@@ -20,6 +20,8 @@ internal static class MappingKind
     public const byte Dynamic = 0;
     public const byte Static = 1;
     public const byte Dmz = 2;
+    /// <summary>Made by a port mapping protocol (<see cref="NatKit.Nat.IMappingTable"/>): lives until its lifetime ends.</summary>
+    public const byte Explicit = 3;
 }
 
 /// <summary>One translated 5-tuple. 48 bytes; <see cref="Proto"/> 0 marks a free slot.</summary>
@@ -42,7 +44,7 @@ internal struct Session
 }
 
 /// <summary>One internal endpoint (and destination, per the mapping behaviour) to external endpoint binding.
-/// 32 bytes. Lives while it has sessions, or forever when static.</summary>
+/// 32 bytes. Lives while it has sessions, forever when static, until its lifetime ends when explicit.</summary>
 internal struct Mapping
 {
     public uint IntAddr;
