@@ -17,6 +17,20 @@ public readonly record struct MappingRequest(IpProtocol Protocol, NatEndpoint In
 
     /// <summary>The suggested external address; null or not one of the NAT's means the NAT's choice.</summary>
     public Ipv4Address? ExternalAddress { get; init; }
+
+    /// <summary>RFC 6887 section 13.3 FILTER: only these remotes may send in (null or empty: anyone). They replace
+    /// the mapping's filters on a refresh.</summary>
+    public IReadOnlyList<MappingFilter>? Filters { get; init; }
+}
+
+/// <summary>A remote prefix (and port, 0 for any) allowed to reach an explicit mapping (RFC 6887 section 13.3).</summary>
+public readonly record struct MappingFilter(Ipv4Prefix Remote, ushort Port)
+{
+    /// <summary>Most filters one mapping may carry.</summary>
+    public const int MaxPerMapping = 8;
+
+    /// <summary>True when <paramref name="address"/>:<paramref name="port"/> passes this filter.</summary>
+    public bool Allows(Ipv4Address address, ushort port) => Remote.Contains(address) && (Port == 0 || Port == port);
 }
 
 /// <summary>One explicit mapping: anyone outside reaches <see cref="Internal"/> through <see cref="External"/>
@@ -39,6 +53,9 @@ public enum MappingStatus
 
     /// <summary>The internal address is not inside, or the port is 0.</summary>
     NotInside,
+
+    /// <summary>More filters than <see cref="MappingFilter.MaxPerMapping"/> (PCP EXCESSIVE_REMOTE_PEERS).</summary>
+    TooManyFilters,
 
     /// <summary>Not UDP or TCP.</summary>
     UnsupportedProtocol,
@@ -79,6 +96,9 @@ public interface IMappingTable
 
     /// <summary>True when <paramref name="address"/> is on the inside.</summary>
     bool IsInside(Ipv4Address address);
+
+    /// <summary>The live explicit mapping of an internal endpoint, if there is one.</summary>
+    bool TryGetMapping(IpProtocol protocol, NatEndpoint internalEndpoint, long now, out ExplicitMapping mapping);
 
     /// <summary>Creates or refreshes the explicit mapping of <see cref="MappingRequest.Internal"/>.</summary>
     MappingResult Map(in MappingRequest request, long now);

@@ -9,6 +9,7 @@ public sealed partial class NatEngine
 {
     private readonly Dictionary<int, long> _explicit = []; // mapping index -> expiry (engine ms)
     private readonly Dictionary<uint, int> _explicitPerHost = [];
+    private readonly Dictionary<int, MappingFilter[]> _filters = []; // mapping index -> FILTER (RFC 6887 13.3)
     private long _explicitDue = long.MaxValue;
 
     /// <inheritdoc/>
@@ -30,6 +31,8 @@ public sealed partial class NatEngine
         if (request.Protocol is not (IpProtocol.Udp or IpProtocol.Tcp)) return new(MappingStatus.UnsupportedProtocol, default);
         var inside = request.Internal;
         if (inside.Port == 0 || !IsInside(inside.Address.Value)) return new(MappingStatus.NotInside, default);
+        var filters = request.Filters;
+        if (filters is { Count: > MappingFilter.MaxPerMapping }) return new(MappingStatus.TooManyFilters, default);
         var proto = (byte)request.Protocol;
         var address = inside.Address.Value;
         var lifetime = request.Lifetime > _policy.PortMappingMaxLifetime ? _policy.PortMappingMaxLifetime : request.Lifetime;
@@ -48,6 +51,7 @@ public sealed partial class NatEngine
             if (existing.Kind == MappingKind.Explicit)
             {
                 SetExpiry(m, expires);
+                SetFilters(m, filters);
                 return new(MappingStatus.Refreshed, Describe(m, expires));
             }
 
@@ -59,6 +63,7 @@ public sealed partial class NatEngine
                 existing.Kind = MappingKind.Explicit;
                 CountExplicit(address, +1);
                 SetExpiry(m, expires);
+                SetFilters(m, filters);
                 _hasEndpointMappings = true;
                 return new(MappingStatus.Created, Describe(m, expires));
             }
@@ -81,10 +86,22 @@ public sealed partial class NatEngine
         TakePort(proto, e, port, m);
         CountExplicit(address, +1);
         SetExpiry(m, expires);
+        SetFilters(m, filters);
         _hasEndpointMappings = true;
         _mappingsCreated++;
         Observer?.MappingCreated(new NatMappingEvent(request.Protocol, inside, new(new Ipv4Address(_ext[e]), (ushort)port), _now));
         return new(MappingStatus.Created, Describe(m, expires));
+    }
+
+    /// <inheritdoc/>
+    public bool TryGetMapping(IpProtocol protocol, NatEndpoint internalEndpoint, long now, out ExplicitMapping mapping)
+    {
+        Advance(now);
+        mapping = default;
+        var m = _table.FindMapping((byte)protocol, internalEndpoint.Address.Value, internalEndpoint.Port, 0, 0);
+        if (m < 0 || !_explicit.TryGetValue(m, out var expires)) return false;
+        mapping = Describe(m, expires);
+        return true;
     }
 
     /// <inheritdoc/>
@@ -127,6 +144,24 @@ public sealed partial class NatEngine
         ref var n = ref CollectionsMarshal.GetValueRefOrAddDefault(_explicitPerHost, address, out _);
         n += delta;
         if (n <= 0) _explicitPerHost.Remove(address);
+    }
+
+    private void SetFilters(int m, IReadOnlyList<MappingFilter>? filters)
+    {
+        if (filters is null || filters.Count == 0) _filters.Remove(m);
+        else _filters[m] = [.. filters];
+    }
+
+    /// <summary>FILTER (RFC 6887 section 13.3): may this remote send into explicit mapping <paramref name="m"/>?</summary>
+    private bool FilterAllows(int m, uint address, ushort port)
+    {
+        if (!_filters.TryGetValue(m, out var filters)) return true;
+        foreach (var f in filters)
+        {
+            if (f.Allows(new Ipv4Address(address), port)) return true;
+        }
+
+        return false;
     }
 
     private void SetExpiry(int m, long expires)
@@ -177,6 +212,7 @@ public sealed partial class NatEngine
     private void ForgetExplicit(int m, uint address)
     {
         if (_explicit.Remove(m)) CountExplicit(address, -1);
+        _filters.Remove(m);
     }
 
     private void ExpireExplicit()

@@ -350,7 +350,8 @@ public sealed partial class NatEngine
         {
             ref var m = ref _table.Mappings[owner];
             bool allowed;
-            if (m.Kind != MappingKind.Dynamic) allowed = true;
+            if (m.Kind == MappingKind.Explicit) allowed = _filters.Count == 0 || FilterAllows(owner, src, sport);
+            else if (m.Kind != MappingKind.Dynamic) allowed = true;
             else if (_share) allowed = false;
             else
             {

@@ -223,3 +223,42 @@ public sealed class ExplicitMappingTests
         public void MappingRemoved(in NatMappingEvent e) => events.Add($"-{e.Internal}>{e.External}");
     }
 }
+
+/// <summary>RFC 6887 section 13.3 FILTER, as the engine enforces it.</summary>
+public sealed class ExplicitMappingFilterTests
+{
+    [Fact]
+    public void Rfc6887_Filter_OnlyListedRemotesReachTheMapping()
+    {
+        using var h = new NatHarness(NatPresets.FullCone);
+        var filters = new[] { new MappingFilter(Ipv4Prefix.Parse("198.51.100.0/24"), 53) };
+        var r = h.Nat.Map(new MappingRequest(IpProtocol.Udp, Ep("192.168.1.10:4000"), 6000, TimeSpan.FromHours(1)) { Filters = filters }, h.Now);
+        Assert.Equal(MappingStatus.Created, r.Status);
+        Assert.True(h.In("198.51.100.7:53", "203.0.113.1:6000").Forwarded);
+        Assert.Equal(NatDropReason.Filtered, h.In("198.51.100.7:54", "203.0.113.1:6000").Verdict.Reason);
+        Assert.Equal(NatDropReason.Filtered, h.In("192.0.2.7:53", "203.0.113.1:6000").Verdict.Reason);
+        // a refresh without filters lifts them
+        h.Nat.Map(new MappingRequest(IpProtocol.Udp, Ep("192.168.1.10:4000"), 6000, TimeSpan.FromHours(1)), h.Now);
+        Assert.True(h.In("192.0.2.7:53", "203.0.113.1:6000").Forwarded);
+    }
+
+    [Fact]
+    public void Rfc6887_Filter_TooMany_AreRefused()
+    {
+        using var h = new NatHarness(NatPresets.FullCone);
+        var filters = Enumerable.Range(0, 9).Select(i => new MappingFilter(Ipv4Prefix.Parse($"198.51.100.{i}/32"), 0)).ToArray();
+        Assert.Equal(MappingStatus.TooManyFilters,
+            h.Nat.Map(new MappingRequest(IpProtocol.Udp, Ep("192.168.1.10:4000"), 0, TimeSpan.FromHours(1)) { Filters = filters }, h.Now).Status);
+    }
+
+    [Fact]
+    public void TryGetMapping_SeesLiveMappingsOnly()
+    {
+        using var h = new NatHarness(NatPresets.FullCone);
+        h.Nat.Map(new MappingRequest(IpProtocol.Tcp, Ep("192.168.1.10:4000"), 0, TimeSpan.FromSeconds(200)), h.Now);
+        Assert.True(h.Nat.TryGetMapping(IpProtocol.Tcp, Ep("192.168.1.10:4000"), h.Now, out var m));
+        Assert.Equal(IpProtocol.Tcp, m.Protocol);
+        Assert.False(h.Nat.TryGetMapping(IpProtocol.Udp, Ep("192.168.1.10:4000"), h.Now, out _));
+        Assert.False(h.Nat.TryGetMapping(IpProtocol.Tcp, Ep("192.168.1.10:4000"), h.Now + 200_000, out _));
+    }
+}
