@@ -17,12 +17,16 @@ public static class NatPresets
     /// leave one (address-dependent filtering, outbound refresh, silent drop of unsolicited SYNs).</summary>
     public static readonly NatPolicy RfcRecommended = new();
 
-    /// <summary>RFC 3489 full cone: one mapping per internal endpoint that anyone may reach.</summary>
+    /// <summary>RFC 3489 full cone: one mapping per internal endpoint that anyone may reach. Like the home routers
+    /// it models (and the cones and symmetric NATs derived from it), it offers NAT-PMP, PCP and UPnP IGD.</summary>
     public static readonly NatPolicy FullCone = RfcRecommended with
     {
         Filtering = FilteringBehavior.EndpointIndependent,
         PortParity = false,
         Hairpinning = HairpinBehavior.None,
+        ServeNatPmp = true,
+        ServePcp = true,
+        ServeUpnp = true,
     };
 
     /// <summary>RFC 3489 restricted cone: like full cone, but only addresses the host sent to may answer.</summary>
@@ -44,7 +48,8 @@ public static class NatPresets
     public static readonly NatPolicy SymmetricSequential = Symmetric with { PortAssignment = PortAssignment.Sequential };
 
     /// <summary>Tailscale natlab "easy": endpoint-independent mapping to a random high port, answers only from
-    /// address and port pairs the host sent to within 300 s (refreshed by outbound traffic).</summary>
+    /// address and port pairs the host sent to within 300 s (refreshed by outbound traffic). A home router: it
+    /// offers NAT-PMP, PCP and UPnP IGD.</summary>
     public static readonly NatPolicy TailscaleEasy = RfcRecommended with
     {
         Mapping = MappingBehavior.EndpointIndependent,
@@ -56,16 +61,23 @@ public static class NatPresets
         Refresh = RefreshDirection.Outbound,
         Hairpinning = HairpinBehavior.None,
         PortHoldDown = TimeSpan.Zero,
+        ServeNatPmp = true,
+        ServePcp = true,
+        ServeUpnp = true,
     };
 
     /// <summary>Tailscale natlab "easyaf": "easy" with address-dependent filtering.</summary>
     public static readonly NatPolicy TailscaleEasyAf = TailscaleEasy with { Filtering = FilteringBehavior.AddressDependent };
 
-    /// <summary>Tailscale natlab "hard": a random high port per destination endpoint (FreeBSD/pf style).</summary>
+    /// <summary>Tailscale natlab "hard": a random high port per destination endpoint (FreeBSD/pf style), with no
+    /// port mapping protocol (pfSense ships miniupnpd turned off).</summary>
     public static readonly NatPolicy TailscaleHard = TailscaleEasy with
     {
         Mapping = MappingBehavior.AddressAndPortDependent,
         Filtering = FilteringBehavior.AddressAndPortDependent,
+        ServeNatPmp = false,
+        ServePcp = false,
+        ServeUpnp = false,
     };
 
     /// <summary>Tailscale natlab "one2one": a cloud VM's 1:1 NAT. Ports kept, no filtering. Give the config a
