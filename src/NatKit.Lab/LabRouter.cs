@@ -4,6 +4,11 @@ using NatKit.Packets;
 
 namespace NatKit.Lab;
 
+/// <summary>A UDP service on a router's inside address (NAT-PMP/PCP on 5351): a datagram, its source and the engine
+/// time in, the answer written to <paramref name="reply"/> (its length out; 0 for none). Runs on the lab's loop, the
+/// engine's thread.</summary>
+public delegate int LabUdpService(ReadOnlySpan<byte> request, NatEndpoint source, long nowMs, Span<byte> reply);
+
 /// <summary>
 /// A NAT router: an inside interface on a LAN, an outside interface on the segment above (the internet, or a
 /// carrier's network for a NAT behind a NAT), and a <see cref="NatEngine"/> between them. Every packet that
@@ -16,7 +21,9 @@ public sealed class LabRouter : LabNode, INatSink
     private static readonly Action<object, long> TickCallback = static (state, _) => ((LabRouter)state).OnTick();
 
     private bool _tickScheduled;
-    private LabHost? _services;
+    private Dictionary<ushort, LabUdpService>? _services;
+    private byte[]? _serviceReply;
+    private LabHost? _servicesHost;
 
     internal LabRouter(VirtualNetwork network, string name, NatConfig config, LabSegment inside,
         Ipv4Address insideAddress, LinkProfile insideLink, LabSegment outside, IReadOnlyList<Ipv4Address> outsideAddresses,
@@ -48,13 +55,25 @@ public sealed class LabRouter : LabNode, INatSink
 
     internal LabInterface Inside { get; }
 
+    /// <summary>The engine's clock: virtual milliseconds.</summary>
+    public long NowMs => Network.Scheduler.NowTicks / TimeSpan.TicksPerMillisecond;
+
+    /// <summary>Answers UDP datagrams sent to <see cref="InsideAddress"/>:<paramref name="port"/> from the LAN with
+    /// <paramref name="service"/> (replacing any service on that port). Datagrams from the outside never reach it.</summary>
+    public void ServeUdp(ushort port, LabUdpService service)
+    {
+        ArgumentNullException.ThrowIfNull(service);
+        (_services ??= [])[port] = service;
+    }
+
     /// <summary>
     /// The router's own host on its inside address, for the services it offers its LAN (NAT-PMP, PCP, UPnP):
     /// bind sockets and listeners on it like on any lab host. Made on first use; from then on packets from the LAN
-    /// to the inside address, and the LAN's multicast, go to it instead of the NAT engine. Nothing from the outside
+    /// to the inside address (but for the datagrams <see cref="ServeUdp"/> answers), and the LAN's multicast, go to it
+    /// instead of the NAT engine. Nothing from the outside
     /// reaches it: the outside interface still leads to the engine only.
     /// </summary>
-    public LabHost Services => _services ??= new LabHost(Network, Name + ".services", Inside.Segment,
+    public LabHost Services => _servicesHost ??= new LabHost(Network, Name + ".services", Inside.Segment,
         [Inside.PrimaryAddress], Inside.Link);
 
     /// <summary>Multicast from the LAN that reached the router with no service host to take it (routers forward
@@ -65,19 +84,24 @@ public sealed class LabRouter : LabNode, INatSink
 
     internal override void Receive(LabInterface iface, LabPacket packet)
     {
+        if (_services is not null && iface == Inside && Serve(packet))
+        {
+            return;
+        }
+
         if (iface == Inside && packet.Length >= Ipv4Field.MinHeaderLength)
         {
             var destination = Ipv4Address.Read(packet.Buffer.AsSpan(Ipv4Field.Destination));
-            if (destination.IsMulticast || (_services is not null && destination == Inside.PrimaryAddress))
+            if (destination.IsMulticast || (_servicesHost is not null && destination == Inside.PrimaryAddress))
             {
-                if (_services is null)
+                if (_servicesHost is null)
                 {
                     MulticastDropped++;
                     Network.Pool.Return(packet);
                 }
                 else
                 {
-                    _services.Receive(_services.Interface, packet);
+                    _servicesHost.Receive(_servicesHost.Interface, packet);
                 }
 
                 return;
@@ -119,7 +143,32 @@ public sealed class LabRouter : LabNode, INatSink
         via.Segment.Transmit(via, packet, via.NextHop(destination));
     }
 
-    private long NowMs => Network.Scheduler.NowTicks / TimeSpan.TicksPerMillisecond;
+    /// <summary>A UDP datagram from the LAN to one of the router's services: answered here, never translated.</summary>
+    private bool Serve(LabPacket packet)
+    {
+        var span = packet.Buffer.AsSpan(0, packet.Length);
+        if (!Ipv4Packet.TryParse(span, out var ip) || ip.Protocol != IpProtocol.Udp || ip.Destination != InsideAddress ||
+            (ip.FlagsAndFragmentOffset & 0x3FFF) != 0 || !UdpDatagram.TryParse(ip.Payload, out var udp) ||
+            !_services!.TryGetValue(udp.DestinationPort, out var service))
+        {
+            return false;
+        }
+
+        _serviceReply ??= new byte[LabPacket.DefaultCapacity];
+        var source = new NatEndpoint(ip.Source, udp.SourcePort);
+        var port = udp.DestinationPort;
+        var n = service(udp.Payload, source, NowMs, _serviceReply);
+        Network.Pool.Return(packet);
+        if (n > 0)
+        {
+            var reply = Network.Pool.Rent(Ipv4Field.MinHeaderLength + UdpField.HeaderLength + n);
+            reply.Length = PacketBuilder.WriteIpv4Udp(reply.Buffer, new Ipv4Header(InsideAddress, source.Address), port, source.Port,
+                _serviceReply.AsSpan(0, n));
+            Forward(Inside, reply);
+        }
+
+        return true;
+    }
 
     private void EnsureTicking()
     {

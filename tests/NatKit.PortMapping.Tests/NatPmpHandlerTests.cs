@@ -120,7 +120,7 @@ public sealed class NatPmpHandlerTests
     [Fact]
     public void NotOffered_NoAnswer()
     {
-        using var h = new HandlerHarness(NatPresets.PortRestrictedCone);
+        using var h = new HandlerHarness(NatPresets.TailscaleHard);
         Assert.Empty(h.Send([0, 0]));
         Assert.Empty(h.Send(PcpMap(1, 17, 1, 0, 60)));
     }

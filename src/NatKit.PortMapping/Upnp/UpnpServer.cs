@@ -276,7 +276,8 @@ public sealed partial class UpnpServer : IAsyncDisposable
     private async Task ServeAsync(IStreamConnection connection)
     {
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token);
-        deadline.CancelAfter(_options.RequestTimeout);
+        using var timer = _network.TimeProvider.CreateTimer(static s => ((CancellationTokenSource)s!).Cancel(), deadline,
+            _options.RequestTimeout, Timeout.InfiniteTimeSpan); // the network's clock: virtual time in the lab
         var token = deadline.Token;
         var buffer = new byte[UpnpHttpHead.MaxHeadBytes + UpnpHttpHandler.MaxBodyBytes];
         try
@@ -361,7 +362,7 @@ public sealed partial class UpnpServer : IAsyncDisposable
 
         await _announcer.DisposeAsync();
         Announce(alive: false);
-        await _stop.CancelAsync();
+        _stop.Cancel(); // synchronously: in the lab, callbacks must stay on its loop
         await _http.DisposeAsync();
         await _ssdp.DisposeAsync();
         try
