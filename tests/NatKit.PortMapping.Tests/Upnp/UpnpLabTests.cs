@@ -67,6 +67,30 @@ public sealed class UpnpLabTests
     }
 
     [Fact]
+    public void PortMapper_FallsBackToUpnp_WhenNeitherPcpNorNatPmpAnswers_RenewsTheLease_AndDeletesItOnDispose()
+    {
+        WithIgd(async (lab, igd) =>
+        {
+            var alice = lab.Host("alice");
+            var mapper = new PortMapper(alice, new IPEndPoint(IPAddress.Parse("192.168.1.1"), 5351));
+            var lease = await mapper.MapAsync(IpProtocol.Udp, 7000, TimeSpan.FromMinutes(10));
+            Assert.NotNull(lease);
+            Assert.Equal(PortMappingProtocol.Upnp, lease.Grant.Protocol);
+            Assert.Equal(IPAddress.Parse("198.51.100.1"), lease.External.Address);
+            Assert.Equal(igd.DescriptionUrl, mapper.Upnp!.Location);
+
+            await Task.Delay(TimeSpan.FromMinutes(8), lab.TimeProvider); // past half the lifetime: renewed once
+            var entry = await mapper.Upnp.GetSpecificPortMappingEntryAsync(IpProtocol.Udp, lease.External.Port);
+            Assert.NotNull(entry);
+            Assert.True(entry.Value.LeaseLeft > TimeSpan.FromMinutes(6), $"lease left {entry.Value.LeaseLeft}");
+            Assert.Equal(0, lease.FailedRenewals);
+
+            await lease.DisposeAsync();
+            Assert.Null(await mapper.Upnp.GetSpecificPortMappingEntryAsync(IpProtocol.Udp, lease.External.Port));
+        });
+    }
+
+    [Fact]
     public void AddPortMapping_OfAPortAnotherHostHolds_Is718_AndAnotherHostsMappingCannotBeDeleted()
     {
         WithIgd(async (lab, igd) =>
