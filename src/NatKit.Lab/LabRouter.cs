@@ -1,13 +1,10 @@
 using NatKit.Lab.Internal;
 using NatKit.Nat;
+using NatKit.Nat.Ports;
 using NatKit.Packets;
 
 namespace NatKit.Lab;
 
-/// <summary>A UDP service on a router's inside address (NAT-PMP/PCP on 5351): a datagram, its source and the engine
-/// time in, the answer written to <paramref name="reply"/> (its length out; 0 for none). Runs on the lab's loop, the
-/// engine's thread.</summary>
-public delegate int LabUdpService(ReadOnlySpan<byte> request, NatEndpoint source, long nowMs, Span<byte> reply);
 
 /// <summary>
 /// A NAT router: an inside interface on a LAN, an outside interface on the segment above (the internet, or a
@@ -21,8 +18,7 @@ public sealed class LabRouter : LabNode, INatSink
     private static readonly Action<object, long> TickCallback = static (state, _) => ((LabRouter)state).OnTick();
 
     private bool _tickScheduled;
-    private Dictionary<ushort, LabUdpService>? _services;
-    private byte[]? _serviceReply;
+    private InsideUdpServices? _services;
     private LabHost? _servicesHost;
 
     internal LabRouter(VirtualNetwork network, string name, NatConfig config, LabSegment inside,
@@ -60,11 +56,7 @@ public sealed class LabRouter : LabNode, INatSink
 
     /// <summary>Answers UDP datagrams sent to <see cref="InsideAddress"/>:<paramref name="port"/> from the LAN with
     /// <paramref name="service"/> (replacing any service on that port). Datagrams from the outside never reach it.</summary>
-    public void ServeUdp(ushort port, LabUdpService service)
-    {
-        ArgumentNullException.ThrowIfNull(service);
-        (_services ??= [])[port] = service;
-    }
+    public void ServeUdp(ushort port, InsideUdpService service) => (_services ??= new InsideUdpServices(InsideAddress)).Add(port, service);
 
     /// <summary>
     /// The router's own host on its inside address, for the services it offers its LAN (NAT-PMP, PCP, UPnP):
@@ -146,27 +138,22 @@ public sealed class LabRouter : LabNode, INatSink
     /// <summary>A UDP datagram from the LAN to one of the router's services: answered here, never translated.</summary>
     private bool Serve(LabPacket packet)
     {
-        var span = packet.Buffer.AsSpan(0, packet.Length);
-        if (!Ipv4Packet.TryParse(span, out var ip) || ip.Protocol != IpProtocol.Udp || ip.Destination != InsideAddress ||
-            (ip.FlagsAndFragmentOffset & 0x3FFF) != 0 || !UdpDatagram.TryParse(ip.Payload, out var udp) ||
-            !_services!.TryGetValue(udp.DestinationPort, out var service))
+        var answer = Network.Pool.Rent(LabPacket.DefaultCapacity);
+        if (!_services!.TryServe(packet.Buffer.AsSpan(0, packet.Length), NowMs, answer.Buffer, out var n))
         {
+            Network.Pool.Return(answer);
             return false;
         }
 
-        _serviceReply ??= new byte[LabPacket.DefaultCapacity];
-        var source = new NatEndpoint(ip.Source, udp.SourcePort);
-        var port = udp.DestinationPort;
-        var n = service(udp.Payload, source, NowMs, _serviceReply);
         Network.Pool.Return(packet);
-        if (n > 0)
+        if (n == 0)
         {
-            var reply = Network.Pool.Rent(Ipv4Field.MinHeaderLength + UdpField.HeaderLength + n);
-            reply.Length = PacketBuilder.WriteIpv4Udp(reply.Buffer, new Ipv4Header(InsideAddress, source.Address), port, source.Port,
-                _serviceReply.AsSpan(0, n));
-            Forward(Inside, reply);
+            Network.Pool.Return(answer);
+            return true;
         }
 
+        answer.Length = n;
+        Forward(Inside, answer);
         return true;
     }
 

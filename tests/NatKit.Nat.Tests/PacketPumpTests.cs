@@ -76,6 +76,31 @@ public sealed class PacketPumpTests
     }
 
     [Fact]
+    public void InsideService_AnswersDatagramsToTheInsideAddress_OthersAreTranslated_OutsideNeverReachesIt()
+    {
+        using var engine = Engine();
+        var (inside, outside) = (new ListPort(), new ListPort());
+        var pump = new PacketPump(engine, inside, outside) { InsideServices = new InsideUdpServices(Ipv4Address.Parse("192.168.1.1")) };
+        var asked = new List<NatEndpoint>();
+        pump.InsideServices.Add(5351, (request, source, now, reply) =>
+        {
+            asked.Add(source);
+            request.CopyTo(reply);
+            return request.Length;
+        });
+        inside.Waiting.Enqueue((BuildUdp("192.168.1.10:4000", "192.168.1.1:5351", payload: 12), VirtioNetHeader.None));
+        inside.Waiting.Enqueue((BuildUdp("192.168.1.10:4000", "192.168.1.1:5352"), VirtioNetHeader.None)); // no service: the engine's
+        outside.Waiting.Enqueue((BuildUdp("198.51.100.1:53", "192.168.1.1:5351"), VirtioNetHeader.None)); // from outside: the engine's
+        pump.RunBatch(0, out _);
+
+        Assert.Equal([Ep("192.168.1.10:4000")], asked);
+        var answer = Assert.Single(inside.Written, w => Source(w.Packet) == Ep("192.168.1.1:5351"));
+        Assert.Equal(Ep("192.168.1.10:4000"), Destination(answer.Packet));
+        Assert.Equal(2, pump.Stats.InsideRead + pump.Stats.OutsideRead - 1); // all three read, one answered
+        Assert.Equal(12 + 8 + 20, answer.Packet.Length);
+    }
+
+    [Fact]
     public void EngineMadePackets_GoToTheSideItNames_AndDropsAreCounted()
     {
         using var engine = Engine();

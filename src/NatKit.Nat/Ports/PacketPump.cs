@@ -66,6 +66,10 @@ public sealed class PacketPump : INatSink
 
     public IPacketPort Outside => _outside;
 
+    /// <summary>UDP services on the NAT's inside address (NAT-PMP/PCP), answered before the engine sees the packet;
+    /// null: none. Set it on the thread that runs the pump (the data plane's InvokeAsync).</summary>
+    public InsideUdpServices? InsideServices { get; set; }
+
     /// <summary>A racy but tear-free read of the counters (each is a 64-bit field written by the pump's caller).</summary>
     public PacketPumpStats Stats => new(Volatile.Read(ref _insideRead), Volatile.Read(ref _outsideRead),
         Volatile.Read(ref _dropped), Volatile.Read(ref _emitted), Volatile.Read(ref _batches));
@@ -157,6 +161,12 @@ public sealed class PacketPump : INatSink
         }
 
         var packet = _frame.AsSpan(Headroom);
+        if (direction == NatDirection.Outbound && InsideServices is { } services &&
+            services.TryServe(packet[..length], _now, _emitFrame.AsSpan(Headroom), out var answer))
+        {
+            if (answer > 0) _ = _inside.Write(_emitFrame, answer, VirtioNetHeader.None);
+            return;
+        }
 
         // A partial checksum (see remarks): remember the field and the addresses around the engine's rewrite.
         var checksumField = offload.ChecksumStart + offload.ChecksumOffset;

@@ -1,0 +1,69 @@
+using NatKit.Packets;
+
+namespace NatKit.Nat.Ports;
+
+/// <summary>A UDP service on a NAT's own inside address (NAT-PMP and PCP on 5351): the datagram's payload, its source
+/// and the engine time in; the answer's payload written to <paramref name="reply"/> (at least
+/// <see cref="InsideUdpServices.MaxReply"/> bytes), its length out (0: no answer). It runs on the thread that drives
+/// the engine, so it may use the engine.</summary>
+public delegate int InsideUdpService(ReadOnlySpan<byte> request, NatEndpoint source, long now, Span<byte> reply);
+
+/// <summary>
+/// The UDP services a NAT answers on its inside address, for whatever drives the engine (the gateway's
+/// <see cref="PacketPump"/>, a lab router): an inside packet that is an unfragmented UDP datagram to
+/// <see cref="Address"/> on a served port is answered here and never reaches the engine. Packets from the outside are
+/// never offered to it.
+/// </summary>
+public sealed class InsideUdpServices(Ipv4Address address)
+{
+    /// <summary>Room a service may use for its answer.</summary>
+    public const int MaxReply = 1400;
+
+    private readonly Dictionary<ushort, InsideUdpService> _services = [];
+    private readonly byte[] _reply = new byte[MaxReply];
+
+    /// <summary>The NAT's inside address the services listen on.</summary>
+    public Ipv4Address Address { get; } = address;
+
+    /// <summary>Serves <paramref name="port"/> with <paramref name="service"/> (replacing any).</summary>
+    public void Add(ushort port, InsideUdpService service)
+    {
+        ArgumentNullException.ThrowIfNull(service);
+        _services[port] = service;
+    }
+
+    /// <summary>True when any service is set up.</summary>
+    public bool Any => _services.Count > 0;
+
+    /// <summary>
+    /// If <paramref name="packet"/> (an IPv4 packet from the inside) is a datagram for a service, runs it and writes
+    /// the answering IPv4 packet to <paramref name="answer"/>; <paramref name="answerLength"/> is 0 when the service
+    /// did not answer (or the answer does not fit). False: not for a service, translate it as usual.
+    /// </summary>
+    public bool TryServe(ReadOnlySpan<byte> packet, long now, Span<byte> answer, out int answerLength)
+    {
+        answerLength = 0;
+        if (_services.Count == 0 || packet.Length < Ipv4Field.MinHeaderLength + UdpField.HeaderLength || packet[0] >> 4 != 4 ||
+            packet[Ipv4Field.Protocol] != (byte)IpProtocol.Udp || Ipv4Address.Read(packet[Ipv4Field.Destination..]) != Address)
+        {
+            return false;
+        }
+
+        var copy = packet.ToArray(); // control traffic only: the views take a writable span
+        if (!Ipv4Packet.TryParse(copy, out var ip) || (ip.FlagsAndFragmentOffset & 0x3FFF) != 0 ||
+            !UdpDatagram.TryParse(ip.Payload, out var udp) || !_services.TryGetValue(udp.DestinationPort, out var service))
+        {
+            return false;
+        }
+
+        var source = new NatEndpoint(ip.Source, udp.SourcePort);
+        var n = service(udp.Payload, source, now, _reply);
+        if (n > 0 && Ipv4Field.MinHeaderLength + UdpField.HeaderLength + n <= answer.Length)
+        {
+            answerLength = PacketBuilder.WriteIpv4Udp(answer, new Ipv4Header(Address, source.Address), udp.DestinationPort, source.Port,
+                _reply.AsSpan(0, n));
+        }
+
+        return true;
+    }
+}
