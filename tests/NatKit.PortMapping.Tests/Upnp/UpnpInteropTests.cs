@@ -69,6 +69,48 @@ public sealed class UpnpInteropTests
         }
     }
 
+    [PeerFact("upnpc", "ip", Root = true)]
+    public async Task Upnpc_GetsTheExternalAddress_AndAWorkingMapping_FromNatKitsGateway()
+    {
+        await using var topology = await GatewayTopology.CreateNatKitAsync();
+        var hop = topology.Hops[0];
+        await using var gateway = await Gateway.StartAsync(hop, NatKit.Nat.NatPresets.Symmetric with { ServeUpnp = true });
+        await using var stack = await GatewayInsideStack.StartAsync(gateway, hop.Namespace);
+        await using var igd = await UpnpServer.StartAsync(stack.Network, stack.Address,
+            new UpnpControlHandler(gateway.Engine, gateway.DataPlane.EngineNow),
+            f => new ValueTask<byte[]>(gateway.DataPlane.InvokeAsync(() => f(gateway.DataPlane.EngineNow))));
+
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        var lan = new NamespaceNetwork(topology.Lan.Name);
+        var lanAddress = IPAddress.Parse(GatewayTopology.LanHostAddress);
+        await using var service = await lan.BindUdpAsync(new IPEndPoint(lanAddress, 7000), timeout.Token);
+
+        // -i: miniupnpc calls an IGD whose external address is reserved (TEST-NET-2 here) "not connected" and stops
+        var (code, output, errors) = await topology.Lan.TryExecAsync("upnpc",
+            ["-i", "-m", GatewayTopology.LanHostAddress, "-e", "natkit-interop", "-a", GatewayTopology.LanHostAddress, "7000",
+                "7000", "UDP", "600"], timeout.Token);
+        Assert.True(code == 0, output + errors);
+        Assert.Contains("ExternalIPAddress = " + GatewayTopology.PublicAddress, output, StringComparison.Ordinal);
+        Assert.Contains("external " + GatewayTopology.PublicAddress + ":7000 UDP is redirected to internal " +
+                        GatewayTopology.LanHostAddress + ":7000", output, StringComparison.Ordinal);
+
+        var wan = new NamespaceNetwork(topology.Wan.Name);
+        await using var outside = await wan.BindUdpAsync(new IPEndPoint(IPAddress.Parse(GatewayTopology.WanHostAddress), 0),
+            timeout.Token);
+        await outside.SendToAsync("through natkit"u8.ToArray(),
+            new IPEndPoint(IPAddress.Parse(GatewayTopology.PublicAddress), 7000), timeout.Token);
+        var buffer = new byte[100];
+        var got = await service.ReceiveFromAsync(buffer, timeout.Token);
+        Assert.Equal("through natkit", Encoding.ASCII.GetString(buffer, 0, got.Length));
+
+        (code, output, errors) = await topology.Lan.TryExecAsync("upnpc",
+            ["-i", "-m", GatewayTopology.LanHostAddress, "-d", "7000", "UDP"], timeout.Token);
+        Assert.True(code == 0, output + errors);
+        Assert.Empty(await gateway.DataPlane.InvokeAsync(() => gateway.Engine.ListMappings(gateway.DataPlane.EngineNow)));
+        Assert.True(igd.SearchesAnswered >= 2, $"{igd.SearchesAnswered} searches answered"); // one per upnpc run
+        Assert.True(stack.Counters.Delivered > 0 && stack.Counters.Sent > 0, stack.Counters.ToString());
+    }
+
     /// <summary>SSDP until miniupnpd answers (it takes a moment to start listening), within the token.</summary>
     private static async Task<UpnpClient> DiscoverAsync(INetwork lan, IPAddress local, NamespaceProcess peer,
         CancellationToken cancellationToken)
