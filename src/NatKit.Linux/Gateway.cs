@@ -1,4 +1,5 @@
 using NatKit.Nat;
+using NatKit.Nat.Ports;
 using NatKit.Packets;
 
 namespace NatKit.Linux;
@@ -76,6 +77,23 @@ public sealed class Gateway : IAsyncDisposable
     public NatEngine Engine { get; }
 
     public GatewayDataPlane DataPlane { get; }
+
+    /// <summary>
+    /// Answers UDP datagrams from the inside to the gateway's inside address on <paramref name="port"/> (NAT-PMP and
+    /// PCP on 5351) with the service <paramref name="create"/> makes from the engine and its clock (milliseconds). The
+    /// service is made and runs on the data-plane thread, between batches, so it may use the engine.
+    /// </summary>
+    public Task ServeInsideUdpAsync(ushort port, Func<NatEngine, long, InsideUdpService> create)
+    {
+        ArgumentNullException.ThrowIfNull(create);
+        var address = Engine.Config.EffectiveInsideAddress;
+        return DataPlane.InvokeAsync(() =>
+        {
+            var services = DataPlane.Pump.InsideServices ??= new InsideUdpServices(address);
+            services.Add(port, create(Engine, DataPlane.EngineNow));
+            return true;
+        });
+    }
 
     /// <summary>The offloads each side accepted.</summary>
     public (TunOffloads Inside, TunOffloads Outside) Offloads => (_inside.Offloads, _outside.Offloads);

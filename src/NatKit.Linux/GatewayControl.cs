@@ -10,13 +10,16 @@ namespace NatKit.Linux;
 public sealed record GatewayFlow(string Protocol, string Inside, string Outside, string Remote, string TcpState,
     long IdleMilliseconds, long ExpiresInMilliseconds);
 
+/// <summary>One explicit (NAT-PMP, PCP, UPnP) mapping as the control socket reports it.</summary>
+public sealed record GatewayMapping(string Protocol, string Internal, string External, uint SecondsLeft);
+
 /// <summary>What <c>natkit gateway stats</c> shows: the data plane's and the engine's counters.</summary>
 public sealed record GatewayStatus(GatewayStats DataPlane, NatCounters Engine, int Sessions, int Mappings,
     long TableBytes, string InsideOffloads, string OutsideOffloads);
 
 /// <summary>
 /// The running gateway's control socket: a Unix stream socket (default <c>/run/natkit/NAME.sock</c>) that answers
-/// one line, <c>flows</c> or <c>stats</c>, with one JSON document and closes. A filesystem socket, not a loopback
+/// one line, <c>flows</c>, <c>mappings</c> or <c>stats</c>, with one JSON document and closes. A filesystem socket, not a loopback
 /// port, because the gateway runs inside its own network namespace, whose loopback nobody else can reach.
 /// </summary>
 public sealed class GatewayControl : IAsyncDisposable
@@ -72,6 +75,22 @@ public sealed class GatewayControl : IAsyncDisposable
     /// <summary>Asks a running gateway for its flow table.</summary>
     public static async Task<IReadOnlyList<GatewayFlow>> FlowsAsync(string path, CancellationToken cancellationToken = default) =>
         JsonSerializer.Deserialize<List<GatewayFlow>>(await AskAsync(path, "flows", cancellationToken).ConfigureAwait(false), Json) ?? [];
+
+    /// <summary>Asks a running gateway for its explicit mappings.</summary>
+    public static async Task<IReadOnlyList<GatewayMapping>> MappingsAsync(string path, CancellationToken cancellationToken = default) =>
+        JsonSerializer.Deserialize<List<GatewayMapping>>(await AskAsync(path, "mappings", cancellationToken).ConfigureAwait(false), Json) ?? [];
+
+    /// <summary>The explicit mappings of a gateway, taken on its data-plane thread.</summary>
+    public static Task<IReadOnlyList<GatewayMapping>> MappingsOf(Gateway gateway)
+    {
+        ArgumentNullException.ThrowIfNull(gateway);
+        return gateway.DataPlane.QueryAsync<IReadOnlyList<GatewayMapping>>(e =>
+        {
+            var now = gateway.DataPlane.EngineNow;
+            return [.. e.ListMappings(now).Select(m => new GatewayMapping(m.Protocol.ToString().ToLowerInvariant(), m.Internal.ToString(),
+                m.External.ToString(), m.SecondsLeft(now)))];
+        });
+    }
 
     /// <summary>Asks a running gateway for its counters.</summary>
     public static async Task<GatewayStatus> StatusAsync(string path, CancellationToken cancellationToken = default) =>
@@ -176,6 +195,7 @@ public sealed class GatewayControl : IAsyncDisposable
                 {
                     "flows" => JsonSerializer.Serialize(await FlowsOf(_gateway).ConfigureAwait(false), Json),
                     "stats" => JsonSerializer.Serialize(await StatusOf(_gateway).ConfigureAwait(false), Json),
+                    "mappings" => JsonSerializer.Serialize(await MappingsOf(_gateway).ConfigureAwait(false), Json),
                     _ => JsonSerializer.Serialize(new { error = string.Create(CultureInfo.InvariantCulture, $"unknown command '{command}'") }, Json),
                 };
                 await stream.WriteAsync(Encoding.UTF8.GetBytes(answer), timeout.Token).ConfigureAwait(false);

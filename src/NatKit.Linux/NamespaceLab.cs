@@ -141,6 +141,10 @@ public sealed class NamespaceLab : IAsyncDisposable
             await inside.IpAsync(["route", "add", "default", "dev", insideTun], ct).ConfigureAwait(false);
             // the gateway's own ICMP (Time Exceeded) comes from the inside address, which the segment also owns
             await inside.SysctlAsync($"net.ipv4.conf.{insideTun}.accept_local", "1", ct).ConfigureAwait(false);
+            if (r.Policy.ServeNatPmp || r.Policy.ServePcp)
+            {
+                await RouteToGatewayAsync(inside, insideTun, 5351, ct).ConfigureAwait(false);
+            }
             foreach (var a in r.OutsideAddresses)
             {
                 await outside.IpAsync(["route", "add", Invariant($"{a}/32"), "dev", outsideTun], ct).ConfigureAwait(false);
@@ -171,6 +175,21 @@ public sealed class NamespaceLab : IAsyncDisposable
         {
             KernelRouters = kernelRouters,
         };
+    }
+
+    /// <summary>
+    /// The segment owns the gateway's inside address (it answers ARP for it), so a datagram the LAN sends to that
+    /// address would end in the segment's own kernel. For a service the gateway answers itself (NAT-PMP/PCP on
+    /// 5351), the local table's rule moves behind one that sends UDP to <paramref name="port"/> from the bridge to
+    /// the gateway's inside TUN.
+    /// </summary>
+    private static async Task RouteToGatewayAsync(NetworkNamespace segment, string insideTun, int port, CancellationToken ct)
+    {
+        var table = Invariant($"{port}");
+        await segment.IpAsync(["route", "add", "default", "dev", insideTun, "table", table], ct).ConfigureAwait(false);
+        await segment.IpAsync(["rule", "add", "pref", "100", "iif", "br0", "ipproto", "udp", "dport", table, "lookup", table], ct).ConfigureAwait(false);
+        await segment.IpAsync(["rule", "add", "pref", "32765", "lookup", "local"], ct).ConfigureAwait(false);
+        await segment.IpAsync(["rule", "del", "pref", "0", "lookup", "local"], ct).ConfigureAwait(false);
     }
 
     /// <summary>A router namespace on both bridges (veth <c>in0</c>/<c>out0</c>), forwarding, with the reference

@@ -23,6 +23,9 @@ public readonly record struct PortMappingCounters(long Requests, long Dropped, l
 /// </summary>
 public sealed partial class PortMappingHandler
 {
+    /// <summary>The port NAT-PMP and PCP share (RFC 6886 section 3.1, RFC 6887 section 19.1).</summary>
+    public const ushort Port = 5351;
+
     /// <summary>The reply buffer needs this much room (PCP's largest message).</summary>
     public const int MaxReplyLength = Pcp.Pcp.MaxMessageLength;
 

@@ -79,6 +79,7 @@ internal sealed class GatewayCommands : IVerbGroup
             // ready (and the control socket listening) only once both links carry packets
             await using var gw = await Gateway.StartAsync(TunLink.Parse(parse.GetValue(inside)!),
                 TunLink.Parse(parse.GetValue(outside)!), config, offloads, tuning.Read(parse), ct).ConfigureAwait(false);
+            await PortmapCommands.ServeAsync(gw).ConfigureAwait(false); // NAT-PMP/PCP on the inside when the policy offers them
             await using var control = GatewayControl.Listen(gw, GatewayControl.PathFor(parse.GetValue(name)!));
             var (insideOffloads, outsideOffloads) = gw.Offloads;
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
