@@ -110,12 +110,23 @@ public sealed partial class TraversalNode
             }
 
             if (_node.PublicEndPoint is { } pub && candidates.Count > 0 &&
-                !candidates.Exists(c => c.EndPoint.Equals(pub)))
+                !candidates.Exists(c => c.EndPoint.Equals(pub)) && !pub.Equals(_node.PortMappedEndPoint))
             {
                 var srflx = IceCandidate.ServerReflexive(pub, candidates[0].EndPoint, _node._options.Rendezvous.Address);
                 if (Transport.Update(a => a.AddLocalCandidate(srflx, main)))
                 {
                     candidates.Add(srflx);
+                }
+            }
+
+            // The mapping a port mapping protocol made (the STUN answer, when they agree, is this candidate).
+            if (_node.PortMappedEndPoint is { } mapped && candidates.Count > 0 &&
+                !candidates.Exists(c => c.EndPoint.Equals(mapped)))
+            {
+                var pm = IceCandidate.ServerReflexive(mapped, candidates[0].EndPoint, null, origin: IceCandidateOrigin.PortMapped);
+                if (Transport.Update(a => a.AddLocalCandidate(pm, main)))
+                {
+                    candidates.Add(pm);
                 }
             }
 
@@ -338,9 +349,29 @@ public sealed partial class TraversalNode
                 return (path, TraversalMethod.Host);
             }
 
+            // A mapping a port mapping protocol made admits anyone: with one on either side (the peer's shows in its
+            // candidates' type preference, the one thing of the origin that travels), that is what opened the path.
+            if (_node.PortMappedEndPoint is not null || RemoteHasPortMapping())
+            {
+                return (path, TraversalMethod.PortMapped);
+            }
+
             return pair.Remote.Type == IceCandidateType.PeerReflexive || pair.Local.Type == IceCandidateType.PeerReflexive
                 ? (path, TraversalMethod.PeerReflexive)
                 : (path, TraversalMethod.Reflexive);
+        }
+
+        private bool RemoteHasPortMapping()
+        {
+            foreach (var c in _remote?.Candidates ?? [])
+            {
+                if (c.Type == IceCandidateType.ServerReflexive && c.Priority >> 24 == IcePriority.PortMappedPreference)
+                {
+                    return true;
+                }
+            }
+
+            return false;
         }
 
         /// <summary>Sends the probes the plan's schedule has due, at the budget's rate.</summary>

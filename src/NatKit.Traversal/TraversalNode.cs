@@ -32,6 +32,7 @@ public sealed partial class TraversalNode : IAsyncDisposable
     private const int RelaySocket = 1;
 
     private Task _relayPump = Task.CompletedTask;
+    private IAsyncDisposable? _portLease;
 
     private readonly INetwork _network;
     private readonly TraversalOptions _options;
@@ -78,6 +79,10 @@ public sealed partial class TraversalNode : IAsyncDisposable
     /// <summary>Where the first STUN server saw this node (its server-reflexive endpoint), or null.</summary>
     public IPEndPoint? PublicEndPoint { get; private set; }
 
+    /// <summary>The external endpoint a port mapping protocol got for the node's socket (see
+    /// <see cref="TraversalOptions.PortMap"/>), or null.</summary>
+    public IPEndPoint? PortMappedEndPoint { get; private set; }
+
     /// <summary>The node's TURN allocation (on its one socket), or null with no relay.</summary>
     public TurnClient? Relay { get; private set; }
 
@@ -103,6 +108,7 @@ public sealed partial class TraversalNode : IAsyncDisposable
         var node = new TraversalNode(network, socket, identity, options, logger ?? NullLogger.Instance);
         try
         {
+            await node.MapPortAsync(cancellationToken); // first: STUN then sees the mapped endpoint
             await node.ProfileAsync(cancellationToken);
             await node.AllocateRelayAsync(cancellationToken);
             await node._rendezvous.RegisterAsync(node.Registration(), cancellationToken);
@@ -208,6 +214,11 @@ public sealed partial class TraversalNode : IAsyncDisposable
             await _relayPump;
         }
 
+        if (_portLease is not null)
+        {
+            await _portLease.DisposeAsync(); // the mapping is deleted at the NAT
+        }
+
         _transactions.Dispose();
         await _mux.DisposeAsync();
         _stop.Dispose();
@@ -218,6 +229,29 @@ public sealed partial class TraversalNode : IAsyncDisposable
 
     private static IPEndPoint[] StunServers(TraversalOptions options) =>
         options.StunServers.Count > 0 ? [.. options.StunServers] : [options.Rendezvous];
+
+    /// <summary>Asks the NAT for a mapping of the shared socket's port (NAT-PMP, PCP, UPnP), when a way to ask is
+    /// configured; a refusal or no answer is logged and leaves the node without one.</summary>
+    private async Task MapPortAsync(CancellationToken cancellationToken)
+    {
+        if (_options.PortMap is not { } map)
+        {
+            return;
+        }
+
+        try
+        {
+            if (await map(LocalEndPoint.Port, cancellationToken) is { } mapped)
+            {
+                PortMappedEndPoint = mapped.External;
+                _portLease = mapped.Lease;
+            }
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            LogPortMapFailed(_logger, e.Message);
+        }
+    }
 
     private async Task ProfileAsync(CancellationToken cancellationToken)
     {
@@ -394,6 +428,9 @@ public sealed partial class TraversalNode : IAsyncDisposable
 
     [LoggerMessage(Level = LogLevel.Information, Message = "{Peer}: signaling again after {Error}")]
     private static partial void LogSignalingRetry(ILogger logger, NodeId peer, string error);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "no port mapping: {Error}")]
+    private static partial void LogPortMapFailed(ILogger logger, string error);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "no relay from {Server}: {Error}")]
     private static partial void LogRelayFailed(ILogger logger, IPEndPoint server, string error);

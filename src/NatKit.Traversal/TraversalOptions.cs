@@ -43,6 +43,15 @@ public enum TraversalMethod
     Relay,
 }
 
+/// <summary>An explicit mapping of the node's socket port that a port mapping protocol got from the NAT: the external
+/// endpoint anyone may reach, and what deletes it (the node disposes it when it stops).</summary>
+public sealed record PortMappedEndPoint(IPEndPoint External, IAsyncDisposable Lease);
+
+/// <summary>Asks the NAT in front of the node for a UDP mapping of <paramref name="localPort"/> (NAT-PMP, PCP, UPnP:
+/// NatKit.PortMapping's PortMapper, wired by the caller so that the traversal does not depend on it); null when the
+/// NAT offers none.</summary>
+public delegate Task<PortMappedEndPoint?> PortMapRequest(int localPort, CancellationToken cancellationToken);
+
 /// <summary>A TURN server and its long-term credentials.</summary>
 public sealed record TurnServerCredentials(IPEndPoint Server, string Username, string Password);
 
@@ -59,6 +68,10 @@ public sealed record TraversalOptions
 
     /// <summary>The relay for when nothing direct works; null: no relay.</summary>
     public TurnServerCredentials? Turn { get; init; }
+
+    /// <summary>How to ask the NAT for a mapping of the node's port; the result is gathered as a port-mapped candidate
+    /// (<see cref="TraversalMethod.PortMapped"/>). Null: none is asked for.</summary>
+    public PortMapRequest? PortMap { get; init; }
 
     /// <summary>Probes per second and in total for birthday probing, the hard side's sockets, predicted ports.</summary>
     public ProbeBudget Budget { get; init; } = new();

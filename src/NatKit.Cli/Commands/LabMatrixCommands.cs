@@ -39,7 +39,11 @@ internal sealed class LabMatrixCommands : IVerbGroup
         {
             Description = $"Run the cells on real Linux NATs, one at a time, as network namespaces (root), each next to the in-memory lab's result; default types: {string.Join(", ", NetnsMatrix.DefaultTypes.Select(t => t.Name))}.",
         };
-        foreach (var o in new Option[] { html, json, noRelay, loss, latency, seed, types, netns })
+        var portmap = new Option<bool>("--portmap")
+        {
+            Description = "Routers serve the port mapping protocols their presets offer (NAT-PMP, PCP) and the peers use them: relay cells behind such routers turn direct (method port-mapped).",
+        };
+        foreach (var o in new Option[] { html, json, noRelay, loss, latency, seed, types, netns, portmap })
         {
             cmd.Options.Add(o);
         }
@@ -47,7 +51,11 @@ internal sealed class LabMatrixCommands : IVerbGroup
         cmd.SetAction(async (parse, ct) =>
         {
             var options = Options(parse.GetValue(types), parse.GetValue(seed), parse.GetValue(loss), parse.GetValue(latency),
-                parse.GetValue(noRelay), parse.GetValue(netns));
+                parse.GetValue(noRelay), parse.GetValue(netns)) with { PortMapping = parse.GetValue(portmap) };
+            if (options.PortMapping && parse.GetValue(netns))
+            {
+                throw new CliException("--portmap runs in the in-memory lab only (the namespace cells' routers serve no port mapping yet).");
+            }
             var htmlFile = Writable(parse.GetValue(html), "--html");
             var jsonFile = Writable(parse.GetValue(json), "--json");
             if (parse.GetValue(netns))

@@ -2,6 +2,7 @@ using System.Net;
 using NatKit.Lab;
 using NatKit.Nat;
 using NatKit.Packets;
+using NatKit.PortMapping;
 
 namespace NatKit.Scenarios.Matrix;
 
@@ -14,6 +15,11 @@ public sealed record MatrixLabOptions
 
     /// <summary>A TURN server on the internet (false: `--no-relay`).</summary>
     public bool Relay { get; init; } = true;
+
+    /// <summary>Routers serve the port mapping protocols their policy offers (NAT-PMP, PCP), and the peers ask
+    /// their router for a mapping (`--portmap`). Only a peer's own router, and only when it is the peer's only
+    /// NAT: behind a carrier NAT (which offers none here) a home router's mapping opens the inner NAT alone.</summary>
+    public bool PortMapping { get; init; }
 }
 
 /// <summary>
@@ -39,8 +45,10 @@ public sealed class MatrixCellLab
     public const string TurnPassword = "matrix-lab";
 
     internal MatrixCellLab(VirtualNetwork lab, MatrixType a, MatrixType b, LabHost hostA, LabHost hostB,
-        LabHost rendezvous, LabHost? turn)
+        LabHost rendezvous, LabHost? turn, IPEndPoint? portMapA = null, IPEndPoint? portMapB = null)
     {
+        PortMapA = portMapA;
+        PortMapB = portMapB;
         Lab = lab;
         TypeA = a;
         TypeB = b;
@@ -63,6 +71,12 @@ public sealed class MatrixCellLab
     public LabHost B { get; }
 
     public LabHost RendezvousHost { get; }
+
+    /// <summary>Where peer A asks for a port mapping (its router's NAT-PMP/PCP endpoint), or null.</summary>
+    public IPEndPoint? PortMapA { get; }
+
+    /// <summary>Where peer B asks for a port mapping, or null.</summary>
+    public IPEndPoint? PortMapB { get; }
 
     /// <summary>The TURN host, or null with no relay.</summary>
     public LabHost? TurnHost { get; }
@@ -103,21 +117,32 @@ public static class MatrixLab
             }
 
             var lan = lab.AddSegment(Lan(0), "192.168.1.0/24", link);
-            AddChain(lab, a, 0, lan, internet, link, dmzHost: null);
+            AddChain(lab, a, 0, lan, internet, link, dmzHost: null, portMapping: false);
             hostA = lab.AddHost("a", lan, "192.168.1.10");
             hostB = lab.AddHost("b", lan, "192.168.1.11");
         }
         else
         {
-            hostA = AddPeer(lab, a, 0, internet, link);
-            hostB = AddPeer(lab, b, 1, internet, link);
+            hostA = AddPeer(lab, a, 0, internet, link, options.PortMapping);
+            hostB = AddPeer(lab, b, 1, internet, link, options.PortMapping);
         }
 
-        return new MatrixCellLab(lab, a, b, hostA, hostB, rendezvous, turn);
+        return new MatrixCellLab(lab, a, b, hostA, hostB, rendezvous, turn,
+            options.PortMapping && OffersPortMapping(a) ? new IPEndPoint(IPAddress.Parse("192.168.1.1"), PortMappingHandler.Port) : null,
+            options.PortMapping && OffersPortMapping(b) ? new IPEndPoint(IPAddress.Parse("192.168.2.1"), PortMappingHandler.Port) : null);
+    }
+
+    /// <summary>A peer of <paramref name="type"/> can get a useful mapping: its only NAT serves NAT-PMP or PCP.</summary>
+    public static bool OffersPortMapping(MatrixType type)
+    {
+        ArgumentNullException.ThrowIfNull(type);
+        return type.Placement == MatrixPlacement.BehindNat && type.Chain.Count == 1 && !type.DmzToPeer &&
+               (type.Chain[0].ServeNatPmp || type.Chain[0].ServePcp);
     }
 
     /// <summary>The host for side <paramref name="side"/> (0 = A, 1 = B) of type <paramref name="type"/>.</summary>
-    private static LabHost AddPeer(VirtualNetwork lab, MatrixType type, int side, LabSegment internet, LinkProfile link)
+    private static LabHost AddPeer(VirtualNetwork lab, MatrixType type, int side, LabSegment internet, LinkProfile link,
+        bool portMapping)
     {
         var name = side == 0 ? "a" : "b";
         if (type.Placement == MatrixPlacement.Open || type.Chain.Count == 0)
@@ -127,13 +152,13 @@ public static class MatrixLab
 
         var lan = lab.AddSegment(Lan(side), $"192.168.{1 + side}.0/24", link);
         var address = $"192.168.{1 + side}.10";
-        AddChain(lab, type, side, lan, internet, link, type.DmzToPeer ? address : null);
+        AddChain(lab, type, side, lan, internet, link, type.DmzToPeer ? address : null, portMapping && OffersPortMapping(type));
         return lab.AddHost(name, lan, address);
     }
 
     /// <summary>The routers of <paramref name="type"/>'s chain from <paramref name="lan"/> out to the internet.</summary>
     private static void AddChain(VirtualNetwork lab, MatrixType type, int side, LabSegment lan, LabSegment internet,
-        LinkProfile link, string? dmzHost)
+        LinkProfile link, string? dmzHost, bool portMapping)
     {
         var segments = new Dictionary<string, LabSegment>(StringComparer.Ordinal) { [Lan(side)] = lan, [Internet] = internet };
         foreach (var hop in Chain(type, side, Lan(side)))
@@ -144,8 +169,12 @@ public static class MatrixLab
             }
 
             var dmz = hop.Level == 0 ? dmzHost : null;
-            lab.AddRouter(hop.Name, hop.Policy, segments[hop.Inside], hop.InsideAddress, segments[hop.Outside], [hop.OutsideAddress],
+            var router = lab.AddRouter(hop.Name, hop.Policy, segments[hop.Inside], hop.InsideAddress, segments[hop.Outside], [hop.OutsideAddress],
                 dmz is null ? null : c => c with { DmzHost = Ipv4Address.Parse(dmz) });
+            if (portMapping && hop.Level == 0)
+            {
+                router.ServeUdp(PortMappingHandler.Port, new PortMappingHandler(router.Engine, router.NowMs).Handle);
+            }
         }
     }
 

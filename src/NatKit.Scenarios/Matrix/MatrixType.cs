@@ -42,8 +42,9 @@ public sealed record MatrixType(string Name, string Description, MatrixPlacement
 public static class MatrixTypes
 {
     /// <summary>The carrier's NAT of <c>cgnat</c>: endpoint-independent mapping as RFC 6888 REQ-1 asks, random
-    /// high ports, address-and-port-dependent filtering (Tailscale natlab's "easy").</summary>
-    public static readonly NatPolicy Carrier = NatPresets.TailscaleEasy;
+    /// high ports, address-and-port-dependent filtering (Tailscale natlab's "easy"), and no port mapping protocol
+    /// (a carrier offers PCP at most; this one offers nothing).</summary>
+    public static readonly NatPolicy Carrier = NatPresets.TailscaleEasy with { ServeNatPmp = false, ServePcp = false, ServeUpnp = false };
 
     public static IReadOnlyList<MatrixType> All { get; } =
     [

@@ -2,6 +2,8 @@ using System.Net;
 using System.Text;
 using NatKit.Lab;
 using NatKit.Net;
+using NatKit.Packets;
+using NatKit.PortMapping;
 using NatKit.Traversal;
 using NatKit.Traversal.Identity;
 using NatKit.Traversal.Rendezvous;
@@ -29,8 +31,11 @@ public static class TraversalCellRunner
         {
             await MatrixServices.StartAsync(cell);
             var any = new IPEndPoint(IPAddress.Any, 0);
-            return await ConnectAsync(new Sides(cell.RendezvousHost, cell.A, any, cell.B, any), cell.Turn, options,
-                cell.Lab.Random, cell.Lab.TimeProvider, CancellationToken.None);
+            return await ConnectAsync(new Sides(cell.RendezvousHost, cell.A, any, cell.B, any)
+                {
+                    PortMapA = cell.PortMapA is { } ga ? MapThrough(cell.A, ga) : null,
+                    PortMapB = cell.PortMapB is { } gb ? MapThrough(cell.B, gb) : null,
+                }, cell.Turn, options, cell.Lab.Random, cell.Lab.TimeProvider, CancellationToken.None);
         });
     }
 
@@ -50,8 +55,21 @@ public static class TraversalCellRunner
         return ConnectAsync(sides, cell.Turn, options, null, TimeProvider.System, cancellationToken);
     }
 
-    /// <summary>Where the rendezvous and the two peers run, and what the peers bind.</summary>
-    private sealed record Sides(INetwork Rendezvous, INetwork A, IPEndPoint BindA, INetwork B, IPEndPoint BindB);
+    /// <summary>Where the rendezvous and the two peers run, what the peers bind, and how each asks for a mapping.</summary>
+    private sealed record Sides(INetwork Rendezvous, INetwork A, IPEndPoint BindA, INetwork B, IPEndPoint BindB)
+    {
+        public PortMapRequest? PortMapA { get; init; }
+
+        public PortMapRequest? PortMapB { get; init; }
+    }
+
+    /// <summary>A node's way to ask its router for a UDP mapping: PCP, then NAT-PMP (NatKit.PortMapping's
+    /// <see cref="PortMapper"/>), kept renewed until the node stops.</summary>
+    public static PortMapRequest MapThrough(INetwork network, IPEndPoint gateway) => async (port, ct) =>
+    {
+        var lease = await new PortMapper(network, gateway).MapAsync(IpProtocol.Udp, port, TimeSpan.FromHours(2), port, cancellationToken: ct);
+        return lease is null ? null : new PortMappedEndPoint(lease.External, lease);
+    };
 
     private static async Task<MatrixOutcome> ConnectAsync(Sides sides, IPEndPoint? turn, MatrixOptions options,
         Random? random, TimeProvider time, CancellationToken cancellationToken)
@@ -76,10 +94,10 @@ public static class TraversalCellRunner
             ConnectTimeout = options.ConnectTimeout,
             Random = random,
         };
-        await using var a = await TraversalNode.StartAsync(sides.A, sides.BindA, NodeIdentity.Create(), traversal,
-            cancellationToken: cancellationToken);
-        await using var b = await TraversalNode.StartAsync(sides.B, sides.BindB, NodeIdentity.Create(), traversal,
-            cancellationToken: cancellationToken);
+        await using var a = await TraversalNode.StartAsync(sides.A, sides.BindA, NodeIdentity.Create(),
+            traversal with { PortMap = sides.PortMapA }, cancellationToken: cancellationToken);
+        await using var b = await TraversalNode.StartAsync(sides.B, sides.BindB, NodeIdentity.Create(),
+            traversal with { PortMap = sides.PortMapB }, cancellationToken: cancellationToken);
         var accepted = b.AcceptAsync(cancellationToken);
         PeerConnection ab;
         try

@@ -22,6 +22,10 @@ public sealed record MatrixOptions
     /// <summary>A TURN server in every lab (false: `--no-relay`).</summary>
     public bool Relay { get; init; } = true;
 
+    /// <summary>Routers serve the port mapping protocols their presets offer and the peers use them (`--portmap`);
+    /// off by default, so the default grid is the NATs' behaviour alone.</summary>
+    public bool PortMapping { get; init; }
+
     /// <summary>The traversal's probe budget (birthday probing, prediction); the oracle judges with the same.</summary>
     public ProbeBudget Budget { get; init; } = new();
 
@@ -34,9 +38,9 @@ public sealed record MatrixOptions
     /// <summary>Clock for the wall times reported (not for anything inside a lab).</summary>
     public TimeProvider WallClock { get; init; } = TimeProvider.System;
 
-    public MatrixLabOptions LabOptions => new() { Link = Link, Relay = Relay };
+    public MatrixLabOptions LabOptions => new() { Link = Link, Relay = Relay, PortMapping = PortMapping };
 
-    public OracleOptions OracleOptions => new() { Relay = Relay, Budget = Budget };
+    public OracleOptions OracleOptions => new() { Relay = Relay, Budget = Budget, PortMapping = PortMapping };
 }
 
 /// <summary>What a cell runner measured.</summary>

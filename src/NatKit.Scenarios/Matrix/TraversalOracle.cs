@@ -154,6 +154,9 @@ public sealed record OracleOptions
     /// <summary>The traversal's probe budget (sockets and probes for birthday probing, predicted ports).</summary>
     public ProbeBudget Budget { get; init; } = new();
 
+    /// <summary>Peers ask their router for a port mapping (NAT-PMP, PCP) where it offers one.</summary>
+    public bool PortMapping { get; init; }
+
     /// <summary>Birthday probing is expected to connect when its success probability is at least this.</summary>
     public double Confidence { get; init; } = 0.95;
 }
@@ -164,6 +167,7 @@ public sealed record OracleOptions
 /// verdict too. Rules, first match wins (A and B interchangeable):
 /// <list type="number">
 /// <item>same LAN: direct over host candidates, whatever the hairpinning;</item>
+/// <item>with port mapping on, a side whose only NAT offers NAT-PMP or PCP: direct, port-mapped;</item>
 /// <item>both ports known (no NAT or endpoint-independent mapping): direct, server-reflexive;</item>
 /// <item>one side's port known and its filter admits any port of the other's address (EIF, ADF, no NAT): direct,
 ///   peer-reflexive (the other side's check arrives from whatever port its NAT picked and is answered there);</item>
@@ -191,6 +195,13 @@ public static class TraversalOracle
             }
 
             return SameLan(a.Chain[0]);
+        }
+
+        if (options?.PortMapping == true && (MatrixLab.OffersPortMapping(a) || MatrixLab.OffersPortMapping(b)))
+        {
+            var mapped = MatrixLab.OffersPortMapping(a) ? a : b;
+            return new(MatrixPath.Direct, TraversalMethod.PortMapped,
+                $"{mapped.Name}'s router maps the peer's port on request (NAT-PMP/PCP): an explicit mapping admits anyone, and the peer's traffic to every destination leaves through it, so the other side's checks reach it and are answered from it, whatever that side's NAT does.");
         }
 
         return Predict(EffectiveNat.Of(a.Chain), EffectiveNat.Of(b.Chain), options);

@@ -1,0 +1,155 @@
+using System.Net;
+using System.Text.Json;
+using NatKit.Nat;
+using NatKit.Net;
+using NatKit.Packets;
+using NatKit.PortMapping;
+
+namespace NatKit.Cli.Tests;
+
+/// <summary>`natkit portmap`: help, one-sentence refusals, and probe/add/delete against a NAT-PMP/PCP server on
+/// loopback (a <see cref="PortMappingHandler"/> over a real UDP socket), with --json parsed back.</summary>
+public sealed class PortmapCommandTests
+{
+    private static readonly TimeSpan Deadline = TimeSpan.FromSeconds(60);
+
+    private static string Natkit => Path.Combine(AppContext.BaseDirectory, "natkit.dll");
+
+    private static Task<(int ExitCode, string Output, string Errors)> Cli(params string[] arguments) =>
+        ExternalProcess.RunAsync("dotnet", [Natkit, .. arguments], Deadline);
+
+    /// <summary>A port mapping server on 127.0.0.1 for a NAT whose inside is loopback and outside 203.0.113.1.</summary>
+    private sealed class LoopbackServer : IAsyncDisposable
+    {
+        private readonly CancellationTokenSource _stop = new();
+        private readonly IDatagramSocket _socket;
+        private readonly Task _loop;
+
+        private LoopbackServer(IDatagramSocket socket, NatEngine engine)
+        {
+            _socket = socket;
+            Engine = engine;
+            var handler = new PortMappingHandler(engine, Now());
+            _loop = Task.Run(async () =>
+            {
+                var buffer = new byte[2048];
+                var reply = new byte[PortMappingHandler.MaxReplyLength];
+                while (true)
+                {
+                    ReceivedDatagram d;
+                    try
+                    {
+                        d = await _socket.ReceiveFromAsync(buffer, _stop.Token);
+                    }
+                    catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException)
+                    {
+                        return;
+                    }
+
+                    int n;
+                    lock (engine)
+                    {
+                        n = handler.Handle(buffer.AsSpan(0, d.Length),
+                            new NatEndpoint(Ipv4Address.FromIPAddress(d.RemoteEndPoint.Address), (ushort)d.RemoteEndPoint.Port), Now(), reply);
+                    }
+
+                    if (n > 0) await _socket.SendToAsync(reply.AsMemory(0, n), d.RemoteEndPoint);
+                }
+            });
+        }
+
+        public NatEngine Engine { get; }
+
+        public string Gateway => _socket.LocalEndPoint.ToString();
+
+        public static async Task<LoopbackServer> StartAsync()
+        {
+            var engine = new NatEngine(new NatConfig
+            {
+                Policy = NatPresets.FullCone,
+                InsidePrefixes = [Ipv4Prefix.Parse("127.0.0.0/8")],
+                ExternalAddresses = [Ipv4Address.Parse("203.0.113.1")],
+            }, Now());
+            return new LoopbackServer(await SystemNetwork.Instance.BindUdpAsync(new IPEndPoint(IPAddress.Loopback, 0)), engine);
+        }
+
+        private static long Now() => TimeProvider.System.GetTimestamp() * 1000 / TimeProvider.System.TimestampFrequency;
+
+        public async ValueTask DisposeAsync()
+        {
+            await _stop.CancelAsync();
+            await _loop;
+            await _socket.DisposeAsync();
+            Engine.Dispose();
+            _stop.Dispose();
+        }
+    }
+
+    [Fact]
+    public async Task Help_ListsTheFourVerbs()
+    {
+        var (code, output, _) = await Cli("portmap", "--help");
+        Assert.Equal(0, code);
+        foreach (var verb in new[] { "probe", "add", "delete", "list" }) Assert.Contains(verb, output, StringComparison.Ordinal);
+        (code, output, _) = await Cli("portmap", "add", "--help");
+        Assert.Equal(0, code);
+        Assert.Contains("--external-port", output, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("--port", "70000", "--port 70000: not a port")]
+    [InlineData("--port", "0", "--port 0: not a port")]
+    [InlineData("--transport", "sctp", "--transport sctp: expected udp or tcp")]
+    [InlineData("--protocol", "upnp2", "--protocol upnp2: expected pcp or nat-pmp")]
+    [InlineData("--lifetime", "-5", "--lifetime must be positive")]
+    public async Task Add_ABadValue_IsOneSentenceNamingIt_Exit2(string flag, string value, string expected)
+    {
+        string[] args = flag == "--port"
+            ? ["portmap", "add", "--gateway", "127.0.0.1", flag, value]
+            : ["portmap", "add", "--gateway", "127.0.0.1", "--port", "4000", flag, value];
+        var (code, output, errors) = await Cli(args);
+        Assert.Equal(2, code);
+        Assert.Contains(expected, output + errors, StringComparison.Ordinal);
+        Assert.DoesNotContain(" at ", output + errors, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("::1", "--gateway ::1: NAT-PMP and PCP here are IPv4")]
+    [InlineData("[::1]:5351", "--gateway [::1]:5351: NAT-PMP and PCP here are IPv4")]
+    [InlineData("not-an-address!", "--gateway not-an-address!")]
+    public async Task Probe_AnIpv6OrBadGateway_IsRefused(string gateway, string expected)
+    {
+        var (code, output, errors) = await Cli("portmap", "probe", "--gateway", gateway);
+        Assert.Equal(2, code);
+        Assert.Contains(expected, output + errors, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task ProbeAddDelete_AgainstALoopbackServer_JsonParsesBack()
+    {
+        await using var server = await LoopbackServer.StartAsync();
+        var (code, output, errors) = await Cli("portmap", "probe", "--gateway", server.Gateway, "--json");
+        Assert.True(code == 0, output + errors);
+        using (var probe = JsonDocument.Parse(output))
+        {
+            Assert.True(probe.RootElement.GetProperty("natPmp").GetBoolean());
+            Assert.True(probe.RootElement.GetProperty("pcp").GetBoolean());
+            Assert.Equal("203.0.113.1", probe.RootElement.GetProperty("externalAddress").GetString());
+        }
+
+        (code, output, errors) = await Cli("portmap", "add", "--gateway", server.Gateway, "--port", "4000", "--external-port", "4000",
+            "--protocol", "nat-pmp", "--lifetime", "600", "--json");
+        Assert.True(code == 0, output + errors);
+        using (var added = JsonDocument.Parse(output))
+        {
+            Assert.Equal("nat-pmp", added.RootElement.GetProperty("protocol").GetString());
+            Assert.Equal("203.0.113.1:4000", added.RootElement.GetProperty("external").GetString());
+            Assert.Equal(600, added.RootElement.GetProperty("lifetime").GetInt32());
+        }
+
+        lock (server.Engine) Assert.Single(server.Engine.ListMappings(long.MinValue));
+        (code, output, errors) = await Cli("portmap", "delete", "--gateway", server.Gateway, "--port", "4000");
+        Assert.True(code == 0, output + errors);
+        lock (server.Engine) Assert.Empty(server.Engine.ListMappings(long.MinValue));
+    }
+}
