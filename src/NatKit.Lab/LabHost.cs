@@ -82,20 +82,7 @@ public sealed class LabHost : LabNode, INetwork, IMulticastNetwork
     public ValueTask<IDatagramSocket> BindUdpAsync(IPEndPoint localEndPoint,
         CancellationToken cancellationToken = default)
     {
-        ArgumentNullException.ThrowIfNull(localEndPoint);
-        Network.Scheduler.EnsureLabThread();
-        var address = LocalAddressFor(localEndPoint, "UDP");
-        var port = localEndPoint.Port;
-        if (port == 0)
-        {
-            port = PickEphemeralPort(p => UdpPortFree(address, p, shared: false));
-        }
-        else if (!UdpPortFree(address, port, shared: false))
-        {
-            throw new NetworkException(SocketError.AddressAlreadyInUse,
-                $"cannot bind UDP {localEndPoint} on lab host {Name}: the address is in use");
-        }
-
+        var (address, port) = ClaimUdpPort(localEndPoint, shared: false);
         var socket = new LabUdpSocket(this, address, (ushort)port);
         _udp.Add(Key(address, port), socket);
         return ValueTask.FromResult<IDatagramSocket>(socket);
@@ -107,20 +94,7 @@ public sealed class LabHost : LabNode, INetwork, IMulticastNetwork
     public ValueTask<IMulticastDatagramSocket> BindMulticastUdpAsync(IPEndPoint localEndPoint,
         CancellationToken cancellationToken = default)
     {
-        ArgumentNullException.ThrowIfNull(localEndPoint);
-        Network.Scheduler.EnsureLabThread();
-        var address = LocalAddressFor(localEndPoint, "UDP");
-        var port = localEndPoint.Port;
-        if (port == 0)
-        {
-            port = PickEphemeralPort(p => UdpPortFree(address, p, shared: false));
-        }
-        else if (!UdpPortFree(address, port, shared: true))
-        {
-            throw new NetworkException(SocketError.AddressAlreadyInUse,
-                $"cannot bind UDP {localEndPoint} on lab host {Name}: the port is held by a socket that does not share it");
-        }
-
+        var (address, port) = ClaimUdpPort(localEndPoint, shared: true);
         var socket = new LabUdpSocket(this, address, (ushort)port, shared: true);
         var key = Key(address, port);
         if (!_shared.TryGetValue(key, out var list))
@@ -179,6 +153,27 @@ public sealed class LabHost : LabNode, INetwork, IMulticastNetwork
         }
 
         return ip;
+    }
+
+    /// <summary>The address and port a new UDP socket binds (an ephemeral port, which nothing holds, for port 0).</summary>
+    private (Ipv4Address Address, int Port) ClaimUdpPort(IPEndPoint localEndPoint, bool shared)
+    {
+        ArgumentNullException.ThrowIfNull(localEndPoint);
+        Network.Scheduler.EnsureLabThread();
+        var address = LocalAddressFor(localEndPoint, "UDP");
+        var port = localEndPoint.Port;
+        if (port == 0)
+        {
+            port = PickEphemeralPort(p => UdpPortFree(address, p, shared: false));
+        }
+        else if (!UdpPortFree(address, port, shared))
+        {
+            throw new NetworkException(SocketError.AddressAlreadyInUse, shared
+                ? $"cannot bind UDP {localEndPoint} on lab host {Name}: the port is held by a socket that does not share it"
+                : $"cannot bind UDP {localEndPoint} on lab host {Name}: the address is in use");
+        }
+
+        return (address, port);
     }
 
     /// <summary>True when a socket may bind <paramref name="address"/>:<paramref name="port"/>: nothing exclusive
