@@ -1,3 +1,4 @@
+using System.Net.NetworkInformation;
 using NatKit.Linux;
 using NatKit.PortMapping.Upnp;
 
@@ -8,11 +9,21 @@ namespace NatKit.Cli.Commands;
 /// <see cref="UpnpServer"/>, whose actions reach the engine on the data-plane thread.</summary>
 internal static class UpnpGatewayService
 {
-    /// <summary>Starts the IGD; null when the policy does not offer UPnP. Dispose it before the gateway.</summary>
+    /// <summary>Starts the IGD; null when the policy does not offer UPnP, or when the gateway's network namespace has
+    /// interfaces besides its loopback (the IGD's TUN would give that machine an interface and a route to the inside
+    /// prefix it did not ask for: run the gateway in a namespace of its own, as `natkit lab netns` does). Dispose it
+    /// before the gateway.</summary>
     internal static async Task<IAsyncDisposable?> ServeAsync(Gateway gateway)
     {
         if (!gateway.Engine.Policy.ServeUpnp)
         {
+            return null;
+        }
+
+        if (!OwnNamespace())
+        {
+            await Console.Error.WriteLineAsync("natkit gateway: UPnP not served: its network namespace has interfaces " +
+                                               "besides loopback (run the gateway in a namespace of its own)").ConfigureAwait(false);
             return null;
         }
 
@@ -31,6 +42,11 @@ internal static class UpnpGatewayService
             throw;
         }
     }
+
+    /// <summary>True when this process's network namespace has nothing but loopback: a namespace made for the gateway,
+    /// whose TUNs live elsewhere.</summary>
+    private static bool OwnNamespace() =>
+        NetworkInterface.GetAllNetworkInterfaces().All(n => n.NetworkInterfaceType == NetworkInterfaceType.Loopback);
 
     private sealed class Running(UpnpServer igd, GatewayInsideStack stack) : IAsyncDisposable
     {
