@@ -41,6 +41,16 @@ internal static class PortMappingExchange
         return null;
     }
 
+    /// <summary>Throws for what no mapping request can carry: a transport other than UDP and TCP, a port outside 0-65535.</summary>
+    public static void CheckRequest(Packets.IpProtocol transport, int internalPort, int suggestedExternalPort)
+    {
+        if (transport is not (Packets.IpProtocol.Udp or Packets.IpProtocol.Tcp)) throw new ArgumentOutOfRangeException(nameof(transport), "NAT-PMP and PCP map UDP or TCP");
+        ArgumentOutOfRangeException.ThrowIfNegative(internalPort);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(internalPort, 65535);
+        ArgumentOutOfRangeException.ThrowIfNegative(suggestedExternalPort);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(suggestedExternalPort, 65535);
+    }
+
     /// <summary>The address to send from: the configured one, else the local IPv4 address sharing the longest prefix
     /// with the gateway (the one the gateway sees us by).</summary>
     public static IPAddress LocalAddress(INetwork network, PortMappingClientOptions options, IPAddress gateway)

@@ -1,5 +1,6 @@
 using System.Net;
 using System.Text.Json;
+using NatKit.Linux;
 using NatKit.Nat;
 using NatKit.Net;
 using NatKit.Packets;
@@ -151,5 +152,44 @@ public sealed class PortmapCommandTests
         (code, output, errors) = await Cli("portmap", "delete", "--gateway", server.Gateway, "--port", "4000");
         Assert.True(code == 0, output + errors);
         lock (server.Engine) Assert.Empty(server.Engine.ListMappings(long.MinValue));
+    }
+
+    /// <summary>`natkit lab netns up` runs `natkit gateway run` processes; with a preset that offers NAT-PMP and PCP
+    /// they serve them: natpmpc and `natkit portmap` in the LAN host get mappings, and `natkit portmap list` shows them.</summary>
+    [PeerFact("ip", "natpmpc", Root = true)]
+    public async Task LabNetnsGateway_ServesNatPmpAndPcp_ToNatpmpcAndNatkitPortmap()
+    {
+        var tag = "p" + NetworkNamespace.NewRunTag();
+        var name = $"nk-{tag}-g1";
+        try
+        {
+            var (code, output, errors) = await Cli("lab", "netns", "up", "--tag", tag, "--preset", "full-cone");
+            Assert.True(code == 0, output + errors);
+
+            (code, output, errors) = await Cli("lab", "netns", "exec", "lan", "--tag", tag, "--",
+                "natpmpc", "-g", GatewayTopology.LanGatewayAddress, "-a", "4000", "4000", "udp", "600");
+            Assert.True(code == 0 && output.Contains("Mapped public port 4000 protocol UDP", StringComparison.Ordinal), output + errors);
+
+            (code, output, errors) = await Cli("lab", "netns", "exec", "lan", "--tag", tag, "--",
+                "dotnet", Natkit, "portmap", "add", "--gateway", GatewayTopology.LanGatewayAddress, "--port", "5000", "--protocol", "pcp", "--json");
+            Assert.True(code == 0, output + errors);
+            using (var added = JsonDocument.Parse(output))
+            {
+                Assert.Equal($"{GatewayTopology.PublicAddress}:5000", added.RootElement.GetProperty("external").GetString());
+            }
+
+            (code, output, errors) = await Cli("portmap", "list", "--name", name, "--json");
+            Assert.True(code == 0, output + errors);
+            using var list = JsonDocument.Parse(output);
+            Assert.Equal([$"{GatewayTopology.LanHostAddress}:4000", $"{GatewayTopology.LanHostAddress}:5000"],
+                list.RootElement.EnumerateArray().Select(m => m.GetProperty("internal").GetString()!).Order(StringComparer.Ordinal));
+        }
+        finally
+        {
+            var (code, output, errors) = await Cli("lab", "netns", "down", "--tag", tag);
+            Assert.True(code == 0, output + errors);
+            File.Delete(Path.Combine(GatewayControl.Directory, name + ".log"));
+            File.Delete(Path.Combine(GatewayControl.Directory, name + ".policy.json"));
+        }
     }
 }

@@ -71,11 +71,7 @@ public sealed class NatPmpClient
 
     private Task<byte[]?> MapRequestAsync(IpProtocol transport, int internalPort, int suggested, uint lifetime, CancellationToken cancellationToken)
     {
-        if (transport is not (IpProtocol.Udp or IpProtocol.Tcp)) throw new ArgumentOutOfRangeException(nameof(transport), "NAT-PMP maps UDP or TCP");
-        ArgumentOutOfRangeException.ThrowIfNegative(internalPort);
-        ArgumentOutOfRangeException.ThrowIfGreaterThan(internalPort, 65535);
-        ArgumentOutOfRangeException.ThrowIfNegative(suggested);
-        ArgumentOutOfRangeException.ThrowIfGreaterThan(suggested, 65535);
+        PortMappingExchange.CheckRequest(transport, internalPort, suggested);
         var opcode = transport == IpProtocol.Tcp ? NatPmpOpcode.MapTcp : NatPmpOpcode.MapUdp;
         var request = new byte[NatPmpRequest.MappingLength];
         NatPmpRequest.WriteMappingRequest(request, opcode, (ushort)internalPort, (ushort)suggested, lifetime);

@@ -84,11 +84,7 @@ public sealed class PcpClient
     private Task<byte[]?> MapRequestAsync(IpProtocol transport, int internalPort, int suggested, uint lifetime, bool preferFailure,
         CancellationToken cancellationToken)
     {
-        if (transport is not (IpProtocol.Udp or IpProtocol.Tcp)) throw new ArgumentOutOfRangeException(nameof(transport), "PCP MAP here is UDP or TCP");
-        ArgumentOutOfRangeException.ThrowIfNegative(internalPort);
-        ArgumentOutOfRangeException.ThrowIfGreaterThan(internalPort, 65535);
-        ArgumentOutOfRangeException.ThrowIfNegative(suggested);
-        ArgumentOutOfRangeException.ThrowIfGreaterThan(suggested, 65535);
+        PortMappingExchange.CheckRequest(transport, internalPort, suggested);
         var request = new byte[Pcp.HeaderLength + Pcp.MapDataLength + Pcp.OptionHeaderLength];
         var n = PcpRequest.WriteHeader(request, PcpOpcode.Map, lifetime, ClientAddress());
         n += PcpMapData.Write(request.AsSpan(n), _nonce, (byte)transport, (ushort)internalPort, (ushort)suggested, Pcp.AnyIpv4);
