@@ -97,7 +97,13 @@ public sealed class UpnpClient
     /// </summary>
     /// <exception cref="ArgumentException">The network has no multicast.</exception>
     public static async Task<IReadOnlyList<Uri>> DiscoverAsync(INetwork network, IPAddress localAddress, TimeSpan wait,
-        CancellationToken cancellationToken = default)
+        CancellationToken cancellationToken = default) =>
+        await DiscoverAsync(network, localAddress, wait, SsdpMessage.Port, cancellationToken);
+
+    /// <summary>As <see cref="DiscoverAsync(INetwork, IPAddress, TimeSpan, CancellationToken)"/>, to another SSDP port
+    /// than 1900 (a test's IGD on a shared machine's loopback).</summary>
+    public static async Task<IReadOnlyList<Uri>> DiscoverAsync(INetwork network, IPAddress localAddress, TimeSpan wait,
+        int ssdpPort, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(network);
         ArgumentNullException.ThrowIfNull(localAddress);
@@ -111,7 +117,7 @@ public sealed class UpnpClient
         var mx = Math.Clamp((int)Math.Ceiling(wait.TotalSeconds), 1, 5);
         foreach (var target in SearchTargets)
         {
-            await socket.SendToAsync(SsdpMessage.Search(target, mx), new IPEndPoint(SsdpMessage.Group, SsdpMessage.Port),
+            await socket.SendToAsync(SsdpMessage.Search(target, mx), new IPEndPoint(SsdpMessage.Group, ssdpPort),
                 cancellationToken);
         }
 

@@ -14,6 +14,9 @@ public sealed record UpnpServerOptions
     /// SSDP answers say which.</summary>
     public int HttpPort { get; init; }
 
+    /// <summary>The SSDP port (1900; 0 picks an ephemeral one, for tests on a shared machine's loopback).</summary>
+    public int SsdpPort { get; init; } = SsdpMessage.Port;
+
     /// <summary>The device's UDN; null makes one from the inside address, so it stays the same across restarts.</summary>
     public string? Udn { get; init; }
 
@@ -37,6 +40,7 @@ public sealed record UpnpServerOptions
     {
         var errors = new List<string>();
         if (HttpPort is < 0 or > 65535) errors.Add($"{nameof(HttpPort)}: {HttpPort} is not a port.");
+        if (SsdpPort is < 0 or > 65535) errors.Add($"{nameof(SsdpPort)}: {SsdpPort} is not a port.");
         if (AnnounceInterval <= TimeSpan.Zero || AnnounceInterval > TimeSpan.FromSeconds(UpnpSsdpResponder.MaxAgeSeconds))
             errors.Add($"{nameof(AnnounceInterval)}: {AnnounceInterval} must be more than 0 and at most the 1800 s max-age.");
         if (RequestTimeout <= TimeSpan.Zero) errors.Add($"{nameof(RequestTimeout)}: must be more than 0.");
@@ -68,7 +72,6 @@ public sealed partial class UpnpServer : IAsyncDisposable
     private readonly UpnpSsdpResponder _responder;
     private readonly EngineCall _engine;
     private readonly UpnpServerOptions _options;
-    private readonly IPAddress _inside;
     private readonly ILogger _logger;
     private readonly CancellationTokenSource _stop = new();
     private readonly Task _ssdpLoop;
@@ -89,7 +92,6 @@ public sealed partial class UpnpServer : IAsyncDisposable
         _responder = responder;
         _engine = engine;
         _options = options;
-        _inside = inside;
         _logger = logger;
         DescriptionUrl = new Uri($"http://{inside}:{http.LocalEndPoint.Port.ToString(CultureInfo.InvariantCulture)}{UpnpPaths.Description}");
         _ssdpLoop = SsdpLoopAsync();
@@ -100,6 +102,9 @@ public sealed partial class UpnpServer : IAsyncDisposable
 
     /// <summary>Where the device description is.</summary>
     public Uri DescriptionUrl { get; }
+
+    /// <summary>The SSDP socket's endpoint (port 1900 unless the options chose another).</summary>
+    public IPEndPoint SsdpEndPoint => _ssdp.LocalEndPoint;
 
     /// <summary>The HTTP listener's endpoint.</summary>
     public IPEndPoint HttpEndPoint => _http.LocalEndPoint;
@@ -147,7 +152,7 @@ public sealed partial class UpnpServer : IAsyncDisposable
         IMulticastDatagramSocket? ssdp = null;
         try
         {
-            ssdp = await multicast.BindMulticastUdpAsync(new IPEndPoint(IPAddress.Any, SsdpMessage.Port), cancellationToken);
+            ssdp = await multicast.BindMulticastUdpAsync(new IPEndPoint(IPAddress.Any, options.SsdpPort), cancellationToken);
             ssdp.JoinGroup(SsdpMessage.Group, insideAddress);
             ssdp.SetMulticastSend(insideAddress, timeToLive: 2); // UDA 2.0 section 1.1.2: TTL 2 by default
         }
@@ -199,9 +204,9 @@ public sealed partial class UpnpServer : IAsyncDisposable
                 continue;
             }
 
-            // Only the inside may discover the IGD; its own looped-back announcements are not searches.
+            // Only the inside may discover the IGD (its own looped-back announcements are NOTIFYs, not searches).
             if (!Ipv4Address.TryFromIPAddress(m.RemoteEndPoint.Address, out var source) ||
-                !_handler.Control.Table.IsInside(source) || m.RemoteEndPoint.Address.Equals(_inside) ||
+                !_handler.Control.Table.IsInside(source) ||
                 !SsdpMessage.TryParse(buffer.AsSpan(0, m.Length), out var message) || message.Kind != SsdpKind.Search)
             {
                 continue;
@@ -233,7 +238,7 @@ public sealed partial class UpnpServer : IAsyncDisposable
         {
             try
             {
-                _ = _ssdp.SendToAsync(notify, new IPEndPoint(SsdpMessage.Group, SsdpMessage.Port));
+                _ = _ssdp.SendToAsync(notify, new IPEndPoint(SsdpMessage.Group, _ssdp.LocalEndPoint.Port));
             }
             catch (Exception e) when (e is NetworkException or ObjectDisposedException)
             {
