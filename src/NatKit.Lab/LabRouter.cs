@@ -138,8 +138,13 @@ public sealed class LabRouter : LabNode, INatSink
     /// <summary>A UDP datagram from the LAN to one of the router's services: answered here, never translated.</summary>
     private bool Serve(LabPacket packet)
     {
+        if (!_services!.MayServe(packet.Buffer.AsSpan(0, packet.Length)))
+        {
+            return false;
+        }
+
         var answer = Network.Pool.Rent(LabPacket.DefaultCapacity);
-        if (!_services!.TryServe(packet.Buffer.AsSpan(0, packet.Length), NowMs, answer.Buffer, out var n))
+        if (!_services.TryServe(packet.Buffer.AsSpan(0, packet.Length), NowMs, answer.Buffer, out var n))
         {
             Network.Pool.Return(answer);
             return false;

@@ -329,6 +329,17 @@ public sealed partial class TraversalNode
             var hairpin = _node.PublicEndPoint is { } pub && pair.Remote.EndPoint.Address.Equals(pub.Address) &&
                           pair.Local.Type != IceCandidateType.Host;
             var path = hairpin ? PathKind.Hairpin : PathKind.Direct;
+
+            // A mapping a port mapping protocol made admits anyone: with one on either side (the peer's shows in its
+            // candidates' type preference, the one thing of the origin that travels), that is what opened the path,
+            // whatever the plan from the profiles also tried: its punches and probes land on a mapping that admits
+            // them all. Host pairs cross no NAT.
+            if ((_node.PortMappedEndPoint is not null || RemoteHasPortMapping()) &&
+                !(pair.Local.Type == IceCandidateType.Host && pair.Remote.Type == IceCandidateType.Host))
+            {
+                return (path, TraversalMethod.PortMapped);
+            }
+
             if (_hardIndex.Contains(pair.Socket))
             {
                 return (path, Plan.Role == HardNatRole.Predict ? TraversalMethod.Prediction : TraversalMethod.Birthday);
@@ -347,13 +358,6 @@ public sealed partial class TraversalNode
             if (pair.Local.Type == IceCandidateType.Host && pair.Remote.Type == IceCandidateType.Host)
             {
                 return (path, TraversalMethod.Host);
-            }
-
-            // A mapping a port mapping protocol made admits anyone: with one on either side (the peer's shows in its
-            // candidates' type preference, the one thing of the origin that travels), that is what opened the path.
-            if (_node.PortMappedEndPoint is not null || RemoteHasPortMapping())
-            {
-                return (path, TraversalMethod.PortMapped);
             }
 
             return pair.Remote.Type == IceCandidateType.PeerReflexive || pair.Local.Type == IceCandidateType.PeerReflexive

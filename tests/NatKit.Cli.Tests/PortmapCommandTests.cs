@@ -192,4 +192,17 @@ public sealed class PortmapCommandTests
             File.Delete(Path.Combine(GatewayControl.Directory, name + ".policy.json"));
         }
     }
+
+    /// <summary>`natkit lab matrix --netns --portmap`: the namespace cell's NatKit gateways serve NAT-PMP/PCP, the
+    /// nodes map through them, and the hard NAT on both sides connects directly, as in the lab.</summary>
+    [PeerFact("ip", "nft", Root = true)]
+    public async Task NetnsMatrix_WithPortmap_HardNatBothSides_DirectPortMapped_AgreeingWithTheLab()
+    {
+        var (code, output, errors) = await Cli("lab", "matrix", "--netns", "--portmap", "--types", "symmetric-random");
+        var text = System.Text.RegularExpressions.Regex.Replace(
+            string.Join(' ', (output + errors).Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)), "\u001b\\[[0-9;]*m", "");
+        Assert.True(code == 0, text);
+        Assert.Contains("symmetric-random x symmetric-random: direct (port-mapped)", text, StringComparison.Ordinal);
+        Assert.Contains("agrees", text, StringComparison.Ordinal);
+    }
 }

@@ -52,10 +52,7 @@ internal sealed class LabMatrixCommands : IVerbGroup
         {
             var options = Options(parse.GetValue(types), parse.GetValue(seed), parse.GetValue(loss), parse.GetValue(latency),
                 parse.GetValue(noRelay), parse.GetValue(netns)) with { PortMapping = parse.GetValue(portmap) };
-            if (options.PortMapping && parse.GetValue(netns))
-            {
-                throw new CliException("--portmap runs in the in-memory lab only (the namespace cells' routers serve no port mapping yet).");
-            }
+
             var htmlFile = Writable(parse.GetValue(html), "--html");
             var jsonFile = Writable(parse.GetValue(json), "--json");
             if (parse.GetValue(netns))

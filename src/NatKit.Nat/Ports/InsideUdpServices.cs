@@ -35,6 +35,12 @@ public sealed class InsideUdpServices(Ipv4Address address)
     /// <summary>True when any service is set up.</summary>
     public bool Any => _services.Count > 0;
 
+    /// <summary>The cheap test, from the IPv4 header alone: a UDP packet to <see cref="Address"/> while any service is
+    /// set up (the port is <see cref="TryServe"/>'s to check).</summary>
+    public bool MayServe(ReadOnlySpan<byte> packet) =>
+        _services.Count > 0 && packet.Length >= Ipv4Field.MinHeaderLength + UdpField.HeaderLength && packet[0] >> 4 == 4 &&
+        packet[Ipv4Field.Protocol] == (byte)IpProtocol.Udp && Ipv4Address.Read(packet[Ipv4Field.Destination..]) == Address;
+
     /// <summary>
     /// If <paramref name="packet"/> (an IPv4 packet from the inside) is a datagram for a service, runs it and writes
     /// the answering IPv4 packet to <paramref name="answer"/>; <paramref name="answerLength"/> is 0 when the service
@@ -43,8 +49,7 @@ public sealed class InsideUdpServices(Ipv4Address address)
     public bool TryServe(ReadOnlySpan<byte> packet, long now, Span<byte> answer, out int answerLength)
     {
         answerLength = 0;
-        if (_services.Count == 0 || packet.Length < Ipv4Field.MinHeaderLength + UdpField.HeaderLength || packet[0] >> 4 != 4 ||
-            packet[Ipv4Field.Protocol] != (byte)IpProtocol.Udp || Ipv4Address.Read(packet[Ipv4Field.Destination..]) != Address)
+        if (!MayServe(packet))
         {
             return false;
         }

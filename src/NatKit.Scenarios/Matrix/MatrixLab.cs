@@ -132,11 +132,12 @@ public static class MatrixLab
             options.PortMapping && OffersPortMapping(b) ? new IPEndPoint(IPAddress.Parse("192.168.2.1"), PortMappingHandler.Port) : null);
     }
 
-    /// <summary>A peer of <paramref name="type"/> can get a useful mapping: its only NAT serves NAT-PMP or PCP.</summary>
+    /// <summary>A peer of <paramref name="type"/> can get a useful mapping: its only NAT serves NAT-PMP or PCP (a kernel
+    /// router of the namespace grid serves none).</summary>
     public static bool OffersPortMapping(MatrixType type)
     {
         ArgumentNullException.ThrowIfNull(type);
-        return type.Placement == MatrixPlacement.BehindNat && type.Chain.Count == 1 && !type.DmzToPeer &&
+        return type.Placement == MatrixPlacement.BehindNat && type.Chain.Count == 1 && !type.DmzToPeer && type.Kernel is null &&
                (type.Chain[0].ServeNatPmp || type.Chain[0].ServePcp);
     }
 

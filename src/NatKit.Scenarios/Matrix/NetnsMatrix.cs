@@ -39,7 +39,7 @@ public static class NetnsMatrix
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(runner);
         var results = new List<NetnsCellResult>();
-        netns = (netns ?? new NetnsMatrixOptions()) with { Relay = options.Relay };
+        netns = (netns ?? new NetnsMatrixOptions()) with { Relay = options.Relay, PortMapping = options.PortMapping };
         foreach (var (a, b) in TraversalMatrix.Cells(options.Types))
         {
             cancellationToken.ThrowIfCancellationRequested();

@@ -3,6 +3,7 @@ using NatKit.Lab;
 using NatKit.Linux;
 using NatKit.Net;
 using NatKit.Packets;
+using NatKit.PortMapping;
 
 namespace NatKit.Scenarios.Matrix;
 
@@ -15,6 +16,9 @@ public sealed record NetnsMatrixOptions
 
     /// <summary>A TURN server on the public segment (false: `--no-relay`).</summary>
     public bool Relay { get; init; } = true;
+
+    /// <summary>Gateways serve the NAT-PMP and PCP their policy offers (`--portmap`).</summary>
+    public bool PortMapping { get; init; }
 
     /// <summary>The run tag in every namespace name (<c>nk-TAG-...</c>); default a fresh one.</summary>
     public string? Tag { get; init; }
@@ -129,8 +133,14 @@ public sealed class NetnsMatrixCell : IAsyncDisposable
             foreach (var g in lab.Layout.Routers)
             {
                 var config = dmz.TryGetValue(g.Name, out var host) ? g.Config with { DmzHost = host } : g.Config;
-                cell._gateways.Add(await Gateway.StartAsync(g.Inside, g.Outside, config, cancellationToken: cancellationToken)
-                    .ConfigureAwait(false));
+                var gateway = await Gateway.StartAsync(g.Inside, g.Outside, config, cancellationToken: cancellationToken)
+                    .ConfigureAwait(false);
+                cell._gateways.Add(gateway);
+                if (options.PortMapping && (config.Policy.ServeNatPmp || config.Policy.ServePcp))
+                {
+                    await gateway.ServeInsideUdpAsync(PortMappingHandler.Port, (engine, now) => new PortMappingHandler(engine, now).Handle)
+                        .ConfigureAwait(false);
+                }
             }
 
             cell.Services = await MatrixServices.StartAsync(cell.Network("rendezvous"),

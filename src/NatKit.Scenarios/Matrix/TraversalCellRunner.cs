@@ -51,7 +51,16 @@ public static class TraversalCellRunner
         ArgumentNullException.ThrowIfNull(options);
         var sides = new Sides(cell.Network("rendezvous"),
             cell.Network("a"), new IPEndPoint(cell.Address("a"), NetnsMatrixCell.AgentPort),
-            cell.Network("b"), new IPEndPoint(cell.Address("b"), NetnsMatrixCell.AgentPort));
+            cell.Network("b"), new IPEndPoint(cell.Address("b"), NetnsMatrixCell.AgentPort))
+        {
+            // a namespace's network does not list its addresses: the requests go from the peer's own
+            PortMapA = options.PortMapping && MatrixLab.OffersPortMapping(cell.TypeA)
+                ? MapThrough(cell.Network("a"), new IPEndPoint(IPAddress.Parse("192.168.1.1"), PortMappingHandler.Port), cell.Address("a"))
+                : null,
+            PortMapB = options.PortMapping && MatrixLab.OffersPortMapping(cell.TypeB)
+                ? MapThrough(cell.Network("b"), new IPEndPoint(IPAddress.Parse("192.168.2.1"), PortMappingHandler.Port), cell.Address("b"))
+                : null,
+        };
         return ConnectAsync(sides, cell.Turn, options, null, TimeProvider.System, cancellationToken);
     }
 
@@ -65,9 +74,10 @@ public static class TraversalCellRunner
 
     /// <summary>A node's way to ask its router for a UDP mapping: PCP, then NAT-PMP (NatKit.PortMapping's
     /// <see cref="PortMapper"/>), kept renewed until the node stops.</summary>
-    public static PortMapRequest MapThrough(INetwork network, IPEndPoint gateway) => async (port, ct) =>
+    public static PortMapRequest MapThrough(INetwork network, IPEndPoint gateway, IPAddress? local = null) => async (port, ct) =>
     {
-        var lease = await new PortMapper(network, gateway).MapAsync(IpProtocol.Udp, port, TimeSpan.FromHours(2), port, cancellationToken: ct);
+        var lease = await new PortMapper(network, gateway, new PortMappingClientOptions { LocalAddress = local })
+            .MapAsync(IpProtocol.Udp, port, TimeSpan.FromHours(2), port, cancellationToken: ct);
         return lease is null ? null : new PortMappedEndPoint(lease.External, lease);
     };
 
