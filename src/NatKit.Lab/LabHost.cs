@@ -12,7 +12,7 @@ namespace NatKit.Lab;
 /// (a small reliable stream layer over real TCP segments), and the lab's virtual clock as its TimeProvider.
 /// Its sockets complete their operations on the lab thread.
 /// </summary>
-public sealed class LabHost : LabNode, INetwork
+public sealed class LabHost : LabNode, INetwork, IMulticastNetwork
 {
     /// <summary>Ephemeral ports come from this range (Linux's default ip_local_port_range).</summary>
     public const int EphemeralPortFirst = 32768;
@@ -21,6 +21,8 @@ public sealed class LabHost : LabNode, INetwork
     public const int EphemeralPortLast = 60999;
 
     private readonly Dictionary<ulong, LabUdpSocket> _udp = [];
+    private readonly Dictionary<ulong, List<LabUdpSocket>> _shared = [];
+    private readonly Dictionary<uint, IPAddress> _addressObjects = [];
     private readonly IReadOnlyList<IPAddress> _localAddresses;
     private ushort _identification;
 
@@ -80,25 +82,28 @@ public sealed class LabHost : LabNode, INetwork
     public ValueTask<IDatagramSocket> BindUdpAsync(IPEndPoint localEndPoint,
         CancellationToken cancellationToken = default)
     {
-        ArgumentNullException.ThrowIfNull(localEndPoint);
-        Network.Scheduler.EnsureLabThread();
-        var address = LocalAddressFor(localEndPoint, "UDP");
-        var port = localEndPoint.Port;
-        if (port == 0)
-        {
-            port = PickEphemeralPort(p => !_udp.ContainsKey(Key(address, p)) && !_udp.ContainsKey(Key(default, p)) &&
-                                          (address != default || !AnyBoundOnPort(p)));
-        }
-        else if (_udp.ContainsKey(Key(address, port)) || _udp.ContainsKey(Key(default, port)) ||
-                 (address == default && AnyBoundOnPort(port)))
-        {
-            throw new NetworkException(SocketError.AddressAlreadyInUse,
-                $"cannot bind UDP {localEndPoint} on lab host {Name}: the address is in use");
-        }
-
+        var (address, port) = ClaimUdpPort(localEndPoint, shared: false);
         var socket = new LabUdpSocket(this, address, (ushort)port);
         _udp.Add(Key(address, port), socket);
         return ValueTask.FromResult<IDatagramSocket>(socket);
+    }
+
+    /// <summary>A UDP socket that shares its port with other such sockets and joins multicast groups. The lab's
+    /// multicast reaches every node on the sender's segment (and the sender's own members) and goes no further:
+    /// its routers forward none.</summary>
+    public ValueTask<IMulticastDatagramSocket> BindMulticastUdpAsync(IPEndPoint localEndPoint,
+        CancellationToken cancellationToken = default)
+    {
+        var (address, port) = ClaimUdpPort(localEndPoint, shared: true);
+        var socket = new LabUdpSocket(this, address, (ushort)port, shared: true);
+        var key = Key(address, port);
+        if (!_shared.TryGetValue(key, out var list))
+        {
+            _shared[key] = list = [];
+        }
+
+        list.Add(socket);
+        return ValueTask.FromResult<IMulticastDatagramSocket>(socket);
     }
 
     public ValueTask<IStreamListener> ListenTcpAsync(IPEndPoint localEndPoint, int backlog = 512,
@@ -120,7 +125,70 @@ public sealed class LabHost : LabNode, INetwork
             cancellationToken);
     }
 
-    internal void Unbind(LabUdpSocket socket) => _udp.Remove(Key(socket.BoundAddress, socket.Port));
+    internal void Unbind(LabUdpSocket socket)
+    {
+        var key = Key(socket.BoundAddress, socket.Port);
+        if (!socket.Shared)
+        {
+            _udp.Remove(key);
+        }
+        else if (_shared.TryGetValue(key, out var list) && list.Remove(socket) && list.Count == 0)
+        {
+            _shared.Remove(key);
+        }
+    }
+
+    /// <summary>The <see cref="IPAddress"/> for one of the few addresses a host's datagrams are sent to (its own,
+    /// the groups it joined), made once.</summary>
+    internal IPAddress AddressOf(Ipv4Address address)
+    {
+        if (!_addressObjects.TryGetValue(address.Value, out var ip))
+        {
+            if (_addressObjects.Count >= 256)
+            {
+                _addressObjects.Clear();
+            }
+
+            _addressObjects[address.Value] = ip = address.ToIPAddress();
+        }
+
+        return ip;
+    }
+
+    /// <summary>The address and port a new UDP socket binds (an ephemeral port, which nothing holds, for port 0).</summary>
+    private (Ipv4Address Address, int Port) ClaimUdpPort(IPEndPoint localEndPoint, bool shared)
+    {
+        ArgumentNullException.ThrowIfNull(localEndPoint);
+        Network.Scheduler.EnsureLabThread();
+        var address = LocalAddressFor(localEndPoint, "UDP");
+        var port = localEndPoint.Port;
+        if (port == 0)
+        {
+            port = PickEphemeralPort(p => UdpPortFree(address, p, shared: false));
+        }
+        else if (!UdpPortFree(address, port, shared))
+        {
+            throw new NetworkException(SocketError.AddressAlreadyInUse, shared
+                ? $"cannot bind UDP {localEndPoint} on lab host {Name}: the port is held by a socket that does not share it"
+                : $"cannot bind UDP {localEndPoint} on lab host {Name}: the address is in use");
+        }
+
+        return (address, port);
+    }
+
+    /// <summary>True when a socket may bind <paramref name="address"/>:<paramref name="port"/>: nothing exclusive
+    /// overlaps it, and (unless it shares) nothing shared either.</summary>
+    private bool UdpPortFree(Ipv4Address address, int port, bool shared)
+    {
+        if (_udp.ContainsKey(Key(address, port)) || _udp.ContainsKey(Key(default, port)) ||
+            (address == default && AnyBoundOnPort(_udp, port)))
+        {
+            return false;
+        }
+
+        return shared || !(_shared.ContainsKey(Key(address, port)) || _shared.ContainsKey(Key(default, port)) ||
+                           (address == default && AnyBoundOnPort(_shared, port)));
+    }
 
     internal ushort NextIdentification() => _identification++;
 
@@ -149,25 +217,39 @@ public sealed class LabHost : LabNode, INetwork
     {
         Network.Stats.Sent++;
         var destination = Ipv4Address.Read(packet.Buffer.AsSpan(Ipv4Field.Destination));
+        if (destination.IsMulticast)
+        {
+            // To every node on the segment, and back to this host's own members (Linux's IP_MULTICAST_LOOP).
+            LoopBack(Network.Pool.Copy(packet.Span));
+            Interface.Segment.TransmitMulticast(Interface, packet);
+            return;
+        }
+
         if (Interface.Owns(destination))
         {
-            // To itself: no link, delivered on the next turn of the loop (captured once, as loopback is).
-            Interface.Segment.Write(Interface.Captures, packet);
-            packet.Target = Interface;
-            Network.Scheduler.Schedule(0, static (s, _) =>
-            {
-                var p = (LabPacket)s;
-                p.Target!.Node.Receive(p.Target, p);
-            }, packet);
+            LoopBack(packet);
             return;
         }
 
         Interface.Segment.Transmit(Interface, packet, Interface.NextHop(destination));
     }
 
+    /// <summary>To itself: no link, delivered on the next turn of the loop (captured once, as loopback is).</summary>
+    private void LoopBack(LabPacket packet)
+    {
+        Interface.Segment.Write(Interface.Captures, packet);
+        packet.Target = Interface;
+        Network.Scheduler.Schedule(0, static (s, _) =>
+        {
+            var p = (LabPacket)s;
+            p.Target!.Node.Receive(p.Target, p);
+        }, packet);
+    }
+
     internal override void Receive(LabInterface iface, LabPacket packet)
     {
-        if (!Ipv4Packet.TryParse(packet.Span, out var ip) || ip.IsFragment || !Interface.Owns(ip.Destination))
+        if (!Ipv4Packet.TryParse(packet.Span, out var ip) || ip.IsFragment ||
+            !(Interface.Owns(ip.Destination) || (ip.Destination.IsMulticast && ip.Protocol == IpProtocol.Udp)))
         {
             Discard(packet);
             return;
@@ -208,8 +290,17 @@ public sealed class LabHost : LabNode, INetwork
             return;
         }
 
+        var offset = ip.HeaderLength + UdpField.HeaderLength;
+        if (ip.Destination.IsMulticast)
+        {
+            ReceiveMulticast(packet, ip, udp, offset);
+            return;
+        }
+
         if (!_udp.TryGetValue(Key(ip.Destination, udp.DestinationPort), out var socket) &&
-            !_udp.TryGetValue(Key(default, udp.DestinationPort), out socket))
+            !_udp.TryGetValue(Key(default, udp.DestinationPort), out socket) &&
+            !TryShared(Key(ip.Destination, udp.DestinationPort), out socket) &&
+            !TryShared(Key(default, udp.DestinationPort), out socket))
         {
             // RFC 1122 3.2.2.1: a closed UDP port answers with ICMP Port Unreachable.
             SendIcmpError(ip, IcmpV4UnreachableCode.Port);
@@ -217,8 +308,59 @@ public sealed class LabHost : LabNode, INetwork
             return;
         }
 
-        var offset = ip.HeaderLength + UdpField.HeaderLength;
-        socket.Enqueue(packet, offset, udp.Payload.Length, ip.Source, udp.SourcePort);
+        socket.Enqueue(packet, offset, udp.Payload.Length, ip.Source, udp.SourcePort, ip.Destination);
+    }
+
+    /// <summary>A unicast datagram to a shared port reaches one of its sockets (the first bound, here).</summary>
+    private bool TryShared(ulong key, out LabUdpSocket socket)
+    {
+        if (_shared.TryGetValue(key, out var list) && list.Count > 0)
+        {
+            socket = list[0];
+            return true;
+        }
+
+        socket = null!;
+        return false;
+    }
+
+    /// <summary>A group's datagram: a copy to every shared socket on its port (bound to any or to the group) that
+    /// joined the group; nobody answers a multicast with ICMP.</summary>
+    private void ReceiveMulticast(LabPacket packet, Ipv4Packet ip, UdpDatagram udp, int offset)
+    {
+        LabUdpSocket? first = null;
+        for (var k = 0; k < 2; k++)
+        {
+            if (!_shared.TryGetValue(Key(k == 0 ? default : ip.Destination, udp.DestinationPort), out var list))
+            {
+                continue;
+            }
+
+            foreach (var socket in list)
+            {
+                if (!socket.IsMember(ip.Destination))
+                {
+                    continue;
+                }
+
+                if (first is null)
+                {
+                    first = socket;
+                    continue;
+                }
+
+                socket.Enqueue(Network.Pool.Copy(packet.Span), offset, udp.Payload.Length, ip.Source, udp.SourcePort,
+                    ip.Destination);
+            }
+        }
+
+        if (first is null)
+        {
+            Discard(packet);
+            return;
+        }
+
+        first.Enqueue(packet, offset, udp.Payload.Length, ip.Source, udp.SourcePort, ip.Destination);
     }
 
     private void ReceiveIcmp(LabPacket packet, Ipv4Packet ip)
@@ -261,11 +403,11 @@ public sealed class LabHost : LabNode, INetwork
         Network.Pool.Return(packet);
     }
 
-    private bool AnyBoundOnPort(int port)
+    private bool AnyBoundOnPort<T>(Dictionary<ulong, T> table, int port)
     {
         foreach (var a in Interface.Addresses)
         {
-            if (_udp.ContainsKey(Key(a, port))) return true;
+            if (table.ContainsKey(Key(a, port))) return true;
         }
 
         return false;

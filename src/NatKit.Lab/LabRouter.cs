@@ -19,6 +19,7 @@ public sealed class LabRouter : LabNode, INatSink
 
     private bool _tickScheduled;
     private InsideUdpServices? _services;
+    private LabHost? _servicesHost;
 
     internal LabRouter(VirtualNetwork network, string name, NatConfig config, LabSegment inside,
         Ipv4Address insideAddress, LinkProfile insideLink, LabSegment outside, IReadOnlyList<Ipv4Address> outsideAddresses,
@@ -57,6 +58,20 @@ public sealed class LabRouter : LabNode, INatSink
     /// <paramref name="service"/> (replacing any service on that port). Datagrams from the outside never reach it.</summary>
     public void ServeUdp(ushort port, InsideUdpService service) => (_services ??= new InsideUdpServices(InsideAddress)).Add(port, service);
 
+    /// <summary>
+    /// The router's own host on its inside address, for the services it offers its LAN (NAT-PMP, PCP, UPnP):
+    /// bind sockets and listeners on it like on any lab host. Made on first use; from then on packets from the LAN
+    /// to the inside address (but for the datagrams <see cref="ServeUdp"/> answers), and the LAN's multicast, go to it
+    /// instead of the NAT engine. Nothing from the outside
+    /// reaches it: the outside interface still leads to the engine only.
+    /// </summary>
+    public LabHost Services => _servicesHost ??= new LabHost(Network, Name + ".services", Inside.Segment,
+        [Inside.PrimaryAddress], Inside.Link);
+
+    /// <summary>Multicast from the LAN that reached the router with no service host to take it (routers forward
+    /// no multicast).</summary>
+    public long MulticastDropped { get; private set; }
+
     internal LabInterface Outside { get; }
 
     internal override void Receive(LabInterface iface, LabPacket packet)
@@ -64,6 +79,25 @@ public sealed class LabRouter : LabNode, INatSink
         if (_services is not null && iface == Inside && Serve(packet))
         {
             return;
+        }
+
+        if (iface == Inside && packet.Length >= Ipv4Field.MinHeaderLength)
+        {
+            var destination = Ipv4Address.Read(packet.Buffer.AsSpan(Ipv4Field.Destination));
+            if (destination.IsMulticast || (_servicesHost is not null && destination == Inside.PrimaryAddress))
+            {
+                if (_servicesHost is null)
+                {
+                    MulticastDropped++;
+                    Network.Pool.Return(packet);
+                }
+                else
+                {
+                    _servicesHost.Receive(_servicesHost.Interface, packet);
+                }
+
+                return;
+            }
         }
 
         var direction = iface == Inside ? NatDirection.Outbound : NatDirection.Inbound;

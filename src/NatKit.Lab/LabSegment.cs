@@ -80,6 +80,30 @@ public sealed class LabSegment
             return;
         }
 
+        Cross(from, packet, to);
+    }
+
+    /// <summary>Sends a multicast <paramref name="packet"/> from <paramref name="from"/> to every other interface on
+    /// the segment, each copy across its own links (loss, delay). Takes ownership of the packet.</summary>
+    internal void TransmitMulticast(LabInterface from, LabPacket packet)
+    {
+        Write(Captures, packet);
+        Write(from.Captures, packet);
+        foreach (var to in _interfaces)
+        {
+            if (to != from)
+            {
+                Cross(from, _network.Pool.Copy(packet.Span), to);
+            }
+        }
+
+        _network.Pool.Return(packet);
+    }
+
+    /// <summary>The links between <paramref name="from"/> and <paramref name="to"/>: MTU, loss, duplication, delay.</summary>
+    private void Cross(LabInterface from, LabPacket packet, LabInterface to)
+    {
+        var stats = _network.Stats;
         var a = from.Link;
         var b = to.Link;
         if (packet.Length > a.Mtu || packet.Length > b.Mtu)

@@ -8,7 +8,7 @@ namespace NatKit.Linux;
 /// joined the namespace (a socket belongs to the namespace it was made in), then used from anywhere. Lets any
 /// NatKit protocol (STUN discovery, hole punching) run unchanged on a host of a namespace topology.
 /// </summary>
-public sealed class NamespaceNetwork : INetwork
+public sealed class NamespaceNetwork : INetwork, IMulticastNetwork
 {
     public NamespaceNetwork(string networkNamespace)
     {
@@ -25,6 +25,11 @@ public sealed class NamespaceNetwork : INetwork
     public ValueTask<IDatagramSocket> BindUdpAsync(IPEndPoint localEndPoint,
         CancellationToken cancellationToken = default) =>
         NetworkNamespace.RunInside(Namespace, () => SystemNetwork.Instance.BindUdpAsync(localEndPoint, cancellationToken));
+
+    public ValueTask<IMulticastDatagramSocket> BindMulticastUdpAsync(IPEndPoint localEndPoint,
+        CancellationToken cancellationToken = default) =>
+        NetworkNamespace.RunInside(Namespace,
+            () => SystemNetwork.Instance.BindMulticastUdpAsync(localEndPoint, cancellationToken));
 
     public ValueTask<IStreamListener> ListenTcpAsync(IPEndPoint localEndPoint, int backlog = 512,
         CancellationToken cancellationToken = default) =>

@@ -7,7 +7,7 @@ using NatKit.Net.Internal;
 namespace NatKit.Net;
 
 /// <summary>The real network: System.Net.Sockets and the system clock.</summary>
-public sealed class SystemNetwork : INetwork, IDatagramPollerSource, ITcpCongestionControlNetwork
+public sealed class SystemNetwork : INetwork, IDatagramPollerSource, ITcpCongestionControlNetwork, IMulticastNetwork
 {
     /// <summary>The one instance; it holds no state of its own.</summary>
     public static SystemNetwork Instance { get; } = new();
@@ -99,6 +99,31 @@ public sealed class SystemNetwork : INetwork, IDatagramPollerSource, ITcpCongest
         {
             socket.Dispose();
             throw new NetworkException(e.SocketErrorCode, $"cannot bind UDP {localEndPoint}: {e.Message}", e);
+        }
+    }
+
+    public ValueTask<IMulticastDatagramSocket> BindMulticastUdpAsync(IPEndPoint localEndPoint,
+        CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(localEndPoint);
+        var socket = new Socket(localEndPoint.AddressFamily, SocketType.Dgram, ProtocolType.Udp);
+        try
+        {
+            socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
+            socket.Bind(localEndPoint);
+            var datagram = new SocketDatagram(socket);
+            datagram.EnablePacketInformation();
+            return ValueTask.FromResult<IMulticastDatagramSocket>(datagram);
+        }
+        catch (SocketException e)
+        {
+            socket.Dispose();
+            throw new NetworkException(e.SocketErrorCode, $"cannot bind UDP {localEndPoint}: {e.Message}", e);
+        }
+        catch (NetworkException)
+        {
+            socket.Dispose();
+            throw;
         }
     }
 

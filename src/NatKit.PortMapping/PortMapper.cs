@@ -15,14 +15,15 @@ public sealed record PortMappingProbe(bool NatPmp, bool Pcp, IPAddress? External
 
 /// <summary>
 /// Asks one gateway for mappings the way RFC 6887 section 9 says a client does: PCP first, NAT-PMP when PCP gets no
-/// answer or is refused as an unknown version. The mapping comes back as a <see cref="PortMappingLease"/> that renews
+/// answer or is refused as an unknown version; then UPnP IGD (found by SSDP) when neither answers. The mapping comes back as a <see cref="PortMappingLease"/> that renews
 /// itself and deletes the mapping when disposed.
 /// </summary>
-public sealed class PortMapper
+public sealed partial class PortMapper
 {
     private readonly INetwork _network;
     private readonly PcpClient _pcp;
     private readonly NatPmpClient _natPmp;
+    private readonly PortMappingClientOptions _options;
 
     /// <param name="network">Where sockets and the clock come from.</param>
     /// <param name="gateway">The gateway's inside address (port 5351 when 0).</param>
@@ -32,6 +33,7 @@ public sealed class PortMapper
         _network = network ?? throw new ArgumentNullException(nameof(network));
         _pcp = new PcpClient(network, gateway, options);
         _natPmp = new NatPmpClient(network, gateway, options);
+        _options = options ?? new PortMappingClientOptions();
     }
 
     /// <summary>The gateway's port mapping endpoint.</summary>
@@ -77,15 +79,22 @@ public sealed class PortMapper
             grant = await _natPmp.MapAsync(transport, internalPort, suggestedExternalPort, lifetime, cancellationToken);
         }
 
+        if (grant is null && only is null or PortMappingProtocol.Upnp)
+        {
+            grant = await MapUpnpAsync(transport, internalPort, suggestedExternalPort, lifetime, cancellationToken);
+        }
+
         return grant is null ? null : new PortMappingLease(this, grant, lifetime);
     }
 
     internal Task<PortMappingGrant?> RenewAsync(PortMappingGrant grant, TimeSpan lifetime, CancellationToken cancellationToken) =>
+        grant.Protocol == PortMappingProtocol.Upnp ? RenewUpnpAsync(grant, lifetime, cancellationToken) :
         grant.Protocol == PortMappingProtocol.Pcp
             ? _pcp.MapAsync(grant.Transport, grant.InternalPort, grant.External.Port, lifetime, cancellationToken: cancellationToken)
             : _natPmp.MapAsync(grant.Transport, grant.InternalPort, grant.External.Port, lifetime, cancellationToken);
 
     internal Task<bool> DeleteAsync(PortMappingGrant grant, CancellationToken cancellationToken) =>
+        grant.Protocol == PortMappingProtocol.Upnp ? DeleteUpnpAsync(grant, cancellationToken) :
         grant.Protocol == PortMappingProtocol.Pcp
             ? _pcp.DeleteAsync(grant.Transport, grant.InternalPort, cancellationToken)
             : _natPmp.DeleteAsync(grant.Transport, grant.InternalPort, cancellationToken);

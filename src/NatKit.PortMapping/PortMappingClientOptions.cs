@@ -10,6 +10,9 @@ public enum PortMappingProtocol
 
     /// <summary>PCP (RFC 6887).</summary>
     Pcp,
+
+    /// <summary>UPnP IGD (WANIPConnection over SOAP, found by SSDP).</summary>
+    Upnp,
 }
 
 /// <summary>How a NAT-PMP or PCP client talks to its gateway.</summary>

@@ -80,6 +80,7 @@ internal sealed class GatewayCommands : IVerbGroup
             await using var gw = await Gateway.StartAsync(TunLink.Parse(parse.GetValue(inside)!),
                 TunLink.Parse(parse.GetValue(outside)!), config, offloads, tuning.Read(parse), ct).ConfigureAwait(false);
             await PortmapCommands.ServeAsync(gw).ConfigureAwait(false); // NAT-PMP/PCP on the inside when the policy offers them
+            await using var upnp = await UpnpGatewayService.ServeAsync(gw).ConfigureAwait(false); // UPnP IGD likewise
             await using var control = GatewayControl.Listen(gw, GatewayControl.PathFor(parse.GetValue(name)!));
             var (insideOffloads, outsideOffloads) = gw.Offloads;
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,

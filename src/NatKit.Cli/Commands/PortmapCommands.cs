@@ -241,7 +241,7 @@ internal sealed class PortmapCommands : IVerbGroup
         {
             Console.WriteLine(JsonSerializer.Serialize(new
             {
-                protocol = g.Protocol == PortMappingProtocol.Pcp ? "pcp" : "nat-pmp",
+                protocol = g.Protocol switch { PortMappingProtocol.Pcp => "pcp", PortMappingProtocol.Upnp => "upnp", _ => "nat-pmp" },
                 transport = g.Transport.ToString().ToLowerInvariant(),
                 internalPort = g.InternalPort,
                 external = g.External.ToString(),
@@ -252,7 +252,7 @@ internal sealed class PortmapCommands : IVerbGroup
         else
         {
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"{(g.Protocol == PortMappingProtocol.Pcp ? "PCP" : "NAT-PMP")}: {g.Transport.ToString().ToLowerInvariant()} {g.InternalPort} -> {g.External} for {g.Lifetime.TotalSeconds:0} s"));
+                $"{g.Protocol switch { PortMappingProtocol.Pcp => "PCP", PortMappingProtocol.Upnp => "UPnP", _ => "NAT-PMP" }}: {g.Transport.ToString().ToLowerInvariant()} {g.InternalPort} -> {g.External} for {g.Lifetime.TotalSeconds:0} s"));
         }
     }
 }

@@ -9,9 +9,11 @@ namespace NatKit.Lab.Internal;
 /// <summary>
 /// A UDP socket on a lab host. Sends build a real IPv4/UDP packet and hand it to the host; receives complete on
 /// the lab thread (continuations inline, or posted to the lab's context when the caller captured it), so code
-/// awaiting with ConfigureAwait(false) stays on the loop.
+/// awaiting with ConfigureAwait(false) stays on the loop. A socket bound through
+/// <see cref="IMulticastNetwork"/> shares its port and joins groups; every socket can tell a datagram's destination.
 /// </summary>
-internal sealed class LabUdpSocket : IDatagramSocket, IHopLimitDatagramSocket, IValueTaskSource<ReceivedDatagram>
+internal sealed class LabUdpSocket : IMulticastDatagramSocket, IHopLimitDatagramSocket, IValueTaskSource<ReceivedDatagram>,
+    IValueTaskSource<ReceivedMessage>
 {
     /// <summary>Datagrams queued before the receiver reads them; more are dropped, like a full socket buffer.</summary>
     public const int ReceiveQueueLimit = 4096;
@@ -19,16 +21,19 @@ internal sealed class LabUdpSocket : IDatagramSocket, IHopLimitDatagramSocket, I
     private readonly LabHost _host;
     private readonly Queue<Queued> _queue = new();
     private readonly Dictionary<ulong, IPEndPoint> _endPoints = [];
-    private ManualResetValueTaskSourceCore<ReceivedDatagram> _core;
+    private readonly HashSet<uint> _groups = [];
+    private ManualResetValueTaskSourceCore<ReceivedMessage> _core;
+    private Ipv4Address _multicastSource;
     private Memory<byte> _pendingBuffer;
     private bool _pending;
     private bool _disposed;
     private CancellationTokenRegistration _registration;
     private CancellationToken _pendingToken;
 
-    public LabUdpSocket(LabHost host, Ipv4Address boundAddress, ushort port)
+    public LabUdpSocket(LabHost host, Ipv4Address boundAddress, ushort port, bool shared = false)
     {
         _host = host;
+        Shared = shared;
         BoundAddress = boundAddress;
         Port = port;
         LocalEndPoint = new IPEndPoint(boundAddress.ToIPAddress(), port);
@@ -40,6 +45,13 @@ internal sealed class LabUdpSocket : IDatagramSocket, IHopLimitDatagramSocket, I
     public Ipv4Address BoundAddress { get; }
 
     public ushort Port { get; }
+
+    /// <summary>Bound with <see cref="IMulticastNetwork.BindMulticastUdpAsync"/>: shares its port with other such
+    /// sockets.</summary>
+    public bool Shared { get; }
+
+    /// <summary>True when it joined <paramref name="group"/>.</summary>
+    public bool IsMember(Ipv4Address group) => _groups.Contains(group.Value);
 
     public ValueTask<int> SendToAsync(ReadOnlyMemory<byte> datagram, IPEndPoint remoteEndPoint,
         CancellationToken cancellationToken = default) => Send(datagram, remoteEndPoint, 64, cancellationToken);
@@ -74,7 +86,10 @@ internal sealed class LabUdpSocket : IDatagramSocket, IHopLimitDatagramSocket, I
         }
 
         var packet = _host.Network.Pool.Rent(length);
-        var header = new Ipv4Header(_host.SourceFor(BoundAddress), destination, ttl, Identification:
+        var source = destination.IsMulticast && _multicastSource != default
+            ? _multicastSource
+            : _host.SourceFor(BoundAddress);
+        var header = new Ipv4Header(source, destination, ttl, Identification:
             _host.NextIdentification(), DontFragment: true);
         packet.Length = PacketBuilder.WriteIpv4Udp(packet.Buffer, header, Port, (ushort)remoteEndPoint.Port,
             datagram.Span);
@@ -85,6 +100,93 @@ internal sealed class LabUdpSocket : IDatagramSocket, IHopLimitDatagramSocket, I
     public ValueTask<ReceivedDatagram> ReceiveFromAsync(Memory<byte> buffer,
         CancellationToken cancellationToken = default)
     {
+        if (!TryStartReceive(buffer, cancellationToken, out var done, out var canceled))
+        {
+            return canceled
+                ? ValueTask.FromCanceled<ReceivedDatagram>(cancellationToken)
+                : new ValueTask<ReceivedDatagram>(this, _core.Version);
+        }
+
+        return new ValueTask<ReceivedDatagram>(new ReceivedDatagram(done.Length, done.RemoteEndPoint));
+    }
+
+    public ValueTask<ReceivedMessage> ReceiveMessageFromAsync(Memory<byte> buffer,
+        CancellationToken cancellationToken = default)
+    {
+        if (!TryStartReceive(buffer, cancellationToken, out var done, out var canceled))
+        {
+            return canceled
+                ? ValueTask.FromCanceled<ReceivedMessage>(cancellationToken)
+                : new ValueTask<ReceivedMessage>(this, _core.Version);
+        }
+
+        return new ValueTask<ReceivedMessage>(done);
+    }
+
+    public void JoinGroup(IPAddress group, IPAddress interfaceAddress)
+    {
+        _host.Network.Scheduler.EnsureLabThread();
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        _groups.Add(Group(group).Value);
+        _ = Interface(interfaceAddress);
+    }
+
+    public void LeaveGroup(IPAddress group, IPAddress interfaceAddress)
+    {
+        _host.Network.Scheduler.EnsureLabThread();
+        if (Ipv4Address.TryFromIPAddress(group, out var g))
+        {
+            _groups.Remove(g.Value);
+        }
+    }
+
+    public void SetMulticastSend(IPAddress interfaceAddress, int timeToLive = 1)
+    {
+        _host.Network.Scheduler.EnsureLabThread();
+        if (timeToLive is < 0 or > 255)
+        {
+            throw new NetworkException(SocketError.InvalidArgument, $"{timeToLive} is not a time to live (0-255)");
+        }
+
+        // The lab's segments are one link each and its routers forward no multicast: the time to live changes
+        // nothing here, the interface chooses the source address.
+        _multicastSource = Interface(interfaceAddress);
+    }
+
+    private static Ipv4Address Group(IPAddress group)
+    {
+        ArgumentNullException.ThrowIfNull(group);
+        if (!Ipv4Address.TryFromIPAddress(group, out var g) || !g.IsMulticast)
+        {
+            throw new NetworkException(SocketError.InvalidArgument, $"{group} is not an IPv4 multicast address");
+        }
+
+        return g;
+    }
+
+    private Ipv4Address Interface(IPAddress interfaceAddress)
+    {
+        ArgumentNullException.ThrowIfNull(interfaceAddress);
+        if (interfaceAddress.Equals(IPAddress.Any))
+        {
+            return _host.Interface.PrimaryAddress;
+        }
+
+        if (!Ipv4Address.TryFromIPAddress(interfaceAddress, out var a) || !_host.Interface.Owns(a))
+        {
+            throw new NetworkException(SocketError.AddressNotAvailable,
+                $"lab host {_host.Name} has no interface with address {interfaceAddress}");
+        }
+
+        return a;
+    }
+
+    /// <summary>True with <paramref name="done"/> when a datagram was queued; false when the receive now waits (on
+    /// <see cref="_core"/>), or with <paramref name="canceled"/> when the token already was.</summary>
+    private bool TryStartReceive(Memory<byte> buffer, CancellationToken cancellationToken, out ReceivedMessage done,
+        out bool canceled)
+    {
+        canceled = false;
         _host.Network.Scheduler.EnsureLabThread();
         ObjectDisposedException.ThrowIf(_disposed, this);
         if (_pending)
@@ -92,14 +194,15 @@ internal sealed class LabUdpSocket : IDatagramSocket, IHopLimitDatagramSocket, I
             throw new InvalidOperationException("a receive is already pending on this socket (one at a time)");
         }
 
-        if (TryTake(buffer, out var queued))
+        if (TryTake(buffer, out done))
         {
-            return new ValueTask<ReceivedDatagram>(queued);
+            return true;
         }
 
         if (cancellationToken.IsCancellationRequested)
         {
-            return ValueTask.FromCanceled<ReceivedDatagram>(cancellationToken);
+            canceled = true;
+            return false;
         }
 
         _core.Reset();
@@ -119,11 +222,12 @@ internal sealed class LabUdpSocket : IDatagramSocket, IHopLimitDatagramSocket, I
             }, this);
         }
 
-        return new ValueTask<ReceivedDatagram>(this, _core.Version);
+        return false;
     }
 
     /// <summary>A datagram arrived: takes ownership of <paramref name="packet"/>.</summary>
-    internal void Enqueue(LabPacket packet, int offset, int length, Ipv4Address source, ushort sourcePort)
+    internal void Enqueue(LabPacket packet, int offset, int length, Ipv4Address source, ushort sourcePort,
+        Ipv4Address destination)
     {
         if (_queue.Count >= ReceiveQueueLimit)
         {
@@ -132,7 +236,7 @@ internal sealed class LabUdpSocket : IDatagramSocket, IHopLimitDatagramSocket, I
             return;
         }
 
-        _queue.Enqueue(new Queued(packet, offset, length, source, sourcePort));
+        _queue.Enqueue(new Queued(packet, offset, length, source, sourcePort, destination));
         if (_pending && TryTake(_pendingBuffer, out var datagram))
         {
             _pending = false;
@@ -145,7 +249,7 @@ internal sealed class LabUdpSocket : IDatagramSocket, IHopLimitDatagramSocket, I
 
     /// <summary>Takes the first queued datagram that fits <paramref name="buffer"/>. One larger than the buffer is
     /// dropped, never cut short, as the real network's sockets drop it: protocol code sees the same on both.</summary>
-    private bool TryTake(Memory<byte> buffer, out ReceivedDatagram datagram)
+    private bool TryTake(Memory<byte> buffer, out ReceivedMessage datagram)
     {
         while (_queue.Count > 0)
         {
@@ -159,7 +263,8 @@ internal sealed class LabUdpSocket : IDatagramSocket, IHopLimitDatagramSocket, I
 
             q.Packet.Buffer.AsSpan(q.Offset, q.Length).CopyTo(buffer.Span);
             _host.Network.Pool.Return(q.Packet);
-            datagram = new ReceivedDatagram(q.Length, EndPoint(q.Source, q.SourcePort));
+            datagram = new ReceivedMessage(q.Length, EndPoint(q.Source, q.SourcePort),
+                _host.AddressOf(q.Destination));
             return true;
         }
 
@@ -196,7 +301,13 @@ internal sealed class LabUdpSocket : IDatagramSocket, IHopLimitDatagramSocket, I
         _core.SetException(new OperationCanceledException(token));
     }
 
-    public ReceivedDatagram GetResult(short token) => _core.GetResult(token);
+    ReceivedDatagram IValueTaskSource<ReceivedDatagram>.GetResult(short token)
+    {
+        var m = _core.GetResult(token);
+        return new ReceivedDatagram(m.Length, m.RemoteEndPoint);
+    }
+
+    ReceivedMessage IValueTaskSource<ReceivedMessage>.GetResult(short token) => _core.GetResult(token);
 
     public ValueTaskSourceStatus GetStatus(short token) => _core.GetStatus(token);
 
@@ -234,5 +345,5 @@ internal sealed class LabUdpSocket : IDatagramSocket, IHopLimitDatagramSocket, I
     }
 
     private readonly record struct Queued(LabPacket Packet, int Offset, int Length, Ipv4Address Source,
-        ushort SourcePort);
+        ushort SourcePort, Ipv4Address Destination);
 }

@@ -70,6 +70,26 @@ public sealed class PacketPump : INatSink
     /// null: none. Set it on the thread that runs the pump (the data plane's InvokeAsync).</summary>
     public InsideUdpServices? InsideServices { get; set; }
 
+    /// <summary>The gateway's own stack on its inside address (see <see cref="InsideLocalDelivery"/>), offered inside
+    /// packets the services did not answer; null: none. Set it on the thread that runs the pump.</summary>
+    public InsideLocalDelivery? InsideLocal { get; set; }
+
+    /// <summary>Writes a plain IPv4 packet the gateway's own stack sends to the inside (its answers, its multicast).
+    /// On the thread that runs the pump (the data plane's InvokeAsync). False when too large or refused.</summary>
+    public bool WriteInside(ReadOnlySpan<byte> packet)
+    {
+        if (packet.Length > _emitFrame.Length - Headroom)
+        {
+            return false;
+        }
+
+        _emitted++;
+        packet.CopyTo(_emitFrame.AsSpan(Headroom));
+        var written = _inside.Write(_emitFrame, packet.Length, VirtioNetHeader.None);
+        _inside.Flush();
+        return written;
+    }
+
     /// <summary>A racy but tear-free read of the counters (each is a 64-bit field written by the pump's caller).</summary>
     public PacketPumpStats Stats => new(Volatile.Read(ref _insideRead), Volatile.Read(ref _outsideRead),
         Volatile.Read(ref _dropped), Volatile.Read(ref _emitted), Volatile.Read(ref _batches));
@@ -165,6 +185,11 @@ public sealed class PacketPump : INatSink
             services.TryServe(packet[..length], _now, _emitFrame.AsSpan(Headroom), out var answer))
         {
             if (answer > 0) _ = _inside.Write(_emitFrame, answer, VirtioNetHeader.None);
+            return;
+        }
+
+        if (direction == NatDirection.Outbound && InsideLocal is { } local && local(packet[..length], offload))
+        {
             return;
         }
 
