@@ -22,12 +22,13 @@ internal sealed class LabAgentCommands : IVerbGroup
         };
         var bind = new Option<string>("--bind") { Description = "ADDRESS:PORT the node binds.", Required = true };
         var turn = new Option<string?>("--turn") { Description = "The cell's TURN server, ADDRESS:PORT (none: no relay)." };
+        var portmap = new Option<string?>("--portmap") { Description = "Ask this router (ADDRESS:PORT) for a port mapping (NAT-PMP or PCP)." };
         var connect = new Option<string?>("--connect") { Description = "Connect to this node id." };
         var accept = new Option<bool>("--accept") { Description = "Accept one connection." };
         var probes = new Option<int>("--probes") { Description = "Birthday probes in total.", DefaultValueFactory = _ => new ProbeBudget().Total };
         var rate = new Option<int>("--probes-per-second") { Description = "Probes per second.", DefaultValueFactory = _ => new ProbeBudget().PerSecond };
         var timeout = new Option<int>("--timeout") { Description = "Seconds a connect may take.", DefaultValueFactory = _ => 60 };
-        foreach (var o in new Option[] { bind, turn, connect, accept, probes, rate, timeout })
+        foreach (var o in new Option[] { bind, turn, portmap, connect, accept, probes, rate, timeout })
         {
             cmd.Options.Add(o);
         }
@@ -52,6 +53,7 @@ internal sealed class LabAgentCommands : IVerbGroup
             {
                 Bind = ProxyCommands.ParseEndPoint(parse.GetValue(bind)!, "--bind"),
                 Turn = parse.GetValue(turn) is { } t ? ProxyCommands.ParseEndPoint(t, "--turn") : null,
+                PortMapGateway = parse.GetValue(portmap) is { } g ? ProxyCommands.ParseEndPoint(g, "--portmap") : null,
                 Connect = id,
                 Budget = Budget(parse.GetValue(probes), parse.GetValue(rate)),
                 ConnectTimeout = parse.GetValue(timeout) > 0

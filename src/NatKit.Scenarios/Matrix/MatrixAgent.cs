@@ -20,6 +20,9 @@ public sealed record MatrixAgentOptions
     /// <summary>The cell's TURN server, or null for a cell without a relay.</summary>
     public IPEndPoint? Turn { get; init; }
 
+    /// <summary>The router to ask for a port mapping (NAT-PMP or PCP), or null for none.</summary>
+    public IPEndPoint? PortMapGateway { get; init; }
+
     /// <summary>The peer to connect to; null: accept one connection.</summary>
     public NodeId? Connect { get; init; }
 
@@ -54,7 +57,12 @@ public static class MatrixAgent
         ArgumentNullException.ThrowIfNull(network);
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(output);
-        var traversal = TraversalCellRunner.NodeOptions(options.Turn, options.Budget, options.ConnectTimeout, null);
+        var traversal = TraversalCellRunner.NodeOptions(options.Turn, options.Budget, options.ConnectTimeout, null) with
+        {
+            PortMap = options.PortMapGateway is { } gateway
+                ? TraversalCellRunner.MapThrough(network, gateway, options.Bind.Address)
+                : null,
+        };
         await using var node = await TraversalNode.StartAsync(network, options.Bind, NodeIdentity.Create(), traversal,
             cancellationToken: cancellationToken).ConfigureAwait(false);
         await SayAsync(output, NodeLine + node.Id).ConfigureAwait(false);
@@ -139,6 +147,11 @@ public static class MatrixAgent
         if (cell.Turn is { } turn)
         {
             list.AddRange(["--turn", turn.ToString()]);
+        }
+
+        if (TraversalCellRunner.NetnsPortMapGateway(cell, role, options) is { } gateway)
+        {
+            list.AddRange(["--portmap", gateway.ToString()]);
         }
 
         return list;

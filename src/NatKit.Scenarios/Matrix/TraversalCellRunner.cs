@@ -55,15 +55,18 @@ public static class TraversalCellRunner
             cell.Network("b"), new IPEndPoint(cell.Address("b"), NetnsMatrixCell.AgentPort))
         {
             // a namespace's network does not list its addresses: the requests go from the peer's own
-            PortMapA = options.PortMapping && MatrixLab.OffersPortMapping(cell.TypeA)
-                ? MapThrough(cell.Network("a"), new IPEndPoint(IPAddress.Parse("192.168.1.1"), PortMappingHandler.Port), cell.Address("a"))
-                : null,
-            PortMapB = options.PortMapping && MatrixLab.OffersPortMapping(cell.TypeB)
-                ? MapThrough(cell.Network("b"), new IPEndPoint(IPAddress.Parse("192.168.2.1"), PortMappingHandler.Port), cell.Address("b"))
-                : null,
+            PortMapA = NetnsPortMapGateway(cell, "a", options) is { } ga ? MapThrough(cell.Network("a"), ga, cell.Address("a")) : null,
+            PortMapB = NetnsPortMapGateway(cell, "b", options) is { } gb ? MapThrough(cell.Network("b"), gb, cell.Address("b")) : null,
         };
         return ConnectAsync(sides, cell.Turn, options, null, TimeProvider.System, cancellationToken);
     }
+
+    /// <summary>Where a namespace cell's peer asks for a mapping (`--portmap` with a type whose router offers one):
+    /// its router's inside address, or null.</summary>
+    internal static IPEndPoint? NetnsPortMapGateway(NetnsMatrixCell cell, string role, MatrixOptions options) =>
+        options.PortMapping && MatrixLab.OffersPortMapping(role == "a" ? cell.TypeA : cell.TypeB)
+            ? new IPEndPoint(IPAddress.Parse(role == "a" ? "192.168.1.1" : "192.168.2.1"), PortMappingHandler.Port)
+            : null;
 
     /// <summary>Where the rendezvous and the two peers run, what the peers bind, and how each asks for a mapping.</summary>
     private sealed record Sides(INetwork Rendezvous, INetwork A, IPEndPoint BindA, INetwork B, IPEndPoint BindB)
