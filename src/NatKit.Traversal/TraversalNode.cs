@@ -39,6 +39,9 @@ public sealed partial class TraversalNode : IAsyncDisposable
     private readonly NodeIdentity _identity;
     private readonly ILogger _logger;
     private readonly DatagramMultiplexer _mux;
+    private readonly bool _ownsMux;
+    private readonly Receiver _rendezvousReceiver;
+    private readonly Receiver _deliverReceiver;
     private readonly DatagramSubSocket _send;
     private readonly StunTransactions _transactions;
     private readonly RendezvousClient _rendezvous;
@@ -52,21 +55,24 @@ public sealed partial class TraversalNode : IAsyncDisposable
     private readonly CancellationTokenSource _stop = new();
     private bool _disposed;
 
-    private TraversalNode(INetwork network, IDatagramSocket socket, NodeIdentity identity, TraversalOptions options,
-        ILogger logger)
+    private TraversalNode(INetwork network, DatagramMultiplexer mux, bool ownsMux, NodeIdentity identity,
+        TraversalOptions options, ILogger logger)
     {
         _network = network;
         _identity = identity;
         _options = options;
         _logger = logger;
         _random = options.Random ?? Random.Shared;
-        _mux = new DatagramMultiplexer(socket);
+        _mux = mux;
+        _ownsMux = ownsMux;
         _transactions = new StunTransactions(_mux, network.TimeProvider);
         _send = _mux.CreateSocket(static (_, _) => false, DatagramClaim.ByContent, queueCapacity: 1);
         _rendezvous = new RendezvousClient(_send, options.Rendezvous, identity, network.TimeProvider,
             options.RendezvousClient, logger);
-        _mux.AddReceiver(new Receiver((d, s) => _rendezvous.TryReceive(d, s)), DatagramClaim.ByTransaction);
-        _mux.AddReceiver(new Receiver((d, s) => Deliver(d, s, MainSocket)), DatagramClaim.ByContent);
+        _rendezvousReceiver = new Receiver((d, s) => _rendezvous.TryReceive(d, s));
+        _deliverReceiver = new Receiver((d, s) => Deliver(d, s, MainSocket));
+        _mux.AddReceiver(_rendezvousReceiver, DatagramClaim.ByTransaction);
+        _mux.AddReceiver(_deliverReceiver, DatagramClaim.ByContent);
         _rendezvous.OfferReceived += OnOffer;
     }
 
@@ -105,7 +111,31 @@ public sealed partial class TraversalNode : IAsyncDisposable
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
         var socket = await network.BindUdpAsync(bind, cancellationToken);
-        var node = new TraversalNode(network, socket, identity, options, logger ?? NullLogger.Instance);
+        return await StartAsync(new TraversalNode(network, new DatagramMultiplexer(socket), ownsMux: true, identity,
+            options, logger ?? NullLogger.Instance), cancellationToken);
+    }
+
+    /// <summary>
+    /// As <see cref="StartAsync(INetwork, IPEndPoint, NodeIdentity, TraversalOptions, ILogger?, CancellationToken)"/>
+    /// on a socket another protocol owns already (a uTP server's, say): the node registers its receivers on
+    /// <paramref name="shared"/>, ahead of any receiver of the same kind added after it, and disposing the node only
+    /// removes them; the multiplexer and its socket stay the caller's.
+    /// </summary>
+    /// <exception cref="RendezvousException">The rendezvous refused or did not answer.</exception>
+    public static Task<TraversalNode> StartAsync(INetwork network, DatagramMultiplexer shared, NodeIdentity identity,
+        TraversalOptions options, ILogger? logger = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(network);
+        ArgumentNullException.ThrowIfNull(shared);
+        ArgumentNullException.ThrowIfNull(identity);
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        return StartAsync(new TraversalNode(network, shared, ownsMux: false, identity, options,
+            logger ?? NullLogger.Instance), cancellationToken);
+    }
+
+    private static async Task<TraversalNode> StartAsync(TraversalNode node, CancellationToken cancellationToken)
+    {
         try
         {
             await node.MapPortAsync(cancellationToken); // first: STUN then sees the mapped endpoint
@@ -220,7 +250,17 @@ public sealed partial class TraversalNode : IAsyncDisposable
         }
 
         _transactions.Dispose();
-        await _mux.DisposeAsync();
+        if (_ownsMux)
+        {
+            await _mux.DisposeAsync();
+        }
+        else
+        {
+            _mux.RemoveReceiver(_rendezvousReceiver);
+            _mux.RemoveReceiver(_deliverReceiver);
+            await _send.DisposeAsync();
+        }
+
         _stop.Dispose();
     }
 

@@ -9,6 +9,13 @@ public sealed partial class IceAgent
 {
     private const int MaxUnknownReported = 8;
 
+    /// <summary>Unauthenticated error answers (400, 401) a second at most: a flood of forged requests must not make
+    /// the agent a reflector, nor fill the shared socket's send path while its data waits.</summary>
+    private const int UnauthenticatedErrorsPerSecond = 100;
+
+    private NatKit.Net.TokenBucket _unauthenticatedErrors = new(UnauthenticatedErrorsPerSecond,
+        UnauthenticatedErrorsPerSecond, TimeSpan.TicksPerSecond, 0);
+
     // ---------------------------------------------------------------- checks from the peer (RFC 8445 section 7.3)
 
     private IceInputResult HandleRequest(StunMessageReader msg, IPEndPoint source, int socket, TimeSpan now)
@@ -151,6 +158,12 @@ public sealed partial class IceAgent
     private IceInputResult SendError(StunTransactionId id, int code, bool authenticated, IPEndPoint source, int socket,
         TimeSpan now)
     {
+        if (!authenticated && !_unauthenticatedErrors.TryTake(1, now.Ticks))
+        {
+            Stats.Dropped++;
+            return IceInputResult.Handled;
+        }
+
         Stats.ErrorsSent++;
         Emit(socket, source, IceMessages.Error(id, code, authenticated ? _localKey : null), now, request: false);
         return IceInputResult.Handled;

@@ -184,6 +184,7 @@ public sealed partial class IceTransport : IAsyncDisposable
     public bool Deliver(ReadOnlySpan<byte> datagram, IPEndPoint source, int socket)
     {
         bool taken;
+        byte[]? data = null;
         lock (_gate)
         {
             if (_disposed)
@@ -195,15 +196,18 @@ public sealed partial class IceTransport : IAsyncDisposable
             taken = result is IceInputResult.Handled or IceInputResult.Dropped;
             if (result == IceInputResult.NotStun && _agent.IsPeer(socket, source))
             {
-                var buffer = ArrayPool<byte>.Shared.Rent(Math.Max(1, datagram.Length));
-                datagram.CopyTo(buffer);
-                if (!_data.Writer.TryWrite(new Inbound(buffer, datagram.Length)))
-                {
-                    ArrayPool<byte>.Shared.Return(buffer);
-                }
-
+                data = ArrayPool<byte>.Shared.Rent(Math.Max(1, datagram.Length));
+                datagram.CopyTo(data);
                 taken = true;
             }
+        }
+
+        // Outside the gate: the reader's continuation runs inline (uTP takes its own lock and sends through Route,
+        // which takes this gate), so writing under the gate would order the two locks both ways and deadlock with
+        // uTP's timer thread.
+        if (data is not null && !_data.Writer.TryWrite(new Inbound(data, datagram.Length)))
+        {
+            ArrayPool<byte>.Shared.Return(data);
         }
 
         Flush();

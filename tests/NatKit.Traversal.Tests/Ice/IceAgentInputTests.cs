@@ -34,6 +34,22 @@ public class IceAgentInputTests
     }
 
     [Fact]
+    public void UnauthenticatedErrors_AreLimitedTo100ASecond_SoAFloodOfForgedChecksIsNoReflector()
+    {
+        var (wire, a, _) = Connected();
+        var errorsBefore = a.Stats.ErrorsSent;
+        var sentBefore = wire.Sent.Count(s => s.From == a);
+        for (var i = 0; i < 1000; i++)
+        {
+            Assert.Equal(IceInputResult.Handled, wire.Inject(a, 0, Request("nobody:x1234", password: null), HostB));
+        }
+
+        var errors = a.Stats.ErrorsSent - errorsBefore;
+        Assert.InRange(errors, 1, 100);
+        Assert.InRange(wire.Sent.Count(s => s.From == a) - sentBefore, 1, 100);
+    }
+
+    [Fact]
     public void Rfc8489_9_1_3_AnotherUfragOrAWrongPassword_Is401_WithoutIntegrity()
     {
         var (wire, a, b) = Connected();
