@@ -1,6 +1,5 @@
 using System.CommandLine;
 using System.Runtime.InteropServices;
-using Spectre.Console;
 
 namespace NatKit.Cli;
 
@@ -15,6 +14,7 @@ internal static class CliRunner
 
     public static async Task<int> RunAsync(RootCommand root, string[] args)
     {
+        CliOutput.Configure();
         var parse = root.Parse(args);
         if (parse.Errors.Count > 0)
         {
@@ -26,19 +26,36 @@ internal static class CliRunner
             }
 
             var command = string.Join(' ', names.Prepend("natkit"));
-            AnsiConsole.MarkupLineInterpolated(
-                $"[red]natkit:[/] {string.Join(" ", parse.Errors.Select(e => e.Message.TrimEnd('.') + "."))} See '{command} --help'.");
+            CliOutput.Error(
+                $"{string.Join(" ", parse.Errors.Select(e => e.Message.TrimEnd('.') + "."))} See '{command} --help'.");
             return UsageError;
         }
 
+        // SIGINT and SIGTERM cancel the verb's token and nothing more: a server verb drains, prints its summary and
+        // returns 0 (System.CommandLine's own handling would exit 130/143 after two seconds, summary or not). A
+        // second signal while it drains ends the process the default way.
+        using var stop = new CancellationTokenSource();
+        void OnSignal(PosixSignalContext context)
+        {
+            context.Cancel = !stop.IsCancellationRequested;
+            stop.Cancel();
+        }
+
+        using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
+        using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
         try
         {
             // The default handler would print "Unhandled exception" and a stack trace: let user errors reach us.
-            return await parse.InvokeAsync(new InvocationConfiguration { EnableDefaultExceptionHandler = false }).ConfigureAwait(false);
+            var configuration = new InvocationConfiguration
+            {
+                EnableDefaultExceptionHandler = false,
+                ProcessTerminationTimeout = null,
+            };
+            return await parse.InvokeAsync(configuration, stop.Token).ConfigureAwait(false);
         }
         catch (Exception e) when (IsUserError(e))
         {
-            AnsiConsole.MarkupLineInterpolated($"[red]natkit:[/] {e.Message}");
+            CliOutput.Error(e.Message);
             return UsageError;
         }
         catch (OperationCanceledException)

@@ -173,7 +173,7 @@ internal sealed class GatewayCommands : IVerbGroup
         var table = new Table().AddColumns("proto", "inside", "outside (mapped)", "remote", "tcp", "idle", "expires");
         foreach (var f in flows.OrderBy(f => f.Protocol, StringComparer.Ordinal).ThenBy(f => f.Inside, StringComparer.Ordinal))
         {
-            table.AddRow(f.Protocol, f.Inside, f.Outside, f.Remote, f.Protocol == "tcp" ? f.TcpState : "",
+            table.AddTextRow(f.Protocol, f.Inside, f.Outside, f.Remote, f.Protocol == "tcp" ? f.TcpState : "",
                 Seconds(f.IdleMilliseconds), Seconds(f.ExpiresInMilliseconds));
         }
 

@@ -209,14 +209,14 @@ internal sealed class LabNetnsCommands : IVerbGroup
             }
 
             var table = new Table().AddColumns("host", "namespace", "what");
-            table.AddRow("lan", topology.Lan.Name, $"{GatewayTopology.LanHostAddress}/24, default via {GatewayTopology.LanGatewayAddress}");
+            table.AddTextRow("lan", topology.Lan.Name, $"{GatewayTopology.LanHostAddress}/24, default via {GatewayTopology.LanGatewayAddress}");
             foreach (var g in topology.Gateways)
             {
-                table.AddRow(g.Name[(g.Name.LastIndexOf('-') + 1)..], g.Name,
+                table.AddTextRow(g.Name[(g.Name.LastIndexOf('-') + 1)..], g.Name,
                     kind is { } kn ? $"kernel nftables {kn}" : $"natkit gateway (flows: natkit gateway flows --name {g.Name})");
             }
 
-            table.AddRow("wan", topology.Wan.Name, $"{GatewayTopology.WanHostAddress}, {GatewayTopology.WanHostSecondAddress}; NAT public {GatewayTopology.PublicAddress}");
+            table.AddTextRow("wan", topology.Wan.Name, $"{GatewayTopology.WanHostAddress}, {GatewayTopology.WanHostSecondAddress}; NAT public {GatewayTopology.PublicAddress}");
             AnsiConsole.Write(table);
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"run: natkit lab netns exec lan --tag {topology.Tag} -- ping {GatewayTopology.WanHostAddress}; remove: natkit lab netns down --tag {topology.Tag}"));
@@ -324,23 +324,23 @@ internal sealed class LabNetnsCommands : IVerbGroup
         var table = new Table().AddColumns("name", "namespace", "what");
         foreach (var h in spec.Hosts)
         {
-            table.AddRow(h.Name, lab.Layout.Hosts[h.Name], $"host on {h.Segment}: {string.Join(", ", h.Addresses)}");
+            table.AddTextRow(h.Name, lab.Layout.Hosts[h.Name], $"host on {h.Segment}: {string.Join(", ", h.Addresses)}");
         }
 
         foreach (var r in lab.Layout.Routers)
         {
-            table.AddRow(r.Name, r.Namespace, $"natkit gateway {r.Inside} -> {r.Outside} as {string.Join(", ", r.Config.ExternalAddresses)}");
+            table.AddTextRow(r.Name, r.Namespace, $"natkit gateway {r.Inside} -> {r.Outside} as {string.Join(", ", r.Config.ExternalAddresses)}");
         }
 
         foreach (var r in lab.Layout.KernelRouters)
         {
             var dmz = r.Nat.Kind == KernelNatKind.Dmz ? $" (udp {r.OutsideAddresses[0]}:{r.Nat.DmzPort} <-> {r.Nat.DmzHost}:{r.Nat.DmzHostPort})" : "";
-            table.AddRow(r.Name, r.Namespace, $"kernel nftables {r.Nat.Kind}{dmz} as {string.Join(", ", r.OutsideAddresses)}");
+            table.AddTextRow(r.Name, r.Namespace, $"kernel nftables {r.Nat.Kind}{dmz} as {string.Join(", ", r.OutsideAddresses)}");
         }
 
         foreach (var (name, ns) in lab.Layout.Segments)
         {
-            table.AddRow(name, ns, "segment (bridge + router)");
+            table.AddTextRow(name, ns, "segment (bridge + router)");
         }
 
         AnsiConsole.Write(table);

@@ -146,11 +146,11 @@ internal sealed class ProxyCommands : IVerbGroup
             };
             var logger = parse.GetValue(quiet) ? null : new StdoutLogger();
             await using var server = await ProxyServer.StartAsync(options, SystemNetwork.Instance, logger, ct);
-            AnsiConsole.MarkupLineInterpolated(
-                $"[green]proxy[/] http://{server.HttpEndPoint}  status: http://{server.HttpEndPoint}{options.StatusPath}");
+            AnsiConsole.MarkupLine(
+                $"[green]proxy[/] {Markup.Escape($"http://{server.HttpEndPoint}  status: http://{server.HttpEndPoint}{options.StatusPath}")}");
             if (server.SocksEndPoint is { } se)
             {
-                AnsiConsole.MarkupLineInterpolated($"[green]socks5[/] {se}");
+                AnsiConsole.MarkupLine($"[green]socks5[/] {Markup.Escape(se.ToString())}");
             }
 
             try
@@ -161,6 +161,8 @@ internal sealed class ProxyCommands : IVerbGroup
             {
             }
 
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"stopped: {server.ActiveConnections} connection(s) open"));
             return 0;
         });
         return cmd;
@@ -225,8 +227,7 @@ internal sealed class ProxyCommands : IVerbGroup
         return cmd;
     }
 
-    internal static IPEndPoint ParseEndPoint(string text, string option) =>
-        IPEndPoint.TryParse(text, out var e) ? e : throw new CliException($"{option}: '{text}' is not address:port");
+    internal static IPEndPoint ParseEndPoint(string text, string option) => CliFlags.EndPoint(text, 3128, option);
 
     /// <summary>The parent proxy and its credentials; a user without a password takes it from
     /// NATKIT_PARENT_PASSWORD, so it need not appear in the process list.</summary>

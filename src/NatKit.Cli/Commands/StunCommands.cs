@@ -157,17 +157,17 @@ internal sealed class StunCommands : IVerbGroup
             var roles = new[] { "primary", "primary address, alternate port", "alternate address, primary port", "alternate" };
             for (var i = 0; i < server.UdpEndPoints.Count; i++)
             {
-                table.AddRow("udp", server.UdpEndPoints[i].ToString(), roles[i]);
+                table.AddTextRow("udp", server.UdpEndPoints[i].ToString(), roles[i]);
             }
 
             if (server.TcpEndPoint is not null)
             {
-                table.AddRow("tcp", server.TcpEndPoint.ToString(), "primary");
+                table.AddTextRow("tcp", server.TcpEndPoint.ToString(), "primary");
             }
 
             if (server.TlsEndPoint is not null)
             {
-                table.AddRow("tls", server.TlsEndPoint.ToString(), "primary");
+                table.AddTextRow("tls", server.TlsEndPoint.ToString(), "primary");
             }
 
             AnsiConsole.Write(table);
@@ -179,11 +179,6 @@ internal sealed class StunCommands : IVerbGroup
 
             AnsiConsole.MarkupLine(userMap.Count == 0 ? "no credentials required; Ctrl+C stops"
                 : $"{(options.Realm is null ? "short-term" : "long-term")} credentials for {userMap.Count} user(s); Ctrl+C stops");
-            // The summary is printed from the cancellation callback: on Ctrl+C the command line returns as soon as
-            // the token is cancelled, and code after the await may not get to run.
-            var metrics = server.Metrics;
-            using var summary = ct.Register(() => AnsiConsole.MarkupLineInterpolated(
-                $"requests {metrics.Requests}, responses {metrics.Responses}, dropped {metrics.Dropped}"));
             try
             {
                 await Task.Delay(Timeout.Infinite, ct);
@@ -192,6 +187,9 @@ internal sealed class StunCommands : IVerbGroup
             {
             }
 
+            var metrics = server.Metrics;
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"stopped: requests {metrics.Requests}, responses {metrics.Responses}, dropped {metrics.Dropped}"));
             return 0;
         });
         return cmd;
@@ -251,7 +249,7 @@ internal sealed class StunCommands : IVerbGroup
             }
             else
             {
-                result = await AnsiConsole.Status().StartAsync($"probing {endpoint} ...",
+                result = await AnsiConsole.Status().StartAsync($"probing {Markup.Escape(endpoint.ToString())} ...",
                     _ => new NatBehaviorDiscovery(SystemNetwork.Instance, endpoint, options).RunAsync(ct));
                 AnsiConsole.Write(RenderBehavior(result));
             }
@@ -351,30 +349,12 @@ internal sealed class StunCommands : IVerbGroup
             : throw new CliException($"--user {text}: expected NAME:PASSWORD");
     }
 
-    internal static IPEndPoint ParseEndPoint(string text, int defaultPort, string option)
-    {
-        if (IPAddress.TryParse(text, out var address))
-        {
-            return new IPEndPoint(address, defaultPort);
-        }
+    /// <summary>See <see cref="CliFlags.EndPoint"/>.</summary>
+    internal static IPEndPoint ParseEndPoint(string text, int defaultPort, string option) =>
+        CliFlags.EndPoint(text, defaultPort, option);
 
-        if (IPEndPoint.TryParse(text, out var endpoint))
-        {
-            return endpoint;
-        }
-
-        throw new CliException($"{option} {text}: expected ADDRESS[:PORT]");
-    }
-
-    internal static IPAddress? ParseAddress(string? text, string option)
-    {
-        if (text is null)
-        {
-            return null;
-        }
-
-        return IPAddress.TryParse(text, out var a) ? a : throw new CliException($"{option} {text}: not an IP address");
-    }
+    /// <summary>See <see cref="CliFlags.Address(string?, string)"/>.</summary>
+    internal static IPAddress? ParseAddress(string? text, string option) => CliFlags.Address(text, option);
 
     /// <summary>The server a load generator is pointed at (<see cref="ResolveAsync"/>), with a note when it is
     /// not on loopback.</summary>

@@ -100,17 +100,17 @@ internal sealed class TurnCommands : IVerbGroup
             var table = new Table().AddColumns("transport", "endpoint");
             foreach (var e in server.UdpEndPoints)
             {
-                table.AddRow("udp", e.ToString());
+                table.AddTextRow("udp", e.ToString());
             }
 
             foreach (var e in server.TcpEndPoints)
             {
-                table.AddRow("tcp", e.ToString());
+                table.AddTextRow("tcp", e.ToString());
             }
 
             foreach (var e in server.TlsEndPoints)
             {
-                table.AddRow("tls", e.ToString());
+                table.AddTextRow("tls", e.ToString());
             }
 
             AnsiConsole.Write(table);
@@ -130,6 +130,8 @@ internal sealed class TurnCommands : IVerbGroup
             {
             }
 
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"stopped: {server.AllocationCount} allocation(s) released"));
             return 0;
         });
         return cmd;
