@@ -27,7 +27,7 @@ internal static class CliRunner
 
             var command = string.Join(' ', names.Prepend("natkit"));
             CliOutput.Error(
-                $"{string.Join(" ", parse.Errors.Select(e => e.Message.TrimEnd('.') + "."))} See '{command} --help'.");
+                $"{string.Join(" ", parse.Errors.Select(e => InUsersWords(e.Message).TrimEnd('.') + "."))} See '{command} --help'.");
             return UsageError;
         }
 
@@ -84,6 +84,36 @@ internal static class CliRunner
         catch (OperationCanceledException)
         {
         }
+    }
+
+    /// <summary>System.CommandLine's "Cannot parse argument 'abc' for option '--seed' as expected type
+    /// 'System.Nullable`1[System.Int32]'" as the user would say it: "--seed abc: expected a whole number".</summary>
+    internal static string InUsersWords(string message)
+    {
+        var m = System.Text.RegularExpressions.Regex.Match(message,
+            "^Cannot parse argument '(?<value>.*)' for (?:option|argument) '(?<name>[^']*)' as expected type '(?<type>[^']*)'");
+        if (!m.Success)
+        {
+            return message;
+        }
+
+        var type = m.Groups["type"].Value;
+        var inner = System.Text.RegularExpressions.Regex.Match(type, @"Nullable`1\[(.*)\]$");
+        if (inner.Success)
+        {
+            type = inner.Groups[1].Value;
+        }
+
+        var expected = type switch
+        {
+            "System.Int32" or "System.Int64" or "System.UInt16" or "System.UInt32" or "System.Byte" => "a whole number",
+            "System.Double" or "System.Single" or "System.Decimal" => "a number",
+            "System.Boolean" => "true or false",
+            "System.TimeSpan" => "a duration like 00:00:30",
+            _ when type.Contains('.', StringComparison.Ordinal) => "a " + type[(type.LastIndexOf('.') + 1)..].ToLowerInvariant(),
+            _ => type,
+        };
+        return $"{m.Groups["name"].Value} {m.Groups["value"].Value}: expected {expected}";
     }
 
     /// <summary>Errors that come from what the user asked for, not from a bug in NatKit.</summary>

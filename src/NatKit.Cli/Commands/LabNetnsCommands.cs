@@ -69,7 +69,7 @@ internal sealed class LabNetnsCommands : IVerbGroup
         Directory.CreateDirectory(GatewayControl.Directory);
         var log = Path.Combine(GatewayControl.Directory, name + ".log");
         var policy = Path.Combine(GatewayControl.Directory, name + ".policy.json");
-        await File.WriteAllTextAsync(policy, JsonSerializer.Serialize(gateway.Config.Policy, GatewayCommands.PolicyJson), ct)
+        await File.WriteAllTextAsync(policy, NatPolicyFile.ToJson(gateway.Config.Policy), ct)
             .ConfigureAwait(false);
         var socket = GatewayControl.PathFor(name);
         File.Delete(socket);

@@ -125,16 +125,19 @@ internal sealed class ProxyCommands : IVerbGroup
                 SocksListen = parse.GetValue(socks) is { } s ? ParseEndPoint(s, "--socks") : null,
                 AllowedClients = parse.GetValue(allow) is { Length: > 0 } nets
                     ? nets.Select(n => IPNetwork.TryParse(n, out var net) ? net
-                        : throw new CliException($"--allow: '{n}' is not a CIDR network")).ToList()
+                        : throw new CliException($"--allow {n}: not a CIDR network; write one like 192.168.0.0/16 or fd00::/8.")).ToList()
                     : ProxyOptions.DefaultAllowedClients,
                 ConnectPorts = ParsePorts(parse.GetValue(connectPorts)!, "--connect-ports"),
                 SocksPorts = parse.GetValue(socksPorts) is { } sp ? ParsePorts(sp, "--socks-ports") : null,
-                Credentials = parse.GetValue(auth),
+                Credentials = parse.GetValue(auth) is { } a && (a.IndexOf(':', StringComparison.Ordinal) < 1)
+                    ? throw new CliException("--auth: expected USER:PASSWORD (the user name without ':').")
+                    : parse.GetValue(auth),
                 Parent = parentEndPoint,
                 ParentCredentials = parentCredentials,
                 AllowLoopbackDestinations = parse.GetValue(allowLoopback),
-                MaxConnections = parse.GetValue(maxConnections),
-                MaxHeaderBytes = parse.GetValue(maxHeader),
+                MaxConnections = CliFlags.Positive(parse.GetValue(maxConnections), "--max-connections"),
+                MaxHeaderBytes = parse.GetValue(maxHeader) is >= 1024 and <= 1 << 20 ? parse.GetValue(maxHeader)
+                    : throw new CliException($"--max-header-bytes {parse.GetValue(maxHeader)}: must be 1024 (1 KiB) to 1048576 (1 MiB)."),
                 HeaderTimeout = Seconds(parse.GetValue(headerTimeout), "--header-timeout"),
                 IdleTimeout = Seconds(parse.GetValue(idleTimeout), "--idle-timeout"),
                 MinRequestBodyDataRate = Rate(parse.GetValue(minBodyRate), "--min-body-rate"),

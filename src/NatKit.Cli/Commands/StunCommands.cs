@@ -133,16 +133,16 @@ internal sealed class StunCommands : IVerbGroup
             {
                 Primary = ParseEndPoint(parse.GetValue(listen)!, StunServerOptions.DefaultPort, "--listen"),
                 AlternateAddress = ParseAddress(parse.GetValue(alternate), "--alternate"),
-                AlternatePort = parse.GetValue(alternatePort),
+                AlternatePort = CliFlags.NotNegative(parse.GetValue(alternatePort), "--alternate-port", "primary port + 1"),
                 AdvertisedPrimaryAddress = ParseAddress(parse.GetValue(advertise), "--advertise"),
                 AdvertisedAlternateAddress = ParseAddress(parse.GetValue(advertiseAlternate), "--advertise-alternate"),
                 EnableUdp = !parse.GetValue(noUdp),
                 EnableTcp = !parse.GetValue(noTcp),
                 TlsCertificate = cert,
-                TlsPort = parse.GetValue(tlsPort),
+                TlsPort = CliFlags.NotNegative(parse.GetValue(tlsPort), "--tls-port", "any free port"),
                 Users = userMap,
                 Realm = parse.GetValue(realm),
-                RateLimitPerSecond = parse.GetValue(rate),
+                RateLimitPerSecond = CliFlags.NotNegative(parse.GetValue(rate), "--rate-limit", "unlimited"),
                 Software = string.IsNullOrEmpty(sw) ? null : sw,
                 RedirectTo = parse.GetValue(redirect) is { } r
                     ? ParseEndPoint(r, StunServerOptions.DefaultPort, "--redirect")
@@ -152,6 +152,7 @@ internal sealed class StunCommands : IVerbGroup
                 TcpHandshakeTimeout = tcpLimits.Handshake,
                 TcpIdleTimeout = tcpLimits.Idle,
             };
+            CheckServeFlags(options);
             await using var server = await StunServer.StartAsync(SystemNetwork.Instance, options, null, ct);
             var table = new Table().AddColumns("transport", "endpoint", "role");
             var roles = new[] { "primary", "primary address, alternate port", "alternate address, primary port", "alternate" };
@@ -298,8 +299,7 @@ internal sealed class StunCommands : IVerbGroup
 
     private static string YesNo(bool? value) => value switch { true => "yes", false => "no", null => "not tested" };
 
-    private static int Positive(int value, string name) =>
-        value > 0 ? value : throw new CliException($"{name} must be positive");
+    private static int Positive(int value, string name) => CliFlags.Positive(value, name);
 
     /// <summary>The values of the TCP/TLS connection flags that `stun serve` and `turn serve` share
     /// (--max-tcp-connections, --max-tcp-connections-per-ip, --tcp-handshake-timeout, --tcp-idle-timeout),
@@ -409,31 +409,110 @@ internal sealed class StunCommands : IVerbGroup
         }
     }
 
+    /// <summary>What StunServerOptions.Validate would refuse, said in flags: run before the server starts.</summary>
+    internal static void CheckServeFlags(StunServerOptions o)
+    {
+        var family = o.Primary.AddressFamily;
+        var listen = $"--listen is {CliFlags.Family(family)}";
+        if (o.AlternateAddress is { } alt)
+        {
+            if (alt.AddressFamily != family)
+            {
+                throw new CliException($"--alternate {alt}: must be an {CliFlags.Family(family)} address like --listen ({o.Primary.Address}); RFC 5780 tests need both of one family.");
+            }
+
+            if (alt.Equals(o.Primary.Address))
+            {
+                throw new CliException($"--alternate {alt}: must be a second address of this host, not the --listen address.");
+            }
+        }
+
+        if (o.AdvertisedPrimaryAddress is { } adv && adv.AddressFamily != family)
+        {
+            throw new CliException($"--advertise {adv}: must be an {CliFlags.Family(family)} address because {listen}; it is the public address of --listen.");
+        }
+
+        if (o.AdvertisedAlternateAddress is { } advAlt)
+        {
+            if (o.AlternateAddress is null)
+            {
+                throw new CliException($"--advertise-alternate {advAlt}: needs --alternate, the address it stands for.");
+            }
+
+            if (advAlt.AddressFamily != family)
+            {
+                throw new CliException($"--advertise-alternate {advAlt}: must be an {CliFlags.Family(family)} address because {listen}.");
+            }
+        }
+
+        if (o.AlternatePort > 65535 || (o.AlternatePort != 0 && o.AlternatePort == o.Primary.Port))
+        {
+            throw new CliException($"--alternate-port {o.AlternatePort}: must be 1-65535 and differ from the --listen port ({o.Primary.Port}).");
+        }
+
+        if (o.TlsPort > 65535)
+        {
+            throw new CliException($"--tls-port {o.TlsPort}: port is out of range; use 1-65535.");
+        }
+
+        if (!o.EnableUdp && !o.EnableTcp && o.TlsCertificate is null)
+        {
+            throw new CliException("--no-udp with --no-tcp leaves nothing to serve: drop one, or add --tls-cert.");
+        }
+
+        if (o.Realm is not null && o.Users.Count == 0)
+        {
+            throw new CliException($"--realm {o.Realm}: long-term credentials need at least one --user NAME:PASSWORD.");
+        }
+    }
+
+    /// <summary>--tls-cert and --tls-key: a PKCS#12 file alone, a PEM certificate with its key (in --tls-key or in
+    /// the same file).</summary>
     internal static X509Certificate2? LoadCertificate(string? cert, string? key)
     {
         if (cert is null)
         {
-            return null;
+            return key is null
+                ? null
+                : throw new CliException($"--tls-key {key}: needs --tls-cert, the certificate this key belongs to.");
         }
 
         if (!File.Exists(cert))
         {
-            throw new CliException($"--tls-cert {cert}: no such file");
+            throw new CliException($"--tls-cert {cert}: no such file.");
+        }
+
+        if (key is not null && !File.Exists(key))
+        {
+            throw new CliException($"--tls-key {key}: no such file.");
+        }
+
+        var text = File.ReadAllText(cert);
+        var pem = text.Contains("-----BEGIN ", StringComparison.Ordinal);
+        if (pem && key is null && !text.Contains("PRIVATE KEY-----", StringComparison.Ordinal))
+        {
+            throw new CliException($"--tls-cert {cert}: a PEM certificate needs its private key; give it with --tls-key KEY.pem.");
+        }
+
+        if (!pem && key is not null)
+        {
+            throw new CliException($"--tls-key {key}: is only for a PEM --tls-cert, and {cert} is not PEM (a PKCS#12 file holds its own key: drop --tls-key).");
         }
 
         try
         {
-            if (key is null)
+            if (!pem)
             {
                 return X509CertificateLoader.LoadPkcs12FromFile(cert, null);
             }
 
-            using var pem = X509Certificate2.CreateFromPemFile(cert, key);
-            return X509CertificateLoader.LoadPkcs12(pem.Export(X509ContentType.Pfx), null);
+            using var fromPem = X509Certificate2.CreateFromPemFile(cert, key);
+            return X509CertificateLoader.LoadPkcs12(fromPem.Export(X509ContentType.Pfx), null);
         }
         catch (System.Security.Cryptography.CryptographicException e)
         {
-            throw new CliException($"--tls-cert {cert}: {e.Message}");
+            var what = pem ? $"as a PEM certificate with the key in {key ?? cert}" : "as a PKCS#12 (.pfx) file without a password";
+            throw new CliException($"--tls-cert {cert}: cannot be read {what} ({e.Message.TrimEnd('.')}); give a PKCS#12 file, or a PEM certificate with --tls-key.");
         }
     }
 }

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
 using System.Net;
+using System.Net.Sockets;
 using NatKit.Net;
 using NatKit.Stun.Server;
 using NatKit.Turn.Policy;
@@ -61,11 +62,26 @@ internal sealed class TurnCommands : IVerbGroup
             var tcpLimits = StunCommands.TcpConnectionFlags(parse.GetValue(maxTcp), parse.GetValue(maxTcpPerIp),
                 parse.GetValue(tcpHandshake), parse.GetValue(tcpIdle));
 
-            var range = parse.GetValue(ports)!.Split('-');
-            if (range.Length != 2 || !int.TryParse(range[0], NumberStyles.None, CultureInfo.InvariantCulture, out var min) ||
-                !int.TryParse(range[1], NumberStyles.None, CultureInfo.InvariantCulture, out var max))
+            var (min, max) = CliFlags.PortRange(parse.GetValue(ports)!, "--ports");
+            if (userMap.Count == 0 && parse.GetValue(secret) is null)
             {
-                throw new CliException($"--ports {parse.GetValue(ports)}: expected MIN-MAX");
+                throw new CliException("turn serve needs --user NAME:PASSWORD or --secret SECRET: it does not run as an open relay.");
+            }
+
+            if (parse.GetValue(tls) is { Length: > 0 } && parse.GetValue(tlsCert) is null)
+            {
+                throw new CliException("--tls needs --tls-cert: a PKCS#12 file, or a PEM certificate with --tls-key.");
+            }
+
+            var realmText = parse.GetValue(realm)!;
+            if (realmText.Length is 0 or > 127)
+            {
+                throw new CliException($"--realm '{realmText}': must be 1-127 characters.");
+            }
+
+            if (parse.GetValue(maxLifetime) < (int)defaults.DefaultLifetime.TotalSeconds)
+            {
+                throw new CliException($"--max-lifetime {parse.GetValue(maxLifetime)}: must be at least {defaults.DefaultLifetime.TotalSeconds:0} seconds, the default lifetime RFC 8656 gives an allocation.");
             }
 
             using var cert = StunCommands.LoadCertificate(parse.GetValue(tlsCert), parse.GetValue(tlsKey));
@@ -77,19 +93,22 @@ internal sealed class TurnCommands : IVerbGroup
                 TcpListen = EndPoints(parse.GetValue(tcp), StunServerOptions.DefaultPort, "--tcp"),
                 TlsListen = EndPoints(parse.GetValue(tls), StunServerOptions.DefaultTlsPort, "--tls"),
                 Certificate = cert,
-                RelayAddress = StunCommands.ParseAddress(parse.GetValue(relay), "--relay")!,
-                RelayAddressV6 = StunCommands.ParseAddress(parse.GetValue(relay6), "--relay6"),
-                ExternalAddress = StunCommands.ParseAddress(parse.GetValue(external), "--external-ip"),
+                RelayAddress = CliFlags.Address(parse.GetValue(relay), "--relay", AddressFamily.InterNetwork,
+                    "IPv4 relays bind it; give an IPv6 one with --relay6")!,
+                RelayAddressV6 = CliFlags.Address(parse.GetValue(relay6), "--relay6", AddressFamily.InterNetworkV6,
+                    "IPv6 relays bind it; --relay is the IPv4 one"),
+                ExternalAddress = CliFlags.Address(parse.GetValue(external), "--external-ip", AddressFamily.InterNetwork,
+                    "it is announced as the relayed address of IPv4 allocations (IPv6 relays announce --relay6)"),
                 MinPort = min,
                 MaxPort = max,
                 Realm = parse.GetValue(realm)!,
                 Users = userMap,
                 SharedSecret = parse.GetValue(secret),
                 Policy = new PeerPolicy(Rules(parse.GetValue(allow), "--allow"), Rules(parse.GetValue(deny), "--deny")),
-                MaxAllocations = parse.GetValue(maxAllocations),
-                MaxAllocationsPerUser = parse.GetValue(maxPerUser),
-                BandwidthBytesPerSecond = parse.GetValue(bandwidth),
-                UnauthenticatedRequestsPerSecond = parse.GetValue(unauth),
+                MaxAllocations = CliFlags.Positive(parse.GetValue(maxAllocations), "--max-allocations"),
+                MaxAllocationsPerUser = CliFlags.Positive(parse.GetValue(maxPerUser), "--max-allocations-per-user"),
+                BandwidthBytesPerSecond = CliFlags.NotNegative(parse.GetValue(bandwidth), "--bandwidth", "unlimited"),
+                UnauthenticatedRequestsPerSecond = CliFlags.NotNegative(parse.GetValue(unauth), "--unauth-rate", "unlimited"),
                 MaxLifetime = TimeSpan.FromSeconds(parse.GetValue(maxLifetime)),
                 MaxTcpConnections = tcpLimits.Max,
                 MaxTcpConnectionsPerAddress = tcpLimits.PerAddress,
