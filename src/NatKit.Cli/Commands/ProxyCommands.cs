@@ -105,7 +105,7 @@ internal sealed class ProxyCommands : IVerbGroup
             Description = "TCP congestion control for client and server legs, by kernel name (e.g. cubic; see "
                 + "net.ipv4.tcp_available_congestion_control). Default: the system's.",
         };
-        var quiet = new Option<bool>("--quiet") { Description = "No access log." };
+        var quiet = new Option<bool>("--quiet") { Description = "No access log (only warnings and errors; as --log-level warning)." };
         foreach (var o in new Option[]
                  {
                      listen, socks, allow, connectPorts, socksPorts, auth, parent, allowLoopback, maxConnections, maxHeader,
@@ -116,8 +116,13 @@ internal sealed class ProxyCommands : IVerbGroup
             cmd.Options.Add(o);
         }
 
+        var logging = new CliLogging();
+        logging.AddTo(cmd);
         cmd.SetAction(async (parse, ct) =>
         {
+            using var loggers = parse.GetValue(quiet)
+                ? CliLogging.Create("warning", parse.GetValue(logging.Format)!)
+                : logging.Create(parse);
             var (parentEndPoint, parentCredentials) = ParseParent(parse.GetValue(parent));
             var options = new ProxyOptions
             {
@@ -147,8 +152,8 @@ internal sealed class ProxyCommands : IVerbGroup
                     "--min-response-rate-grace"),
                 CongestionControl = parse.GetValue(congestionControl),
             };
-            var logger = parse.GetValue(quiet) ? null : new StdoutLogger();
-            await using var server = await ProxyServer.StartAsync(options, SystemNetwork.Instance, logger, ct);
+            await using var server = await ProxyServer.StartAsync(options, SystemNetwork.Instance,
+                loggers.CreateLogger<ProxyServer>(), ct);
             AnsiConsole.MarkupLine(
                 $"[green]proxy[/] {Markup.Escape($"http://{server.HttpEndPoint}  status: http://{server.HttpEndPoint}{options.StatusPath}")}");
             if (server.SocksEndPoint is { } se)
@@ -180,8 +185,13 @@ internal sealed class ProxyCommands : IVerbGroup
             DefaultValueFactory = _ => "127.0.0.1:3128",
         };
         var json = new Option<bool>("--json") { Description = "Print the raw JSON." };
+        var auth = new Option<string?>("--auth")
+        {
+            Description = "USER:PASSWORD of a proxy run with --auth (or set NATKIT_PROXY_AUTH, kept out of the process list).",
+        };
         cmd.Options.Add(proxy);
         cmd.Options.Add(json);
+        cmd.Options.Add(auth);
         cmd.SetAction(async (parse, ct) =>
         {
             var endPoint = ParseEndPoint(parse.GetValue(proxy)!, "--proxy");
@@ -189,10 +199,23 @@ internal sealed class ProxyCommands : IVerbGroup
             {
                 Timeout = TimeSpan.FromSeconds(5),
             };
+            if ((parse.GetValue(auth) ?? Environment.GetEnvironmentVariable("NATKIT_PROXY_AUTH")) is { Length: > 0 } credentials)
+            {
+                http.DefaultRequestHeaders.TryAddWithoutValidation("Proxy-Authorization",
+                    "Basic " + Convert.ToBase64String(System.Text.Encoding.UTF8.GetBytes(credentials)));
+            }
+
             string body;
             try
             {
-                body = await http.GetStringAsync(new Uri($"http://{endPoint}{new ProxyOptions().StatusPath}"), ct);
+                using var response = await http.GetAsync(new Uri($"http://{endPoint}{new ProxyOptions().StatusPath}"), ct);
+                if (response.StatusCode == HttpStatusCode.ProxyAuthenticationRequired)
+                {
+                    throw new CliException($"the proxy at {endPoint} needs its credentials: give --auth USER:PASSWORD or set NATKIT_PROXY_AUTH.");
+                }
+
+                response.EnsureSuccessStatusCode();
+                body = await response.Content.ReadAsStringAsync(ct);
             }
             catch (HttpRequestException e)
             {
@@ -292,30 +315,4 @@ internal sealed class ProxyCommands : IVerbGroup
         >= 1L << 10 => (n / (double)(1L << 10)).ToString("0.0 KiB", CultureInfo.InvariantCulture),
         _ => n.ToString(CultureInfo.InvariantCulture) + " B",
     };
-
-    /// <summary>The access log and warnings, one line each on stdout.</summary>
-    private sealed class StdoutLogger : ILogger
-    {
-        private readonly Lock _gate = new();
-
-        public IDisposable? BeginScope<TState>(TState state)
-            where TState : notnull => null;
-
-        public bool IsEnabled(LogLevel logLevel) => logLevel >= LogLevel.Information;
-
-        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception,
-            Func<TState, Exception?, string> formatter)
-        {
-            if (!IsEnabled(logLevel))
-            {
-                return;
-            }
-
-            var line = $"{DateTimeOffset.UtcNow:HH:mm:ss.fff} {formatter(state, exception)}";
-            lock (_gate)
-            {
-                Console.Out.WriteLine(exception is null ? line : line + " " + exception.Message);
-            }
-        }
-    }
 }

@@ -7,6 +7,7 @@ using NatKit.Net;
 using NatKit.Stun.Client;
 using NatKit.Stun.Discovery;
 using NatKit.Stun.Server;
+using Microsoft.Extensions.Logging;
 using Spectre.Console;
 
 namespace NatKit.Cli.Commands;
@@ -116,8 +117,11 @@ internal sealed class StunCommands : IVerbGroup
             cmd.Options.Add(o);
         }
 
+        var logging = new CliLogging();
+        logging.AddTo(cmd);
         cmd.SetAction(async (parse, ct) =>
         {
+            using var loggers = logging.Create(parse);
             if (parse.GetValue(inline))
             {
                 UseInlineCompletions();
@@ -153,7 +157,8 @@ internal sealed class StunCommands : IVerbGroup
                 TcpIdleTimeout = tcpLimits.Idle,
             };
             CheckServeFlags(options);
-            await using var server = await StunServer.StartAsync(SystemNetwork.Instance, options, null, ct);
+            await using var server = await StunServer.StartAsync(SystemNetwork.Instance, options,
+                loggers.CreateLogger<StunServer>(), ct);
             var table = new Table().AddColumns("transport", "endpoint", "role");
             var roles = new[] { "primary", "primary address, alternate port", "alternate address, primary port", "alternate" };
             for (var i = 0; i < server.UdpEndPoints.Count; i++)

@@ -6,6 +6,7 @@ using NatKit.Net;
 using NatKit.Stun.Server;
 using NatKit.Turn.Policy;
 using NatKit.Turn.Server;
+using Microsoft.Extensions.Logging;
 using Spectre.Console;
 
 namespace NatKit.Cli.Commands;
@@ -56,8 +57,11 @@ internal sealed class TurnCommands : IVerbGroup
             cmd.Options.Add(o);
         }
 
+        var logging = new CliLogging();
+        logging.AddTo(cmd);
         cmd.SetAction(async (parse, ct) =>
         {
+            using var loggers = logging.Create(parse);
             var userMap = StunCommands.ParseUsers(parse.GetValue(users));
             var tcpLimits = StunCommands.TcpConnectionFlags(parse.GetValue(maxTcp), parse.GetValue(maxTcpPerIp),
                 parse.GetValue(tcpHandshake), parse.GetValue(tcpIdle));
@@ -115,7 +119,8 @@ internal sealed class TurnCommands : IVerbGroup
                 TcpHandshakeTimeout = tcpLimits.Handshake,
                 TcpIdleTimeout = tcpLimits.Idle,
             };
-            await using var server = await TurnServer.StartAsync(SystemNetwork.Instance, options, null, ct);
+            await using var server = await TurnServer.StartAsync(SystemNetwork.Instance, options,
+                loggers.CreateLogger<TurnServer>(), ct);
             var table = new Table().AddColumns("transport", "endpoint");
             foreach (var e in server.UdpEndPoints)
             {

@@ -503,7 +503,7 @@ public sealed partial class TurnServer : IAsyncDisposable
         {
             if (link is not null && _streamAllocations.TryRemove(link, out var allocation))
             {
-                Delete(allocation);
+                Delete(allocation, "its TCP/TLS connection closed");
             }
 
             link?.Dispose();
@@ -728,7 +728,7 @@ public sealed partial class TurnServer : IAsyncDisposable
                 foreach (var a in due)
                 {
                     RemoveFromTables(a);
-                    Delete(a);
+                    Delete(a, "expired");
                 }
             }
         }
@@ -757,8 +757,9 @@ public sealed partial class TurnServer : IAsyncDisposable
         }
     }
 
-    /// <summary>Ends an allocation: closes relay sockets, frees ports and quota. Idempotent.</summary>
-    private void Delete(Allocation a)
+    /// <summary>Ends an allocation: closes relay sockets, frees ports and quota. Idempotent. An allocation that
+    /// was served is logged with <paramref name="reason"/>.</summary>
+    private void Delete(Allocation a, string? reason = null)
     {
         lock (a.Gate)
         {
@@ -768,6 +769,12 @@ public sealed partial class TurnServer : IAsyncDisposable
             }
 
             a.Closed = true;
+        }
+
+        if (a.CreatedAt is { } created)
+        {
+            TurnLog.AllocationDeleted(_logger, a.Username, a.Client.Remote, reason ?? "released",
+                Math.Round(_time.GetElapsedTime(created).TotalSeconds, 1));
         }
 
         a.Stop.Cancel();
@@ -841,7 +848,7 @@ public sealed partial class TurnServer : IAsyncDisposable
         {
             foreach (var (_, a) in table)
             {
-                Delete(a);
+                Delete(a, "server stopping");
             }
 
             table.Clear();
@@ -849,7 +856,7 @@ public sealed partial class TurnServer : IAsyncDisposable
 
         foreach (var (_, a) in _streamAllocations)
         {
-            Delete(a);
+            Delete(a, "server stopping");
         }
 
         try
