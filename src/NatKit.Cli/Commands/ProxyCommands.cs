@@ -118,6 +118,8 @@ internal sealed class ProxyCommands : IVerbGroup
 
         var logging = new CliLogging();
         logging.AddTo(cmd);
+        var metrics = new CliMetrics();
+        metrics.AddTo(cmd);
         cmd.SetAction(async (parse, ct) =>
         {
             using var loggers = parse.GetValue(quiet)
@@ -152,8 +154,14 @@ internal sealed class ProxyCommands : IVerbGroup
                     "--min-response-rate-grace"),
                 CongestionControl = parse.GetValue(congestionControl),
             };
+            await using var prometheus = await metrics.StartAsync(parse, ct);
             await using var server = await ProxyServer.StartAsync(options, SystemNetwork.Instance,
                 loggers.CreateLogger<ProxyServer>(), ct);
+            if (prometheus is not null)
+            {
+                Console.WriteLine($"metrics: http://{prometheus.EndPoint}/metrics");
+            }
+
             AnsiConsole.MarkupLine(
                 $"[green]proxy[/] {Markup.Escape($"http://{server.HttpEndPoint}  status: http://{server.HttpEndPoint}{options.StatusPath}")}");
             if (server.SocksEndPoint is { } se)

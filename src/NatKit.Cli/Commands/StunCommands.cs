@@ -119,6 +119,8 @@ internal sealed class StunCommands : IVerbGroup
 
         var logging = new CliLogging();
         logging.AddTo(cmd);
+        var metrics = new CliMetrics();
+        metrics.AddTo(cmd);
         cmd.SetAction(async (parse, ct) =>
         {
             using var loggers = logging.Create(parse);
@@ -157,8 +159,14 @@ internal sealed class StunCommands : IVerbGroup
                 TcpIdleTimeout = tcpLimits.Idle,
             };
             CheckServeFlags(options);
+            await using var prometheus = await metrics.StartAsync(parse, ct);
             await using var server = await StunServer.StartAsync(SystemNetwork.Instance, options,
                 loggers.CreateLogger<StunServer>(), ct);
+            if (prometheus is not null)
+            {
+                Console.WriteLine($"metrics: http://{prometheus.EndPoint}/metrics");
+            }
+
             var table = new Table().AddColumns("transport", "endpoint", "role");
             var roles = new[] { "primary", "primary address, alternate port", "alternate address, primary port", "alternate" };
             for (var i = 0; i < server.UdpEndPoints.Count; i++)
@@ -193,9 +201,9 @@ internal sealed class StunCommands : IVerbGroup
             {
             }
 
-            var metrics = server.Metrics;
+            var totals = server.Metrics;
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"stopped: requests {metrics.Requests}, responses {metrics.Responses}, dropped {metrics.Dropped}"));
+                $"stopped: requests {totals.Requests}, responses {totals.Responses}, dropped {totals.Dropped}"));
             return 0;
         });
         return cmd;

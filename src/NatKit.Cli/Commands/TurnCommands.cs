@@ -59,6 +59,8 @@ internal sealed class TurnCommands : IVerbGroup
 
         var logging = new CliLogging();
         logging.AddTo(cmd);
+        var metrics = new CliMetrics();
+        metrics.AddTo(cmd);
         cmd.SetAction(async (parse, ct) =>
         {
             using var loggers = logging.Create(parse);
@@ -119,8 +121,14 @@ internal sealed class TurnCommands : IVerbGroup
                 TcpHandshakeTimeout = tcpLimits.Handshake,
                 TcpIdleTimeout = tcpLimits.Idle,
             };
+            await using var prometheus = await metrics.StartAsync(parse, ct);
             await using var server = await TurnServer.StartAsync(SystemNetwork.Instance, options,
                 loggers.CreateLogger<TurnServer>(), ct);
+            if (prometheus is not null)
+            {
+                Console.WriteLine($"metrics: http://{prometheus.EndPoint}/metrics");
+            }
+
             var table = new Table().AddColumns("transport", "endpoint");
             foreach (var e in server.UdpEndPoints)
             {
