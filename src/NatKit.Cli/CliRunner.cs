@@ -15,7 +15,19 @@ internal static class CliRunner
     public static async Task<int> RunAsync(RootCommand root, string[] args)
     {
         CliOutput.Configure();
-        var parse = root.Parse(args);
+        ParseResult parse;
+        try
+        {
+            (parse, _configFile, _fromConfig) = Parse(root, args);
+        }
+        catch (CliException e)
+        {
+            CliOutput.Error(e.Message);
+            return UsageError;
+        }
+
+        _root = root;
+        _arguments = args;
         if (parse.Errors.Count > 0)
         {
             // System.CommandLine would print every error and the whole help and exit 1: one sentence, exit 2.
@@ -55,7 +67,7 @@ internal static class CliRunner
         }
         catch (Exception e) when (IsUserError(e))
         {
-            CliOutput.Error(e.Message);
+            CliOutput.Error(FromConfig(e.Message));
             return UsageError;
         }
         catch (OperationCanceledException)
@@ -63,6 +75,36 @@ internal static class CliRunner
             return 130;
         }
     }
+
+    private static RootCommand? _root;
+    private static string[] _arguments = [];
+    private static string? _configFile;
+    private static IReadOnlySet<string> _fromConfig = new HashSet<string>();
+
+    /// <summary>The command line with --config's file folded in (<see cref="CliConfig"/>).</summary>
+    private static (ParseResult Parse, string? File, IReadOnlySet<string> FromFile) Parse(RootCommand root, string[] args)
+    {
+        var parse = root.Parse(args);
+        var (extra, file, fromFile) = CliConfig.Expand(parse);
+        return extra.Length == 0 && file is null ? (parse, null, fromFile) : (root.Parse([.. args, .. extra]), file, fromFile);
+    }
+
+    /// <summary>Parses the command line and --config's file again, as they are now (for a reload on SIGHUP).</summary>
+    public static ParseResult ParseAgain()
+    {
+        var root = _root ?? throw new InvalidOperationException("no command is running");
+        var (parse, _, _) = Parse(root, _arguments);
+        return parse.Errors.Count == 0
+            ? parse
+            : throw new CliException(FromConfig(InUsersWords(parse.Errors[0].Message)));
+    }
+
+    /// <summary>A message about a flag whose value came from --config's file says so.</summary>
+    private static string FromConfig(string message) =>
+        _configFile is not null && _fromConfig.Any(f => message.StartsWith(f + " ", StringComparison.Ordinal) ||
+                                                         message.StartsWith(f + ":", StringComparison.Ordinal))
+            ? $"--config {_configFile}: {message}"
+            : message;
 
     /// <summary>Waits for SIGINT or SIGTERM (or <paramref name="ct"/>), then returns, so a server verb can stop
     /// gracefully and exit 0.</summary>

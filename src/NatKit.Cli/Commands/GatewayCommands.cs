@@ -66,7 +66,7 @@ internal sealed class GatewayCommands : IVerbGroup
         var tuning = new DataPlaneCliOptions();
         var run = new Command("run", "Forward between the inside and outside TUN until SIGINT/SIGTERM.")
         {
-            inside, outside, external, prefixes, insideAddress, preset, policyFile, name, noOffload, tuning.Realtime,
+            CliConfig.CreateOption(), inside, outside, external, prefixes, insideAddress, preset, policyFile, name, noOffload, tuning.Realtime,
             tuning.BatchPause,
         };
         run.SetAction(async (parse, ct) =>

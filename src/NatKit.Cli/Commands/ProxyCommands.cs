@@ -108,7 +108,7 @@ internal sealed class ProxyCommands : IVerbGroup
         var quiet = new Option<bool>("--quiet") { Description = "No access log (only warnings and errors; as --log-level warning)." };
         foreach (var o in new Option[]
                  {
-                     listen, socks, allow, connectPorts, socksPorts, auth, parent, allowLoopback, maxConnections, maxHeader,
+                     CliConfig.CreateOption(), listen, socks, allow, connectPorts, socksPorts, auth, parent, allowLoopback, maxConnections, maxHeader,
                      headerTimeout, idleTimeout, minBodyRate, minBodyRateGrace, minResponseRate, minResponseRateGrace,
                      congestionControl, quiet,
                  })

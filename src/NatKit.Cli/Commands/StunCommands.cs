@@ -110,7 +110,7 @@ internal sealed class StunCommands : IVerbGroup
         };
         foreach (var o in new Option[]
                  {
-                     listen, alternate, alternatePort, advertise, advertiseAlternate, noUdp, noTcp, tlsCert, tlsKey,
+                     CliConfig.CreateOption(), listen, alternate, alternatePort, advertise, advertiseAlternate, noUdp, noTcp, tlsCert, tlsKey,
                      tlsPort, users, realm, rate, software, redirect, inline, maxTcp, maxTcpPerIp, tcpHandshake, tcpIdle,
                  })
         {

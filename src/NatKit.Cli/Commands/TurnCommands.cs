@@ -36,7 +36,10 @@ internal sealed class TurnCommands : IVerbGroup
         var ports = new Option<string>("--ports") { Description = "Relay port range MIN-MAX.", DefaultValueFactory = _ => $"{defaults.MinPort}-{defaults.MaxPort}" };
         var realm = new Option<string>("--realm") { Description = "Realm for long-term credentials.", DefaultValueFactory = _ => defaults.Realm };
         var users = new Option<string[]>("--user") { Description = "Long-term credentials NAME:PASSWORD (repeatable)." };
-        var secret = new Option<string?>("--secret") { Description = "TURN REST API shared secret (usernames expiry:user)." };
+        var secret = new Option<string?>("--secret") { Description = "TURN REST API shared secret (usernames expiry:user); or set NATKIT_TURN_SECRET, or use --secret-file, to keep it out of the process list." };
+        var secretFile = new Option<string?>("--secret-file") { Description = "File holding the REST API shared secret (its first line)." };
+        var usersFile = new Option<string?>("--users-file") { Description = "File of NAME:PASSWORD lines ('#' comments), added to --user; re-read on SIGHUP." };
+        var config = CliConfig.CreateOption();
         var allow = new Option<string[]>("--allow") { Description = "Allow peers CIDR[:PORT[-PORT]] (repeatable), e.g. 127.0.0.0/8 for a lab." };
         var deny = new Option<string[]>("--deny") { Description = "Deny peers CIDR[:PORT[-PORT]] (repeatable); deny wins over allow." };
         var maxAllocations = new Option<int>("--max-allocations") { Description = "Allocations in total.", DefaultValueFactory = _ => defaults.MaxAllocations };
@@ -50,12 +53,29 @@ internal sealed class TurnCommands : IVerbGroup
         var tcpIdle = new Option<int>("--tcp-idle-timeout") { Description = "Seconds a TCP/TLS connection without a live allocation may go without a whole STUN message.", DefaultValueFactory = _ => (int)defaults.TcpIdleTimeout.TotalSeconds };
         foreach (var o in new Option[]
                  {
-                     listen, tcp, tls, tlsCert, tlsKey, relay, relay6, external, ports, realm, users, secret, allow, deny,
+                     config, listen, tcp, tls, tlsCert, tlsKey, relay, relay6, external, ports, realm, users, usersFile, secret,
+                     secretFile, allow, deny,
                      maxAllocations, maxPerUser, bandwidth, unauth, maxLifetime, maxTcp, maxTcpPerIp, tcpHandshake, tcpIdle,
                  })
         {
             cmd.Options.Add(o);
         }
+
+        Dictionary<string, string> Users(ParseResult p)
+        {
+            var map = StunCommands.ParseUsers(p.GetValue(users));
+            if (p.GetValue(usersFile) is { } file)
+            {
+                foreach (var (name, password) in CliConfig.ReadUsers(file, "--users-file"))
+                {
+                    map[name] = password;
+                }
+            }
+
+            return map;
+        }
+
+        PeerPolicy Policy(ParseResult p) => new(Rules(p.GetValue(allow), "--allow"), Rules(p.GetValue(deny), "--deny"));
 
         var logging = new CliLogging();
         logging.AddTo(cmd);
@@ -64,12 +84,14 @@ internal sealed class TurnCommands : IVerbGroup
         cmd.SetAction(async (parse, ct) =>
         {
             using var loggers = logging.Create(parse);
-            var userMap = StunCommands.ParseUsers(parse.GetValue(users));
+            var userMap = Users(parse);
+            var sharedSecret = parse.GetValue(secret) ?? (parse.GetValue(secretFile) is { } sf ? SecretFrom(sf)
+                : Environment.GetEnvironmentVariable("NATKIT_TURN_SECRET") is { Length: > 0 } env ? env : null);
             var tcpLimits = StunCommands.TcpConnectionFlags(parse.GetValue(maxTcp), parse.GetValue(maxTcpPerIp),
                 parse.GetValue(tcpHandshake), parse.GetValue(tcpIdle));
 
             var (min, max) = CliFlags.PortRange(parse.GetValue(ports)!, "--ports");
-            if (userMap.Count == 0 && parse.GetValue(secret) is null)
+            if (userMap.Count == 0 && sharedSecret is null)
             {
                 throw new CliException("turn serve needs --user NAME:PASSWORD or --secret SECRET: it does not run as an open relay.");
             }
@@ -109,8 +131,8 @@ internal sealed class TurnCommands : IVerbGroup
                 MaxPort = max,
                 Realm = parse.GetValue(realm)!,
                 Users = userMap,
-                SharedSecret = parse.GetValue(secret),
-                Policy = new PeerPolicy(Rules(parse.GetValue(allow), "--allow"), Rules(parse.GetValue(deny), "--deny")),
+                SharedSecret = sharedSecret,
+                Policy = Policy(parse),
                 MaxAllocations = CliFlags.Positive(parse.GetValue(maxAllocations), "--max-allocations"),
                 MaxAllocationsPerUser = CliFlags.Positive(parse.GetValue(maxPerUser), "--max-allocations-per-user"),
                 BandwidthBytesPerSecond = CliFlags.NotNegative(parse.GetValue(bandwidth), "--bandwidth", "unlimited"),
@@ -128,6 +150,24 @@ internal sealed class TurnCommands : IVerbGroup
             {
                 Console.WriteLine($"metrics: http://{prometheus.EndPoint}/metrics");
             }
+
+            // SIGHUP: the users (--user, --users-file) and peer rules (--allow, --deny) again, from the command line
+            // and --config's file as they are now; allocations stay.
+            var reloadLog = loggers.CreateLogger("natkit.turn.reload");
+            using var sighup = System.Runtime.InteropServices.PosixSignalRegistration.Create(
+                System.Runtime.InteropServices.PosixSignal.SIGHUP, context =>
+                {
+                    context.Cancel = true;
+                    try
+                    {
+                        var again = CliRunner.ParseAgain();
+                        server.Reload(Users(again), Policy(again));
+                    }
+                    catch (Exception e) when (CliRunner.IsUserError(e))
+                    {
+                        reloadLog.LogError("reload refused, the running settings stay: {Reason}", e.Message);
+                    }
+                });
 
             var table = new Table().AddColumns("transport", "endpoint");
             foreach (var e in server.UdpEndPoints)
@@ -167,6 +207,20 @@ internal sealed class TurnCommands : IVerbGroup
             return 0;
         });
         return cmd;
+    }
+
+    private static string SecretFrom(string path)
+    {
+        try
+        {
+            return File.ReadLines(path).FirstOrDefault()?.Trim() is { Length: > 0 } line
+                ? line
+                : throw new CliException($"--secret-file {path}: the file is empty; put the shared secret on its first line.");
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new CliException($"--secret-file {path}: cannot be read ({e.Message.TrimEnd('.')}).");
+        }
     }
 
     private static List<IPEndPoint> EndPoints(string[]? texts, int defaultPort, string option) =>

@@ -239,7 +239,7 @@ public sealed partial class TurnServer
 
     private string? PasswordFor(string username, DateTimeOffset now)
     {
-        if (_options.Users.TryGetValue(username, out var password))
+        if (Volatile.Read(ref _users).TryGetValue(username, out var password))
         {
             return password;
         }
