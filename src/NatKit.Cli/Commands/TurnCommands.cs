@@ -192,8 +192,13 @@ internal sealed class TurnCommands : IVerbGroup
                     $"tcp/tls: at most {options.MaxTcpConnections} connections ({options.MaxTcpConnectionsPerAddress} per address); closed after {options.TcpHandshakeTimeout.TotalSeconds:0} s without a first STUN message, {options.TcpIdleTimeout.TotalSeconds:0} s idle without an allocation.");
             }
 
-            Console.WriteLine(
-                $"relay {options.RelayAddress} ports {min}-{max}, realm {options.Realm}, {(options.SharedSecret is null ? $"{userMap.Count} user(s)" : "REST shared secret")}; allow [{string.Join(", ", options.Policy.Allow)}] deny [{string.Join(", ", options.Policy.Deny)}]. Ctrl+C stops.");
+            foreach (var line in Banner(options, server.UdpEndPoints.Concat(server.TcpEndPoints).Concat(server.TlsEndPoints).ToList(),
+                         options.SharedSecret is null ? $"{userMap.Count} user(s)" : "REST shared secret" + (userMap.Count > 0 ? $" and {userMap.Count} user(s)" : "")))
+            {
+                Console.WriteLine(line);
+            }
+
+            Console.WriteLine("Ctrl+C stops.");
             try
             {
                 await Task.Delay(Timeout.Infinite, ct);
@@ -207,6 +212,29 @@ internal sealed class TurnCommands : IVerbGroup
             return 0;
         });
         return cmd;
+    }
+
+    /// <summary>What the operator should see before serving: where relays bind and what they announce, IPv6,
+    /// the peer rules in force (the built-in denied ranges too), and a warning when clients elsewhere would get a
+    /// loopback relayed address they cannot reach.</summary>
+    internal static List<string> Banner(TurnServerOptions options, IReadOnlyList<IPEndPoint> listening, string credentials)
+    {
+        var announced = options.ExternalAddress is { } ext ? $", announced as {ext}" : "";
+        var lines = new List<string>
+        {
+            $"relay {options.RelayAddress}{announced}, ports {options.MinPort}-{options.MaxPort}; IPv6 relay " +
+            (options.RelayAddressV6 is { } v6 ? v6.ToString() : "off (IPv6 allocations refused with 440; --relay6 turns it on)") +
+            $"; realm {options.Realm}, {credentials}",
+            $"peers allowed: [{string.Join(", ", options.Policy.Allow)}]; denied: [{string.Join(", ", options.Policy.Deny)}]" +
+            $", the server's own addresses, and unless allowed: {string.Join(", ", PeerPolicy.DeniedRanges.Select(r => $"{r.Prefix} ({r.Name})"))}",
+        };
+        var publicListener = listening.FirstOrDefault(e => !IPAddress.IsLoopback(e.Address));
+        if (publicListener is not null && IPAddress.IsLoopback(options.RelayAddress) && options.ExternalAddress is null)
+        {
+            lines.Add($"warning: listening on {publicListener} but relaying from loopback {options.RelayAddress}: clients elsewhere would get a relayed address they cannot reach; set --relay to this host's address (and --external-ip behind a 1:1 NAT).");
+        }
+
+        return lines;
     }
 
     private static string SecretFrom(string path)
