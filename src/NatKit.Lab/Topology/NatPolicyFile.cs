@@ -26,17 +26,7 @@ public static class NatPolicyFile
     public static NatPolicy Load(string path, NatPolicy? basePolicy = null)
     {
         ArgumentNullException.ThrowIfNull(path);
-        string text;
-        try
-        {
-            text = File.ReadAllText(path);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new TopologyException([new TopologyError(path, 0, 0, "(file)", e.Message)]);
-        }
-
-        return Parse(text, path, basePolicy);
+        return Parse(TopologyLoader.ReadText(path), path, basePolicy);
     }
 
     /// <summary>Parses policy text; JSON when <paramref name="fileName"/> ends in .json, YAML otherwise.</summary>

@@ -28,18 +28,22 @@ public static class TopologyLoader
     public static TopologySpec LoadFile(string path)
     {
         ArgumentNullException.ThrowIfNull(path);
-        string text;
+        var text = ReadText(path);
+        var format = path.EndsWith(".json", StringComparison.OrdinalIgnoreCase) ? TopologyFormat.Json : TopologyFormat.Yaml;
+        return Parse(text, path, format);
+    }
+
+    /// <summary>A file's text; a file that cannot be read is a <see cref="TopologyException"/> naming it.</summary>
+    internal static string ReadText(string path)
+    {
         try
         {
-            text = File.ReadAllText(path);
+            return File.ReadAllText(path);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             throw new TopologyException([new TopologyError(path, 0, 0, "(file)", e.Message)]);
         }
-
-        var format = path.EndsWith(".json", StringComparison.OrdinalIgnoreCase) ? TopologyFormat.Json : TopologyFormat.Yaml;
-        return Parse(text, path, format);
     }
 
     /// <summary>Parses topology text; <paramref name="fileName"/> is what error messages call it.</summary>
