@@ -10,12 +10,8 @@ namespace NatKit.Cli.Tests;
 /// (rendered from constructed outcomes: a test of the renderer, not of a traversal).</summary>
 public sealed class LabMatrixTests
 {
-    private static readonly TimeSpan Deadline = TimeSpan.FromSeconds(60);
-
-    private static string Natkit => Path.Combine(AppContext.BaseDirectory, "natkit.dll");
-
     private static Task<(int ExitCode, string Output, string Errors)> Cli(params string[] arguments) =>
-        ExternalProcess.RunAsync("dotnet", [Natkit, .. arguments], Deadline);
+        Natkit.RunAsync(arguments);
 
     /// <summary>The console wraps long lines at its width: one line again, spaces as written.</summary>
     private static string Unwrapped(string text) =>

@@ -50,7 +50,7 @@ public sealed class GatewayCliTests
     {
         var (code, output, errors) = await Cli(["lab", "netns", "up", "--preset", "no-such-nat"]);
         Assert.Equal(2, code);
-        Assert.Contains("unknown preset 'no-such-nat'", output + errors, StringComparison.Ordinal);
+        Assert.Contains("--preset no-such-nat: no such preset; use one of", output + errors, StringComparison.Ordinal);
         Assert.DoesNotContain(" at ", output + errors, StringComparison.Ordinal);
     }
 

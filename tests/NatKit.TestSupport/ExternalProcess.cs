@@ -161,6 +161,18 @@ public sealed class ExternalProcess : IAsyncDisposable
         }
     }
 
+    /// <summary>Sends a POSIX signal (SIGTERM 15, SIGINT 2, SIGHUP 1) to the peer, as a service manager would.</summary>
+    public void Signal(int signal)
+    {
+        if (Kill(_process.Id, signal) != 0)
+        {
+            throw new InvalidOperationException($"kill({_process.Id}, {signal}) failed");
+        }
+    }
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "kill", SetLastError = true)]
+    private static extern int Kill(int pid, int signal);
+
     public async Task<int> WaitForExitAsync(TimeSpan timeout)
     {
         using var cts = new CancellationTokenSource(timeout);

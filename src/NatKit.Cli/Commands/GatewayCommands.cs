@@ -1,7 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
 using System.Text.Json;
-using System.Text.Json.Serialization;
+using NatKit.Lab.Topology;
 using NatKit.Linux;
 using NatKit.Nat;
 using Spectre.Console;
@@ -23,28 +23,33 @@ internal sealed class GatewayCommands : IVerbGroup
         return gateway;
     }
 
-    /// <summary>How a policy file is read (and written by `lab netns up` for its gateways): knob names, enum names
-    /// as strings, TimeSpans as "hh:mm:ss".</summary>
-    internal static readonly JsonSerializerOptions PolicyJson = new()
-    {
-        PropertyNameCaseInsensitive = true,
-        WriteIndented = true,
-        Converters = { new JsonStringEnumConverter() },
-    };
-
-    /// <summary>Resolves --preset/--policy into a policy: the preset, or a JSON file of NatPolicy knobs.</summary>
+    /// <summary>Resolves --preset/--policy into a policy: the preset, with the knobs a policy file names set on
+    /// it (the lab topology's kebab-case schema, <see cref="NatPolicyFile"/>).</summary>
     internal static NatPolicy Policy(string preset, FileInfo? policyFile)
     {
-        if (policyFile is not null)
+        var basePolicy = NatPresets.Find(preset)?.Policy ?? throw new CliException(
+            $"--preset {preset}: no such preset; use one of {string.Join(", ", NatPresets.All.Select(p => p.Name))}.");
+        if (policyFile is null)
         {
-            var policy = JsonSerializer.Deserialize<NatPolicy>(File.ReadAllText(policyFile.FullName), PolicyJson)
-                         ?? throw new CliException($"{policyFile.Name} holds no policy.");
-            var errors = policy.Validate();
-            return errors.Count == 0 ? policy : throw new CliException($"{policyFile.Name}: {errors[0]}");
+            return basePolicy;
         }
 
-        return NatPresets.Find(preset)?.Policy ?? throw new CliException(
-            $"unknown preset '{preset}'; presets: {string.Join(", ", NatPresets.All.Select(p => p.Name))}.");
+        try
+        {
+            return NatPolicyFile.Load(policyFile.FullName, basePolicy);
+        }
+        catch (TopologyException e) when (e.Errors.Count > 0)
+        {
+            var first = e.Errors[0];
+            if (first.Path == "(file)")
+            {
+                throw new CliException($"--policy {policyFile.Name}: cannot be read ({first.Problem.TrimEnd('.')}).", e);
+            }
+
+            var where = first.Line > 0 ? $"line {first.Line}: " : "";
+            var more = e.Errors.Count > 1 ? $" ({e.Errors.Count - 1} more problem(s) after it)" : "";
+            throw new CliException($"--policy {policyFile.Name}: {where}{first.Path}: {first.Problem.TrimEnd('.')}{more}.", e);
+        }
     }
 
     private static Command Run()
@@ -55,13 +60,13 @@ internal sealed class GatewayCommands : IVerbGroup
         var prefixes = new Option<string[]>("--inside-prefix") { Description = "A prefix behind the gateway; repeat as needed.", DefaultValueFactory = _ => ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"], AllowMultipleArgumentsPerToken = true };
         var insideAddress = new Option<string?>("--inside-address") { Description = "The gateway's own inside address (source of its ICMP errors)." };
         var preset = new Option<string>("--preset") { Description = "NAT behaviour preset (full-cone, symmetric, easy, hard, linux-masquerade, ...).", DefaultValueFactory = _ => "rfc-recommended" };
-        var policyFile = new Option<FileInfo?>("--policy") { Description = "JSON file of NAT policy knobs (overrides --preset)." };
+        var policyFile = new Option<FileInfo?>("--policy") { Description = "YAML or JSON file of NAT knobs in kebab-case, as a lab router's nat: (mapping: endpoint-independent, udp-timeout: 300s, ...); they override the --preset's." };
         var name = new Option<string>("--name") { Description = "Name of the control socket /run/natkit/NAME.sock.", DefaultValueFactory = _ => "gateway" };
         var noOffload = new Option<bool>("--no-offload") { Description = "Open the TUNs without virtio-net offloads (no GSO, full checksums)." };
         var tuning = new DataPlaneCliOptions();
         var run = new Command("run", "Forward between the inside and outside TUN until SIGINT/SIGTERM.")
         {
-            inside, outside, external, prefixes, insideAddress, preset, policyFile, name, noOffload, tuning.Realtime,
+            CliConfig.CreateOption(), inside, outside, external, prefixes, insideAddress, preset, policyFile, name, noOffload, tuning.Realtime,
             tuning.BatchPause,
         };
         run.SetAction(async (parse, ct) =>
@@ -175,7 +180,7 @@ internal sealed class GatewayCommands : IVerbGroup
         var table = new Table().AddColumns("proto", "inside", "outside (mapped)", "remote", "tcp", "idle", "expires");
         foreach (var f in flows.OrderBy(f => f.Protocol, StringComparer.Ordinal).ThenBy(f => f.Inside, StringComparer.Ordinal))
         {
-            table.AddRow(f.Protocol, f.Inside, f.Outside, f.Remote, f.Protocol == "tcp" ? f.TcpState : "",
+            table.AddTextRow(f.Protocol, f.Inside, f.Outside, f.Remote, f.Protocol == "tcp" ? f.TcpState : "",
                 Seconds(f.IdleMilliseconds), Seconds(f.ExpiresInMilliseconds));
         }
 

@@ -74,7 +74,7 @@ internal sealed class LabCommands : IVerbGroup
             PrintReachability(spec, cells);
             PrintRouters(network, spec);
             AnsiConsole.MarkupLineInterpolated(
-                $"[grey]{network.Stats}; {network.Now.TotalSeconds:0.###} s of virtual time in {wall.Elapsed.TotalMilliseconds:0} ms, seed {network.Seed}[/]");
+                $"[grey]{network.Stats.ToString()}; {network.Now.TotalSeconds:0.###} s of virtual time in {wall.Elapsed.TotalMilliseconds:0} ms, seed {network.Seed}[/]");
             if (dir is not null)
             {
                 AnsiConsole.MarkupLineInterpolated($"[grey]pcaps: {string.Join(", ", network.Segments.Select(s => Path.Combine(dir, s.Name + ".pcap")))}[/]");
@@ -216,7 +216,7 @@ internal sealed class LabCommands : IVerbGroup
             var b = found[i].Behavior;
             table.AddRow(
                 Markup.Escape(clients[i].Name),
-                b.MappedEndPoint?.ToString() ?? "unreachable",
+                Markup.Escape(b.MappedEndPoint?.ToString() ?? "unreachable"),
                 NatBehavior.ShortName(b.Mapping),
                 NatBehavior.ShortName(b.Filtering),
                 b.Hairpinning switch { true => "yes", false => "no", null => "-" },

@@ -69,7 +69,7 @@ internal sealed class LabNetnsCommands : IVerbGroup
         Directory.CreateDirectory(GatewayControl.Directory);
         var log = Path.Combine(GatewayControl.Directory, name + ".log");
         var policy = Path.Combine(GatewayControl.Directory, name + ".policy.json");
-        await File.WriteAllTextAsync(policy, JsonSerializer.Serialize(gateway.Config.Policy, GatewayCommands.PolicyJson), ct)
+        await File.WriteAllTextAsync(policy, NatPolicyFile.ToJson(gateway.Config.Policy), ct)
             .ConfigureAwait(false);
         var socket = GatewayControl.PathFor(name);
         File.Delete(socket);
@@ -209,14 +209,14 @@ internal sealed class LabNetnsCommands : IVerbGroup
             }
 
             var table = new Table().AddColumns("host", "namespace", "what");
-            table.AddRow("lan", topology.Lan.Name, $"{GatewayTopology.LanHostAddress}/24, default via {GatewayTopology.LanGatewayAddress}");
+            table.AddTextRow("lan", topology.Lan.Name, $"{GatewayTopology.LanHostAddress}/24, default via {GatewayTopology.LanGatewayAddress}");
             foreach (var g in topology.Gateways)
             {
-                table.AddRow(g.Name[(g.Name.LastIndexOf('-') + 1)..], g.Name,
+                table.AddTextRow(g.Name[(g.Name.LastIndexOf('-') + 1)..], g.Name,
                     kind is { } kn ? $"kernel nftables {kn}" : $"natkit gateway (flows: natkit gateway flows --name {g.Name})");
             }
 
-            table.AddRow("wan", topology.Wan.Name, $"{GatewayTopology.WanHostAddress}, {GatewayTopology.WanHostSecondAddress}; NAT public {GatewayTopology.PublicAddress}");
+            table.AddTextRow("wan", topology.Wan.Name, $"{GatewayTopology.WanHostAddress}, {GatewayTopology.WanHostSecondAddress}; NAT public {GatewayTopology.PublicAddress}");
             AnsiConsole.Write(table);
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"run: natkit lab netns exec lan --tag {topology.Tag} -- ping {GatewayTopology.WanHostAddress}; remove: natkit lab netns down --tag {topology.Tag}"));
@@ -324,23 +324,23 @@ internal sealed class LabNetnsCommands : IVerbGroup
         var table = new Table().AddColumns("name", "namespace", "what");
         foreach (var h in spec.Hosts)
         {
-            table.AddRow(h.Name, lab.Layout.Hosts[h.Name], $"host on {h.Segment}: {string.Join(", ", h.Addresses)}");
+            table.AddTextRow(h.Name, lab.Layout.Hosts[h.Name], $"host on {h.Segment}: {string.Join(", ", h.Addresses)}");
         }
 
         foreach (var r in lab.Layout.Routers)
         {
-            table.AddRow(r.Name, r.Namespace, $"natkit gateway {r.Inside} -> {r.Outside} as {string.Join(", ", r.Config.ExternalAddresses)}");
+            table.AddTextRow(r.Name, r.Namespace, $"natkit gateway {r.Inside} -> {r.Outside} as {string.Join(", ", r.Config.ExternalAddresses)}");
         }
 
         foreach (var r in lab.Layout.KernelRouters)
         {
             var dmz = r.Nat.Kind == KernelNatKind.Dmz ? $" (udp {r.OutsideAddresses[0]}:{r.Nat.DmzPort} <-> {r.Nat.DmzHost}:{r.Nat.DmzHostPort})" : "";
-            table.AddRow(r.Name, r.Namespace, $"kernel nftables {r.Nat.Kind}{dmz} as {string.Join(", ", r.OutsideAddresses)}");
+            table.AddTextRow(r.Name, r.Namespace, $"kernel nftables {r.Nat.Kind}{dmz} as {string.Join(", ", r.OutsideAddresses)}");
         }
 
         foreach (var (name, ns) in lab.Layout.Segments)
         {
-            table.AddRow(name, ns, "segment (bridge + router)");
+            table.AddTextRow(name, ns, "segment (bridge + router)");
         }
 
         AnsiConsole.Write(table);
@@ -386,12 +386,14 @@ internal sealed class LabNetnsCommands : IVerbGroup
 
     private static Command Down()
     {
-        var tag = new Option<string?>("--tag") { Description = "Remove only this lab; all NatKit namespaces (nk-*) by default." };
-        var down = new Command("down", "Remove lab namespaces (and the processes left in them), also after a crash.") { tag };
+        var tag = new Option<string?>("--tag") { Description = "The lab to remove (its namespaces nk-TAG-*)." };
+        var all = new Option<bool>("--all") { Description = "Remove every NatKit lab on this host (all nk-* namespaces), other users' too." };
+        var down = new Command("down", "Remove a lab's namespaces (and the processes left in them), also after a crash.") { tag, all };
         down.SetAction(async (parse, ct) =>
         {
-            var prefix = parse.GetValue(tag) is { } t ? $"{NetworkNamespace.Prefix}{t}-" : NetworkNamespace.Prefix;
-            var removed = await NetworkNamespace.RemoveAllAsync(prefix, ct).ConfigureAwait(false);
+            var names = await NetworkNamespace.ListAsync(ct).ConfigureAwait(false);
+            var prefix = DownPrefix(names, parse.GetValue(tag), parse.GetValue(all));
+            var removed = prefix is null ? [] : await NetworkNamespace.RemoveAllAsync(prefix, ct).ConfigureAwait(false);
             foreach (var name in removed)
             {
                 File.Delete(GatewayControl.PathFor(name));
@@ -402,6 +404,37 @@ internal sealed class LabNetnsCommands : IVerbGroup
             return 0;
         });
         return down;
+    }
+
+    /// <summary>Which namespaces `lab netns down` removes: the lab --tag names, or all with --all; with neither,
+    /// the only lab up, and a refusal naming the labs when there are several (they may be other users').</summary>
+    internal static string? DownPrefix(IReadOnlyCollection<string> namespaces, string? tag, bool all)
+    {
+        if (all && tag is not null)
+        {
+            throw new CliException("--tag and --all: give one (--tag T removes one lab, --all every NatKit lab).");
+        }
+
+        if (all)
+        {
+            return NetworkNamespace.Prefix;
+        }
+
+        if (tag is not null)
+        {
+            return $"{NetworkNamespace.Prefix}{tag}-";
+        }
+
+        var tags = namespaces.Where(n => n.StartsWith(NetworkNamespace.Prefix, StringComparison.Ordinal))
+            .Select(n => n[NetworkNamespace.Prefix.Length..])
+            .Select(rest => rest.Contains('-', StringComparison.Ordinal) ? rest[..rest.IndexOf('-', StringComparison.Ordinal)] : rest)
+            .Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToList();
+        return tags.Count switch
+        {
+            0 => null,
+            1 => $"{NetworkNamespace.Prefix}{tags[0]}-",
+            _ => throw new CliException($"several labs are up ({string.Join(", ", tags)}): name one with --tag T, or remove them all with --all."),
+        };
     }
 
     private static async Task<string> ResolveAsync(string host, string? tag, CancellationToken ct)

@@ -105,10 +105,10 @@ internal sealed class ProxyCommands : IVerbGroup
             Description = "TCP congestion control for client and server legs, by kernel name (e.g. cubic; see "
                 + "net.ipv4.tcp_available_congestion_control). Default: the system's.",
         };
-        var quiet = new Option<bool>("--quiet") { Description = "No access log." };
+        var quiet = new Option<bool>("--quiet") { Description = "No access log (only warnings and errors; as --log-level warning)." };
         foreach (var o in new Option[]
                  {
-                     listen, socks, allow, connectPorts, socksPorts, auth, parent, allowLoopback, maxConnections, maxHeader,
+                     CliConfig.CreateOption(), listen, socks, allow, connectPorts, socksPorts, auth, parent, allowLoopback, maxConnections, maxHeader,
                      headerTimeout, idleTimeout, minBodyRate, minBodyRateGrace, minResponseRate, minResponseRateGrace,
                      congestionControl, quiet,
                  })
@@ -116,8 +116,15 @@ internal sealed class ProxyCommands : IVerbGroup
             cmd.Options.Add(o);
         }
 
+        var logging = new CliLogging();
+        logging.AddTo(cmd);
+        var metrics = new CliMetrics();
+        metrics.AddTo(cmd);
         cmd.SetAction(async (parse, ct) =>
         {
+            using var loggers = parse.GetValue(quiet)
+                ? CliLogging.Create("warning", parse.GetValue(logging.Format)!)
+                : logging.Create(parse);
             var (parentEndPoint, parentCredentials) = ParseParent(parse.GetValue(parent));
             var options = new ProxyOptions
             {
@@ -125,16 +132,19 @@ internal sealed class ProxyCommands : IVerbGroup
                 SocksListen = parse.GetValue(socks) is { } s ? ParseEndPoint(s, "--socks") : null,
                 AllowedClients = parse.GetValue(allow) is { Length: > 0 } nets
                     ? nets.Select(n => IPNetwork.TryParse(n, out var net) ? net
-                        : throw new CliException($"--allow: '{n}' is not a CIDR network")).ToList()
+                        : throw new CliException($"--allow {n}: not a CIDR network; write one like 192.168.0.0/16 or fd00::/8.")).ToList()
                     : ProxyOptions.DefaultAllowedClients,
                 ConnectPorts = ParsePorts(parse.GetValue(connectPorts)!, "--connect-ports"),
                 SocksPorts = parse.GetValue(socksPorts) is { } sp ? ParsePorts(sp, "--socks-ports") : null,
-                Credentials = parse.GetValue(auth),
+                Credentials = parse.GetValue(auth) is { } a && (a.IndexOf(':', StringComparison.Ordinal) < 1)
+                    ? throw new CliException("--auth: expected USER:PASSWORD (the user name without ':').")
+                    : parse.GetValue(auth),
                 Parent = parentEndPoint,
                 ParentCredentials = parentCredentials,
                 AllowLoopbackDestinations = parse.GetValue(allowLoopback),
-                MaxConnections = parse.GetValue(maxConnections),
-                MaxHeaderBytes = parse.GetValue(maxHeader),
+                MaxConnections = CliFlags.Positive(parse.GetValue(maxConnections), "--max-connections"),
+                MaxHeaderBytes = parse.GetValue(maxHeader) is >= 1024 and <= 1 << 20 ? parse.GetValue(maxHeader)
+                    : throw new CliException($"--max-header-bytes {parse.GetValue(maxHeader)}: must be 1024 (1 KiB) to 1048576 (1 MiB)."),
                 HeaderTimeout = Seconds(parse.GetValue(headerTimeout), "--header-timeout"),
                 IdleTimeout = Seconds(parse.GetValue(idleTimeout), "--idle-timeout"),
                 MinRequestBodyDataRate = Rate(parse.GetValue(minBodyRate), "--min-body-rate"),
@@ -144,13 +154,19 @@ internal sealed class ProxyCommands : IVerbGroup
                     "--min-response-rate-grace"),
                 CongestionControl = parse.GetValue(congestionControl),
             };
-            var logger = parse.GetValue(quiet) ? null : new StdoutLogger();
-            await using var server = await ProxyServer.StartAsync(options, SystemNetwork.Instance, logger, ct);
-            AnsiConsole.MarkupLineInterpolated(
-                $"[green]proxy[/] http://{server.HttpEndPoint}  status: http://{server.HttpEndPoint}{options.StatusPath}");
+            await using var prometheus = await metrics.StartAsync(parse, ct);
+            await using var server = await ProxyServer.StartAsync(options, SystemNetwork.Instance,
+                loggers.CreateLogger<ProxyServer>(), ct);
+            if (prometheus is not null)
+            {
+                Console.WriteLine($"metrics: http://{prometheus.EndPoint}/metrics");
+            }
+
+            AnsiConsole.MarkupLine(
+                $"[green]proxy[/] {Markup.Escape($"http://{server.HttpEndPoint}  status: http://{server.HttpEndPoint}{options.StatusPath}")}");
             if (server.SocksEndPoint is { } se)
             {
-                AnsiConsole.MarkupLineInterpolated($"[green]socks5[/] {se}");
+                AnsiConsole.MarkupLine($"[green]socks5[/] {Markup.Escape(se.ToString())}");
             }
 
             try
@@ -161,6 +177,8 @@ internal sealed class ProxyCommands : IVerbGroup
             {
             }
 
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"stopped: {server.ActiveConnections} connection(s) open"));
             return 0;
         });
         return cmd;
@@ -175,8 +193,13 @@ internal sealed class ProxyCommands : IVerbGroup
             DefaultValueFactory = _ => "127.0.0.1:3128",
         };
         var json = new Option<bool>("--json") { Description = "Print the raw JSON." };
+        var auth = new Option<string?>("--auth")
+        {
+            Description = "USER:PASSWORD of a proxy run with --auth (or set NATKIT_PROXY_AUTH, kept out of the process list).",
+        };
         cmd.Options.Add(proxy);
         cmd.Options.Add(json);
+        cmd.Options.Add(auth);
         cmd.SetAction(async (parse, ct) =>
         {
             var endPoint = ParseEndPoint(parse.GetValue(proxy)!, "--proxy");
@@ -184,10 +207,23 @@ internal sealed class ProxyCommands : IVerbGroup
             {
                 Timeout = TimeSpan.FromSeconds(5),
             };
+            if ((parse.GetValue(auth) ?? Environment.GetEnvironmentVariable("NATKIT_PROXY_AUTH")) is { Length: > 0 } credentials)
+            {
+                http.DefaultRequestHeaders.TryAddWithoutValidation("Proxy-Authorization",
+                    "Basic " + Convert.ToBase64String(System.Text.Encoding.UTF8.GetBytes(credentials)));
+            }
+
             string body;
             try
             {
-                body = await http.GetStringAsync(new Uri($"http://{endPoint}{new ProxyOptions().StatusPath}"), ct);
+                using var response = await http.GetAsync(new Uri($"http://{endPoint}{new ProxyOptions().StatusPath}"), ct);
+                if (response.StatusCode == HttpStatusCode.ProxyAuthenticationRequired)
+                {
+                    throw new CliException($"the proxy at {endPoint} needs its credentials: give --auth USER:PASSWORD or set NATKIT_PROXY_AUTH.");
+                }
+
+                response.EnsureSuccessStatusCode();
+                body = await response.Content.ReadAsStringAsync(ct);
             }
             catch (HttpRequestException e)
             {
@@ -225,8 +261,7 @@ internal sealed class ProxyCommands : IVerbGroup
         return cmd;
     }
 
-    internal static IPEndPoint ParseEndPoint(string text, string option) =>
-        IPEndPoint.TryParse(text, out var e) ? e : throw new CliException($"{option}: '{text}' is not address:port");
+    internal static IPEndPoint ParseEndPoint(string text, string option) => CliFlags.EndPoint(text, 3128, option);
 
     /// <summary>The parent proxy and its credentials; a user without a password takes it from
     /// NATKIT_PARENT_PASSWORD, so it need not appear in the process list.</summary>
@@ -288,30 +323,4 @@ internal sealed class ProxyCommands : IVerbGroup
         >= 1L << 10 => (n / (double)(1L << 10)).ToString("0.0 KiB", CultureInfo.InvariantCulture),
         _ => n.ToString(CultureInfo.InvariantCulture) + " B",
     };
-
-    /// <summary>The access log and warnings, one line each on stdout.</summary>
-    private sealed class StdoutLogger : ILogger
-    {
-        private readonly Lock _gate = new();
-
-        public IDisposable? BeginScope<TState>(TState state)
-            where TState : notnull => null;
-
-        public bool IsEnabled(LogLevel logLevel) => logLevel >= LogLevel.Information;
-
-        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception,
-            Func<TState, Exception?, string> formatter)
-        {
-            if (!IsEnabled(logLevel))
-            {
-                return;
-            }
-
-            var line = $"{DateTimeOffset.UtcNow:HH:mm:ss.fff} {formatter(state, exception)}";
-            lock (_gate)
-            {
-                Console.Out.WriteLine(exception is null ? line : line + " " + exception.Message);
-            }
-        }
-    }
 }

@@ -7,6 +7,7 @@ using NatKit.Net;
 using NatKit.Stun.Client;
 using NatKit.Stun.Discovery;
 using NatKit.Stun.Server;
+using Microsoft.Extensions.Logging;
 using Spectre.Console;
 
 namespace NatKit.Cli.Commands;
@@ -109,15 +110,20 @@ internal sealed class StunCommands : IVerbGroup
         };
         foreach (var o in new Option[]
                  {
-                     listen, alternate, alternatePort, advertise, advertiseAlternate, noUdp, noTcp, tlsCert, tlsKey,
+                     CliConfig.CreateOption(), listen, alternate, alternatePort, advertise, advertiseAlternate, noUdp, noTcp, tlsCert, tlsKey,
                      tlsPort, users, realm, rate, software, redirect, inline, maxTcp, maxTcpPerIp, tcpHandshake, tcpIdle,
                  })
         {
             cmd.Options.Add(o);
         }
 
+        var logging = new CliLogging();
+        logging.AddTo(cmd);
+        var metrics = new CliMetrics();
+        metrics.AddTo(cmd);
         cmd.SetAction(async (parse, ct) =>
         {
+            using var loggers = logging.Create(parse);
             if (parse.GetValue(inline))
             {
                 UseInlineCompletions();
@@ -133,16 +139,16 @@ internal sealed class StunCommands : IVerbGroup
             {
                 Primary = ParseEndPoint(parse.GetValue(listen)!, StunServerOptions.DefaultPort, "--listen"),
                 AlternateAddress = ParseAddress(parse.GetValue(alternate), "--alternate"),
-                AlternatePort = parse.GetValue(alternatePort),
+                AlternatePort = CliFlags.NotNegative(parse.GetValue(alternatePort), "--alternate-port", "primary port + 1"),
                 AdvertisedPrimaryAddress = ParseAddress(parse.GetValue(advertise), "--advertise"),
                 AdvertisedAlternateAddress = ParseAddress(parse.GetValue(advertiseAlternate), "--advertise-alternate"),
                 EnableUdp = !parse.GetValue(noUdp),
                 EnableTcp = !parse.GetValue(noTcp),
                 TlsCertificate = cert,
-                TlsPort = parse.GetValue(tlsPort),
+                TlsPort = CliFlags.NotNegative(parse.GetValue(tlsPort), "--tls-port", "any free port"),
                 Users = userMap,
                 Realm = parse.GetValue(realm),
-                RateLimitPerSecond = parse.GetValue(rate),
+                RateLimitPerSecond = CliFlags.NotNegative(parse.GetValue(rate), "--rate-limit", "unlimited"),
                 Software = string.IsNullOrEmpty(sw) ? null : sw,
                 RedirectTo = parse.GetValue(redirect) is { } r
                     ? ParseEndPoint(r, StunServerOptions.DefaultPort, "--redirect")
@@ -152,22 +158,30 @@ internal sealed class StunCommands : IVerbGroup
                 TcpHandshakeTimeout = tcpLimits.Handshake,
                 TcpIdleTimeout = tcpLimits.Idle,
             };
-            await using var server = await StunServer.StartAsync(SystemNetwork.Instance, options, null, ct);
+            CheckServeFlags(options);
+            await using var prometheus = await metrics.StartAsync(parse, ct);
+            await using var server = await StunServer.StartAsync(SystemNetwork.Instance, options,
+                loggers.CreateLogger<StunServer>(), ct);
+            if (prometheus is not null)
+            {
+                Console.WriteLine($"metrics: http://{prometheus.EndPoint}/metrics");
+            }
+
             var table = new Table().AddColumns("transport", "endpoint", "role");
             var roles = new[] { "primary", "primary address, alternate port", "alternate address, primary port", "alternate" };
             for (var i = 0; i < server.UdpEndPoints.Count; i++)
             {
-                table.AddRow("udp", server.UdpEndPoints[i].ToString(), roles[i]);
+                table.AddTextRow("udp", server.UdpEndPoints[i].ToString(), roles[i]);
             }
 
             if (server.TcpEndPoint is not null)
             {
-                table.AddRow("tcp", server.TcpEndPoint.ToString(), "primary");
+                table.AddTextRow("tcp", server.TcpEndPoint.ToString(), "primary");
             }
 
             if (server.TlsEndPoint is not null)
             {
-                table.AddRow("tls", server.TlsEndPoint.ToString(), "primary");
+                table.AddTextRow("tls", server.TlsEndPoint.ToString(), "primary");
             }
 
             AnsiConsole.Write(table);
@@ -179,11 +193,6 @@ internal sealed class StunCommands : IVerbGroup
 
             AnsiConsole.MarkupLine(userMap.Count == 0 ? "no credentials required; Ctrl+C stops"
                 : $"{(options.Realm is null ? "short-term" : "long-term")} credentials for {userMap.Count} user(s); Ctrl+C stops");
-            // The summary is printed from the cancellation callback: on Ctrl+C the command line returns as soon as
-            // the token is cancelled, and code after the await may not get to run.
-            var metrics = server.Metrics;
-            using var summary = ct.Register(() => AnsiConsole.MarkupLineInterpolated(
-                $"requests {metrics.Requests}, responses {metrics.Responses}, dropped {metrics.Dropped}"));
             try
             {
                 await Task.Delay(Timeout.Infinite, ct);
@@ -192,6 +201,9 @@ internal sealed class StunCommands : IVerbGroup
             {
             }
 
+            var totals = server.Metrics;
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"stopped: requests {totals.Requests}, responses {totals.Responses}, dropped {totals.Dropped}"));
             return 0;
         });
         return cmd;
@@ -251,7 +263,7 @@ internal sealed class StunCommands : IVerbGroup
             }
             else
             {
-                result = await AnsiConsole.Status().StartAsync($"probing {endpoint} ...",
+                result = await AnsiConsole.Status().StartAsync($"probing {Markup.Escape(endpoint.ToString())} ...",
                     _ => new NatBehaviorDiscovery(SystemNetwork.Instance, endpoint, options).RunAsync(ct));
                 AnsiConsole.Write(RenderBehavior(result));
             }
@@ -300,8 +312,7 @@ internal sealed class StunCommands : IVerbGroup
 
     private static string YesNo(bool? value) => value switch { true => "yes", false => "no", null => "not tested" };
 
-    private static int Positive(int value, string name) =>
-        value > 0 ? value : throw new CliException($"{name} must be positive");
+    private static int Positive(int value, string name) => CliFlags.Positive(value, name);
 
     /// <summary>The values of the TCP/TLS connection flags that `stun serve` and `turn serve` share
     /// (--max-tcp-connections, --max-tcp-connections-per-ip, --tcp-handshake-timeout, --tcp-idle-timeout),
@@ -351,30 +362,12 @@ internal sealed class StunCommands : IVerbGroup
             : throw new CliException($"--user {text}: expected NAME:PASSWORD");
     }
 
-    internal static IPEndPoint ParseEndPoint(string text, int defaultPort, string option)
-    {
-        if (IPAddress.TryParse(text, out var address))
-        {
-            return new IPEndPoint(address, defaultPort);
-        }
+    /// <summary>See <see cref="CliFlags.EndPoint"/>.</summary>
+    internal static IPEndPoint ParseEndPoint(string text, int defaultPort, string option) =>
+        CliFlags.EndPoint(text, defaultPort, option);
 
-        if (IPEndPoint.TryParse(text, out var endpoint))
-        {
-            return endpoint;
-        }
-
-        throw new CliException($"{option} {text}: expected ADDRESS[:PORT]");
-    }
-
-    internal static IPAddress? ParseAddress(string? text, string option)
-    {
-        if (text is null)
-        {
-            return null;
-        }
-
-        return IPAddress.TryParse(text, out var a) ? a : throw new CliException($"{option} {text}: not an IP address");
-    }
+    /// <summary>See <see cref="CliFlags.Address(string?, string)"/>.</summary>
+    internal static IPAddress? ParseAddress(string? text, string option) => CliFlags.Address(text, option);
 
     /// <summary>The server a load generator is pointed at (<see cref="ResolveAsync"/>), with a note when it is
     /// not on loopback.</summary>
@@ -429,31 +422,110 @@ internal sealed class StunCommands : IVerbGroup
         }
     }
 
+    /// <summary>What StunServerOptions.Validate would refuse, said in flags: run before the server starts.</summary>
+    internal static void CheckServeFlags(StunServerOptions o)
+    {
+        var family = o.Primary.AddressFamily;
+        var listen = $"--listen is {CliFlags.Family(family)}";
+        if (o.AlternateAddress is { } alt)
+        {
+            if (alt.AddressFamily != family)
+            {
+                throw new CliException($"--alternate {alt}: must be an {CliFlags.Family(family)} address like --listen ({o.Primary.Address}); RFC 5780 tests need both of one family.");
+            }
+
+            if (alt.Equals(o.Primary.Address))
+            {
+                throw new CliException($"--alternate {alt}: must be a second address of this host, not the --listen address.");
+            }
+        }
+
+        if (o.AdvertisedPrimaryAddress is { } adv && adv.AddressFamily != family)
+        {
+            throw new CliException($"--advertise {adv}: must be an {CliFlags.Family(family)} address because {listen}; it is the public address of --listen.");
+        }
+
+        if (o.AdvertisedAlternateAddress is { } advAlt)
+        {
+            if (o.AlternateAddress is null)
+            {
+                throw new CliException($"--advertise-alternate {advAlt}: needs --alternate, the address it stands for.");
+            }
+
+            if (advAlt.AddressFamily != family)
+            {
+                throw new CliException($"--advertise-alternate {advAlt}: must be an {CliFlags.Family(family)} address because {listen}.");
+            }
+        }
+
+        if (o.AlternatePort > 65535 || (o.AlternatePort != 0 && o.AlternatePort == o.Primary.Port))
+        {
+            throw new CliException($"--alternate-port {o.AlternatePort}: must be 1-65535 and differ from the --listen port ({o.Primary.Port}).");
+        }
+
+        if (o.TlsPort > 65535)
+        {
+            throw new CliException($"--tls-port {o.TlsPort}: port is out of range; use 1-65535.");
+        }
+
+        if (!o.EnableUdp && !o.EnableTcp && o.TlsCertificate is null)
+        {
+            throw new CliException("--no-udp with --no-tcp leaves nothing to serve: drop one, or add --tls-cert.");
+        }
+
+        if (o.Realm is not null && o.Users.Count == 0)
+        {
+            throw new CliException($"--realm {o.Realm}: long-term credentials need at least one --user NAME:PASSWORD.");
+        }
+    }
+
+    /// <summary>--tls-cert and --tls-key: a PKCS#12 file alone, a PEM certificate with its key (in --tls-key or in
+    /// the same file).</summary>
     internal static X509Certificate2? LoadCertificate(string? cert, string? key)
     {
         if (cert is null)
         {
-            return null;
+            return key is null
+                ? null
+                : throw new CliException($"--tls-key {key}: needs --tls-cert, the certificate this key belongs to.");
         }
 
         if (!File.Exists(cert))
         {
-            throw new CliException($"--tls-cert {cert}: no such file");
+            throw new CliException($"--tls-cert {cert}: no such file.");
+        }
+
+        if (key is not null && !File.Exists(key))
+        {
+            throw new CliException($"--tls-key {key}: no such file.");
+        }
+
+        var text = File.ReadAllText(cert);
+        var pem = text.Contains("-----BEGIN ", StringComparison.Ordinal);
+        if (pem && key is null && !text.Contains("PRIVATE KEY-----", StringComparison.Ordinal))
+        {
+            throw new CliException($"--tls-cert {cert}: a PEM certificate needs its private key; give it with --tls-key KEY.pem.");
+        }
+
+        if (!pem && key is not null)
+        {
+            throw new CliException($"--tls-key {key}: is only for a PEM --tls-cert, and {cert} is not PEM (a PKCS#12 file holds its own key: drop --tls-key).");
         }
 
         try
         {
-            if (key is null)
+            if (!pem)
             {
                 return X509CertificateLoader.LoadPkcs12FromFile(cert, null);
             }
 
-            using var pem = X509Certificate2.CreateFromPemFile(cert, key);
-            return X509CertificateLoader.LoadPkcs12(pem.Export(X509ContentType.Pfx), null);
+            using var fromPem = X509Certificate2.CreateFromPemFile(cert, key);
+            return X509CertificateLoader.LoadPkcs12(fromPem.Export(X509ContentType.Pfx), null);
         }
         catch (System.Security.Cryptography.CryptographicException e)
         {
-            throw new CliException($"--tls-cert {cert}: {e.Message}");
+            var what = pem ? $"as a PEM certificate with the key in {key ?? cert}" : "as a PKCS#12 (.pfx) file without a password";
+            throw new CliException($"--tls-cert {cert}: cannot be read {what} ({e.Message.TrimEnd('.')}); give a PKCS#12 file, or a PEM certificate with --tls-key.");
         }
     }
 }

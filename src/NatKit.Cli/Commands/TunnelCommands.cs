@@ -254,7 +254,7 @@ internal sealed class TunnelCommands : IVerbGroup
             var table = new Table().AddColumns("session", "inside", "client address", "from", "in pkts/bytes", "out pkts/bytes", "spoofed", "reconnects");
             foreach (var s in list)
             {
-                table.AddRow(s.Id.ToString("N")[..8], s.InsideAddress, s.ClientAddress, s.Remote ?? "-",
+                table.AddTextRow(s.Id.ToString("N")[..8], s.InsideAddress, s.ClientAddress, s.Remote ?? "-",
                     $"{s.PacketsIn}/{s.BytesIn}", $"{s.PacketsOut}/{s.BytesOut}",
                     s.Spoofed.ToString(CultureInfo.InvariantCulture), s.Reconnects.ToString(CultureInfo.InvariantCulture));
             }
@@ -283,7 +283,7 @@ internal sealed class TunnelCommands : IVerbGroup
             var table = new Table().AddColumns("session", "proto", "inside", "outside", "remote", "tcp", "expires");
             foreach (var f in list)
             {
-                table.AddRow(f.Session, f.Protocol, f.Inside, f.Outside, f.Remote, f.Protocol == "tcp" ? f.TcpState : "",
+                table.AddTextRow(f.Session, f.Protocol, f.Inside, f.Outside, f.Remote, f.Protocol == "tcp" ? f.TcpState : "",
                     (f.ExpiresInMilliseconds / 1000.0).ToString("0.0", CultureInfo.InvariantCulture) + "s");
             }
 

@@ -88,7 +88,7 @@ internal sealed class TurnBenchCommands : IVerbGroup
             else
             {
                 var table = new Table().AddColumns("server", "pairs", "sent", "received", "lost", "loss %", "relayed packets/s");
-                table.AddRow(name, options.Pairs.ToString(inv), result.Sent.ToString(inv), result.Received.ToString(inv),
+                table.AddTextRow(name, options.Pairs.ToString(inv), result.Sent.ToString(inv), result.Received.ToString(inv),
                     result.Lost.ToString(inv), result.LossPercent.ToString("0.###", inv), result.ReceivedPerSecond.ToString("0", inv));
                 AnsiConsole.Write(table);
             }
@@ -130,7 +130,7 @@ internal sealed class TurnBenchCommands : IVerbGroup
         else
         {
             var table = new Table().AddColumns("server", "allocations held", "RSS before", "RSS after", "bytes per allocation");
-            table.AddRow(name, count.ToString(inv), before.ToString(inv), after.ToString(inv), per.ToString("0", inv));
+            table.AddTextRow(name, count.ToString(inv), before.ToString(inv), after.ToString(inv), per.ToString("0", inv));
             AnsiConsole.Write(table);
         }
 

@@ -28,18 +28,22 @@ public static class TopologyLoader
     public static TopologySpec LoadFile(string path)
     {
         ArgumentNullException.ThrowIfNull(path);
-        string text;
+        var text = ReadText(path);
+        var format = path.EndsWith(".json", StringComparison.OrdinalIgnoreCase) ? TopologyFormat.Json : TopologyFormat.Yaml;
+        return Parse(text, path, format);
+    }
+
+    /// <summary>A file's text; a file that cannot be read is a <see cref="TopologyException"/> naming it.</summary>
+    internal static string ReadText(string path)
+    {
         try
         {
-            text = File.ReadAllText(path);
+            return File.ReadAllText(path);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             throw new TopologyException([new TopologyError(path, 0, 0, "(file)", e.Message)]);
         }
-
-        var format = path.EndsWith(".json", StringComparison.OrdinalIgnoreCase) ? TopologyFormat.Json : TopologyFormat.Yaml;
-        return Parse(text, path, format);
     }
 
     /// <summary>Parses topology text; <paramref name="fileName"/> is what error messages call it.</summary>
@@ -48,7 +52,39 @@ public static class TopologyLoader
     {
         ArgumentNullException.ThrowIfNull(text);
         ArgumentNullException.ThrowIfNull(fileName);
+        var root = LoadRoot(text, fileName, format);
         var reader = new Reader(fileName);
+        var spec = reader.ReadRoot(root);
+        if (reader.Errors.Count > 0)
+        {
+            throw new TopologyException(reader.Errors);
+        }
+
+        return spec!;
+    }
+
+    /// <summary>A policy file (a router's <c>nat:</c> mapping on its own, the same kebab-case knobs and values):
+    /// the knobs it names set on <paramref name="basePolicy"/>. Unknown knobs and bad values are refused with
+    /// their line and key.</summary>
+    /// <exception cref="TopologyException">The text is not a valid policy.</exception>
+    internal static NatPolicy ParsePolicy(string text, string fileName, TopologyFormat format, NatPolicy basePolicy)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        ArgumentNullException.ThrowIfNull(basePolicy);
+        var root = LoadRoot(text, fileName, format, "a policy is a mapping of NAT knobs (mapping, filtering, hairpinning, ...)");
+        var reader = new Reader(fileName);
+        var policy = reader.Knobs(basePolicy, root, "");
+        if (reader.Errors.Count > 0 || policy is null)
+        {
+            throw new TopologyException(reader.Errors);
+        }
+
+        return policy;
+    }
+
+    private static YamlMappingNode LoadRoot(string text, string fileName, TopologyFormat format,
+        string rootProblem = "a topology is a mapping with segments, routers and hosts")
+    {
         if (format == TopologyFormat.Json)
         {
             try
@@ -84,17 +120,10 @@ public static class TopologyLoader
 
         if (stream.Documents.Count == 0 || stream.Documents[0].RootNode is not YamlMappingNode root)
         {
-            throw new TopologyException([new TopologyError(fileName, 1, 1, "(root)",
-                "a topology is a mapping with segments, routers and hosts")]);
+            throw new TopologyException([new TopologyError(fileName, 1, 1, "(root)", rootProblem)]);
         }
 
-        var spec = reader.ReadRoot(root);
-        if (reader.Errors.Count > 0)
-        {
-            throw new TopologyException(reader.Errors);
-        }
-
-        return spec!;
+        return root;
     }
 
     private static string Innermost(Exception e)
@@ -391,7 +420,7 @@ public static class TopologyLoader
             }
         }
 
-        private NatPolicy? Knobs(NatPolicy policy, YamlNode node, string path)
+        public NatPolicy? Knobs(NatPolicy policy, YamlNode node, string path)
         {
             if (node is not YamlMappingNode map)
             {
@@ -405,10 +434,10 @@ public static class TopologyLoader
             {
                 var key = keyNode is YamlScalarNode ks ? ks.Value ?? "" : "";
                 var knob = PolicyKnobs.FirstOrDefault(p => Kebab(p.Name) == key);
-                var field = $"{path}.{key}";
+                var field = Join(path, key);
                 if (knob is null)
                 {
-                    Error(keyNode, field, $"unknown NAT knob; known: {string.Join(", ", PolicyKnobs.Select(p => Kebab(p.Name)))}");
+                    Error(keyNode, field, $"unknown NAT knob '{key}'; known knobs: {string.Join(", ", PolicyKnobs.Select(p => Kebab(p.Name)))}");
                     ok = false;
                     continue;
                 }
@@ -432,12 +461,21 @@ public static class TopologyLoader
             {
                 var name = e.Split(':')[0];
                 var knobNode = map.Children.FirstOrDefault(c => c.Key is YamlScalarNode k && Kebab(name) == k.Value).Value ?? map;
-                Error(knobNode, $"{path}.{Kebab(name)}", e[(name.Length + 1)..].Trim());
+                Error(knobNode, Join(path, Kebab(name)), InFileWords(e[(name.Length + 1)..].Trim()));
                 ok = false;
             }
 
             return ok ? clone : null;
         }
+
+        /// <summary>A validation message as the file spells things: knob and value names in kebab-case.</summary>
+        private static string InFileWords(string message) =>
+            System.Text.RegularExpressions.Regex.Replace(message, "\\b[A-Z][a-zA-Z]+\\b", m =>
+                PolicyKnobs.Any(p => p.Name == m.Value) || PolicyKnobs.Any(p => p.PropertyType.IsEnum && Enum.GetNames(p.PropertyType).Contains(m.Value))
+                    ? Kebab(m.Value)
+                    : m.Value);
+
+        private static string Join(string path, string key) => path.Length == 0 ? key : $"{path}.{key}";
 
         private object? KnobValue(Type type, YamlNode node, string path)
         {

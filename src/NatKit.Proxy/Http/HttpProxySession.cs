@@ -226,6 +226,12 @@ internal sealed class HttpProxySession
                     return 403;
                 }
 
+                if (_server.CredentialBytes is { } statusCredentials && !IsAuthorized(head, statusCredentials))
+                {
+                    error = "the status endpoint needs the proxy's credentials (--auth)";
+                    return 407;
+                }
+
                 kind = RequestKind.Status;
                 return 200;
             }
@@ -338,8 +344,14 @@ internal sealed class HttpProxySession
             _flow.SetUpstream(upstream.RemoteEndPoint, upstream.LocalEndPoint.Port, _lastTarget);
             _deadline.Arm();
             await _client.Stream.WriteAsync(ConnectEstablished, _deadline.Token).ConfigureAwait(false);
-            LogAccess("CONNECT", 200, started);
-            await Tunnel.RunAsync(_client, _reader, upstream, upstreamReader, _flow, _deadline).ConfigureAwait(false);
+            try
+            {
+                await Tunnel.RunAsync(_client, _reader, upstream, upstreamReader, _flow, _deadline).ConfigureAwait(false);
+            }
+            finally
+            {
+                LogAccess("CONNECT", 200, started); // when the tunnel ends, with the bytes it moved
+            }
         }
     }
 

@@ -18,6 +18,9 @@ internal sealed class Socks5Session
     private readonly PooledReader _reader;
     private readonly Deadline _deadline;
     private readonly Flow _flow;
+    private readonly long _started;
+    private string? _method;
+    private int _reply = -1;
 
     public Socks5Session(ProxyServer server, IStreamConnection client, CancellationToken shutdown)
     {
@@ -26,6 +29,7 @@ internal sealed class Socks5Session
         _reader = new PooledReader(client.Stream, 4096); // a handshake is at most 515 bytes
         _deadline = new Deadline(server.Time, server.Options.IdleTimeout, shutdown);
         _flow = server.Connections.Add("socks", client.RemoteEndPoint);
+        _started = server.Time.GetTimestamp();
     }
 
     public async Task RunAsync()
@@ -52,6 +56,12 @@ internal sealed class Socks5Session
             _reader.Consume(consumed);
             _flow.AddRequest();
             _flow.Target = address.ToString();
+            _method = (SocksCommand)command switch
+            {
+                SocksCommand.Connect => "SOCKS5-CONNECT",
+                SocksCommand.UdpAssociate => "SOCKS5-UDP",
+                _ => "SOCKS5-" + command.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            };
             switch ((SocksCommand)command)
             {
                 case SocksCommand.Connect:
@@ -70,6 +80,13 @@ internal sealed class Socks5Session
         }
         finally
         {
+            if (_method is not null && _server.Logger.IsEnabled(Microsoft.Extensions.Logging.LogLevel.Information))
+            {
+                // when it ends, with what moved: the status is RFC 1928's reply code (0 = succeeded)
+                ProxyServer.LogAccess(_server.Logger, _client.RemoteEndPoint, _method, _flow.Target ?? "-", _reply,
+                    _flow.BytesUp, _flow.BytesDown, (long)_server.Time.GetElapsedTime(_started).TotalMilliseconds);
+            }
+
             _server.Connections.Remove(_flow);
             _deadline.Dispose();
             _reader.Dispose();
@@ -94,6 +111,8 @@ internal sealed class Socks5Session
                 await WriteAsync(new byte[] { Socks5Codec.Version, offered ? wanted : Socks5Codec.MethodNone }).ConfigureAwait(false);
                 if (!offered)
                 {
+                    ProxyServer.LogRefusedRequest(_server.Logger, _client.RemoteEndPoint, 407,
+                        "SOCKS5 client offered no acceptable method (user/password required)");
                     return false;
                 }
 
@@ -123,6 +142,11 @@ internal sealed class Socks5Session
             {
                 _reader.Consume(consumed);
                 await WriteAsync(new byte[] { 1, accepted ? (byte)0 : (byte)1 }).ConfigureAwait(false);
+                if (!accepted)
+                {
+                    ProxyServer.LogRefusedRequest(_server.Logger, _client.RemoteEndPoint, 407, "SOCKS5 user/password refused (RFC 1929)");
+                }
+
                 return accepted;
             }
 
@@ -217,6 +241,7 @@ internal sealed class Socks5Session
 
     private async Task ReplyAsync(SocksReply reply, IPEndPoint? bound)
     {
+        _reply = (int)reply;
         var buffer = new byte[22];
         var n = Socks5Codec.WriteReply(buffer, reply, bound);
         await WriteAsync(buffer.AsMemory(0, n)).ConfigureAwait(false);

@@ -119,6 +119,7 @@ public sealed partial class StunServer : IAsyncDisposable
             }
 
             server = new StunServer(network, options, logger ?? NullLogger.Instance, sockets.ToArray());
+            server.Metrics.DropLog = new DropLog(server._logger, network.TimeProvider, DropLog.DefaultInterval);
             server._handler = new StunRequestHandler(options, advertised, network.TimeProvider, server.Metrics);
             if (options.EnableTcp)
             {

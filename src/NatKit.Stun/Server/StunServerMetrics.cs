@@ -90,10 +90,14 @@ public sealed class StunServerMetrics : IDisposable
         }
     }
 
+    /// <summary>Sees every drop, to log a sample of them (set by the server that owns these meters).</summary>
+    internal DropLog? DropLog { get; set; }
+
     internal void Drop(DropReason reason)
     {
         Interlocked.Increment(ref _droppedCount);
         _dropped.Add(1, DropTags[(int)reason]);
+        DropLog?.Dropped(reason);
     }
 
     public void Dispose() => _meter.Dispose();

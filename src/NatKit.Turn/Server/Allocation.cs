@@ -24,6 +24,9 @@ internal sealed class Allocation
 
     public Lock Gate { get; } = new();
 
+    /// <summary>When it was registered and answered (a timestamp of the server's clock), or null before.</summary>
+    public long? CreatedAt { get; set; }
+
     public ClientLink Client { get; }
 
     public string Username { get; }

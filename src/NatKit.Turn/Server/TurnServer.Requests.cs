@@ -161,6 +161,7 @@ public sealed partial class TurnServer
     {
         if (!r.HasMessageIntegrity && !r.HasMessageIntegritySha256)
         {
+            TurnLog.Challenged(_logger, client, "no credentials yet");
             return Admit(client) ? StunErrorCode.Unauthenticated : -1;
         }
 
@@ -173,6 +174,7 @@ public sealed partial class TurnServer
         var now = _time.GetUtcNow();
         if (_nonces.Check(nonce, client.Address, now) != NonceStatus.Valid)
         {
+            TurnLog.Challenged(_logger, client, "stale or foreign nonce");
             return Admit(client) ? StunErrorCode.StaleNonce : -1;
         }
 
@@ -200,6 +202,7 @@ public sealed partial class TurnServer
         var password = PasswordFor(name, now);
         if (password is null)
         {
+            TurnLog.AuthenticationFailed(_logger, client, "unknown or expired user", name);
             return Admit(client) ? StunErrorCode.Unauthenticated : -1;
         }
 
@@ -207,6 +210,7 @@ public sealed partial class TurnServer
         var ok = r.HasMessageIntegritySha256 ? r.VerifyMessageIntegritySha256(key) : r.VerifyMessageIntegrity(key);
         if (!ok)
         {
+            TurnLog.AuthenticationFailed(_logger, client, "wrong password (MESSAGE-INTEGRITY does not match)", name);
             return Admit(client) ? StunErrorCode.Unauthenticated : -1;
         }
 
@@ -235,7 +239,7 @@ public sealed partial class TurnServer
 
     private string? PasswordFor(string username, DateTimeOffset now)
     {
-        if (_options.Users.TryGetValue(username, out var password))
+        if (Volatile.Read(ref _users).TryGetValue(username, out var password))
         {
             return password;
         }
@@ -474,7 +478,11 @@ public sealed partial class TurnServer
             }
 
             registered = true;
+            allocation.CreatedAt = _time.GetTimestamp();
             Metrics.AllocationCreated();
+            TurnLog.AllocationCreated(_logger, user, link.Remote, link.IsStream ? "tcp/tls" : "udp",
+                allocation.RelayV4 is null ? "-" : allocation.RelayedV4.ToString(),
+                allocation.RelayV6 is null ? "-" : allocation.RelayedV6.ToString(), request.Lifetime.TotalSeconds);
             if (allocation.RelayV4 is not null)
             {
                 ServeRelay(allocation, allocation.RelayV4, v6: false);
@@ -575,7 +583,7 @@ public sealed partial class TurnServer
         if (delete)
         {
             RemoveFromTables(allocation);
-            Delete(allocation);
+            Delete(allocation, "client asked, Refresh lifetime 0");
         }
         else
         {
@@ -583,6 +591,8 @@ public sealed partial class TurnServer
             {
                 allocation.Expires = now + Ticks(lifetime);
             }
+
+            TurnLog.AllocationRefreshed(_logger, allocation.Username, allocation.Client.Remote, lifetime.TotalSeconds);
         }
 
         request.Lifetime = lifetime;
@@ -699,7 +709,7 @@ public sealed partial class TurnServer
 
         if (!decision.Allowed)
         {
-            _logger.LogInformation("refused peer {Peer}: {Reason}", peer, decision.Reason);
+            TurnLog.PeerRefused(_logger, peer, allocation.Username, allocation.Client.Remote, decision.Reason);
             return StunErrorCode.Forbidden;
         }
 

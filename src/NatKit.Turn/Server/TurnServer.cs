@@ -55,6 +55,9 @@ public sealed partial class TurnServer : IAsyncDisposable
     private readonly StunAddress _externalV4;
     private readonly TcpConnectionLimits _tcpLimits;
     private PeerPolicy _policy;
+    private IReadOnlyDictionary<string, string> _users;
+    private IReadOnlyList<IPEndPoint> _ownEndPoints = [];
+    private IReadOnlyList<IPAddress> _ownAddresses = [];
     private ITimer? _timer;
     private int _count;
 
@@ -84,6 +87,7 @@ public sealed partial class TurnServer : IAsyncDisposable
         _registry = TurnRegistry.Attributes;
         _externalV4 = StunAddress.FromAddress(options.ExternalAddress ?? options.RelayAddress, 0);
         _policy = options.Policy;
+        _users = options.Users;
         _tcpLimits = new TcpConnectionLimits(options.MaxTcpConnections, options.MaxTcpConnectionsPerAddress);
         Metrics = new TurnMetrics(() => Volatile.Read(ref _count), () => _tcpLimits.Count);
     }
@@ -118,6 +122,29 @@ public sealed partial class TurnServer : IAsyncDisposable
     public int TcpConnectionCount => _tcpLimits.Count;
 
     public TurnServerOptions Options => _options;
+
+    /// <summary>The long-term credentials in force (<see cref="TurnServerOptions.Users"/> until a
+    /// <see cref="Reload"/>).</summary>
+    public IReadOnlyDictionary<string, string> Users => Volatile.Read(ref _users);
+
+    /// <summary>Replaces the users and the peer policy while serving (an operator's SIGHUP). Allocations, their
+    /// permissions and channels stay as they are; the next request is authenticated, and the next peer checked,
+    /// against the new ones. The server's own endpoints stay denied.</summary>
+    /// <exception cref="ArgumentException">No users are left and there is no shared secret.</exception>
+    public void Reload(IReadOnlyDictionary<string, string> users, PeerPolicy policy)
+    {
+        ArgumentNullException.ThrowIfNull(users);
+        ArgumentNullException.ThrowIfNull(policy);
+        if (users.Count == 0 && _options.SharedSecret is null)
+        {
+            throw new ArgumentException("a reload must leave at least one user (or the server has a shared secret): an open relay is not offered.", nameof(users));
+        }
+
+        Volatile.Write(ref _users, users);
+        Volatile.Write(ref _policy, policy.WithServer(_ownEndPoints, _ownAddresses));
+        _logger.LogInformation("reloaded: {Users} user(s); allow [{Allow}] deny [{Deny}]", users.Count,
+            string.Join(", ", policy.Allow), string.Join(", ", policy.Deny));
+    }
 
     /// <summary>Binds every listener and starts serving. Configuration mistakes throw
     /// <see cref="ArgumentException"/> with one sentence; a busy address throws <see cref="NetworkException"/>.</summary>
@@ -200,6 +227,8 @@ public sealed partial class TurnServer : IAsyncDisposable
         }
 
         _policy = _options.Policy.WithServer(endPoints, own);
+        _ownEndPoints = endPoints;
+        _ownAddresses = own;
 
         if (!TryStartDirectLoop())
         {
@@ -503,7 +532,7 @@ public sealed partial class TurnServer : IAsyncDisposable
         {
             if (link is not null && _streamAllocations.TryRemove(link, out var allocation))
             {
-                Delete(allocation);
+                Delete(allocation, "its TCP/TLS connection closed");
             }
 
             link?.Dispose();
@@ -728,7 +757,7 @@ public sealed partial class TurnServer : IAsyncDisposable
                 foreach (var a in due)
                 {
                     RemoveFromTables(a);
-                    Delete(a);
+                    Delete(a, "expired");
                 }
             }
         }
@@ -757,8 +786,9 @@ public sealed partial class TurnServer : IAsyncDisposable
         }
     }
 
-    /// <summary>Ends an allocation: closes relay sockets, frees ports and quota. Idempotent.</summary>
-    private void Delete(Allocation a)
+    /// <summary>Ends an allocation: closes relay sockets, frees ports and quota. Idempotent. An allocation that
+    /// was served is logged with <paramref name="reason"/>.</summary>
+    private void Delete(Allocation a, string? reason = null)
     {
         lock (a.Gate)
         {
@@ -768,6 +798,12 @@ public sealed partial class TurnServer : IAsyncDisposable
             }
 
             a.Closed = true;
+        }
+
+        if (a.CreatedAt is { } created)
+        {
+            TurnLog.AllocationDeleted(_logger, a.Username, a.Client.Remote, reason ?? "released",
+                Math.Round(_time.GetElapsedTime(created).TotalSeconds, 1));
         }
 
         a.Stop.Cancel();
@@ -841,7 +877,7 @@ public sealed partial class TurnServer : IAsyncDisposable
         {
             foreach (var (_, a) in table)
             {
-                Delete(a);
+                Delete(a, "server stopping");
             }
 
             table.Clear();
@@ -849,7 +885,7 @@ public sealed partial class TurnServer : IAsyncDisposable
 
         foreach (var (_, a) in _streamAllocations)
         {
-            Delete(a);
+            Delete(a, "server stopping");
         }
 
         try

@@ -26,34 +26,6 @@ public sealed class LoopbackOnlyNetwork(INetwork inner) : INetwork
             : throw new NetworkException(System.Net.Sockets.SocketError.ConnectionRefused, "test: loopback only");
 }
 
-/// <summary>Collects formatted log lines by event id.</summary>
-public sealed class ListLogger : Microsoft.Extensions.Logging.ILogger
-{
-    private readonly System.Collections.Concurrent.ConcurrentQueue<(int EventId, string Line)> _lines = new();
-
-    private readonly System.Collections.Concurrent.ConcurrentDictionary<int, TaskCompletionSource> _logged = new();
-
-    public IReadOnlyList<string> Lines(int eventId) => _lines.Where(l => l.EventId == eventId).Select(l => l.Line).ToList();
-
-    /// <summary>Completes when a line with <paramref name="eventId"/> has been logged.</summary>
-    public Task WhenLogged(int eventId) => Logged(eventId).Task;
-
-    public IDisposable? BeginScope<TState>(TState state)
-        where TState : notnull => null;
-
-    public bool IsEnabled(Microsoft.Extensions.Logging.LogLevel logLevel) => true;
-
-    public void Log<TState>(Microsoft.Extensions.Logging.LogLevel logLevel, Microsoft.Extensions.Logging.EventId eventId,
-        TState state, Exception? exception, Func<TState, Exception?, string> formatter)
-    {
-        _lines.Enqueue((eventId.Id, formatter(state, exception)));
-        Logged(eventId.Id).TrySetResult();
-    }
-
-    private TaskCompletionSource Logged(int eventId) =>
-        _logged.GetOrAdd(eventId, _ => new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously));
-}
-
 /// <summary>The real network, but outgoing connections hide their socket behind a plain stream, so the proxy's
 /// pool cannot see that an idle connection was closed and really sends the next request on it (the race every
 /// keep-alive client meets when a server closes an idle connection just as a request goes out).</summary>

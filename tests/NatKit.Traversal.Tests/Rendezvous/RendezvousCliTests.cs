@@ -15,7 +15,7 @@ public class RendezvousCliTests
 
     [Theory]
     [InlineData("--max-registrations 0", "--max-registrations 0: must be at least 1")]
-    [InlineData("--rate-limit abc", "'--rate-limit'")]
+    [InlineData("--rate-limit abc", "--rate-limit abc: expected a whole number.")]
     [InlineData("--min-lifetime 300 --max-lifetime 200", "--min-lifetime/--max-lifetime 300/200:")]
     [InlineData("--timestamp-window 90", "--timestamp-window 90: must be positive and shorter than --min-lifetime")]
     [InlineData("--redis http://x", "--redis http://x: expected redis://")]

@@ -35,7 +35,8 @@ public sealed class TurnHarness : IAsyncDisposable
     /// <summary>Loopback is denied by default; most tests relay to a loopback peer, so they allow it.</summary>
     public static PeerPolicy AllowLoopback { get; } = new(allow: [PeerRule.Parse("127.0.0.0/8"), PeerRule.Parse("::1")]);
 
-    public static async Task<TurnHarness> StartAsync(Func<TurnServerOptions, TurnServerOptions>? configure = null)
+    public static async Task<TurnHarness> StartAsync(Func<TurnServerOptions, TurnServerOptions>? configure = null,
+        Microsoft.Extensions.Logging.ILogger? logger = null)
     {
         var time = new ManualTimeProvider();
         var network = new ClockedNetwork(time);
@@ -49,7 +50,7 @@ public sealed class TurnHarness : IAsyncDisposable
             UnauthenticatedRequestsPerSecond = 0,
         };
         options = configure?.Invoke(options) ?? options;
-        var server = await TurnServer.StartAsync(network, options);
+        var server = await TurnServer.StartAsync(network, options, logger);
         return new TurnHarness(time, network, server);
     }
 
