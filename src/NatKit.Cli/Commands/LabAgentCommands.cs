@@ -66,15 +66,6 @@ internal sealed class LabAgentCommands : IVerbGroup
         return cmd;
     }
 
-    /// <summary>How to start this `natkit` again in another namespace: its apphost, or the dotnet host and
-    /// natkit.dll (also when the CLI runs inside another host, as in the CLI's tests).</summary>
-    internal static (string Program, string[] Prefix) Self()
-    {
-        var host = Environment.ProcessPath ?? throw new CliException("this process has no path to start natkit again from.");
-        var dll = typeof(LabAgentCommands).Assembly.Location;
-        return Path.GetFileNameWithoutExtension(host) == "natkit" ? (host, []) : (host, [dll]);
-    }
-
     private static ProbeBudget Budget(int total, int perSecond)
     {
         try

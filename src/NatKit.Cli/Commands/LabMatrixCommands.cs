@@ -104,8 +104,8 @@ internal sealed class LabMatrixCommands : IVerbGroup
         }
 
         // the agents run as processes of their own in the peers' namespaces, as a real deployment's would
-        var (program, prefix) = LabAgentCommands.Self();
-        var runner = MatrixAgent.ProcessRunner(program, prefix);
+        string[] self = [.. LabNetnsCommands.SelfCommand()];
+        var runner = MatrixAgent.ProcessRunner(self[0], self[1..]);
         var results = await NetnsMatrix.RunAsync(options, runner, lab, netns, r => AnsiConsole.MarkupLine(NetnsLine(r)), ct);
         var disagree = results.Count(r => !r.AgreesWithLab);
         var failed = options.Relay ? results.Count(r => r.Outcome.Path == MatrixPath.Failed) : 0;
