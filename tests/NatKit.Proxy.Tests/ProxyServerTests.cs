@@ -391,9 +391,9 @@ public sealed class ProxyServerTests : IAsyncLifetime
             Assert.Equal(200, (await t.ReadResponseAsync(head: true)).Status);
             await t.SendAsync($"GET /hello HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"); // plain HTTP inside the tunnel
             Assert.Equal("hello world", (await t.ReadResponseAsync()).Text);
+            // while the tunnel is open: the parent drops the flow from its table as soon as the child's leg closes
+            Assert.Contains(parent.Connections.Snapshot(), f => f.Kind == "connect");
         }
-
-        Assert.Contains(parent.Connections.Snapshot(), f => f.Kind == "connect");
     }
 
     [Fact]
