@@ -128,9 +128,16 @@ public static class MatrixLab
         }
 
         return new MatrixCellLab(lab, a, b, hostA, hostB, rendezvous, turn,
-            options.PortMapping && OffersPortMapping(a) ? new IPEndPoint(IPAddress.Parse("192.168.1.1"), PortMappingHandler.Port) : null,
-            options.PortMapping && OffersPortMapping(b) ? new IPEndPoint(IPAddress.Parse("192.168.2.1"), PortMappingHandler.Port) : null);
+            options.PortMapping ? PortMapGateway(a, 0) : null, options.PortMapping ? PortMapGateway(b, 1) : null);
     }
+
+    /// <summary>Where the peer on <paramref name="side"/> (0: A, 1: B) asks for a mapping: its router's inside
+    /// address at the NAT-PMP/PCP port, when the router offers one (<see cref="OffersPortMapping"/>); else null.</summary>
+    public static IPEndPoint? PortMapGateway(MatrixType type, int side) =>
+        OffersPortMapping(type) ? new IPEndPoint(IPAddress.Parse(LanRouterAddress(side)), PortMappingHandler.Port) : null;
+
+    /// <summary>The inside address of the router serving side <paramref name="side"/>'s LAN.</summary>
+    private static string LanRouterAddress(int side) => $"192.168.{1 + side}.1";
 
     /// <summary>A peer of <paramref name="type"/> can get a useful mapping: its only NAT serves NAT-PMP or PCP (a kernel
     /// router of the namespace grid serves none).</summary>
@@ -196,7 +203,7 @@ public static class MatrixLab
         var suffix = side == 0 ? "a" : "b";
         var hops = new List<MatrixHop>();
         var inside = lan;
-        var insideAddress = $"192.168.{1 + side}.1";
+        var insideAddress = LanRouterAddress(side);
         for (var level = 0; level < type.Chain.Count; level++)
         {
             var outermost = level == type.Chain.Count - 1;

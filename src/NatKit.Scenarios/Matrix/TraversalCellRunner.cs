@@ -64,9 +64,7 @@ public static class TraversalCellRunner
     /// <summary>Where a namespace cell's peer asks for a mapping (`--portmap` with a type whose router offers one):
     /// its router's inside address, or null.</summary>
     internal static IPEndPoint? NetnsPortMapGateway(NetnsMatrixCell cell, string role, MatrixOptions options) =>
-        options.PortMapping && MatrixLab.OffersPortMapping(role == "a" ? cell.TypeA : cell.TypeB)
-            ? new IPEndPoint(IPAddress.Parse(role == "a" ? "192.168.1.1" : "192.168.2.1"), PortMappingHandler.Port)
-            : null;
+        options.PortMapping ? MatrixLab.PortMapGateway(role == "a" ? cell.TypeA : cell.TypeB, role == "a" ? 0 : 1) : null;
 
     /// <summary>Where the rendezvous and the two peers run, what the peers bind, and how each asks for a mapping.</summary>
     private sealed record Sides(INetwork Rendezvous, INetwork A, IPEndPoint BindA, INetwork B, IPEndPoint BindB)
