@@ -78,7 +78,8 @@ public static class MatrixAgent
         try
         {
             await using var connection = await node.ConnectAsync(peer, cancellationToken).ConfigureAwait(false);
-            outcome = await PingAsync(connection, cancellationToken).ConfigureAwait(false)
+            outcome = await TraversalCellRunner.SendUntilReceivedAsync(connection, Ping, connection.Socket, Pong,
+                    TimeProvider.System, cancellationToken).ConfigureAwait(false)
                 ? TraversalCellRunner.Outcome(connection, connection.ProbesSent)
                 : MatrixOutcome.Failed($"connected ({connection}) but no datagram crossed", connection.ProbesSent);
             for (var i = 0; i < 3; i++)
@@ -216,33 +217,6 @@ public static class MatrixAgent
     {
         await output.WriteLineAsync(line).ConfigureAwait(false);
         await output.FlushAsync().ConfigureAwait(false);
-    }
-
-    private static async Task<bool> PingAsync(PeerConnection connection, CancellationToken cancellationToken)
-    {
-        var buffer = new byte[64];
-        for (var i = 0; i < 20; i++)
-        {
-            await connection.Socket.SendToAsync(Ping, connection.RemoteEndPoint, cancellationToken).ConfigureAwait(false);
-            using var wait = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-            wait.CancelAfter(TimeSpan.FromMilliseconds(500));
-            try
-            {
-                while (true)
-                {
-                    var got = await connection.Socket.ReceiveFromAsync(buffer, wait.Token).ConfigureAwait(false);
-                    if (buffer.AsSpan(0, got.Length).SequenceEqual(Pong))
-                    {
-                        return true;
-                    }
-                }
-            }
-            catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
-            {
-            }
-        }
-
-        return false;
     }
 
     private static async Task AnswerUntilByeAsync(PeerConnection connection, CancellationToken cancellationToken)

@@ -157,23 +157,34 @@ public static class TraversalCellRunner
         new(Path(connection.Path), connection.Method, connection.TimeToConnect, probes, connection.Rtt, connection.ToString());
 
     /// <summary>Sends from one side until the other receives the datagram.</summary>
-    private static async Task<bool> ExchangeAsync(PeerConnection from, PeerConnection to, TimeProvider time)
+    private static Task<bool> ExchangeAsync(PeerConnection from, PeerConnection to, TimeProvider time)
     {
         var payload = Encoding.ASCII.GetBytes("natkit matrix");
+        return SendUntilReceivedAsync(from, payload, to.Socket, payload, time, CancellationToken.None);
+    }
+
+    /// <summary>Sends <paramref name="send"/> over <paramref name="from"/> (up to 20 times, half a second apart)
+    /// until <paramref name="receiveOn"/> gets <paramref name="expect"/>: the matrix's proof that a path carries data,
+    /// in one process (the other side's socket) or across two (the answer on the same connection). Plain awaits: it
+    /// runs on the lab's loop too.</summary>
+    internal static async Task<bool> SendUntilReceivedAsync(PeerConnection from, byte[] send, IDatagramSocket receiveOn,
+        byte[] expect, TimeProvider time, CancellationToken cancellationToken)
+    {
         var buffer = new byte[64];
         for (var i = 0; i < ExchangeTries; i++)
         {
-            await from.Socket.SendToAsync(payload, from.RemoteEndPoint);
-            using var wait = new CancellationTokenSource(TimeSpan.FromMilliseconds(500), time);
+            await from.Socket.SendToAsync(send, from.RemoteEndPoint, cancellationToken);
+            using var window = new CancellationTokenSource(TimeSpan.FromMilliseconds(500), time);
+            using var wait = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, window.Token);
             try
             {
-                var got = await to.Socket.ReceiveFromAsync(buffer, wait.Token);
-                if (buffer.AsSpan(0, got.Length).SequenceEqual(payload))
+                var got = await receiveOn.ReceiveFromAsync(buffer, wait.Token);
+                if (buffer.AsSpan(0, got.Length).SequenceEqual(expect))
                 {
                     return true;
                 }
             }
-            catch (OperationCanceledException)
+            catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
             {
             }
         }
