@@ -1,6 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
 using NatKit.Net;
+using NatKit.Stun;
 using NatKit.Stun.Discovery;
 using NatKit.Traversal.HardNat;
 using NatKit.Traversal.Ice;
@@ -248,7 +249,7 @@ public sealed partial class TraversalNode
             }
 
             // Both sides wait the lead when either primes, so that the primes leave before any punch or check.
-            var primed = Prime(remote);
+            var primed = await PrimeAsync(remote);
             var peerPrimes = _node._options.PrimeHopLimit != 0 && remote.Nat.Mapping == NatMapping.EndpointIndependent &&
                              !remote.Candidates.Any(c => c.Type == IceCandidateType.ServerReflexive &&
                                                             c.EndPoint.Address.Equals(_node.PublicEndPoint?.Address));
@@ -384,44 +385,61 @@ public sealed partial class TraversalNode
 
         /// <summary>Before the checks, behind an endpoint-independent NAT: a datagram from the shared socket to each
         /// of the peer's reflexive and predicted candidates, and to every port a birthday probe will aim at, that
-        /// opens this node's NAT toward it and dies before the peer's NAT. True when any was sent
-        /// (the checks then wait <see cref="TraversalOptions.PrimeLead"/> longer).</summary>
-        private bool Prime(TraversalSession remote)
+        /// opens this node's NAT toward it and dies before the peer's NAT. It is one Binding indication (a keepalive
+        /// the peer ignores should it arrive), built once: a thousand birthday ports must be primed well inside the
+        /// lead, also by a process that has just started. True when any was sent (the checks then wait
+        /// <see cref="TraversalOptions.PrimeLead"/> longer).</summary>
+        private async Task<bool> PrimeAsync(TraversalSession remote)
         {
             // Behind a NAT that maps per destination the shared socket's datagram would take a fresh port the peer
             // never learns (and, sequential, the one a prediction aims at): only a stable mapping is worth opening.
             var hops = PunchHopLimit;
-            return hops != 0 && _node.Profile.IsStable && Transport.Update(a =>
+            if (hops == 0 || !_node.Profile.IsStable)
             {
-                a.SetRemoteCredentials(remote.Credentials);
-                var sent = false;
-                foreach (var c in remote.Candidates)
-                {
-                    // A peer behind this node's own NAT is reached by hairpin, not across the internet: no prime.
-                    if (c.Type == IceCandidateType.ServerReflexive && !c.EndPoint.Address.Equals(_node.PublicEndPoint?.Address))
-                    {
-                        sent |= a.Probe(MainSocket, c.EndPoint, hops);
-                    }
-                }
+                return false;
+            }
 
-                if (remote.Predicted is { } p)
+            var targets = new List<IPEndPoint>();
+            foreach (var c in remote.Candidates)
+            {
+                // A peer behind this node's own NAT is reached by hairpin, not across the internet: no prime.
+                if (c.Type == IceCandidateType.ServerReflexive && !c.EndPoint.Address.Equals(_node.PublicEndPoint?.Address))
                 {
-                    sent |= a.Probe(MainSocket, p, hops);
+                    targets.Add(c.EndPoint);
                 }
+            }
 
-                // The easy side of birthday probing opens every port it will probe at once: a hard-side punch that
-                // hits one then finds its way in, where it would otherwise leave the entry that moves this side's
-                // mapping for exactly that port.
-                if (_target is { } hard)
+            if (remote.Predicted is { } p)
+            {
+                targets.Add(p);
+            }
+
+            // The easy side of birthday probing opens every port it will probe at once: a hard-side punch that
+            // hits one then finds its way in, where it would otherwise leave the entry that moves this side's
+            // mapping for exactly that port.
+            if (_target is { } hard)
+            {
+                foreach (var port in _birthdayPorts)
                 {
-                    foreach (var port in _birthdayPorts)
-                    {
-                        sent |= a.Probe(MainSocket, new IPEndPoint(hard.Address, port), hops);
-                    }
+                    targets.Add(new IPEndPoint(hard.Address, port));
                 }
+            }
 
-                return sent;
-            });
+            var prime = IceMessages.Indication(StunTransactionId.NewRandom());
+            var sent = false;
+            foreach (var target in targets)
+            {
+                try
+                {
+                    sent |= await _node._send.SendToAsync(prime, target, hops) > 0;
+                }
+                catch (NetworkException)
+                {
+                    // one destination the system refuses does not stop the others
+                }
+            }
+
+            return sent;
         }
 
         private bool RemoteHasPortMapping()

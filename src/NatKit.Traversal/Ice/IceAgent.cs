@@ -410,11 +410,9 @@ public sealed partial class IceAgent
     /// mapping and filter toward the destination, and when it reaches the peer's agent the peer answers with a
     /// triggered check of its own, which makes the pair valid here. Its response, if one comes, is not matched.
     /// False before the peer's credentials are known, after close, or for a socket with no base of the
-    /// destination's family. With a <paramref name="hopLimit"/> (not 0) the probe goes no further than that many
-    /// hops: it opens the local NAT's mapping without reaching the peer's NAT (see
-    /// <see cref="NatKit.Net.IHopLimitDatagramSocket"/>).
+    /// destination's family.
     /// </summary>
-    public bool Probe(int socket, IPEndPoint destination, byte hopLimit = 0)
+    public bool Probe(int socket, IPEndPoint destination)
     {
         ArgumentNullException.ThrowIfNull(destination);
         if (State is IceAgentState.Closed || RemoteCredentials is null ||
@@ -426,16 +424,8 @@ public sealed partial class IceAgent
         var request = IceMessages.Request(NewTransactionId(), RemoteCredentials.Ufrag, LocalCredentials.Ufrag,
             _remoteKey!, IcePriority.PeerReflexiveFor(b.Candidate.Priority, Component), Role, TieBreaker,
             useCandidate: false);
-        if (hopLimit == 0)
-        {
-            Stats.ProbesSent++;
-        }
-        else
-        {
-            Stats.PrimesSent++;
-        }
-
-        Emit(socket, destination, request, TimeSpan.MinValue, request: hopLimit == 0, hopLimit);
+        Stats.ProbesSent++;
+        Emit(socket, destination, request, TimeSpan.MinValue, request: true);
         return true;
     }
 
@@ -876,8 +866,7 @@ public sealed partial class IceAgent
         }
     }
 
-    private void Emit(int socket, IPEndPoint destination, ReadOnlyMemory<byte> datagram, TimeSpan now, bool request,
-        byte hopLimit = 0)
+    private void Emit(int socket, IPEndPoint destination, ReadOnlyMemory<byte> datagram, TimeSpan now, bool request)
     {
         if (request)
         {
@@ -889,7 +878,7 @@ public sealed partial class IceAgent
             _selectedLastSent = Max(_selectedLastSent, now);
         }
 
-        _transmits.Enqueue(new IceTransmit(socket, destination, datagram, hopLimit));
+        _transmits.Enqueue(new IceTransmit(socket, destination, datagram));
     }
 
     private void OnTimedOut(CheckTransaction check)

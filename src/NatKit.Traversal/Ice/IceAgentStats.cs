@@ -40,10 +40,6 @@ public sealed class IceAgentStats
 
     /// <summary>Hole-punching probes sent with <see cref="IceAgent.Probe"/> (not counted as checks).</summary>
     public long ProbesSent { get; internal set; }
-
-    /// <summary>Probes with a hop limit (<see cref="IceAgent.Probe"/>): they open the local NAT and die before the
-    /// peer's network, so they are not in <see cref="ProbesSent"/> and cost the probe budget nothing.</summary>
-    public long PrimesSent { get; internal set; }
 }
 
 /// <summary>

@@ -52,10 +52,8 @@ public enum IceInputResult
 }
 
 /// <summary>A datagram the agent wants sent from the driver's socket <paramref name="Socket"/> to
-/// <paramref name="Destination"/>; with a <paramref name="HopLimit"/> (not 0), one that must go no further than that
-/// many hops (<see cref="NatKit.Net.IHopLimitDatagramSocket"/>), and is not sent from a socket that cannot say so.</summary>
-public readonly record struct IceTransmit(int Socket, IPEndPoint Destination, ReadOnlyMemory<byte> Datagram,
-    byte HopLimit = 0);
+/// <paramref name="Destination"/>.</summary>
+public readonly record struct IceTransmit(int Socket, IPEndPoint Destination, ReadOnlyMemory<byte> Datagram);
 
 /// <summary>Something the driver and the application may want to know.</summary>
 public abstract record IceEvent;

@@ -320,7 +320,7 @@ public sealed partial class IceTransport : IAsyncDisposable
 
             foreach (var t in sends)
             {
-                Send(t.Socket, t.Datagram, t.Destination, t.HopLimit);
+                Send(t.Socket, t.Datagram, t.Destination);
             }
 
             foreach (var e in events)
@@ -347,7 +347,7 @@ public sealed partial class IceTransport : IAsyncDisposable
         EventRaised?.Invoke(e);
     }
 
-    internal void Send(int socket, ReadOnlyMemory<byte> datagram, IPEndPoint destination, byte hopLimit = 0)
+    internal void Send(int socket, ReadOnlyMemory<byte> datagram, IPEndPoint destination)
     {
         IDatagramSocket s;
         lock (_gate)
@@ -362,11 +362,7 @@ public sealed partial class IceTransport : IAsyncDisposable
 
         try
         {
-            var pending = hopLimit == 0
-                ? s.SendToAsync(datagram, destination, _stop.Token)
-                : s is IHopLimitDatagramSocket limited
-                    ? limited.SendToAsync(datagram, destination, hopLimit, _stop.Token)
-                    : ValueTask.FromResult(0);
+            var pending = s.SendToAsync(datagram, destination, _stop.Token);
             if (!pending.IsCompletedSuccessfully)
             {
                 _ = ObserveAsync(pending, destination);
