@@ -97,7 +97,9 @@ public class StunServerEphemeralPortTests
             Primary = new IPEndPoint(IPAddress.Loopback, 0),
             RateLimitPerSecond = 0,
         });
-        Assert.Equal(2, network.ListenAttempts);
+        // At least one retry; more when the kernel's next pick is also held for TCP by another test running beside
+        // this one (CI saw three).
+        Assert.InRange(network.ListenAttempts, 2, 9);
         Assert.Equal(server.UdpEndPoints[0].Port, server.TcpEndPoint!.Port);
         Assert.True(network.FirstUdpDisposed);
     }
