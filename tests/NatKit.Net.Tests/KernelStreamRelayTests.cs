@@ -98,8 +98,12 @@ public sealed class KernelStreamRelayTests
         }, CancellationToken.None);
         Assert.NotNull(relay);
 
-        var up = RandomNumberGenerator.GetBytes(24 << 20);
-        var down = RandomNumberGenerator.GetBytes(20 << 20);
+        // More than every buffer on the way can hold (the writer's send buffer, the inner side's receive buffer, the
+        // pipe, the relay's send buffer, the reader's receive buffer), from this kernel's autotuning limits: with
+        // tcp_rmem's maximum at 32 MiB a fixed 24 MiB could all sit in buffers and both writers finish early.
+        var buffered = 2 * (KernelLimit("net/ipv4/tcp_rmem") + KernelLimit("net/ipv4/tcp_wmem")) + (2 << 20);
+        var up = RandomNumberGenerator.GetBytes((int)Math.Max(24 << 20, buffered + (4 << 20)));
+        var down = RandomNumberGenerator.GetBytes((int)Math.Max(20 << 20, buffered));
         async Task SendAsync(IStreamConnection c, byte[] bytes)
         {
             await c.Stream.WriteAsync(bytes);
@@ -119,6 +123,20 @@ public sealed class KernelStreamRelayTests
         await relay.WaitAsync(Deadline);
         Assert.Equal(up.Length, Interlocked.Read(ref fromA));
         Assert.Equal(down.Length, Interlocked.Read(ref fromB));
+    }
+
+    /// <summary>The largest value of a kernel TCP buffer setting (its third field), 4 MiB where it cannot be read.</summary>
+    private static long KernelLimit(string name)
+    {
+        try
+        {
+            var fields = File.ReadAllText("/proc/sys/" + name).Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries);
+            return fields.Length == 3 && long.TryParse(fields[2], out var max) ? Math.Min(max, 256L << 20) : 4L << 20;
+        }
+        catch (IOException)
+        {
+            return 4L << 20;
+        }
     }
 
     [Fact]
