@@ -132,13 +132,15 @@ public readonly record struct PortMappingAnnouncement(uint Epoch, IPAddress? Ext
     /// <summary>
     /// True when this announcement says the gateway lost the mapping a client got at epoch <paramref name="grantEpoch"/>,
     /// <paramref name="elapsed"/> ago on the client's clock, for external address <paramref name="external"/>: the
-    /// epoch went back (less than 7/8 of the client's elapsed time, less 2 s of slack, went by on the gateway's;
+    /// epoch is below the grant's, or less than 7/8 of the client's elapsed time (less 2 s of slack) went by on the
+    /// gateway's;
     /// RFC 6886 section 3.6, RFC 6887 section 8.5), or the external address changed.
     /// </summary>
     public bool SaysRenew(uint grantEpoch, TimeSpan elapsed, IPAddress external)
     {
         ArgumentNullException.ThrowIfNull(external);
         if (ExternalAddress is not null && !ExternalAddress.Equals(external)) return true;
+        if (Epoch < grantEpoch) return true; // a server's epoch never goes back unless it started over
         var expected = grantEpoch + elapsed.TotalSeconds * 7 / 8;
         return Epoch + 2.0 < expected;
     }
@@ -179,6 +181,9 @@ public sealed class PortMappingLease : IAsyncDisposable
 
     /// <summary>Raised when a renewal brought another external endpoint.</summary>
     public event Action<PortMappingGrant>? Changed;
+
+    /// <summary>Raised after every successful renewal, with what the gateway granted.</summary>
+    public event Action<PortMappingGrant>? Renewed;
 
     /// <summary>Renewals that got no answer or a refusal since the last success.</summary>
     public int FailedRenewals { get; private set; }
@@ -231,6 +236,7 @@ public sealed class PortMappingLease : IAsyncDisposable
                 FailedRenewals = 0;
                 Volatile.Write(ref _grant, renewed);
                 Interlocked.Exchange(ref _grantedAt, _mapper.Time.GetTimestamp());
+                Renewed?.Invoke(renewed);
                 if (!renewed.External.Equals(grant.External)) Changed?.Invoke(renewed);
             }
         }

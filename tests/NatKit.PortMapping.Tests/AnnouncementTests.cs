@@ -202,6 +202,8 @@ public sealed class AnnouncementTests
         Assert.False(new PortMappingAnnouncement(624, null).SaysRenew(100, TimeSpan.FromSeconds(600), external));
         Assert.True(new PortMappingAnnouncement(622, null).SaysRenew(100, TimeSpan.FromSeconds(600), external));
         Assert.True(new PortMappingAnnouncement(3, external).SaysRenew(100, TimeSpan.FromSeconds(600), external));
+        Assert.True(new PortMappingAnnouncement(0, external).SaysRenew(1, TimeSpan.FromSeconds(1), external)); // went back, however soon
+        Assert.False(new PortMappingAnnouncement(1, external).SaysRenew(1, TimeSpan.FromSeconds(1), external));
         Assert.True(new PortMappingAnnouncement(700, IPAddress.Parse("198.51.100.2")).SaysRenew(100, TimeSpan.FromSeconds(600), external));
     }
 
