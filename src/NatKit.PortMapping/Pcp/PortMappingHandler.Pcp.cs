@@ -128,28 +128,14 @@ public sealed partial class PortMappingHandler
             else if (preferFailure) return PcpError(reply, request, PcpResult.CannotProvideExternal, epoch);
         }
 
-        var granted = TimeSpan.FromSeconds(lifetime);
-        if (granted < policy.PortMappingMinLifetime) granted = policy.PortMappingMinLifetime;
-        if (granted > policy.PortMappingMaxLifetime) granted = policy.PortMappingMaxLifetime;
+        var granted = Lifetime(lifetime);
         var result = _table.Map(new MappingRequest(protocol, endpoint, map.ExternalPort, granted)
         {
             RequireExternalPort = preferFailure,
             ExternalAddress = wantedAddress,
             Filters = filters,
         }, now);
-        if (!result.Succeeded)
-        {
-            var code = result.Status switch
-            {
-                MappingStatus.QuotaExceeded => PcpResult.UserExceededQuota,
-                MappingStatus.NoResources => PcpResult.NoResources,
-                MappingStatus.PortUnavailable => PcpResult.CannotProvideExternal,
-                MappingStatus.TooManyFilters => PcpResult.ExcessiveRemotePeers,
-                MappingStatus.UnsupportedProtocol => PcpResult.UnsupportedProtocol,
-                _ => PcpResult.NotAuthorized,
-            };
-            return PcpError(reply, request, code, epoch);
-        }
+        if (!result.Succeeded) return PcpError(reply, request, ResultOf(result.Status), epoch);
 
         _granted++;
         Own(protocol, endpoint, nonce, result.Status);
@@ -202,24 +188,9 @@ public sealed partial class PortMappingHandler
         if (Pcp.Pcp.Unmapped(peer.RemoteAddress) is not { } remoteAddress) return PcpError(reply, request, PcpResult.UnsupportedProtocol, epoch);
         if (map.InternalPort == 0 || peer.RemotePort == 0) return PcpError(reply, request, PcpResult.MalformedRequest, epoch);
 
-        var policy = _table.Policy;
-        var lifetime = TimeSpan.FromSeconds(request.Lifetime);
-        if (lifetime > TimeSpan.Zero && lifetime < policy.PortMappingMinLifetime) lifetime = policy.PortMappingMinLifetime;
-        if (lifetime > policy.PortMappingMaxLifetime) lifetime = policy.PortMappingMaxLifetime;
         var result = _table.MapPeer((IpProtocol)map.Protocol, new NatEndpoint(thirdParty ?? source.Address, map.InternalPort),
-            new NatEndpoint(remoteAddress, peer.RemotePort), lifetime, now);
-        if (!result.Succeeded)
-        {
-            var code = result.Status switch
-            {
-                MappingStatus.QuotaExceeded => PcpResult.UserExceededQuota,
-                MappingStatus.NoResources => PcpResult.NoResources,
-                MappingStatus.BadRemote => PcpResult.MalformedRequest,
-                MappingStatus.UnsupportedProtocol => PcpResult.UnsupportedProtocol,
-                _ => PcpResult.NotAuthorized,
-            };
-            return PcpError(reply, request, code, epoch);
-        }
+            new NatEndpoint(remoteAddress, peer.RemotePort), Lifetime(request.Lifetime), now);
+        if (!result.Succeeded) return PcpError(reply, request, ResultOf(result.Status), epoch);
 
         if (request.Lifetime == 0) _deleted++;
         else _granted++;
@@ -236,6 +207,27 @@ public sealed partial class PortMappingHandler
 
         return n;
     }
+
+    /// <summary>Section 15: a lifetime asked for, raised to the policy's minimum and cut to its maximum; 0 stays 0.</summary>
+    private TimeSpan Lifetime(uint seconds)
+    {
+        var policy = _table.Policy;
+        var lifetime = TimeSpan.FromSeconds(seconds);
+        if (seconds > 0 && lifetime < policy.PortMappingMinLifetime) lifetime = policy.PortMappingMinLifetime;
+        return lifetime > policy.PortMappingMaxLifetime ? policy.PortMappingMaxLifetime : lifetime;
+    }
+
+    /// <summary>The PCP result for a mapping table's refusal (section 7.4).</summary>
+    private static PcpResult ResultOf(MappingStatus status) => status switch
+    {
+        MappingStatus.QuotaExceeded => PcpResult.UserExceededQuota,
+        MappingStatus.NoResources => PcpResult.NoResources,
+        MappingStatus.PortUnavailable => PcpResult.CannotProvideExternal,
+        MappingStatus.TooManyFilters => PcpResult.ExcessiveRemotePeers,
+        MappingStatus.UnsupportedProtocol => PcpResult.UnsupportedProtocol,
+        MappingStatus.BadRemote => PcpResult.MalformedRequest,
+        _ => PcpResult.NotAuthorized,
+    };
 
     private static bool Contains(IReadOnlyList<Ipv4Address> list, Ipv4Address address)
     {
