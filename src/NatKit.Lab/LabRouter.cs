@@ -58,6 +58,29 @@ public sealed class LabRouter : LabNode, INatSink
     /// <paramref name="service"/> (replacing any service on that port). Datagrams from the outside never reach it.</summary>
     public void ServeUdp(ushort port, InsideUdpService service) => (_services ??= new InsideUdpServices(InsideAddress)).Add(port, service);
 
+    /// <summary>Sends a datagram of the router's own from <see cref="InsideAddress"/>:<paramref name="sourcePort"/> onto
+    /// its LAN (an <see cref="InsideUdpSender"/>): a multicast one reaches every LAN host that joined the group, with a
+    /// time to live of 1. Nothing goes out of the outside interface.</summary>
+    public void SendInsideUdp(ushort sourcePort, NatEndpoint destination, ReadOnlySpan<byte> payload)
+    {
+        var packet = Network.Pool.Rent(LabPacket.DefaultCapacity);
+        packet.Length = (_services ??= new InsideUdpServices(InsideAddress)).WriteDatagram(packet.Buffer, sourcePort, destination, payload);
+        if (packet.Length == 0)
+        {
+            Network.Pool.Return(packet);
+            return;
+        }
+
+        if (destination.Address.IsMulticast)
+        {
+            Inside.Segment.TransmitMulticast(Inside, packet);
+        }
+        else
+        {
+            Forward(Inside, packet);
+        }
+    }
+
     /// <summary>
     /// The router's own host on its inside address, for the services it offers its LAN (NAT-PMP, PCP, UPnP):
     /// bind sockets and listeners on it like on any lab host. Made on first use; from then on packets from the LAN

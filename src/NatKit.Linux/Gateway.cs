@@ -95,6 +95,22 @@ public sealed class Gateway : IAsyncDisposable
         });
     }
 
+    /// <summary>
+    /// Sends a datagram of the gateway's own from its inside address and <paramref name="sourcePort"/> to the inside
+    /// link (an <see cref="InsideUdpSender"/>: NAT-PMP's and PCP's announcements to 224.0.0.1:5350). Call it on the
+    /// data-plane thread (<see cref="GatewayDataPlane.InvokeAsync"/>); nothing goes to the outside link.
+    /// </summary>
+    public void SendInsideUdp(ushort sourcePort, NatEndpoint destination, ReadOnlySpan<byte> payload)
+    {
+        var services = DataPlane.Pump.InsideServices ??= new InsideUdpServices(Engine.Config.EffectiveInsideAddress);
+        var packet = new byte[InsideUdpServices.MaxReply + 64]; // control traffic, ten times after a restart
+        var n = services.WriteDatagram(packet, sourcePort, destination, payload);
+        if (n > 0)
+        {
+            DataPlane.Pump.WriteInside(packet.AsSpan(0, n));
+        }
+    }
+
     /// <summary>The offloads each side accepted.</summary>
     public (TunOffloads Inside, TunOffloads Outside) Offloads => (_inside.Offloads, _outside.Offloads);
 

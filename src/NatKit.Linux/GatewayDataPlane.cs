@@ -259,6 +259,9 @@ public sealed class GatewayDataPlane : IPacketPumpDriver, IAsyncDisposable
     /// <summary>The engine's clock (milliseconds since the data plane was made).</summary>
     public long EngineNow => Now();
 
+    /// <summary>The clock the engine runs on (its timers, and whatever the gateway schedules beside them).</summary>
+    public TimeProvider Time => _time;
+
     private long Now() => (long)_time.GetElapsedTime(_start).TotalMilliseconds;
 
     private void Wake()

@@ -151,9 +151,10 @@ public sealed class NamespaceLab : IAsyncDisposable
             await inside.IpAsync(["route", "add", "default", "dev", insideTun], ct).ConfigureAwait(false);
             // the gateway's own ICMP (Time Exceeded) comes from the inside address, which the segment also owns
             await inside.SysctlAsync($"net.ipv4.conf.{insideTun}.accept_local", "1", ct).ConfigureAwait(false);
-            if (r.Policy.ServeNatPmp || r.Policy.ServePcp)
+            if (r.Policy.ServeNatPmp || r.Policy.ServePcp || r.Policy.ServeUpnp)
             {
-                await RouteToGatewayAsync(inside, insideTun, 5351, ct).ConfigureAwait(false);
+                await RouteServicesToGatewayAsync(inside, insideTun, r.InsideAddress, r.Policy.ServeNatPmp || r.Policy.ServePcp,
+                    r.Policy.ServeUpnp, ct).ConfigureAwait(false);
             }
             foreach (var a in r.OutsideAddresses)
             {
@@ -188,16 +189,34 @@ public sealed class NamespaceLab : IAsyncDisposable
     }
 
     /// <summary>
-    /// The segment owns the gateway's inside address (it answers ARP for it), so a datagram the LAN sends to that
-    /// address would end in the segment's own kernel. For a service the gateway answers itself (NAT-PMP/PCP on
-    /// 5351), the local table's rule moves behind one that sends UDP to <paramref name="port"/> from the bridge to
-    /// the gateway's inside TUN.
+    /// The segment owns the gateway's inside address (it answers ARP for it), so what the LAN sends to that address
+    /// would end in the segment's own kernel. For the services the gateway answers itself, the local table's rule
+    /// moves behind rules that send them from the bridge to the gateway's inside TUN: NAT-PMP/PCP (UDP 5351), and for
+    /// UPnP the TCP to the inside address (the IGD's HTTP) and its unicast SSDP (UDP 1900). SSDP's multicast
+    /// searches (239.255.255.250:1900) cannot be routed without a multicast router, so a tc filter on the bridge's
+    /// ingress redirects them to the TUN (mirred drops the Ethernet header for the L3 device).
     /// </summary>
-    private static async Task RouteToGatewayAsync(NetworkNamespace segment, string insideTun, int port, CancellationToken ct)
+    private static async Task RouteServicesToGatewayAsync(NetworkNamespace segment, string insideTun, Ipv4Address insideAddress,
+        bool natPmpPcp, bool upnp, CancellationToken ct)
     {
-        var table = Invariant($"{port}");
+        const string table = "5351";
         await segment.IpAsync(["route", "add", "default", "dev", insideTun, "table", table], ct).ConfigureAwait(false);
-        await segment.IpAsync(["rule", "add", "pref", "100", "iif", "br0", "ipproto", "udp", "dport", table, "lookup", table], ct).ConfigureAwait(false);
+        if (natPmpPcp)
+        {
+            await segment.IpAsync(["rule", "add", "pref", "100", "iif", "br0", "ipproto", "udp", "dport", "5351", "lookup", table], ct).ConfigureAwait(false);
+        }
+
+        if (upnp)
+        {
+            var to = Invariant($"{insideAddress}/32");
+            await segment.IpAsync(["rule", "add", "pref", "101", "iif", "br0", "to", to, "ipproto", "tcp", "lookup", table], ct).ConfigureAwait(false);
+            await segment.IpAsync(["rule", "add", "pref", "102", "iif", "br0", "to", to, "ipproto", "udp", "dport", "1900", "lookup", table], ct).ConfigureAwait(false);
+            await segment.TcAsync(["qdisc", "add", "dev", "br0", "handle", "ffff:", "ingress"], ct).ConfigureAwait(false);
+            await segment.TcAsync(["filter", "add", "dev", "br0", "parent", "ffff:", "protocol", "ip", "prio", "1", "u32",
+                "match", "ip", "dst", "239.255.255.250/32", "match", "ip", "protocol", "17", "0xff", "match", "ip", "dport", "1900", "0xffff",
+                "action", "mirred", "egress", "redirect", "dev", insideTun], ct).ConfigureAwait(false);
+        }
+
         await segment.IpAsync(["rule", "add", "pref", "32765", "lookup", "local"], ct).ConfigureAwait(false);
         await segment.IpAsync(["rule", "del", "pref", "0", "lookup", "local"], ct).ConfigureAwait(false);
     }

@@ -70,6 +70,9 @@ public enum MappingStatus
     /// <summary>The internal host holds <see cref="NatPolicy.MaxPortMappingsPerHost"/> mappings, or
     /// <see cref="NatPolicy.MaxMappingsPerHost"/> (RFC 6888 REQ-4; PCP USER_EX_QUOTA).</summary>
     QuotaExceeded,
+
+    /// <summary><see cref="IMappingTable.MapPeer"/>: the remote peer is not outside the NAT, or its port is 0.</summary>
+    BadRemote,
 }
 
 /// <summary>The answer to <see cref="IMappingTable.Map"/>: on success the mapping as granted.</summary>
@@ -107,6 +110,16 @@ public interface IMappingTable
     /// independent dynamic mapping would have carried them (then it becomes that dynamic mapping again). False when
     /// there is none.</summary>
     bool Unmap(IpProtocol protocol, NatEndpoint internalEndpoint, long now);
+
+    /// <summary>
+    /// RFC 6887 section 12 (PCP PEER): the outbound mapping of <paramref name="internalEndpoint"/> toward
+    /// <paramref name="remote"/>, made as the first packet to it would make it (so it follows the policy's mapping and
+    /// filtering like any implicit one, RFC 6887 section 12) or found, and kept alive at least
+    /// <paramref name="lifetime"/> (cut to <see cref="NatPolicy.PortMappingMaxLifetime"/>) whether or not packets
+    /// flow. Zero hands it back to its idle timer. On success <see cref="MappingResult.Mapping"/> holds the external
+    /// endpoint and the time the session is now due to expire unless traffic keeps it longer.
+    /// </summary>
+    MappingResult MapPeer(IpProtocol protocol, NatEndpoint internalEndpoint, NatEndpoint remote, TimeSpan lifetime, long now);
 
     /// <summary>The live explicit mappings (expired ones are removed first). Allocates: not a per-packet call.</summary>
     IReadOnlyList<ExplicitMapping> ListMappings(long now);

@@ -94,6 +94,49 @@ public sealed partial class NatEngine
     }
 
     /// <inheritdoc/>
+    public MappingResult MapPeer(IpProtocol protocol, NatEndpoint internalEndpoint, NatEndpoint remote, TimeSpan lifetime, long now)
+    {
+        Advance(now);
+        if (protocol is not (IpProtocol.Udp or IpProtocol.Tcp)) return new(MappingStatus.UnsupportedProtocol, default);
+        var src = internalEndpoint.Address.Value;
+        if (internalEndpoint.Port == 0 || !IsInside(src)) return new(MappingStatus.NotInside, default);
+        var dst = remote.Address.Value;
+        if (remote.Port == 0 || dst == 0 || IsInside(dst) || ExternalIndex(dst) >= 0 || remote.Address.IsMulticast)
+        {
+            return new(MappingStatus.BadRemote, default);
+        }
+
+        var proto = (byte)protocol;
+        var status = MappingStatus.Refreshed;
+        var idx = _table.FindOut(proto, src, internalEndpoint.Port, dst, remote.Port);
+        if (idx < 0)
+        {
+            idx = CreateOutbound(proto, src, internalEndpoint.Port, dst, remote.Port, out var reason);
+            if (idx < 0) return new(reason == NatDropReason.HostLimit ? MappingStatus.QuotaExceeded : MappingStatus.NoResources, default);
+            status = MappingStatus.Created;
+        }
+
+        ref var s = ref _table.Sessions[idx];
+        if (lifetime > _policy.PortMappingMaxLifetime) lifetime = _policy.PortMappingMaxLifetime;
+        // The idle timer runs from LastRefresh, so holding the session until `until` moves LastRefresh forward (the
+        // wheel re-checks a later deadline lazily); packets only ever move it later (Touch).
+        var held = _now + Ms(lifetime) - Timeout(ref s);
+        if (lifetime > TimeSpan.Zero && held > s.LastRefresh)
+        {
+            s.LastRefresh = held;
+        }
+        else if (lifetime == TimeSpan.Zero && s.LastRefresh > _now)
+        {
+            s.LastRefresh = _now; // an earlier deadline: move it to its slot on the wheel
+            _wheel.Unlink(_table.Sessions, idx);
+            _wheel.Schedule(_table.Sessions, idx, Deadline(ref s));
+        }
+
+        var deadline = Deadline(ref s);
+        return new(status, new ExplicitMapping(protocol, internalEndpoint, new(new Ipv4Address(s.ExtAddr), s.ExtPort), deadline));
+    }
+
+    /// <inheritdoc/>
     public bool TryGetMapping(IpProtocol protocol, NatEndpoint internalEndpoint, long now, out ExplicitMapping mapping)
     {
         Advance(now);

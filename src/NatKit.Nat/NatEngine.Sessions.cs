@@ -82,9 +82,9 @@ public sealed partial class NatEngine
     private void Touch(ref Session s, bool outbound)
     {
         var refresh = _policy.Refresh;
-        if (refresh == RefreshDirection.Both || (refresh == RefreshDirection.Outbound) == outbound)
+        if ((refresh == RefreshDirection.Both || (refresh == RefreshDirection.Outbound) == outbound) && _now > s.LastRefresh)
         {
-            s.LastRefresh = _now;
+            s.LastRefresh = _now; // never earlier: a PCP PEER may hold the session into the future (MapPeer)
         }
 
         if (!outbound) s.Flags |= SessionFlags.Replied;

@@ -100,6 +100,50 @@ public sealed partial class PortMapper
             : _natPmp.DeleteAsync(grant.Transport, grant.InternalPort, cancellationToken);
 
     internal TimeProvider Time => _network.TimeProvider;
+
+    internal INetwork Network => _network;
+
+    internal PortMappingClientOptions Options => _options;
+}
+
+/// <summary>What a gateway's announcement (RFC 6886 section 3.2.1, RFC 6887 section 14.1.3) says.</summary>
+/// <param name="Epoch">The gateway's epoch seconds.</param>
+/// <param name="ExternalAddress">The external address (NAT-PMP's announcement carries it; PCP's does not).</param>
+public readonly record struct PortMappingAnnouncement(uint Epoch, IPAddress? ExternalAddress)
+{
+    /// <summary>Reads a datagram sent to 224.0.0.1:5350: a NAT-PMP external address response with success, or a PCP
+    /// ANNOUNCE response with success. False for anything else; never throws.</summary>
+    public static bool TryParse(ReadOnlySpan<byte> datagram, out PortMappingAnnouncement announcement)
+    {
+        announcement = default;
+        if (datagram.Length >= 1 && datagram[0] == NatPmpRequest.Version0)
+        {
+            if (!NatPmpResponse.TryParse(datagram, out var natPmp) || !natPmp.HasExternalAddress || natPmp.Result != NatPmpResult.Success) return false;
+            announcement = new(natPmp.Epoch, natPmp.ExternalAddress.ToIPAddress());
+            return true;
+        }
+
+        if (!PcpResponse.TryParse(datagram, out var pcp) || pcp.Version != Pcp.Pcp.Version2 || pcp.Opcode != (byte)PcpOpcode.Announce ||
+            pcp.Result != PcpResult.Success) return false;
+        announcement = new(pcp.Epoch, null);
+        return true;
+    }
+
+    /// <summary>
+    /// True when this announcement says the gateway lost the mapping a client got at epoch <paramref name="grantEpoch"/>,
+    /// <paramref name="elapsed"/> ago on the client's clock, for external address <paramref name="external"/>: the
+    /// epoch is below the grant's, or less than 7/8 of the client's elapsed time (less 2 s of slack) went by on the
+    /// gateway's;
+    /// RFC 6886 section 3.6, RFC 6887 section 8.5), or the external address changed.
+    /// </summary>
+    public bool SaysRenew(uint grantEpoch, TimeSpan elapsed, IPAddress external)
+    {
+        ArgumentNullException.ThrowIfNull(external);
+        if (ExternalAddress is not null && !ExternalAddress.Equals(external)) return true;
+        if (Epoch < grantEpoch) return true; // a server's epoch never goes back unless it started over
+        var expected = grantEpoch + elapsed.TotalSeconds * 7 / 8;
+        return Epoch + 2.0 < expected;
+    }
 }
 
 /// <summary>
@@ -113,15 +157,20 @@ public sealed class PortMappingLease : IAsyncDisposable
     private readonly TimeSpan _lifetime;
     private readonly CancellationTokenSource _stop = new();
     private readonly Task _renewing;
+    private readonly Task _listening;
     private PortMappingGrant _grant;
+    private long _grantedAt;
+    private CancellationTokenSource? _wake;
     private int _disposed;
 
     internal PortMappingLease(PortMapper mapper, PortMappingGrant grant, TimeSpan lifetime)
     {
         _mapper = mapper;
         _grant = grant;
+        _grantedAt = mapper.Time.GetTimestamp();
         _lifetime = lifetime;
         _renewing = RenewLoopAsync(_stop.Token);
+        _listening = grant.Protocol == PortMappingProtocol.Upnp ? Task.CompletedTask : ListenLoopAsync(_stop.Token);
     }
 
     /// <summary>The mapping as last granted.</summary>
@@ -133,8 +182,15 @@ public sealed class PortMappingLease : IAsyncDisposable
     /// <summary>Raised when a renewal brought another external endpoint.</summary>
     public event Action<PortMappingGrant>? Changed;
 
+    /// <summary>Raised after every successful renewal, with what the gateway granted.</summary>
+    public event Action<PortMappingGrant>? Renewed;
+
     /// <summary>Renewals that got no answer or a refusal since the last success.</summary>
     public int FailedRenewals { get; private set; }
+
+    /// <summary>Announcements from the gateway that made this lease renew at once (the epoch went back or the
+    /// external address changed).</summary>
+    public int AnnouncedRestarts { get; private set; }
 
     private async Task RenewLoopAsync(CancellationToken stop)
     {
@@ -145,7 +201,23 @@ public sealed class PortMappingLease : IAsyncDisposable
                 var grant = Grant;
                 var half = grant.Lifetime / 2;
                 if (half < TimeSpan.FromSeconds(1)) half = TimeSpan.FromSeconds(1);
-                await Task.Delay(half, _mapper.Time, stop);
+                using (var wake = CancellationTokenSource.CreateLinkedTokenSource(stop))
+                {
+                    Volatile.Write(ref _wake, wake);
+                    try
+                    {
+                        await Task.Delay(half, _mapper.Time, wake.Token);
+                    }
+                    catch (OperationCanceledException) when (!stop.IsCancellationRequested)
+                    {
+                        // an announcement said the gateway restarted: renew now
+                    }
+                    finally
+                    {
+                        Volatile.Write(ref _wake, null);
+                    }
+                }
+
                 PortMappingGrant? renewed = null;
                 try
                 {
@@ -163,11 +235,86 @@ public sealed class PortMappingLease : IAsyncDisposable
 
                 FailedRenewals = 0;
                 Volatile.Write(ref _grant, renewed);
+                Interlocked.Exchange(ref _grantedAt, _mapper.Time.GetTimestamp());
+                Renewed?.Invoke(renewed);
                 if (!renewed.External.Equals(grant.External)) Changed?.Invoke(renewed);
             }
         }
         catch (OperationCanceledException) when (stop.IsCancellationRequested)
         {
+        }
+    }
+
+    /// <summary>
+    /// Listens for the gateway's announcements on 224.0.0.1:5350 (joined on the local address only, so nothing is
+    /// asked of another interface) and wakes the renewal when one says the mapping is gone. Quietly does nothing on
+    /// a network without multicast, without a specific local address, or where the port cannot be shared.
+    /// </summary>
+    private async Task ListenLoopAsync(CancellationToken stop)
+    {
+        if (_mapper.Network is not IMulticastNetwork multicast) return;
+        var local = PortMappingExchange.LocalAddress(_mapper.Network, _mapper.Options, _mapper.Gateway.Address);
+        if (local.Equals(IPAddress.Any)) return;
+        IMulticastDatagramSocket socket;
+        try
+        {
+            socket = await multicast.BindMulticastUdpAsync(new IPEndPoint(IPAddress.Any, Pcp.Pcp.ClientPort), stop);
+            socket.JoinGroup(PortMappingAnnouncer.Group.Address.ToIPAddress(), local);
+        }
+        catch (NetworkException)
+        {
+            return;
+        }
+        catch (OperationCanceledException)
+        {
+            return;
+        }
+
+        await using (socket)
+        {
+            var buffer = new byte[Pcp.Pcp.MaxMessageLength];
+            while (!stop.IsCancellationRequested)
+            {
+                ReceivedMessage got;
+                try
+                {
+                    got = await socket.ReceiveMessageFromAsync(buffer, stop);
+                }
+                catch (OperationCanceledException)
+                {
+                    return;
+                }
+                catch (ObjectDisposedException)
+                {
+                    return;
+                }
+
+                // RFC 6886 section 3.2.1: only the gateway's own announcements count.
+                if (!got.RemoteEndPoint.Address.Equals(_mapper.Gateway.Address) ||
+                    !PortMappingAnnouncement.TryParse(buffer.AsSpan(0, got.Length), out var announcement))
+                {
+                    continue;
+                }
+
+                var grant = Grant;
+                if (announcement.SaysRenew(grant.Epoch, _mapper.Time.GetElapsedTime(Interlocked.Read(ref _grantedAt)), grant.External.Address))
+                {
+                    try
+                    {
+                        // one renewal per restart: the second protocol's announcement of the same round, or one
+                        // heard while the renewal is under way, wakes nothing
+                        if (Volatile.Read(ref _wake) is { IsCancellationRequested: false } wake)
+                        {
+                            AnnouncedRestarts++;
+                            wake.Cancel();
+                        }
+                    }
+                    catch (ObjectDisposedException)
+                    {
+                        // the renewal woke on its own meanwhile
+                    }
+                }
+            }
         }
     }
 
@@ -177,6 +324,7 @@ public sealed class PortMappingLease : IAsyncDisposable
         if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
         _stop.Cancel(); // synchronously, on the caller's loop (CancelAsync would run the callbacks on the thread pool, outside a lab's)
         await _renewing;
+        await _listening;
         _stop.Dispose();
         await _mapper.DeleteAsync(Grant, CancellationToken.None);
     }

@@ -63,6 +63,20 @@ internal sealed class HandlerHarness : IDisposable
         return b[..n];
     }
 
+    /// <summary>A PCP PEER request from <paramref name="client"/> toward <paramref name="remote"/>.</summary>
+    public static byte[] PcpPeer(byte nonce, byte protocol, ushort internalPort, NatEndpoint remote, uint lifetime,
+        Ipv4Address? client = null, ushort suggestedPort = 0, params Func<Span<byte>, int>[] options)
+    {
+        var b = new byte[Pcp.Pcp.MaxMessageLength];
+        var n = PcpRequest.WriteHeader(b, PcpOpcode.Peer, lifetime, Pcp.Pcp.Mapped(client ?? Host.Address));
+        var nonceBytes = new byte[12];
+        nonceBytes.AsSpan().Fill(nonce);
+        n += PcpPeerData.Write(b.AsSpan(n), nonceBytes, protocol, internalPort, suggestedPort, Pcp.Pcp.AnyIpv4, remote.Port,
+            Pcp.Pcp.Mapped(remote.Address));
+        foreach (var o in options) n += o(b.AsSpan(n));
+        return b[..n];
+    }
+
     /// <summary>Delivers a UDP datagram from <paramref name="remote"/> to the external endpoint; true when the engine
     /// forwards it inside.</summary>
     public bool Reaches(NatEndpoint remote, ushort externalPort)

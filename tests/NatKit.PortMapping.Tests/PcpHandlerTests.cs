@@ -152,9 +152,9 @@ public sealed class PcpHandlerTests
         var reply = h.Send(v3);
         Assert.True(PcpResponse.TryParse(reply, out var r));
         Assert.Equal((2, PcpResult.UnsupportedVersion), (r.Version, r.Result));
-        var peer = new byte[24 + 56];
-        PcpRequest.WriteHeader(peer, PcpOpcode.Peer, 600, Pcp.Pcp.Mapped(Host.Address));
-        Assert.Equal(PcpResult.UnsupportedOpcode, Result(h.Send(peer)));
+        var unknown = new byte[24];
+        PcpRequest.WriteHeader(unknown, (PcpOpcode)3, 600, Pcp.Pcp.Mapped(Host.Address));
+        Assert.Equal(PcpResult.UnsupportedOpcode, Result(h.Send(unknown)));
         Assert.Empty(h.Engine.ListMappings(h.Now));
     }
 
@@ -192,7 +192,8 @@ public sealed class PcpHandlerTests
         using var h = new HandlerHarness();
         var valid = PcpMap(1, 17, 40000, 0, 600, options: [PreferFailure, s => PcpOptionReader.WriteFilter(s, 128, 1, Pcp.Pcp.Mapped(Remote.Address))]);
         var natpmp = NatPmpMap(NatPmpOpcode.MapUdp, 40001, 0, 600);
-        var gen = from which in Gen.Elements(valid, natpmp)
+        var peer = PcpPeer(2, 17, 40002, Remote, 600, options: [ThirdParty(Host.Address)]);
+        var gen = from which in Gen.Elements(valid, natpmp, peer)
                   from flips in Gen.ListOf(Gen.Zip(Gen.Choose(0, 200), ArbMap.Default.GeneratorFor<byte>()))
                   from cut in Gen.Choose(0, 300)
                   select (which, flips, cut);

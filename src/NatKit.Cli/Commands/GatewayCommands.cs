@@ -4,6 +4,7 @@ using System.Text.Json;
 using NatKit.Lab.Topology;
 using NatKit.Linux;
 using NatKit.Nat;
+using NatKit.Scenarios;
 using Spectre.Console;
 
 namespace NatKit.Cli.Commands;
@@ -84,7 +85,8 @@ internal sealed class GatewayCommands : IVerbGroup
             // ready (and the control socket listening) only once both links carry packets
             await using var gw = await Gateway.StartAsync(TunLink.Parse(parse.GetValue(inside)!),
                 TunLink.Parse(parse.GetValue(outside)!), config, offloads, tuning.Read(parse), ct).ConfigureAwait(false);
-            await PortmapCommands.ServeAsync(gw).ConfigureAwait(false); // NAT-PMP/PCP on the inside when the policy offers them
+            // NAT-PMP/PCP on the inside when the policy offers them, announced to the LAN at start-up
+            using var announcer = await GatewayPortMapping.ServeAsync(gw).ConfigureAwait(false);
             await using var upnp = await UpnpGatewayService.ServeAsync(gw).ConfigureAwait(false); // UPnP IGD likewise
             await using var control = GatewayControl.Listen(gw, GatewayControl.PathFor(parse.GetValue(name)!));
             var (insideOffloads, outsideOffloads) = gw.Offloads;

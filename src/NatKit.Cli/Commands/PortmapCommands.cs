@@ -23,15 +23,6 @@ internal sealed class PortmapCommands : IVerbGroup
         return portmap;
     }
 
-    /// <summary>Serves NAT-PMP and PCP on the inside of a running gateway when its policy offers either.</summary>
-    internal static Task ServeAsync(Gateway gateway)
-    {
-        var policy = gateway.Engine.Policy;
-        return policy.ServeNatPmp || policy.ServePcp
-            ? gateway.ServeInsideUdpAsync(PortMappingHandler.Port, (engine, now) => new PortMappingHandler(engine, now).Handle)
-            : Task.CompletedTask;
-    }
-
     private static Option<string> GatewayOption() => new("--gateway")
     {
         Description = "The router's inside address (NAT-PMP/PCP on port 5351).",

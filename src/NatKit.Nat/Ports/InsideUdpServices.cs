@@ -8,6 +8,11 @@ namespace NatKit.Nat.Ports;
 /// the engine, so it may use the engine.</summary>
 public delegate int InsideUdpService(ReadOnlySpan<byte> request, NatEndpoint source, long now, Span<byte> reply);
 
+/// <summary>Sends a datagram the NAT itself originates on its inside (NAT-PMP's and PCP's announcements to
+/// 224.0.0.1:5350): from its inside address and <paramref name="sourcePort"/> to <paramref name="destination"/>, out of
+/// the inside link only. Called on the thread that drives the engine.</summary>
+public delegate void InsideUdpSender(ushort sourcePort, NatEndpoint destination, ReadOnlySpan<byte> payload);
+
 /// <summary>
 /// The UDP services a NAT answers on its inside address, for whatever drives the engine (the gateway's
 /// <see cref="PacketPump"/>, a lab router): an inside packet that is an unfragmented UDP datagram to
@@ -63,12 +68,25 @@ public sealed class InsideUdpServices(Ipv4Address address)
 
         var source = new NatEndpoint(ip.Source, udp.SourcePort);
         var n = service(udp.Payload, source, now, _reply);
-        if (n > 0 && Ipv4Field.MinHeaderLength + UdpField.HeaderLength + n <= answer.Length)
+        if (n > 0)
         {
-            answerLength = PacketBuilder.WriteIpv4Udp(answer, new Ipv4Header(Address, source.Address), udp.DestinationPort, source.Port,
-                _reply.AsSpan(0, n));
+            answerLength = WriteDatagram(answer, udp.DestinationPort, source, _reply.AsSpan(0, n));
         }
 
         return true;
+    }
+
+    /// <summary>Writes the IPv4 packet of a datagram from <see cref="Address"/>:<paramref name="sourcePort"/> to
+    /// <paramref name="destination"/> into <paramref name="packet"/>; 0 when it does not fit. A multicast destination
+    /// gets a time to live of 1: it stays on the link (RFC 6886 section 3.2.1 sends announcements link-local).</summary>
+    public int WriteDatagram(Span<byte> packet, ushort sourcePort, NatEndpoint destination, ReadOnlySpan<byte> payload)
+    {
+        if (Ipv4Field.MinHeaderLength + UdpField.HeaderLength + payload.Length > packet.Length)
+        {
+            return 0;
+        }
+
+        var ttl = destination.Address.IsMulticast ? (byte)1 : (byte)64;
+        return PacketBuilder.WriteIpv4Udp(packet, new Ipv4Header(Address, destination.Address, ttl), sourcePort, destination.Port, payload);
     }
 }

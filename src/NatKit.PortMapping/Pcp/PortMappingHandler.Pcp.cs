@@ -4,8 +4,7 @@ using NatKit.PortMapping.Pcp;
 
 namespace NatKit.PortMapping;
 
-/// <summary>PCP (RFC 6887) requests: ANNOUNCE and MAP; PEER is answered UNSUPP_OPCODE (the engine keeps no
-/// per-peer explicit state).</summary>
+/// <summary>PCP (RFC 6887) requests: ANNOUNCE, MAP and PEER.</summary>
 public sealed partial class PortMappingHandler
 {
     /// <summary>Section 7.2: how long a client should take an error to last, for errors that need a change on the
@@ -35,6 +34,8 @@ public sealed partial class PortMappingHandler
                 return PcpResponse.WriteHeader(reply, (byte)PcpOpcode.Announce, PcpResult.Success, 0, epoch);
             case PcpOpcode.Map:
                 return HandleMap(request, source, now, epoch, reply);
+            case PcpOpcode.Peer:
+                return HandlePeer(request, source, now, epoch, reply);
             default:
                 return PcpError(reply, request, PcpResult.UnsupportedOpcode, epoch);
         }
@@ -56,9 +57,7 @@ public sealed partial class PortMappingHandler
             switch ((PcpOptionCode)code)
             {
                 case PcpOptionCode.ThirdParty:
-                    if (thirdParty is not null || data.Length != Pcp.Pcp.ThirdPartyLength) return PcpError(reply, request, PcpResult.MalformedOption, epoch);
-                    if (Pcp.Pcp.Unmapped(Ipv6Address.Read(data)) is not { } other) return PcpError(reply, request, PcpResult.UnsupportedProtocol, epoch);
-                    thirdParty = other;
+                    if (ReadThirdParty(data, ref thirdParty) is { } bad) return PcpError(reply, request, bad, epoch);
                     break;
                 case PcpOptionCode.PreferFailure:
                     if (preferFailure || data.Length != 0) return PcpError(reply, request, PcpResult.MalformedOption, epoch);
@@ -87,12 +86,8 @@ public sealed partial class PortMappingHandler
         if (options.IsMalformed) return PcpError(reply, request, PcpResult.MalformedOption, epoch);
         if (clearFilters) filters = null;
 
-        // Section 13.1: a host maps for another only when the operator allows it, and only for an inside host.
+        if (!MayMapFor(thirdParty)) return PcpError(reply, request, PcpResult.NotAuthorized, epoch);
         var host = thirdParty ?? source.Address;
-        if (thirdParty is not null && (!policy.AllowThirdPartyMappings || !_table.IsInside(host)))
-        {
-            return PcpError(reply, request, PcpResult.NotAuthorized, epoch);
-        }
 
         var nonce = PcpNonce.Read(map.Nonce);
         var lifetime = request.Lifetime;
@@ -133,34 +128,106 @@ public sealed partial class PortMappingHandler
             else if (preferFailure) return PcpError(reply, request, PcpResult.CannotProvideExternal, epoch);
         }
 
-        var granted = TimeSpan.FromSeconds(lifetime);
-        if (granted < policy.PortMappingMinLifetime) granted = policy.PortMappingMinLifetime;
-        if (granted > policy.PortMappingMaxLifetime) granted = policy.PortMappingMaxLifetime;
+        var granted = Lifetime(lifetime);
         var result = _table.Map(new MappingRequest(protocol, endpoint, map.ExternalPort, granted)
         {
             RequireExternalPort = preferFailure,
             ExternalAddress = wantedAddress,
             Filters = filters,
         }, now);
-        if (!result.Succeeded)
-        {
-            var code = result.Status switch
-            {
-                MappingStatus.QuotaExceeded => PcpResult.UserExceededQuota,
-                MappingStatus.NoResources => PcpResult.NoResources,
-                MappingStatus.PortUnavailable => PcpResult.CannotProvideExternal,
-                MappingStatus.TooManyFilters => PcpResult.ExcessiveRemotePeers,
-                MappingStatus.UnsupportedProtocol => PcpResult.UnsupportedProtocol,
-                _ => PcpResult.NotAuthorized,
-            };
-            return PcpError(reply, request, code, epoch);
-        }
+        if (!result.Succeeded) return PcpError(reply, request, ResultOf(result.Status), epoch);
 
         _granted++;
         Own(protocol, endpoint, nonce, result.Status);
         return MapAnswer(reply, request, PcpResult.Success, result.Mapping.SecondsLeft(now), epoch, result.Mapping.External.Port,
             Pcp.Pcp.Mapped(result.Mapping.External.Address));
     }
+
+    /// <summary>Section 13.1: THIRD_PARTY at most once, 16 bytes, an IPv4 (mapped) address. Null when taken, else
+    /// the error to answer with.</summary>
+    private static PcpResult? ReadThirdParty(ReadOnlySpan<byte> data, ref Ipv4Address? thirdParty)
+    {
+        if (thirdParty is not null || data.Length != Pcp.Pcp.ThirdPartyLength) return PcpResult.MalformedOption;
+        if (Pcp.Pcp.Unmapped(Ipv6Address.Read(data)) is not { } other) return PcpResult.UnsupportedProtocol;
+        thirdParty = other;
+        return null;
+    }
+
+    /// <summary>Section 13.1: a host maps for another only when the operator allows it, and only for an inside host.</summary>
+    private bool MayMapFor(Ipv4Address? thirdParty) =>
+        thirdParty is not { } other || (_table.Policy.AllowThirdPartyMappings && _table.IsInside(other));
+
+    /// <summary>
+    /// Section 12: PEER makes (or finds) the outbound mapping of the internal endpoint toward the remote peer, as the
+    /// first packet to it would, and keeps it at least the lifetime asked (raised to the minimum, cut to the maximum;
+    /// 0 hands it back to its idle timer). The answer carries the external endpoint; the suggested one is a hint the
+    /// engine's port assignment does not take (an existing mapping keeps its port, section 12.3). THIRD_PARTY as
+    /// for MAP; FILTER and PREFER_FAILURE are MAP's (section 7.3), so a PEER carrying them gets UNSUPP_OPTION.
+    /// </summary>
+    private int HandlePeer(in PcpRequest request, NatEndpoint source, long now, uint epoch, Span<byte> reply)
+    {
+        request.TryGetPeer(out var peer); // Check made sure the 56 bytes are there
+        var map = peer.Map;
+        Ipv4Address? thirdParty = null;
+        var options = request.Options;
+        while (options.TryReadNext(out var code, out var data))
+        {
+            if (code == (byte)PcpOptionCode.ThirdParty)
+            {
+                if (ReadThirdParty(data, ref thirdParty) is { } bad) return PcpError(reply, request, bad, epoch);
+            }
+            else if (code < 128)
+            {
+                return PcpError(reply, request, PcpResult.UnsupportedOption, epoch);
+            }
+        }
+
+        if (options.IsMalformed) return PcpError(reply, request, PcpResult.MalformedOption, epoch);
+        if (!MayMapFor(thirdParty)) return PcpError(reply, request, PcpResult.NotAuthorized, epoch);
+        if (map.Protocol is not ((byte)IpProtocol.Udp or (byte)IpProtocol.Tcp)) return PcpError(reply, request, PcpResult.UnsupportedProtocol, epoch);
+        if (Pcp.Pcp.Unmapped(peer.RemoteAddress) is not { } remoteAddress) return PcpError(reply, request, PcpResult.UnsupportedProtocol, epoch);
+        if (map.InternalPort == 0 || peer.RemotePort == 0) return PcpError(reply, request, PcpResult.MalformedRequest, epoch);
+
+        var result = _table.MapPeer((IpProtocol)map.Protocol, new NatEndpoint(thirdParty ?? source.Address, map.InternalPort),
+            new NatEndpoint(remoteAddress, peer.RemotePort), Lifetime(request.Lifetime), now);
+        if (!result.Succeeded) return PcpError(reply, request, ResultOf(result.Status), epoch);
+
+        if (request.Lifetime == 0) _deleted++;
+        else _granted++;
+        var external = result.Mapping.External;
+        var n = PcpResponse.WriteHeader(reply, (byte)PcpOpcode.Peer, PcpResult.Success,
+            request.Lifetime == 0 ? 0 : result.Mapping.SecondsLeft(now), epoch);
+        n += PcpPeerData.Write(reply[n..], map.Nonce, map.Protocol, map.InternalPort, external.Port, Pcp.Pcp.Mapped(external.Address),
+            peer.RemotePort, peer.RemoteAddress);
+        options = request.Options;
+        while (options.TryReadNext(out var code, out var data))
+        {
+            if (code == (byte)PcpOptionCode.ThirdParty) n += PcpOptionReader.Write(reply[n..], PcpOptionCode.ThirdParty, data);
+        }
+
+        return n;
+    }
+
+    /// <summary>Section 15: a lifetime asked for, raised to the policy's minimum and cut to its maximum; 0 stays 0.</summary>
+    private TimeSpan Lifetime(uint seconds)
+    {
+        var policy = _table.Policy;
+        var lifetime = TimeSpan.FromSeconds(seconds);
+        if (seconds > 0 && lifetime < policy.PortMappingMinLifetime) lifetime = policy.PortMappingMinLifetime;
+        return lifetime > policy.PortMappingMaxLifetime ? policy.PortMappingMaxLifetime : lifetime;
+    }
+
+    /// <summary>The PCP result for a mapping table's refusal (section 7.4).</summary>
+    private static PcpResult ResultOf(MappingStatus status) => status switch
+    {
+        MappingStatus.QuotaExceeded => PcpResult.UserExceededQuota,
+        MappingStatus.NoResources => PcpResult.NoResources,
+        MappingStatus.PortUnavailable => PcpResult.CannotProvideExternal,
+        MappingStatus.TooManyFilters => PcpResult.ExcessiveRemotePeers,
+        MappingStatus.UnsupportedProtocol => PcpResult.UnsupportedProtocol,
+        MappingStatus.BadRemote => PcpResult.MalformedRequest,
+        _ => PcpResult.NotAuthorized,
+    };
 
     private static bool Contains(IReadOnlyList<Ipv4Address> list, Ipv4Address address)
     {

@@ -114,7 +114,9 @@ public sealed class UpnpClient
 
         await using var socket = await multicast.BindMulticastUdpAsync(new IPEndPoint(localAddress, 0), cancellationToken);
         socket.SetMulticastSend(localAddress, timeToLive: 2);
-        var mx = Math.Clamp((int)Math.Ceiling(wait.TotalSeconds), 1, 5);
+        // Devices answer a random time up to MX later (UDA 2.0 section 1.3.2): ask for a second less than we wait,
+        // so the last answers still land inside the window.
+        var mx = Math.Clamp((int)Math.Floor(wait.TotalSeconds) - 1, 1, 5);
         foreach (var target in SearchTargets)
         {
             await socket.SendToAsync(SsdpMessage.Search(target, mx), new IPEndPoint(SsdpMessage.Group, ssdpPort),

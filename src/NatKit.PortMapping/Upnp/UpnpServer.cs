@@ -35,6 +35,10 @@ public sealed record UpnpServerOptions
     /// <summary>Most HTTP connections served at once; more are closed at once.</summary>
     public int MaxConnections { get; init; } = 32;
 
+    /// <summary>Draws the random wait before answering a multicast search (UDA 2.0 section 1.3.2); seed it for a
+    /// lab run that repeats.</summary>
+    public Random Random { get; init; } = Random.Shared;
+
     /// <summary>One sentence per invalid field, each starting with the field's name; empty when valid.</summary>
     public IReadOnlyList<string> Validate()
     {
@@ -78,6 +82,7 @@ public sealed partial class UpnpServer : IAsyncDisposable
     private readonly Task _acceptLoop;
     private readonly ITimer _announcer;
     private int _connections;
+    private int _pendingSearches;
     private long _searchesAnswered;
     private long _requestsServed;
     private int _disposed;
@@ -213,21 +218,58 @@ public sealed partial class UpnpServer : IAsyncDisposable
             }
 
             var answers = _responder.Answer(message, location, m.IsMulticast);
-            if (answers.Count > 0)
+            if (answers.Count == 0)
             {
-                Interlocked.Increment(ref _searchesAnswered);
+                continue;
             }
 
-            foreach (var answer in answers)
+            var delay = UpnpSsdpResponder.AnswerDelay(message, m.IsMulticast, _options.Random);
+            if (delay == TimeSpan.Zero)
             {
-                try
-                {
-                    await _ssdp.SendToAsync(answer, m.RemoteEndPoint, token);
-                }
-                catch (Exception e) when (e is NetworkException or OperationCanceledException or ObjectDisposedException)
-                {
-                    break;
-                }
+                await AnswerAsync(answers, m.RemoteEndPoint, token);
+            }
+            else if (Interlocked.Increment(ref _pendingSearches) <= MaxPendingSearches)
+            {
+                _ = AnswerLaterAsync(answers, m.RemoteEndPoint, delay, token);
+            }
+            else
+            {
+                Interlocked.Decrement(ref _pendingSearches); // a flood of searches: the rest wait for the next one
+            }
+        }
+    }
+
+    /// <summary>Multicast searches waiting out their random delay at most (each holds its answers until then).</summary>
+    private const int MaxPendingSearches = 64;
+
+    private async Task AnswerLaterAsync(IReadOnlyList<byte[]> answers, IPEndPoint to, TimeSpan delay, CancellationToken token)
+    {
+        try
+        {
+            await Task.Delay(delay, _network.TimeProvider, token);
+            await AnswerAsync(answers, to, token);
+        }
+        catch (OperationCanceledException)
+        {
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _pendingSearches);
+        }
+    }
+
+    private async Task AnswerAsync(IReadOnlyList<byte[]> answers, IPEndPoint to, CancellationToken token)
+    {
+        Interlocked.Increment(ref _searchesAnswered);
+        foreach (var answer in answers)
+        {
+            try
+            {
+                await _ssdp.SendToAsync(answer, to, token);
+            }
+            catch (Exception e) when (e is NetworkException or OperationCanceledException or ObjectDisposedException)
+            {
+                break;
             }
         }
     }

@@ -10,6 +10,26 @@ public sealed class UpnpSsdpResponder
     /// <summary>How long answers and announcements stay valid (UDA: at least 1800 s).</summary>
     public const int MaxAgeSeconds = 1800;
 
+    /// <summary>UDA 2.0 section 1.3.2: an MX above 5 s is taken as 5.</summary>
+    public const int MaxMx = 5;
+
+    /// <summary>
+    /// UDA 2.0 section 1.3.2 (and 1.3.3): how long to wait before answering <paramref name="search"/>: for a multicast
+    /// search a random time up to its MX seconds (capped at <see cref="MaxMx"/>), so the answers of many devices do not
+    /// arrive at once; a unicast search is answered at once. <paramref name="random"/> is the source of the draw.
+    /// </summary>
+    public static TimeSpan AnswerDelay(SsdpMessage search, bool multicast, Random random)
+    {
+        ArgumentNullException.ThrowIfNull(search);
+        ArgumentNullException.ThrowIfNull(random);
+        if (!multicast || search.MaxWait is not { } mx || mx < 1)
+        {
+            return TimeSpan.Zero;
+        }
+
+        return TimeSpan.FromMilliseconds(Math.Floor(random.NextDouble() * Math.Min(mx, MaxMx) * 1000));
+    }
+
     private readonly (string Target, string Usn)[] _targets;
     private readonly string _server;
 

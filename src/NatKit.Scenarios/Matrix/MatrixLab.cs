@@ -181,7 +181,10 @@ public static class MatrixLab
                 dmz is null ? null : c => c with { DmzHost = Ipv4Address.Parse(dmz) });
             if (portMapping && hop.Level == 0)
             {
-                router.ServeUdp(PortMappingHandler.Port, new PortMappingHandler(router.Engine, router.NowMs).Handle);
+                var handler = new PortMappingHandler(router.Engine, router.NowMs);
+                router.ServeUdp(PortMappingHandler.Port, handler.Handle);
+                // the router's start-up announcements to its LAN (RFC 6886 section 3.2.1)
+                _ = new PortMappingAnnouncer(handler, f => ValueTask.FromResult(f(router.NowMs)), router.SendInsideUdp, lab.TimeProvider).Start();
             }
         }
     }

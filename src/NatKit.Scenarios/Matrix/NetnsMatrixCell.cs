@@ -50,6 +50,7 @@ public sealed class NetnsMatrixCell : IAsyncDisposable
 
     private readonly NamespaceLab _lab;
     private readonly List<Gateway> _gateways = [];
+    private readonly List<PortMappingAnnouncer> _announcers = [];
     private readonly List<NamespaceProcess> _processes = [];
     private int _disposed;
 
@@ -136,10 +137,9 @@ public sealed class NetnsMatrixCell : IAsyncDisposable
                 var gateway = await Gateway.StartAsync(g.Inside, g.Outside, config, cancellationToken: cancellationToken)
                     .ConfigureAwait(false);
                 cell._gateways.Add(gateway);
-                if (options.PortMapping && (config.Policy.ServeNatPmp || config.Policy.ServePcp))
+                if (options.PortMapping && await GatewayPortMapping.ServeAsync(gateway).ConfigureAwait(false) is { } announcer)
                 {
-                    await gateway.ServeInsideUdpAsync(PortMappingHandler.Port, (engine, now) => new PortMappingHandler(engine, now).Handle)
-                        .ConfigureAwait(false);
+                    cell._announcers.Add(announcer);
                 }
             }
 
@@ -249,6 +249,11 @@ public sealed class NetnsMatrixCell : IAsyncDisposable
         }
 
         if (Services is not null) await Services.DisposeAsync().ConfigureAwait(false);
+        foreach (var a in _announcers)
+        {
+            a.Dispose();
+        }
+
         foreach (var g in _gateways)
         {
             await g.DisposeAsync().ConfigureAwait(false);

@@ -33,7 +33,7 @@ public sealed class UpnpLoopbackTests
             }, new UpnpServerOptions { SsdpPort = 0 });
 
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(20));
-        var found = await UpnpClient.DiscoverAsync(SystemNetwork.Instance, IPAddress.Loopback, TimeSpan.FromSeconds(1),
+        var found = await UpnpClient.DiscoverAsync(SystemNetwork.Instance, IPAddress.Loopback, TimeSpan.FromSeconds(2),
             igd.SsdpEndPoint.Port, timeout.Token);
         Assert.Contains(igd.DescriptionUrl, found);
         var client = await UpnpClient.ConnectAsync(SystemNetwork.Instance, igd.DescriptionUrl, IPAddress.Loopback,
