@@ -13,7 +13,7 @@ namespace NatKit.Cli.Tests;
 /// bob's LAN through a forwarded port, and `natkit peer status --json` says which path the pipe took.
 /// </summary>
 [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
-public sealed partial class PeerNetnsTests : IDisposable
+public sealed partial class PeerNetnsTests(ITestOutputHelper log) : IDisposable
 {
     private static readonly TimeSpan Deadline = TimeSpan.FromSeconds(120);
 
@@ -78,9 +78,11 @@ public sealed partial class PeerNetnsTests : IDisposable
             await nodeA.WaitForOutputAsync(" ready;", timeout.Token);
             Assert.Contains($"node {alice} (alice) ready; udp 0.0.0.0:{NetnsMatrixCell.AgentPort}, public 198.51.100.1:", nodeA.Output, StringComparison.Ordinal);
 
-            var curl = cell.Start("a", "curl", ["-sS", "--max-time", "90", "-o", F("got.bin"), "http://127.0.0.1:8080/payload.bin"]);
+            var curl = cell.Start("a", "curl", ["-sS", "--max-time", "90", "-o", F("got.bin"), "-w", "%{time_total} s, %{speed_download} bytes/s",
+                "http://127.0.0.1:8080/payload.bin"]);
             Assert.True(await curl.WaitForExitAsync(timeout.Token) == 0, curl.Errors + nodeA.Output + nodeA.Errors + nodeB.Output + nodeB.Errors);
             Assert.Equal(SHA256.HashData(payload), SHA256.HashData(await File.ReadAllBytesAsync(F("got.bin"))));
+            log.WriteLine($"{natA} x {natB}: curl {payload.Length} bytes in {curl.Output.Trim()} (the first connection included)");
 
             var (code, output, errors) = await Natkit.RunAsync("peer", "status", "--control", F("alice.sock"), "--json");
             Assert.True(code == 0, output + errors);
