@@ -3,6 +3,7 @@ using System.Text.Json;
 using System.Text.RegularExpressions;
 using NatKit.Linux;
 using NatKit.Scenarios.Matrix;
+using Xunit.Abstractions;
 
 namespace NatKit.Cli.Tests;
 

@@ -117,10 +117,19 @@ internal sealed class PeerCommands : IVerbGroup
                 throw new CliException($"--config {file}: the node could not start: {Sentence(e.Message)}");
             }
 
-            var controlPath = settings.ControlPath(Environment);
-            await using var control = ControlSocket.Listen(controlPath, (command, _) => Task.FromResult(command == "status"
-                ? PeerStatusReport.ToJson(PeerStatusReport.From(node.Status(), host.GetKnownNodes()))
-                : JsonSerializer.Serialize(new { error = $"unknown command '{command}'; the one command is status" })));
+            ControlSocket control;
+            try
+            {
+                control = ControlSocket.Listen(settings.ControlPath(Environment), (command, _) => Task.FromResult(command == "status"
+                    ? PeerStatusReport.ToJson(PeerStatusReport.From(node.Status(), host.GetKnownNodes()))
+                    : JsonSerializer.Serialize(new { error = $"unknown command '{command}'; the one command is status" })));
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                throw new CliException($"--config {file}: control: {Sentence(e.Message)}");
+            }
+
+            await using var listening = control;
 
             var forwards = string.Join(", ", node.Forwards.Select(f =>
                 $"{f.Listen} -> {host.GetPeer(f.Peer)?.Name ?? f.Peer.ToShortString()}/{f.Service}"));
