@@ -28,7 +28,7 @@ public sealed partial class PeerNetnsTests(ITestOutputHelper log) : IDisposable
     private static partial Regex NodeIdLine();
 
     /// <summary><c>masquerade random</c> on both sides leaves no direct path: the pipe goes through the TURN relay.
-    /// With <c>masquerade persistent</c> on alice's side, bob's random ports are met by birthday probing: direct.</summary>
+    /// With <c>masquerade persistent</c> on alice's side a direct path is found.</summary>
     [PeerTheory("ip", "nft", "curl", "python3", Root = true)]
     [InlineData("kernel-random", "kernel-random", "relay")]
     [InlineData("kernel-persistent", "kernel-random", "direct")]
