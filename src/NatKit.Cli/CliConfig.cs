@@ -17,7 +17,7 @@ internal static class CliConfig
 {
     public const string Name = "--config";
 
-    public static Option<string?> CreateOption() => new(Name)
+    public static Option<string?> CreateOption() => new FlagsFile(Name)
     {
         Description = "YAML or JSON file of this verb's flags: keys are the flag names without '--' (listen: 127.0.0.1:3478, " +
                       "user: [alice:secret]); flags on the command line win; unknown keys are refused.",
@@ -29,7 +29,8 @@ internal static class CliConfig
     {
         ArgumentNullException.ThrowIfNull(parse);
         var command = parse.CommandResult.Command;
-        var option = command.Options.FirstOrDefault(o => o.Name == Name);
+        // only this kind of --config is a file of flags (`peer run --config` is a config of its own)
+        var option = command.Options.FirstOrDefault(o => o is FlagsFile);
         if (option is null || parse.GetResult(option) is not OptionResult { Implicit: false } given ||
             given.Tokens.Count == 0)
         {
@@ -42,6 +43,9 @@ internal static class CliConfig
         var (arguments, fromFile) = Read(path, command, onCommandLine);
         return (arguments, path, fromFile);
     }
+
+    /// <summary>The --config whose file holds this verb's flags.</summary>
+    private sealed class FlagsFile(string name) : Option<string?>(name);
 
     internal static (string[] Arguments, IReadOnlySet<string> FromFile) Read(string path, Command command,
         IReadOnlySet<string> onCommandLine)

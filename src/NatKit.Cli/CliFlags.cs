@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
 using System.Numerics;
+using NatKit.Net;
 
 namespace NatKit.Cli;
 
@@ -18,37 +19,9 @@ internal static class CliFlags
     public static IPEndPoint EndPoint(string text, int defaultPort, string flag)
     {
         ArgumentNullException.ThrowIfNull(text);
-        var t = text.Trim();
-        string host;
-        string? port = null;
-        if (t.StartsWith('['))
-        {
-            var close = t.IndexOf(']', StringComparison.Ordinal);
-            if (close < 0 || (close + 1 < t.Length && t[close + 1] != ':'))
-            {
-                throw new CliException($"{flag} {text}: expected ADDRESS[:PORT], with an IPv6 address in brackets like [::1]:3478.");
-            }
-
-            host = t[1..close];
-            port = close + 1 < t.Length ? t[(close + 2)..] : null;
-        }
-        else if (t.Count(c => c == ':') == 1)
-        {
-            var colon = t.IndexOf(':', StringComparison.Ordinal);
-            host = t[..colon];
-            port = t[(colon + 1)..];
-        }
-        else
-        {
-            host = t; // IPv4 alone, or IPv6 without brackets (and so without a port)
-        }
-
-        if (!TryParseAddress(host, out var address))
-        {
-            throw new CliException($"{flag} {text}: '{host}' is not an IP address; expected ADDRESS[:PORT] like 127.0.0.1:3478 or [::1]:3478.");
-        }
-
-        return new IPEndPoint(address, port is null ? defaultPort : Port(port, flag, text, allowZero: true));
+        return EndPointText.TryParse(text, defaultPort, out var endPoint) is { } problem
+            ? throw new CliException($"{flag} {text}: {problem}")
+            : endPoint!;
     }
 
     /// <summary>An IP address, or null when the flag is absent.</summary>
@@ -72,18 +45,8 @@ internal static class CliFlags
 
     /// <summary>A dotted-quad IPv4 or a plain IPv6 address (no brackets or port, which IPAddress.TryParse would
     /// accept and drop, and no "1" read as 0.0.0.1).</summary>
-    public static bool TryParseAddress(string text, [NotNullWhen(true)] out IPAddress? address)
-    {
-        address = null;
-        if (text.Contains(':', StringComparison.Ordinal))
-        {
-            return !text.Contains('[', StringComparison.Ordinal) && IPAddress.TryParse(text, out address) &&
-                   address.AddressFamily == AddressFamily.InterNetworkV6;
-        }
-
-        return text.Count(c => c == '.') == 3 && IPAddress.TryParse(text, out address) &&
-               address.AddressFamily == AddressFamily.InterNetwork;
-    }
+    public static bool TryParseAddress(string text, [NotNullWhen(true)] out IPAddress? address) =>
+        EndPointText.TryParseAddress(text, out address);
 
     /// <summary>An address of one family, or null when the flag is absent; <paramref name="why"/> finishes the
     /// sentence for an address of the other family ("it is announced for IPv4 relays").</summary>
@@ -99,18 +62,10 @@ internal static class CliFlags
     public static string Family(AddressFamily family) => family == AddressFamily.InterNetworkV6 ? "IPv6" : "IPv4";
 
     /// <summary>A port 1-65535 (0 too when <paramref name="allowZero"/>).</summary>
-    public static int Port(string text, string flag, string? whole = null, bool allowZero = false)
-    {
-        var shown = whole ?? text;
-        if (!int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var p))
-        {
-            throw new CliException($"{flag} {shown}: '{text}' is not a port number; use 1-65535.");
-        }
-
-        return p is >= 1 and <= 65535 || (allowZero && p == 0)
-            ? p
-            : throw new CliException($"{flag} {shown}: port {text} is out of range; use 1-65535{(allowZero ? " (0 for any free port)" : "")}.");
-    }
+    public static int Port(string text, string flag, string? whole = null, bool allowZero = false) =>
+        EndPointText.PortProblem(text, allowZero, out var port) is { } problem
+            ? throw new CliException($"{flag} {whole ?? text}: {problem}")
+            : port;
 
     /// <summary>MIN-MAX, both ports, MIN at most MAX.</summary>
     public static (int Min, int Max) PortRange(string text, string flag)

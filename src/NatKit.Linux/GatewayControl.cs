@@ -1,8 +1,7 @@
 using System.Globalization;
-using System.Net.Sockets;
-using System.Text;
 using System.Text.Json;
 using NatKit.Nat;
+using NatKit.Net;
 
 namespace NatKit.Linux;
 
@@ -30,19 +29,15 @@ public sealed class GatewayControl : IAsyncDisposable
     private static readonly JsonSerializerOptions Json = new() { WriteIndented = false };
 
     private readonly Gateway _gateway;
-    private readonly Socket _listener;
-    private readonly CancellationTokenSource _stop = new();
-    private readonly Task _accepting;
+    private readonly ControlSocket _socket;
 
-    private GatewayControl(Gateway gateway, Socket listener, string path)
+    private GatewayControl(Gateway gateway, string path)
     {
         _gateway = gateway;
-        _listener = listener;
-        Path = path;
-        _accepting = AcceptLoopAsync();
+        _socket = ControlSocket.Listen(path, AnswerAsync);
     }
 
-    public string Path { get; }
+    public string Path => _socket.Path;
 
     /// <summary>The control socket path for a gateway name.</summary>
     public static string PathFor(string name) => System.IO.Path.Combine(Directory, name + ".sock");
@@ -51,25 +46,7 @@ public sealed class GatewayControl : IAsyncDisposable
     public static GatewayControl Listen(Gateway gateway, string path)
     {
         ArgumentNullException.ThrowIfNull(gateway);
-        System.IO.Directory.CreateDirectory(System.IO.Path.GetDirectoryName(path)!);
-        if (File.Exists(path))
-        {
-            File.Delete(path);
-        }
-
-        var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-        try
-        {
-            listener.Bind(new UnixDomainSocketEndPoint(path));
-            listener.Listen(8);
-        }
-        catch
-        {
-            listener.Dispose();
-            throw;
-        }
-
-        return new GatewayControl(gateway, listener, path);
+        return new GatewayControl(gateway, path);
     }
 
     /// <summary>Asks a running gateway for its flow table.</summary>
@@ -123,87 +100,16 @@ public sealed class GatewayControl : IAsyncDisposable
             e.MappingCount, e.TableBytes, offloads.Inside.ToString(), offloads.Outside.ToString()));
     }
 
-    public async ValueTask DisposeAsync()
+    public ValueTask DisposeAsync() => _socket.DisposeAsync();
+
+    private static Task<string> AskAsync(string path, string command, CancellationToken cancellationToken) =>
+        ControlSocket.AskAsync(path, command, "`natkit gateway run`", cancellationToken);
+
+    private async Task<string> AnswerAsync(string command, CancellationToken cancellationToken) => command switch
     {
-        await _stop.CancelAsync().ConfigureAwait(false);
-        _listener.Dispose();
-        try
-        {
-            await _accepting.ConfigureAwait(false);
-        }
-        catch (OperationCanceledException)
-        {
-        }
-
-        _stop.Dispose();
-        try
-        {
-            File.Delete(Path);
-        }
-        catch (IOException)
-        {
-            // already gone
-        }
-    }
-
-    private static async Task<string> AskAsync(string path, string command, CancellationToken cancellationToken)
-    {
-        if (!File.Exists(path))
-        {
-            throw new IOException($"no gateway control socket at {path} (is `natkit gateway run` running?)");
-        }
-
-        using var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-        await socket.ConnectAsync(new UnixDomainSocketEndPoint(path), cancellationToken).ConfigureAwait(false);
-        await using var stream = new NetworkStream(socket, ownsSocket: false);
-        await stream.WriteAsync(Encoding.ASCII.GetBytes(command + "\n"), cancellationToken).ConfigureAwait(false);
-        using var reader = new StreamReader(stream, Encoding.UTF8);
-        return await reader.ReadToEndAsync(cancellationToken).ConfigureAwait(false);
-    }
-
-    private async Task AcceptLoopAsync()
-    {
-        while (!_stop.IsCancellationRequested)
-        {
-            Socket client;
-            try
-            {
-                client = await _listener.AcceptAsync(_stop.Token).ConfigureAwait(false);
-            }
-            catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException or SocketException)
-            {
-                return;
-            }
-
-            _ = ServeAsync(client);
-        }
-    }
-
-    private async Task ServeAsync(Socket client)
-    {
-        using (client)
-        {
-            try
-            {
-                using var timeout = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token);
-                timeout.CancelAfter(TimeSpan.FromSeconds(5));
-                await using var stream = new NetworkStream(client, ownsSocket: false);
-                var line = new byte[64];
-                var n = await stream.ReadAsync(line, timeout.Token).ConfigureAwait(false);
-                var command = Encoding.ASCII.GetString(line, 0, n).Trim();
-                string answer = command switch
-                {
-                    "flows" => JsonSerializer.Serialize(await FlowsOf(_gateway).ConfigureAwait(false), Json),
-                    "stats" => JsonSerializer.Serialize(await StatusOf(_gateway).ConfigureAwait(false), Json),
-                    "mappings" => JsonSerializer.Serialize(await MappingsOf(_gateway).ConfigureAwait(false), Json),
-                    _ => JsonSerializer.Serialize(new { error = string.Create(CultureInfo.InvariantCulture, $"unknown command '{command}'") }, Json),
-                };
-                await stream.WriteAsync(Encoding.UTF8.GetBytes(answer), timeout.Token).ConfigureAwait(false);
-            }
-            catch (Exception e) when (e is IOException or SocketException or OperationCanceledException)
-            {
-                // a client that went away or dawdled: nothing to answer
-            }
-        }
-    }
+        "flows" => JsonSerializer.Serialize(await FlowsOf(_gateway).ConfigureAwait(false), Json),
+        "stats" => JsonSerializer.Serialize(await StatusOf(_gateway).ConfigureAwait(false), Json),
+        "mappings" => JsonSerializer.Serialize(await MappingsOf(_gateway).ConfigureAwait(false), Json),
+        _ => JsonSerializer.Serialize(new { error = string.Create(CultureInfo.InvariantCulture, $"unknown command '{command}'") }, Json),
+    };
 }

@@ -15,6 +15,7 @@ public sealed class NamespaceProcess : IAsyncDisposable
     private readonly Process _process;
     private readonly StringBuilder _output = new();
     private readonly StringBuilder _errors = new();
+    private readonly List<(string Needle, TaskCompletionSource Found)> _waiters = [];
 
     private NamespaceProcess(Process process, string networkNamespace)
     {
@@ -76,7 +77,12 @@ public sealed class NamespaceProcess : IAsyncDisposable
         var p = new NamespaceProcess(process, networkNamespace);
         process.OutputDataReceived += (_, e) =>
         {
-            if (e.Data is not null) lock (p._output) p._output.AppendLine(e.Data);
+            if (e.Data is null) return;
+            lock (p._output)
+            {
+                p._output.AppendLine(e.Data);
+                p._waiters.RemoveAll(w => e.Data.Contains(w.Needle, StringComparison.Ordinal) && w.Found.TrySetResult());
+            }
         };
         process.ErrorDataReceived += (_, e) =>
         {
@@ -92,6 +98,35 @@ public sealed class NamespaceProcess : IAsyncDisposable
         process.BeginErrorReadLine();
         process.StandardInput.Close();
         return p;
+    }
+
+    /// <summary>Returns once a line of standard output contains <paramref name="needle"/> (a server's "ready"
+    /// line), woken by the line itself.</summary>
+    /// <exception cref="IOException">The program ended without printing it (the message carries its output).</exception>
+    public async Task WaitForOutputAsync(string needle, CancellationToken cancellationToken = default)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(needle);
+        var found = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var waiter = (needle, found);
+        lock (_output)
+        {
+            if (_output.ToString().Contains(needle, StringComparison.Ordinal)) return;
+            _waiters.Add(waiter);
+        }
+
+        var exited = _process.WaitForExitAsync(cancellationToken);
+        try
+        {
+            if (await Task.WhenAny(found.Task, exited).ConfigureAwait(false) == found.Task) return;
+            await exited.ConfigureAwait(false); // cancellation surfaces here
+        }
+        finally
+        {
+            lock (_output) _waiters.Remove(waiter);
+        }
+
+        if (Output.Contains(needle, StringComparison.Ordinal)) return; // the last lines, read after the exit
+        throw new IOException($"the program in {Namespace} ended (exit {_process.ExitCode}) without printing '{needle}': {Output}{Errors}");
     }
 
     /// <summary>Waits for the program to end and for its output to be read; returns its exit code.</summary>

@@ -20,6 +20,11 @@ public sealed record NetnsMatrixOptions
     /// <summary>Gateways serve the NAT-PMP and PCP their policy offers (`--portmap`).</summary>
     public bool PortMapping { get; init; }
 
+    /// <summary>Start the cell's STUN and TURN servers (false: none; the caller runs its own on the same addresses,
+    /// as `natkit peer`'s namespace test runs `natkit ... serve` processes; <see cref="NetnsMatrixCell.Services"/>
+    /// is then null).</summary>
+    public bool Services { get; init; } = true;
+
     /// <summary>The run tag in every namespace name (<c>nk-TAG-...</c>); default a fresh one.</summary>
     public string? Tag { get; init; }
 
@@ -77,7 +82,8 @@ public sealed class NetnsMatrixCell : IAsyncDisposable
     /// every segment and router the layout made.</summary>
     public NetnsLabLayout Layout => _lab.Layout;
 
-    /// <summary>The STUN (and, with a relay, TURN) servers, running in their namespaces.</summary>
+    /// <summary>The STUN (and, with a relay, TURN) servers, running in their namespaces (null when
+    /// <see cref="NetnsMatrixOptions.Services"/> is false).</summary>
     public MatrixServices Services { get; private set; } = null!;
 
     /// <summary>The rendezvous service, which answers STUN Binding on the same port.</summary>
@@ -143,8 +149,12 @@ public sealed class NetnsMatrixCell : IAsyncDisposable
                 }
             }
 
-            cell.Services = await MatrixServices.StartAsync(cell.Network("rendezvous"),
-                options.Relay ? cell.Network("turn") : null, cancellationToken).ConfigureAwait(false);
+            if (options.Services)
+            {
+                cell.Services = await MatrixServices.StartAsync(cell.Network("rendezvous"),
+                    options.Relay ? cell.Network("turn") : null, cancellationToken).ConfigureAwait(false);
+            }
+
             return cell;
         }
         catch

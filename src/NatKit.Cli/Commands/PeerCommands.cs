@@ -1,0 +1,282 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text.Json;
+using Microsoft.Extensions.Logging;
+using NatKit.Net;
+using NatKit.Traversal;
+using NatKit.Traversal.Identity;
+using NatKit.Traversal.Peer;
+using NatKit.Traversal.Rendezvous;
+using Spectre.Console;
+
+namespace NatKit.Cli.Commands;
+
+/// <summary>`natkit peer init|run|status`: a node of the peer network module (docs/peer.md) from a config file,
+/// and what it holds now, asked over its control socket.</summary>
+internal sealed class PeerCommands : IVerbGroup
+{
+    private static readonly Func<string, string?> Environment = System.Environment.GetEnvironmentVariable;
+
+    public Command Create()
+    {
+        var peer = new Command("peer",
+            "Peer network: TCP ports piped between nodes over uTP and TLS 1.3, through NATs (rendezvous, hole punching, TURN).");
+        peer.Subcommands.Add(Init());
+        peer.Subcommands.Add(Run());
+        peer.Subcommands.Add(Status());
+        return peer;
+    }
+
+    private static Option<string> KeyOption() => new("--key")
+    {
+        Description = "The node's key file (PEM, owner-only).",
+        DefaultValueFactory = _ => PeerConfig.DefaultKeyPath(Environment),
+    };
+
+    private static Command Init()
+    {
+        var key = KeyOption();
+        var force = new Option<bool>("--force") { Description = "Replace an existing key (the node gets a new id)." };
+        var cmd = new Command("init", "Make a node's key pair as a PEM file readable by its owner only, and print the node id.")
+        {
+            key, force,
+        };
+        cmd.SetAction(parse =>
+        {
+            var path = parse.GetValue(key)!;
+            if (string.IsNullOrWhiteSpace(path) || Directory.Exists(path))
+            {
+                throw new CliException($"--key '{path}': expected a file name.");
+            }
+
+            if (File.Exists(path) && !parse.GetValue(force))
+            {
+                throw new CliException($"--key {path}: a key exists there already; keep it, or replace it (and the node id) with --force.");
+            }
+
+            using var identity = NodeIdentity.Create();
+            try
+            {
+                identity.Save(path, overwrite: true);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                throw new CliException($"--key {path}: cannot be written ({e.Message.TrimEnd('.')}).");
+            }
+
+            Console.WriteLine($"node id {identity.Id}");
+            Console.WriteLine($"key {Path.GetFullPath(path)} (owner-only)");
+            return 0;
+        });
+        return cmd;
+    }
+
+    private static Command Run()
+    {
+        var config = new Option<string>("--config")
+        {
+            Description = "The node's YAML or JSON config: key, name, listen, rendezvous, stun, turn, peers, expose, forward, " +
+                          "known-peers-only, control (docs/peer.md has an example).",
+            Required = true,
+        };
+        var cmd = new Command("run", "Run a node from its config until SIGINT/SIGTERM: prints its node id and public endpoint once ready.")
+        {
+            config,
+        };
+        var logging = new CliLogging();
+        logging.AddTo(cmd);
+        cmd.SetAction(async (parse, ct) =>
+        {
+            var file = parse.GetValue(config)!;
+            var settings = ReadConfig(file);
+            using var identity = LoadKey(settings, file);
+            PeerNetworkOptions options;
+            try
+            {
+                options = settings.ToOptions(Environment).Validate();
+            }
+            catch (Exception e) when (e is PeerConfigException or ArgumentException)
+            {
+                throw new CliException($"--config {file}: {Sentence(e.Message)}");
+            }
+
+            using var loggers = logging.Create(parse);
+            var host = PeerNetworkHost.InMemory(identity, settings.Peers, settings.Name, loggers.CreateLogger("natkit.peer"));
+            await using var node = new PeerNetwork(SystemNetwork.Instance, host, options);
+            try
+            {
+                await node.StartAsync(ct);
+            }
+            catch (Exception e) when (e is RendezvousException or TraversalException)
+            {
+                CliOutput.Error($"--config {file}: the node could not start: {Sentence(e.Message)}");
+                return 1;
+            }
+            catch (IOException e)
+            {
+                throw new CliException($"--config {file}: the node could not start: {Sentence(e.Message)}");
+            }
+
+            ControlSocket control;
+            try
+            {
+                control = ControlSocket.Listen(settings.ControlPath(Environment), (command, _) => Task.FromResult(command == "status"
+                    ? PeerStatusReport.ToJson(PeerStatusReport.From(node.Status(), host.GetKnownNodes()))
+                    : JsonSerializer.Serialize(new { error = $"unknown command '{command}'; the one command is status" })));
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                throw new CliException($"--config {file}: control: {Sentence(e.Message)}");
+            }
+
+            await using var listening = control;
+
+            var forwards = string.Join(", ", node.Forwards.Select(f =>
+                $"{f.Listen} -> {host.GetPeer(f.Peer)?.Name ?? f.Peer.ToShortString()}/{f.Service}"));
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"natkit peer: node {node.Id} ({settings.Name}) ready; udp {node.LocalEndPoint}, public {node.GetPublicEndPoint()?.ToString() ?? "unknown"}, " +
+                $"nat {node.Traversal?.Profile}, relay {node.Traversal?.Relay?.RelayedEndPoint?.ToString() ?? "none"}; " +
+                $"forward {(forwards.Length == 0 ? "none" : forwards)}; expose {(options.Expose.Count == 0 ? "none" : string.Join(", ", options.Expose.Select(e => $"{e.Name} -> {e.Target}")))}; " +
+                $"control {control.Path}"));
+            await CliRunner.UntilStoppedAsync(ct);
+            var pipes = node.Pipes.Count;
+            await node.StopAsync();
+            Console.WriteLine($"natkit peer: stopped ({pipes} pipe(s) closed)");
+            return 0;
+        });
+        return cmd;
+    }
+
+    private static Command Status()
+    {
+        var name = new Option<string>("--name")
+        {
+            Description = "The node's name (its config's name:), which names its control socket.",
+            DefaultValueFactory = _ => PeerConfig.DefaultName,
+        };
+        var control = new Option<string?>("--control") { Description = "The node's control socket (its config's control:), instead of --name's." };
+        var json = new Option<bool>("--json") { Description = "Print the status as a JSON array of named records (node, peer, pipe, forward, expose)." };
+        var cmd = new Command("status", "Show a running node: its id, public endpoint, peers and their paths (direct or relay), pipes with bytes each way and age.")
+        {
+            name, control, json,
+        };
+        cmd.SetAction(async (parse, ct) =>
+        {
+            var flag = parse.GetValue(control) is null ? "--name" : "--control";
+            var path = parse.GetValue(control) ?? PeerConfig.DefaultControlPath(parse.GetValue(name)!, Environment);
+            string answer;
+            try
+            {
+                answer = await ControlSocket.AskAsync(path, "status", "`natkit peer run`", ct);
+            }
+            catch (IOException e)
+            {
+                throw new CliException($"{flag} {(flag == "--name" ? parse.GetValue(name) : path)}: {Sentence(e.Message)}");
+            }
+
+            IReadOnlyList<PeerStatusRecord> records;
+            try
+            {
+                records = PeerStatusReport.FromJson(answer);
+            }
+            catch (JsonException)
+            {
+                CliOutput.Error($"{path} answered something that is not a node's status: {answer.Trim()}");
+                return 1;
+            }
+
+            if (parse.GetValue(json))
+            {
+                Console.WriteLine(PeerStatusReport.ToJson(records));
+                return 0;
+            }
+
+            Print(records);
+            return 0;
+        });
+        return cmd;
+    }
+
+    private static void Print(IReadOnlyList<PeerStatusRecord> records)
+    {
+        foreach (var n in records.OfType<PeerStatusNode>())
+        {
+            var table = new Table().AddColumns("node", "value");
+            table.AddTextRow("id", n.Id);
+            table.AddTextRow("name", n.Name);
+            table.AddTextRow("udp", n.LocalEndPoint);
+            table.AddTextRow("public", n.PublicEndPoint ?? "unknown");
+            table.AddTextRow("nat", n.Nat);
+            table.AddTextRow("relay", n.Relay ?? "none");
+            AnsiConsole.Write(table);
+        }
+
+        var peers = new Table().AddColumns("peer", "id", "known", "path", "method", "endpoint", "rtt ms");
+        foreach (var p in records.OfType<PeerStatusPeer>())
+        {
+            peers.AddTextRow(p.Name ?? "", p.Id, p.Known ? "yes" : "no", p.Path ?? "not connected", p.Method ?? "",
+                p.EndPoint ?? "", p.RttMilliseconds?.ToString("0.###", CultureInfo.InvariantCulture) ?? "");
+        }
+
+        AnsiConsole.Write(peers);
+        var pipes = new Table().AddColumns("pipe", "peer", "kind", "service", "path", "bytes to peer", "bytes from peer", "age s");
+        foreach (var p in records.OfType<PeerStatusPipe>())
+        {
+            pipes.AddTextRow(p.Id.ToString(CultureInfo.InvariantCulture), p.PeerName ?? p.Peer, p.Kind, p.Service, p.Path,
+                p.BytesToPeer.ToString("N0", CultureInfo.InvariantCulture), p.BytesFromPeer.ToString("N0", CultureInfo.InvariantCulture),
+                p.AgeSeconds.ToString("0.0", CultureInfo.InvariantCulture));
+        }
+
+        pipes.Caption($"{records.OfType<PeerStatusPipe>().Count()} pipe(s)");
+        AnsiConsole.Write(pipes);
+        foreach (var f in records.OfType<PeerStatusForward>())
+        {
+            Console.WriteLine($"forward {f.Listen} -> {f.PeerName ?? f.Peer}/{f.Service}");
+        }
+
+        foreach (var e in records.OfType<PeerStatusExposed>())
+        {
+            Console.WriteLine($"expose {e.Name} -> {e.Target} ({(e.Peers is null ? "every peer let in" : string.Join(", ", e.Peers))})");
+        }
+    }
+
+    private static PeerConfig ReadConfig(string file)
+    {
+        try
+        {
+            return PeerConfigFile.Load(file, Environment);
+        }
+        catch (PeerConfigException e)
+        {
+            throw new CliException($"--config {file}: {Sentence(e.Message)}");
+        }
+        catch (IOException e)
+        {
+            throw new CliException($"--config {file}: cannot be read ({e.Message.TrimEnd('.')}).");
+        }
+    }
+
+    private static NodeIdentity LoadKey(PeerConfig config, string file)
+    {
+        try
+        {
+            return NodeIdentity.Load(config.Key);
+        }
+        catch (FileNotFoundException)
+        {
+            throw new CliException($"--config {file}: key: {config.Key} does not exist; make it with natkit peer init --key {config.Key}.");
+        }
+        catch (Exception e) when (e is IOException or FormatException or UnauthorizedAccessException)
+        {
+            throw new CliException($"--config {file}: key: {Sentence(e.Message)}");
+        }
+    }
+
+    /// <summary>A message as the end of one sentence: one full stop, no "(Parameter ...)".</summary>
+    private static string Sentence(string message)
+    {
+        var paren = message.IndexOf(" (Parameter", StringComparison.Ordinal);
+        var text = (paren < 0 ? message : message[..paren]).Trim().TrimEnd('.');
+        return text + ".";
+    }
+}
