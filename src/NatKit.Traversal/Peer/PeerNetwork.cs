@@ -506,7 +506,7 @@ public sealed partial class PeerNetwork : IAsyncDisposable
 
     private async Task ServeAsync(UtpStream stream, PeerLink? link)
     {
-        var tls = new SslStream(stream, leaveInnerStreamOpen: false);
+        var tls = new SslStream(_network.ForForeignAwaiters(stream), leaveInnerStreamOpen: false);
         using var deadline = Deadline();
         NodeId peer = default;
         IStreamConnection? tcp = null;
@@ -631,7 +631,7 @@ public sealed partial class PeerNetwork : IAsyncDisposable
             throw new PeerPipeException($"no uTP connection to {peer}: {e.Message}", e);
         }
 
-        var tls = new SslStream(utp, leaveInnerStreamOpen: false);
+        var tls = new SslStream(_network.ForForeignAwaiters(utp), leaveInnerStreamOpen: false);
         try
         {
             await tls.AuthenticateAsClientAsync(NodeTls.ClientOptions(_certificate!, peer), deadline.Token);
