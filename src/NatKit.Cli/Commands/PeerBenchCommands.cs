@@ -28,24 +28,14 @@ internal sealed class PeerBenchCommands : IVerbGroup
         };
         command.SetAction(async (parse, ct) =>
         {
-            if (parse.GetValue(megabytes) is < 1 or > 100_000)
+            Range(parse.GetValue(megabytes), "--megabytes", 1, 100_000);
+            Range(parse.GetValue(rounds), "--rounds", 1, 100);
+            Range(parse.GetValue(samples), "--startup-samples", 1, 1000);
+            var cipherName = parse.GetValue(cipher)!;
+            if (cipherName.Length == 0 || !cipherName.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '@' or '.') ||
+                cipherName.StartsWith('-'))
             {
-                throw new CliException("--megabytes: 1 to 100000");
-            }
-
-            if (parse.GetValue(rounds) is < 1 or > 100)
-            {
-                throw new CliException("--rounds: 1 to 100");
-            }
-
-            if (parse.GetValue(samples) is < 1 or > 1000)
-            {
-                throw new CliException("--startup-samples: 1 to 1000");
-            }
-
-            if (string.IsNullOrWhiteSpace(parse.GetValue(cipher)) || parse.GetValue(cipher)!.StartsWith('-'))
-            {
-                throw new CliException("--ssh-cipher: a cipher name, e.g. aes256-gcm@openssh.com");
+                throw new CliException($"--ssh-cipher '{cipherName}': not a cipher name; use one `ssh -Q cipher` lists, e.g. aes256-gcm@openssh.com.");
             }
 
             var asJson = parse.GetValue(json);
@@ -71,6 +61,14 @@ internal sealed class PeerBenchCommands : IVerbGroup
             return 0;
         });
         return command;
+    }
+
+    private static void Range(int value, string flag, int min, int max)
+    {
+        if (value < min || value > max)
+        {
+            throw new CliException(string.Create(CultureInfo.InvariantCulture, $"{flag} {value}: must be {min} to {max}."));
+        }
     }
 
     private static void Write(PeerBenchmarkResult r)
