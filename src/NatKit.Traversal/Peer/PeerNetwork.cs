@@ -254,7 +254,9 @@ public sealed partial class PeerNetwork : IAsyncDisposable
 
         if (!_stop.IsCancellationRequested)
         {
-            await _stop.CancelAsync();
+            // Synchronously, on the caller's loop: CancelAsync runs the callbacks on the thread pool, and in the lab
+            // the loop moves virtual time on (keepalives, consent) instead of waiting for them.
+            _stop.Cancel();
         }
 
         foreach (var l in listeners)

@@ -28,6 +28,16 @@ public sealed class PeerNetworkLabTests
     }
 
     [Fact]
+    public void TheSameSeed_RepeatsTheTransfer_ToTheVirtualTick()
+    {
+        var first = PeerLab.Transfer(NatPresets.TailscaleEasy, NatPresets.TailscaleEasy, 500 * 1000, seed: 13);
+        var second = PeerLab.Transfer(NatPresets.TailscaleEasy, NatPresets.TailscaleEasy, 500 * 1000, seed: 13);
+        Assert.Equal(first.Sha256, second.Sha256);
+        Assert.Equal(first.Elapsed, second.Elapsed); // TLS ran on the loop: nothing left virtual time's order
+        Assert.Equal(first.ForwardPipe.Age, second.ForwardPipe.Age);
+    }
+
+    [Fact]
     public void EasyNatsOnBothSides_PipeATransferDirectly()
     {
         var r = PeerLab.Transfer(NatPresets.TailscaleEasy, NatPresets.TailscaleEasy, 2 * 1000 * 1000, seed: 12);
@@ -101,6 +111,10 @@ internal static class PeerLab
             var link = Assert.Single(na.Links);
             Assert.NotNull(forward);
             Assert.NotNull(exposed);
+            await na.StopAsync();
+            await nb.StopAsync();
+            Assert.Equal((0, 0, 0), (na.RunningTasks, na.Pipes.Count, na.Links.Count));
+            Assert.Equal((0, 0, 0), (nb.RunningTasks, nb.Pipes.Count, nb.Links.Count));
             return new Result(sha, Convert.ToHexStringLower(hash.GetHashAndReset()), received, forward, exposed,
                 link.Path, elapsed);
         }, new LabRunOptions { MaxVirtualTime = TimeSpan.FromMinutes(10) });
