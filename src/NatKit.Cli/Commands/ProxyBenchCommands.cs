@@ -6,6 +6,7 @@ using System.Net.Sockets;
 using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.RegularExpressions;
+using NatKit.Linux;
 using NatKit.Net;
 using NatKit.Scenarios.Bench;
 using Spectre.Console;
@@ -108,7 +109,7 @@ internal sealed partial class ProxyBenchCommands : IVerbGroup
         bool measureRps, bool measureConnect, bool spliceReference, string? proxyCc, List<string?> senders,
         CancellationToken ct)
     {
-        if (Which("ab") is not { } ab)
+        if (SystemCommand.Which("ab") is not { } ab)
         {
             throw new CliException("ab is not installed (apt-get install apache2-utils)");
         }
@@ -359,10 +360,6 @@ internal sealed partial class ProxyBenchCommands : IVerbGroup
 
         return (p.ExitCode, await stdout + await stderr);
     }
-
-    private static string? Which(string name) =>
-        (Environment.GetEnvironmentVariable("PATH") ?? "/usr/bin:/bin").Split(':').Append("/usr/sbin").Append("/usr/bin")
-        .Select(d => Path.Combine(d, name)).FirstOrDefault(File.Exists);
 
     /// <summary>A minimal keep-alive HTTP/1.1 origin answering every request head with the same response.</summary>
     private sealed class BenchOrigin : IAsyncDisposable
@@ -627,7 +624,7 @@ internal sealed partial class ProxyBenchCommands : IVerbGroup
         /// CONNECT names), compiled with the machine's C compiler into the contender's directory.</summary>
         public static Task<PeerProxy> StartSpliceReferenceAsync(int sinkPort, string? congestionControl, CancellationToken ct)
         {
-            var compiler = Which("cc") ?? Which("gcc") ?? throw new CliException("--splice-reference needs a C compiler (apt-get install gcc)");
+            var compiler = SystemCommand.Which("cc") ?? SystemCommand.Which("gcc") ?? throw new CliException("--splice-reference needs a C compiler (apt-get install gcc)");
             return StartAsync("splice-c", "splice-relay.c", ct, async (dir, port) =>
             {
                 var source = Path.Combine(dir, "splice-relay.c");
@@ -657,7 +654,7 @@ internal sealed partial class ProxyBenchCommands : IVerbGroup
 
         private static async Task<PeerProxy?> StartInstalledAsync(string name, CancellationToken ct,
             Func<string, int, (string Config, string[] Arguments)> configure) =>
-            Which(name) is { } path
+            SystemCommand.Which(name) is { } path
                 ? await StartAsync(name, await VersionAsync(path, ct), ct, (dir, port) =>
                 {
                     var (config, arguments) = configure(dir, port);

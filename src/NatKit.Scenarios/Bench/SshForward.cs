@@ -51,7 +51,7 @@ public sealed class SshForward : IAsyncDisposable
     {
         foreach (var p in new[] { "sshd", "ssh", "ssh-keygen" })
         {
-            if (Which(p) is null)
+            if (SystemCommand.Which(p) is null)
             {
                 return $"{p} is not installed (apt-get install openssh-server openssh-client)";
             }
@@ -76,7 +76,7 @@ public sealed class SshForward : IAsyncDisposable
         NamespaceProcess? sshd = null;
         try
         {
-            var keygen = Which("ssh-keygen")!;
+            var keygen = SystemCommand.Which("ssh-keygen")!;
             await SystemCommand.RunAsync(keygen, ["-q", "-t", "ed25519", "-N", "", "-C", "natkit-bench-host", "-f", Path.Combine(dir, "host")], cancellationToken).ConfigureAwait(false);
             await SystemCommand.RunAsync(keygen, ["-q", "-t", "ed25519", "-N", "", "-C", "natkit-bench-client", "-f", Path.Combine(dir, "client")], cancellationToken).ConfigureAwait(false);
             File.Copy(Path.Combine(dir, "client.pub"), Path.Combine(dir, "authorized_keys"));
@@ -105,7 +105,7 @@ public sealed class SshForward : IAsyncDisposable
                 madeRun = true;
             }
 
-            sshd = NamespaceProcess.StartOnHost(Which("sshd")!, ["-D", "-e", "-f", Path.Combine(dir, "sshd_config")]);
+            sshd = NamespaceProcess.StartOnHost(SystemCommand.Which("sshd")!, ["-D", "-e", "-f", Path.Combine(dir, "sshd_config")]);
             await WaitForAsync(() => sshd.Errors.Contains("Server listening on 127.0.0.1", StringComparison.Ordinal),
                 () => sshd.HasExited, TimeSpan.FromSeconds(10), cancellationToken).ConfigureAwait(false);
             if (!sshd.Errors.Contains("Server listening", StringComparison.Ordinal))
@@ -113,9 +113,9 @@ public sealed class SshForward : IAsyncDisposable
                 throw new IOException($"sshd did not start: {sshd.Errors.Trim()}");
             }
 
-            var (_, _, versionText) = await SystemCommand.TryRunAsync(Which("ssh")!, ["-V"], cancellationToken)
+            var (_, _, versionText) = await SystemCommand.TryRunAsync(SystemCommand.Which("ssh")!, ["-V"], cancellationToken)
                 .ConfigureAwait(false);
-            return new SshForward(dir, sshd, Which("ssh")!, port, target, cipher, versionText.Trim(), madeRun);
+            return new SshForward(dir, sshd, SystemCommand.Which("ssh")!, port, target, cipher, versionText.Trim(), madeRun);
         }
         catch
         {
@@ -220,20 +220,5 @@ public sealed class SshForward : IAsyncDisposable
         {
             await Task.Delay(TimeSpan.FromMilliseconds(20), cancellationToken).ConfigureAwait(false);
         }
-    }
-
-    private static string? Which(string name)
-    {
-        var path = Environment.GetEnvironmentVariable("PATH") ?? "/usr/bin:/bin";
-        foreach (var dir in path.Split(':', StringSplitOptions.RemoveEmptyEntries).Concat(["/usr/sbin", "/sbin"]))
-        {
-            var candidate = Path.Combine(dir, name);
-            if (File.Exists(candidate))
-            {
-                return candidate;
-            }
-        }
-
-        return null;
     }
 }
