@@ -1,6 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
 using NatKit.Lab.Internal;
+using NatKit.Lab.Scheduling;
 using NatKit.Net;
 using NatKit.Packets;
 
@@ -123,6 +124,14 @@ public sealed class LabHost : LabNode, INetwork, IMulticastNetwork
         var local = localEndPoint is null ? default : LocalAddressFor(localEndPoint, "TCP");
         return Tcp.ConnectAsync(remote, (ushort)remoteEndPoint.Port, local, localEndPoint?.Port ?? 0,
             cancellationToken);
+    }
+
+    /// <summary>The stream wrapped so that code awaiting it with <c>ConfigureAwait(false)</c> (SslStream) stays on the
+    /// lab's loop (see <see cref="LoopStream"/>).</summary>
+    public Stream ForForeignAwaiters(Stream stream)
+    {
+        ArgumentNullException.ThrowIfNull(stream);
+        return new LoopStream(stream, Network.Scheduler);
     }
 
     internal void Unbind(LabUdpSocket socket)

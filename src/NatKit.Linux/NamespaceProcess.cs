@@ -23,6 +23,7 @@ public sealed class NamespaceProcess : IAsyncDisposable
         Namespace = networkNamespace;
     }
 
+    /// <summary>The namespace it runs in ("" for this process's own: <see cref="StartOnHost"/>).</summary>
     public string Namespace { get; }
 
     public int Id => _process.Id;
@@ -56,14 +57,31 @@ public sealed class NamespaceProcess : IAsyncDisposable
         ArgumentException.ThrowIfNullOrEmpty(networkNamespace);
         ArgumentException.ThrowIfNullOrEmpty(program);
         ArgumentNullException.ThrowIfNull(arguments);
-        var info = new ProcessStartInfo("ip")
+        return Launch("ip", ["netns", "exec", networkNamespace, program, .. arguments], networkNamespace, environment,
+            $"{program} in {networkNamespace}");
+    }
+
+    /// <summary>Starts <paramref name="program"/> in this process's own network namespace (a peer a benchmark runs
+    /// on loopback), with the same output collection and the same stop.</summary>
+    public static NamespaceProcess StartOnHost(string program, IEnumerable<string> arguments,
+        IReadOnlyDictionary<string, string>? environment = null)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(program);
+        ArgumentNullException.ThrowIfNull(arguments);
+        return Launch(program, [.. arguments], "", environment, program);
+    }
+
+    private static NamespaceProcess Launch(string fileName, string[] arguments, string networkNamespace,
+        IReadOnlyDictionary<string, string>? environment, string what)
+    {
+        var info = new ProcessStartInfo(fileName)
         {
             UseShellExecute = false,
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             RedirectStandardInput = true,
         };
-        foreach (var a in (string[])["netns", "exec", networkNamespace, program, .. arguments])
+        foreach (var a in arguments)
         {
             info.ArgumentList.Add(a);
         }
@@ -88,10 +106,21 @@ public sealed class NamespaceProcess : IAsyncDisposable
         {
             if (e.Data is not null) lock (p._errors) p._errors.AppendLine(e.Data);
         };
-        if (!process.Start())
+        bool started;
+        try
+        {
+            started = process.Start();
+        }
+        catch (System.ComponentModel.Win32Exception e)
         {
             process.Dispose();
-            throw new IOException($"cannot start {program} in {networkNamespace}");
+            throw new IOException($"cannot start {what}: {e.Message}", e);
+        }
+
+        if (!started)
+        {
+            process.Dispose();
+            throw new IOException($"cannot start {what}");
         }
 
         process.BeginOutputReadLine();

@@ -10,6 +10,24 @@ public static class SystemCommand
 {
     private static readonly TimeSpan DefaultTimeout = TimeSpan.FromSeconds(20);
 
+    /// <summary>The full path of <paramref name="name"/> on PATH, or in /usr/sbin and /sbin (daemons such as sshd
+    /// live there and are not on every user's PATH); null when it is not installed.</summary>
+    public static string? Which(string name)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(name);
+        var path = Environment.GetEnvironmentVariable("PATH") ?? "/usr/local/bin:/usr/bin:/bin";
+        foreach (var dir in path.Split(':', StringSplitOptions.RemoveEmptyEntries).Append("/usr/sbin").Append("/sbin"))
+        {
+            var candidate = Path.Combine(dir, name);
+            if (File.Exists(candidate))
+            {
+                return candidate;
+            }
+        }
+
+        return null;
+    }
+
     /// <summary>Runs <paramref name="program"/> and returns its standard output; throws on a non-zero exit.</summary>
     public static async Task<string> RunAsync(string program, IEnumerable<string> arguments,
         CancellationToken cancellationToken = default, TimeSpan? timeout = null, string? standardInput = null)

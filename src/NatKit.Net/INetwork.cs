@@ -29,4 +29,13 @@ public interface INetwork
     /// <exception cref="NetworkException">The connection was refused, unreachable or timed out.</exception>
     ValueTask<IStreamConnection> ConnectTcpAsync(IPEndPoint remoteEndPoint, IPEndPoint? localEndPoint = null,
         CancellationToken cancellationToken = default);
+
+    /// <summary>
+    /// The stream to hand to code that was not written for this network and awaits the stream with
+    /// <c>ConfigureAwait(false)</c> through nested async methods (<c>SslStream</c>): on the real network the stream
+    /// itself; in the lab, whose code runs on one thread's loop, a wrapper that keeps such code on the loop (its
+    /// continuations would otherwise move to the thread pool, which the lab refuses). Wrap any stream of this
+    /// network (a uTP stream over its sockets, a TCP connection's stream) before giving it to such a library.
+    /// </summary>
+    Stream ForForeignAwaiters(Stream stream) => stream;
 }

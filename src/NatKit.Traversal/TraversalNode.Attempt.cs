@@ -31,7 +31,10 @@ public sealed partial class TraversalNode
     private async Task<Attempt> CreateAttemptAsync(NodeId peer, bool initiator, NatProfile remoteProfile, long began,
         CancellationToken cancellationToken)
     {
-        var plan = ConnectPlan.For(Profile, remoteProfile, _options.Budget);
+        // Relay only: no hard-NAT method, whose sockets and probes would leave from this node's own address.
+        var plan = _options.RelayOnly
+            ? new ConnectPlan(HardNatRole.None, 0, 0, _options.Budget.PerSecond)
+            : ConnectPlan.For(Profile, remoteProfile, _options.Budget);
         LogPlan(_logger, peer, initiator ? "initiator" : "acceptor", plan);
         var agent = new IceAgent(initiator ? IceRole.Controlling : IceRole.Controlled, plan.AgentOptions(_options.Ice),
             IceCredentials.Generate(_options.Random), _options.Random);
@@ -102,7 +105,8 @@ public sealed partial class TraversalNode
         {
             var main = Transport.AddSocket(_node._send, receive: false);
             var candidates = new List<IceCandidate>();
-            foreach (var host in HostEndPoints(_node.LocalEndPoint))
+            var relayOnly = _node._options.RelayOnly;
+            foreach (var host in relayOnly ? [] : HostEndPoints(_node.LocalEndPoint))
             {
                 var c = IceCandidate.Host(host);
                 if (Transport.Update(a => a.AddLocalCandidate(c, main)))
@@ -394,7 +398,7 @@ public sealed partial class TraversalNode
             // Behind a NAT that maps per destination the shared socket's datagram would take a fresh port the peer
             // never learns (and, sequential, the one a prediction aims at): only a stable mapping is worth opening.
             var hops = PunchHopLimit;
-            if (hops == 0 || !_node.Profile.IsStable)
+            if (hops == 0 || !_node.Profile.IsStable || _node._options.RelayOnly)
             {
                 return false;
             }

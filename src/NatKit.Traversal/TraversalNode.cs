@@ -231,7 +231,7 @@ public sealed partial class TraversalNode : IAsyncDisposable
         }
 
         _accepted.Writer.TryComplete();
-        await _stop.CancelAsync();
+        _stop.Cancel(); // synchronously, on the caller's loop (CancelAsync would run the callbacks on the thread pool, outside a lab's)
         foreach (var a in attempts)
         {
             await a.DisposeAsync();

@@ -69,6 +69,11 @@ public sealed record TraversalOptions
     /// <summary>The relay for when nothing direct works; null: no relay.</summary>
     public TurnServerCredentials? Turn { get; init; }
 
+    /// <summary>Offer only the relayed candidate (WebRTC's <c>iceTransportPolicy: "relay"</c>): every datagram to the peer
+    /// goes through the TURN server, so the peer never learns this node's addresses, and no hard-NAT method runs.
+    /// Needs <see cref="Turn"/>. Also how the peer benchmark measures the relay path on loopback.</summary>
+    public bool RelayOnly { get; init; }
+
     /// <summary>How to ask the NAT for a mapping of the node's port; the result is gathered as a port-mapped candidate
     /// (<see cref="TraversalMethod.PortMapped"/>). Null: none is asked for.</summary>
     public PortMapRequest? PortMap { get; init; }
@@ -112,6 +117,11 @@ public sealed record TraversalOptions
         Budget.Validated();
         Ice.Validate();
         RendezvousClient.Validate();
+        if (RelayOnly && Turn is null)
+        {
+            throw new ArgumentException($"{nameof(RelayOnly)}: needs a TURN server ({nameof(Turn)})", nameof(RelayOnly));
+        }
+
         if (PrimeLead < TimeSpan.Zero)
         {
             throw new ArgumentOutOfRangeException(nameof(PrimeLead), PrimeLead, $"{nameof(PrimeLead)}: 0 or more");

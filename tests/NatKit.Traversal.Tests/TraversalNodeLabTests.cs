@@ -113,46 +113,64 @@ internal static class TraversalLab
 
     public static readonly IPEndPoint Turn = new(IPAddress.Parse("203.0.113.20"), 3478);
 
-    public static Result Run(NatPolicy? a, NatPolicy? b, int seed, TimeSpan? connectTimeout = null,
-        LinkProfile? link = null, bool relay = true)
+    /// <summary>The lab: the internet with the services host (rendezvous, STUN) and the TURN host, and peers a and b
+    /// behind their NATs.</summary>
+    public sealed record Topology(VirtualNetwork Lab, LabHost Services, LabHost TurnHost, LabHost A, LabHost B);
+
+    public static Topology Build(NatPolicy? a, NatPolicy? b, int seed, LinkProfile? link = null)
     {
         var lab = new VirtualNetwork(seed);
         var internet = lab.AddSegment("internet", link: link ?? new LinkProfile { Latency = TimeSpan.FromMilliseconds(5) });
         var services = lab.AddHost("services", internet, "203.0.113.10", "203.0.113.11");
         var turnHost = lab.AddHost("turn", internet, Turn.Address.ToString());
-        var hostA = Peer(lab, internet, a, 0);
-        var hostB = Peer(lab, internet, b, 1);
-        return lab.Run(async () =>
+        return new Topology(lab, services, turnHost, Peer(lab, internet, a, 0), Peer(lab, internet, b, 1));
+    }
+
+    /// <summary>The rendezvous, STUN and TURN servers on the topology's internet (run inside the lab).</summary>
+    public static async Task<IAsyncDisposable> StartServersAsync(Topology t)
+    {
+        var rendezvous = await RendezvousServer.StartAsync(t.Services,
+            new RendezvousServerOptions { Listen = Rendezvous });
+        var stun = await StunServer.StartAsync(t.Services, new StunServerOptions
         {
-            await using var rendezvous = await RendezvousServer.StartAsync(services,
-                new RendezvousServerOptions { Listen = Rendezvous });
-            await using var stun = await StunServer.StartAsync(services, new StunServerOptions
-            {
-                Primary = StunServers[0],
-                AlternateAddress = StunServers[1].Address,
-                AlternatePort = StunServers[2].Port,
-                EnableTcp = false,
-                RateLimitPerSecond = 0,
-            });
-            await using var turn = await TurnServer.StartAsync(turnHost, new TurnServerOptions
-            {
-                UdpListen = [Turn],
-                RelayAddress = Turn.Address,
-                Users = new Dictionary<string, string> { ["lab"] = "lab-password" },
-                Policy = new PeerPolicy(allow: new[] { "198.51.100.0/24", "203.0.113.0/24" }.Select(PeerRule.Parse)),
-                UnauthenticatedRequestsPerSecond = 0,
-            });
-            var options = new TraversalOptions
-            {
-                Turn = relay ? new TurnServerCredentials(Turn, "lab", "lab-password") : null,
-                Rendezvous = Rendezvous,
-                StunServers = StunServers,
-                Random = lab.Random,
-                ConnectTimeout = connectTimeout ?? TimeSpan.FromSeconds(30),
-            };
-            await using var nodeA = await TraversalNode.StartAsync(hostA, new IPEndPoint(IPAddress.Any, 0),
+            Primary = StunServers[0],
+            AlternateAddress = StunServers[1].Address,
+            AlternatePort = StunServers[2].Port,
+            EnableTcp = false,
+            RateLimitPerSecond = 0,
+        });
+        var turn = await TurnServer.StartAsync(t.TurnHost, new TurnServerOptions
+        {
+            UdpListen = [Turn],
+            RelayAddress = Turn.Address,
+            Users = new Dictionary<string, string> { ["lab"] = "lab-password" },
+            Policy = new PeerPolicy(allow: new[] { "198.51.100.0/24", "203.0.113.0/24" }.Select(PeerRule.Parse)),
+            UnauthenticatedRequestsPerSecond = 0,
+        });
+        return new Servers(rendezvous, stun, turn);
+    }
+
+    /// <summary>The traversal's options for a node in the topology (the lab's random source, its servers).</summary>
+    public static TraversalOptions Options(Topology t, bool relay = true, TimeSpan? connectTimeout = null) => new()
+    {
+        Turn = relay ? new TurnServerCredentials(Turn, "lab", "lab-password") : null,
+        Rendezvous = Rendezvous,
+        StunServers = StunServers,
+        Random = t.Lab.Random,
+        ConnectTimeout = connectTimeout ?? TimeSpan.FromSeconds(30),
+    };
+
+    public static Result Run(NatPolicy? a, NatPolicy? b, int seed, TimeSpan? connectTimeout = null,
+        LinkProfile? link = null, bool relay = true)
+    {
+        var t = Build(a, b, seed, link);
+        return t.Lab.Run(async () =>
+        {
+            await using var servers = await StartServersAsync(t);
+            var options = Options(t, relay, connectTimeout);
+            await using var nodeA = await TraversalNode.StartAsync(t.A, new IPEndPoint(IPAddress.Any, 0),
                 NodeIdentity.Create(), options);
-            await using var nodeB = await TraversalNode.StartAsync(hostB, new IPEndPoint(IPAddress.Any, 0),
+            await using var nodeB = await TraversalNode.StartAsync(t.B, new IPEndPoint(IPAddress.Any, 0),
                 NodeIdentity.Create(), options);
             var accept = nodeB.AcceptAsync();
             PeerConnection ca;
@@ -167,10 +185,21 @@ internal static class TraversalLab
 
             await using var _ = ca;
             await using var cb = await accept;
-            Assert.Equal("ping", await ExchangeAsync(ca, cb, "ping", lab.TimeProvider));
-            Assert.Equal("pong", await ExchangeAsync(cb, ca, "pong", lab.TimeProvider));
+            Assert.Equal("ping", await ExchangeAsync(ca, cb, "ping", t.Lab.TimeProvider));
+            Assert.Equal("pong", await ExchangeAsync(cb, ca, "pong", t.Lab.TimeProvider));
             return new Result(ca.Path, ca.Method, ca.TimeToConnect, ca.ProbesSent + cb.ProbesSent, ca.ToString());
         });
+    }
+
+    private sealed class Servers(IAsyncDisposable rendezvous, IAsyncDisposable stun, IAsyncDisposable turn)
+        : IAsyncDisposable
+    {
+        public async ValueTask DisposeAsync()
+        {
+            await turn.DisposeAsync();
+            await stun.DisposeAsync();
+            await rendezvous.DisposeAsync();
+        }
     }
 
     /// <summary>Sends <paramref name="text"/> from one side until the other receives a datagram (links may lose

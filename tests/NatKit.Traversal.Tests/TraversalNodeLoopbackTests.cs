@@ -2,6 +2,8 @@ using System.Net;
 using NatKit.Net;
 using NatKit.Traversal.Identity;
 using NatKit.Traversal.Rendezvous;
+using NatKit.Turn.Policy;
+using NatKit.Turn.Server;
 
 namespace NatKit.Traversal.Tests;
 
@@ -34,5 +36,46 @@ public sealed class TraversalNodeLoopbackTests
         Assert.Equal(b.LocalEndPoint, ab.SelectedPair.Remote.EndPoint);
         Assert.Equal("ping", await TraversalLab.ExchangeAsync(ab, ba, "ping", TimeProvider.System));
         Assert.Equal("pong", await TraversalLab.ExchangeAsync(ba, ab, "pong", TimeProvider.System));
+    }
+
+    [Fact]
+    public async Task RelayOnly_OnLoopbackWhereHostsReachEachOther_StillConnectsThroughTheRelay()
+    {
+        var network = SystemNetwork.Instance;
+        var any = new IPEndPoint(IPAddress.Loopback, 0);
+        await using var service = await RendezvousServer.StartAsync(network, new RendezvousServerOptions { Listen = any });
+        await using var turn = await TurnServer.StartAsync(network, new TurnServerOptions
+        {
+            UdpListen = [any],
+            RelayAddress = IPAddress.Loopback,
+            Users = new Dictionary<string, string> { ["t"] = "t-password" },
+            Policy = new PeerPolicy(allow: [PeerRule.Parse("127.0.0.0/8")]),
+        });
+        var options = new TraversalOptions
+        {
+            Rendezvous = service.LocalEndPoint,
+            ConnectTimeout = TimeSpan.FromSeconds(20),
+            Turn = new TurnServerCredentials(turn.UdpEndPoints[0], "t", "t-password"),
+        };
+        await using var a = await TraversalNode.StartAsync(network, any, NodeIdentity.Create(),
+            options with { RelayOnly = true });
+        await using var b = await TraversalNode.StartAsync(network, any, NodeIdentity.Create(), options);
+
+        var accepted = b.AcceptAsync();
+        await using var ab = await a.ConnectAsync(b.Id);
+        await using var ba = await accepted;
+        Assert.Equal(PathKind.Relay, ab.Path);
+        Assert.Equal(PathKind.Relay, ba.Path);
+        Assert.Equal(a.Relay!.RelayedEndPoint, ba.SelectedPair.Remote.EndPoint); // b sees only a's relayed address
+        Assert.Equal("ping", await TraversalLab.ExchangeAsync(ab, ba, "ping", TimeProvider.System));
+        Assert.Equal("pong", await TraversalLab.ExchangeAsync(ba, ab, "pong", TimeProvider.System));
+    }
+
+    [Fact]
+    public void RelayOnly_WithoutATurnServer_IsRefusedNamingTheField()
+    {
+        var options = new TraversalOptions { Rendezvous = new IPEndPoint(IPAddress.Loopback, 3479), RelayOnly = true };
+        var e = Assert.Throws<ArgumentException>(() => options.Validate());
+        Assert.Contains("RelayOnly", e.Message, StringComparison.Ordinal);
     }
 }

@@ -6,7 +6,9 @@ using System.Net.Sockets;
 using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.RegularExpressions;
+using NatKit.Linux;
 using NatKit.Net;
+using NatKit.Scenarios.Bench;
 using Spectre.Console;
 
 namespace NatKit.Cli.Commands;
@@ -107,7 +109,7 @@ internal sealed partial class ProxyBenchCommands : IVerbGroup
         bool measureRps, bool measureConnect, bool spliceReference, string? proxyCc, List<string?> senders,
         CancellationToken ct)
     {
-        if (Which("ab") is not { } ab)
+        if (SystemCommand.Which("ab") is not { } ab)
         {
             throw new CliException("ab is not installed (apt-get install apache2-utils)");
         }
@@ -142,7 +144,7 @@ internal sealed partial class ProxyBenchCommands : IVerbGroup
         AnsiConsole.MarkupLine(Markup.Escape($"TCP congestion control: natkit{(reference is null ? "" : " and splice-c")} {proxyCc ?? system}; "
             + $"tinyproxy and squid {system} (the system's: they have no such setting); CONNECT sender (so direct) "
             + string.Join(", then ", senders.Select(c => c ?? $"{system} (the system's)"))));
-        AnsiConsole.MarkupLine($"load average before: {Markup.Escape(LoadAverage())} (2 cores; other work on the machine skews absolute numbers)");
+        AnsiConsole.MarkupLine($"load average before: {Markup.Escape(BenchFigures.LoadAverage())} (2 cores; other work on the machine skews absolute numbers)");
         var url = $"http://127.0.0.1:{origin.Port}/";
         if (measureRps)
         {
@@ -173,7 +175,7 @@ internal sealed partial class ProxyBenchCommands : IVerbGroup
                 }
             }
 
-            AnsiConsole.MarkupLine($"round {round + 1}/{rounds} done, load {Markup.Escape(LoadAverage())}");
+            AnsiConsole.MarkupLine($"round {round + 1}/{rounds} done, load {Markup.Escape(BenchFigures.LoadAverage())}");
         }
 
         string[] columns = reference is null ? ["direct", "natkit", "tinyproxy", "squid"] : ["direct", "natkit", "tinyproxy", "squid", "splice-c"];
@@ -189,7 +191,7 @@ internal sealed partial class ProxyBenchCommands : IVerbGroup
 
         if (measureRps)
         {
-            var perSecond = rps.ToDictionary(kv => kv.Key, kv => Median(kv.Value.Select(r => r.RequestsPerSecond)));
+            var perSecond = rps.ToDictionary(kv => kv.Key, kv => BenchFigures.Median(kv.Value.Select(r => r.RequestsPerSecond)));
             var ratios = string.Join(", ", new[] { Ratio(perSecond, "tinyproxy", " (goal >= 2)"), Ratio(perSecond, "squid", "") }
                 .Where(r => r.Length > 0));
             string[] row = [$"requests/s (ab -k, c={concurrency})", .. columns.Select(n => Cell(perSecond, n, F)), ratios];
@@ -200,7 +202,7 @@ internal sealed partial class ProxyBenchCommands : IVerbGroup
 
         for (var i = 0; measureConnect && i < senders.Count; i++)
         {
-            var medians = mbps[i].ToDictionary(kv => kv.Key, kv => Median(kv.Value));
+            var medians = mbps[i].ToDictionary(kv => kv.Key, kv => BenchFigures.Median(kv.Value));
             var ratios = string.Join(", ", new[]
             {
                 Ratio(medians, "direct", " (goal >= 0.8)"), Ratio(medians, "tinyproxy", ""), Ratio(medians, "squid", ""),
@@ -218,7 +220,7 @@ internal sealed partial class ProxyBenchCommands : IVerbGroup
         }
 
         AnsiConsole.Write(table);
-        AnsiConsole.MarkupLine($"load average after: {Markup.Escape(LoadAverage())}");
+        AnsiConsole.MarkupLine($"load average after: {Markup.Escape(BenchFigures.LoadAverage())}");
         await stop.CancelAsync();
     }
 
@@ -228,19 +230,6 @@ internal sealed partial class ProxyBenchCommands : IVerbGroup
 
     private static List<T> Runs<T>(Dictionary<string, List<T>> runs, string name) =>
         runs.TryGetValue(name, out var list) ? list : runs[name] = [];
-
-    /// <summary>The middle value (the mean of the two middle ones for an even count).</summary>
-    private static double Median(IEnumerable<double> values)
-    {
-        var sorted = values.Order().ToArray();
-        if (sorted.Length == 0)
-        {
-            throw new ArgumentException("no values", nameof(values));
-        }
-
-        var mid = sorted.Length / 2;
-        return sorted.Length % 2 == 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-    }
 
     private static async Task<AbResult> AbAsync(string ab, int? proxyPort, string url, int n, int c, CancellationToken ct)
     {
@@ -371,13 +360,6 @@ internal sealed partial class ProxyBenchCommands : IVerbGroup
 
         return (p.ExitCode, await stdout + await stderr);
     }
-
-    private static string? Which(string name) =>
-        (Environment.GetEnvironmentVariable("PATH") ?? "/usr/bin:/bin").Split(':').Append("/usr/sbin").Append("/usr/bin")
-        .Select(d => Path.Combine(d, name)).FirstOrDefault(File.Exists);
-
-    private static string LoadAverage() =>
-        File.Exists("/proc/loadavg") ? string.Join(' ', File.ReadAllText("/proc/loadavg").Split(' ').Take(3)) : "?";
 
     /// <summary>A minimal keep-alive HTTP/1.1 origin answering every request head with the same response.</summary>
     private sealed class BenchOrigin : IAsyncDisposable
@@ -642,7 +624,7 @@ internal sealed partial class ProxyBenchCommands : IVerbGroup
         /// CONNECT names), compiled with the machine's C compiler into the contender's directory.</summary>
         public static Task<PeerProxy> StartSpliceReferenceAsync(int sinkPort, string? congestionControl, CancellationToken ct)
         {
-            var compiler = Which("cc") ?? Which("gcc") ?? throw new CliException("--splice-reference needs a C compiler (apt-get install gcc)");
+            var compiler = SystemCommand.Which("cc") ?? SystemCommand.Which("gcc") ?? throw new CliException("--splice-reference needs a C compiler (apt-get install gcc)");
             return StartAsync("splice-c", "splice-relay.c", ct, async (dir, port) =>
             {
                 var source = Path.Combine(dir, "splice-relay.c");
@@ -672,7 +654,7 @@ internal sealed partial class ProxyBenchCommands : IVerbGroup
 
         private static async Task<PeerProxy?> StartInstalledAsync(string name, CancellationToken ct,
             Func<string, int, (string Config, string[] Arguments)> configure) =>
-            Which(name) is { } path
+            SystemCommand.Which(name) is { } path
                 ? await StartAsync(name, await VersionAsync(path, ct), ct, (dir, port) =>
                 {
                     var (config, arguments) = configure(dir, port);

@@ -4,6 +4,7 @@ using System.Globalization;
 using System.Net;
 using NatKit.Lab;
 using NatKit.Net;
+using NatKit.Scenarios.Bench;
 using NatKit.Utp;
 using Spectre.Console;
 
@@ -148,11 +149,11 @@ internal sealed class UtpBenchCommands : IVerbGroup
             if (script is not null)
             {
                 AnsiConsole.MarkupLineInterpolated(
-                    $"NatKit / libutp (median): [bold]{Median(natkit) / Median(libutp):0.00}x[/]");
+                    $"NatKit / libutp (median): [bold]{BenchFigures.Median(natkit) / BenchFigures.Median(libutp):0.00}x[/]");
             }
 
             AnsiConsole.MarkupLineInterpolated(
-                $"[grey]load average: {LoadAverage()} on {Environment.ProcessorCount} cores[/]");
+                $"[grey]load average: {BenchFigures.LoadAverage()} on {Environment.ProcessorCount} cores[/]");
             return 0;
         });
         return command;
@@ -161,14 +162,8 @@ internal sealed class UtpBenchCommands : IVerbGroup
     private static void AddRow(Table table, string name, long bytes, List<double> mbits) =>
         table.AddRow(name, bytes.ToString("N0", CultureInfo.InvariantCulture),
             mbits.Max().ToString("0", CultureInfo.InvariantCulture),
-            Median(mbits).ToString("0", CultureInfo.InvariantCulture),
+            BenchFigures.Median(mbits).ToString("0", CultureInfo.InvariantCulture),
             mbits.Count.ToString(CultureInfo.InvariantCulture));
-
-    private static double Median(List<double> values)
-    {
-        var sorted = values.Order().ToList();
-        return sorted.Count % 2 == 1 ? sorted[sorted.Count / 2] : (sorted[(sorted.Count / 2) - 1] + sorted[sorted.Count / 2]) / 2;
-    }
 
     internal static UtpStatistics LastLoopbackStatistics { get; private set; }
 
@@ -381,17 +376,5 @@ internal sealed class UtpBenchCommands : IVerbGroup
         }
 
         return null;
-    }
-
-    private static string LoadAverage()
-    {
-        try
-        {
-            return File.ReadAllText("/proc/loadavg").Split(' ')[0];
-        }
-        catch (IOException)
-        {
-            return "unknown";
-        }
     }
 }

@@ -254,7 +254,9 @@ public sealed partial class PeerNetwork : IAsyncDisposable
 
         if (!_stop.IsCancellationRequested)
         {
-            await _stop.CancelAsync();
+            // Synchronously, on the caller's loop: CancelAsync runs the callbacks on the thread pool, and in the lab
+            // the loop moves virtual time on (keepalives, consent) instead of waiting for them.
+            _stop.Cancel();
         }
 
         foreach (var l in listeners)
@@ -506,7 +508,7 @@ public sealed partial class PeerNetwork : IAsyncDisposable
 
     private async Task ServeAsync(UtpStream stream, PeerLink? link)
     {
-        var tls = new SslStream(stream, leaveInnerStreamOpen: false);
+        var tls = new SslStream(_network.ForForeignAwaiters(stream), leaveInnerStreamOpen: false);
         using var deadline = Deadline();
         NodeId peer = default;
         IStreamConnection? tcp = null;
@@ -631,7 +633,7 @@ public sealed partial class PeerNetwork : IAsyncDisposable
             throw new PeerPipeException($"no uTP connection to {peer}: {e.Message}", e);
         }
 
-        var tls = new SslStream(utp, leaveInnerStreamOpen: false);
+        var tls = new SslStream(_network.ForForeignAwaiters(utp), leaveInnerStreamOpen: false);
         try
         {
             await tls.AuthenticateAsClientAsync(NodeTls.ClientOptions(_certificate!, peer), deadline.Token);
