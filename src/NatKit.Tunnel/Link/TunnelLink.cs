@@ -30,7 +30,7 @@ internal sealed class TunnelLink
 {
     private readonly WebSocket _socket;
     private readonly TimeProvider _time;
-    private readonly AsyncSignal _sendSignal = new();
+    private readonly AsyncSignal _sendSignal;
     private readonly CancellationTokenSource _stop = new();
     private TunnelNotice? _goodbye;
     private long _lastReceived;
@@ -45,14 +45,22 @@ internal sealed class TunnelLink
     private long _pings;
     private long _pongs;
 
+    /// <param name="socket">The WebSocket, after the hello and welcome.</param>
+    /// <param name="offloads">Both sides said they take offload messages.</param>
+    /// <param name="time">The clock (the lab's virtual one in the lab).</param>
+    /// <param name="queuePackets">Most packets in each queue.</param>
+    /// <param name="queueBytes">Most bytes in each queue.</param>
+    /// <param name="loop">Where the loops resume when the data plane wakes them: null for the thread pool (a Linux
+    /// data-plane thread), the lab's loop (<c>LabScheduler.SynchronizationContext</c>) in the lab.</param>
     public TunnelLink(WebSocket socket, bool offloads, TimeProvider time, int queuePackets = 1024,
-        long queueBytes = 4 << 20)
+        long queueBytes = 4 << 20, SynchronizationContext? loop = null)
     {
+        _sendSignal = new AsyncSignal(loop);
         _socket = socket ?? throw new ArgumentNullException(nameof(socket));
         _time = time ?? throw new ArgumentNullException(nameof(time));
         Offloads = offloads;
-        Inbound = new PacketQueue(queuePackets, queueBytes);
-        Outbound = new PacketQueue(queuePackets, queueBytes);
+        Inbound = new PacketQueue(queuePackets, queueBytes, loop);
+        Outbound = new PacketQueue(queuePackets, queueBytes, loop);
         _lastReceived = time.GetTimestamp();
     }
 
