@@ -11,11 +11,26 @@ namespace NatKit.Tunnel.Link;
 /// <remarks>
 /// Why a loop and not the waiter's captured context: in the lab a waiter often waits from a continuation that a
 /// lab socket ran inline with no context current, and such a wait would otherwise resume on the thread pool, which
-/// the lab refuses (docs/lab.md, rules 2-4).
+/// the lab refuses (docs/lab.md, rules 2-4). Waiters await with ConfigureAwait(false): on the loop the waiter then
+/// runs inside the posted callback, with no context current, like a lab event.
 /// </remarks>
 internal sealed class AsyncSignal : IValueTaskSource
 {
-    private static readonly SendOrPostCallback Complete = static s => ((AsyncSignal)s!)._core.SetResult(true);
+    private static readonly SendOrPostCallback Complete = static s =>
+    {
+        // On the loop, with no context current (as the lab runs its events): a ConfigureAwait(false) continuation
+        // that the waiter's code completes in turn then runs inline too, instead of escaping to the thread pool.
+        var loop = SynchronizationContext.Current;
+        SynchronizationContext.SetSynchronizationContext(null);
+        try
+        {
+            ((AsyncSignal)s!)._core.SetResult(true);
+        }
+        finally
+        {
+            SynchronizationContext.SetSynchronizationContext(loop);
+        }
+    };
 
     private readonly SynchronizationContext? _loop;
 

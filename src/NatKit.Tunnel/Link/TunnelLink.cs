@@ -291,7 +291,7 @@ internal sealed class TunnelLink
                 return;
             }
 
-            await _sendSignal.WaitAsync().ConfigureAwait(true); // see AsyncSignal: never resumes on the setter's thread
+            await _sendSignal.WaitAsync().ConfigureAwait(false); // see AsyncSignal: never resumes on the setter's thread
         }
     }
 
@@ -423,7 +423,7 @@ internal sealed class TunnelLink
 
             if (Inbound.WaitForRoom(length))
             {
-                await Inbound.RoomSignal.WaitAsync().ConfigureAwait(true);
+                await Inbound.RoomSignal.WaitAsync().ConfigureAwait(false);
                 if (cancellationToken.IsCancellationRequested)
                 {
                     return false;
