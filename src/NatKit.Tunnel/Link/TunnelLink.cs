@@ -245,27 +245,133 @@ internal sealed class TunnelLink
     private volatile bool _closeSent;
     private ITimer? _closeTimer;
 
+    // Who sends: 0 nobody, 1 the data plane (SendFromDataPlane) or the send loop. The data plane sends on its own
+    // thread while the socket takes messages at once; a send that has to wait is handed over (_handover) to the send
+    // loop, which finishes it and sends on. One thread hop fewer per packet than queueing every message for the loop.
+    private int _sender;
+    private ValueTask _handover;
+    private QueuedPacket _handoverPacket;
+    private volatile bool _hasHandover;
+
+    /// <summary>
+    /// Sends what <see cref="TrySend"/> queued, on the calling (data-plane) thread, as long as the socket takes each
+    /// message at once; the first send that has to wait, and everything after it, is left to the send loop. When the
+    /// send loop is busy already, it only wakes it. Call it after a batch.
+    /// </summary>
+    public void SendFromDataPlane()
+    {
+        if (_stopAfterSend || _stop.IsCancellationRequested || Interlocked.CompareExchange(ref _sender, 1, 0) != 0)
+        {
+            _sendSignal.Set();
+            return;
+        }
+
+        while (Outbound.TryDequeue(out var packet, out _))
+        {
+            var handedOver = false;
+            try
+            {
+                var sending = SendMessageAsync(packet, _stop.Token);
+                if (!sending.IsCompleted)
+                {
+                    _handoverPacket = packet;
+                    _handover = sending;
+                    handedOver = true;
+                    _hasHandover = true; // the send loop now holds _sender, and releases the packet
+                    _sendSignal.Set();
+                    return;
+                }
+
+                sending.GetAwaiter().GetResult();
+                _packetsOut++;
+                _bytesOut += packet.Length;
+            }
+            catch (Exception e) when (e is WebSocketException or IOException or OperationCanceledException or ObjectDisposedException or InvalidOperationException)
+            {
+                Interlocked.Increment(ref _outboundDropped); // the link is breaking: the send loop's next send ends it
+                break;
+            }
+            finally
+            {
+                if (!handedOver)
+                {
+                    PacketQueue.Release(packet);
+                }
+            }
+        }
+
+        Volatile.Write(ref _sender, 0);
+        if (Outbound.Count > 0)
+        {
+            _sendSignal.Set(); // a control message came in meanwhile
+        }
+    }
+
+    /// <summary>One queued packet or control message as one binary message.</summary>
+    private ValueTask SendMessageAsync(in QueuedPacket packet, CancellationToken cancellationToken)
+    {
+        ReadOnlyMemory<byte> message;
+        if (packet.Room > 0)
+        {
+            OffloadFrame.WritePrefix(packet.Buffer, packet.Offload);
+            message = packet.WithRoom;
+        }
+        else
+        {
+            message = packet.Buffer.AsMemory(0, packet.Length);
+        }
+
+        return _socket.SendAsync(message, WebSocketMessageType.Binary, endOfMessage: true, cancellationToken);
+    }
+
     private async Task SendAllAsync(CancellationToken cancellationToken)
     {
         while (!cancellationToken.IsCancellationRequested)
+        {
+            bool holding;
+            if (_hasHandover)
+            {
+                _hasHandover = false;
+                var packet = _handoverPacket;
+                _handoverPacket = default;
+                try
+                {
+                    await _handover.ConfigureAwait(false);
+                    _packetsOut++;
+                    _bytesOut += packet.Length;
+                }
+                finally
+                {
+                    PacketQueue.Release(packet);
+                }
+
+                holding = true; // the data plane handed _sender over with it
+            }
+            else
+            {
+                holding = Interlocked.CompareExchange(ref _sender, 1, 0) == 0;
+            }
+
+            if (holding && await DrainAsync(cancellationToken).ConfigureAwait(false))
+            {
+                return; // closed after the goodbye
+            }
+
+            await _sendSignal.WaitAsync().ConfigureAwait(false); // see AsyncSignal: never resumes on the setter's thread
+        }
+    }
+
+    /// <summary>Sends until the queue is empty, holding <see cref="_sender"/>, then lets go of it (or, after a goodbye,
+    /// closes and keeps it, so nothing is sent after the close). True when closed.</summary>
+    private async Task<bool> DrainAsync(CancellationToken cancellationToken)
+    {
+        while (true)
         {
             while (Outbound.TryDequeue(out var packet, out _))
             {
                 try
                 {
-                    ReadOnlyMemory<byte> message;
-                    if (packet.Room > 0)
-                    {
-                        OffloadFrame.WritePrefix(packet.Buffer, packet.Offload);
-                        message = packet.WithRoom;
-                    }
-                    else
-                    {
-                        message = packet.Buffer.AsMemory(0, packet.Length);
-                    }
-
-                    await _socket.SendAsync(message, WebSocketMessageType.Binary, endOfMessage: true, cancellationToken)
-                        .ConfigureAwait(false);
+                    await SendMessageAsync(packet, cancellationToken).ConfigureAwait(false);
                     _packetsOut++;
                     _bytesOut += packet.Length;
                 }
@@ -288,10 +394,14 @@ internal sealed class TunnelLink
                 {
                 }
 
-                return;
+                return true;
             }
 
-            await _sendSignal.WaitAsync().ConfigureAwait(false); // see AsyncSignal: never resumes on the setter's thread
+            Volatile.Write(ref _sender, 0);
+            if (Outbound.Count == 0 || Interlocked.CompareExchange(ref _sender, 1, 0) != 0)
+            {
+                return false;
+            }
         }
     }
 
