@@ -141,6 +141,40 @@ public sealed class VirtualNetwork
         LabSegment outside, string outsideAddress) =>
         AddRouter(name, policy, inside, insideAddress, outside, [outsideAddress]);
 
+    /// <summary>
+    /// Adds a packet port on <paramref name="segment"/> with one or more addresses (see <see cref="LabPort"/>).
+    /// <paramref name="gateway"/> makes its first address the segment's gateway, so the segment's hosts send it
+    /// everything for addresses beyond the segment (a tunnel client's inside); without, it receives only what is
+    /// sent to its own addresses (a tunnel server's external address on the internet).
+    /// </summary>
+    public LabPort AddPort(string name, LabSegment segment, bool gateway, params string[] addresses)
+    {
+        ArgumentNullException.ThrowIfNull(segment);
+        var parsed = ParseAddresses($"port {name}", addresses);
+        foreach (var a in parsed)
+        {
+            if (!segment.Prefix.Contains(a))
+            {
+                throw new ArgumentException($"port {name}: {a} is not in segment {segment}");
+            }
+        }
+
+        if (gateway && segment.Gateway is not null)
+        {
+            throw new ArgumentException($"port {name}: segment {segment.Name} already has a gateway");
+        }
+
+        var port = new LabPort(this, name, segment, parsed, capacity: 4096);
+        AddNode(port);
+        segment.Attach(port.Interface);
+        if (gateway)
+        {
+            segment.Gateway = parsed[0];
+        }
+
+        return port;
+    }
+
     public LabHost Host(string name) =>
         _nodes.TryGetValue(name, out var n) && n is LabHost h ? h : throw new KeyNotFoundException($"no host {name}");
 

@@ -58,7 +58,10 @@ internal sealed class LabTcpStack(LabHost host)
         c.Open();
         try
         {
-            await c.Established.WaitAsync(cancellationToken);
+            // ConfigureAwait(false): resumed inline by the SYN-ACK's event (no context), so a caller that awaits this
+            // with ConfigureAwait(false) stays on the loop too; resumed through the lab's context instead, this
+            // method's completion would hand such a caller to the thread pool (docs/lab.md, rule 3)
+            await c.Established.WaitAsync(cancellationToken).ConfigureAwait(false);
         }
         catch (OperationCanceledException)
         {
@@ -149,7 +152,7 @@ internal sealed class LabTcpListener : IStreamListener
         }
 
         _waiter = new TaskCompletionSource<IStreamConnection>();
-        return await _waiter.Task.WaitAsync(cancellationToken);
+        return await _waiter.Task.WaitAsync(cancellationToken).ConfigureAwait(false); // see ConnectAsync
     }
 
     internal void Ready(LabTcpConnection c)

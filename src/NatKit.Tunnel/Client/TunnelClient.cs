@@ -1,7 +1,4 @@
 using System.Buffers;
-using System.Globalization;
-using System.Net;
-using System.Net.Sockets;
 using System.Net.WebSockets;
 using NatKit.Linux;
 using NatKit.Nat.Ports;
@@ -84,27 +81,54 @@ public sealed class TunnelRefusedException : Exception
 }
 
 /// <summary>
-/// The client end of the tunnel: a TUN device with the address the server assigns, the chosen routes through it,
-/// and one WebSocket to the server (directly or through relays) that is reopened with backoff whenever it ends. A
-/// reconnect presents the session id of the welcome, so the server gives back the same address and keeps its flows;
-/// nothing queued on a link that ended is sent on the next one. Packets move between the TUN device and the link on a
-/// <see cref="GatewayDataPlane"/> thread without a NAT (the server does the NAT).
+/// Where a tunnel client's own packets come from and go to: a TUN device with routes on a Linux machine
+/// (<see cref="TunClientInside"/>), a lab port in the in-memory lab. It brings itself up with the first welcome and
+/// runs a pump (without a NAT) between itself and the client's link port.
+/// </summary>
+public interface ITunnelClientInside : IAsyncDisposable
+{
+    /// <summary>The first welcome: take the assigned address and routes, and start pumping packets between the inside
+    /// and <paramref name="link"/> (the current link, or none between two connections).</summary>
+    Task StartAsync(TunnelWelcome welcome, ISignalingPacketPort link, CancellationToken cancellationToken);
+
+    /// <summary>A later welcome whose address differs (the old one's grace ran out): move to it.</summary>
+    Task MoveAsync(TunnelWelcome welcome, CancellationToken cancellationToken);
+}
+
+/// <summary>
+/// The client end of the tunnel: an inside (a TUN device with the address the server assigns and the chosen routes,
+/// or a lab port) and one WebSocket to the server (directly or through relays) that is reopened with backoff whenever
+/// it ends. A reconnect presents the session id of the welcome, so the server gives back the same address and keeps
+/// its flows; nothing queued on a link that ended is sent on the next one. Packets move between the inside and the
+/// link on a pump without a NAT (the server does the NAT).
 /// </summary>
 public sealed class TunnelClient : IAsyncDisposable
 {
     private readonly TunnelClientOptions _options;
     private readonly TimeProvider _time;
+    private readonly ITunnelClientInside _inside;
+    private readonly TunnelDialer _dial;
+    private readonly SynchronizationContext? _loop;
     private readonly LinkPort _port = new();
-    private TunDevice? _tun;
-    private GatewayDataPlane? _dataPlane;
-    private string? _serverRoute;
+    private bool _started;
     private Guid _session;
     private Ipv4Address _address;
 
-    public TunnelClient(TunnelClientOptions options, TimeProvider? time = null)
+    /// <param name="options">What to connect to, and how.</param>
+    /// <param name="time">The clock (the lab's virtual one in the lab).</param>
+    /// <param name="inside">Where the client's packets live; a TUN device (<see cref="TunClientInside"/>) if null.</param>
+    /// <param name="dial">How WebSockets to the server are opened; the real network if null
+    /// (<see cref="TunnelSockets.Dialer"/>), <see cref="TunnelSockets.Over"/> in the lab.</param>
+    /// <param name="loop">Where the link's loops resume when the pump wakes them: null (the thread pool) for a Linux
+    /// data-plane thread, the lab's loop in the lab.</param>
+    public TunnelClient(TunnelClientOptions options, TimeProvider? time = null, ITunnelClientInside? inside = null,
+        TunnelDialer? dial = null, SynchronizationContext? loop = null)
     {
         _options = options ?? throw new ArgumentNullException(nameof(options));
         _time = time ?? TimeProvider.System;
+        _inside = inside ?? new TunClientInside(options);
+        _dial = dial ?? TunnelSockets.Dialer(options.Insecure);
+        _loop = loop;
     }
 
     /// <summary>Called with each welcome (the first and every reconnect's).</summary>
@@ -116,8 +140,8 @@ public sealed class TunnelClient : IAsyncDisposable
     /// <summary>Connections made (the first one and the reconnects).</summary>
     public int Connections { get; private set; }
 
-    /// <summary>The data plane's counters, once the first welcome set the TUN device up.</summary>
-    public GatewayStats? Stats => _dataPlane?.Stats;
+    /// <summary>The data plane's counters, once the first welcome set the TUN device up (null for another inside).</summary>
+    public GatewayStats? Stats => (_inside as TunClientInside)?.Stats;
 
     /// <summary>
     /// Sends the hello on <paramref name="socket"/> and reads the server's answer: its welcome, or a
@@ -215,8 +239,7 @@ public sealed class TunnelClient : IAsyncDisposable
         }
         else
         {
-            socket = await TunnelSockets.ConnectAsync(_options.Server, _options.Insecure, null, cancellationToken)
-                .ConfigureAwait(false);
+            socket = await _dial(_options.Server, null, cancellationToken).ConfigureAwait(false);
         }
 
         try
@@ -247,7 +270,7 @@ public sealed class TunnelClient : IAsyncDisposable
             throw;
         }
 
-        var link = new TunnelLink(socket, (welcome.Features & TunnelFeatures.Offloads) != 0, _time);
+        var link = new TunnelLink(socket, (welcome.Features & TunnelFeatures.Offloads) != 0, _time, loop: _loop);
         await SetUpAsync(welcome, cancellationToken).ConfigureAwait(false);
         _session = welcome.SessionId;
         Connections++;
@@ -279,108 +302,24 @@ public sealed class TunnelClient : IAsyncDisposable
         return link.Goodbye is { } bye ? $"the server said goodbye: {bye.Reason}" : "the connection ended";
     }
 
-    /// <summary>The first welcome creates and configures the TUN device and starts the data plane; a later one with a
-    /// new address (the old one's grace ran out) moves the device to it.</summary>
+    /// <summary>The first welcome brings the inside up; a later one with a new address (the old one's grace ran out)
+    /// moves it.</summary>
     private async Task SetUpAsync(TunnelWelcome welcome, CancellationToken cancellationToken)
     {
-        var name = _options.TunName;
-        if (_tun is null)
+        if (!_started)
         {
-            await KeepServerRouteAsync(cancellationToken).ConfigureAwait(false);
-            _tun = TunDevice.Open(new TunOptions(name, _options.Offloads ? TunOffloads.All : TunOffloads.None));
-            DisableIpv6(name);
-            await Ip(cancellationToken, "link", "set", "dev", name, "mtu", welcome.Mtu.ToString(CultureInfo.InvariantCulture), "up").ConfigureAwait(false);
-            await Ip(cancellationToken, "addr", "replace", welcome.AddressWithPrefix, "dev", name).ConfigureAwait(false);
-            foreach (var route in _options.Routes ?? welcome.Routes)
-            {
-                if (route.Length == 0)
-                {
-                    await Ip(cancellationToken, "route", "replace", "0.0.0.0/1", "dev", name).ConfigureAwait(false);
-                    await Ip(cancellationToken, "route", "replace", "128.0.0.0/1", "dev", name).ConfigureAwait(false);
-                }
-                else
-                {
-                    await Ip(cancellationToken, "route", "replace", route.ToString(), "dev", name).ConfigureAwait(false);
-                }
-            }
-
-            _dataPlane = new GatewayDataPlane(null, new TunPort(_tun), _port);
-            _dataPlane.Start();
+            await _inside.StartAsync(welcome, _port, cancellationToken).ConfigureAwait(false);
+            _started = true;
             _address = welcome.Address;
             return;
         }
 
         if (welcome.Address != _address)
         {
-            await Ip(cancellationToken, "addr", "flush", "dev", name).ConfigureAwait(false);
-            await Ip(cancellationToken, "addr", "replace", welcome.AddressWithPrefix, "dev", name).ConfigureAwait(false);
+            await _inside.MoveAsync(welcome, cancellationToken).ConfigureAwait(false);
             _address = welcome.Address;
         }
     }
 
-    /// <summary>Pins the route to the server (as it is before the tunnel's routes go in) with a host route, so a default
-    /// route through the tunnel does not swallow the tunnel's own connection.</summary>
-    private async Task KeepServerRouteAsync(CancellationToken cancellationToken)
-    {
-        var wantsDefault = (_options.Routes ?? []).Any(r => r.Length == 0) || _options.Routes is null;
-        if (!wantsDefault)
-        {
-            return;
-        }
-
-        var address = _options.Server.Address;
-        if (address is null)
-        {
-            var addresses = await Dns.GetHostAddressesAsync(_options.Server.Host, AddressFamily.InterNetwork, cancellationToken).ConfigureAwait(false);
-            address = addresses.FirstOrDefault();
-        }
-
-        if (address is null || IPAddress.IsLoopback(address) || address.AddressFamily != AddressFamily.InterNetwork)
-        {
-            return;
-        }
-
-        var (code, output, _) = await SystemCommand.TryRunAsync("ip", ["-o", "route", "get", address.ToString()], cancellationToken).ConfigureAwait(false);
-        var words = output.Split([' ', '\t', '\\'], StringSplitOptions.RemoveEmptyEntries);
-        var via = Array.IndexOf(words, "via");
-        var dev = Array.IndexOf(words, "dev");
-        if (code != 0 || via < 0 || dev < 0 || dev + 1 >= words.Length)
-        {
-            return; // on a connected network (or no route at all): nothing to keep
-        }
-
-        _serverRoute = $"{address}/32";
-        await Ip(cancellationToken, "route", "replace", _serverRoute, "via", words[via + 1], "dev", words[dev + 1]).ConfigureAwait(false);
-    }
-
-    /// <summary>The tunnel carries IPv4 only: the device gets no IPv6 link-local address and sends no router
-    /// solicitations (which the server would count as spoofed).</summary>
-    private static void DisableIpv6(string device)
-    {
-        try
-        {
-            File.WriteAllText($"/proc/sys/net/ipv6/conf/{device}/disable_ipv6", "1");
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            // a kernel without IPv6: nothing to disable
-        }
-    }
-
-    private static Task<string> Ip(CancellationToken cancellationToken, params string[] arguments) =>
-        SystemCommand.RunAsync("ip", arguments, cancellationToken);
-
-    public async ValueTask DisposeAsync()
-    {
-        if (_dataPlane is not null)
-        {
-            await _dataPlane.DisposeAsync().ConfigureAwait(false);
-        }
-
-        _tun?.Dispose(); // the device and its routes go with it
-        if (_serverRoute is not null)
-        {
-            _ = await SystemCommand.TryRunAsync("ip", ["route", "del", _serverRoute], CancellationToken.None).ConfigureAwait(false);
-        }
-    }
+    public ValueTask DisposeAsync() => _inside.DisposeAsync();
 }

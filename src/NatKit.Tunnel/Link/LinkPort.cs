@@ -69,7 +69,7 @@ internal sealed class LinkPort : ISignalingPacketPort
         if (_touched)
         {
             _touched = false;
-            Volatile.Read(ref _link)?.SignalSender();
+            Volatile.Read(ref _link)?.SendFromDataPlane();
         }
     }
 }

@@ -32,8 +32,10 @@ internal sealed class PacketQueue
 
     /// <param name="capacity">Most packets (rounded up to a power of two).</param>
     /// <param name="maxBytes">Most packet bytes held at once.</param>
-    public PacketQueue(int capacity, long maxBytes)
+    /// <param name="loop">Where a producer waiting for room resumes (see <see cref="AsyncSignal"/>).</param>
+    public PacketQueue(int capacity, long maxBytes, SynchronizationContext? loop = null)
     {
+        RoomSignal = new AsyncSignal(loop);
         var size = 4;
         while (size < capacity)
         {
@@ -47,7 +49,7 @@ internal sealed class PacketQueue
     }
 
     /// <summary>Set when a packet is taken from a queue whose producer found it full (see <see cref="WaitForRoom"/>).</summary>
-    public AsyncSignal RoomSignal { get; } = new();
+    public AsyncSignal RoomSignal { get; }
 
     public int Count => Volatile.Read(ref _count);
 

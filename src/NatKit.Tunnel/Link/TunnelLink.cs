@@ -30,7 +30,7 @@ internal sealed class TunnelLink
 {
     private readonly WebSocket _socket;
     private readonly TimeProvider _time;
-    private readonly AsyncSignal _sendSignal = new();
+    private readonly AsyncSignal _sendSignal;
     private readonly CancellationTokenSource _stop = new();
     private TunnelNotice? _goodbye;
     private long _lastReceived;
@@ -45,14 +45,22 @@ internal sealed class TunnelLink
     private long _pings;
     private long _pongs;
 
+    /// <param name="socket">The WebSocket, after the hello and welcome.</param>
+    /// <param name="offloads">Both sides said they take offload messages.</param>
+    /// <param name="time">The clock (the lab's virtual one in the lab).</param>
+    /// <param name="queuePackets">Most packets in each queue.</param>
+    /// <param name="queueBytes">Most bytes in each queue.</param>
+    /// <param name="loop">Where the loops resume when the data plane wakes them: null for the thread pool (a Linux
+    /// data-plane thread), the lab's loop (<c>LabScheduler.SynchronizationContext</c>) in the lab.</param>
     public TunnelLink(WebSocket socket, bool offloads, TimeProvider time, int queuePackets = 1024,
-        long queueBytes = 4 << 20)
+        long queueBytes = 4 << 20, SynchronizationContext? loop = null)
     {
+        _sendSignal = new AsyncSignal(loop);
         _socket = socket ?? throw new ArgumentNullException(nameof(socket));
         _time = time ?? throw new ArgumentNullException(nameof(time));
         Offloads = offloads;
-        Inbound = new PacketQueue(queuePackets, queueBytes);
-        Outbound = new PacketQueue(queuePackets, queueBytes);
+        Inbound = new PacketQueue(queuePackets, queueBytes, loop);
+        Outbound = new PacketQueue(queuePackets, queueBytes, loop);
         _lastReceived = time.GetTimestamp();
     }
 
@@ -237,27 +245,133 @@ internal sealed class TunnelLink
     private volatile bool _closeSent;
     private ITimer? _closeTimer;
 
+    // Who sends: 0 nobody, 1 the data plane (SendFromDataPlane) or the send loop. The data plane sends on its own
+    // thread while the socket takes messages at once; a send that has to wait is handed over (_handover) to the send
+    // loop, which finishes it and sends on. One thread hop fewer per packet than queueing every message for the loop.
+    private int _sender;
+    private ValueTask _handover;
+    private QueuedPacket _handoverPacket;
+    private volatile bool _hasHandover;
+
+    /// <summary>
+    /// Sends what <see cref="TrySend"/> queued, on the calling (data-plane) thread, as long as the socket takes each
+    /// message at once; the first send that has to wait, and everything after it, is left to the send loop. When the
+    /// send loop is busy already, it only wakes it. Call it after a batch.
+    /// </summary>
+    public void SendFromDataPlane()
+    {
+        if (_stopAfterSend || _stop.IsCancellationRequested || Interlocked.CompareExchange(ref _sender, 1, 0) != 0)
+        {
+            _sendSignal.Set();
+            return;
+        }
+
+        while (Outbound.TryDequeue(out var packet, out _))
+        {
+            var handedOver = false;
+            try
+            {
+                var sending = SendMessageAsync(packet, _stop.Token);
+                if (!sending.IsCompleted)
+                {
+                    _handoverPacket = packet;
+                    _handover = sending;
+                    handedOver = true;
+                    _hasHandover = true; // the send loop now holds _sender, and releases the packet
+                    _sendSignal.Set();
+                    return;
+                }
+
+                sending.GetAwaiter().GetResult();
+                _packetsOut++;
+                _bytesOut += packet.Length;
+            }
+            catch (Exception e) when (e is WebSocketException or IOException or OperationCanceledException or ObjectDisposedException or InvalidOperationException)
+            {
+                Interlocked.Increment(ref _outboundDropped); // the link is breaking: the send loop's next send ends it
+                break;
+            }
+            finally
+            {
+                if (!handedOver)
+                {
+                    PacketQueue.Release(packet);
+                }
+            }
+        }
+
+        Volatile.Write(ref _sender, 0);
+        if (Outbound.Count > 0)
+        {
+            _sendSignal.Set(); // a control message came in meanwhile
+        }
+    }
+
+    /// <summary>One queued packet or control message as one binary message.</summary>
+    private ValueTask SendMessageAsync(in QueuedPacket packet, CancellationToken cancellationToken)
+    {
+        ReadOnlyMemory<byte> message;
+        if (packet.Room > 0)
+        {
+            OffloadFrame.WritePrefix(packet.Buffer, packet.Offload);
+            message = packet.WithRoom;
+        }
+        else
+        {
+            message = packet.Buffer.AsMemory(0, packet.Length);
+        }
+
+        return _socket.SendAsync(message, WebSocketMessageType.Binary, endOfMessage: true, cancellationToken);
+    }
+
     private async Task SendAllAsync(CancellationToken cancellationToken)
     {
         while (!cancellationToken.IsCancellationRequested)
+        {
+            bool holding;
+            if (_hasHandover)
+            {
+                _hasHandover = false;
+                var packet = _handoverPacket;
+                _handoverPacket = default;
+                try
+                {
+                    await _handover.ConfigureAwait(false);
+                    _packetsOut++;
+                    _bytesOut += packet.Length;
+                }
+                finally
+                {
+                    PacketQueue.Release(packet);
+                }
+
+                holding = true; // the data plane handed _sender over with it
+            }
+            else
+            {
+                holding = Interlocked.CompareExchange(ref _sender, 1, 0) == 0;
+            }
+
+            if (holding && await DrainAsync(cancellationToken).ConfigureAwait(false))
+            {
+                return; // closed after the goodbye
+            }
+
+            await _sendSignal.WaitAsync().ConfigureAwait(false); // see AsyncSignal: never resumes on the setter's thread
+        }
+    }
+
+    /// <summary>Sends until the queue is empty, holding <see cref="_sender"/>, then lets go of it (or, after a goodbye,
+    /// closes and keeps it, so nothing is sent after the close). True when closed.</summary>
+    private async Task<bool> DrainAsync(CancellationToken cancellationToken)
+    {
+        while (true)
         {
             while (Outbound.TryDequeue(out var packet, out _))
             {
                 try
                 {
-                    ReadOnlyMemory<byte> message;
-                    if (packet.Room > 0)
-                    {
-                        OffloadFrame.WritePrefix(packet.Buffer, packet.Offload);
-                        message = packet.WithRoom;
-                    }
-                    else
-                    {
-                        message = packet.Buffer.AsMemory(0, packet.Length);
-                    }
-
-                    await _socket.SendAsync(message, WebSocketMessageType.Binary, endOfMessage: true, cancellationToken)
-                        .ConfigureAwait(false);
+                    await SendMessageAsync(packet, cancellationToken).ConfigureAwait(false);
                     _packetsOut++;
                     _bytesOut += packet.Length;
                 }
@@ -280,10 +394,14 @@ internal sealed class TunnelLink
                 {
                 }
 
-                return;
+                return true;
             }
 
-            await _sendSignal.WaitAsync().ConfigureAwait(true); // see AsyncSignal: never resumes on the setter's thread
+            Volatile.Write(ref _sender, 0);
+            if (Outbound.Count == 0 || Interlocked.CompareExchange(ref _sender, 1, 0) != 0)
+            {
+                return false;
+            }
         }
     }
 
@@ -415,7 +533,7 @@ internal sealed class TunnelLink
 
             if (Inbound.WaitForRoom(length))
             {
-                await Inbound.RoomSignal.WaitAsync().ConfigureAwait(true);
+                await Inbound.RoomSignal.WaitAsync().ConfigureAwait(false);
                 if (cancellationToken.IsCancellationRequested)
                 {
                     return false;

@@ -18,7 +18,8 @@ public sealed record TunnelRelayStats(int Active, long Accepted, long UpstreamFa
 public sealed class TunnelRelay
 {
     private readonly TunnelUri _upstream;
-    private readonly bool _insecure;
+    private readonly TunnelDialer _dial;
+    private readonly TimeProvider _time;
     private readonly int _maxClients;
     private int _active;
     private long _accepted;
@@ -29,10 +30,15 @@ public sealed class TunnelRelay
     /// <param name="upstream">The server's (or the next relay's) WebSocket URL.</param>
     /// <param name="insecure">Accept any certificate from it.</param>
     /// <param name="maxClients">Most clients relayed at once; more are closed at once.</param>
-    public TunnelRelay(TunnelUri upstream, bool insecure = false, int maxClients = 1024)
+    /// <param name="dial">How the new WebSockets are opened; <see cref="TunnelSockets.Dialer"/> (the real network)
+    /// if null, <see cref="TunnelSockets.Over"/> in the lab.</param>
+    /// <param name="time">The clock for close timeouts (the lab's virtual one in the lab).</param>
+    public TunnelRelay(TunnelUri upstream, bool insecure = false, int maxClients = 1024, TunnelDialer? dial = null,
+        TimeProvider? time = null)
     {
         _upstream = upstream ?? throw new ArgumentNullException(nameof(upstream));
-        _insecure = insecure;
+        _dial = dial ?? TunnelSockets.Dialer(insecure);
+        _time = time ?? TimeProvider.System;
         _maxClients = maxClients > 0 ? maxClients : throw new ArgumentOutOfRangeException(nameof(maxClients));
     }
 
@@ -58,8 +64,8 @@ public sealed class TunnelRelay
         {
             try
             {
-                server = await TunnelSockets.ConnectAsync(_upstream, _insecure,
-                    [new("X-Forwarded-For", TunnelSockets.ForwardedFor(remote))], cancellationToken).ConfigureAwait(false);
+                server = await _dial(_upstream, [new("X-Forwarded-For", TunnelSockets.ForwardedFor(remote))],
+                    cancellationToken).ConfigureAwait(false);
             }
             catch (WebSocketException)
             {
@@ -125,16 +131,16 @@ public sealed class TunnelRelay
         }
         finally
         {
-            await done.CancelAsync().ConfigureAwait(false);
+            done.Cancel(); // not CancelAsync: its callbacks would leave the lab's loop
         }
     }
 
-    private static async Task CloseQuietlyAsync(WebSocket socket, WebSocketCloseStatus status, CancellationToken cancellationToken)
+    private async Task CloseQuietlyAsync(WebSocket socket, WebSocketCloseStatus status, CancellationToken cancellationToken)
     {
         try
         {
-            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-            timeout.CancelAfter(TimeSpan.FromSeconds(2));
+            using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(2), _time);
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, deadline.Token);
             await socket.CloseOutputAsync(status, null, timeout.Token).ConfigureAwait(false);
         }
         catch (Exception e) when (e is WebSocketException or IOException or OperationCanceledException or ObjectDisposedException)

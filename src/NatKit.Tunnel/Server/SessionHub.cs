@@ -148,7 +148,7 @@ internal sealed class SessionHub : ISignalingPacketPort
         foreach (var session in _touched)
         {
             session.Touched = false;
-            session.Link.SignalSender();
+            session.Link.SendFromDataPlane();
         }
 
         _touched.Clear();

@@ -75,6 +75,10 @@ public sealed class TunnelEndpoint : IAsyncDisposable
         ArgumentNullException.ThrowIfNull(listen);
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
+        // Inline scheduling: a socket's completions run the WebSocket's receive loop (and its sends' flushes) on the
+        // thread that completed them instead of queueing them to Kestrel's IOQueue and then the thread pool; every
+        // handler here awaits and never blocks, and each queueing is a thread hop a packet waits through.
+        builder.WebHost.UseSockets(o => o.UnsafePreferInlineScheduling = true);
         builder.WebHost.UseKestrel(k =>
         {
             k.AddServerHeader = false;

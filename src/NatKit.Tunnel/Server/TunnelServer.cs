@@ -37,6 +37,7 @@ public sealed class TunnelServer : IAsyncDisposable
 {
     private readonly TunnelServerOptions _options;
     private readonly TimeProvider _time;
+    private readonly SynchronizationContext? _loop;
     private readonly AddressPool _pool;
     private readonly SessionHub _hub = new();
     private readonly byte[][] _tokens;
@@ -58,8 +59,13 @@ public sealed class TunnelServer : IAsyncDisposable
     private long _spoofedEnded;
     private long _rateLimitedEnded;
 
-    public TunnelServer(TunnelServerOptions options, TimeProvider? time = null)
+    /// <param name="options">What the server serves.</param>
+    /// <param name="time">The clock (the lab's virtual one in the lab).</param>
+    /// <param name="loop">Where the sessions' loops resume when the data plane wakes them: null (the thread pool) for
+    /// a Linux data-plane thread, the lab's loop in the lab (see <see cref="Link.AsyncSignal"/>).</param>
+    public TunnelServer(TunnelServerOptions options, TimeProvider? time = null, SynchronizationContext? loop = null)
     {
+        _loop = loop;
         ArgumentNullException.ThrowIfNull(options);
         if (options.Validate() is { } problem)
         {
@@ -257,7 +263,7 @@ public sealed class TunnelServer : IAsyncDisposable
 
         var client = _options.AllowClientAddresses && requested != Ipv4Address.Any ? requested : inside;
         var offloads = _options.Offloads && (hello.Features & TunnelFeatures.Offloads) != 0;
-        var link = new TunnelLink(socket, offloads, _time, _options.QueuePackets, _options.QueueBytes);
+        var link = new TunnelLink(socket, offloads, _time, _options.QueuePackets, _options.QueueBytes, _loop);
         return (null, new TunnelSession(id, inside, client, remote, link, _options.MaxPacketsPerSecond, _time, reconnects));
     }
 

@@ -1,9 +1,17 @@
 using System.Net;
 using System.Net.Security;
 using System.Net.WebSockets;
+using NatKit.Net;
 using NatKit.Tunnel.Framing;
 
 namespace NatKit.Tunnel.Transport;
+
+/// <summary>Opens a WebSocket to <paramref name="uri"/> with <paramref name="headers"/> in the upgrade request: a
+/// client's to its relay or server, a relay's to the next hop. See <see cref="TunnelSockets.Dialer"/> (the real
+/// network, TLS included) and <see cref="TunnelSockets.Over"/> (any <see cref="INetwork"/>, the lab's too).</summary>
+/// <exception cref="WebSocketException">The other end could not be reached or did not accept the upgrade.</exception>
+public delegate Task<WebSocket> TunnelDialer(TunnelUri uri, IEnumerable<KeyValuePair<string, string>>? headers,
+    CancellationToken cancellationToken);
 
 /// <summary>Opens the tunnel's WebSockets on the real network (the client's, and a relay's to the server).</summary>
 public static class TunnelSockets
@@ -51,6 +59,50 @@ public static class TunnelSockets
             socket.Dispose();
             throw;
         }
+    }
+
+    /// <summary>Dials with <see cref="ConnectAsync"/> (ClientWebSocket: the real network, ws:// and wss://).</summary>
+    public static TunnelDialer Dialer(bool insecure = false) =>
+        (uri, headers, cancellationToken) => ConnectAsync(uri, insecure, headers, cancellationToken);
+
+    /// <summary>
+    /// Dials over <paramref name="network"/>'s TCP streams with NatKit's own handshake
+    /// (<see cref="WebSocketHandshake"/>), so the tunnel's WebSockets run in the in-memory lab. ws:// to an IP
+    /// literal only: TLS over NatKit.Net's streams is not done (SslStream's continuations leave the lab's loop).
+    /// </summary>
+    public static TunnelDialer Over(INetwork network)
+    {
+        ArgumentNullException.ThrowIfNull(network);
+        return async (uri, headers, cancellationToken) =>
+        {
+            if (uri.Secure || uri.Address is not { } address)
+            {
+                throw new WebSocketException(WebSocketError.Faulted,
+                    $"{uri}: over NatKit.Net's streams the tunnel dials ws:// to an IP address only");
+            }
+
+            IStreamConnection connection;
+            try
+            {
+                connection = await network.ConnectTcpAsync(new IPEndPoint(address, uri.Port), null, cancellationToken)
+                    .ConfigureAwait(false);
+            }
+            catch (NetworkException e)
+            {
+                throw new WebSocketException(WebSocketError.Faulted, $"{uri}: {e.Message}", e);
+            }
+
+            try
+            {
+                return await WebSocketHandshake.ConnectAsync(connection.Stream, uri, headers, cancellationToken)
+                    .ConfigureAwait(false);
+            }
+            catch
+            {
+                await connection.DisposeAsync().ConfigureAwait(false);
+                throw;
+            }
+        };
     }
 
     /// <summary>Reads one whole binary message of at most <paramref name="buffer"/>'s length; its length, or -1 when
