@@ -176,6 +176,11 @@ public sealed record ProxyOptions
         Positive(MinResponseDataRateGracePeriod, nameof(MinResponseDataRateGracePeriod));
         Rate(MinResponseDataRate, nameof(MinResponseDataRate));
 
+        if (AllowedClients.Count == 0)
+        {
+            throw new ArgumentException("AllowedClients must name at least one network: the proxy is not an open proxy.", nameof(AllowedClients));
+        }
+
         if (MaxConnections < 1)
         {
             throw new ArgumentException("MaxConnections must be at least 1.", nameof(MaxConnections));

@@ -23,6 +23,7 @@ public sealed class TurnConfigTests : IDisposable
             allow: [127.0.0.0/8]
             users-file: {Path.Combine(_dir, "users.txt")}
             realm: ops.example
+            drain-timeout: 0
             """);
         return config;
     }
@@ -91,7 +92,7 @@ public sealed class TurnConfigTests : IDisposable
 
         await File.AppendAllTextAsync(config, "\nlisten-port: 3478\n");
         Natkit.AssertRefused(await Natkit.RunAsync("turn", "serve", "--config", config),
-            $"--config {config}: line 6: unknown key 'listen-port'; keys are this verb's flags without '--': ");
+            $"--config {config}: line 7: unknown key 'listen-port'; keys are this verb's flags without '--': ");
 
         await File.WriteAllTextAsync(config, "listen: 127.0.0.1:99999\nuser: [a:b]\n");
         Natkit.AssertRefused(await Natkit.RunAsync("turn", "serve", "--config", config),

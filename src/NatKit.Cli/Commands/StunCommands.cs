@@ -193,14 +193,8 @@ internal sealed class StunCommands : IVerbGroup
 
             AnsiConsole.MarkupLine(userMap.Count == 0 ? "no credentials required; Ctrl+C stops"
                 : $"{(options.Realm is null ? "short-term" : "long-term")} credentials for {userMap.Count} user(s); Ctrl+C stops");
-            try
-            {
-                await Task.Delay(Timeout.Infinite, ct);
-            }
-            catch (OperationCanceledException)
-            {
-            }
-
+            // nothing to drain: every answer is one message, sent before the next is read
+            await CliServing.UntilStoppedAsync(loggers.CreateLogger("natkit.stun"), reload: null, ct);
             var totals = server.Metrics;
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"stopped: requests {totals.Requests}, responses {totals.Responses}, dropped {totals.Dropped}"));

@@ -334,7 +334,7 @@ public sealed partial class TurnServer
                 return;
             }
 
-            if (_held - freed + need > _options.MaxAllocations)
+            if (_draining || _held - freed + need > _options.MaxAllocations)
             {
                 Fail(request, StunErrorCode.InsufficientCapacity, request.Key);
                 return;

@@ -64,6 +64,8 @@ public sealed partial class TurnServer : IAsyncDisposable
     /// <summary>Quota slots held: allocations and the reservations they made (508 past MaxAllocations).</summary>
     private int _held;
     private int _disposed;
+    private bool _draining; // under _gate: new allocations refused with 508
+    private readonly TaskCompletionSource _noAllocations = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     private TurnServer(INetwork network, TurnServerOptions options, ILogger logger, int udpCount)
     {
@@ -821,6 +823,10 @@ public sealed partial class TurnServer : IAsyncDisposable
 
             ReleaseSlotLocked(a.Username);
             _count--;
+            if (_count == 0 && _draining)
+            {
+                _noAllocations.TrySetResult();
+            }
             if (a.ReservationSlotPending)
             {
                 a.ReservationSlotPending = false;
@@ -843,6 +849,35 @@ public sealed partial class TurnServer : IAsyncDisposable
         a.RelayV6?.Dispose();
         a.Stop.Dispose();
         Metrics.AllocationDeleted();
+    }
+
+    /// <summary>Begins an operator's graceful stop: new allocations are refused with 508 (Insufficient Capacity,
+    /// so a client tries another server) while the live ones keep relaying, refreshing and deleting themselves,
+    /// until none is left or <paramref name="timeout"/> passes on the server's clock. Returns how many are left
+    /// (<see cref="DisposeAsync"/> then releases them).</summary>
+    public async Task<int> DrainAsync(TimeSpan timeout, CancellationToken cancellationToken = default)
+    {
+        lock (_gate)
+        {
+            _draining = true;
+            if (_count == 0)
+            {
+                return 0;
+            }
+        }
+
+        if (timeout > TimeSpan.Zero)
+        {
+            try
+            {
+                await _noAllocations.Task.WaitAsync(timeout, _time, cancellationToken);
+            }
+            catch (TimeoutException)
+            {
+            }
+        }
+
+        return AllocationCount;
     }
 
     public async ValueTask DisposeAsync()
