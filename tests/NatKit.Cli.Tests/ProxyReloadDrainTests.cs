@@ -103,6 +103,24 @@ public sealed class ProxyReloadDrainTests : IAsyncDisposable
         return (status, client);
     }
 
+    /// <summary>Starts `proxy serve --config` with <paramref name="extraConfig"/> and opens one tunnel through it
+    /// (asserted 200).</summary>
+    private async Task<(ExternalProcess Server, string Config, int Port, TcpClient Tunnel)> StartWithTunnelAsync(string extraConfig)
+    {
+        var config = WriteConfig(extraConfig);
+        var server = await Natkit.StartAsync("Ctrl+C stops", "proxy", "serve", "--config", config);
+        var port = Natkit.PortAfter(server.Output, "proxy http://127.0.0.1:");
+        var (status, tunnel) = await ConnectAsync(port);
+        if (status != 200)
+        {
+            tunnel.Dispose();
+            await server.DisposeAsync();
+            Assert.Fail($"CONNECT through the proxy: {status}: {server.Output}");
+        }
+
+        return (server, config, port, tunnel);
+    }
+
     private async Task AssertEchoesAsync(TcpClient tunnel, string text)
     {
         var stream = tunnel.GetStream();
@@ -115,14 +133,10 @@ public sealed class ProxyReloadDrainTests : IAsyncDisposable
     [Fact]
     public async Task Sighup_ReloadsTheClientNetworksAndCredentials_WithoutDroppingAnOpenTunnel()
     {
-        var config = WriteConfig("allow: [127.0.0.0/8]\ndrain-timeout: 0");
-        await using var server = await Natkit.StartAsync("Ctrl+C stops", "proxy", "serve", "--config", config);
-        var port = Natkit.PortAfter(server.Output, "proxy http://127.0.0.1:");
-
-        var (status, tunnel) = await ConnectAsync(port);
+        var (started, config, port, tunnel) = await StartWithTunnelAsync("allow: [127.0.0.0/8]\ndrain-timeout: 0");
+        await using var server = started;
         using (tunnel)
         {
-            Assert.Equal(200, status);
             await AssertEchoesAsync(tunnel, "before any reload");
 
             // credentials from the file now: a new tunnel without them is answered 407, the open one goes on
@@ -161,13 +175,10 @@ public sealed class ProxyReloadDrainTests : IAsyncDisposable
     [Fact]
     public async Task Sigterm_LetsAnOpenTunnelFinish_RefusingNewClients_ThenExits0WithTheSummary()
     {
-        var config = WriteConfig("drain-timeout: 600");
-        await using var server = await Natkit.StartAsync("Ctrl+C stops", "proxy", "serve", "--config", config);
-        var port = Natkit.PortAfter(server.Output, "proxy http://127.0.0.1:");
-        var (status, tunnel) = await ConnectAsync(port);
+        var (started, _, port, tunnel) = await StartWithTunnelAsync("drain-timeout: 600");
+        await using var server = started;
         using (tunnel)
         {
-            Assert.Equal(200, status);
             server.Signal(Natkit.SigTerm);
             await server.WaitForOutputAsync("draining: 1 connection(s)", Natkit.Deadline);
 
@@ -185,13 +196,10 @@ public sealed class ProxyReloadDrainTests : IAsyncDisposable
     [Fact]
     public async Task Sigterm_CutsATunnelStillOpenAtTheDrainTimeout_AndExits0()
     {
-        var config = WriteConfig("drain-timeout: 0.2");
-        await using var server = await Natkit.StartAsync("Ctrl+C stops", "proxy", "serve", "--config", config);
-        var port = Natkit.PortAfter(server.Output, "proxy http://127.0.0.1:");
-        var (status, tunnel) = await ConnectAsync(port);
+        var (started, _, _, tunnel) = await StartWithTunnelAsync("drain-timeout: 0.2");
+        await using var server = started;
         using (tunnel)
         {
-            Assert.Equal(200, status);
             Assert.Equal(0, await Natkit.StopAsync(server));
             Assert.Contains("stopped: 1 connection(s) cut, 0 finished while draining", server.Output, StringComparison.Ordinal);
             // the proxy closed its side: the client reads the end of the stream (or a reset)
