@@ -219,7 +219,9 @@ public sealed partial class ProxyServer : IAsyncDisposable
         return Volatile.Read(ref _active);
     }
 
-    private async Task StopAcceptingAsync()
+    /// <summary>Closes the listeners (the first step of <see cref="DrainAsync"/>): a new client is refused by the
+    /// kernel from when this returns. Idempotent.</summary>
+    public async Task StopAcceptingAsync()
     {
         if (_draining.IsCancellationRequested)
         {

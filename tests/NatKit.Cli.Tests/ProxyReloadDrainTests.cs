@@ -8,7 +8,7 @@ namespace NatKit.Cli.Tests;
 /// <summary>`natkit proxy serve` as an operator runs it: SIGHUP re-reads the client networks and the credentials
 /// from --config without touching an open tunnel; SIGTERM stops accepting, lets the open tunnel finish (or cuts
 /// it at --drain-timeout), prints the summary and exits 0. A real process, real signals, a real echo server.</summary>
-public sealed class ProxyReloadDrainTests : IAsyncDisposable
+public sealed class ProxyReloadDrainTests : IAsyncLifetime
 {
     private readonly string _dir = Directory.CreateTempSubdirectory("natkit-proxyreload-").FullName;
     private readonly TcpListener _echo = new(IPAddress.Loopback, 0);
@@ -23,7 +23,9 @@ public sealed class ProxyReloadDrainTests : IAsyncDisposable
 
     private int EchoPort => ((IPEndPoint)_echo.LocalEndpoint).Port;
 
-    public async ValueTask DisposeAsync()
+    public Task InitializeAsync() => Task.CompletedTask;
+
+    public async Task DisposeAsync()
     {
         await _stop.CancelAsync();
         _echo.Stop();

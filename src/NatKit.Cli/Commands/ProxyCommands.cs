@@ -182,6 +182,7 @@ internal sealed class ProxyCommands : IVerbGroup
             await CliServing.UntilStoppedAsync(loggers.CreateLogger("natkit.proxy.reload"),
                 again => server.Reload(AllowedClients(again), Credentials(again)), ct);
             var drain = serving.Drain(parse);
+            await server.StopAcceptingAsync(); // before saying so: from here a new client is refused
             var atStop = server.ActiveConnections;
             if (atStop > 0 && drain > TimeSpan.Zero)
             {

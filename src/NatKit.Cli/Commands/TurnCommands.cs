@@ -189,14 +189,15 @@ internal sealed class TurnCommands : IVerbGroup
             await CliServing.UntilStoppedAsync(loggers.CreateLogger("natkit.turn.reload"),
                 again => server.Reload(Users(again), Policy(again)), ct);
             var drain = serving.Drain(parse);
-            if (server.AllocationCount > 0 && drain > TimeSpan.Zero)
+            var atStop = server.AllocationCount;
+            var draining = server.DrainAsync(drain); // refuses new allocations from its first step, before any await
+            if (atStop > 0 && drain > TimeSpan.Zero)
             {
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                    $"draining: {server.AllocationCount} allocation(s) may run up to {drain.TotalSeconds:0.#} s; new ones are refused (508)"));
+                    $"draining: {atStop} allocation(s) may run up to {drain.TotalSeconds:0.#} s; new ones are refused (508)"));
             }
 
-            var atStop = server.AllocationCount;
-            var left = await server.DrainAsync(drain);
+            var left = await draining;
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"stopped: {left} allocation(s) released, {Math.Max(0, atStop - left)} ended by their clients while draining"));
             return 0;

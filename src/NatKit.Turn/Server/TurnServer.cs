@@ -789,8 +789,11 @@ public sealed partial class TurnServer : IAsyncDisposable
     }
 
     /// <summary>Ends an allocation: closes relay sockets, frees ports and quota. Idempotent. An allocation that
-    /// was served is logged with <paramref name="reason"/>.</summary>
-    private void Delete(Allocation a, string? reason = null)
+    /// was served is logged with <paramref name="reason"/>. A drain waiting for the last allocation is told, unless
+    /// <paramref name="answerPending"/>: then the caller tells it once its answer is sent
+    /// (<see cref="SignalDrainedIfEmpty"/>), so a stopping server does not close its socket before the client hears
+    /// that its allocation is gone.</summary>
+    private void Delete(Allocation a, string? reason = null, bool answerPending = false)
     {
         lock (a.Gate)
         {
@@ -823,7 +826,7 @@ public sealed partial class TurnServer : IAsyncDisposable
 
             ReleaseSlotLocked(a.Username);
             _count--;
-            if (_count == 0 && _draining)
+            if (_count == 0 && _draining && !answerPending)
             {
                 _noAllocations.TrySetResult();
             }
@@ -849,6 +852,18 @@ public sealed partial class TurnServer : IAsyncDisposable
         a.RelayV6?.Dispose();
         a.Stop.Dispose();
         Metrics.AllocationDeleted();
+    }
+
+    /// <summary>Completes a drain when no allocation is left (after the answer to a Refresh that deleted one).</summary>
+    private void SignalDrainedIfEmpty()
+    {
+        lock (_gate)
+        {
+            if (_draining && _count == 0)
+            {
+                _noAllocations.TrySetResult();
+            }
+        }
     }
 
     /// <summary>Begins an operator's graceful stop: new allocations are refused with 508 (Insufficient Capacity,
