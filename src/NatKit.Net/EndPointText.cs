@@ -42,6 +42,14 @@ public static class EndPointText
         else
         {
             host = t; // IPv4 alone, or IPv6 without brackets (and so without a port)
+            var last = t.LastIndexOf(':');
+            if (last > 0 && last < t.Length - 1 && t.Length - last - 1 <= 5 && t[(last + 1)..].All(char.IsAsciiDigit) &&
+                t[..last] is { } before && !before.EndsWith(':') && IPAddress.TryParse(before, out var v6) &&
+                v6.AddressFamily == AddressFamily.InterNetworkV6)
+            {
+                // "::1:1080" is an address, but far more likely [::1]:1080 was meant: ask instead of guessing
+                return $"an IPv6 address with a port needs brackets: write [{before}]:{t[(last + 1)..]} (or [{t}] for the address alone).";
+            }
         }
 
         if (!TryParseAddress(host, out var address))

@@ -29,6 +29,10 @@ internal sealed class MinDataRate : IDisposable
     private bool _started;
     private int _violated;
 
+    /// <param name="time">The clock the waits are measured on.</param>
+    /// <param name="bytesPerSecond">The slowest average rate allowed.</param>
+    /// <param name="grace">How long the rate may be lower before it counts.</param>
+    /// <param name="deadline">The connection's deadline, cancelled on a violation.</param>
     /// <param name="fromFirstByte">True to count waits only once the first byte has moved (a request body: a
     /// client may wait for <c>100 Continue</c> before sending one); false to count from the first wait (a
     /// response, whose first write is its head).</param>

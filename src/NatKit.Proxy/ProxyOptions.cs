@@ -103,7 +103,7 @@ public sealed record ProxyOptions
 
     /// <summary>TCP congestion control for both legs of every connection (clients' and servers'), by its kernel
     /// name (e.g. <c>cubic</c>); null keeps the system's default. Needs a network whose sockets can choose one
-    /// (<see cref="ITcpCongestionControl"/>); the kernel refuses names it does not have at start.</summary>
+    /// (<see cref="NatKit.Net.ITcpCongestionControl"/>); the kernel refuses names it does not have at start.</summary>
     public string? CongestionControl { get; init; }
 
     /// <summary>The reserved origin-form path on the proxy port that serves the connection table as JSON to
@@ -175,6 +175,11 @@ public sealed record ProxyOptions
         Rate(MinRequestBodyDataRate, nameof(MinRequestBodyDataRate));
         Positive(MinResponseDataRateGracePeriod, nameof(MinResponseDataRateGracePeriod));
         Rate(MinResponseDataRate, nameof(MinResponseDataRate));
+
+        if (AllowedClients.Count == 0)
+        {
+            throw new ArgumentException("AllowedClients must name at least one network: the proxy is not an open proxy.", nameof(AllowedClients));
+        }
 
         if (MaxConnections < 1)
         {

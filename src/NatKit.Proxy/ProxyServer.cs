@@ -32,10 +32,13 @@ public sealed partial class ProxyServer : IAsyncDisposable
     private readonly IStreamListener _http;
     private readonly IStreamListener? _socks;
     private readonly CancellationTokenSource _stop = new();
+    private readonly CancellationTokenSource _draining = new();
     private readonly List<Task> _acceptLoops = [];
     private readonly TaskCompletionSource _drained = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private int _active;
     private long _responseRateViolations;
+    private IReadOnlyList<IPNetwork> _allowedClients;
+    private byte[]? _credentialBytes;
 
     private ProxyServer(ProxyOptions options, INetwork network, ILogger logger, IStreamListener http,
         IStreamListener? socks)
@@ -45,13 +48,11 @@ public sealed partial class ProxyServer : IAsyncDisposable
         Logger = logger;
         _http = http;
         _socks = socks;
+        _allowedClients = options.AllowedClients;
         Connections = new ConnectionTable(network.TimeProvider);
         Pool = new UpstreamPool(network.TimeProvider, options.MaxIdleUpstreamPerHost, options.MaxIdleUpstreamTotal,
             options.UpstreamIdleTimeout);
-        if (options.Credentials is not null)
-        {
-            CredentialBytes = Encoding.UTF8.GetBytes(options.Credentials);
-        }
+        _credentialBytes = options.Credentials is null ? null : Encoding.UTF8.GetBytes(options.Credentials);
 
         if (options.ParentCredentials is { } pc)
         {
@@ -87,7 +88,15 @@ public sealed partial class ProxyServer : IAsyncDisposable
 
     internal UpstreamPool Pool { get; }
 
-    internal byte[]? CredentialBytes { get; }
+    /// <summary>The credentials in force (<see cref="ProxyOptions.Credentials"/> until a <see cref="Reload"/>).</summary>
+    internal byte[]? CredentialBytes => Volatile.Read(ref _credentialBytes);
+
+    /// <summary>The client networks in force: <see cref="ProxyOptions.AllowedClients"/> until a
+    /// <see cref="Reload"/>.</summary>
+    public IReadOnlyList<IPNetwork> AllowedClients => Volatile.Read(ref _allowedClients);
+
+    /// <summary>Cancelled when <see cref="DrainAsync"/> begins: idle keep-alive connections close on it.</summary>
+    internal CancellationToken Draining => _draining.Token;
 
     /// <summary>The Proxy-Authorization field line sent to the parent proxy; empty without credentials.</summary>
     internal byte[] ParentAuthorization { get; } = [];
@@ -177,9 +186,50 @@ public sealed partial class ProxyServer : IAsyncDisposable
         }
     }
 
-    public async ValueTask DisposeAsync()
+    /// <summary>Replaces the client networks and the credentials while serving (an operator's SIGHUP). Open
+    /// connections and tunnels stay; the next connection is checked against the new networks, the next request
+    /// (and the next SOCKS5 handshake) against the new credentials.</summary>
+    /// <exception cref="ArgumentException">No client network is given, or the credentials are not user:password.</exception>
+    public void Reload(IReadOnlyList<IPNetwork> allowedClients, string? credentials)
     {
-        await _stop.CancelAsync().ConfigureAwait(false);
+        ArgumentNullException.ThrowIfNull(allowedClients);
+        (Options with { AllowedClients = allowedClients, Credentials = credentials }).Validate();
+        Volatile.Write(ref _allowedClients, allowedClients);
+        Volatile.Write(ref _credentialBytes, credentials is null ? null : Encoding.UTF8.GetBytes(credentials));
+        LogReloaded(Logger, string.Join(", ", allowedClients), credentials is null ? "none" : "set");
+    }
+
+    /// <summary>Stops accepting and lets the open connections finish, closing idle keep-alive ones at once, until
+    /// none is left or <paramref name="timeout"/> passes on the server's clock. Returns how many were still open
+    /// (<see cref="DisposeAsync"/> then cuts them).</summary>
+    public async Task<int> DrainAsync(TimeSpan timeout, CancellationToken cancellationToken = default)
+    {
+        await StopAcceptingAsync().ConfigureAwait(false);
+        if (Volatile.Read(ref _active) > 0 && timeout > TimeSpan.Zero)
+        {
+            try
+            {
+                await _drained.Task.WaitAsync(timeout, Time, cancellationToken).ConfigureAwait(false);
+            }
+            catch (TimeoutException)
+            {
+            }
+        }
+
+        return Volatile.Read(ref _active);
+    }
+
+    /// <summary>Closes the listeners (the first step of <see cref="DrainAsync"/>): a new client is refused by the
+    /// kernel from when this returns. Idempotent.</summary>
+    public async Task StopAcceptingAsync()
+    {
+        if (_draining.IsCancellationRequested)
+        {
+            await Task.WhenAll(_acceptLoops).ConfigureAwait(false);
+            return;
+        }
+
+        await _draining.CancelAsync().ConfigureAwait(false);
         await _http.DisposeAsync().ConfigureAwait(false);
         if (_socks is not null)
         {
@@ -187,6 +237,12 @@ public sealed partial class ProxyServer : IAsyncDisposable
         }
 
         await Task.WhenAll(_acceptLoops).ConfigureAwait(false);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await StopAcceptingAsync().ConfigureAwait(false);
+        await _stop.CancelAsync().ConfigureAwait(false);
         if (Volatile.Read(ref _active) > 0)
         {
             await _drained.Task.ConfigureAwait(false);
@@ -194,6 +250,7 @@ public sealed partial class ProxyServer : IAsyncDisposable
 
         await Pool.DisposeAsync().ConfigureAwait(false);
         _stop.Dispose();
+        _draining.Dispose();
     }
 
     internal void CountResponseRateViolation() => Interlocked.Increment(ref _responseRateViolations);
@@ -209,7 +266,7 @@ public sealed partial class ProxyServer : IAsyncDisposable
             address = address.MapToIPv4();
         }
 
-        foreach (var network in Options.AllowedClients)
+        foreach (var network in AllowedClients)
         {
             if (network.Contains(address))
             {
@@ -365,16 +422,16 @@ public sealed partial class ProxyServer : IAsyncDisposable
 
     private async Task AcceptLoopAsync(IStreamListener listener, bool socks)
     {
-        while (!_stop.IsCancellationRequested)
+        while (!_draining.IsCancellationRequested)
         {
             IStreamConnection connection;
             try
             {
-                connection = await listener.AcceptAsync(_stop.Token).ConfigureAwait(false);
+                connection = await listener.AcceptAsync(_draining.Token).ConfigureAwait(false);
             }
-            catch (Exception e) when (IsConnectionError(e))
+            catch (Exception e) when (IsConnectionError(e) || (e is NetworkException && _draining.IsCancellationRequested))
             {
-                if (_stop.IsCancellationRequested || e is ObjectDisposedException)
+                if (_draining.IsCancellationRequested || e is ObjectDisposedException)
                 {
                     return;
                 }
@@ -436,7 +493,7 @@ public sealed partial class ProxyServer : IAsyncDisposable
         finally
         {
             await connection.DisposeAsync().ConfigureAwait(false);
-            if (Interlocked.Decrement(ref _active) == 0 && _stop.IsCancellationRequested)
+            if (Interlocked.Decrement(ref _active) == 0 && _draining.IsCancellationRequested)
             {
                 _drained.TrySetResult();
             }
@@ -456,6 +513,10 @@ public sealed partial class ProxyServer : IAsyncDisposable
 
     [LoggerMessage(EventId = 4, Level = LogLevel.Information, Message = "{Client} refused: {Status} {Reason}")]
     internal static partial void LogRefusedRequest(ILogger logger, IPEndPoint client, int status, string reason);
+
+    [LoggerMessage(EventId = 6, Level = LogLevel.Information,
+        Message = "reloaded: clients allowed from [{Networks}]; credentials {Credentials}")]
+    private static partial void LogReloaded(ILogger logger, string networks, string credentials);
 
     [LoggerMessage(EventId = 5, Level = LogLevel.Warning,
         Message = "{Client} {Method} {Target}: the response was read slower than {BytesPerSecond} bytes/s; connection aborted")]

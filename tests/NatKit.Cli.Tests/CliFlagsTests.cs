@@ -16,6 +16,9 @@ public sealed class CliFlagsTests
     [InlineData("[::1]:23490", "[::1]:23490")]
     [InlineData("[2001:db8::1]:0", "[2001:db8::1]:0")]
     [InlineData("0.0.0.0:0", "0.0.0.0:0")]
+    [InlineData("[2001:db8::1:1080]", "[2001:db8::1:1080]:3478")] // brackets keep an address a bare form would make ambiguous
+    [InlineData("2001:db8::5", "[2001:db8::5]:3478")]
+    [InlineData("fe80::1", "[fe80::1]:3478")]
     public void EndPoint_ReadsEveryForm_KeepingTheIpv6Port(string text, string expected) =>
         Assert.Equal(expected, CliFlags.EndPoint(text, 3478, "--listen").ToString());
 
@@ -26,6 +29,8 @@ public sealed class CliFlagsTests
     [InlineData("localhost:80", "--listen localhost:80: 'localhost' is not an IP address")]
     [InlineData("1", "--listen 1: '1' is not an IP address")]
     [InlineData("[::1", "--listen [::1: expected ADDRESS[:PORT]")]
+    [InlineData("::1:1080", "--listen ::1:1080: an IPv6 address with a port needs brackets: write [::1]:1080 (or [::1:1080] for the address alone).")]
+    [InlineData("2001:db8::5:3478", "--listen 2001:db8::5:3478: an IPv6 address with a port needs brackets: write [2001:db8::5]:3478")]
     public void EndPoint_RefusesABadValue_NamingTheFlag(string text, string expected)
     {
         var e = Assert.Throws<CliException>(() => CliFlags.EndPoint(text, 3478, "--listen"));

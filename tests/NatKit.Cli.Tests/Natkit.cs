@@ -19,9 +19,15 @@ internal static partial class Natkit
         ExternalProcess.RunAsync("dotnet", [Dll, .. arguments], Deadline);
 
     /// <summary>Starts a server verb and returns once <paramref name="ready"/> is printed.</summary>
-    public static async Task<ExternalProcess> StartAsync(string ready, params string[] arguments)
+    public static Task<ExternalProcess> StartAsync(string ready, params string[] arguments) =>
+        StartAsync(ready, null, arguments);
+
+    /// <summary>Starts a server verb with extra environment variables and returns once <paramref name="ready"/>
+    /// is printed.</summary>
+    public static async Task<ExternalProcess> StartAsync(string ready, IReadOnlyDictionary<string, string>? environment,
+        params string[] arguments)
     {
-        var p = ExternalProcess.Start("dotnet", [Dll, .. arguments]);
+        var p = ExternalProcess.Start("dotnet", [Dll, .. arguments], environment: environment);
         try
         {
             await p.WaitForOutputAsync(ready, Deadline);
@@ -31,6 +37,23 @@ internal static partial class Natkit
         {
             await p.DisposeAsync();
             throw;
+        }
+    }
+
+    /// <summary>The checkout the tests were built from (the folder holding NatKit.slnx).</summary>
+    public static string RepositoryRoot
+    {
+        get
+        {
+            for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+            {
+                if (File.Exists(Path.Combine(dir.FullName, "NatKit.slnx")))
+                {
+                    return dir.FullName;
+                }
+            }
+
+            throw new InvalidOperationException("no NatKit.slnx above " + AppContext.BaseDirectory);
         }
     }
 

@@ -70,9 +70,9 @@ public sealed class NetnsMatrixCellTests
             Assert.Equal(0, await probeB.WaitForExitAsync(timeout.Token));
             using var ja = JsonDocument.Parse(probeA.Output);
             using var jb = JsonDocument.Parse(probeB.Output);
-            Assert.Equal("address-and-port-dependent", ja.RootElement.GetProperty("mapping").GetString());
-            Assert.Equal("endpoint-independent", jb.RootElement.GetProperty("mapping").GetString());
-            Assert.StartsWith("198.51.100.1:", ja.RootElement.GetProperty("mappedEndPoint").GetString(), StringComparison.Ordinal);
+            Assert.Equal("address-and-port-dependent", ja.RootElement[0].GetProperty("mapping").GetString());
+            Assert.Equal("endpoint-independent", jb.RootElement[0].GetProperty("mapping").GetString());
+            Assert.StartsWith("198.51.100.1:", ja.RootElement[0].GetProperty("mappedEndPoint").GetString(), StringComparison.Ordinal);
         }
 
         Assert.DoesNotContain(await NetworkNamespace.ListAsync(), n => n.StartsWith($"nk-{tag}-", StringComparison.Ordinal));

@@ -23,6 +23,7 @@ public sealed class TurnConfigTests : IDisposable
             allow: [127.0.0.0/8]
             users-file: {Path.Combine(_dir, "users.txt")}
             realm: ops.example
+            drain-timeout: 0
             """);
         return config;
     }
@@ -64,6 +65,30 @@ public sealed class TurnConfigTests : IDisposable
     }
 
     [Fact]
+    public async Task Sigterm_RefusesNewAllocationsWith508_WhileALiveOneRelaysOn_UntilItsClientDeletesIt()
+    {
+        var config = WriteConfig("alice:first-secret\n"); // its drain-timeout 0 is overridden by the flag
+        await using var server = await Natkit.StartAsync("Ctrl+C stops", "turn", "serve", "--config", config,
+            "--drain-timeout", "600");
+        var port = Natkit.PortAfter(server.Output, "udp       │ 127.0.0.1:");
+        using var cts = new CancellationTokenSource(Natkit.Deadline);
+        await using var alice = await TurnClient.AllocateAsync(SystemNetwork.Instance, Client(port, "alice", "first-secret"), cts.Token);
+
+        server.Signal(Natkit.SigTerm);
+        await server.WaitForOutputAsync("draining: 1 allocation(s)", Natkit.Deadline);
+        var refused = await Assert.ThrowsAsync<TurnException>(() =>
+            TurnClient.AllocateAsync(SystemNetwork.Instance, Client(port, "alice", "first-secret"), cts.Token));
+        Assert.Equal(508, refused.Code);
+        await alice.RefreshAsync(cancellationToken: cts.Token); // the live allocation is served on
+        Assert.False(server.HasExited);
+
+        await alice.DeallocateAsync(cts.Token);
+        Assert.Equal(0, await server.WaitForExitAsync(Natkit.Deadline));
+        Assert.Contains("stopped: 0 allocation(s) released, 1 ended by their clients while draining", server.Output,
+            StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task ABadReload_IsLogged_AndTheServerKeepsItsUsers()
     {
         var config = WriteConfig("alice:first-secret\n");
@@ -91,7 +116,7 @@ public sealed class TurnConfigTests : IDisposable
 
         await File.AppendAllTextAsync(config, "\nlisten-port: 3478\n");
         Natkit.AssertRefused(await Natkit.RunAsync("turn", "serve", "--config", config),
-            $"--config {config}: line 6: unknown key 'listen-port'; keys are this verb's flags without '--': ");
+            $"--config {config}: line 7: unknown key 'listen-port'; keys are this verb's flags without '--': ");
 
         await File.WriteAllTextAsync(config, "listen: 127.0.0.1:99999\nuser: [a:b]\n");
         Natkit.AssertRefused(await Natkit.RunAsync("turn", "serve", "--config", config),

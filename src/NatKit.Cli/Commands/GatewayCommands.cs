@@ -96,7 +96,8 @@ internal sealed class GatewayCommands : IVerbGroup
             using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
             try
             {
-                await Task.WhenAny(gw.DataPlane.Completion, CliRunner.UntilStoppedAsync(stop.Token)).ConfigureAwait(false);
+                await Task.WhenAny(gw.DataPlane.Completion,
+                    CliServing.UntilStoppedAsync(Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance, reload: null, stop.Token)).ConfigureAwait(false);
             }
             finally
             {

@@ -96,7 +96,7 @@ internal sealed class LabCommands : IVerbGroup
         var seed = new Option<int?>("--seed") { Description = "Seed of each probe's lab (default 1, or the topology's)." };
         var noLifetime = new Option<bool>("--no-lifetime") { Description = "Skip the binding-lifetime search." };
         var pcap = new Option<string?>("--pcap") { Description = "Write each probe's LAN and internet pcaps into this folder." };
-        var json = new Option<bool>("--json") { Description = "Print each discovery record as JSON instead of a table." };
+        var json = new Option<bool>("--json") { Description = "Print a JSON array of discovery records, each named by its preset (or host), instead of a table." };
         var topology = new Option<string?>("--topology")
         {
             Description = "Instead of the presets: probe from every host of this topology (file or built-in name) against its STUN server host.",
@@ -135,10 +135,7 @@ internal sealed class LabCommands : IVerbGroup
             var results = LabProbe.ProbePresets(chosen, options);
             if (parse.GetValue(json))
             {
-                foreach (var r in results)
-                {
-                    Console.WriteLine(r.Found.ToJson());
-                }
+                CliJson.WriteRecords(results.Select(r => (r.Name, r.Found.ToJson())));
 
                 return Task.FromResult(results.All(r => r.AllMatch) ? 0 : 1);
             }
@@ -197,10 +194,7 @@ internal sealed class LabCommands : IVerbGroup
         });
         if (json)
         {
-            foreach (var (b, _) in found)
-            {
-                Console.WriteLine(b.ToJson());
-            }
+            CliJson.WriteRecords(found.Select((f, i) => (clients[i].Name, f.Behavior.ToJson())));
 
             return 0;
         }

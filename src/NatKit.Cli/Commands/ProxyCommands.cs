@@ -116,12 +116,24 @@ internal sealed class ProxyCommands : IVerbGroup
             cmd.Options.Add(o);
         }
 
+        IReadOnlyList<IPNetwork> AllowedClients(ParseResult p) => p.GetValue(allow) is { Length: > 0 } nets
+            ? nets.Select(n => IPNetwork.TryParse(n, out var net) ? net
+                : throw new CliException($"--allow {n}: not a CIDR network; write one like 192.168.0.0/16 or fd00::/8.")).ToList()
+            : ProxyOptions.DefaultAllowedClients;
+
+        string? Credentials(ParseResult p) => p.GetValue(auth) is { } a && (a.IndexOf(':', StringComparison.Ordinal) < 1)
+            ? throw new CliException("--auth: expected USER:PASSWORD (the user name without ':').")
+            : p.GetValue(auth);
+
         var logging = new CliLogging();
         logging.AddTo(cmd);
         var metrics = new CliMetrics();
         metrics.AddTo(cmd);
+        var serving = new CliServing();
+        serving.AddTo(cmd);
         cmd.SetAction(async (parse, ct) =>
         {
+            serving.Drain(parse); // a bad --drain-timeout stops start-up, not the stop
             using var loggers = parse.GetValue(quiet)
                 ? CliLogging.Create("warning", parse.GetValue(logging.Format)!)
                 : logging.Create(parse);
@@ -130,15 +142,10 @@ internal sealed class ProxyCommands : IVerbGroup
             {
                 HttpListen = ParseEndPoint(parse.GetValue(listen)!, "--listen"),
                 SocksListen = parse.GetValue(socks) is { } s ? ParseEndPoint(s, "--socks") : null,
-                AllowedClients = parse.GetValue(allow) is { Length: > 0 } nets
-                    ? nets.Select(n => IPNetwork.TryParse(n, out var net) ? net
-                        : throw new CliException($"--allow {n}: not a CIDR network; write one like 192.168.0.0/16 or fd00::/8.")).ToList()
-                    : ProxyOptions.DefaultAllowedClients,
+                AllowedClients = AllowedClients(parse),
                 ConnectPorts = ParsePorts(parse.GetValue(connectPorts)!, "--connect-ports"),
                 SocksPorts = parse.GetValue(socksPorts) is { } sp ? ParsePorts(sp, "--socks-ports") : null,
-                Credentials = parse.GetValue(auth) is { } a && (a.IndexOf(':', StringComparison.Ordinal) < 1)
-                    ? throw new CliException("--auth: expected USER:PASSWORD (the user name without ':').")
-                    : parse.GetValue(auth),
+                Credentials = Credentials(parse),
                 Parent = parentEndPoint,
                 ParentCredentials = parentCredentials,
                 AllowLoopbackDestinations = parse.GetValue(allowLoopback),
@@ -169,16 +176,23 @@ internal sealed class ProxyCommands : IVerbGroup
                 AnsiConsole.MarkupLine($"[green]socks5[/] {Markup.Escape(se.ToString())}");
             }
 
-            try
+            Console.WriteLine("Ctrl+C stops; SIGHUP re-reads --allow and --auth.");
+            // SIGHUP: the client networks and credentials again, from the command line and --config's file as
+            // they are now; open connections and tunnels stay.
+            await CliServing.UntilStoppedAsync(loggers.CreateLogger("natkit.proxy.reload"),
+                again => server.Reload(AllowedClients(again), Credentials(again)), ct);
+            var drain = serving.Drain(parse);
+            await server.StopAcceptingAsync(); // before saying so: from here a new client is refused
+            var atStop = server.ActiveConnections;
+            if (atStop > 0 && drain > TimeSpan.Zero)
             {
-                await Task.Delay(Timeout.Infinite, ct);
-            }
-            catch (OperationCanceledException)
-            {
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"draining: {atStop} connection(s) may finish within {drain.TotalSeconds:0.#} s; no new ones are accepted"));
             }
 
+            var left = await server.DrainAsync(drain);
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"stopped: {server.ActiveConnections} connection(s) open"));
+                $"stopped: {left} connection(s) cut, {Math.Max(0, atStop - left)} finished while draining"));
             return 0;
         });
         return cmd;

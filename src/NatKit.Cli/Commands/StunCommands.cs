@@ -193,14 +193,8 @@ internal sealed class StunCommands : IVerbGroup
 
             AnsiConsole.MarkupLine(userMap.Count == 0 ? "no credentials required; Ctrl+C stops"
                 : $"{(options.Realm is null ? "short-term" : "long-term")} credentials for {userMap.Count} user(s); Ctrl+C stops");
-            try
-            {
-                await Task.Delay(Timeout.Infinite, ct);
-            }
-            catch (OperationCanceledException)
-            {
-            }
-
+            // nothing to drain: every answer is one message, sent before the next is read
+            await CliServing.UntilStoppedAsync(loggers.CreateLogger("natkit.stun"), reload: null, ct);
             var totals = server.Metrics;
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"stopped: requests {totals.Requests}, responses {totals.Responses}, dropped {totals.Dropped}"));
@@ -213,7 +207,7 @@ internal sealed class StunCommands : IVerbGroup
     {
         var cmd = new Command("probe", "Discover this host's NAT behaviour against an RFC 5780 STUN server.");
         var server = new Argument<string>("server") { Description = "SERVER[:PORT] (port 3478 by default)." };
-        var json = new Option<bool>("--json") { Description = "Print the result as JSON." };
+        var json = new Option<bool>("--json") { Description = "Print a JSON array with one record, named by the server, instead of a table." };
         var lifetime = new Option<bool>("--lifetime")
         {
             Description = "Also measure the idle binding lifetime (binary search; takes minutes).",
@@ -259,7 +253,7 @@ internal sealed class StunCommands : IVerbGroup
             if (parse.GetValue(json))
             {
                 result = await new NatBehaviorDiscovery(SystemNetwork.Instance, endpoint, options).RunAsync(ct);
-                Console.WriteLine(result.ToJson());
+                CliJson.WriteRecords([(parse.GetValue(server)!, result.ToJson())]);
             }
             else
             {
@@ -385,6 +379,11 @@ internal sealed class StunCommands : IVerbGroup
     /// <summary>SERVER[:PORT] with a host name or an address; port 3478 when absent.</summary>
     internal static async Task<IPEndPoint> ResolveAsync(string text, CancellationToken ct)
     {
+        if (!text.StartsWith('[') && text.Count(c => c == ':') > 1)
+        {
+            return CliFlags.EndPoint(text, StunServerOptions.DefaultPort, "SERVER"); // IPv6 alone; ::1:3478 refused
+        }
+
         if (IPAddress.TryParse(text, out var address) && !text.Contains("]:", StringComparison.Ordinal))
         {
             return new IPEndPoint(address, StunServerOptions.DefaultPort);

@@ -81,9 +81,12 @@ internal sealed class TurnCommands : IVerbGroup
         logging.AddTo(cmd);
         var metrics = new CliMetrics();
         metrics.AddTo(cmd);
+        var serving = new CliServing();
+        serving.AddTo(cmd);
         cmd.SetAction(async (parse, ct) =>
         {
             using var loggers = logging.Create(parse);
+            serving.Drain(parse); // a bad --drain-timeout stops start-up, not the stop
             var userMap = Users(parse);
             var sharedSecret = parse.GetValue(secret) ?? (parse.GetValue(secretFile) is { } sf ? SecretFrom(sf)
                 : Environment.GetEnvironmentVariable("NATKIT_TURN_SECRET") is { Length: > 0 } env ? env : null);
@@ -151,24 +154,6 @@ internal sealed class TurnCommands : IVerbGroup
                 Console.WriteLine($"metrics: http://{prometheus.EndPoint}/metrics");
             }
 
-            // SIGHUP: the users (--user, --users-file) and peer rules (--allow, --deny) again, from the command line
-            // and --config's file as they are now; allocations stay.
-            var reloadLog = loggers.CreateLogger("natkit.turn.reload");
-            using var sighup = System.Runtime.InteropServices.PosixSignalRegistration.Create(
-                System.Runtime.InteropServices.PosixSignal.SIGHUP, context =>
-                {
-                    context.Cancel = true;
-                    try
-                    {
-                        var again = CliRunner.ParseAgain();
-                        server.Reload(Users(again), Policy(again));
-                    }
-                    catch (Exception e) when (CliRunner.IsUserError(e))
-                    {
-                        reloadLog.LogError("reload refused, the running settings stay: {Reason}", e.Message);
-                    }
-                });
-
             var table = new Table().AddColumns("transport", "endpoint");
             foreach (var e in server.UdpEndPoints)
             {
@@ -199,16 +184,22 @@ internal sealed class TurnCommands : IVerbGroup
             }
 
             Console.WriteLine("Ctrl+C stops.");
-            try
+            // SIGHUP: the users (--user, --users-file) and peer rules (--allow, --deny) again, from the command line
+            // and --config's file as they are now; allocations stay.
+            await CliServing.UntilStoppedAsync(loggers.CreateLogger("natkit.turn.reload"),
+                again => server.Reload(Users(again), Policy(again)), ct);
+            var drain = serving.Drain(parse);
+            var atStop = server.AllocationCount;
+            var draining = server.DrainAsync(drain); // refuses new allocations from its first step, before any await
+            if (atStop > 0 && drain > TimeSpan.Zero)
             {
-                await Task.Delay(Timeout.Infinite, ct);
-            }
-            catch (OperationCanceledException)
-            {
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"draining: {atStop} allocation(s) may run up to {drain.TotalSeconds:0.#} s; new ones are refused (508)"));
             }
 
+            var left = await draining;
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"stopped: {server.AllocationCount} allocation(s) released"));
+                $"stopped: {left} allocation(s) released, {Math.Max(0, atStop - left)} ended by their clients while draining"));
             return 0;
         });
         return cmd;

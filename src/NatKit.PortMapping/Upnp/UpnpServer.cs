@@ -125,7 +125,7 @@ public sealed partial class UpnpServer : IAsyncDisposable
 
     /// <summary>
     /// Starts the IGD on <paramref name="insideAddress"/> (an address of <paramref name="network"/>, on the NAT's
-    /// inside). <paramref name="table"/> is only read for its inside prefixes here; every change goes through
+    /// inside). <paramref name="control"/>'s table is only read for its inside prefixes here; every change goes through
     /// <paramref name="engine"/>, on the engine's thread.
     /// </summary>
     /// <exception cref="ArgumentException">A bad option, or a network without multicast.</exception>

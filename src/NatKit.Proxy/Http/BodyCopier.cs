@@ -17,6 +17,12 @@ internal static class BodyCopier
     private static readonly byte[] LastChunkLineAfterData = "\r\n0\r\n"u8.ToArray();
 
     /// <summary>Copies exactly <paramref name="count"/> bytes.</summary>
+    /// <param name="source">Where the bytes come from.</param>
+    /// <param name="destination">Where they go.</param>
+    /// <param name="count">How many bytes to copy.</param>
+    /// <param name="flow">The flow whose counters the bytes are added to.</param>
+    /// <param name="up">True for client to server, false for server to client.</param>
+    /// <param name="deadline">The connection's deadline, re-armed as bytes move.</param>
     /// <param name="readRate">The minimum rate the source must keep (a request body), or null.</param>
     /// <param name="writeRate">The minimum rate the destination must take the bytes at (a response), or null.</param>
     /// <exception cref="EndOfStreamException">The source ended first.</exception>

@@ -40,6 +40,8 @@ internal sealed class HttpProxySession
     private string _lastTarget = "";
     private int _lastDialStatus;
     private string _logPath = ""; // the path of the request being logged (only when the access log is on)
+    private readonly CancellationTokenRegistration _onDrain;
+    private int _betweenRequests; // 1 while waiting for a keep-alive client's next request: a drain closes it
 
     public HttpProxySession(ProxyServer server, IStreamConnection client, CancellationToken shutdown)
     {
@@ -52,6 +54,14 @@ internal sealed class HttpProxySession
         _deadline = new Deadline(server.Time, _options.IdleTimeout, shutdown);
         _flow = server.Connections.Add("http", client.RemoteEndPoint);
         _clientIsLoopback = IPAddress.IsLoopback(client.RemoteEndPoint.Address);
+        _onDrain = server.Draining.Register(static s =>
+        {
+            var session = (HttpProxySession)s!;
+            if (Volatile.Read(ref session._betweenRequests) == 1)
+            {
+                session._deadline.Cancel();
+            }
+        }, this);
     }
 
     private byte[] Out => _out ??= ArrayPool<byte>.Shared.Rent((_options.MaxHeaderBytes * 2) + 1024);
@@ -80,8 +90,17 @@ internal sealed class HttpProxySession
             {
                 if (!first)
                 {
+                    // a draining server lets the request in progress finish, then closes an idle keep-alive
+                    // connection instead of waiting for its next request
+                    Interlocked.Exchange(ref _betweenRequests, 1);
+                    if (_server.Draining.IsCancellationRequested && _reader.Available == 0)
+                    {
+                        return;
+                    }
+
                     _deadline.Arm();
                     await _reader.WaitForDataAsync(_deadline.Token).ConfigureAwait(false);
+                    Interlocked.Exchange(ref _betweenRequests, 0);
                     if (_reader.Available == 0 && await _reader.FillAsync(_deadline.Token).ConfigureAwait(false) <= 0)
                     {
                         return;
@@ -108,6 +127,7 @@ internal sealed class HttpProxySession
         }
         finally
         {
+            _onDrain.Dispose();
             _server.Connections.Remove(_flow);
             _bodyRate?.Dispose();
             _responseRate?.Dispose();

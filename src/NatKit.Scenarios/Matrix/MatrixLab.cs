@@ -225,6 +225,12 @@ public static class MatrixLab
 
 /// <summary>One router of a matrix peer's chain.</summary>
 /// <param name="Level">0 for the peer's own router, 1 for the carrier NAT behind it, ...</param>
+/// <param name="Name">The router's name in the lab.</param>
+/// <param name="Policy">Its NAT behaviour.</param>
+/// <param name="Inside">The segment its inside is on.</param>
+/// <param name="InsideAddress">Its address there.</param>
+/// <param name="Outside">The segment its outside is on.</param>
+/// <param name="OutsideAddress">Its address there.</param>
 /// <param name="OutsidePrefix">The carrier segment the router's outside is on, to create; null for the internet.</param>
 internal sealed record MatrixHop(int Level, string Name, NatPolicy Policy, string Inside, string InsideAddress,
     string Outside, string OutsideAddress, string? OutsidePrefix);

@@ -402,8 +402,6 @@ public sealed partial class IceAgent
     /// <summary>The next event, if any.</summary>
     public bool TryTakeEvent(out IceEvent @event) => _events.TryDequeue(out @event!);
 
-    /// <summary>The application sent data on the selected pair at <paramref name="now"/> (keepalives are only
-    /// needed when nothing else was sent for <see cref="IceAgentOptions.KeepaliveInterval"/>).</summary>
     /// <summary>
     /// Queues one connectivity-check request from the driver's socket <paramref name="socket"/> to
     /// <paramref name="destination"/> outside any transaction: a hole-punching probe. It opens the local NAT's

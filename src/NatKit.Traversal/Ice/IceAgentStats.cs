@@ -47,6 +47,13 @@ public sealed class IceAgentStats
 /// method: host, server-reflexive, peer-reflexive, port-mapped, predicted, birthday-probed, relayed), whether it
 /// goes through a relay, its RTT, and times measured from the first check.
 /// </summary>
+/// <param name="LocalType">The local candidate's type.</param>
+/// <param name="LocalOrigin">How the local candidate was found.</param>
+/// <param name="RemoteType">The remote candidate's type.</param>
+/// <param name="RemoteOrigin">How the remote candidate was found.</param>
+/// <param name="LocalEndPoint">The local candidate's address.</param>
+/// <param name="RemoteEndPoint">The remote candidate's address.</param>
+/// <param name="IsRelayed">Whether the path goes through a TURN relay.</param>
 /// <param name="Rtt">The round trip of the last check on the pair answered at its first send (null if every
 /// answer came after a retransmission).</param>
 /// <param name="TimeToConnect">From the first check to the first selected pair.</param>

@@ -17,7 +17,7 @@ public sealed record ExposedService(string Name, IPEndPoint Target)
 }
 
 /// <summary>A local TCP port whose connections are piped to a service a peer exposes (the `ssh -L` half).</summary>
-/// <param name="Listen">The local TCP endpoint (port 0: any; <see cref="PeerNetwork.ForwardEndPoints"/> says which).</param>
+/// <param name="Listen">The local TCP endpoint (port 0: any; <see cref="PeerNetwork.Forwards"/> says which).</param>
 /// <param name="Peer">The node that exposes the service.</param>
 /// <param name="Service">The service's name on that node.</param>
 public sealed record PortForward(IPEndPoint Listen, NodeId Peer, string Service)

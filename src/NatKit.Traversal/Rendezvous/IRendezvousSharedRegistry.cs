@@ -3,7 +3,7 @@ using NatKit.Traversal.Identity;
 namespace NatKit.Traversal.Rendezvous;
 
 /// <summary>
-/// A registry several service instances share (Redis: <see cref="RedisRendezvousRegistry"/>): records of nodes by id,
+/// A registry several service instances share (Redis: <c>NatKit.Traversal.Redis.RedisRendezvousRegistry</c>): records of nodes by id,
 /// each written by the instance that holds the node's NAT mapping, and a bus that carries a connection's steps to the
 /// instance holding the other node.
 /// </summary>

@@ -133,6 +133,10 @@ public sealed class RendezvousHandler
     /// Handles one datagram from <paramref name="source"/>. Writes any reply to <paramref name="reply"/> (at least
     /// <see cref="MaxReplyLength"/> bytes) and appends other actions to <paramref name="outputs"/>.
     /// </summary>
+    /// <param name="datagram">The datagram as received.</param>
+    /// <param name="source">Where it came from.</param>
+    /// <param name="reply">Room for the reply.</param>
+    /// <param name="outputs">Actions other than the reply.</param>
     /// <param name="remote">The shared registry's answer, when this is the second call for a datagram whose first
     /// call asked for a lookup (the rate limit is not charged twice).</param>
     public RendezvousVerdict Handle(ReadOnlySpan<byte> datagram, IPEndPoint source, Span<byte> reply,

@@ -14,7 +14,7 @@ internal sealed class RegistryEntry
 
     public NodeId Id { get; }
 
-    /// <summary>The signed attributes as a Lookup response carries them (<see cref="RendezvousRecord.Attributes"/>).</summary>
+    /// <summary>The signed attributes as a Lookup response carries them (as <see cref="RendezvousRecord"/> keeps them).</summary>
     public byte[] Attributes { get; set; } = [];
 
     /// <summary>Where PUBLIC-KEY's value sits in <see cref="Attributes"/>.</summary>

@@ -46,7 +46,7 @@ public sealed class BrowserHop : IAsyncDisposable
         await done.Task.ConfigureAwait(false);
     }
 
-    /// <summary>The next page connection; <paramref name="release"/> is to be called when the link on it ended.</summary>
+    /// <summary>The next page connection; the returned Release is to be called when the link on it ended.</summary>
     internal async Task<(WebSocket Socket, Action Release)> AcceptAsync(CancellationToken cancellationToken)
     {
         while (true)

@@ -42,6 +42,11 @@ public sealed partial class TurnServer
         {
             await link.SendAsync(request.Response);
         }
+
+        if (request.Method == TurnMethods.Refresh && request.Error == 0 && request.Lifetime == TimeSpan.Zero)
+        {
+            SignalDrainedIfEmpty(); // the client heard its allocation is deleted: a drain may end now
+        }
     }
 
     /// <summary>Everything that needs no await: parse, authenticate, and answer every request except a new
@@ -334,7 +339,7 @@ public sealed partial class TurnServer
                 return;
             }
 
-            if (_held - freed + need > _options.MaxAllocations)
+            if (_draining || _held - freed + need > _options.MaxAllocations)
             {
                 Fail(request, StunErrorCode.InsufficientCapacity, request.Key);
                 return;
@@ -583,7 +588,7 @@ public sealed partial class TurnServer
         if (delete)
         {
             RemoveFromTables(allocation);
-            Delete(allocation, "client asked, Refresh lifetime 0");
+            Delete(allocation, "client asked, Refresh lifetime 0", answerPending: true);
         }
         else
         {

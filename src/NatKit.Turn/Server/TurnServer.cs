@@ -64,6 +64,8 @@ public sealed partial class TurnServer : IAsyncDisposable
     /// <summary>Quota slots held: allocations and the reservations they made (508 past MaxAllocations).</summary>
     private int _held;
     private int _disposed;
+    private bool _draining; // under _gate: new allocations refused with 508
+    private readonly TaskCompletionSource _noAllocations = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     private TurnServer(INetwork network, TurnServerOptions options, ILogger logger, int udpCount)
     {
@@ -787,8 +789,11 @@ public sealed partial class TurnServer : IAsyncDisposable
     }
 
     /// <summary>Ends an allocation: closes relay sockets, frees ports and quota. Idempotent. An allocation that
-    /// was served is logged with <paramref name="reason"/>.</summary>
-    private void Delete(Allocation a, string? reason = null)
+    /// was served is logged with <paramref name="reason"/>. A drain waiting for the last allocation is told, unless
+    /// <paramref name="answerPending"/>: then the caller tells it once its answer is sent
+    /// (<see cref="SignalDrainedIfEmpty"/>), so a stopping server does not close its socket before the client hears
+    /// that its allocation is gone.</summary>
+    private void Delete(Allocation a, string? reason = null, bool answerPending = false)
     {
         lock (a.Gate)
         {
@@ -821,6 +826,10 @@ public sealed partial class TurnServer : IAsyncDisposable
 
             ReleaseSlotLocked(a.Username);
             _count--;
+            if (_count == 0 && _draining && !answerPending)
+            {
+                _noAllocations.TrySetResult();
+            }
             if (a.ReservationSlotPending)
             {
                 a.ReservationSlotPending = false;
@@ -843,6 +852,47 @@ public sealed partial class TurnServer : IAsyncDisposable
         a.RelayV6?.Dispose();
         a.Stop.Dispose();
         Metrics.AllocationDeleted();
+    }
+
+    /// <summary>Completes a drain when no allocation is left (after the answer to a Refresh that deleted one).</summary>
+    private void SignalDrainedIfEmpty()
+    {
+        lock (_gate)
+        {
+            if (_draining && _count == 0)
+            {
+                _noAllocations.TrySetResult();
+            }
+        }
+    }
+
+    /// <summary>Begins an operator's graceful stop: new allocations are refused with 508 (Insufficient Capacity,
+    /// so a client tries another server) while the live ones keep relaying, refreshing and deleting themselves,
+    /// until none is left or <paramref name="timeout"/> passes on the server's clock. Returns how many are left
+    /// (<see cref="DisposeAsync"/> then releases them).</summary>
+    public async Task<int> DrainAsync(TimeSpan timeout, CancellationToken cancellationToken = default)
+    {
+        lock (_gate)
+        {
+            _draining = true;
+            if (_count == 0)
+            {
+                return 0;
+            }
+        }
+
+        if (timeout > TimeSpan.Zero)
+        {
+            try
+            {
+                await _noAllocations.Task.WaitAsync(timeout, _time, cancellationToken);
+            }
+            catch (TimeoutException)
+            {
+            }
+        }
+
+        return AllocationCount;
     }
 
     public async ValueTask DisposeAsync()
