@@ -47,43 +47,6 @@ public sealed class TcpTests
     }
 
     [Fact]
-    public void Tcp_ConnectAndAccept_AwaitedWithConfigureAwaitFalse_StayOnTheLabLoop()
-    {
-        // Library code (a WebSocket handshake, SslStream) awaits with ConfigureAwait(false); when ConnectTcpAsync and
-        // AcceptAsync themselves resumed through the lab's context, their completion handed such a caller to the
-        // thread pool, and its next lab call threw. Both now resume inline on the loop.
-        var lab = TwoHomes(NatPresets.RfcRecommended, NatPresets.FullCone);
-        var onLoop = lab.Run(async () =>
-        {
-            await using var listener = await lab.Host("server").ListenTcpAsync(new IPEndPoint(Server1, 8080));
-            using var cts = new CancellationTokenSource();
-            async Task<bool> AcceptAsync()
-            {
-                await using var c = await listener.AcceptAsync(cts.Token).ConfigureAwait(false);
-                var onLoop = lab.Scheduler.IsOnLoop;
-                await c.Stream.WriteAsync("hi"u8.ToArray()).ConfigureAwait(false);
-                return onLoop;
-            }
-
-            async Task<bool> ConnectAsync()
-            {
-                await using var c = await lab.Host("alice").ConnectTcpAsync(new IPEndPoint(Server1, 8080), null, cts.Token)
-                    .ConfigureAwait(false);
-                var onLoop = lab.Scheduler.IsOnLoop;
-                var buffer = new byte[2];
-                _ = await c.Stream.ReadAsync(buffer).ConfigureAwait(false);
-                return onLoop && lab.Scheduler.IsOnLoop;
-            }
-
-            var accepted = AcceptAsync();
-            var connected = ConnectAsync();
-            return await accepted && await connected;
-        });
-
-        Assert.True(onLoop);
-    }
-
-    [Fact]
     public void Tcp_NatTracksTheConnection_AndDropsAnUnsolicitedSyn()
     {
         var lab = TwoHomes(NatPresets.RfcRecommended, NatPresets.FullCone);

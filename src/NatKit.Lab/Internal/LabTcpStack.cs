@@ -58,10 +58,7 @@ internal sealed class LabTcpStack(LabHost host)
         c.Open();
         try
         {
-            // ConfigureAwait(false): resumed inline by the SYN-ACK's event (no context), so a caller that awaits this
-            // with ConfigureAwait(false) stays on the loop too; resumed through the lab's context instead, this
-            // method's completion would hand such a caller to the thread pool (docs/lab.md, rule 3)
-            await c.Established.WaitAsync(cancellationToken).ConfigureAwait(false);
+            await c.Established.WaitAsync(cancellationToken);
         }
         catch (OperationCanceledException)
         {
@@ -152,7 +149,7 @@ internal sealed class LabTcpListener : IStreamListener
         }
 
         _waiter = new TaskCompletionSource<IStreamConnection>();
-        return await _waiter.Task.WaitAsync(cancellationToken).ConfigureAwait(false); // see ConnectAsync
+        return await _waiter.Task.WaitAsync(cancellationToken);
     }
 
     internal void Ready(LabTcpConnection c)

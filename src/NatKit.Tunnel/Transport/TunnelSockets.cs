@@ -84,8 +84,10 @@ public static class TunnelSockets
             IStreamConnection connection;
             try
             {
-                connection = await network.ConnectTcpAsync(new IPEndPoint(address, uri.Port), null, cancellationToken)
-                    .ConfigureAwait(false);
+                // a plain await: in the lab the connect completes under the lab's context, and a ConfigureAwait(false)
+                // continuation would then be handed to the thread pool (docs/lab.md, rule 3); on real sockets there
+                // is no context and the two are the same
+                connection = await network.ConnectTcpAsync(new IPEndPoint(address, uri.Port), null, cancellationToken);
             }
             catch (NetworkException e)
             {

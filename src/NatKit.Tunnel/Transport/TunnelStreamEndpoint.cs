@@ -66,7 +66,7 @@ public sealed class TunnelStreamEndpoint : IAsyncDisposable
             IStreamConnection connection;
             try
             {
-                connection = await _listener.AcceptAsync(token).ConfigureAwait(false);
+                connection = await _listener.AcceptAsync(token); // a plain await, as TunnelSockets.Over's connect
             }
             catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException)
             {
