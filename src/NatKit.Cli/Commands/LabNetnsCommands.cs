@@ -394,7 +394,9 @@ internal sealed class LabNetnsCommands : IVerbGroup
             var names = await NetworkNamespace.ListAsync(ct).ConfigureAwait(false);
             var prefix = DownPrefix(names, parse.GetValue(tag), parse.GetValue(all));
             var removed = prefix is null ? [] : await NetworkNamespace.RemoveAllAsync(prefix, ct).ConfigureAwait(false);
-            foreach (var name in removed)
+            // a lab of kernel NATs started no gateway, and on a fresh machine (/run is a tmpfs) the directory may not
+            // exist at all: File.Delete would throw DirectoryNotFoundException for a file in a missing directory
+            foreach (var name in Directory.Exists(GatewayControl.Directory) ? removed : [])
             {
                 File.Delete(GatewayControl.PathFor(name));
                 File.Delete(Path.Combine(GatewayControl.Directory, name + ".policy.json")); // the log stays, for reading
