@@ -50,7 +50,16 @@ public sealed class ServerLoopbackTests : IAsyncLifetime
         using var cts = new CancellationTokenSource(Deadline);
         var hello = new TunnelHello(TunnelMessage.Version, TunnelFeatures.None, session,
             address is null ? Ipv4Address.Any : Ipv4Address.Parse(address), token);
-        return (socket, await TunnelClient.HandshakeAsync(socket, hello, cts.Token));
+        var welcome = await TunnelClient.HandshakeAsync(socket, hello, cts.Token);
+
+        // the server lists the session once its welcome is sent, so the client may read the welcome a moment before
+        // Sessions() shows it: wait for the listing (bounded) before a test reads the table
+        while (!_server.Sessions().Any(s => s.Id == welcome.SessionId))
+        {
+            await Task.Delay(TimeSpan.FromMilliseconds(5), cts.Token);
+        }
+
+        return (socket, welcome);
     }
 
     private static byte[] Udp(Ipv4Address source, Ipv4Address destination, ushort sourcePort = 40000)
