@@ -53,7 +53,7 @@ public sealed class DatagramMultiplexer : IAsyncDisposable, IDisposable
         _socket = socket;
         _ownsSocket = ownsSocket;
         LocalEndPoint = socket.LocalEndPoint;
-        _loop = RunAsync();
+        _loop = socket is IPushDatagramSocket pushed ? RunPushedAsync(pushed) : RunAsync();
     }
 
     public IPEndPoint LocalEndPoint { get; }
@@ -250,6 +250,34 @@ public sealed class DatagramMultiplexer : IAsyncDisposable, IDisposable
         {
             Close();
         }
+    }
+
+    /// <summary>The loop over a socket that pushes (<see cref="IPushDatagramSocket"/>): no receive of its own, the
+    /// socket calls <see cref="Dispatch"/> and <see cref="Drained"/> inline, no copy and no hand-off.</summary>
+    private async Task RunPushedAsync(IPushDatagramSocket socket)
+    {
+        try
+        {
+            await socket.PushToAsync(new PushTarget(this), _stop.Token);
+        }
+        catch (Exception e) when (e is ObjectDisposedException or OperationCanceledException)
+        {
+        }
+        finally
+        {
+            Close();
+        }
+    }
+
+    private sealed class PushTarget(DatagramMultiplexer owner) : IDatagramReceiver
+    {
+        public bool TryReceive(ReadOnlySpan<byte> datagram, IPEndPoint source)
+        {
+            owner.Dispatch(datagram, source);
+            return true;
+        }
+
+        public void OnDrained() => owner.Drained();
     }
 
     /// <summary>Offers one datagram to the receivers, then to the unclaimed-traffic socket. The loop's push path:

@@ -70,7 +70,7 @@ public sealed partial class TraversalNode : IAsyncDisposable
         _rendezvous = new RendezvousClient(_send, options.Rendezvous, identity, network.TimeProvider,
             options.RendezvousClient, logger);
         _rendezvousReceiver = new Receiver((d, s) => _rendezvous.TryReceive(d, s));
-        _deliverReceiver = new Receiver((d, s) => Deliver(d, s, MainSocket));
+        _deliverReceiver = new Receiver((d, s) => Deliver(d, s, MainSocket), Drained);
         _mux.AddReceiver(_rendezvousReceiver, DatagramClaim.ByTransaction);
         _mux.AddReceiver(_deliverReceiver, DatagramClaim.ByContent);
         _rendezvous.OfferReceived += OnOffer;
@@ -342,7 +342,13 @@ public sealed partial class TraversalNode : IAsyncDisposable
             ReceivedDatagram d;
             try
             {
-                d = await relay.ReceiveFromAsync(buffer);
+                var pending = relay.ReceiveFromAsync(buffer);
+                if (!pending.IsCompleted)
+                {
+                    Drained();
+                }
+
+                d = await pending;
             }
             catch (Exception e) when (e is ObjectDisposedException or OperationCanceledException)
             {
@@ -441,6 +447,15 @@ public sealed partial class TraversalNode : IAsyncDisposable
         return false;
     }
 
+    /// <summary>A socket has nothing more queued: each connection's data path flushes what it batched (uTP's ACKs).</summary>
+    private void Drained()
+    {
+        foreach (var a in _attempts)
+        {
+            a.Transport.OnDrained();
+        }
+    }
+
     private void Remove(Attempt attempt)
     {
         lock (_gate)
@@ -449,9 +464,11 @@ public sealed partial class TraversalNode : IAsyncDisposable
         }
     }
 
-    private sealed class Receiver(DatagramMatch take) : IDatagramReceiver
+    private sealed class Receiver(DatagramMatch take, Action? drained = null) : IDatagramReceiver
     {
         public bool TryReceive(ReadOnlySpan<byte> datagram, IPEndPoint source) => take(datagram, source);
+
+        public void OnDrained() => drained?.Invoke();
     }
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "node {Id}: NAT {Profile}, public endpoint {PublicEndPoint}")]

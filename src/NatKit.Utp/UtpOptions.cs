@@ -10,6 +10,13 @@ public sealed record UtpOptions
     /// 1500-byte Ethernet MTU with IPv6 and a tunnel header to spare.</summary>
     public int MaxDatagramSize { get; init; } = 1400;
 
+    /// <summary>Largest datagram sent on a connection whose peer is a loopback address (127.0.0.0/8, ::1); 0 (the
+    /// default): <see cref="MaxDatagramSize"/>. The loopback interface's MTU is 64 KiB, so two endpoints on one machine
+    /// can move a window in a twentieth of the system calls; the path to a loopback address never leaves the host, so
+    /// this cannot break a real path. Only the sender's setting counts (a receiver takes any size). Keep it at 0 when
+    /// the peer may be an implementation that expects MTU-sized datagrams (libutp's default buffers do).</summary>
+    public int LoopbackMaxDatagramSize { get; init; }
+
     /// <summary>Bytes buffered for reading per connection; the advertised wnd_size is what is free of it.</summary>
     public int ReceiveBufferSize { get; init; } = 1 << 20;
 
@@ -74,8 +81,10 @@ public sealed record UtpOptions
     public UtpOptions Validate()
     {
         Check(MaxDatagramSize is >= 150 and <= 65507, nameof(MaxDatagramSize), "150..65507 bytes");
-        Check(ReceiveBufferSize >= 4 * MaxDatagramSize, nameof(ReceiveBufferSize), "at least 4 datagrams");
-        Check(SendBufferSize >= MaxDatagramSize, nameof(SendBufferSize), "at least one datagram");
+        Check(LoopbackMaxDatagramSize is 0 or (>= 150 and <= 65507), nameof(LoopbackMaxDatagramSize),
+            "0 or 150..65507 bytes");
+        Check(ReceiveBufferSize >= 4 * Math.Max(MaxDatagramSize, LoopbackMaxDatagramSize), nameof(ReceiveBufferSize), "at least 4 datagrams");
+        Check(SendBufferSize >= Math.Max(MaxDatagramSize, LoopbackMaxDatagramSize), nameof(SendBufferSize), "at least one datagram");
         Check(MaxPacketsInFlight is >= 16 and <= 16384 && (MaxPacketsInFlight & (MaxPacketsInFlight - 1)) == 0,
             nameof(MaxPacketsInFlight), "a power of two in 16..16384");
         Check(TargetDelay > TimeSpan.Zero, nameof(TargetDelay), "positive");
@@ -93,6 +102,16 @@ public sealed record UtpOptions
         Check(AcceptBacklog >= 1, nameof(AcceptBacklog), "at least 1");
         Check(OtherTrafficQueue >= 1, nameof(OtherTrafficQueue), "at least 1");
         return this;
+    }
+
+    /// <summary>The largest datagram for a connection to <paramref name="remote"/> (see
+    /// <see cref="LoopbackMaxDatagramSize"/>).</summary>
+    public int MaxDatagramSizeFor(System.Net.IPEndPoint remote)
+    {
+        ArgumentNullException.ThrowIfNull(remote);
+        return LoopbackMaxDatagramSize > 0 && System.Net.IPAddress.IsLoopback(remote.Address)
+            ? LoopbackMaxDatagramSize
+            : MaxDatagramSize;
     }
 
     /// <summary>The connect bound implied by <see cref="SynTimeout"/> and <see cref="SynRetries"/>.</summary>

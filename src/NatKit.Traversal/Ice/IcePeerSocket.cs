@@ -13,7 +13,7 @@ namespace NatKit.Traversal.Ice;
 /// <see cref="IceTransport.Connected"/>, or after consent was lost: RFC 7675 forbids data on that path) is dropped
 /// and returns 0, as a datagram lost on the way would be.
 /// </summary>
-public sealed class IcePeerSocket : IDatagramSocket
+public sealed class IcePeerSocket : IPushDatagramSocket
 {
     private readonly IceTransport _transport;
     private int _disposed;
@@ -73,6 +73,15 @@ public sealed class IcePeerSocket : IDatagramSocket
                 ArrayPool<byte>.Shared.Return(item.Buffer);
             }
         }
+    }
+
+    /// <summary>Pushes the peer's datagrams to <paramref name="receiver"/> inline, on the thread that received them
+    /// (the shared socket's loop): no copy, no queue. A <see cref="DatagramMultiplexer"/> over this socket (uTP's)
+    /// does this.</summary>
+    public Task PushToAsync(IDatagramReceiver receiver, CancellationToken cancellationToken)
+    {
+        ObjectDisposedException.ThrowIf(_disposed != 0, this);
+        return _transport.PushToAsync(receiver, cancellationToken);
     }
 
     /// <summary>Stops this view; the transport (and its sockets) belong to their owner.</summary>

@@ -34,6 +34,10 @@ public sealed partial class IceTransport : IAsyncDisposable
     private readonly Channel<Inbound> _data;
     private readonly List<IceTransmit> _sending = [];
     private readonly List<IceEvent> _raising = [];
+    private static readonly IPEndPoint Unspecified = new(IPAddress.Any, 0);
+    private readonly Lock _pushGate = new(); // one push at a time (the shared socket's loop and the relay's)
+    private IDatagramReceiver? _push;
+    private TaskCompletionSource? _pushEnded;
     private TimeSpan _armedFor = TimeSpan.MaxValue;
     private IPEndPoint? _peerEndPoint;
     private bool _started;
@@ -185,6 +189,8 @@ public sealed partial class IceTransport : IAsyncDisposable
     {
         bool taken;
         byte[]? data = null;
+        IDatagramReceiver? push = null;
+        IPEndPoint? peer = null;
         lock (_gate)
         {
             if (_disposed)
@@ -196,22 +202,107 @@ public sealed partial class IceTransport : IAsyncDisposable
             taken = result is IceInputResult.Handled or IceInputResult.Dropped;
             if (result == IceInputResult.NotStun && _agent.IsPeer(socket, source))
             {
-                data = ArrayPool<byte>.Shared.Rent(Math.Max(1, datagram.Length));
-                datagram.CopyTo(data);
                 taken = true;
+                push = _push;
+                peer = _peerEndPoint;
+                if (push is null)
+                {
+                    data = ArrayPool<byte>.Shared.Rent(Math.Max(1, datagram.Length));
+                    datagram.CopyTo(data);
+                }
             }
         }
 
-        // Outside the gate: the reader's continuation runs inline (uTP takes its own lock and sends through Route,
-        // which takes this gate), so writing under the gate would order the two locks both ways and deadlock with
-        // uTP's timer thread.
-        if (data is not null && !_data.Writer.TryWrite(new Inbound(data, datagram.Length)))
+        // Outside the gate: the reader (inline, or the channel reader's continuation) is uTP, which takes its own lock
+        // and sends through Route, which takes this gate; holding it here would order the two locks both ways and
+        // deadlock with uTP's timer thread.
+        if (push is not null)
+        {
+            lock (_pushGate)
+            {
+                push.TryReceive(datagram, peer ?? Unspecified);
+            }
+        }
+        else if (data is not null && !_data.Writer.TryWrite(new Inbound(data, datagram.Length)))
         {
             ArrayPool<byte>.Shared.Return(data);
         }
 
         Flush();
         return taken;
+    }
+
+    /// <summary>The socket the peer's datagrams arrive on has nothing more queued: a receiver pushed to
+    /// (<see cref="IPushDatagramSocket"/>: uTP) flushes what it batched per burst (its delayed ACKs).</summary>
+    public void OnDrained()
+    {
+        if (Volatile.Read(ref _push) is { } push)
+        {
+            lock (_pushGate)
+            {
+                push.OnDrained();
+            }
+        }
+    }
+
+    /// <summary><see cref="IcePeerSocket"/>'s push: the peer's datagrams go to <paramref name="receiver"/> inline
+    /// from <see cref="Deliver"/>, after those queued before.</summary>
+    internal Task PushToAsync(IDatagramReceiver receiver, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(receiver);
+        var ended = new TaskCompletionSource();
+        lock (_pushGate)
+        {
+            lock (_gate)
+            {
+                ObjectDisposedException.ThrowIf(_disposed, this);
+                if (_push is not null)
+                {
+                    throw new InvalidOperationException("the peer's datagrams are pushed to another receiver already");
+                }
+
+                _push = receiver;
+                _pushEnded = ended;
+            }
+
+            while (_data.Reader.TryRead(out var queued))
+            {
+                try
+                {
+                    receiver.TryReceive(queued.Buffer.AsSpan(0, queued.Length), PeerEndPoint ?? Unspecified);
+                }
+                finally
+                {
+                    ArrayPool<byte>.Shared.Return(queued.Buffer);
+                }
+            }
+        }
+
+        if (cancellationToken.CanBeCanceled)
+        {
+            cancellationToken.UnsafeRegister(static s =>
+            {
+                var (transport, ended) = ((IceTransport, TaskCompletionSource))s!;
+                transport.EndPush(ended);
+            }, (this, ended));
+        }
+
+        return ended.Task;
+    }
+
+    private void EndPush(TaskCompletionSource? ended)
+    {
+        lock (_gate)
+        {
+            if (ended is null || ReferenceEquals(_pushEnded, ended))
+            {
+                ended ??= _pushEnded;
+                _push = null;
+                _pushEnded = null;
+            }
+        }
+
+        ended?.TrySetResult();
     }
 
     public async ValueTask DisposeAsync()
@@ -242,6 +333,7 @@ public sealed partial class IceTransport : IAsyncDisposable
             }
         }
 
+        EndPush(null);
         _data.Writer.TryComplete();
         while (_data.Reader.TryRead(out var left))
         {

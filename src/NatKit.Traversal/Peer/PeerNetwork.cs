@@ -174,6 +174,11 @@ public sealed partial class PeerNetwork : IAsyncDisposable
             _identity = _host.GetPrivateKey();
             _certificate = _identity.CreateCertificate(Time);
             var socket = await _network.BindUdpAsync(_options.Listen, cancellationToken);
+            if (_options.SocketBufferSize > 0)
+            {
+                (socket as ISocketBuffers)?.TrySetBufferSizes(_options.SocketBufferSize, _options.SocketBufferSize);
+            }
+
             _mux = new DatagramMultiplexer(socket);
 
             // The uTP server takes what no protocol on the socket claims (the traversal's checks, its TURN traffic
@@ -403,7 +408,10 @@ public sealed partial class PeerNetwork : IAsyncDisposable
 
     private async Task<PeerLink> AddLinkAsync(PeerConnection connection)
     {
-        var link = new PeerLink(connection, new UtpSocket(connection.Socket, Time, _options.Utp, ownsSocket: false));
+        // Through a relay the TURN server's payload cap (4096 bytes by default) bounds a datagram, wherever it runs:
+        // only a direct path to a loopback address gets the loopback's large datagrams.
+        var utpOptions = connection.Path == PathKind.Relay ? _options.Utp with { LoopbackMaxDatagramSize = 0 } : _options.Utp;
+        var link = new PeerLink(connection, new UtpSocket(connection.Socket, Time, utpOptions, ownsSocket: false));
         link.Utp.Listen();
         bool stopped;
         lock (_gate)

@@ -1,4 +1,5 @@
 using System.Net;
+using NatKit.Net;
 using NatKit.Traversal.Identity;
 using NatKit.Utp;
 
@@ -51,8 +52,18 @@ public sealed record PeerNetworkOptions
     /// <summary>Local ports piped to peers' services.</summary>
     public IReadOnlyList<PortForward> Forward { get; init; } = [];
 
+    /// <summary>uTP's defaults for a node: BEP 29's and libutp's, except that a connection to a peer on a loopback
+    /// address sends 32 KiB datagrams (<see cref="UtpOptions.LoopbackMaxDatagramSize"/>; both ends are NatKit nodes).</summary>
+    public static UtpOptions DefaultUtp { get; } = UtpOptions.Default with { LoopbackMaxDatagramSize = 32 * 1024 };
+
     /// <summary>uTP's knobs for every connection of the node.</summary>
-    public UtpOptions Utp { get; init; } = UtpOptions.Default;
+    public UtpOptions Utp { get; init; } = DefaultUtp;
+
+    /// <summary>Kernel receive and send buffers asked for the node's UDP socket (SO_RCVBUF/SO_SNDBUF, where the network
+    /// offers <see cref="ISocketBuffers"/>; the kernel caps them at net.core.rmem_max/wmem_max); 0 keeps the system's
+    /// default. Every pipe's datagrams queue there while the process is busy: the default 208 KB holds a few
+    /// milliseconds of a fast pipe, and what overflows is lost and sent again.</summary>
+    public int SocketBufferSize { get; init; } = 4 << 20;
 
     /// <summary>How long a pipe's TLS handshake and service request may take.</summary>
     public TimeSpan HandshakeTimeout { get; init; } = TimeSpan.FromSeconds(15);
@@ -80,6 +91,12 @@ public sealed record PeerNetworkOptions
         {
             throw new ArgumentOutOfRangeException(nameof(PipeBufferSize), PipeBufferSize,
                 $"{nameof(PipeBufferSize)}: 1024 to 16 MiB");
+        }
+
+        if (SocketBufferSize < 0)
+        {
+            throw new ArgumentOutOfRangeException(nameof(SocketBufferSize), SocketBufferSize,
+                $"{nameof(SocketBufferSize)}: 0 (the system's default) or more");
         }
 
         if (MaxPipes < 1)

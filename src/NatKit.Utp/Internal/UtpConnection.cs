@@ -28,6 +28,7 @@ internal sealed class UtpConnection
     private readonly UtpSocket _owner;
     private readonly UtpOptions _options;
     private readonly int _mss;
+    private readonly int _datagramSize;
     private readonly int _mask;
     private readonly OutPacket[] _out;
     private readonly InPacket[] _in;
@@ -87,7 +88,8 @@ internal sealed class UtpConnection
         Remote = remote;
         RecvId = recvId;
         SendId = sendId;
-        _mss = options.MaxDatagramSize - UtpHeader.Size;
+        _datagramSize = options.MaxDatagramSizeFor(remote);
+        _mss = _datagramSize - UtpHeader.Size;
         _mask = options.MaxPacketsInFlight - 1;
         _out = new OutPacket[options.MaxPacketsInFlight];
         _in = new InPacket[options.MaxPacketsInFlight];
@@ -658,7 +660,7 @@ internal sealed class UtpConnection
                 ArrayPool<byte>.Shared.Return(slot.Buffer);
             }
 
-            slot.Buffer = ArrayPool<byte>.Shared.Rent(Math.Max(size, _options.MaxDatagramSize));
+            slot.Buffer = ArrayPool<byte>.Shared.Rent(Math.Max(size, _datagramSize));
         }
     }
 
