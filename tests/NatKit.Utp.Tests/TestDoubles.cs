@@ -29,6 +29,9 @@ internal sealed class TestDatagramNetwork
 
     public long Delivered { get; private set; }
 
+    /// <summary>Every datagram sent: its length and sender (before loss is decided).</summary>
+    public event Action<int, IPEndPoint>? Sent;
+
     public TestDatagramSocket Bind(IPEndPoint address)
     {
         lock (_gate)
@@ -41,6 +44,7 @@ internal sealed class TestDatagramNetwork
 
     internal void Send(ReadOnlySpan<byte> data, IPEndPoint from, IPEndPoint to)
     {
+        Sent?.Invoke(data.Length, from);
         lock (_gate)
         {
             if (Blackhole.Contains(from) || Blackhole.Contains(to) || _random.NextDouble() < Loss)

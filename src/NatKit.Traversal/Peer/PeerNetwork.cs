@@ -4,8 +4,10 @@ using System.Security.Authentication;
 using System.Security.Cryptography.X509Certificates;
 using Microsoft.Extensions.Logging;
 using NatKit.Net;
+using NatKit.Traversal.Ice;
 using NatKit.Traversal.Identity;
 using NatKit.Traversal.Rendezvous;
+using NatKit.Turn.Client;
 using NatKit.Utp;
 
 namespace NatKit.Traversal.Peer;
@@ -408,6 +410,8 @@ public sealed partial class PeerNetwork : IAsyncDisposable
 
     private async Task<PeerLink> AddLinkAsync(PeerConnection connection)
     {
+        await BindRelayChannelAsync(connection);
+
         // Through a relay the TURN server's payload cap (4096 bytes by default) bounds a datagram, wherever it runs:
         // only a direct path to a loopback address gets the loopback's large datagrams.
         var utpOptions = connection.Path == PathKind.Relay ? _options.Utp with { LoopbackMaxDatagramSize = 0 } : _options.Utp;
@@ -433,6 +437,26 @@ public sealed partial class PeerNetwork : IAsyncDisposable
         LogLink(_logger, connection);
         Track(AcceptStreamsAsync(link.Utp, link));
         return link;
+    }
+
+    /// <summary>A path that leaves through this node's own TURN allocation goes as ChannelData (4 bytes a datagram,
+    /// the server's fast path, both ways) rather than Send and Data indications (36 bytes, a STUN message parsed and
+    /// written per datagram). The client refreshes the channel with the allocation; a failure leaves the indications.</summary>
+    private async Task BindRelayChannelAsync(PeerConnection connection)
+    {
+        if (connection.SelectedPair.Local.Type != IceCandidateType.Relayed || _traversal?.Relay is not { } relay)
+        {
+            return;
+        }
+
+        try
+        {
+            await relay.BindChannelAsync(connection.RemoteEndPoint, _stop.Token);
+        }
+        catch (Exception e) when (e is TurnException or TimeoutException or InvalidOperationException)
+        {
+            LogChannelFailed(_logger, connection.Peer, e.Message);
+        }
     }
 
     private async Task RemoveLinkAsync(PeerLink link)
@@ -821,4 +845,7 @@ public sealed partial class PeerNetwork : IAsyncDisposable
     [LoggerMessage(Level = LogLevel.Debug, Message = "pipe {Id} closed: {ToPeer} bytes to the peer, {FromPeer} back ({Transport})")]
     private static partial void LogPipeClosed(ILogger logger, long id, long toPeer, long fromPeer,
         UtpStatistics transport);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "{Peer}: no TURN channel for the relayed path ({Error}); Send indications carry it")]
+    private static partial void LogChannelFailed(ILogger logger, NodeId peer, string error);
 }

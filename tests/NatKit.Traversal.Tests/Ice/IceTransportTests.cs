@@ -254,6 +254,107 @@ public class IceTransportTests(ITestOutputHelper output)
         await AssertDataFlowsAsync(a, b, "loopback").WaitAsync(timeout);
     }
 
+    [Fact]
+    public async Task Loopback_PushedDataPath_GivesQueuedDatagramsFirst_ThenEachInline_Whole_UntilCancelledOrDisposed()
+    {
+        var network = SystemNetwork.Instance;
+        var loopback = new IPEndPoint(IPAddress.Loopback, 0);
+        await using var a = await Peer.BindAsync(network, loopback, IceRole.Controlling, null);
+        var b = await Peer.BindAsync(network, loopback, IceRole.Controlled, null);
+        await using var disposeB = b;
+        a.Signal(b, b.Host);
+        b.Signal(a, a.Host);
+        a.Transport.Start();
+        b.Transport.Start();
+        var timeout = TimeSpan.FromSeconds(20);
+        await a.Transport.Connected.WaitAsync(timeout);
+        await b.Transport.Connected.WaitAsync(timeout);
+        var transport = b.Transport;
+        var peer = a.Host.EndPoint;
+        var large = new byte[30_000];
+        large[0] = 0xFF;
+        large[^1] = 0xEE;
+
+        // Before anyone is pushed to, the peer's datagrams queue for ReceiveFromAsync.
+        Assert.True(transport.Deliver([0xFF, 1], peer, 0));
+        Assert.True(transport.Deliver(large, peer, 0));
+        var recorder = new PushRecorder();
+        using var cts = new CancellationTokenSource();
+        var push = transport.DataSocket.PushToAsync(recorder, cts.Token);
+        Assert.Equal([2, 30_000], recorder.Lengths());
+        Assert.Equal(0xEE, recorder.Last()[^1]);
+
+        // Now each one is handed over inline, before Deliver returns; a stranger's is not the peer's.
+        Assert.True(transport.Deliver([0xFF, 3], peer, 0));
+        Assert.Equal([2, 30_000, 2], recorder.Lengths());
+        Assert.Equal([0xFF, 3], recorder.Last());
+        var stranger = new IPEndPoint(IPAddress.Loopback, 9);
+        Assert.False(transport.Deliver([0xFF, 4], stranger, 0));
+        Assert.Equal(3, recorder.Lengths().Length);
+        Assert.All(recorder.Sources(), s => Assert.Equal(transport.DataSocket.RemoteEndPoint, s));
+        transport.OnDrained();
+        Assert.Equal(1, recorder.Drains);
+        // Thrown at the call, before any task: one receiver at a time.
+        Assert.Throws<InvalidOperationException>(() => { _ = transport.DataSocket.PushToAsync(new PushRecorder(), default); });
+
+        // Cancelled: the push ends, and the peer's datagrams queue for ReceiveFromAsync again.
+        cts.Cancel();
+        await push.WaitAsync(timeout);
+        Assert.True(transport.Deliver([0xFF, 5], peer, 0));
+        Assert.Equal(3, recorder.Lengths().Length);
+        var buffer = new byte[64];
+        var got = await transport.DataSocket.ReceiveFromAsync(buffer).AsTask().WaitAsync(timeout);
+        Assert.Equal([0xFF, 5], buffer[..got.Length]);
+
+        // Disposing the transport ends a push too.
+        var second = transport.DataSocket.PushToAsync(recorder, default);
+        await b.DisposeAsync();
+        await second.WaitAsync(timeout);
+    }
+
+    private sealed class PushRecorder : IDatagramReceiver
+    {
+        private readonly List<(byte[] Data, IPEndPoint Source)> _got = [];
+
+        public int Drains { get; private set; }
+
+        public bool TryReceive(ReadOnlySpan<byte> datagram, IPEndPoint source)
+        {
+            lock (_got)
+            {
+                _got.Add((datagram.ToArray(), source));
+            }
+
+            return true;
+        }
+
+        public void OnDrained() => Drains++;
+
+        public int[] Lengths()
+        {
+            lock (_got)
+            {
+                return [.. _got.Select(g => g.Data.Length)];
+            }
+        }
+
+        public byte[] Last()
+        {
+            lock (_got)
+            {
+                return _got[^1].Data;
+            }
+        }
+
+        public IPEndPoint[] Sources()
+        {
+            lock (_got)
+            {
+                return [.. _got.Select(g => g.Source)];
+            }
+        }
+    }
+
     private static async Task AssertDataFlowsAsync(Peer a, Peer b, string text)
     {
         var buffer = new byte[1500];
