@@ -62,6 +62,11 @@ public sealed class BadInputTests : IDisposable
         Natkit.AssertRefused(await Natkit.RunAsync(["stun", "serve", .. Listen(flag), flag, value]), expected);
 
     [Fact]
+    public async Task BenchUtp_NegativeSocketBuffer_NamesTheFlag() =>
+        Natkit.AssertRefused(await Natkit.RunAsync("bench", "utp", "--socket-buffer", "-1"),
+            "--socket-buffer -1: must be 0 (the system's default) or more.");
+
+    [Fact]
     public async Task StunServe_TlsKeyWithoutCert_NamesBoth() =>
         Natkit.AssertRefused(await Natkit.RunAsync("stun", "serve", "--tls-key", F("key.pem")),
             $"--tls-key {F("key.pem")}: needs --tls-cert, the certificate this key belongs to.");

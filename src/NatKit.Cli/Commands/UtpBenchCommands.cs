@@ -67,7 +67,12 @@ internal sealed class UtpBenchCommands : IVerbGroup
             Description = "Bytes to transfer through the lab link.",
             DefaultValueFactory = _ => 16L * 1024 * 1024,
         };
+        var socketBuffer = new Option<int>("--socket-buffer")
+        {
+            Description = "Kernel receive and send buffer of each endpoint's UDP socket, bytes (0: the system's default; capped by net.core.rmem_max/wmem_max).",
+        };
         command.Options.Add(datagram);
+        command.Options.Add(socketBuffer);
         command.Options.Add(lab);
         command.Options.Add(labLatency);
         command.Options.Add(labLoss);
@@ -79,6 +84,12 @@ internal sealed class UtpBenchCommands : IVerbGroup
             if (n <= 0 || r <= 0)
             {
                 throw new CliException("--bytes and --runs must be positive");
+            }
+
+            var buffers = parse.GetValue(socketBuffer);
+            if (buffers < 0)
+            {
+                throw new CliException($"--socket-buffer {buffers}: must be 0 (the system's default) or more.");
             }
 
             var options = new UtpOptions { MaxDatagramSize = parse.GetValue(datagram) };
@@ -107,7 +118,7 @@ internal sealed class UtpBenchCommands : IVerbGroup
             var libutp = new List<double>();
             for (var i = 0; i < r; i++)
             {
-                natkit.Add(await NatKitLoopbackAsync(n, options, ct));
+                natkit.Add(await NatKitLoopbackAsync(n, options, ct, buffers));
                 if (script is not null)
                 {
                     libutp.Add(await LibutpLoopbackAsync(script, n, ct));
@@ -169,11 +180,23 @@ internal sealed class UtpBenchCommands : IVerbGroup
 
     /// <summary>One bulk transfer between two uTP endpoints on 127.0.0.1; Mbit/s from the first byte received to
     /// the last (the same span the node peer measures).</summary>
-    internal static async Task<double> NatKitLoopbackAsync(long bytes, UtpOptions options, CancellationToken ct)
+    private static async Task<IDatagramSocket> BindAsync(IPEndPoint local, int socketBuffer, CancellationToken ct)
+    {
+        var socket = await SystemNetwork.Instance.BindUdpAsync(local, ct);
+        if (socketBuffer > 0)
+        {
+            (socket as ISocketBuffers)?.TrySetBufferSizes(socketBuffer, socketBuffer);
+        }
+
+        return socket;
+    }
+
+    internal static async Task<double> NatKitLoopbackAsync(long bytes, UtpOptions options, CancellationToken ct,
+        int socketBuffer = 0)
     {
         var loopback = new IPEndPoint(IPAddress.Loopback, 0);
-        await using var server = await UtpSocket.BindAsync(SystemNetwork.Instance, loopback, options, ct);
-        await using var client = await UtpSocket.BindAsync(SystemNetwork.Instance, loopback, options, ct);
+        await using var server = new UtpSocket(await BindAsync(loopback, socketBuffer, ct), TimeProvider.System, options);
+        await using var client = new UtpSocket(await BindAsync(loopback, socketBuffer, ct), TimeProvider.System, options);
         var accept = server.AcceptAsync(ct);
         await using var sender = await client.ConnectAsync(server.LocalEndPoint, ct);
         await using var receiver = await accept;
