@@ -1,4 +1,6 @@
 using System.Net;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
 using NatKit.Net;
 using NatKit.Stun.Client;
 using NatKit.Stun.Discovery;
@@ -60,6 +62,28 @@ public abstract class StunServerContract
             Assert.NotNull(response);
             Assert.Equal(connection.LocalEndPoint, response.MappedAddress);
         }
+    });
+
+    [Fact]
+    public void Rfc8489_S6_2_3_Tls_Binding_Works_WithACertificate() => Run(async n =>
+    {
+        using var rsa = RSA.Create(2048);
+        var request = new CertificateRequest("CN=localhost", rsa, HashAlgorithmName.SHA256, RSASignaturePadding.Pkcs1);
+        using var ephemeral = request.CreateSelfSigned(DateTimeOffset.UtcNow.AddDays(-1), DateTimeOffset.UtcNow.AddDays(1));
+        using var cert = X509CertificateLoader.LoadPkcs12(ephemeral.Export(X509ContentType.Pfx), null);
+        await using var server = await StunServer.StartAsync(n.Server, Options(n) with { TlsCertificate = cert, TlsPort = 0 });
+        var client = new StunClient(n.Client, Fast);
+        var response = await client.BindingTlsAsync(server.TlsEndPoint!, "localhost", (_, _, _, _) => true);
+        Assert.NotNull(response);
+        Assert.True(response.IsSuccess);
+
+        // The answer names the TLS connection's own source, as over TCP.
+        await using var connection = await n.Client.ConnectTcpAsync(server.TlsEndPoint!);
+        await using var tls = new System.Net.Security.SslStream(connection.Stream, leaveInnerStreamOpen: true,
+            (_, _, _, _) => true);
+        await tls.AuthenticateAsClientAsync("localhost");
+        var again = await client.BindingStreamAsync(tls, connection.RemoteEndPoint);
+        Assert.Equal(connection.LocalEndPoint, again!.MappedAddress);
     });
 
     [Fact]
