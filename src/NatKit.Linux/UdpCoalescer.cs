@@ -11,7 +11,7 @@ namespace NatKit.Linux;
 /// </summary>
 /// <remarks>The same idea as wireguard-go's UDP coalescing on its TUN writes; the layout is Linux's: one IP and
 /// UDP header whose lengths cover the whole payload, the UDP checksum field holding the pseudo-header sum.</remarks>
-public sealed class UdpCoalescer
+internal sealed class UdpCoalescer
 {
     /// <summary>Linux's UDP_MAX_SEGMENTS: most datagrams one USO packet may carry.</summary>
     public const int MaxSegments = 64;

@@ -203,7 +203,7 @@ public sealed record UpnpDeviceDescription(string DeviceType, string FriendlyNam
 }
 
 /// <summary>The paths NatKit's IGD serves over HTTP.</summary>
-public static class UpnpPaths
+internal static class UpnpPaths
 {
     public const string Description = "/rootDesc.xml";
     public const string WanIpConnectionControl = "/ctl/IPConn";

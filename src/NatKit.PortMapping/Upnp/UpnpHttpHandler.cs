@@ -9,7 +9,7 @@ namespace NatKit.PortMapping.Upnp;
 /// the description; POST of SOAP actions to the control URLs, handed to <see cref="UpnpControlHandler"/>. Requests
 /// from outside the NAT get 403; anything malformed gets its HTTP error or a UPnPError fault; never throws.
 /// </summary>
-public sealed class UpnpHttpHandler
+internal sealed class UpnpHttpHandler
 {
     /// <summary>The largest request body taken (a SOAP action is well under 2 KiB).</summary>
     public const int MaxBodyBytes = 16 * 1024;

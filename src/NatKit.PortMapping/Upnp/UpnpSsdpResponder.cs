@@ -5,7 +5,7 @@ namespace NatKit.PortMapping.Upnp;
 /// 1.3). One answer per matching target: upnp:rootdevice, each device's UDN and type, each service's type; a search
 /// for an earlier version of a type (IGD:1, WANIPConnection:1) is answered with the version it asked for.
 /// </summary>
-public sealed class UpnpSsdpResponder
+internal sealed class UpnpSsdpResponder
 {
     /// <summary>How long answers and announcements stay valid (UDA: at least 1800 s).</summary>
     public const int MaxAgeSeconds = 1800;

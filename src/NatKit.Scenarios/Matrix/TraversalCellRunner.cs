@@ -16,7 +16,7 @@ namespace NatKit.Scenarios.Matrix;
 /// two <see cref="TraversalNode"/>s on the cell's peers, A connecting to B, and then a datagram each way over the
 /// connection, since a path nothing crosses is not a path. The outcome is what A's side reports.
 /// </summary>
-public static class TraversalCellRunner
+internal static class TraversalCellRunner
 {
     /// <summary>The rendezvous service's port on the rendezvous host (the STUN server holds 3478 and 3479).</summary>
     public const int RendezvousPort = 3480;

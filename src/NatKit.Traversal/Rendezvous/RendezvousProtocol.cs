@@ -9,7 +9,7 @@ namespace NatKit.Traversal.Rendezvous;
 /// NatKit's own, carried in RFC 8489 framing so that rendezvous shares the node's one UDP socket with STUN, ICE checks
 /// and uTP, and its responses go through the socket's shared STUN transaction table.
 /// </summary>
-public static class RendezvousMethods
+internal static class RendezvousMethods
 {
     /// <summary>Node to service: record my node id, key, candidates; signed, with a fresh timestamp.</summary>
     public const ushort Register = 0xA01;
@@ -55,7 +55,7 @@ public static class RendezvousMethods
 }
 
 /// <summary>The attributes (all comprehension-optional, 0xCA01-0xCA0F) and the error codes of the protocol.</summary>
-public static class RendezvousAttributes
+internal static class RendezvousAttributes
 {
     /// <summary>20 bytes: the sender's (or the record's) node id.</summary>
     public const ushort NodeId = 0xCA01;
@@ -172,7 +172,7 @@ public enum RelayKind : byte
 /// The bytes a signature covers, built the same way by signer and verifier: a context string naming the kind (so a
 /// signature of one kind never verifies as another) followed by fixed fields and length-prefixed variable ones.
 /// </summary>
-public static class RendezvousSigning
+internal static class RendezvousSigning
 {
     /// <summary>Largest signed payload (the message size bounds it).</summary>
     public const int MaxPayload = RendezvousLimits.MaxMessageLength + 64;

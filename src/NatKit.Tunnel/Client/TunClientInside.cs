@@ -12,7 +12,7 @@ namespace NatKit.Tunnel.Client;
 /// (a default route goes in as two /1 routes after a host route that keeps the server reachable), and a
 /// <see cref="GatewayDataPlane"/> thread without an engine between its <see cref="TunPort"/> and the link.
 /// </summary>
-public sealed class TunClientInside(TunnelClientOptions options) : ITunnelClientInside
+internal sealed class TunClientInside(TunnelClientOptions options) : ITunnelClientInside
 {
     private readonly TunnelClientOptions _options = options ?? throw new ArgumentNullException(nameof(options));
     private TunDevice? _tun;

@@ -8,7 +8,7 @@ namespace NatKit.Tunnel.Framing;
 /// segments, or a packet whose checksum is still partial. What a TUN device with offloads reads, carried whole, so
 /// one message replaces up to 45.
 /// </summary>
-public readonly ref struct OffloadFrame
+internal readonly ref struct OffloadFrame
 {
     private OffloadFrame(VirtioNetHeader header, ReadOnlySpan<byte> packet)
     {

@@ -155,7 +155,7 @@ public sealed class TunnelEndpoint : IAsyncDisposable
 }
 
 /// <summary>The browser relay page, a static file built into the assembly.</summary>
-public static class RelayPage
+internal static class RelayPage
 {
     private static readonly Lazy<byte[]> Page = new(() =>
     {

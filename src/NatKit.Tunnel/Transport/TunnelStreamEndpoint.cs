@@ -11,7 +11,7 @@ namespace NatKit.Tunnel.Transport;
 /// upgrades on the path go to the serving function, <c>/relay.html</c> is the browser page, anything else gets its
 /// HTTP error. Plain ws:// only; the public endpoint on a real machine is <see cref="TunnelEndpoint"/> (Kestrel, TLS).
 /// </summary>
-public sealed class TunnelStreamEndpoint : IAsyncDisposable
+internal sealed class TunnelStreamEndpoint : IAsyncDisposable
 {
     private readonly IStreamListener _listener;
     private readonly Func<WebSocket, IPEndPoint?, CancellationToken, Task> _serve;

@@ -8,7 +8,7 @@ namespace NatKit.Tunnel.Transport;
 
 /// <summary>An HTTP/1.1 request head as the handshake reads it: method, target and headers (names case-insensitive;
 /// a repeated header keeps its values comma-joined).</summary>
-public sealed record HttpRequestHead(string Method, string Target, IReadOnlyDictionary<string, string> Headers)
+internal sealed record HttpRequestHead(string Method, string Target, IReadOnlyDictionary<string, string> Headers)
 {
     public string? Header(string name) => Headers.TryGetValue(name, out var v) ? v : null;
 
@@ -28,7 +28,7 @@ public sealed record HttpRequestHead(string Method, string Target, IReadOnlyDict
 /// endpoint is Kestrel. Heads are read one byte at a time up to <see cref="MaxHead"/> bytes, so no byte of the
 /// WebSocket that follows is ever read into the head.
 /// </summary>
-public static class WebSocketHandshake
+internal static class WebSocketHandshake
 {
     /// <summary>Largest request or response head accepted.</summary>
     public const int MaxHead = 8192;
