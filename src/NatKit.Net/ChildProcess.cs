@@ -19,6 +19,10 @@ public sealed record ChildProcessOptions
     /// never cleans up after itself.</summary>
     public bool OwnTempDirectory { get; init; }
 
+    /// <summary>A directory the caller made (a configuration file in it names it) handed to the program as its own
+    /// TMPDIR: removed like <see cref="OwnTempDirectory"/>'s on disposal, and also when the start fails.</summary>
+    public string? TempDirectory { get; init; }
+
     /// <summary>Keep standard input open for <see cref="ChildProcess.WriteLineAsync"/>; otherwise it is closed at
     /// once, so a program that reads it sees end of file instead of waiting.</summary>
     public bool KeepStandardInput { get; init; }
@@ -69,7 +73,8 @@ public sealed partial class ChildProcess : IAsyncDisposable
     /// <summary>The process id.</summary>
     public int Id => _process.Id;
 
-    /// <summary>Its own TMPDIR (<see cref="ChildProcessOptions.OwnTempDirectory"/>), removed on disposal; else null.</summary>
+    /// <summary>Its own TMPDIR (<see cref="ChildProcessOptions.OwnTempDirectory"/>, <see cref="ChildProcessOptions.TempDirectory"/>),
+    /// removed on disposal; else null.</summary>
     public string? TempDirectory { get; }
 
     /// <summary>True once it has ended.</summary>
@@ -150,8 +155,12 @@ public sealed partial class ChildProcess : IAsyncDisposable
             info.WorkingDirectory = options.WorkingDirectory;
         }
 
-        string? temp = null;
-        if (options.OwnTempDirectory)
+        var temp = options.TempDirectory;
+        if (temp is not null)
+        {
+            info.Environment["TMPDIR"] = temp;
+        }
+        else if (options.OwnTempDirectory)
         {
             temp = Directory.CreateTempSubdirectory("natkit-peer-").FullName;
             if (!OperatingSystem.IsWindows())

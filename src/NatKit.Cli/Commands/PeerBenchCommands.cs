@@ -1,7 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
 using System.Text.Json;
-using NatKit.Scenarios.Bench;
+using NatKit.Bench;
 using Spectre.Console;
 
 namespace NatKit.Cli.Commands;
