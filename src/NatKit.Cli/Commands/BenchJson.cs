@@ -44,4 +44,25 @@ internal static class BenchJson
             cores = Environment.ProcessorCount,
         });
     }
+
+    /// <summary>`bench peer`: one record per throughput contender, one per start-up contender ("NAME start-up"),
+    /// then the run's size, rounds, ssh version and load.</summary>
+    public static IEnumerable<(string Name, string Json)> PeerRecords(PeerBenchmarkResult r)
+    {
+        foreach (var t in r.Throughput)
+        {
+            yield return Record(t.Name, new { what = t.What, megabytesPerSecond = t.Median, rounds = t.MegabytesPerSecond });
+        }
+
+        foreach (var s in r.Startup)
+        {
+            yield return Record(s.Name + " start-up", new { what = s.What, milliseconds = s.Median, samples = s.Milliseconds });
+        }
+
+        yield return Record("run", new
+        {
+            bytes = r.Bytes, rounds = r.Rounds, sshVersion = r.SshVersion, sshSkipped = r.SshSkipped,
+            loadBefore = r.LoadBefore, loadAfter = r.LoadAfter, cores = Environment.ProcessorCount,
+        });
+    }
 }

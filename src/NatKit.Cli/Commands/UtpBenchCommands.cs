@@ -70,6 +70,8 @@ internal sealed class UtpBenchCommands : IVerbGroup
         command.Options.Add(labLatency);
         command.Options.Add(labLoss);
         command.Options.Add(labBytes);
+        var json = new Option<bool>("--json") { Description = "One JSON array of named records (the one --json shape) instead of tables." };
+        command.Options.Add(json);
         command.SetAction(async (parse, ct) =>
         {
             var n = parse.GetValue(bytes);
@@ -100,6 +102,13 @@ internal sealed class UtpBenchCommands : IVerbGroup
                 }
             }
 
+            var latency = TimeSpan.FromMilliseconds(parse.GetValue(labLatency));
+            var loss = parse.GetValue(labLoss);
+            if (latency < TimeSpan.Zero || loss is < 0 or > 1)
+            {
+                throw new CliException("--lab-latency must be >= 0 and --lab-loss in 0..1");
+            }
+
             var table = new Table().AddColumns("implementation", "bytes", "best Mbit/s", "median Mbit/s", "runs");
             var natkit = new List<double>();
             var libutp = new List<double>();
@@ -110,6 +119,30 @@ internal sealed class UtpBenchCommands : IVerbGroup
                 {
                     libutp.Add(await UtpBenchmark.LibutpLoopbackAsync(script, n, ct));
                 }
+            }
+
+            if (parse.GetValue(json))
+            {
+                List<(string Name, string Json)> records = [Runs("NatKit -> NatKit", n, natkit)];
+                if (script is not null)
+                {
+                    records.Add(Runs("libutp -> libutp", n, libutp));
+                }
+
+                if (parse.GetValue(lab))
+                {
+                    var t = UtpBenchmark.LabTransfer(parse.GetValue(labBytes), latency, loss, options);
+                    records.Add(BenchJson.Record("lab", new
+                    {
+                        bytes = t.Bytes, latencyMs = latency.TotalMilliseconds, loss, virtualSeconds = t.Virtual.TotalSeconds,
+                        mbitPerSecondVirtual = t.Bytes * 8 / t.Virtual.TotalSeconds / 1e6, retransmissions = t.Retransmissions,
+                        timeouts = t.Timeouts, wallSeconds = t.Wall.TotalSeconds,
+                    }));
+                }
+
+                records.Add(BenchJson.Record("run", new { load = BenchFigures.LoadAverage(), cores = Environment.ProcessorCount }));
+                CliJson.WriteRecords(records);
+                return 0;
             }
 
             AddRow(table, "NatKit -> NatKit", n, natkit);
@@ -124,13 +157,6 @@ internal sealed class UtpBenchCommands : IVerbGroup
                 $"[grey]NatKit last run: {st.PacketsSent} packets, {st.Retransmissions} retransmitted ({st.FastRetransmissions} fast), {st.Timeouts} timeouts, rtt {st.SmoothedRtt.TotalMilliseconds:0.###} ms, cwnd {st.CongestionWindow} B[/]");
             if (parse.GetValue(lab))
             {
-                var latency = TimeSpan.FromMilliseconds(parse.GetValue(labLatency));
-                var loss = parse.GetValue(labLoss);
-                if (latency < TimeSpan.Zero || loss is < 0 or > 1)
-                {
-                    throw new CliException("--lab-latency must be >= 0 and --lab-loss in 0..1");
-                }
-
                 var result = UtpBenchmark.LabTransfer(parse.GetValue(labBytes), latency, loss, options);
                 var labTable = new Table().AddColumns("lab link", "bytes", "virtual s", "Mbit/s (virtual)",
                     "retransmits", "timeouts", "wall s");
@@ -156,6 +182,9 @@ internal sealed class UtpBenchCommands : IVerbGroup
         });
         return command;
     }
+
+    private static (string Name, string Json) Runs(string name, long bytes, List<double> mbits) =>
+        BenchJson.Record(name, new { bytes, bestMbitPerSecond = mbits.Max(), medianMbitPerSecond = BenchFigures.Median(mbits), runs = mbits });
 
     private static void AddRow(Table table, string name, long bytes, List<double> mbits) =>
         table.AddRow(name, bytes.ToString("N0", CultureInfo.InvariantCulture),
