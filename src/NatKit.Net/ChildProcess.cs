@@ -277,6 +277,16 @@ public sealed partial class ChildProcess : IAsyncDisposable
             }
         }
 
+        try
+        {
+            // its output ended with it; the exit itself is reaped a moment later (a program that closed its output
+            // and runs on is reported without its exit code)
+            await _process.WaitForExitAsync(cancellationToken).WaitAsync(TimeSpan.FromSeconds(5), cancellationToken).ConfigureAwait(false);
+        }
+        catch (TimeoutException)
+        {
+        }
+
         throw new IOException(Ended($"without printing '{needle}'"));
     }
 
