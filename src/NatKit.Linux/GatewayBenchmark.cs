@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
 using NatKit.Nat;
@@ -56,10 +55,15 @@ public static class GatewayBenchmark
                 : null;
             try
             {
-                var server = StartIperfServer(topology.Wan);
-                try
+                var server = NamespaceProcess.Start(topology.Wan.Name, "iperf3", ["-s", "--forceflush", "-B", GatewayTopology.WanHostAddress]);
+                await using (server.ConfigureAwait(false))
                 {
-                    await WaitForAsync(server, "Server listening", cancellationToken).ConfigureAwait(false);
+                    using (var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken))
+                    {
+                        deadline.CancelAfter(TimeSpan.FromSeconds(15));
+                        await server.WaitForOutputAsync("Server listening", deadline.Token).ConfigureAwait(false);
+                    }
+
                     (double Min, double Average) rtt = (double.NaN, double.NaN);
                     double one = double.NaN, four = double.NaN, pps = double.NaN;
                     if (figures.HasFlag(GatewayFigures.Ping))
@@ -88,16 +92,6 @@ public static class GatewayBenchmark
 
                     return new GatewayBenchmarkResult(path, one, four, pps, rtt.Average, rtt.Min);
                 }
-                finally
-                {
-                    if (!server.HasExited)
-                    {
-                        server.Kill(entireProcessTree: true);
-                    }
-
-                    await server.WaitForExitAsync(CancellationToken.None).ConfigureAwait(false);
-                    server.Dispose();
-                }
             }
             finally
             {
@@ -107,37 +101,6 @@ public static class GatewayBenchmark
                 }
             }
         }
-    }
-
-    private static Process StartIperfServer(NetworkNamespace wan)
-    {
-        var info = new ProcessStartInfo("ip")
-        {
-            UseShellExecute = false,
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-        };
-        foreach (var a in (string[])["netns", "exec", wan.Name, "iperf3", "-s", "--forceflush", "-B", GatewayTopology.WanHostAddress])
-        {
-            info.ArgumentList.Add(a);
-        }
-
-        return Process.Start(info) ?? throw new IOException("cannot start iperf3 -s");
-    }
-
-    private static async Task WaitForAsync(Process process, string needle, CancellationToken ct)
-    {
-        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(ct);
-        deadline.CancelAfter(TimeSpan.FromSeconds(15));
-        while (await process.StandardOutput.ReadLineAsync(deadline.Token).ConfigureAwait(false) is { } line)
-        {
-            if (line.Contains(needle, StringComparison.Ordinal))
-            {
-                return;
-            }
-        }
-
-        throw new IOException($"iperf3 server ended before '{needle}': {await process.StandardError.ReadToEndAsync(ct).ConfigureAwait(false)}");
     }
 
     private static async Task<(double Min, double Average)> PingAsync(NetworkNamespace lan, CancellationToken ct)

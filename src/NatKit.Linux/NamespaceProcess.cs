@@ -1,23 +1,20 @@
-using System.Diagnostics;
-using System.Text;
-using NatKit.Linux.Interop;
+using NatKit.Net;
 
 namespace NatKit.Linux;
 
 /// <summary>
 /// A long-running program inside a network namespace (<c>ip netns exec NS program ...</c>, which execs the program
-/// itself, so <see cref="Id"/> is the program's), its output collected. Disposing stops it: SIGTERM by id, a grace
-/// period, then a kill of its tree. Removing the namespace also ends whatever still runs inside
-/// (<see cref="NetworkNamespace.DisposeAsync"/>), so nothing outlives a lab.
+/// itself, so <see cref="Id"/> is the program's), started by NatKit's one launcher (<see cref="ChildProcess"/>) with
+/// its output collected. Disposing stops it: SIGTERM by id, a grace period, then a kill of its tree. Removing the
+/// namespace also ends whatever still runs inside (<see cref="NetworkNamespace.DisposeAsync"/>), so nothing outlives
+/// a lab.
 /// </summary>
 public sealed class NamespaceProcess : IAsyncDisposable
 {
-    private readonly Process _process;
-    private readonly StringBuilder _output = new();
-    private readonly StringBuilder _errors = new();
-    private readonly List<(string Needle, TaskCompletionSource Found)> _waiters = [];
+    private static readonly TimeSpan Grace = TimeSpan.FromSeconds(3);
+    private readonly ChildProcess _process;
 
-    private NamespaceProcess(Process process, string networkNamespace)
+    private NamespaceProcess(ChildProcess process, string networkNamespace)
     {
         _process = process;
         Namespace = networkNamespace;
@@ -33,32 +30,22 @@ public sealed class NamespaceProcess : IAsyncDisposable
     public int ExitCode => _process.ExitCode;
 
     /// <summary>Standard output so far.</summary>
-    public string Output
-    {
-        get
-        {
-            lock (_output) return _output.ToString();
-        }
-    }
+    public string Output => _process.Output;
 
     /// <summary>Standard error so far.</summary>
-    public string Errors
-    {
-        get
-        {
-            lock (_errors) return _errors.ToString();
-        }
-    }
+    public string Errors => _process.Errors;
 
     /// <summary>Starts <paramref name="program"/> in <paramref name="networkNamespace"/>.</summary>
+    /// <exception cref="IOException">It cannot be started.</exception>
     public static NamespaceProcess Start(string networkNamespace, string program, IEnumerable<string> arguments,
         IReadOnlyDictionary<string, string>? environment = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(networkNamespace);
         ArgumentException.ThrowIfNullOrEmpty(program);
         ArgumentNullException.ThrowIfNull(arguments);
-        return Launch("ip", ["netns", "exec", networkNamespace, program, .. arguments], networkNamespace, environment,
-            $"{program} in {networkNamespace}");
+        return new NamespaceProcess(ChildProcess.Start("ip", ["netns", "exec", networkNamespace, program, .. arguments],
+            new ChildProcessOptions { Environment = environment, StopGrace = Grace, Name = $"{program} in {networkNamespace}" }),
+            networkNamespace);
     }
 
     /// <summary>Starts <paramref name="program"/> in this process's own network namespace (a peer a benchmark runs
@@ -68,130 +55,22 @@ public sealed class NamespaceProcess : IAsyncDisposable
     {
         ArgumentException.ThrowIfNullOrEmpty(program);
         ArgumentNullException.ThrowIfNull(arguments);
-        return Launch(program, [.. arguments], "", environment, program);
+        return new NamespaceProcess(ChildProcess.Start(program, arguments,
+            new ChildProcessOptions { Environment = environment, StopGrace = Grace }), "");
     }
 
-    private static NamespaceProcess Launch(string fileName, string[] arguments, string networkNamespace,
-        IReadOnlyDictionary<string, string>? environment, string what)
-    {
-        var info = new ProcessStartInfo(fileName)
-        {
-            UseShellExecute = false,
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            RedirectStandardInput = true,
-        };
-        foreach (var a in arguments)
-        {
-            info.ArgumentList.Add(a);
-        }
-
-        foreach (var (k, v) in environment ?? new Dictionary<string, string>())
-        {
-            info.Environment[k] = v;
-        }
-
-        var process = new Process { StartInfo = info };
-        var p = new NamespaceProcess(process, networkNamespace);
-        process.OutputDataReceived += (_, e) =>
-        {
-            if (e.Data is null) return;
-            lock (p._output)
-            {
-                p._output.AppendLine(e.Data);
-                p._waiters.RemoveAll(w => e.Data.Contains(w.Needle, StringComparison.Ordinal) && w.Found.TrySetResult());
-            }
-        };
-        process.ErrorDataReceived += (_, e) =>
-        {
-            if (e.Data is not null) lock (p._errors) p._errors.AppendLine(e.Data);
-        };
-        bool started;
-        try
-        {
-            started = process.Start();
-        }
-        catch (System.ComponentModel.Win32Exception e)
-        {
-            process.Dispose();
-            throw new IOException($"cannot start {what}: {e.Message}", e);
-        }
-
-        if (!started)
-        {
-            process.Dispose();
-            throw new IOException($"cannot start {what}");
-        }
-
-        process.BeginOutputReadLine();
-        process.BeginErrorReadLine();
-        process.StandardInput.Close();
-        return p;
-    }
-
-    /// <summary>Returns once a line of standard output contains <paramref name="needle"/> (a server's "ready"
-    /// line), woken by the line itself.</summary>
+    /// <summary>Returns once a line of its output contains <paramref name="needle"/> (a server's "ready" line),
+    /// woken by the line itself.</summary>
     /// <exception cref="IOException">The program ended without printing it (the message carries its output).</exception>
-    public async Task WaitForOutputAsync(string needle, CancellationToken cancellationToken = default)
-    {
-        ArgumentException.ThrowIfNullOrEmpty(needle);
-        var found = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        var waiter = (needle, found);
-        lock (_output)
-        {
-            if (_output.ToString().Contains(needle, StringComparison.Ordinal)) return;
-            _waiters.Add(waiter);
-        }
-
-        var exited = _process.WaitForExitAsync(cancellationToken);
-        try
-        {
-            if (await Task.WhenAny(found.Task, exited).ConfigureAwait(false) == found.Task) return;
-            await exited.ConfigureAwait(false); // cancellation surfaces here
-        }
-        finally
-        {
-            lock (_output) _waiters.Remove(waiter);
-        }
-
-        if (Output.Contains(needle, StringComparison.Ordinal)) return; // the last lines, read after the exit
-        throw new IOException($"the program in {Namespace} ended (exit {_process.ExitCode}) without printing '{needle}': {Output}{Errors}");
-    }
+    public Task WaitForOutputAsync(string needle, CancellationToken cancellationToken = default) =>
+        _process.WaitForOutputAsync(needle, cancellationToken);
 
     /// <summary>Waits for the program to end and for its output to be read; returns its exit code.</summary>
-    public async Task<int> WaitForExitAsync(CancellationToken cancellationToken = default)
-    {
-        await _process.WaitForExitAsync(cancellationToken).ConfigureAwait(false);
-        return _process.ExitCode;
-    }
+    public Task<int> WaitForExitAsync(CancellationToken cancellationToken = default) =>
+        _process.WaitForExitAsync(cancellationToken);
 
     /// <summary>SIGTERM, up to <paramref name="grace"/> (3 s by default) to end, then a kill of the tree.</summary>
-    public async Task StopAsync(TimeSpan? grace = null)
-    {
-        if (_process.HasExited) return;
-        _ = Libc.Kill(_process.Id, Libc.SIGTERM);
-        using var wait = new CancellationTokenSource(grace ?? TimeSpan.FromSeconds(3));
-        try
-        {
-            await _process.WaitForExitAsync(wait.Token).ConfigureAwait(false);
-        }
-        catch (OperationCanceledException)
-        {
-            try
-            {
-                _process.Kill(entireProcessTree: true);
-                await _process.WaitForExitAsync(CancellationToken.None).ConfigureAwait(false);
-            }
-            catch (InvalidOperationException)
-            {
-                // ended meanwhile
-            }
-        }
-    }
+    public Task StopAsync(TimeSpan? grace = null) => _process.StopAsync(grace);
 
-    public async ValueTask DisposeAsync()
-    {
-        await StopAsync().ConfigureAwait(false);
-        _process.Dispose();
-    }
+    public ValueTask DisposeAsync() => _process.DisposeAsync();
 }

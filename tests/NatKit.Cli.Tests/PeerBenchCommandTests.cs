@@ -32,14 +32,16 @@ public sealed class PeerBenchCommandTests
             "--startup-samples", "1", "--no-ssh", "--json");
         Assert.True(code == 0, errors);
         using var doc = JsonDocument.Parse(output);
-        var root = doc.RootElement;
-        Assert.Equal(1_000_000, root.GetProperty("Bytes").GetInt64());
-        Assert.Equal("not asked for", root.GetProperty("SshSkipped").GetString());
-        var names = root.GetProperty("Throughput").EnumerateArray().Select(t => t.GetProperty("Name").GetString()).ToList();
-        Assert.Equal(["loopback", "natkit direct", "natkit relay"], names);
-        Assert.All(root.GetProperty("Throughput").EnumerateArray(),
-            t => Assert.True(t.GetProperty("Median").GetDouble() > 0));
-        var startup = Assert.Single(root.GetProperty("Startup").EnumerateArray());
-        Assert.True(startup.GetProperty("Median").GetDouble() > 0);
+        var records = doc.RootElement.EnumerateArray().ToDictionary(r => r.GetProperty("name").GetString()!);
+        Assert.Equal(["loopback", "natkit direct", "natkit relay", "natkit start-up", "run"], records.Keys);
+        Assert.Equal(1_000_000, records["run"].GetProperty("bytes").GetInt64());
+        Assert.Equal("not asked for", records["run"].GetProperty("sshSkipped").GetString());
+        foreach (var name in new[] { "loopback", "natkit direct", "natkit relay" })
+        {
+            Assert.True(records[name].GetProperty("megabytesPerSecond").GetDouble() > 0, name);
+            Assert.Single(records[name].GetProperty("rounds").EnumerateArray().ToList());
+        }
+
+        Assert.True(records["natkit start-up"].GetProperty("milliseconds").GetDouble() > 0);
     }
 }

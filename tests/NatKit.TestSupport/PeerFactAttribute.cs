@@ -61,25 +61,7 @@ public static class TestHost
     public static bool IsRoot => OperatingSystem.IsLinux() && Libc.geteuid() == 0;
 
     /// <summary>The full path of an executable on PATH (or an absolute path that exists), else null.</summary>
-    public static string? Which(string executable)
-    {
-        if (Path.IsPathRooted(executable))
-        {
-            return File.Exists(executable) ? executable : null;
-        }
-
-        var path = System.Environment.GetEnvironmentVariable("PATH") ?? "/usr/local/bin:/usr/bin:/bin";
-        foreach (var dir in path.Split(':', StringSplitOptions.RemoveEmptyEntries).Concat(["/usr/sbin", "/sbin"]))
-        {
-            var candidate = Path.Combine(dir, executable);
-            if (File.Exists(candidate))
-            {
-                return candidate;
-            }
-        }
-
-        return null;
-    }
+    public static string? Which(string executable) => NatKit.Net.ChildProcess.Which(executable);
 
     /// <summary>Null when everything is here (or under CI); otherwise a sentence saying what is missing.</summary>
     public static string? WhyMissing(IEnumerable<string> executables, bool needsRoot)

@@ -59,7 +59,7 @@ internal sealed class GatewayBenchCommands : IVerbGroup
                 $"{Us(natkit.RoundTripMicroseconds - direct.RoundTripMicroseconds)} / {Us(natkit.MinRoundTripMicroseconds - direct.MinRoundTripMicroseconds)}", "");
             AnsiConsole.Write(table);
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"load average {File.ReadAllText("/proc/loadavg").Split(' ')[0]} on {Environment.ProcessorCount} cores; NatKit preset {parse.GetValue(preset)}, offloads {offloads}, real-time priority {parse.GetValue(tuning.Realtime)}, batch pause {parse.GetValue(tuning.BatchPause)} µs"));
+                $"load average {NatKit.Bench.BenchFigures.LoadAverage()} on {Environment.ProcessorCount} cores; NatKit preset {parse.GetValue(preset)}, offloads {offloads}, real-time priority {parse.GetValue(tuning.Realtime)}, batch pause {parse.GetValue(tuning.BatchPause)} µs"));
             return 0;
         });
         return command;

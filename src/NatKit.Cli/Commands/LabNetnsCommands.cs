@@ -85,15 +85,14 @@ internal sealed class LabNetnsCommands : IVerbGroup
             args.Add("--no-offload");
         }
 
-        var info = new ProcessStartInfo("ip") { UseShellExecute = false };
-        foreach (var a in (string[])["netns", "exec", name, "setsid", "sh", "-c", "exec \"$0\" \"$@\" >>\"$LOG\" 2>&1 </dev/null", .. SelfCommand(), .. args])
+        // setsid -f: the gateway runs on in a session of its own (it outlives this command); `ip` returns at once
+        var started = await Net.ChildProcess.RunAsync("ip",
+            ["netns", "exec", name, "setsid", "-f", "sh", "-c", "exec \"$0\" \"$@\" >>\"$LOG\" 2>&1 </dev/null", .. SelfCommand(), .. args],
+            TimeSpan.FromSeconds(20), ct, options: new Net.ChildProcessOptions { Environment = new Dictionary<string, string> { ["LOG"] = log } })
+            .ConfigureAwait(false);
+        if (started.ExitCode != 0)
         {
-            info.ArgumentList.Add(a);
-        }
-
-        info.Environment["LOG"] = log;
-        using (Process.Start(info))
-        {
+            throw new CliException($"cannot start the gateway in {name}: {started.Errors.Trim()}");
         }
 
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(ct);

@@ -1,13 +1,12 @@
 using System.CommandLine;
 using System.Globalization;
-using System.Text.Json;
-using NatKit.Scenarios.Bench;
+using NatKit.Bench;
 using Spectre.Console;
 
 namespace NatKit.Cli.Commands;
 
 /// <summary>`natkit bench peer`: the peer network module's pipes (direct and through NatKit's TURN server) side by
-/// side with `ssh -L` to Debian's sshd, and start-up to the first piped byte, on loopback (NatKit.Scenarios'
+/// side with `ssh -L` to Debian's sshd, and start-up to the first piped byte, on loopback (NatKit.Bench's
 /// PeerBenchmark does the work).</summary>
 internal sealed class PeerBenchCommands : IVerbGroup
 {
@@ -20,7 +19,7 @@ internal sealed class PeerBenchCommands : IVerbGroup
         var samples = new Option<int>("--startup-samples") { Description = "Start-ups timed per contender (median).", DefaultValueFactory = _ => 9 };
         var noSsh = new Option<bool>("--no-ssh") { Description = "Leave out the ssh -L contender." };
         var cipher = new Option<string>("--ssh-cipher") { Description = "The cipher ssh asks for.", DefaultValueFactory = _ => "aes256-gcm@openssh.com" };
-        var json = new Option<bool>("--json") { Description = "The result as one JSON object instead of tables." };
+        var json = new Option<bool>("--json") { Description = "One JSON array of named records (the one --json shape) instead of tables." };
         var command = new Command("peer",
             "Pipe throughput (direct, and through NatKit's TURN server) vs ssh -L (Debian's OpenSSH) and start-up to the first piped byte, on loopback.")
         {
@@ -51,7 +50,7 @@ internal sealed class PeerBenchCommands : IVerbGroup
             if (asJson)
             {
                 result = await PeerBenchmark.RunAsync(options, ct).ConfigureAwait(false);
-                Console.WriteLine(JsonSerializer.Serialize(result));
+                CliJson.WriteRecords(BenchJson.PeerRecords(result));
                 return 0;
             }
 

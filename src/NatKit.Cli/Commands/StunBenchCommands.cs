@@ -35,7 +35,7 @@ internal sealed class StunBenchCommands : IVerbGroup
             Description = "Milliseconds before a request counts as lost.",
             DefaultValueFactory = _ => 1000,
         };
-        var json = new Option<bool>("--json") { Description = "One JSON line instead of a table." };
+        var json = new Option<bool>("--json") { Description = "One JSON array of named records (the one --json shape) instead of a table." };
         var label = new Option<string?>("--label") { Description = "Name for this run in the output (e.g. natkit, coturn)." };
         cmd.Arguments.Add(server);
         foreach (var o in new Option[] { sockets, duration, requests, timeout, json, label })
@@ -70,8 +70,13 @@ internal sealed class StunBenchCommands : IVerbGroup
             var inv = CultureInfo.InvariantCulture;
             if (parse.GetValue(json))
             {
-                Console.WriteLine(string.Create(inv,
-                    $"{{\"label\":\"{name}\",\"requests\":{result.Requests},\"responses\":{result.Responses},\"lost\":{result.Lost},\"seconds\":{result.Elapsed.TotalSeconds:0.###},\"responsesPerSecond\":{result.ResponsesPerSecond:0},\"p50Us\":{result.P50.TotalMicroseconds:0},\"p90Us\":{result.P90.TotalMicroseconds:0},\"p99Us\":{result.P99.TotalMicroseconds:0},\"maxUs\":{result.Max.TotalMicroseconds:0}}}"));
+                CliJson.WriteRecords([BenchJson.Record(name, new
+                {
+                    requests = result.Requests, responses = result.Responses, lost = result.Lost,
+                    seconds = Math.Round(result.Elapsed.TotalSeconds, 3), responsesPerSecond = Math.Round(result.ResponsesPerSecond),
+                    p50Us = Math.Round(result.P50.TotalMicroseconds), p90Us = Math.Round(result.P90.TotalMicroseconds),
+                    p99Us = Math.Round(result.P99.TotalMicroseconds), maxUs = Math.Round(result.Max.TotalMicroseconds),
+                })]);
             }
             else
             {

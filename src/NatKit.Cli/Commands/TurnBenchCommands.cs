@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
+using NatKit.Bench.Turn;
 using NatKit.Net;
 using NatKit.Turn.Client;
 using NatKit.Turn.Load;
@@ -23,7 +24,7 @@ internal sealed class TurnBenchCommands : IVerbGroup
         var size = new Option<int>("--size") { Description = "Payload bytes per packet.", DefaultValueFactory = _ => 160 };
         var window = new Option<int>("--window") { Description = "Packets in flight per sender.", DefaultValueFactory = _ => 16 };
         var tcp = new Option<bool>("--tcp") { Description = "Talk to the server over TCP instead of UDP." };
-        var json = new Option<bool>("--json") { Description = "One JSON line instead of a table." };
+        var json = new Option<bool>("--json") { Description = "One JSON array of named records (the one --json shape) instead of a table." };
         var label = new Option<string?>("--label") { Description = "Name for this run in the output (e.g. natkit, coturn)." };
         var hold = new Option<int>("--hold")
         {
@@ -82,8 +83,12 @@ internal sealed class TurnBenchCommands : IVerbGroup
 
             if (parse.GetValue(json))
             {
-                Console.WriteLine(string.Create(inv,
-                    $"{{\"label\":\"{name}\",\"pairs\":{options.Pairs},\"sent\":{result.Sent},\"received\":{result.Received},\"lost\":{result.Lost},\"lossPercent\":{result.LossPercent:0.###},\"seconds\":{result.Elapsed.TotalSeconds:0.###},\"packetsPerSecond\":{result.ReceivedPerSecond:0}}}"));
+                CliJson.WriteRecords([BenchJson.Record(name, new
+                {
+                    pairs = options.Pairs, sent = result.Sent, received = result.Received, lost = result.Lost,
+                    lossPercent = Math.Round(result.LossPercent, 3), seconds = Math.Round(result.Elapsed.TotalSeconds, 3),
+                    packetsPerSecond = Math.Round(result.ReceivedPerSecond),
+                })]);
             }
             else
             {
@@ -106,55 +111,35 @@ internal sealed class TurnBenchCommands : IVerbGroup
             throw new CliException("--hold needs --server-pid PID to read the server's memory.");
         }
 
-        var before = ResidentBytes(pid);
-        var generator = new TurnLoadGenerator(SystemNetwork.Instance, client, options);
-        IReadOnlyList<TurnClient> held;
+        TurnMemoryResult r;
         try
         {
-            held = await generator.HoldAsync(count, cancellationToken: ct);
+            r = await TurnMemoryBenchmark.HoldAsync(client, options, count, pid, ct);
         }
         catch (TurnException e)
         {
             throw new CliException($"allocating: {e.Message}");
         }
+        catch (IOException e)
+        {
+            throw new CliException($"--server-pid {pid}: {e.Message}");
+        }
 
-        await Task.Delay(TimeSpan.FromSeconds(2), ct); // let the server settle (GC, lazily built tables)
-        var after = ResidentBytes(pid);
-        var per = (after - before) / (double)count;
         var inv = CultureInfo.InvariantCulture;
         if (json)
         {
-            Console.WriteLine(string.Create(inv,
-                $"{{\"label\":\"{name}\",\"allocations\":{count},\"rssBeforeBytes\":{before},\"rssAfterBytes\":{after},\"bytesPerAllocation\":{per:0}}}"));
+            CliJson.WriteRecords([BenchJson.Record(name, new
+            {
+                allocations = r.Allocations, rssBeforeBytes = r.ResidentBefore, rssAfterBytes = r.ResidentAfter,
+                bytesPerAllocation = Math.Round(r.BytesPerAllocation),
+            })]);
         }
         else
         {
             var table = new Table().AddColumns("server", "allocations held", "RSS before", "RSS after", "bytes per allocation");
-            table.AddTextRow(name, count.ToString(inv), before.ToString(inv), after.ToString(inv), per.ToString("0", inv));
+            table.AddTextRow(name, r.Allocations.ToString(inv), r.ResidentBefore.ToString(inv), r.ResidentAfter.ToString(inv),
+                r.BytesPerAllocation.ToString("0", inv));
             AnsiConsole.Write(table);
         }
-
-        await generator.ReleaseAsync(held, ct);
-    }
-
-    /// <summary>VmRSS of a process, in bytes (Linux).</summary>
-    private static long ResidentBytes(int pid)
-    {
-        var path = $"/proc/{pid}/status";
-        if (!File.Exists(path))
-        {
-            throw new CliException($"--server-pid {pid}: no such process (or not Linux)");
-        }
-
-        foreach (var line in File.ReadLines(path))
-        {
-            if (line.StartsWith("VmRSS:", StringComparison.Ordinal))
-            {
-                var kb = line["VmRSS:".Length..].Trim().Split(' ')[0];
-                return long.Parse(kb, CultureInfo.InvariantCulture) * 1024;
-            }
-        }
-
-        throw new CliException($"--server-pid {pid}: no VmRSS in {path}");
     }
 }

@@ -1,62 +1,51 @@
-using System.Diagnostics;
 using System.Security.Cryptography;
 using System.Text;
+using NatKit.Net;
 using NatKit.TestSupport;
 
 namespace NatKit.Proxy.Tests.Support;
 
-/// <summary>Runs curl with a hard timeout, hashing its (binary) stdout as it streams.</summary>
+/// <summary>Runs curl with a hard timeout (through NatKit's one launcher); its (binary) stdout goes to a file of its
+/// own, hashed afterwards, and removed.</summary>
 public static class Curl
 {
     public sealed record Result(int ExitCode, string Sha256, long Length, string Text, string Errors);
 
     public static async Task<Result> RunAsync(IEnumerable<string> arguments, TimeSpan timeout)
     {
-        var info = new ProcessStartInfo(TestHost.Which("curl") ?? "curl")
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-        };
-        info.ArgumentList.Add("--silent");
-        info.ArgumentList.Add("--show-error");
-        info.ArgumentList.Add("--noproxy");
-        info.ArgumentList.Add("");
-        foreach (var a in arguments)
-        {
-            info.ArgumentList.Add(a);
-        }
-
-        using var process = Process.Start(info)!;
-        using var cts = new CancellationTokenSource(timeout);
-        var errors = process.StandardError.ReadToEndAsync(cts.Token);
+        var args = arguments.ToArray();
+        var dir = Directory.CreateTempSubdirectory("natkit-curl-").FullName;
         try
         {
+            var output = Path.Combine(dir, "stdout");
+            var curl = TestHost.Which("curl") ?? "curl";
+            var r = await ChildProcess.RunAsync("sh", ["-c", "exec \"$0\" \"$@\" >\"$OUT\"", curl, "--silent", "--show-error", "--noproxy", "", .. args],
+                timeout, options: new ChildProcessOptions { Environment = new Dictionary<string, string> { ["OUT"] = output }, Name = "curl" });
             using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
             var head = new MemoryStream();
             var buffer = new byte[64 * 1024];
             long total = 0;
             int n;
-            var stdout = process.StandardOutput.BaseStream;
-            while ((n = await stdout.ReadAsync(buffer, cts.Token)) > 0)
+            await using (var stdout = File.OpenRead(output))
             {
-                sha.AppendData(buffer, 0, n);
-                if (head.Length < 4096)
+                while ((n = await stdout.ReadAsync(buffer)) > 0)
                 {
-                    head.Write(buffer, 0, Math.Min(n, 4096));
-                }
+                    sha.AppendData(buffer, 0, n);
+                    if (head.Length < 4096)
+                    {
+                        head.Write(buffer, 0, Math.Min(n, 4096));
+                    }
 
-                total += n;
+                    total += n;
+                }
             }
 
-            await process.WaitForExitAsync(cts.Token);
-            return new Result(process.ExitCode, Convert.ToHexString(sha.GetHashAndReset()), total,
-                Encoding.UTF8.GetString(head.ToArray()), await errors);
+            return new Result(r.ExitCode, Convert.ToHexString(sha.GetHashAndReset()), total,
+                Encoding.UTF8.GetString(head.ToArray()), r.Errors);
         }
-        catch (OperationCanceledException)
+        finally
         {
-            process.Kill(entireProcessTree: true);
-            throw new TimeoutException($"curl {string.Join(' ', arguments)} did not finish in {timeout}");
+            Directory.Delete(dir, recursive: true);
         }
     }
 }

@@ -1,6 +1,6 @@
-using NatKit.Scenarios.Bench;
+using NatKit.Bench;
 
-namespace NatKit.Scenarios.Tests.Bench;
+namespace NatKit.Bench.Tests;
 
 /// <summary>`natkit bench peer`'s harness in a tiny mode (a megabyte, one round, two start-ups), so it cannot rot:
 /// every contender carries the whole blob, the relay contender really goes through the relay (the harness refuses a

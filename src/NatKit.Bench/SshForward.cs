@@ -3,7 +3,7 @@ using System.Net;
 using System.Net.Sockets;
 using NatKit.Linux;
 
-namespace NatKit.Scenarios.Bench;
+namespace NatKit.Bench;
 
 /// <summary>
 /// Debian's OpenSSH as the peer benchmark's `ssh -L` contender, all on loopback: an sshd started here on a free

@@ -9,7 +9,7 @@ using NatKit.Traversal.Rendezvous;
 using NatKit.Turn.Policy;
 using NatKit.Turn.Server;
 
-namespace NatKit.Scenarios.Bench;
+namespace NatKit.Bench;
 
 /// <summary>What one <see cref="PeerBenchmark"/> run measures.</summary>
 public sealed record PeerBenchmarkOptions
