@@ -257,7 +257,7 @@ public sealed partial class ProxyServer : IAsyncDisposable
 
     /// <summary>The errors a connection can end with that are not bugs: resets, timeouts, shutdown.</summary>
     internal static bool IsConnectionError(Exception e) =>
-        e is IOException or OperationCanceledException or ObjectDisposedException or SocketException;
+        e is IOException or OperationCanceledException or ObjectDisposedException;
 
     internal bool IsAllowedClient(IPAddress address)
     {
@@ -361,9 +361,9 @@ public sealed partial class ProxyServer : IAsyncDisposable
             {
                 addresses = await Options.Resolve(host, cancellationToken).ConfigureAwait(false);
             }
-            catch (SocketException e)
+            catch (NetworkException e)
             {
-                return new(null, DialFailure.NotResolved, $"cannot resolve {host}: {e.SocketErrorCode}");
+                return new(null, DialFailure.NotResolved, $"cannot resolve {host}: {e.Error}");
             }
             catch (ArgumentException)
             {

@@ -410,14 +410,14 @@ internal sealed class StunCommands : IVerbGroup
 
         try
         {
-            var addresses = await Dns.GetHostAddressesAsync(host, ct);
+            var addresses = await SystemNetwork.ResolveAsync(host, ct);
             var pick = addresses.FirstOrDefault(a => a.AddressFamily == AddressFamily.InterNetwork) ??
                        addresses.FirstOrDefault() ?? throw new CliException($"{host}: no address");
             return new IPEndPoint(pick, port);
         }
-        catch (SocketException e)
+        catch (NetworkException e)
         {
-            throw new CliException($"{host}: {e.Message}");
+            throw new CliException(e.Message);
         }
     }
 

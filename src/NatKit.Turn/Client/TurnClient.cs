@@ -776,7 +776,7 @@ public sealed class TurnClient : IAsyncDisposable, IDatagramReceiver
                 filled -= start;
             }
             catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException or NetworkException
-                                          or SocketException or IOException)
+                                          or IOException)
             {
                 break;
             }

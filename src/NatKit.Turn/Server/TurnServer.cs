@@ -272,7 +272,7 @@ public sealed partial class TurnServer : IAsyncDisposable
             {
                 return;
             }
-            catch (Exception e) when (e is NetworkException or SocketException or IOException)
+            catch (Exception e) when (e is NetworkException or IOException)
             {
                 continue;
             }
@@ -400,7 +400,7 @@ public sealed partial class TurnServer : IAsyncDisposable
             await relay.SendToAsync(payload, peer);
             Metrics.Relayed(toPeer: true, payload.Length);
         }
-        catch (Exception e) when (e is NetworkException or SocketException or ObjectDisposedException
+        catch (Exception e) when (e is NetworkException or ObjectDisposedException
                                       or IOException or OperationCanceledException)
         {
             // a datagram lost
@@ -421,7 +421,7 @@ public sealed partial class TurnServer : IAsyncDisposable
             {
                 return;
             }
-            catch (Exception e) when (e is NetworkException or SocketException or IOException)
+            catch (Exception e) when (e is NetworkException or IOException)
             {
                 continue;
             }
@@ -444,7 +444,7 @@ public sealed partial class TurnServer : IAsyncDisposable
         {
             await connection.DisposeAsync();
         }
-        catch (Exception e) when (e is IOException or SocketException or NetworkException or ObjectDisposedException)
+        catch (Exception e) when (e is IOException or NetworkException or ObjectDisposedException)
         {
             // it is gone either way
         }
@@ -609,7 +609,7 @@ public sealed partial class TurnServer : IAsyncDisposable
             {
                 return;
             }
-            catch (Exception e) when (e is NetworkException or SocketException or IOException)
+            catch (Exception e) when (e is NetworkException or IOException)
             {
                 continue;
             }
