@@ -370,35 +370,22 @@ public sealed partial class TurnServer : IAsyncDisposable
         }
     }
 
-    private async Task AcceptLoopAsync(IStreamListener listener, bool tls)
+    private Task AcceptLoopAsync(IStreamListener listener, bool tls) =>
+        StreamAcceptLoop.RunAsync(listener, connection => AdmitAsync(connection, tls),
+            e => _logger.LogDebug(e, "accept on {Listener} failed", listener.LocalEndPoint),
+            (c, e) => _logger.LogWarning(e, "stream client {Remote} failed", c.RemoteEndPoint), _stop.Token);
+
+    /// <summary>The connection caps first: one over them is closed at once.</summary>
+    private Task AdmitAsync(IStreamConnection connection, bool tls)
     {
-        var token = _stop.Token;
-        while (!token.IsCancellationRequested)
+        var admission = _tcpLimits.TryAdmit(connection.RemoteEndPoint.Address);
+        if (admission != TcpAdmission.Admitted)
         {
-            IStreamConnection connection;
-            try
-            {
-                connection = await listener.AcceptAsync(token);
-            }
-            catch (Exception e) when (e is ObjectDisposedException or OperationCanceledException)
-            {
-                return;
-            }
-            catch (Exception e) when (e is NetworkException or IOException)
-            {
-                continue;
-            }
-
-            var admission = _tcpLimits.TryAdmit(connection.RemoteEndPoint.Address);
-            if (admission != TcpAdmission.Admitted)
-            {
-                Metrics.ConnectionRejected(admission);
-                await CloseQuietlyAsync(connection);
-                continue;
-            }
-
-            _ = StreamLoopAsync(connection, tls);
+            Metrics.ConnectionRejected(admission);
+            return CloseQuietlyAsync(connection).AsTask();
         }
+
+        return StreamLoopAsync(connection, tls);
     }
 
     private static async ValueTask CloseQuietlyAsync(IStreamConnection connection)
@@ -429,10 +416,7 @@ public sealed partial class TurnServer : IAsyncDisposable
             if (tls)
             {
                 ssl = new SslStream(stream, leaveInnerStreamOpen: true);
-                await ssl.AuthenticateAsServerAsync(new SslServerAuthenticationOptions
-                {
-                    ServerCertificate = _options.Certificate,
-                }, token);
+                await ssl.AuthenticateAsServerAsync(TlsSetup.ServerOptions(_options.Certificate!), token);
                 stream = ssl;
             }
 
