@@ -63,13 +63,32 @@ public sealed class SystemNetwork : INetwork, IDatagramPollerSource, ITcpCongest
         }
     }
 
-    /// <summary>Sets the TCP congestion control of a socket made outside this seam (a load generator's, say) the
-    /// way <see cref="ITcpCongestionControl"/> does for the seam's own.</summary>
+    /// <summary>Checks that this process may give a TCP socket the congestion control <paramref name="algorithm"/>
+    /// (loaded, and allowed to this user), by setting it on a socket that is never connected.</summary>
     /// <exception cref="NetworkException">The kernel refused the name.</exception>
-    public static void SetCongestionControl(Socket socket, string algorithm)
+    public static void CheckCongestionControl(string algorithm)
     {
-        ArgumentNullException.ThrowIfNull(socket);
-        TcpCongestion.Set(socket, algorithm);
+        ArgumentNullException.ThrowIfNull(algorithm);
+        using var probe = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        TcpCongestion.Set(probe, algorithm);
+    }
+
+    /// <summary>The addresses of a host name (<see cref="Dns.GetHostAddressesAsync(string, CancellationToken)"/>),
+    /// with the resolver's failure translated at the seam.</summary>
+    /// <exception cref="NetworkException">The name did not resolve (<see cref="NetworkException.Error"/> says why:
+    /// <see cref="SocketError.HostNotFound"/>, <see cref="SocketError.TryAgain"/>, ...).</exception>
+    /// <exception cref="ArgumentException">A name the resolver refuses outright (over 255 characters, say).</exception>
+    public static async Task<IPAddress[]> ResolveAsync(string host, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(host);
+        try
+        {
+            return await Dns.GetHostAddressesAsync(host, cancellationToken).ConfigureAwait(false);
+        }
+        catch (SocketException e)
+        {
+            throw new NetworkException(e.SocketErrorCode, $"cannot resolve {host}: {e.Message}", e);
+        }
     }
 
     /// <summary>On Linux, an epoll set over this network's UDP sockets.</summary>

@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
 using System.Text;
+using NatKit.Net;
 
 namespace NatKit.Proxy;
 
@@ -110,8 +111,10 @@ public sealed record ProxyOptions
     /// loopback clients.</summary>
     public string StatusPath { get; init; } = "/natkit/status";
 
-    /// <summary>Resolves a host name; <see cref="Dns.GetHostAddressesAsync(string, CancellationToken)"/> by default.</summary>
-    public Func<string, CancellationToken, Task<IPAddress[]>> Resolve { get; init; } = Dns.GetHostAddressesAsync;
+    /// <summary>Resolves a host name; <see cref="SystemNetwork.ResolveAsync"/> by default. A name that does not
+    /// resolve throws <see cref="NetworkException"/> (or <see cref="ArgumentException"/> for one refused
+    /// outright); the proxy answers either as "not resolved".</summary>
+    public Func<string, CancellationToken, Task<IPAddress[]>> Resolve { get; init; } = SystemNetwork.ResolveAsync;
 
     public static IReadOnlyList<IPNetwork> DefaultAllowedClients { get; } =
     [

@@ -257,7 +257,7 @@ public sealed partial class ProxyServer : IAsyncDisposable
 
     /// <summary>The errors a connection can end with that are not bugs: resets, timeouts, shutdown.</summary>
     internal static bool IsConnectionError(Exception e) =>
-        e is IOException or OperationCanceledException or ObjectDisposedException or SocketException;
+        e is IOException or OperationCanceledException or ObjectDisposedException;
 
     internal bool IsAllowedClient(IPAddress address)
     {
@@ -361,9 +361,9 @@ public sealed partial class ProxyServer : IAsyncDisposable
             {
                 addresses = await Options.Resolve(host, cancellationToken).ConfigureAwait(false);
             }
-            catch (SocketException e)
+            catch (NetworkException e)
             {
-                return new(null, DialFailure.NotResolved, $"cannot resolve {host}: {e.SocketErrorCode}");
+                return new(null, DialFailure.NotResolved, $"cannot resolve {host}: {e.Error}");
             }
             catch (ArgumentException)
             {
@@ -420,29 +420,10 @@ public sealed partial class ProxyServer : IAsyncDisposable
         return new(null, failure, reason);
     }
 
-    private async Task AcceptLoopAsync(IStreamListener listener, bool socks)
-    {
-        while (!_draining.IsCancellationRequested)
-        {
-            IStreamConnection connection;
-            try
-            {
-                connection = await listener.AcceptAsync(_draining.Token).ConfigureAwait(false);
-            }
-            catch (Exception e) when (IsConnectionError(e) || (e is NetworkException && _draining.IsCancellationRequested))
-            {
-                if (_draining.IsCancellationRequested || e is ObjectDisposedException)
-                {
-                    return;
-                }
-
-                continue; // a client that reset before accept completed
-            }
-
-            var active = Interlocked.Increment(ref _active);
-            _ = RunSessionAsync(connection, socks, active);
-        }
-    }
+    private Task AcceptLoopAsync(IStreamListener listener, bool socks) =>
+        StreamAcceptLoop.RunAsync(listener,
+            connection => RunSessionAsync(connection, socks, Interlocked.Increment(ref _active)),
+            serveFailed: (c, e) => LogSessionFailed(Logger, e, c.RemoteEndPoint), stop: _draining.Token);
 
     private async Task RunSessionAsync(IStreamConnection connection, bool socks, int active)
     {

@@ -399,7 +399,7 @@ public sealed class UtpSocket : IAsyncDisposable, IDisposable, IDatagramReceiver
         {
             pending = _multiplexer.SendToAsync(buffer.AsMemory(0, length), to);
         }
-        catch (Exception e) when (e is NetworkException or SocketException or ObjectDisposedException)
+        catch (Exception e) when (e is NetworkException or ObjectDisposedException)
         {
             return buffer;
         }
@@ -422,7 +422,7 @@ public sealed class UtpSocket : IAsyncDisposable, IDisposable, IDatagramReceiver
         {
             pending.GetAwaiter().GetResult();
         }
-        catch (Exception e) when (e is NetworkException or SocketException or ObjectDisposedException
+        catch (Exception e) when (e is NetworkException or ObjectDisposedException
                                       or OperationCanceledException)
         {
             // UDP: a failed send is a lost packet; retransmission deals with it.
@@ -435,7 +435,7 @@ public sealed class UtpSocket : IAsyncDisposable, IDisposable, IDatagramReceiver
         {
             await pending;
         }
-        catch (Exception e) when (e is NetworkException or SocketException or ObjectDisposedException
+        catch (Exception e) when (e is NetworkException or ObjectDisposedException
                                       or OperationCanceledException)
         {
             // as above

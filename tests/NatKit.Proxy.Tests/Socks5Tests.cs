@@ -305,7 +305,7 @@ public sealed class Socks5Tests
         {
             SocksListen = new IPEndPoint(IPAddress.Loopback, 0),
             HeaderTimeout = TimeSpan.FromSeconds(1),
-            Resolve = (_, _) => throw new SocketException((int)SocketError.HostNotFound), // no DNS for fuzzed names
+            Resolve = (_, _) => throw new NetworkException(SocketError.HostNotFound, "not found"), // no DNS for fuzzed names
         }, new LoopbackOnlyNetwork(SystemNetwork.Instance));
         var seeds = new[]
         {

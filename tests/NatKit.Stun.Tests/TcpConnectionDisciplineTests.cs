@@ -1,4 +1,5 @@
 using System.Net;
+using NatKit.Net;
 using NatKit.Stun.Server;
 
 namespace NatKit.Stun.Tests;

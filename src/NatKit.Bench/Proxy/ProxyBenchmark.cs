@@ -223,23 +223,21 @@ public static class ProxyBenchmark
 
     private static double Throughput(int sinkPort, int? proxyPort, long bytes, string? cc, CancellationToken ct)
     {
-        using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
-        if (cc is not null)
-        {
-            SystemNetwork.SetCongestionControl(socket, cc); // before connecting: see ITcpCongestionControlNetwork
-        }
-
+        var to = new IPEndPoint(IPAddress.Loopback, proxyPort ?? sinkPort);
+        var connection = (cc is null // chosen before connecting: see ITcpCongestionControlNetwork
+            ? SystemNetwork.Instance.ConnectTcpAsync(to, cancellationToken: ct)
+            : SystemNetwork.Instance.ConnectTcpAsync(to, null, cc, ct)).AsTask().GetAwaiter().GetResult();
+        using var socket = connection.Stream;
         using var cancel = ct.Register(socket.Dispose);
-        socket.Connect(new IPEndPoint(IPAddress.Loopback, proxyPort ?? sinkPort));
         if (proxyPort is not null)
         {
-            socket.Send(Encoding.ASCII.GetBytes(
+            socket.Write(Encoding.ASCII.GetBytes(
                 $"CONNECT 127.0.0.1:{sinkPort} HTTP/1.1\r\nHost: 127.0.0.1:{sinkPort}\r\n\r\n"));
             var head = new StringBuilder();
             var one = new byte[1];
             while (!head.ToString().EndsWith("\r\n\r\n", StringComparison.Ordinal))
             {
-                if (socket.Receive(one) == 0)
+                if (socket.Read(one) == 0)
                 {
                     throw new IOException("the proxy closed the CONNECT tunnel");
                 }
@@ -257,11 +255,11 @@ public static class ProxyBenchmark
         var started = Stopwatch.GetTimestamp();
         for (long sent = 0; sent < bytes; sent += buffer.Length)
         {
-            socket.Send(buffer);
+            socket.Write(buffer);
         }
 
-        socket.Shutdown(SocketShutdown.Send);
-        while (socket.Receive(buffer) > 0)
+        connection.ShutdownSend();
+        while (socket.Read(buffer) > 0)
         {
         }
 

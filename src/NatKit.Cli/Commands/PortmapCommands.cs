@@ -192,7 +192,7 @@ internal sealed class PortmapCommands : IVerbGroup
             {
                 mappings = await GatewayControl.MappingsAsync(GatewayControl.PathFor(parse.GetValue(name)!), ct);
             }
-            catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException)
+            catch (IOException e)
             {
                 throw new CliException(e.Message);
             }

@@ -86,8 +86,7 @@ internal sealed class ProxyBenchCommands : IVerbGroup
 
         try
         {
-            using var probe = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-            SystemNetwork.SetCongestionControl(probe, value);
+            SystemNetwork.CheckCongestionControl(value);
             return value;
         }
         catch (NetworkException e) when (parse.GetResult(option) is null or { Implicit: true })

@@ -410,14 +410,14 @@ internal sealed class StunCommands : IVerbGroup
 
         try
         {
-            var addresses = await Dns.GetHostAddressesAsync(host, ct);
+            var addresses = await SystemNetwork.ResolveAsync(host, ct);
             var pick = addresses.FirstOrDefault(a => a.AddressFamily == AddressFamily.InterNetwork) ??
                        addresses.FirstOrDefault() ?? throw new CliException($"{host}: no address");
             return new IPEndPoint(pick, port);
         }
-        catch (SocketException e)
+        catch (NetworkException e)
         {
-            throw new CliException($"{host}: {e.Message}");
+            throw new CliException(e.Message);
         }
     }
 
@@ -513,18 +513,12 @@ internal sealed class StunCommands : IVerbGroup
 
         try
         {
-            if (!pem)
-            {
-                return X509CertificateLoader.LoadPkcs12FromFile(cert, null);
-            }
-
-            using var fromPem = X509Certificate2.CreateFromPemFile(cert, key);
-            return X509CertificateLoader.LoadPkcs12(fromPem.Export(X509ContentType.Pfx), null);
+            return TlsSetup.LoadCertificate(cert, key);
         }
-        catch (System.Security.Cryptography.CryptographicException e)
+        catch (ArgumentException e)
         {
-            var what = pem ? $"as a PEM certificate with the key in {key ?? cert}" : "as a PKCS#12 (.pfx) file without a password";
-            throw new CliException($"--tls-cert {cert}: cannot be read {what} ({e.Message.TrimEnd('.')}); give a PKCS#12 file, or a PEM certificate with --tls-key.");
+            var sentence = e.Message.Split(" (Parameter '", 2)[0];
+            throw new CliException($"--tls-cert {sentence}");
         }
     }
 }

@@ -101,6 +101,11 @@ internal sealed class SocketStreamListener : IStreamListener, ITcpCongestionCont
         {
             throw new ObjectDisposedException(nameof(SocketStreamListener), e);
         }
+        catch (SocketException e)
+        {
+            // A connection that was reset before it was accepted, too many open files, ...: the listener lives on.
+            throw new NetworkException(e.SocketErrorCode, $"accept on {LocalEndPoint} failed: {e.Message}", e);
+        }
     }
 
     public ValueTask DisposeAsync()

@@ -435,7 +435,7 @@ internal sealed class UdpRelay
                         }
                     }
                 }
-                catch (Exception e) when (e is System.Net.Sockets.SocketException or ArgumentException)
+                catch (Exception e) when (e is NetworkException or ArgumentException)
                 {
                     // not resolved, or a name the resolver refuses outright (Dns: one of 255 characters without a
                     // trailing dot, which a client may send): this datagram is dropped, as the dial path answers

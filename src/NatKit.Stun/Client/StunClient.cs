@@ -200,9 +200,8 @@ public sealed class StunClient
         CancellationToken cancellationToken = default)
     {
         await using var connection = await Network.ConnectTcpAsync(server, null, cancellationToken);
-        await using var tls = new SslStream(connection.Stream, leaveInnerStreamOpen: true, validate);
-        await tls.AuthenticateAsClientAsync(new SslClientAuthenticationOptions { TargetHost = targetHost },
-            cancellationToken);
+        await using var tls = new SslStream(connection.Stream, leaveInnerStreamOpen: true);
+        await tls.AuthenticateAsClientAsync(TlsSetup.ClientOptions(targetHost, validate), cancellationToken);
         return await BindingStreamAsync(tls, connection.RemoteEndPoint, request, cancellationToken);
     }
 

@@ -1,5 +1,6 @@
 using System.Net;
 using System.Text;
+using NatKit.Net;
 
 namespace NatKit.Stun.Server;
 

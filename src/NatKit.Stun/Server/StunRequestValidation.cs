@@ -1,7 +1,7 @@
 namespace NatKit.Stun.Server;
 
 /// <summary>What <see cref="StunRequestValidation.Screen"/> makes of a message.</summary>
-internal enum StunScreen
+public enum StunScreen
 {
     /// <summary>Well-formed, and its FINGERPRINT (if any) matches: go on.</summary>
     Ok,
@@ -20,7 +20,7 @@ internal enum StunScreen
 /// where the method needs them); then <see cref="FindUnknown"/> on every request that got that far, signed or not,
 /// Binding included, answered with 420 and UNKNOWN-ATTRIBUTES (section 6.3.1). Nothing here throws or allocates.
 /// </summary>
-internal static class StunRequestValidation
+public static class StunRequestValidation
 {
     /// <summary>Step one, before anything else is read: parse, and check FINGERPRINT when present.</summary>
     /// <param name="data">The datagram or stream frame.</param>

@@ -352,36 +352,23 @@ public sealed partial class StunServer : IAsyncDisposable
         return route;
     }
 
-    private async Task AcceptLoopAsync(IStreamListener listener, StunTransport transport)
+    private Task AcceptLoopAsync(IStreamListener listener, StunTransport transport) =>
+        StreamAcceptLoop.RunAsync(listener, connection => AdmitAsync(connection, transport),
+            e => _logger.LogDebug(e, "accept on {Listener} failed", listener.LocalEndPoint),
+            (c, e) => _logger.LogWarning(e, "stream client {Remote} failed", c.RemoteEndPoint), _stop.Token);
+
+    /// <summary>The connection caps first: one over them is closed at once.</summary>
+    private Task AdmitAsync(IStreamConnection connection, StunTransport transport)
     {
-        var token = _stop.Token;
-        while (!token.IsCancellationRequested)
+        var admission = _tcpLimits.TryAdmit(connection.RemoteEndPoint.Address);
+        if (admission != TcpAdmission.Admitted)
         {
-            IStreamConnection connection;
-            try
-            {
-                connection = await listener.AcceptAsync(token);
-            }
-            catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException)
-            {
-                return;
-            }
-            catch (NetworkException)
-            {
-                continue;
-            }
-
-            var admission = _tcpLimits.TryAdmit(connection.RemoteEndPoint.Address);
-            if (admission != TcpAdmission.Admitted)
-            {
-                Metrics.Drop(DropReason.ConnectionLimit);
-                Metrics.ConnectionRejected(admission);
-                await CloseQuietlyAsync(connection);
-                continue;
-            }
-
-            _ = ServeConnectionAsync(connection, transport);
+            Metrics.Drop(DropReason.ConnectionLimit);
+            Metrics.ConnectionRejected(admission);
+            return CloseQuietlyAsync(connection).AsTask();
         }
+
+        return ServeConnectionAsync(connection, transport);
     }
 
     private static async ValueTask CloseQuietlyAsync(IStreamConnection connection)
@@ -415,7 +402,7 @@ public sealed partial class StunServer : IAsyncDisposable
                 var ssl = new SslStream(connection.Stream, leaveInnerStreamOpen: true);
                 tls = ssl;
                 await ssl.AuthenticateAsServerAsync(
-                    new SslServerAuthenticationOptions { ServerCertificate = _options.TlsCertificate }, token);
+                    TlsSetup.ServerOptions(_options.TlsCertificate!), token);
                 stream = ssl;
             }
 

@@ -1,4 +1,5 @@
 using System.Diagnostics.Metrics;
+using NatKit.Net;
 
 namespace NatKit.Stun.Server;
 

@@ -1,5 +1,6 @@
 using System.Net;
 using System.Security.Cryptography.X509Certificates;
+using NatKit.Net;
 
 namespace NatKit.Stun.Server;
 

@@ -1,6 +1,7 @@
 using System.Net.Security;
 using System.Security.Authentication;
 using System.Security.Cryptography.X509Certificates;
+using NatKit.Net;
 
 namespace NatKit.Traversal.Identity;
 
@@ -16,14 +17,13 @@ public static class NodeTls
     public const string TargetHost = "natkit-node";
 
     /// <summary>Options for the side that connects, to the node <paramref name="expected"/>.</summary>
-    public static SslClientAuthenticationOptions ClientOptions(X509Certificate2 certificate, NodeId expected) => new()
+    public static SslClientAuthenticationOptions ClientOptions(X509Certificate2 certificate, NodeId expected)
     {
-        TargetHost = TargetHost,
-        EnabledSslProtocols = SslProtocols.Tls13,
-        ClientCertificates = [certificate],
-        RemoteCertificateValidationCallback = (_, peer, _, _) => IsPinned(peer, expected),
-        CertificateRevocationCheckMode = X509RevocationMode.NoCheck,
-    };
+        var options = TlsSetup.ClientOptions(TargetHost, (_, peer, _, _) => IsPinned(peer, expected), SslProtocols.Tls13);
+        options.ClientCertificates = [certificate];
+        options.CertificateRevocationCheckMode = X509RevocationMode.NoCheck;
+        return options;
+    }
 
     /// <summary>Options for the side that accepts: it requires a client certificate and accepts it when
     /// <paramref name="accept"/> says yes to the client's node id (a fixed peer, or a lookup in a list of known
@@ -31,14 +31,11 @@ public static class NodeTls
     public static SslServerAuthenticationOptions ServerOptions(X509Certificate2 certificate, Func<NodeId, bool> accept)
     {
         ArgumentNullException.ThrowIfNull(accept);
-        return new SslServerAuthenticationOptions
-        {
-            ServerCertificate = certificate,
-            EnabledSslProtocols = SslProtocols.Tls13,
-            ClientCertificateRequired = true,
-            RemoteCertificateValidationCallback = (_, peer, _, _) => TryGetNodeId(peer, out var id) && accept(id),
-            CertificateRevocationCheckMode = X509RevocationMode.NoCheck,
-        };
+        var options = TlsSetup.ServerOptions(certificate, SslProtocols.Tls13);
+        options.ClientCertificateRequired = true;
+        options.RemoteCertificateValidationCallback = (_, peer, _, _) => TryGetNodeId(peer, out var id) && accept(id);
+        options.CertificateRevocationCheckMode = X509RevocationMode.NoCheck;
+        return options;
     }
 
     /// <summary>The node id of the key in a certificate a TLS peer presented; false when there is none.</summary>

@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using System.Net;
 using System.Security.Cryptography;
 using System.Text;
+using NatKit.Net;
 using NatKit.Stun;
 using NatKit.Stun.Transactions;
 using NatKit.Stun.Server;

@@ -58,28 +58,8 @@ internal sealed class TunnelStreamEndpoint : IAsyncDisposable
         return new TunnelStreamEndpoint(listener, serve, path, headTimeout, network.TimeProvider);
     }
 
-    private async Task AcceptLoopAsync()
-    {
-        var token = _stop.Token;
-        while (!token.IsCancellationRequested)
-        {
-            IStreamConnection connection;
-            try
-            {
-                connection = await _listener.AcceptAsync(token); // a plain await, as TunnelSockets.Over's connect
-            }
-            catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException)
-            {
-                return;
-            }
-            catch (NetworkException)
-            {
-                continue;
-            }
-
-            _ = ServeConnectionAsync(connection, token);
-        }
-    }
+    private Task AcceptLoopAsync() => // plain awaits inside, as TunnelSockets.Over's connect
+        StreamAcceptLoop.RunAsync(_listener, connection => ServeConnectionAsync(connection, _stop.Token), stop: _stop.Token);
 
     /// <summary>One connection: the request head within the timeout, then the WebSocket until it ends, or an HTTP
     /// answer and close. Never throws for what the peer does.</summary>

@@ -228,8 +228,9 @@ public sealed class TurnClient : IAsyncDisposable, IDatagramReceiver
             Stream stream = connection.Stream;
             if (options.Transport == TurnTransport.Tls)
             {
-                var ssl = new SslStream(stream, false, options.CertificateValidation);
-                await ssl.AuthenticateAsClientAsync(options.TlsHost ?? options.Server.Address.ToString());
+                var ssl = new SslStream(stream, false);
+                await ssl.AuthenticateAsClientAsync(TlsSetup.ClientOptions(options.TlsHost ?? options.Server.Address.ToString(),
+                    options.CertificateValidation), cancellationToken);
                 stream = ssl;
             }
 
@@ -776,7 +777,7 @@ public sealed class TurnClient : IAsyncDisposable, IDatagramReceiver
                 filled -= start;
             }
             catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException or NetworkException
-                                          or SocketException or IOException)
+                                          or IOException)
             {
                 break;
             }

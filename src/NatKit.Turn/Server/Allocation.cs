@@ -40,9 +40,16 @@ internal sealed class Allocation
 
     public TokenBucket Bucket;
 
+    /// <summary>The relay sockets, bound and served by the server's edge; the request handler never uses them.</summary>
     public IDatagramSocket? RelayV4 { get; set; }
 
     public IDatagramSocket? RelayV6 { get; set; }
+
+    /// <summary>The relay ports taken from the ledger's ranges (0: none in that family), released with the
+    /// allocation.</summary>
+    public int RelayPortV4 { get; set; }
+
+    public int RelayPortV6 { get; set; }
 
     /// <summary>The relayed addresses as announced (the external address for IPv4).</summary>
     public StunAddress RelayedV4 { get; set; }
@@ -75,6 +82,9 @@ internal sealed class Allocation
 
     public long PollTokenV6;
 
+    /// <summary>1 once the server's edge has closed the relays (<c>TurnServer.CloseRelays</c>).</summary>
+    public int EdgeClosed;
+
     private const int MaxPeerEndPoints = 64;
     private Dictionary<StunAddress, IPEndPoint>? _peerEndPoints;
 
@@ -100,6 +110,10 @@ internal sealed class Allocation
 
     public IDatagramSocket? RelayFor(IPAddress peer) =>
         Policy.IpKey.Normalized(peer).IsV4 ? RelayV4 : RelayV6;
+
+    /// <summary>Whether the allocation relays to <paramref name="peer"/>'s family (RFC 8656 section 9.1: else 443).</summary>
+    public bool RelaysFamilyOf(IPAddress peer) =>
+        (Policy.IpKey.Normalized(peer).IsV4 ? RelayPortV4 : RelayPortV6) != 0;
 }
 
 /// <summary>

@@ -70,8 +70,7 @@ internal sealed class UdpClientLink(IDatagramSocket socket, IPEndPoint remote)
         {
             await socket.SendToAsync(frame, Remote);
         }
-        catch (Exception e) when (e is NetworkException or ObjectDisposedException or IOException
-                                      or System.Net.Sockets.SocketException or OperationCanceledException)
+        catch (Exception e) when (e is NetworkException or ObjectDisposedException or IOException or OperationCanceledException)
         {
             // UDP: a send that fails is a packet lost.
         }

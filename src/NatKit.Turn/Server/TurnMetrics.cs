@@ -1,4 +1,5 @@
 using System.Diagnostics.Metrics;
+using NatKit.Net;
 using NatKit.Stun.Server;
 
 namespace NatKit.Turn.Server;

@@ -35,37 +35,18 @@ public sealed partial class TurnServer : IAsyncDisposable
     private readonly TurnServerOptions _options;
     private readonly ILogger _logger;
     private readonly TimeProvider _time;
-    private readonly NonceIssuer _nonces;
-    private readonly NatKit.Stun.Server.SourceRateLimiter? _unauthenticated;
+    private readonly TurnRequestHandler _handler;
     private readonly CancellationTokenSource _stop = new();
     private readonly List<Task> _loops = [];
     private readonly List<IDatagramSocket> _udp = [];
     private readonly List<IStreamListener> _listeners = [];
     private readonly ConcurrentDictionary<IPEndPoint, Allocation>[] _udpAllocations;
     private readonly ConcurrentDictionary<StreamClientLink, Allocation> _streamAllocations = new();
-    private readonly Lock _gate = new();
-    private readonly RelayPortAllocator _portsV4;
-    private readonly RelayPortAllocator? _portsV6;
-    private readonly Dictionary<string, int> _perUser = new(StringComparer.Ordinal);
-    private readonly ExpiryQueue<Allocation> _expiry = new();
-    private readonly Dictionary<ulong, Reservation> _reservations = [];
-    private readonly ExpiryQueue<Reservation> _reservationExpiry = new();
-    private readonly byte[]? _secret;
-    private readonly StunAttributeRegistry _registry;
-    private readonly StunAddress _externalV4;
     private readonly TcpConnectionLimits _tcpLimits;
-    private PeerPolicy _policy;
-    private IReadOnlyDictionary<string, string> _users;
     private IReadOnlyList<IPEndPoint> _ownEndPoints = [];
     private IReadOnlyList<IPAddress> _ownAddresses = [];
     private ITimer? _timer;
-    private int _count;
-
-    /// <summary>Quota slots held: allocations and the reservations they made (508 past MaxAllocations).</summary>
-    private int _held;
     private int _disposed;
-    private bool _draining; // under _gate: new allocations refused with 508
-    private readonly TaskCompletionSource _noAllocations = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     private TurnServer(INetwork network, TurnServerOptions options, ILogger logger, int udpCount)
     {
@@ -73,25 +54,16 @@ public sealed partial class TurnServer : IAsyncDisposable
         _options = options;
         _logger = logger;
         _time = network.TimeProvider;
-        _nonces = new NonceIssuer(options.NonceLifetime);
-        _unauthenticated = options.UnauthenticatedRequestsPerSecond > 0
-            ? new NatKit.Stun.Server.SourceRateLimiter(options.UnauthenticatedRequestsPerSecond, 65536, _time)
-            : null;
         _udpAllocations = new ConcurrentDictionary<IPEndPoint, Allocation>[udpCount];
         for (var i = 0; i < udpCount; i++)
         {
             _udpAllocations[i] = new ConcurrentDictionary<IPEndPoint, Allocation>();
         }
 
-        _portsV4 = new RelayPortAllocator(options.MinPort, options.MaxPort);
-        _portsV6 = options.RelayAddressV6 is null ? null : new RelayPortAllocator(options.MinPort, options.MaxPort);
-        _secret = options.SharedSecret is null ? null : System.Text.Encoding.UTF8.GetBytes(options.SharedSecret);
-        _registry = TurnRegistry.Attributes;
-        _externalV4 = StunAddress.FromAddress(options.ExternalAddress ?? options.RelayAddress, 0);
-        _policy = options.Policy;
-        _users = options.Users;
         _tcpLimits = new TcpConnectionLimits(options.MaxTcpConnections, options.MaxTcpConnectionsPerAddress);
-        Metrics = new TurnMetrics(() => Volatile.Read(ref _count), () => _tcpLimits.Count);
+        TurnRequestHandler? handler = null;
+        Metrics = new TurnMetrics(() => handler?.Ledger.Count ?? 0, () => _tcpLimits.Count);
+        _handler = handler = new TurnRequestHandler(options, _time, Metrics, logger);
     }
 
     public TurnMetrics Metrics { get; }
@@ -103,22 +75,13 @@ public sealed partial class TurnServer : IAsyncDisposable
     public IReadOnlyList<IPEndPoint> TlsEndPoints { get; private set; } = [];
 
     /// <summary>The policy in force, including the server's own endpoints and addresses.</summary>
-    public PeerPolicy Policy => _policy;
+    public PeerPolicy Policy => _handler.Policy;
 
-    public int AllocationCount => Volatile.Read(ref _count);
+    public int AllocationCount => _handler.Ledger.Count;
 
     /// <summary>Relay ports kept back for a RESERVATION-TOKEN now; each counts against its user's quota and
     /// <see cref="TurnServerOptions.MaxAllocations"/> like an allocation.</summary>
-    public int ReservationCount
-    {
-        get
-        {
-            lock (_gate)
-            {
-                return _reservations.Count;
-            }
-        }
-    }
+    public int ReservationCount => _handler.Ledger.ReservationCount;
 
     /// <summary>TCP and TLS client connections held now (at most <see cref="TurnServerOptions.MaxTcpConnections"/>).</summary>
     public int TcpConnectionCount => _tcpLimits.Count;
@@ -127,7 +90,7 @@ public sealed partial class TurnServer : IAsyncDisposable
 
     /// <summary>The long-term credentials in force (<see cref="TurnServerOptions.Users"/> until a
     /// <see cref="Reload"/>).</summary>
-    public IReadOnlyDictionary<string, string> Users => Volatile.Read(ref _users);
+    public IReadOnlyDictionary<string, string> Users => _handler.Users;
 
     /// <summary>Replaces the users and the peer policy while serving (an operator's SIGHUP). Allocations, their
     /// permissions and channels stay as they are; the next request is authenticated, and the next peer checked,
@@ -142,8 +105,8 @@ public sealed partial class TurnServer : IAsyncDisposable
             throw new ArgumentException("a reload must leave at least one user (or the server has a shared secret): an open relay is not offered.", nameof(users));
         }
 
-        Volatile.Write(ref _users, users);
-        Volatile.Write(ref _policy, policy.WithServer(_ownEndPoints, _ownAddresses));
+        _handler.Users = users;
+        _handler.Policy = policy.WithServer(_ownEndPoints, _ownAddresses);
         _logger.LogInformation("reloaded: {Users} user(s); allow [{Allow}] deny [{Deny}]", users.Count,
             string.Join(", ", policy.Allow), string.Join(", ", policy.Deny));
     }
@@ -228,7 +191,7 @@ public sealed partial class TurnServer : IAsyncDisposable
             }
         }
 
-        _policy = _options.Policy.WithServer(endPoints, own);
+        _handler.Policy = _options.Policy.WithServer(endPoints, own);
         _ownEndPoints = endPoints;
         _ownAddresses = own;
 
@@ -272,7 +235,7 @@ public sealed partial class TurnServer : IAsyncDisposable
             {
                 return;
             }
-            catch (Exception e) when (e is NetworkException or SocketException or IOException)
+            catch (Exception e) when (e is NetworkException or IOException)
             {
                 continue;
             }
@@ -400,42 +363,29 @@ public sealed partial class TurnServer : IAsyncDisposable
             await relay.SendToAsync(payload, peer);
             Metrics.Relayed(toPeer: true, payload.Length);
         }
-        catch (Exception e) when (e is NetworkException or SocketException or ObjectDisposedException
+        catch (Exception e) when (e is NetworkException or ObjectDisposedException
                                       or IOException or OperationCanceledException)
         {
             // a datagram lost
         }
     }
 
-    private async Task AcceptLoopAsync(IStreamListener listener, bool tls)
+    private Task AcceptLoopAsync(IStreamListener listener, bool tls) =>
+        StreamAcceptLoop.RunAsync(listener, connection => AdmitAsync(connection, tls),
+            e => _logger.LogDebug(e, "accept on {Listener} failed", listener.LocalEndPoint),
+            (c, e) => _logger.LogWarning(e, "stream client {Remote} failed", c.RemoteEndPoint), _stop.Token);
+
+    /// <summary>The connection caps first: one over them is closed at once.</summary>
+    private Task AdmitAsync(IStreamConnection connection, bool tls)
     {
-        var token = _stop.Token;
-        while (!token.IsCancellationRequested)
+        var admission = _tcpLimits.TryAdmit(connection.RemoteEndPoint.Address);
+        if (admission != TcpAdmission.Admitted)
         {
-            IStreamConnection connection;
-            try
-            {
-                connection = await listener.AcceptAsync(token);
-            }
-            catch (Exception e) when (e is ObjectDisposedException or OperationCanceledException)
-            {
-                return;
-            }
-            catch (Exception e) when (e is NetworkException or SocketException or IOException)
-            {
-                continue;
-            }
-
-            var admission = _tcpLimits.TryAdmit(connection.RemoteEndPoint.Address);
-            if (admission != TcpAdmission.Admitted)
-            {
-                Metrics.ConnectionRejected(admission);
-                await CloseQuietlyAsync(connection);
-                continue;
-            }
-
-            _ = StreamLoopAsync(connection, tls);
+            Metrics.ConnectionRejected(admission);
+            return CloseQuietlyAsync(connection).AsTask();
         }
+
+        return StreamLoopAsync(connection, tls);
     }
 
     private static async ValueTask CloseQuietlyAsync(IStreamConnection connection)
@@ -444,7 +394,7 @@ public sealed partial class TurnServer : IAsyncDisposable
         {
             await connection.DisposeAsync();
         }
-        catch (Exception e) when (e is IOException or SocketException or NetworkException or ObjectDisposedException)
+        catch (Exception e) when (e is IOException or NetworkException or ObjectDisposedException)
         {
             // it is gone either way
         }
@@ -466,10 +416,7 @@ public sealed partial class TurnServer : IAsyncDisposable
             if (tls)
             {
                 ssl = new SslStream(stream, leaveInnerStreamOpen: true);
-                await ssl.AuthenticateAsServerAsync(new SslServerAuthenticationOptions
-                {
-                    ServerCertificate = _options.Certificate,
-                }, token);
+                await ssl.AuthenticateAsServerAsync(TlsSetup.ServerOptions(_options.Certificate!), token);
                 stream = ssl;
             }
 
@@ -609,7 +556,7 @@ public sealed partial class TurnServer : IAsyncDisposable
             {
                 return;
             }
-            catch (Exception e) when (e is NetworkException or SocketException or IOException)
+            catch (Exception e) when (e is NetworkException or IOException)
             {
                 continue;
             }
@@ -721,45 +668,12 @@ public sealed partial class TurnServer : IAsyncDisposable
     {
         try
         {
-            var now = _time.GetTimestamp();
-            List<Allocation>? due = null;
-            lock (_gate)
-            {
-                while (_expiry.TryPopDue(now, out var a))
-                {
-                    if (a.Closed)
-                    {
-                        continue;
-                    }
-
-                    long expires;
-                    lock (a.Gate)
-                    {
-                        expires = a.Expires;
-                    }
-
-                    if (expires > now)
-                    {
-                        _expiry.Add(a, expires); // refreshed since it was queued
-                    }
-                    else
-                    {
-                        (due ??= []).Add(a);
-                    }
-                }
-
-                while (_reservationExpiry.TryPopDue(now, out var r))
-                {
-                    DropReservationLocked(r);
-                }
-            }
-
-            if (due is not null)
+            if (_handler.Expire() is { } due)
             {
                 foreach (var a in due)
                 {
                     RemoveFromTables(a);
-                    Delete(a, "expired");
+                    CloseRelays(a);
                 }
             }
         }
@@ -788,60 +702,23 @@ public sealed partial class TurnServer : IAsyncDisposable
         }
     }
 
-    /// <summary>Ends an allocation: closes relay sockets, frees ports and quota. Idempotent. An allocation that
-    /// was served is logged with <paramref name="reason"/>. A drain waiting for the last allocation is told, unless
-    /// <paramref name="answerPending"/>: then the caller tells it once its answer is sent
-    /// (<see cref="SignalDrainedIfEmpty"/>), so a stopping server does not close its socket before the client hears
-    /// that its allocation is gone.</summary>
-    private void Delete(Allocation a, string? reason = null, bool answerPending = false)
+    /// <summary>Ends an allocation: the handler gives back its ports and quota (idempotent, logged with
+    /// <paramref name="reason"/>), then its relays are closed.</summary>
+    private void Delete(Allocation a, string? reason = null)
     {
-        lock (a.Gate)
-        {
-            if (a.Closed)
-            {
-                return;
-            }
+        _handler.Release(a, reason);
+        CloseRelays(a);
+    }
 
-            a.Closed = true;
-        }
-
-        if (a.CreatedAt is { } created)
+    /// <summary>Closes an ended allocation's relays: out of the poller, loops stopped, sockets closed. Once.</summary>
+    private void CloseRelays(Allocation a)
+    {
+        if (Interlocked.Exchange(ref a.EdgeClosed, 1) != 0)
         {
-            TurnLog.AllocationDeleted(_logger, a.Username, a.Client.Remote, reason ?? "released",
-                Math.Round(_time.GetElapsedTime(created).TotalSeconds, 1));
+            return;
         }
 
         a.Stop.Cancel();
-        lock (_gate)
-        {
-            if (a.RelayV4 is not null)
-            {
-                _portsV4.Release(a.RelayV4.LocalEndPoint.Port);
-            }
-
-            if (a.RelayV6 is not null)
-            {
-                _portsV6?.Release(a.RelayV6.LocalEndPoint.Port);
-            }
-
-            ReleaseSlotLocked(a.Username);
-            _count--;
-            if (_count == 0 && _draining && !answerPending)
-            {
-                _noAllocations.TrySetResult();
-            }
-            if (a.ReservationSlotPending)
-            {
-                a.ReservationSlotPending = false;
-                ReleaseSlotLocked(a.Username);
-            }
-
-            if (a.Reservation is { } reservation)
-            {
-                DropReservationLocked(reservation); // a reservation ends with the allocation that made it
-            }
-        }
-
         Unpoll(a);
         if (a.Client is StreamClientLink stream)
         {
@@ -851,19 +728,6 @@ public sealed partial class TurnServer : IAsyncDisposable
         a.RelayV4?.Dispose();
         a.RelayV6?.Dispose();
         a.Stop.Dispose();
-        Metrics.AllocationDeleted();
-    }
-
-    /// <summary>Completes a drain when no allocation is left (after the answer to a Refresh that deleted one).</summary>
-    private void SignalDrainedIfEmpty()
-    {
-        lock (_gate)
-        {
-            if (_draining && _count == 0)
-            {
-                _noAllocations.TrySetResult();
-            }
-        }
     }
 
     /// <summary>Begins an operator's graceful stop: new allocations are refused with 508 (Insufficient Capacity,
@@ -872,20 +736,16 @@ public sealed partial class TurnServer : IAsyncDisposable
     /// (<see cref="DisposeAsync"/> then releases them).</summary>
     public async Task<int> DrainAsync(TimeSpan timeout, CancellationToken cancellationToken = default)
     {
-        lock (_gate)
+        if (_handler.Ledger.BeginDrain() == 0)
         {
-            _draining = true;
-            if (_count == 0)
-            {
-                return 0;
-            }
+            return 0;
         }
 
         if (timeout > TimeSpan.Zero)
         {
             try
             {
-                await _noAllocations.Task.WaitAsync(timeout, _time, cancellationToken);
+                await _handler.Ledger.Drained.WaitAsync(timeout, _time, cancellationToken);
             }
             catch (TimeoutException)
             {
@@ -953,49 +813,5 @@ public sealed partial class TurnServer : IAsyncDisposable
 
         Metrics.Dispose();
         _stop.Dispose();
-    }
-
-    /// <summary>Takes one of <paramref name="user"/>'s quota slots (an allocation or a reservation). Under
-    /// <see cref="_gate"/>; the caller has checked the quotas.</summary>
-    private void TakeSlotLocked(string user)
-    {
-        _perUser[user] = _perUser.GetValueOrDefault(user) + 1;
-        _held++;
-    }
-
-    /// <summary>Gives back one of <paramref name="user"/>'s quota slots. Under <see cref="_gate"/>.</summary>
-    private void ReleaseSlotLocked(string user)
-    {
-        if (_perUser.TryGetValue(user, out var n))
-        {
-            if (n <= 1)
-            {
-                _perUser.Remove(user);
-            }
-            else
-            {
-                _perUser[user] = n - 1;
-            }
-        }
-
-        _held--;
-    }
-
-    /// <summary>Ends a reservation that is still held (expired, or its allocation deleted): its port goes back to
-    /// the range and its slot to its user. A reservation already claimed or dropped is left alone. Under
-    /// <see cref="_gate"/>.</summary>
-    private void DropReservationLocked(Reservation r)
-    {
-        if (!_reservations.Remove(r.Token))
-        {
-            return;
-        }
-
-        (r.Family == StunAddress.FamilyIPv6 ? _portsV6 : _portsV4)?.Release(r.Port);
-        ReleaseSlotLocked(r.Username);
-        if (ReferenceEquals(r.Owner.Reservation, r))
-        {
-            r.Owner.Reservation = null;
-        }
     }
 }

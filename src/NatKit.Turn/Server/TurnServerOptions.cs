@@ -1,5 +1,6 @@
 using System.Net;
 using System.Security.Cryptography.X509Certificates;
+using NatKit.Net;
 using NatKit.Turn.Policy;
 using NatKit.Turn.Protocol;
 
@@ -146,7 +147,7 @@ public sealed record TurnServerOptions
             Fail("MaxAllocations, MaxAllocationsPerUser, MaxPermissionsPerAllocation and MaxChannelsPerAllocation must be positive.");
         }
 
-        NatKit.Stun.Server.TcpConnectionLimits.Validate(MaxTcpConnections, MaxTcpConnectionsPerAddress,
+        TcpConnectionLimits.Validate(MaxTcpConnections, MaxTcpConnectionsPerAddress,
             TcpHandshakeTimeout, TcpIdleTimeout);
 
         if (MaxRelayPayload is < 548 or > 65507)

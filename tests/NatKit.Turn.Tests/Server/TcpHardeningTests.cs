@@ -1,4 +1,5 @@
 using System.Net;
+using NatKit.Net;
 using NatKit.Stun;
 using NatKit.Turn.Protocol;
 using NatKit.Turn.Server;

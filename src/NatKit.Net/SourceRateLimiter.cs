@@ -1,13 +1,14 @@
+using System.Buffers.Binary;
 using System.Net;
 
-namespace NatKit.Stun.Server;
+namespace NatKit.Net;
 
 /// <summary>
 /// A token bucket per source IP address in a fixed-size open-addressing table: memory is bounded no matter how
 /// many (possibly spoofed) sources send, lookups allocate nothing, and an address that is evicted simply starts
 /// with a full bucket again. Time comes from the injected <see cref="TimeProvider"/>.
 /// </summary>
-internal sealed class SourceRateLimiter
+public sealed class SourceRateLimiter
 {
     private const int Probe = 4;
 
@@ -36,7 +37,8 @@ internal sealed class SourceRateLimiter
     /// <summary>Takes one token for <paramref name="source"/>'s address; false when its bucket is empty.</summary>
     public bool TryAcquire(IPEndPoint source)
     {
-        var key = StunAddress.FromEndPoint(source);
+        ArgumentNullException.ThrowIfNull(source);
+        var key = Key(source.Address);
         var now = _time.GetTimestamp();
         var hash = (int)((key.High * 0x9E3779B97F4A7C15UL ^ key.Low * 0xC2B2AE3D27D4EB4FUL) >> 40);
         lock (_gate)
@@ -72,6 +74,17 @@ internal sealed class SourceRateLimiter
             v = new Entry { High = key.High, Low = key.Low, Last = now, Tokens = _burst - 1, Used = true };
             return true;
         }
+    }
+
+    /// <summary>The address as 128 bits, IPv4 in its IPv4-mapped IPv6 form (so both spellings share a bucket),
+    /// without allocating.</summary>
+    private static (ulong High, ulong Low) Key(IPAddress address)
+    {
+        Span<byte> bytes = stackalloc byte[16];
+        address.TryWriteBytes(bytes, out var written);
+        return written == 4
+            ? (0, 0xFFFF_0000_0000UL | BinaryPrimitives.ReadUInt32BigEndian(bytes))
+            : (BinaryPrimitives.ReadUInt64BigEndian(bytes), BinaryPrimitives.ReadUInt64BigEndian(bytes[8..]));
     }
 
     private struct Entry

@@ -1,9 +1,9 @@
 using System.Net;
 
-namespace NatKit.Stun.Server;
+namespace NatKit.Net;
 
 /// <summary>What <see cref="TcpConnectionLimits.TryAdmit"/> decided for a new connection.</summary>
-internal enum TcpAdmission
+public enum TcpAdmission
 {
     Admitted,
 
@@ -20,7 +20,7 @@ internal enum TcpAdmission
 /// connection ends. The per-address table holds only addresses with a connection open, so it is bounded by the
 /// total cap. With <see cref="TcpConnectionWatchdog"/> it is the connection discipline both servers share.
 /// </summary>
-internal sealed class TcpConnectionLimits(int total, int perAddress)
+public sealed class TcpConnectionLimits(int total, int perAddress)
 {
     /// <summary>The longest due time a system timer takes (2^32 - 2 ms): the most a handshake window or an idle
     /// timeout may be.</summary>

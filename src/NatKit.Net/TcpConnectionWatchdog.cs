@@ -1,7 +1,7 @@
-namespace NatKit.Stun.Server;
+namespace NatKit.Net;
 
 /// <summary>Why a watchdog ended a connection.</summary>
-internal enum TcpTimeout
+public enum TcpTimeout
 {
     /// <summary>No complete, valid STUN message (TLS handshake included) within the handshake window.</summary>
     Handshake,
@@ -20,7 +20,7 @@ internal enum TcpTimeout
 /// <see cref="MessageReceived"/> only for whole ones. One timer per connection, moved only when it fires early: a
 /// message costs a timestamp write.
 /// </summary>
-internal sealed class TcpConnectionWatchdog : IDisposable
+public sealed class TcpConnectionWatchdog : IDisposable
 {
     private readonly TimeProvider _time;
     private readonly TimeSpan _idle;

@@ -1,6 +1,6 @@
 using System.Diagnostics.Metrics;
 
-namespace NatKit.Stun.Server;
+namespace NatKit.Net;
 
 /// <summary>
 /// The counters of the TCP connection discipline (<see cref="TcpConnectionLimits"/>, <see cref="TcpConnectionWatchdog"/>),
@@ -9,7 +9,7 @@ namespace NatKit.Stun.Server;
 /// <c>{prefix}.connections.timed_out</c> {reason: handshake, idle}, with totals since start. Tags are preboxed, so
 /// counting allocates nothing.
 /// </summary>
-internal sealed class TcpConnectionMetrics
+public sealed class TcpConnectionMetrics
 {
     private static readonly KeyValuePair<string, object?> TotalLimitTag = new("reason", "total_limit");
     private static readonly KeyValuePair<string, object?> AddressLimitTag = new("reason", "address_limit");
