@@ -206,7 +206,7 @@ internal sealed class ProxyCommands : IVerbGroup
             Description = "The proxy's address:port.",
             DefaultValueFactory = _ => "127.0.0.1:3128",
         };
-        var json = new Option<bool>("--json") { Description = "Print the raw JSON." };
+        var json = new Option<bool>("--json") { Description = "Print JSON: one record per live flow, named by its id." };
         var auth = new Option<string?>("--auth")
         {
             Description = "USER:PASSWORD of a proxy run with --auth (or set NATKIT_PROXY_AUTH, kept out of the process list).",
@@ -244,13 +244,15 @@ internal sealed class ProxyCommands : IVerbGroup
                 throw new CliException($"cannot read the status of the proxy at {endPoint}: {e.Message}");
             }
 
+            using var doc = JsonDocument.Parse(body);
             if (parse.GetValue(json))
             {
-                Console.WriteLine(body);
+                // one record per live flow, named by its id (the endpoint's own document also carries the count)
+                CliJson.WriteRecords(doc.RootElement.GetProperty("flows").EnumerateArray()
+                    .Select(f => (f.GetProperty("id").GetInt64().ToString(CultureInfo.InvariantCulture), f.GetRawText())));
                 return 0;
             }
 
-            using var doc = JsonDocument.Parse(body);
             var table = new Table().Border(TableBorder.Rounded)
                 .AddColumns("id", "kind", "client", "proxy port", "server", "target", "up", "down", "requests", "age");
             foreach (var f in doc.RootElement.GetProperty("flows").EnumerateArray())

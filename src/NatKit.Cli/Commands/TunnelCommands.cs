@@ -57,13 +57,16 @@ internal sealed class TunnelCommands : IVerbGroup
         var name = new Option<string>("--name") { Description = "Name of the control socket /run/natkit/NAME.tunnel.sock (natkit tunnel sessions --name).", DefaultValueFactory = _ => "tunnel" };
         var noOffload = new Option<bool>("--no-offload") { Description = "Open the TUN device without virtio-net offloads, and take no offload messages." };
         var tuning = new DataPlaneCliOptions();
-        var serve = new Command("serve", "Accept tunnel clients and NAT their packets onto a TUN device, until SIGINT/SIGTERM.")
+        var serving = new CliServing();
+        var serve = new Command("serve", "Accept tunnel clients and NAT their packets onto a TUN device, until SIGINT/SIGTERM (then drain).")
         {
             listen, tokens, tokenFile, pool, external, tun, routes, preset, policyFile, maxFlows, maxPps, maxSessions,
             mtu, keepalive, grace, clientAddresses, cert, key, name, noOffload, tuning.Realtime, tuning.BatchPause,
         };
+        serving.AddTo(serve);
         serve.SetAction(async (parse, ct) =>
         {
+            var drain = serving.Drain(parse);
             var allTokens = (parse.GetValue(tokens) ?? []).ToList();
             if (parse.GetValue(tokenFile) is { } file)
             {
@@ -107,10 +110,15 @@ internal sealed class TunnelCommands : IVerbGroup
             await using var host = await TunnelServerHost.StartAsync(options, parse.GetValue(tun)!, endpoints, certificate,
                 control, parse.GetValue(noOffload) ? TunOffloads.None : TunOffloads.All, tuning.Read(parse), ct);
             Console.WriteLine($"natkit tunnel: serving {string.Join(", ", host.Urls)}; pool {options.Pool} (gateway {host.Server.Gateway}); NAT onto {host.Outside.Name} as {string.Join(",", options.ExternalAddresses)}; control {control}");
-            await CliRunner.UntilStoppedAsync(ct);
-            await host.StopAsync(TimeSpan.FromSeconds(1));
+            await CliServing.UntilStoppedAsync(Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance, reload: null, ct);
+            var atStop = host.Server.Stats.Connected;
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"natkit tunnel: draining: {atStop} session(s) may run up to {drain.TotalSeconds:0.###} s; new sessions are refused"));
+            var left = await host.Server.DrainAsync(drain);
+            await host.StopAsync(TimeSpan.FromSeconds(1)); // a goodbye to each session left, then the endpoint
             var s = host.Server.Stats;
-            Console.WriteLine($"natkit tunnel: stopped; {s.Accepted} sessions accepted, {s.Refused} refused ({s.Unauthorized} wrong tokens), {s.Spoofed} spoofed packets dropped");
+            Console.WriteLine($"natkit tunnel: stopped; {left} session(s) cut, {Math.Max(0, atStop - left)} ended by their clients while draining; " +
+                              $"{s.Accepted} sessions accepted, {s.Refused} refused ({s.Unauthorized} wrong tokens), {s.Spoofed} spoofed packets dropped");
             return 0;
         });
         return serve;
@@ -247,7 +255,7 @@ internal sealed class TunnelCommands : IVerbGroup
             var list = await GetAsync<List<TunnelSessionInfo>>(parse.GetValue(name)!, "/sessions", ct);
             if (parse.GetValue(json))
             {
-                Console.WriteLine(JsonSerializer.Serialize(list));
+                CliJson.WriteRecords(list, s => s.Id.ToString("N"));
                 return 0;
             }
 
@@ -276,7 +284,7 @@ internal sealed class TunnelCommands : IVerbGroup
             var list = await GetAsync<List<TunnelFlowInfo>>(parse.GetValue(name)!, "/flows", ct);
             if (parse.GetValue(json))
             {
-                Console.WriteLine(JsonSerializer.Serialize(list));
+                CliJson.WriteRecords(list, f => $"{f.Protocol} {f.Inside} {f.Remote}");
                 return 0;
             }
 

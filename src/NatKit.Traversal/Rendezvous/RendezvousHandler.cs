@@ -90,6 +90,11 @@ public sealed class RendezvousHandler
     /// <summary>Connection attempts in progress (each side counted where it is held).</summary>
     public int PendingConnections => _initiators.Count + _targets.Count;
 
+    /// <summary>While draining, a new connection attempt (a Connect here, or one relayed from another instance) is
+    /// refused with 508 Insufficient Capacity, so the node tries another service; attempts in progress, registrations
+    /// and lookups go on as before.</summary>
+    public bool Draining { get; set; }
+
     /// <summary>The service's own requests waiting for an answer.</summary>
     public int OutstandingRequests => _transactions.Count;
 
@@ -435,7 +440,7 @@ public sealed class RendezvousHandler
             return Refuse(msg, RendezvousErrors.QuotaReached, reply);
         }
 
-        if (PendingConnections >= _options.MaxPendingConnections)
+        if (Draining || PendingConnections >= _options.MaxPendingConnections)
         {
             return Refuse(msg, RendezvousErrors.InsufficientCapacity, reply);
         }
@@ -614,7 +619,7 @@ public sealed class RendezvousHandler
             return;
         }
 
-        if (PendingConnections >= _options.MaxPendingConnections)
+        if (Draining || PendingConnections >= _options.MaxPendingConnections)
         {
             Fail(origin, cid, RendezvousErrors.InsufficientCapacity, outputs);
             return;
