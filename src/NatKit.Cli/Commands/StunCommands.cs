@@ -63,13 +63,17 @@ internal sealed class StunCommands : IVerbGroup
         };
         var users = new Option<string[]>("--user")
         {
-            Description = "Credentials NAME:PASSWORD (repeatable). Without --realm: short-term; with it: long-term.",
+            Description = "Credentials NAME:PASSWORD (repeatable). Without --realm: short-term; with it: long-term. Re-read on SIGHUP.",
             AllowMultipleArgumentsPerToken = false,
+        };
+        var usersFile = new Option<string?>("--users-file")
+        {
+            Description = "File of NAME:PASSWORD lines ('#' comments), added to --user (kept out of the process list); re-read on SIGHUP.",
         };
         var realm = new Option<string?>("--realm") { Description = "Realm for long-term credentials." };
         var rate = new Option<int>("--rate-limit")
         {
-            Description = "Requests per second per source address (0: unlimited).",
+            Description = "Requests per second per source address (0: unlimited). Re-read on SIGHUP.",
             DefaultValueFactory = _ => new StunServerOptions().RateLimitPerSecond,
         };
         var software = new Option<string?>("--software")
@@ -111,7 +115,7 @@ internal sealed class StunCommands : IVerbGroup
         foreach (var o in new Option[]
                  {
                      CliConfig.CreateOption(), listen, alternate, alternatePort, advertise, advertiseAlternate, noUdp, noTcp, tlsCert, tlsKey,
-                     tlsPort, users, realm, rate, software, redirect, inline, maxTcp, maxTcpPerIp, tcpHandshake, tcpIdle,
+                     tlsPort, users, usersFile, realm, rate, software, redirect, inline, maxTcp, maxTcpPerIp, tcpHandshake, tcpIdle,
                  })
         {
             cmd.Options.Add(o);
@@ -129,7 +133,7 @@ internal sealed class StunCommands : IVerbGroup
                 UseInlineCompletions();
             }
 
-            var userMap = ParseUsers(parse.GetValue(users));
+            var userMap = ParseUsers(parse.GetValue(users), parse.GetValue(usersFile));
             var tcpLimits = TcpConnectionFlags(parse.GetValue(maxTcp), parse.GetValue(maxTcpPerIp),
                 parse.GetValue(tcpHandshake), parse.GetValue(tcpIdle));
 
@@ -193,8 +197,18 @@ internal sealed class StunCommands : IVerbGroup
 
             AnsiConsole.MarkupLine(userMap.Count == 0 ? "no credentials required; Ctrl+C stops"
                 : $"{(options.Realm is null ? "short-term" : "long-term")} credentials for {userMap.Count} user(s); Ctrl+C stops");
-            // nothing to drain: every answer is one message, sent before the next is read
-            await CliServing.UntilStoppedAsync(loggers.CreateLogger("natkit.stun"), reload: null, ct);
+            // nothing to drain: every answer is one message, sent before the next is read. SIGHUP re-reads the
+            // users and the rate limit from the command line and --config's file as they are now.
+            await CliServing.UntilStoppedAsync(loggers.CreateLogger("natkit.stun"), again =>
+            {
+                var newUsers = ParseUsers(again.GetValue(users), again.GetValue(usersFile));
+                if (options.Realm is not null && newUsers.Count == 0)
+                {
+                    throw new CliException("--user/--users-file: a reload must leave at least one user while --realm is set.");
+                }
+
+                server.Reload(newUsers, CliFlags.NotNegative(again.GetValue(rate), "--rate-limit", "unlimited"));
+            }, ct);
             var totals = server.Metrics;
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"stopped: requests {totals.Requests}, responses {totals.Responses}, dropped {totals.Dropped}"));
@@ -334,14 +348,23 @@ internal sealed class StunCommands : IVerbGroup
         return (max, perAddress, TimeSpan.FromSeconds(handshakeSeconds), TimeSpan.FromSeconds(idleSeconds));
     }
 
-    /// <summary>--user NAME:PASSWORD values (repeatable) as a map; shared by the STUN and TURN servers.</summary>
-    internal static Dictionary<string, string> ParseUsers(string[]? values)
+    /// <summary>--user NAME:PASSWORD values (repeatable) and --users-file's lines as one map; shared by the STUN
+    /// and TURN servers.</summary>
+    internal static Dictionary<string, string> ParseUsers(string[]? values, string? usersFile = null)
     {
         var map = new Dictionary<string, string>(StringComparer.Ordinal);
         foreach (var u in values ?? [])
         {
             var (name, password) = ParseUser(u);
             map[name] = password;
+        }
+
+        if (usersFile is not null)
+        {
+            foreach (var (name, password) in CliConfig.ReadUsers(usersFile, "--users-file"))
+            {
+                map[name] = password;
+            }
         }
 
         return map;

@@ -308,7 +308,7 @@ public sealed partial class RendezvousServer : IAsyncDisposable
 
     /// <summary>Drain: new connection attempts are refused (508, <see cref="RendezvousHandler.Draining"/>) while the
     /// ones in progress run to their Start or their timeout, for at most <paramref name="timeout"/>. Registrations
-    /// and lookups are still answered meanwhile. Returns how many attempts were still in progress then (disposing
+    /// and lookups are still answered meanwhile. Returns how many attempts (<see cref="ConnectionAttempts"/>) were still in progress then (disposing
     /// the server ends them).</summary>
     public async Task<int> DrainAsync(TimeSpan timeout)
     {
@@ -329,9 +329,19 @@ public sealed partial class RendezvousServer : IAsyncDisposable
             await drained.Task.ConfigureAwait(true);
         }
 
-        lock (_gate)
+        return ConnectionAttempts;
+    }
+
+    /// <summary>Connection attempts in progress (<see cref="RendezvousHandler.ConnectionAttempts"/>), read under the
+    /// server's lock.</summary>
+    public int ConnectionAttempts
+    {
+        get
         {
-            return Handler.PendingConnections;
+            lock (_gate)
+            {
+                return Handler.ConnectionAttempts;
+            }
         }
     }
 
