@@ -43,9 +43,9 @@ internal sealed class PortmapCommands : IVerbGroup
 
     private static PortMapper Mapper(string gateway, string? local)
     {
-        var endpoint = StunCommands.ParseEndPoint(gateway, 5351, "--gateway");
+        var endpoint = CliFlags.EndPoint(gateway, 5351, "--gateway");
         if (endpoint.AddressFamily != System.Net.Sockets.AddressFamily.InterNetwork) throw new CliException($"--gateway {gateway}: NAT-PMP and PCP here are IPv4");
-        var localAddress = StunCommands.ParseAddress(local, "--local");
+        var localAddress = CliFlags.Address(local, "--local");
         if (localAddress is { AddressFamily: not System.Net.Sockets.AddressFamily.InterNetwork }) throw new CliException($"--local {local}: not an IPv4 address");
         return new PortMapper(SystemNetwork.Instance, endpoint, new PortMappingClientOptions { LocalAddress = localAddress });
     }

@@ -71,7 +71,7 @@ internal sealed class RendezvousCommands : IVerbGroup
             var sw = parse.GetValue(software);
             var options = new RendezvousServerOptions
             {
-                Listen = StunCommands.ParseEndPoint(parse.GetValue(listen)!, RendezvousServerOptions.DefaultPort,
+                Listen = CliFlags.EndPoint(parse.GetValue(listen)!, RendezvousServerOptions.DefaultPort,
                     "--listen"),
                 MaxRegistrations = parse.GetValue(maxRegistrations),
                 MaxRegistrationsPerAddress = parse.GetValue(perAddress),

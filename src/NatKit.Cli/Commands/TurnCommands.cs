@@ -231,7 +231,7 @@ internal sealed class TurnCommands : IVerbGroup
     }
 
     private static List<IPEndPoint> EndPoints(string[]? texts, int defaultPort, string option) =>
-        (texts ?? []).Select(t => StunCommands.ParseEndPoint(t, defaultPort, option)).ToList();
+        (texts ?? []).Select(t => CliFlags.EndPoint(t, defaultPort, option)).ToList();
 
     internal static List<PeerRule> Rules(string[]? texts, string option)
     {
