@@ -1,11 +1,9 @@
 using System.CommandLine;
 using System.Diagnostics;
-using System.Globalization;
 using NatKit.Lab;
 using NatKit.Lab.Topology;
 using NatKit.Nat;
 using NatKit.Scenarios.Probe;
-using NatKit.Scenarios.Reachability;
 using NatKit.Stun.Discovery;
 using Spectre.Console;
 

@@ -2,8 +2,6 @@ using System.CommandLine;
 using System.Globalization;
 using System.Net;
 using System.Text.Json;
-using Microsoft.Extensions.Logging;
-using NatKit.Net;
 using NatKit.Proxy;
 using Spectre.Console;
 

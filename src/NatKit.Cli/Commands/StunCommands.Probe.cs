@@ -2,12 +2,10 @@ using System.CommandLine;
 using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
-using System.Security.Cryptography.X509Certificates;
 using NatKit.Net;
 using NatKit.Stun.Client;
 using NatKit.Stun.Discovery;
 using NatKit.Stun.Server;
-using Microsoft.Extensions.Logging;
 using Spectre.Console;
 
 namespace NatKit.Cli.Commands;

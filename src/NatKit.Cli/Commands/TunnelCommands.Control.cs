@@ -1,15 +1,8 @@
 using System.CommandLine;
 using System.Globalization;
-using System.Net;
 using System.Net.Http.Json;
 using System.Net.Sockets;
-using System.Text.Json;
-using NatKit.Linux;
-using NatKit.Packets;
-using NatKit.Tunnel.Client;
-using NatKit.Tunnel.Relay;
 using NatKit.Tunnel.Server;
-using NatKit.Tunnel.Transport;
 using Spectre.Console;
 
 namespace NatKit.Cli.Commands;
