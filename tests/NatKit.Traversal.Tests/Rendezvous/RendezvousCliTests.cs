@@ -62,10 +62,12 @@ public class RendezvousCliTests
     [Fact]
     public async Task Sigterm_LetsAnAttemptInProgressFinish_RefusesANewOne508_ThenExits0()
     {
-        var port = FreeUdpPort();
+        // port 0 and the one bound read back from the banner: no window for another test to take a "free" port
         await using var server = ExternalProcess.Start("dotnet",
-            [Natkit, "rendezvous", "serve", "--listen", $"127.0.0.1:{port}", "--drain-timeout", "600"]);
+            [Natkit, "rendezvous", "serve", "--listen", "127.0.0.1:0", "--drain-timeout", "600"]);
         await server.WaitForOutputAsync("Ctrl+C stops", Deadline);
+        var port = int.Parse(System.Text.RegularExpressions.Regex.Match(server.Output, @"127\.0\.0\.1:([0-9]+)").Groups[1].Value,
+            System.Globalization.CultureInfo.InvariantCulture);
 
         var net = SystemNetwork.Instance;
         var service = new IPEndPoint(IPAddress.Loopback, port);
