@@ -133,9 +133,11 @@ public sealed class PortmapCommandTests
         Assert.True(code == 0, output + errors);
         using (var probe = JsonDocument.Parse(output))
         {
-            Assert.True(probe.RootElement.GetProperty("natPmp").GetBoolean());
-            Assert.True(probe.RootElement.GetProperty("pcp").GetBoolean());
-            Assert.Equal("203.0.113.1", probe.RootElement.GetProperty("externalAddress").GetString());
+            var record = Assert.Single(probe.RootElement.EnumerateArray().ToList());
+            Assert.Equal(server.Gateway, record.GetProperty("name").GetString());
+            Assert.True(record.GetProperty("natPmp").GetBoolean());
+            Assert.True(record.GetProperty("pcp").GetBoolean());
+            Assert.Equal("203.0.113.1", record.GetProperty("externalAddress").GetString());
         }
 
         (code, output, errors) = await Cli("portmap", "add", "--gateway", server.Gateway, "--port", "4000", "--external-port", "4000",
@@ -143,9 +145,11 @@ public sealed class PortmapCommandTests
         Assert.True(code == 0, output + errors);
         using (var added = JsonDocument.Parse(output))
         {
-            Assert.Equal("nat-pmp", added.RootElement.GetProperty("protocol").GetString());
-            Assert.Equal("203.0.113.1:4000", added.RootElement.GetProperty("external").GetString());
-            Assert.Equal(600, added.RootElement.GetProperty("lifetime").GetInt32());
+            var record = Assert.Single(added.RootElement.EnumerateArray().ToList());
+            Assert.Equal("udp 4000", record.GetProperty("name").GetString());
+            Assert.Equal("nat-pmp", record.GetProperty("protocol").GetString());
+            Assert.Equal("203.0.113.1:4000", record.GetProperty("external").GetString());
+            Assert.Equal(600, record.GetProperty("lifetime").GetInt32());
         }
 
         lock (server.Engine) Assert.Single(server.Engine.ListMappings(long.MinValue));
@@ -175,7 +179,7 @@ public sealed class PortmapCommandTests
             Assert.True(code == 0, output + errors);
             using (var added = JsonDocument.Parse(output))
             {
-                Assert.Equal($"{GatewayTopology.PublicAddress}:5000", added.RootElement.GetProperty("external").GetString());
+                Assert.Equal($"{GatewayTopology.PublicAddress}:5000", added.RootElement[0].GetProperty("external").GetString());
             }
 
             (code, output, errors) = await Cli("portmap", "list", "--name", name, "--json");
@@ -183,6 +187,8 @@ public sealed class PortmapCommandTests
             using var list = JsonDocument.Parse(output);
             Assert.Equal([$"{GatewayTopology.LanHostAddress}:4000", $"{GatewayTopology.LanHostAddress}:5000"],
                 list.RootElement.EnumerateArray().Select(m => m.GetProperty("internal").GetString()!).Order(StringComparer.Ordinal));
+            Assert.All(list.RootElement.EnumerateArray(), m => Assert.Equal(
+                $"{m.GetProperty("transport").GetString()} {m.GetProperty("internal").GetString()}", m.GetProperty("name").GetString()));
         }
         finally
         {

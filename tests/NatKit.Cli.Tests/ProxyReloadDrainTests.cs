@@ -175,6 +175,27 @@ public sealed class ProxyReloadDrainTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task StatusJson_IsOneArray_WithTheOpenTunnelNamedByItsId()
+    {
+        var (started, _, port, tunnel) = await StartWithTunnelAsync("drain-timeout: 0");
+        await using var server = started;
+        using (tunnel)
+        {
+            await AssertEchoesAsync(tunnel, "counted");
+            var (code, output, errors) = await Natkit.RunAsync("proxy", "status", "--proxy", $"127.0.0.1:{port}", "--json");
+            Assert.True(code == 0, output + errors);
+            using var json = System.Text.Json.JsonDocument.Parse(output);
+            var records = json.RootElement.EnumerateArray().ToList();
+            var open = Assert.Single(records, r => r.GetProperty("target").GetString() is { } t && t.EndsWith($":{EchoPort}", StringComparison.Ordinal));
+            Assert.Equal("name", open.EnumerateObject().First().Name);
+            Assert.Equal(open.GetProperty("id").GetInt64().ToString(CultureInfo.InvariantCulture), open.GetProperty("name").GetString());
+            Assert.Equal("127.0.0.1", System.Net.IPEndPoint.Parse(open.GetProperty("client").GetString()!).Address.ToString());
+        }
+
+        Assert.Equal(0, await Natkit.StopAsync(server));
+    }
+
+    [Fact]
     public async Task Sigterm_LetsAnOpenTunnelFinish_RefusingNewClients_ThenExits0WithTheSummary()
     {
         var (started, _, port, tunnel) = await StartWithTunnelAsync("drain-timeout: 600");

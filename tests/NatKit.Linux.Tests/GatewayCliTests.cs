@@ -25,12 +25,25 @@ public sealed class GatewayCliTests
 
             (code, output, errors) = await Cli(["gateway", "flows", "--name", $"nk-{tag}-g1", "--json"]);
             Assert.True(code == 0, output + errors);
-            Assert.Contains("\"Protocol\":\"icmp\"", output, StringComparison.Ordinal);
-            Assert.Contains(GatewayTopology.PublicAddress, output, StringComparison.Ordinal);
+            using (var flows = System.Text.Json.JsonDocument.Parse(output))
+            {
+                var icmp = Assert.Single(flows.RootElement.EnumerateArray(), f => f.GetProperty("protocol").GetString() == "icmp");
+                Assert.StartsWith("icmp ", icmp.GetProperty("name").GetString(), StringComparison.Ordinal);
+                Assert.StartsWith(GatewayTopology.PublicAddress, icmp.GetProperty("outside").GetString(), StringComparison.Ordinal);
+            }
 
             (code, output, errors) = await Cli(["gateway", "stats", "--name", $"nk-{tag}-g1"]);
             Assert.True(code == 0, output + errors);
             Assert.Contains("sessions", output, StringComparison.Ordinal);
+
+            (code, output, errors) = await Cli(["gateway", "stats", "--name", $"nk-{tag}-g1", "--json"]);
+            Assert.True(code == 0, output + errors);
+            using (var stats = System.Text.Json.JsonDocument.Parse(output))
+            {
+                var record = Assert.Single(stats.RootElement.EnumerateArray().ToList());
+                Assert.Equal($"nk-{tag}-g1", record.GetProperty("name").GetString());
+                Assert.True(record.GetProperty("dataPlane").GetProperty("insideRead").GetInt64() > 0);
+            }
         }
         finally
         {

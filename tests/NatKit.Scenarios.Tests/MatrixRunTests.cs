@@ -107,22 +107,22 @@ public sealed class MatrixRunTests
     }
 
     [Fact]
-    public void Json_HasTheIssuesShape_AndMoreFields()
+    public void JsonRecords_AreNamedByTheirCell_WithCamelCaseFields()
     {
-        using var doc = JsonDocument.Parse(MatrixReport.ToJson(Constructed()));
-        var root = doc.RootElement;
-        Assert.Equal(1234, root.GetProperty("wall_ms").GetDouble());
-        var cells = root.GetProperty("cells").EnumerateArray().ToList();
-        Assert.Equal(5, cells.Count);
+        var records = MatrixReport.Records(Constructed()).ToList();
+        Assert.Equal(5, records.Count);
+        var docs = records.Select(r => (r.Name, Doc: JsonDocument.Parse(r.Json))).ToList();
+        var cells = docs.Select(d => d.Doc.RootElement).ToList();
+        Assert.All(docs, d => Assert.Equal($"{d.Doc.RootElement.GetProperty("a").GetString()} x {d.Doc.RootElement.GetProperty("b").GetString()}", d.Name));
         var relay = cells.Single(c => c.GetProperty("a").GetString() == "symmetric-random" && c.GetProperty("b").GetString() == "symmetric-random");
         Assert.Equal("relay", relay.GetProperty("path").GetString());
         Assert.Equal("relay", relay.GetProperty("method").GetString());
-        Assert.Equal(812.5, relay.GetProperty("connect_ms").GetDouble());
+        Assert.Equal(812.5, relay.GetProperty("connectMs").GetDouble());
         Assert.True(relay.GetProperty("agrees").GetBoolean());
         var failed = cells.Single(c => c.GetProperty("a").GetString() == "easy" && c.GetProperty("b").GetString() == "symmetric-random");
         Assert.Equal("failed", failed.GetProperty("path").GetString());
         Assert.Equal(JsonValueKind.Null, failed.GetProperty("method").ValueKind);
-        Assert.Equal(JsonValueKind.Null, failed.GetProperty("connect_ms").ValueKind);
+        Assert.Equal(JsonValueKind.Null, failed.GetProperty("connectMs").ValueKind);
         Assert.False(failed.GetProperty("agrees").GetBoolean());
         Assert.Equal("birthday", cells.Single(c => c.GetProperty("a").GetString() == "symmetric-random" && c.GetProperty("b").GetString() == "easy")
             .GetProperty("method").GetString());

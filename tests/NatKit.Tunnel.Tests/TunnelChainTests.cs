@@ -20,11 +20,14 @@ public sealed class TunnelChainTests(TunnelChainFixture chain) : IClassFixture<T
         return output.Split(' ')[0].Trim();
     }
 
+    /// <summary>`--json` prints camelCase records, each with its "name" first (ignored here).</summary>
+    private static readonly JsonSerializerOptions CliRecords = new(JsonSerializerDefaults.Web);
+
     private async Task<List<TunnelSessionInfo>> SessionsAsync()
     {
         var (code, output, errors) = await TunnelChainFixture.CliAsync("tunnel", "sessions", "--name", chain.Name, "--json");
         Assert.True(code == 0, output + errors);
-        return JsonSerializer.Deserialize<List<TunnelSessionInfo>>(output)!;
+        return JsonSerializer.Deserialize<List<TunnelSessionInfo>>(output, CliRecords)!; // the one --json shape: named records
     }
 
     [PeerFact("ip", "curl", "python3", Root = true)]
@@ -35,7 +38,8 @@ public sealed class TunnelChainTests(TunnelChainFixture chain) : IClassFixture<T
         // the flow is in the server's table, from the client's session, as the external address
         var (code, output, errors) = await TunnelChainFixture.CliAsync("tunnel", "flows", "--name", chain.Name, "--json");
         Assert.True(code == 0, output + errors);
-        var flows = JsonSerializer.Deserialize<List<TunnelFlowInfo>>(output)!;
+        var flows = JsonSerializer.Deserialize<List<TunnelFlowInfo>>(output, CliRecords)!;
+        Assert.All(flows, f => Assert.Contains(f.Protocol, output, StringComparison.Ordinal));
         Assert.Contains(flows, f => f.Protocol == "tcp" && f.Remote == $"{TunnelChainFixture.WanAddress}:80" &&
                                     f.Outside.StartsWith(TunnelChainFixture.External + ":", StringComparison.Ordinal) && f.Session != "-");
     }

@@ -128,7 +128,7 @@ internal sealed class GatewayCommands : IVerbGroup
             var path = GatewayControl.PathFor(parse.GetValue(name)!);
             if (parse.GetValue(json))
             {
-                Console.WriteLine(JsonSerializer.Serialize(await GatewayControl.FlowsAsync(path, ct).ConfigureAwait(false)));
+                CliJson.WriteRecords(await GatewayControl.FlowsAsync(path, ct).ConfigureAwait(false), f => $"{f.Protocol} {f.Inside} {f.Remote}");
                 return 0;
             }
 
@@ -154,10 +154,17 @@ internal sealed class GatewayCommands : IVerbGroup
     private static Command Stats()
     {
         var name = new Option<string>("--name") { Description = "The gateway's name.", DefaultValueFactory = _ => "gateway" };
-        var stats = new Command("stats", "Show a running gateway's counters.") { name };
+        var json = new Option<bool>("--json") { Description = "Print JSON (one record, named by the gateway) instead of a table." };
+        var stats = new Command("stats", "Show a running gateway's counters.") { name, json };
         stats.SetAction(async (parse, ct) =>
         {
             var s = await GatewayControl.StatusAsync(GatewayControl.PathFor(parse.GetValue(name)!), ct).ConfigureAwait(false);
+            if (parse.GetValue(json))
+            {
+                CliJson.WriteRecords([s], _ => parse.GetValue(name)!);
+                return 0;
+            }
+
             var table = new Table().AddColumns("counter", "value");
             void Row(string k, object v) => table.AddRow(k, Convert.ToString(v, CultureInfo.InvariantCulture) ?? "");
             Row("packets read inside/outside", $"{s.DataPlane.InsideRead}/{s.DataPlane.OutsideRead}");

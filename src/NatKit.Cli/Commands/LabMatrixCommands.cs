@@ -22,7 +22,7 @@ internal sealed class LabMatrixCommands : IVerbGroup
         var cmd = new Command("matrix",
             "Connect two lab hosts through every pair of NAT types with NatKit's traversal; print the grid (path, method, time to connect).");
         var html = new Option<string?>("--html") { Description = "Also write the grid as one self-contained HTML page to this file." };
-        var json = new Option<string?>("--json") { Description = "Also write every cell as JSON to this file." };
+        var json = new Option<string?>("--json") { Description = "Also write every cell to this file as JSON: one array of records named \"A x B\"." };
         var noRelay = new Option<bool>("--no-relay") { Description = "No TURN server in the labs: shows which cells fail without a relay." };
         var loss = new Option<string?>("--loss") { Description = "Loss on every link: a fraction (0.02) or a percentage (2%)." };
         var latency = new Option<string?>("--latency")
@@ -87,7 +87,7 @@ internal sealed class LabMatrixCommands : IVerbGroup
 
             AnsiConsole.MarkupLine(Markup.Escape(Summary(result)));
             if (htmlFile is not null) File.WriteAllText(htmlFile, MatrixReport.ToHtml(result));
-            if (jsonFile is not null) File.WriteAllText(jsonFile, MatrixReport.ToJson(result));
+            if (jsonFile is not null) File.WriteAllText(jsonFile, CliJson.Format(MatrixReport.Records(result)));
             return result.ExitCode;
         });
         return cmd;

@@ -43,9 +43,9 @@ internal sealed class PortmapCommands : IVerbGroup
 
     private static PortMapper Mapper(string gateway, string? local)
     {
-        var endpoint = StunCommands.ParseEndPoint(gateway, 5351, "--gateway");
+        var endpoint = CliFlags.EndPoint(gateway, 5351, "--gateway");
         if (endpoint.AddressFamily != System.Net.Sockets.AddressFamily.InterNetwork) throw new CliException($"--gateway {gateway}: NAT-PMP and PCP here are IPv4");
-        var localAddress = StunCommands.ParseAddress(local, "--local");
+        var localAddress = CliFlags.Address(local, "--local");
         if (localAddress is { AddressFamily: not System.Net.Sockets.AddressFamily.InterNetwork }) throw new CliException($"--local {local}: not an IPv4 address");
         return new PortMapper(SystemNetwork.Instance, endpoint, new PortMappingClientOptions { LocalAddress = localAddress });
     }
@@ -78,14 +78,13 @@ internal sealed class PortmapCommands : IVerbGroup
             var probe = await mapper.ProbeAsync(ct);
             if (parse.GetValue(json))
             {
-                Console.WriteLine(JsonSerializer.Serialize(new
+                CliJson.WriteRecords([(mapper.Gateway.ToString(), JsonSerializer.Serialize(new
                 {
-                    gateway = mapper.Gateway.ToString(),
                     natPmp = probe.NatPmp,
                     pcp = probe.Pcp,
                     externalAddress = probe.ExternalAddress?.ToString(),
                     epoch = probe.Epoch,
-                }));
+                }))]);
             }
             else
             {
@@ -199,13 +198,13 @@ internal sealed class PortmapCommands : IVerbGroup
 
             if (parse.GetValue(json))
             {
-                Console.WriteLine(JsonSerializer.Serialize(mappings.Select(m => new
+                CliJson.WriteRecords(mappings.Select(m => ($"{m.Protocol} {m.Internal}", JsonSerializer.Serialize(new
                 {
                     transport = m.Protocol,
                     @internal = m.Internal,
                     external = m.External,
                     secondsLeft = m.SecondsLeft,
-                })));
+                }))));
                 return 0;
             }
 
@@ -230,15 +229,17 @@ internal sealed class PortmapCommands : IVerbGroup
     {
         if (json)
         {
-            Console.WriteLine(JsonSerializer.Serialize(new
+            // one array per grant: the first, then (with --hold) one more each time a renewal changes it
+            var transport = g.Transport.ToString().ToLowerInvariant();
+            CliJson.WriteRecords([(string.Create(CultureInfo.InvariantCulture, $"{transport} {g.InternalPort}"), JsonSerializer.Serialize(new
             {
                 protocol = g.Protocol switch { PortMappingProtocol.Pcp => "pcp", PortMappingProtocol.Upnp => "upnp", _ => "nat-pmp" },
-                transport = g.Transport.ToString().ToLowerInvariant(),
+                transport,
                 internalPort = g.InternalPort,
                 external = g.External.ToString(),
                 lifetime = (int)g.Lifetime.TotalSeconds,
                 epoch = g.Epoch,
-            }));
+            }))]);
         }
         else
         {

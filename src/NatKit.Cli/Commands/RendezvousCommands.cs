@@ -54,6 +54,7 @@ internal sealed class RendezvousCommands : IVerbGroup
             Description = "SOFTWARE attribute in Binding responses (empty: none).",
             DefaultValueFactory = _ => d.Software,
         };
+        var serving = new CliServing();
         foreach (var o in new Option[]
                  {
                      listen, redis, maxRegistrations, perAddress, rate, rateTable, minLifetime, maxLifetime, window,
@@ -63,12 +64,14 @@ internal sealed class RendezvousCommands : IVerbGroup
             cmd.Options.Add(o);
         }
 
+        serving.AddTo(cmd);
         cmd.SetAction(async (parse, ct) =>
         {
+            var drain = serving.Drain(parse);
             var sw = parse.GetValue(software);
             var options = new RendezvousServerOptions
             {
-                Listen = StunCommands.ParseEndPoint(parse.GetValue(listen)!, RendezvousServerOptions.DefaultPort,
+                Listen = CliFlags.EndPoint(parse.GetValue(listen)!, RendezvousServerOptions.DefaultPort,
                     "--listen"),
                 MaxRegistrations = parse.GetValue(maxRegistrations),
                 MaxRegistrationsPerAddress = parse.GetValue(perAddress),
@@ -98,20 +101,16 @@ internal sealed class RendezvousCommands : IVerbGroup
             table.AddRow("attempts", $"{options.MaxPendingConnections} ({options.MaxPendingConnectionsPerNode} per node), {options.ConnectTimeout.TotalSeconds:0} s each");
             AnsiConsole.Write(table);
             AnsiConsole.MarkupLine("Ctrl+C stops");
-            // Printed from the cancellation callback: on Ctrl+C the command returns as soon as the token is
-            // cancelled, and code after the await may not get to run.
+            await CliServing.UntilStoppedAsync(Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance, reload: null, ct);
+            var atStop = server.ConnectionAttempts;
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"draining: {atStop} connection attempt(s) may finish within {drain.TotalSeconds:0.###} s; new ones are refused (508)"));
+            var left = await server.DrainAsync(drain);
             var m = server.Metrics;
-            using var summary = ct.Register(() => Console.WriteLine(
-                $"datagrams {m.Datagrams}, registrations {m.Registrations}, lookups {m.Lookups}, connects {m.Connects}, " +
-                $"started {m.Started}, refused {m.Refusals}, rate-limited {m.RateLimited}"));
-            try
-            {
-                await Task.Delay(Timeout.Infinite, ct);
-            }
-            catch (OperationCanceledException)
-            {
-            }
-
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"stopped: {left} attempt(s) cut, {Math.Max(0, atStop - left)} finished while draining; datagrams {m.Datagrams}, " +
+                $"registrations {m.Registrations}, lookups {m.Lookups}, connects {m.Connects}, started {m.Started}, " +
+                $"refused {m.Refusals}, rate-limited {m.RateLimited}"));
             return 0;
         });
         return cmd;

@@ -13,7 +13,7 @@ using Spectre.Console;
 namespace NatKit.Cli.Commands;
 
 /// <summary>`natkit stun serve` (an RFC 8489/5780 server) and `natkit stun probe` (NAT behaviour discovery).</summary>
-internal sealed class StunCommands : IVerbGroup
+internal sealed partial class StunCommands : IVerbGroup
 {
     private const string InlineCompletionsVariable = "DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS";
 
@@ -63,13 +63,17 @@ internal sealed class StunCommands : IVerbGroup
         };
         var users = new Option<string[]>("--user")
         {
-            Description = "Credentials NAME:PASSWORD (repeatable). Without --realm: short-term; with it: long-term.",
+            Description = "Credentials NAME:PASSWORD (repeatable). Without --realm: short-term; with it: long-term. Re-read on SIGHUP.",
             AllowMultipleArgumentsPerToken = false,
+        };
+        var usersFile = new Option<string?>("--users-file")
+        {
+            Description = "File of NAME:PASSWORD lines ('#' comments), added to --user (kept out of the process list); re-read on SIGHUP.",
         };
         var realm = new Option<string?>("--realm") { Description = "Realm for long-term credentials." };
         var rate = new Option<int>("--rate-limit")
         {
-            Description = "Requests per second per source address (0: unlimited).",
+            Description = "Requests per second per source address (0: unlimited). Re-read on SIGHUP.",
             DefaultValueFactory = _ => new StunServerOptions().RateLimitPerSecond,
         };
         var software = new Option<string?>("--software")
@@ -111,7 +115,7 @@ internal sealed class StunCommands : IVerbGroup
         foreach (var o in new Option[]
                  {
                      CliConfig.CreateOption(), listen, alternate, alternatePort, advertise, advertiseAlternate, noUdp, noTcp, tlsCert, tlsKey,
-                     tlsPort, users, realm, rate, software, redirect, inline, maxTcp, maxTcpPerIp, tcpHandshake, tcpIdle,
+                     tlsPort, users, usersFile, realm, rate, software, redirect, inline, maxTcp, maxTcpPerIp, tcpHandshake, tcpIdle,
                  })
         {
             cmd.Options.Add(o);
@@ -129,7 +133,7 @@ internal sealed class StunCommands : IVerbGroup
                 UseInlineCompletions();
             }
 
-            var userMap = ParseUsers(parse.GetValue(users));
+            var userMap = ParseUsers(parse.GetValue(users), parse.GetValue(usersFile));
             var tcpLimits = TcpConnectionFlags(parse.GetValue(maxTcp), parse.GetValue(maxTcpPerIp),
                 parse.GetValue(tcpHandshake), parse.GetValue(tcpIdle));
 
@@ -137,11 +141,11 @@ internal sealed class StunCommands : IVerbGroup
             var sw = parse.GetValue(software);
             var options = new StunServerOptions
             {
-                Primary = ParseEndPoint(parse.GetValue(listen)!, StunServerOptions.DefaultPort, "--listen"),
-                AlternateAddress = ParseAddress(parse.GetValue(alternate), "--alternate"),
+                Primary = CliFlags.EndPoint(parse.GetValue(listen)!, StunServerOptions.DefaultPort, "--listen"),
+                AlternateAddress = CliFlags.Address(parse.GetValue(alternate), "--alternate"),
                 AlternatePort = CliFlags.NotNegative(parse.GetValue(alternatePort), "--alternate-port", "primary port + 1"),
-                AdvertisedPrimaryAddress = ParseAddress(parse.GetValue(advertise), "--advertise"),
-                AdvertisedAlternateAddress = ParseAddress(parse.GetValue(advertiseAlternate), "--advertise-alternate"),
+                AdvertisedPrimaryAddress = CliFlags.Address(parse.GetValue(advertise), "--advertise"),
+                AdvertisedAlternateAddress = CliFlags.Address(parse.GetValue(advertiseAlternate), "--advertise-alternate"),
                 EnableUdp = !parse.GetValue(noUdp),
                 EnableTcp = !parse.GetValue(noTcp),
                 TlsCertificate = cert,
@@ -151,7 +155,7 @@ internal sealed class StunCommands : IVerbGroup
                 RateLimitPerSecond = CliFlags.NotNegative(parse.GetValue(rate), "--rate-limit", "unlimited"),
                 Software = string.IsNullOrEmpty(sw) ? null : sw,
                 RedirectTo = parse.GetValue(redirect) is { } r
-                    ? ParseEndPoint(r, StunServerOptions.DefaultPort, "--redirect")
+                    ? CliFlags.EndPoint(r, StunServerOptions.DefaultPort, "--redirect")
                     : null,
                 MaxTcpConnections = tcpLimits.Max,
                 MaxTcpConnectionsPerAddress = tcpLimits.PerAddress,
@@ -193,76 +197,22 @@ internal sealed class StunCommands : IVerbGroup
 
             AnsiConsole.MarkupLine(userMap.Count == 0 ? "no credentials required; Ctrl+C stops"
                 : $"{(options.Realm is null ? "short-term" : "long-term")} credentials for {userMap.Count} user(s); Ctrl+C stops");
-            // nothing to drain: every answer is one message, sent before the next is read
-            await CliServing.UntilStoppedAsync(loggers.CreateLogger("natkit.stun"), reload: null, ct);
+            // nothing to drain: every answer is one message, sent before the next is read. SIGHUP re-reads the
+            // users and the rate limit from the command line and --config's file as they are now.
+            await CliServing.UntilStoppedAsync(loggers.CreateLogger("natkit.stun"), again =>
+            {
+                var newUsers = ParseUsers(again.GetValue(users), again.GetValue(usersFile));
+                if (options.Realm is not null && newUsers.Count == 0)
+                {
+                    throw new CliException("--user/--users-file: a reload must leave at least one user while --realm is set.");
+                }
+
+                server.Reload(newUsers, CliFlags.NotNegative(again.GetValue(rate), "--rate-limit", "unlimited"));
+            }, ct);
             var totals = server.Metrics;
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"stopped: requests {totals.Requests}, responses {totals.Responses}, dropped {totals.Dropped}"));
             return 0;
-        });
-        return cmd;
-    }
-
-    private static Command Probe()
-    {
-        var cmd = new Command("probe", "Discover this host's NAT behaviour against an RFC 5780 STUN server.");
-        var server = new Argument<string>("server") { Description = "SERVER[:PORT] (port 3478 by default)." };
-        var json = new Option<bool>("--json") { Description = "Print a JSON array with one record, named by the server, instead of a table." };
-        var lifetime = new Option<bool>("--lifetime")
-        {
-            Description = "Also measure the idle binding lifetime (binary search; takes minutes).",
-        };
-        var lifetimeMax = new Option<int>("--lifetime-max")
-        {
-            Description = "Longest idle time tried, in seconds.",
-            DefaultValueFactory = _ => 300,
-        };
-        var rto = new Option<int>("--rto")
-        {
-            Description = "Initial retransmission timeout in ms.",
-            DefaultValueFactory = _ => 250,
-        };
-        var tries = new Option<int>("--requests")
-        {
-            Description = "Requests per transaction (RFC 8489 Rc; 7 is the RFC default, probes use fewer).",
-            DefaultValueFactory = _ => 4,
-        };
-        var local = new Option<string?>("--local") { Description = "Local address to send from." };
-        cmd.Arguments.Add(server);
-        foreach (var o in new Option[] { json, lifetime, lifetimeMax, rto, tries, local })
-        {
-            cmd.Options.Add(o);
-        }
-
-        cmd.SetAction(async (parse, ct) =>
-        {
-            var endpoint = await ResolveAsync(parse.GetValue(server)!, ct);
-            var options = new NatDiscoveryOptions
-            {
-                LocalAddress = ParseAddress(parse.GetValue(local), "--local"),
-                Client = new StunClientOptions
-                {
-                    InitialRto = TimeSpan.FromMilliseconds(Positive(parse.GetValue(rto), "--rto")),
-                    RequestCount = Positive(parse.GetValue(tries), "--requests"),
-                    LastWaitMultiplier = 4,
-                },
-                MeasureBindingLifetime = parse.GetValue(lifetime),
-                BindingLifetimeMax = TimeSpan.FromSeconds(Positive(parse.GetValue(lifetimeMax), "--lifetime-max")),
-            };
-            NatBehavior result;
-            if (parse.GetValue(json))
-            {
-                result = await new NatBehaviorDiscovery(SystemNetwork.Instance, endpoint, options).RunAsync(ct);
-                CliJson.WriteRecords([(parse.GetValue(server)!, result.ToJson())]);
-            }
-            else
-            {
-                result = await AnsiConsole.Status().StartAsync($"probing {Markup.Escape(endpoint.ToString())} ...",
-                    _ => new NatBehaviorDiscovery(SystemNetwork.Instance, endpoint, options).RunAsync(ct));
-                AnsiConsole.Write(RenderBehavior(result));
-            }
-
-            return result.Reachable ? 0 : 1;
         });
         return cmd;
     }
@@ -277,248 +227,6 @@ internal sealed class StunCommands : IVerbGroup
         if (Environment.GetEnvironmentVariable(InlineCompletionsVariable) is null)
         {
             Environment.SetEnvironmentVariable(InlineCompletionsVariable, "1");
-        }
-    }
-
-    /// <summary>The behaviour report as a table (also used by `natkit lab probe`).</summary>
-    internal static Table RenderBehavior(NatBehavior b)
-    {
-        var table = new Table().AddColumns("property", "value");
-        table.AddRow("server", Markup.Escape(b.Server.ToString()));
-        table.AddRow("reachable", b.Reachable ? "yes" : "[red]no[/]");
-        table.AddRow("RFC 5780 server", b.ServerSupportsRfc5780 ? "yes" : "no");
-        table.AddRow("local endpoint", Markup.Escape(b.LocalEndPoint?.ToString() ?? "-"));
-        table.AddRow("mapped endpoint", Markup.Escape(b.MappedEndPoint?.ToString() ?? "-"));
-        table.AddRow("mapping", $"{NatBehavior.ShortName(b.Mapping)} ({b.Mapping})");
-        table.AddRow("filtering", $"{NatBehavior.ShortName(b.Filtering)} ({b.Filtering})");
-        table.AddRow("hairpinning", YesNo(b.Hairpinning));
-        table.AddRow("port preserved", YesNo(b.PortPreserved));
-        table.AddRow("binding lifetime", b.BindingLifetime is { } l
-            ? (b.BindingLifetimeIsLowerBound ? ">= " : "") + l.TotalSeconds.ToString("0.#", CultureInfo.InvariantCulture) + " s"
-            : "not measured");
-        foreach (var n in b.Notes)
-        {
-            table.AddRow("note", Markup.Escape(n));
-        }
-
-        return table;
-    }
-
-    private static string YesNo(bool? value) => value switch { true => "yes", false => "no", null => "not tested" };
-
-    private static int Positive(int value, string name) => CliFlags.Positive(value, name);
-
-    /// <summary>The values of the TCP/TLS connection flags that `stun serve` and `turn serve` share
-    /// (--max-tcp-connections, --max-tcp-connections-per-ip, --tcp-handshake-timeout, --tcp-idle-timeout),
-    /// checked so a mistake names the flag.</summary>
-    internal static (int Max, int PerAddress, TimeSpan Handshake, TimeSpan Idle) TcpConnectionFlags(int max,
-        int perAddress, int handshakeSeconds, int idleSeconds)
-    {
-        const int maxSeconds = 49 * 24 * 3600; // a timer's longest due time is 49.7 days
-        Positive(max, "--max-tcp-connections");
-        if (perAddress < 1 || perAddress > max)
-        {
-            throw new CliException($"--max-tcp-connections-per-ip must be 1 to --max-tcp-connections ({max})");
-        }
-
-        if (handshakeSeconds is < 1 or > maxSeconds)
-        {
-            throw new CliException($"--tcp-handshake-timeout must be 1 to {maxSeconds} seconds");
-        }
-
-        if (idleSeconds is < 1 or > maxSeconds)
-        {
-            throw new CliException($"--tcp-idle-timeout must be 1 to {maxSeconds} seconds");
-        }
-
-        return (max, perAddress, TimeSpan.FromSeconds(handshakeSeconds), TimeSpan.FromSeconds(idleSeconds));
-    }
-
-    /// <summary>--user NAME:PASSWORD values (repeatable) as a map; shared by the STUN and TURN servers.</summary>
-    internal static Dictionary<string, string> ParseUsers(string[]? values)
-    {
-        var map = new Dictionary<string, string>(StringComparer.Ordinal);
-        foreach (var u in values ?? [])
-        {
-            var (name, password) = ParseUser(u);
-            map[name] = password;
-        }
-
-        return map;
-    }
-
-    /// <summary>One --user NAME:PASSWORD value.</summary>
-    internal static (string Name, string Password) ParseUser(string text)
-    {
-        var colon = text.IndexOf(':', StringComparison.Ordinal);
-        return colon > 0
-            ? (text[..colon], text[(colon + 1)..])
-            : throw new CliException($"--user {text}: expected NAME:PASSWORD");
-    }
-
-    /// <summary>See <see cref="CliFlags.EndPoint"/>.</summary>
-    internal static IPEndPoint ParseEndPoint(string text, int defaultPort, string option) =>
-        CliFlags.EndPoint(text, defaultPort, option);
-
-    /// <summary>See <see cref="CliFlags.Address(string?, string)"/>.</summary>
-    internal static IPAddress? ParseAddress(string? text, string option) => CliFlags.Address(text, option);
-
-    /// <summary>The server a load generator is pointed at (<see cref="ResolveAsync"/>), with a note when it is
-    /// not on loopback.</summary>
-    internal static async Task<IPEndPoint> ResolveLoadTargetAsync(string text, CancellationToken ct)
-    {
-        var endpoint = await ResolveAsync(text, ct);
-        if (!IPAddress.IsLoopback(endpoint.Address))
-        {
-            AnsiConsole.MarkupLine("[yellow]note:[/] loading a non-loopback server: make sure it is yours.");
-        }
-
-        return endpoint;
-    }
-
-    /// <summary>SERVER[:PORT] with a host name or an address; port 3478 when absent.</summary>
-    internal static async Task<IPEndPoint> ResolveAsync(string text, CancellationToken ct)
-    {
-        if (!text.StartsWith('[') && text.Count(c => c == ':') > 1)
-        {
-            return CliFlags.EndPoint(text, StunServerOptions.DefaultPort, "SERVER"); // IPv6 alone; ::1:3478 refused
-        }
-
-        if (IPAddress.TryParse(text, out var address) && !text.Contains("]:", StringComparison.Ordinal))
-        {
-            return new IPEndPoint(address, StunServerOptions.DefaultPort);
-        }
-
-        if (IPEndPoint.TryParse(text, out var ep))
-        {
-            return ep;
-        }
-
-        var host = text;
-        var port = StunServerOptions.DefaultPort;
-        var colon = text.LastIndexOf(':');
-        if (colon > 0)
-        {
-            if (!int.TryParse(text.AsSpan(colon + 1), NumberStyles.None, CultureInfo.InvariantCulture, out port) ||
-                port is < 1 or > 65535)
-            {
-                throw new CliException($"{text}: bad port");
-            }
-
-            host = text[..colon];
-        }
-
-        try
-        {
-            var addresses = await SystemNetwork.ResolveAsync(host, ct);
-            var pick = addresses.FirstOrDefault(a => a.AddressFamily == AddressFamily.InterNetwork) ??
-                       addresses.FirstOrDefault() ?? throw new CliException($"{host}: no address");
-            return new IPEndPoint(pick, port);
-        }
-        catch (NetworkException e)
-        {
-            throw new CliException(e.Message);
-        }
-    }
-
-    /// <summary>What StunServerOptions.Validate would refuse, said in flags: run before the server starts.</summary>
-    internal static void CheckServeFlags(StunServerOptions o)
-    {
-        var family = o.Primary.AddressFamily;
-        var listen = $"--listen is {CliFlags.Family(family)}";
-        if (o.AlternateAddress is { } alt)
-        {
-            if (alt.AddressFamily != family)
-            {
-                throw new CliException($"--alternate {alt}: must be an {CliFlags.Family(family)} address like --listen ({o.Primary.Address}); RFC 5780 tests need both of one family.");
-            }
-
-            if (alt.Equals(o.Primary.Address))
-            {
-                throw new CliException($"--alternate {alt}: must be a second address of this host, not the --listen address.");
-            }
-        }
-
-        if (o.AdvertisedPrimaryAddress is { } adv && adv.AddressFamily != family)
-        {
-            throw new CliException($"--advertise {adv}: must be an {CliFlags.Family(family)} address because {listen}; it is the public address of --listen.");
-        }
-
-        if (o.AdvertisedAlternateAddress is { } advAlt)
-        {
-            if (o.AlternateAddress is null)
-            {
-                throw new CliException($"--advertise-alternate {advAlt}: needs --alternate, the address it stands for.");
-            }
-
-            if (advAlt.AddressFamily != family)
-            {
-                throw new CliException($"--advertise-alternate {advAlt}: must be an {CliFlags.Family(family)} address because {listen}.");
-            }
-        }
-
-        if (o.AlternatePort > 65535 || (o.AlternatePort != 0 && o.AlternatePort == o.Primary.Port))
-        {
-            throw new CliException($"--alternate-port {o.AlternatePort}: must be 1-65535 and differ from the --listen port ({o.Primary.Port}).");
-        }
-
-        if (o.TlsPort > 65535)
-        {
-            throw new CliException($"--tls-port {o.TlsPort}: port is out of range; use 1-65535.");
-        }
-
-        if (!o.EnableUdp && !o.EnableTcp && o.TlsCertificate is null)
-        {
-            throw new CliException("--no-udp with --no-tcp leaves nothing to serve: drop one, or add --tls-cert.");
-        }
-
-        if (o.Realm is not null && o.Users.Count == 0)
-        {
-            throw new CliException($"--realm {o.Realm}: long-term credentials need at least one --user NAME:PASSWORD.");
-        }
-    }
-
-    /// <summary>--tls-cert and --tls-key: a PKCS#12 file alone, a PEM certificate with its key (in --tls-key or in
-    /// the same file).</summary>
-    internal static X509Certificate2? LoadCertificate(string? cert, string? key)
-    {
-        if (cert is null)
-        {
-            return key is null
-                ? null
-                : throw new CliException($"--tls-key {key}: needs --tls-cert, the certificate this key belongs to.");
-        }
-
-        if (!File.Exists(cert))
-        {
-            throw new CliException($"--tls-cert {cert}: no such file.");
-        }
-
-        if (key is not null && !File.Exists(key))
-        {
-            throw new CliException($"--tls-key {key}: no such file.");
-        }
-
-        var text = File.ReadAllText(cert);
-        var pem = text.Contains("-----BEGIN ", StringComparison.Ordinal);
-        if (pem && key is null && !text.Contains("PRIVATE KEY-----", StringComparison.Ordinal))
-        {
-            throw new CliException($"--tls-cert {cert}: a PEM certificate needs its private key; give it with --tls-key KEY.pem.");
-        }
-
-        if (!pem && key is not null)
-        {
-            throw new CliException($"--tls-key {key}: is only for a PEM --tls-cert, and {cert} is not PEM (a PKCS#12 file holds its own key: drop --tls-key).");
-        }
-
-        try
-        {
-            return TlsSetup.LoadCertificate(cert, key);
-        }
-        catch (ArgumentException e)
-        {
-            var sentence = e.Message.Split(" (Parameter '", 2)[0];
-            throw new CliException($"--tls-cert {sentence}");
         }
     }
 }

@@ -19,7 +19,7 @@ namespace NatKit.Cli.Commands;
 /// engine onto a TUN device; the client carries its TUN device's packets to it; the relay is a LAN hop that opens a
 /// new WebSocket to the server for each client (and serves the browser relay page).
 /// </summary>
-internal sealed class TunnelCommands : IVerbGroup
+internal sealed partial class TunnelCommands : IVerbGroup
 {
     public Command Create()
     {
@@ -57,13 +57,16 @@ internal sealed class TunnelCommands : IVerbGroup
         var name = new Option<string>("--name") { Description = "Name of the control socket /run/natkit/NAME.tunnel.sock (natkit tunnel sessions --name).", DefaultValueFactory = _ => "tunnel" };
         var noOffload = new Option<bool>("--no-offload") { Description = "Open the TUN device without virtio-net offloads, and take no offload messages." };
         var tuning = new DataPlaneCliOptions();
-        var serve = new Command("serve", "Accept tunnel clients and NAT their packets onto a TUN device, until SIGINT/SIGTERM.")
+        var serving = new CliServing();
+        var serve = new Command("serve", "Accept tunnel clients and NAT their packets onto a TUN device, until SIGINT/SIGTERM (then drain).")
         {
             listen, tokens, tokenFile, pool, external, tun, routes, preset, policyFile, maxFlows, maxPps, maxSessions,
             mtu, keepalive, grace, clientAddresses, cert, key, name, noOffload, tuning.Realtime, tuning.BatchPause,
         };
+        serving.AddTo(serve);
         serve.SetAction(async (parse, ct) =>
         {
+            var drain = serving.Drain(parse);
             var allTokens = (parse.GetValue(tokens) ?? []).ToList();
             if (parse.GetValue(tokenFile) is { } file)
             {
@@ -101,16 +104,21 @@ internal sealed class TunnelCommands : IVerbGroup
                 throw new CliException(problem);
             }
 
-            var endpoints = parse.GetValue(listen)!.Select(l => StunCommands.ParseEndPoint(l, 8080, "--listen")).ToList();
+            var endpoints = parse.GetValue(listen)!.Select(l => CliFlags.EndPoint(l, 8080, "--listen")).ToList();
             var certificate = StunCommands.LoadCertificate(parse.GetValue(cert), parse.GetValue(key));
             var control = ControlPath(parse.GetValue(name)!);
             await using var host = await TunnelServerHost.StartAsync(options, parse.GetValue(tun)!, endpoints, certificate,
                 control, parse.GetValue(noOffload) ? TunOffloads.None : TunOffloads.All, tuning.Read(parse), ct);
             Console.WriteLine($"natkit tunnel: serving {string.Join(", ", host.Urls)}; pool {options.Pool} (gateway {host.Server.Gateway}); NAT onto {host.Outside.Name} as {string.Join(",", options.ExternalAddresses)}; control {control}");
-            await CliRunner.UntilStoppedAsync(ct);
-            await host.StopAsync(TimeSpan.FromSeconds(1));
+            await CliServing.UntilStoppedAsync(Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance, reload: null, ct);
+            var atStop = host.Server.Stats.Connected;
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"natkit tunnel: draining: {atStop} session(s) may run up to {drain.TotalSeconds:0.###} s; new sessions are refused"));
+            var left = await host.Server.DrainAsync(drain);
+            await host.StopAsync(TimeSpan.FromSeconds(1)); // a goodbye to each session left, then the endpoint
             var s = host.Server.Stats;
-            Console.WriteLine($"natkit tunnel: stopped; {s.Accepted} sessions accepted, {s.Refused} refused ({s.Unauthorized} wrong tokens), {s.Spoofed} spoofed packets dropped");
+            Console.WriteLine($"natkit tunnel: stopped; {left} session(s) cut, {Math.Max(0, atStop - left)} ended by their clients while draining; " +
+                              $"{s.Accepted} sessions accepted, {s.Refused} refused ({s.Unauthorized} wrong tokens), {s.Spoofed} spoofed packets dropped");
             return 0;
         });
         return serve;
@@ -156,7 +164,7 @@ internal sealed class TunnelCommands : IVerbGroup
             }
 
             await using var hop = parse.GetValue(browser) is { } b
-                ? await BrowserHop.StartAsync([StunCommands.ParseEndPoint(b, 8082, "--browser-listen")], ct)
+                ? await BrowserHop.StartAsync([CliFlags.EndPoint(b, 8082, "--browser-listen")], ct)
                 : null;
             if (hop is not null)
             {
@@ -225,7 +233,7 @@ internal sealed class TunnelCommands : IVerbGroup
             }
 
             var hop = new TunnelRelay(uri, parse.GetValue(insecure), parse.GetValue(maxClients));
-            var endpoints = parse.GetValue(listen)!.Select(l => StunCommands.ParseEndPoint(l, 8081, "--listen")).ToList();
+            var endpoints = parse.GetValue(listen)!.Select(l => CliFlags.EndPoint(l, 8081, "--listen")).ToList();
             var certificate = StunCommands.LoadCertificate(parse.GetValue(cert), parse.GetValue(key));
             await using var endpoint = await TunnelEndpoint.StartAsync(hop.ServeAsync, TimeSpan.FromSeconds(10), endpoints, certificate, cancellationToken: ct);
             Console.WriteLine($"natkit tunnel: relaying {string.Join(", ", endpoint.Urls)} -> {uri}");
@@ -235,92 +243,6 @@ internal sealed class TunnelCommands : IVerbGroup
             return 0;
         });
         return relay;
-    }
-
-    private static Command Sessions()
-    {
-        var name = new Option<string>("--name") { Description = "The server's name (control socket /run/natkit/NAME.tunnel.sock).", DefaultValueFactory = _ => "tunnel" };
-        var json = new Option<bool>("--json") { Description = "Print JSON instead of a table." };
-        var sessions = new Command("sessions", "List a running tunnel server's sessions.") { name, json };
-        sessions.SetAction(async (parse, ct) =>
-        {
-            var list = await GetAsync<List<TunnelSessionInfo>>(parse.GetValue(name)!, "/sessions", ct);
-            if (parse.GetValue(json))
-            {
-                Console.WriteLine(JsonSerializer.Serialize(list));
-                return 0;
-            }
-
-            var table = new Table().AddColumns("session", "inside", "client address", "from", "in pkts/bytes", "out pkts/bytes", "spoofed", "reconnects");
-            foreach (var s in list)
-            {
-                table.AddTextRow(s.Id.ToString("N")[..8], s.InsideAddress, s.ClientAddress, s.Remote ?? "-",
-                    $"{s.PacketsIn}/{s.BytesIn}", $"{s.PacketsOut}/{s.BytesOut}",
-                    s.Spoofed.ToString(CultureInfo.InvariantCulture), s.Reconnects.ToString(CultureInfo.InvariantCulture));
-            }
-
-            table.Caption($"{list.Count} session(s)");
-            AnsiConsole.Write(table);
-            return 0;
-        });
-        return sessions;
-    }
-
-    private static Command Flows()
-    {
-        var name = new Option<string>("--name") { Description = "The server's name.", DefaultValueFactory = _ => "tunnel" };
-        var json = new Option<bool>("--json") { Description = "Print JSON instead of a table." };
-        var flows = new Command("flows", "List a running tunnel server's NAT flows, with their sessions.") { name, json };
-        flows.SetAction(async (parse, ct) =>
-        {
-            var list = await GetAsync<List<TunnelFlowInfo>>(parse.GetValue(name)!, "/flows", ct);
-            if (parse.GetValue(json))
-            {
-                Console.WriteLine(JsonSerializer.Serialize(list));
-                return 0;
-            }
-
-            var table = new Table().AddColumns("session", "proto", "inside", "outside", "remote", "tcp", "expires");
-            foreach (var f in list)
-            {
-                table.AddTextRow(f.Session, f.Protocol, f.Inside, f.Outside, f.Remote, f.Protocol == "tcp" ? f.TcpState : "",
-                    (f.ExpiresInMilliseconds / 1000.0).ToString("0.0", CultureInfo.InvariantCulture) + "s");
-            }
-
-            table.Caption($"{list.Count} flow(s)");
-            AnsiConsole.Write(table);
-            return 0;
-        });
-        return flows;
-    }
-
-    private static async Task<T> GetAsync<T>(string name, string path, CancellationToken ct)
-    {
-        var socket = ControlPath(name);
-        if (!File.Exists(socket))
-        {
-            throw new CliException($"--name {name}: no tunnel server of that name runs here ({socket} is missing)");
-        }
-
-        using var handler = new SocketsHttpHandler
-        {
-            ConnectCallback = async (_, token) =>
-            {
-                var s = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-                await s.ConnectAsync(new UnixDomainSocketEndPoint(socket), token);
-                return new NetworkStream(s, ownsSocket: true);
-            },
-        };
-        using var http = new HttpClient(handler);
-        try
-        {
-            return await http.GetFromJsonAsync<T>(new Uri("http://natkit" + path), ct)
-                   ?? throw new CliException($"{socket} answered nothing");
-        }
-        catch (HttpRequestException e)
-        {
-            throw new CliException($"--name {name}: {socket}: {e.Message}");
-        }
     }
 
     private static Ipv4Prefix Prefix(string text, string option) =>

@@ -61,19 +61,7 @@ internal sealed class TurnCommands : IVerbGroup
             cmd.Options.Add(o);
         }
 
-        Dictionary<string, string> Users(ParseResult p)
-        {
-            var map = StunCommands.ParseUsers(p.GetValue(users));
-            if (p.GetValue(usersFile) is { } file)
-            {
-                foreach (var (name, password) in CliConfig.ReadUsers(file, "--users-file"))
-                {
-                    map[name] = password;
-                }
-            }
-
-            return map;
-        }
+        Dictionary<string, string> Users(ParseResult p) => StunCommands.ParseUsers(p.GetValue(users), p.GetValue(usersFile));
 
         PeerPolicy Policy(ParseResult p) => new(Rules(p.GetValue(allow), "--allow"), Rules(p.GetValue(deny), "--deny"));
 
@@ -243,7 +231,7 @@ internal sealed class TurnCommands : IVerbGroup
     }
 
     private static List<IPEndPoint> EndPoints(string[]? texts, int defaultPort, string option) =>
-        (texts ?? []).Select(t => StunCommands.ParseEndPoint(t, defaultPort, option)).ToList();
+        (texts ?? []).Select(t => CliFlags.EndPoint(t, defaultPort, option)).ToList();
 
     internal static List<PeerRule> Rules(string[]? texts, string option)
     {

@@ -6,7 +6,7 @@ using NatKit.Traversal;
 
 namespace NatKit.Scenarios.Matrix;
 
-/// <summary>A matrix run as JSON (for machines) and as one self-contained HTML page (for people).</summary>
+/// <summary>A matrix run as JSON records (for machines) and as one self-contained HTML page (for people).</summary>
 public static class MatrixReport
 {
     /// <summary>"direct", "hairpin", "relay", "failed".</summary>
@@ -35,54 +35,46 @@ public static class MatrixReport
         t.TotalMilliseconds.ToString(t.TotalMilliseconds >= 100 ? "0" : "0.#", CultureInfo.InvariantCulture) + " ms";
 
     /// <summary>
-    /// <c>{"seed":1,"relay":true,"latency_ms":5,"loss":0,"cells":[{"a":..., "b":..., "path":"direct|hairpin|relay|failed",
-    /// "method":..., "connect_ms":..., "probes":..., "rtt_ms":..., "expected":..., "expected_method":...,
-    /// "agrees":..., "reason":..., "seed":..., "virtual_ms":..., "wall_ms":..., "detail":...}], "disagreements":0,
-    /// "failed_with_relay":0, "wall_ms":...}</c>. Missing values are null.
+    /// Every cell as a record: its name ("A x B") and its fields as one JSON object, camelCase (<c>a</c>, <c>b</c>,
+    /// <c>path</c> = direct|hairpin|relay|failed, <c>method</c>, <c>connectMs</c>, <c>probes</c>, <c>rttMs</c>,
+    /// <c>expected</c>, <c>expectedMethod</c>, <c>expectedProbability</c>, <c>agrees</c>, <c>reason</c>, <c>seed</c>,
+    /// <c>virtualMs</c>, <c>wallMs</c>, <c>detail</c>). Missing values are null. The CLI prints them as its one
+    /// <c>--json</c> shape (an array of named records).
     /// </summary>
-    public static string ToJson(MatrixResult result)
+    public static IEnumerable<(string Name, string Json)> Records(MatrixResult result)
     {
         ArgumentNullException.ThrowIfNull(result);
-        using var stream = new MemoryStream();
-        using (var w = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true }))
+        foreach (var c in result.Cells)
         {
-            w.WriteStartObject();
-            w.WriteNumber("seed", result.Options.Seed);
-            w.WriteBoolean("relay", result.Options.Relay);
-            w.WriteNumber("latency_ms", result.Options.Link.Latency.TotalMilliseconds);
-            w.WriteNumber("loss", result.Options.Link.Loss);
-            w.WriteNumber("budget_total", result.Options.Budget.Total);
-            w.WriteNumber("budget_hard_side_sockets", result.Options.Budget.HardSideSockets);
-            w.WriteStartArray("cells");
-            foreach (var c in result.Cells)
-            {
-                var o = c.Outcome;
-                w.WriteStartObject();
-                w.WriteString("a", c.A.Name);
-                w.WriteString("b", c.B.Name);
-                w.WriteString("path", Name(o.Path));
-                if (o.Method is { } m) w.WriteString("method", Name(m));
-                else w.WriteNull("method");
-                Number(w, "connect_ms", o.ConnectTime);
-                w.WriteNumber("probes", o.ProbesSent);
-                Number(w, "rtt_ms", o.Rtt);
-                w.WriteString("expected", Name(c.Expected.Path));
-                w.WriteString("expected_method", Name(c.Expected.Method));
-                if (c.Expected.Probability is { } p) w.WriteNumber("expected_probability", Math.Round(p, 4));
-                w.WriteBoolean("agrees", c.Agrees);
-                w.WriteString("reason", c.Expected.Reason);
-                w.WriteNumber("seed", c.Seed);
-                w.WriteNumber("virtual_ms", Math.Round(c.VirtualTime.TotalMilliseconds, 3));
-                w.WriteNumber("wall_ms", Math.Round(c.WallTime.TotalMilliseconds, 1));
-                if (o.Detail is { } d) w.WriteString("detail", d);
-                else w.WriteNull("detail");
-                w.WriteEndObject();
-            }
+            yield return ($"{c.A.Name} x {c.B.Name}", CellJson(c));
+        }
+    }
 
-            w.WriteEndArray();
-            w.WriteNumber("disagreements", result.Disagreements);
-            w.WriteNumber("failed_with_relay", result.FailedWithRelay);
-            w.WriteNumber("wall_ms", Math.Round(result.WallTime.TotalMilliseconds, 1));
+    private static string CellJson(MatrixCellResult c)
+    {
+        using var stream = new MemoryStream();
+        using (var w = new Utf8JsonWriter(stream))
+        {
+            var o = c.Outcome;
+            w.WriteStartObject();
+            w.WriteString("a", c.A.Name);
+            w.WriteString("b", c.B.Name);
+            w.WriteString("path", Name(o.Path));
+            if (o.Method is { } m) w.WriteString("method", Name(m));
+            else w.WriteNull("method");
+            Number(w, "connectMs", o.ConnectTime);
+            w.WriteNumber("probes", o.ProbesSent);
+            Number(w, "rttMs", o.Rtt);
+            w.WriteString("expected", Name(c.Expected.Path));
+            w.WriteString("expectedMethod", Name(c.Expected.Method));
+            if (c.Expected.Probability is { } p) w.WriteNumber("expectedProbability", Math.Round(p, 4));
+            w.WriteBoolean("agrees", c.Agrees);
+            w.WriteString("reason", c.Expected.Reason);
+            w.WriteNumber("seed", c.Seed);
+            w.WriteNumber("virtualMs", Math.Round(c.VirtualTime.TotalMilliseconds, 3));
+            w.WriteNumber("wallMs", Math.Round(c.WallTime.TotalMilliseconds, 1));
+            if (o.Detail is { } d) w.WriteString("detail", d);
+            else w.WriteNull("detail");
             w.WriteEndObject();
         }
 

@@ -25,7 +25,8 @@ public sealed partial class StunServer : IAsyncDisposable
     private const int MaxStreamFrame = 4096;
 
     private readonly INetwork _network;
-    private readonly StunServerOptions _options;
+    private StunServerOptions _options;
+    private IReadOnlyList<IPEndPoint> _advertised = [];
     private readonly ILogger _logger;
     private readonly IDatagramSocket[] _udp;
     private readonly List<IStreamListener> _listeners = [];
@@ -41,6 +42,29 @@ public sealed partial class StunServer : IAsyncDisposable
         _logger = logger;
         _udp = udp;
         _tcpLimits = new TcpConnectionLimits(options.MaxTcpConnections, options.MaxTcpConnectionsPerAddress);
+    }
+
+    /// <summary>The users (name to password) requests are authenticated against now (see <see cref="Reload"/>).</summary>
+    public IReadOnlyDictionary<string, string> Users => Volatile.Read(ref _options).Users;
+
+    /// <summary>Requests per second allowed from one source address now (0: no limit; see <see cref="Reload"/>).</summary>
+    public int RateLimitPerSecond => Volatile.Read(ref _options).RateLimitPerSecond;
+
+    /// <summary>Replaces the users and the per-source rate limit while serving (an operator's SIGHUP): the next
+    /// request is answered by a handler built from the new settings. Its nonces are new, so a long-term client is
+    /// told 438 (Stale Nonce) once and retries with the new one; the rate limiter starts with full buckets. Sockets,
+    /// listeners and TCP/TLS connections stay as they are.</summary>
+    /// <exception cref="ArgumentException">The new settings are not valid together with the rest (the message names
+    /// the field); the running ones stay.</exception>
+    public void Reload(IReadOnlyDictionary<string, string> users, int rateLimitPerSecond)
+    {
+        ArgumentNullException.ThrowIfNull(users);
+        var options = Volatile.Read(ref _options) with { Users = users, RateLimitPerSecond = rateLimitPerSecond };
+        options.Validate();
+        var handler = new StunRequestHandler(options, _advertised, _network.TimeProvider, Metrics);
+        Volatile.Write(ref _options, options);
+        Volatile.Write(ref _handler, handler);
+        LogReloaded(_logger, users.Count, rateLimitPerSecond);
     }
 
     /// <summary>The UDP sockets' local endpoints by index (bit 0: alternate port, bit 1: alternate address).</summary>
@@ -120,6 +144,7 @@ public sealed partial class StunServer : IAsyncDisposable
 
             server = new StunServer(network, options, logger ?? NullLogger.Instance, sockets.ToArray());
             server.Metrics.DropLog = new DropLog(server._logger, network.TimeProvider, DropLog.DefaultInterval);
+            server._advertised = advertised;
             server._handler = new StunRequestHandler(options, advertised, network.TimeProvider, server.Metrics);
             if (options.EnableTcp)
             {
@@ -337,7 +362,7 @@ public sealed partial class StunServer : IAsyncDisposable
         StunReplyRoute route;
         try
         {
-            route = _handler.Handle(request, source, index, StunTransport.Udp, reply);
+            route = Volatile.Read(ref _handler).Handle(request, source, index, StunTransport.Udp, reply);
         }
 #pragma warning disable CA1031 // A bug in handling one datagram must not stop the server; it is logged.
         catch (Exception e)
@@ -437,7 +462,7 @@ public sealed partial class StunServer : IAsyncDisposable
                         watchdog.MessageReceived(); // only whole, valid messages keep a connection open
                     }
 
-                    var route = _handler.Handle(message, connection.RemoteEndPoint, 0, transport, reply);
+                    var route = Volatile.Read(ref _handler).Handle(message, connection.RemoteEndPoint, 0, transport, reply);
                     consumed += frame;
                     if (route.Length > 0)
                     {
@@ -517,6 +542,9 @@ public sealed partial class StunServer : IAsyncDisposable
 
     [LoggerMessage(Level = LogLevel.Information, Message = "STUN server on UDP {Udp}, TCP {Tcp}, TLS {Tls} (RFC 5780: {Rfc5780})")]
     private static partial void LogStarted(ILogger logger, string udp, string tcp, string tls, bool rfc5780);
+
+    [LoggerMessage(EventId = 201, Level = LogLevel.Information, Message = "reloaded: {Users} user(s), rate limit {Rate}/s per source (0: none)")]
+    private static partial void LogReloaded(ILogger logger, int users, int rate);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "receive on {EndPoint} failed: {Reason}")]
     private static partial void LogReceiveFailed(ILogger logger, IPEndPoint endPoint, string reason);

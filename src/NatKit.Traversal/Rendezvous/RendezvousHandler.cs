@@ -91,6 +91,27 @@ public sealed class RendezvousHandler
     /// <summary>Connection attempts in progress (each side counted where it is held).</summary>
     public int PendingConnections => _initiators.Count + _targets.Count;
 
+    /// <summary>Connection attempts in progress, each counted once (on one instance an attempt is both an initiator
+    /// side and a target side of <see cref="PendingConnections"/>).</summary>
+    public int ConnectionAttempts
+    {
+        get
+        {
+            var n = _initiators.Count;
+            foreach (var cid in _targets.Keys)
+            {
+                n += _initiators.ContainsKey(cid) ? 0 : 1;
+            }
+
+            return n;
+        }
+    }
+
+    /// <summary>While draining, a new connection attempt (a Connect here, or one relayed from another instance) is
+    /// refused with 508 Insufficient Capacity, so the node tries another service; attempts in progress, registrations
+    /// and lookups go on as before.</summary>
+    public bool Draining { get; set; }
+
     /// <summary>The service's own requests waiting for an answer.</summary>
     public int OutstandingRequests => _transactions.Count;
 
@@ -436,7 +457,7 @@ public sealed class RendezvousHandler
             return Refuse(msg, RendezvousErrors.QuotaReached, reply);
         }
 
-        if (PendingConnections >= _options.MaxPendingConnections)
+        if (Draining || PendingConnections >= _options.MaxPendingConnections)
         {
             return Refuse(msg, RendezvousErrors.InsufficientCapacity, reply);
         }
@@ -615,7 +636,7 @@ public sealed class RendezvousHandler
             return;
         }
 
-        if (PendingConnections >= _options.MaxPendingConnections)
+        if (Draining || PendingConnections >= _options.MaxPendingConnections)
         {
             Fail(origin, cid, RendezvousErrors.InsufficientCapacity, outputs);
             return;

@@ -30,6 +30,7 @@ public sealed partial class RendezvousServer : IAsyncDisposable
     private Task _loop = Task.CompletedTask;
     private int _lookups;
     private bool _disposed;
+    private TaskCompletionSource? _drained;
 
     private RendezvousServer(IDatagramSocket socket, RendezvousHandler handler, IRendezvousSharedRegistry? shared,
         TimeProvider time, ILogger logger)
@@ -296,7 +297,53 @@ public sealed partial class RendezvousServer : IAsyncDisposable
         _outputs.Clear();
     }
 
-    private void Rearm() => _timer.Change(Handler.DueIn, Timeout.InfiniteTimeSpan);
+    private void Rearm()
+    {
+        _timer.Change(Handler.DueIn, Timeout.InfiniteTimeSpan);
+        if (_drained is { } drained && Handler.PendingConnections == 0)
+        {
+            drained.TrySetResult();
+        }
+    }
+
+    /// <summary>Drain: new connection attempts are refused (508, <see cref="RendezvousHandler.Draining"/>) while the
+    /// ones in progress run to their Start or their timeout, for at most <paramref name="timeout"/>. Registrations
+    /// and lookups are still answered meanwhile. Returns how many attempts (<see cref="ConnectionAttempts"/>) were still in progress then (disposing
+    /// the server ends them).</summary>
+    public async Task<int> DrainAsync(TimeSpan timeout)
+    {
+        var drained = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        lock (_gate)
+        {
+            Handler.Draining = true;
+            _drained = drained;
+            if (Handler.PendingConnections == 0)
+            {
+                drained.TrySetResult();
+            }
+        }
+
+        // the timer completes the same task (no WhenAny: this also runs in the lab, see docs/lab.md)
+        await using (_timeProvider.CreateTimer(_ => drained.TrySetResult(), null, timeout, Timeout.InfiniteTimeSpan))
+        {
+            await drained.Task.ConfigureAwait(true);
+        }
+
+        return ConnectionAttempts;
+    }
+
+    /// <summary>Connection attempts in progress (<see cref="RendezvousHandler.ConnectionAttempts"/>), read under the
+    /// server's lock.</summary>
+    public int ConnectionAttempts
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return Handler.ConnectionAttempts;
+            }
+        }
+    }
 
     private async Task PerformAsync(List<RendezvousOutput> outputs)
     {

@@ -46,6 +46,8 @@ public sealed class TunnelServer : IAsyncDisposable
     private readonly Dictionary<Guid, int> _reconnects = [];
     private readonly TaskCompletionSource _drained = new();
     private int _serving;
+    private volatile bool _refusing;
+    private TaskCompletionSource? _emptied;
     private IPacketPumpDriver? _driver;
     private Func<long>? _engineNow;
     private ITimer? _sweep;
@@ -192,6 +194,11 @@ public sealed class TunnelServer : IAsyncDisposable
         finally
         {
             _hub.Remove(session);
+            if (Volatile.Read(ref _emptied) is { } emptied && _hub.Connected == 0)
+            {
+                emptied.TrySetResult();
+            }
+
             Interlocked.Add(ref _spoofedEnded, session.Spoofed);
             Interlocked.Add(ref _rateLimitedEnded, session.RateLimited);
             if (!_hub.Sessions.Any(s => s.Id == session.Id))
@@ -222,7 +229,7 @@ public sealed class TunnelServer : IAsyncDisposable
             return (new TunnelNotice(true, TunnelCode.Unauthorized, "wrong token"), null);
         }
 
-        if (_stopping.IsCancellationRequested)
+        if (_stopping.IsCancellationRequested || _refusing)
         {
             return (new TunnelNotice(true, TunnelCode.ShuttingDown, "the server is stopping"), null);
         }
@@ -385,6 +392,28 @@ public sealed class TunnelServer : IAsyncDisposable
             Interlocked.Increment(ref _freed);
             _pool.Release(a);
         }
+    }
+
+    /// <summary>Drain: refuses new sessions (and reconnects) with "the server is stopping" while the connected
+    /// ones carry traffic until their clients end them or <paramref name="timeout"/> passes. Returns how many were
+    /// still connected then; <see cref="StopAsync"/> says goodbye to them.</summary>
+    public async Task<int> DrainAsync(TimeSpan timeout)
+    {
+        var emptied = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        _refusing = true;
+        Volatile.Write(ref _emptied, emptied);
+        if (_hub.Connected == 0)
+        {
+            emptied.TrySetResult();
+        }
+
+        // the timer completes the same task (no WhenAny: this also runs in the lab, see docs/lab.md)
+        await using (_time.CreateTimer(_ => emptied.TrySetResult(), null, timeout, Timeout.InfiniteTimeSpan))
+        {
+            await emptied.Task.ConfigureAwait(true);
+        }
+
+        return _hub.Connected;
     }
 
     /// <summary>Graceful stop: refuses new sessions, sends every session a goodbye, and waits (at most

@@ -57,6 +57,55 @@ public class RendezvousCliTests
         Assert.Equal(socket.LocalEndPoint, record.Reflexive.ToEndPoint());
     }
 
+    /// <summary>SIGTERM drains: a connection attempt in progress runs to its Start while a new Connect is refused
+    /// with 508, then the process prints its summary and exits 0, before --drain-timeout.</summary>
+    [Fact]
+    public async Task Sigterm_LetsAnAttemptInProgressFinish_RefusesANewOne508_ThenExits0()
+    {
+        // port 0 and the one bound read back from the banner: no window for another test to take a "free" port
+        await using var server = ExternalProcess.Start("dotnet",
+            [Natkit, "rendezvous", "serve", "--listen", "127.0.0.1:0", "--drain-timeout", "600"]);
+        await server.WaitForOutputAsync("Ctrl+C stops", Deadline);
+        var port = int.Parse(System.Text.RegularExpressions.Regex.Match(server.Output, @"127\.0\.0\.1:([0-9]+)").Groups[1].Value,
+            System.Globalization.CultureInfo.InvariantCulture);
+
+        var net = SystemNetwork.Instance;
+        var service = new IPEndPoint(IPAddress.Loopback, port);
+        await using var aSocket = await net.BindUdpAsync(new IPEndPoint(IPAddress.Loopback, 0));
+        await using var bSocket = await net.BindUdpAsync(new IPEndPoint(IPAddress.Loopback, 0));
+        await using var cSocket = await net.BindUdpAsync(new IPEndPoint(IPAddress.Loopback, 0));
+        using var aId = NodeIdentity.Create();
+        using var bId = NodeIdentity.Create();
+        using var cId = NodeIdentity.Create();
+        await using var a = new RendezvousClient(aSocket, service, aId, net.TimeProvider);
+        await using var b = new RendezvousClient(bSocket, service, bId, net.TimeProvider);
+        await using var c = new RendezvousClient(cSocket, service, cId, net.TimeProvider);
+        a.StartReceiving();
+        b.StartReceiving();
+        c.StartReceiving();
+
+        // b holds its answer until the test lets it go: the attempt stays in progress at the service meanwhile
+        var offered = new TaskCompletionSource<RendezvousOffer>(TaskCreationOptions.RunContinuationsAsynchronously);
+        b.OfferReceived += o => offered.TrySetResult(o);
+        await a.RegisterAsync(["candidate:a"]).WaitAsync(Deadline);
+        await b.RegisterAsync(["candidate:b"]).WaitAsync(Deadline);
+        await c.RegisterAsync(["candidate:c"]).WaitAsync(Deadline);
+        var connecting = a.ConnectAsync(b.Id, "a's offer");
+        var offer = await offered.Task.WaitAsync(Deadline);
+
+        server.Signal(15);
+        await server.WaitForOutputAsync("draining: 1 connection attempt(s)", Deadline);
+        var refused = await Assert.ThrowsAsync<RendezvousException>(() => c.ConnectAsync(b.Id, "c's offer").WaitAsync(Deadline));
+        Assert.Equal(RendezvousErrors.InsufficientCapacity, refused.Code);
+        Assert.False(server.HasExited);
+
+        var bStart = offer.AnswerAsync("b's answer");
+        await connecting.WaitAsync(Deadline);
+        await bStart.WaitAsync(Deadline);
+        Assert.Equal(0, await server.WaitForExitAsync(Deadline));
+        Assert.Contains("stopped: 0 attempt(s) cut, 1 finished while draining", server.Output, StringComparison.Ordinal);
+    }
+
     private static int FreeUdpPort()
     {
         using var s = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.InterNetwork,

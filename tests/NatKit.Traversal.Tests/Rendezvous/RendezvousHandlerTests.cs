@@ -205,6 +205,25 @@ public class RendezvousHandlerTests
     }
 
     [Fact]
+    public void Draining_RefusesANewConnect_508_ButRegistrationsAndLookupsGoOn()
+    {
+        var h = new HandlerHarness();
+        var a = h.NewNode("198.51.100.1");
+        var b = h.NewNode("198.51.100.2");
+        a.Register();
+        b.Register();
+        Assert.Equal(StunClass.SuccessResponse, a.Connect(b.Id)!.Class);
+        Assert.Equal(1, h.Handler.ConnectionAttempts);
+
+        h.Handler.Draining = true;
+        Assert.Equal(RendezvousErrors.InsufficientCapacity, Node.ErrorCode(b.Connect(a.Id)));
+        Assert.Equal(1, h.Handler.ConnectionAttempts);
+        Assert.Equal(StunClass.SuccessResponse, a.Register(h.UnixMs + 5)!.Class);
+        Assert.Equal(StunClass.SuccessResponse, h.NewNode("198.51.100.3").Register()!.Class);
+        Assert.Equal(StunClass.SuccessResponse, a.Lookup(b.Id)!.Class);
+    }
+
+    [Fact]
     public void ANodeThatMoves_IsCountedAtItsNewAddress()
     {
         var h = new HandlerHarness(new RendezvousServerOptions { MaxRegistrationsPerAddress = 1 });
