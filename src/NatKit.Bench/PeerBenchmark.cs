@@ -93,7 +93,7 @@ public static class PeerBenchmark
         var progress = options.Progress ?? (_ => { });
         var loadBefore = BenchFigures.LoadAverage();
         var network = SystemNetwork.Instance;
-        await using var source = BlobService.Start(options.Bytes);
+        await using var source = await BlobService.StartAsync(options.Bytes).ConfigureAwait(false);
         await using var rendezvous = await RendezvousServer.StartAsync(network,
             new RendezvousServerOptions { Listen = Loopback }, cancellationToken: cancellationToken).ConfigureAwait(false);
         await using var turn = await TurnServer.StartAsync(network, new TurnServerOptions
@@ -240,12 +240,13 @@ public static class PeerBenchmark
         deadline.CancelAfter(TimeSpan.FromSeconds(30));
         while (true)
         {
-            using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+            IStreamConnection connection;
             try
             {
-                await socket.ConnectAsync(endPoint, deadline.Token).ConfigureAwait(false);
+                connection = await SystemNetwork.Instance.ConnectTcpAsync(endPoint, null, deadline.Token)
+                    .ConfigureAwait(false);
             }
-            catch (SocketException e) when (e.SocketErrorCode == SocketError.ConnectionRefused)
+            catch (NetworkException e) when (e.Error == SocketError.ConnectionRefused)
             {
                 if (process is { HasExited: true })
                 {
@@ -257,7 +258,12 @@ public static class PeerBenchmark
             }
 
             var one = new byte[1];
-            var n = await socket.ReceiveAsync(one, deadline.Token).ConfigureAwait(false);
+            int n;
+            await using (connection.ConfigureAwait(false))
+            {
+                n = await connection.Stream.ReadAsync(one, deadline.Token).ConfigureAwait(false);
+            }
+
             if (n == 1 || bytes == 0)
             {
                 return;
@@ -276,16 +282,17 @@ public static class PeerBenchmark
     /// <summary>Reads the whole blob through <paramref name="endPoint"/>: MB/s from the connect to the last byte.</summary>
     private static async Task<double> TransferAsync(IPEndPoint endPoint, long bytes, CancellationToken cancellationToken)
     {
-        using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
         var buffer = ArrayPool<byte>.Shared.Rent(256 * 1024);
         try
         {
             var started = TimeProvider.System.GetTimestamp();
-            await socket.ConnectAsync(endPoint, cancellationToken).ConfigureAwait(false);
+            var connection = await SystemNetwork.Instance.ConnectTcpAsync(endPoint, null, cancellationToken)
+                .ConfigureAwait(false);
+            await using var _ = connection.ConfigureAwait(false);
             long received = 0;
             while (true)
             {
-                var n = await socket.ReceiveAsync(buffer, cancellationToken).ConfigureAwait(false);
+                var n = await connection.Stream.ReadAsync(buffer, cancellationToken).ConfigureAwait(false);
                 if (n == 0)
                 {
                     break;
@@ -312,27 +319,26 @@ public static class PeerBenchmark
     /// megabyte over and over), half-closes, and closes once the client has.</summary>
     private sealed class BlobService : IAsyncDisposable
     {
-        private readonly Socket _listener;
+        private readonly IStreamListener _listener;
         private readonly byte[] _chunk = new byte[1 << 20];
         private readonly long _bytes;
         private readonly CancellationTokenSource _stop = new();
         private readonly Task _accepting;
         private readonly List<Task> _clients = [];
 
-        private BlobService(long bytes)
+        private BlobService(long bytes, IStreamListener listener)
         {
             _bytes = bytes;
             new Random(1315).NextBytes(_chunk);
-            _listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-            _listener.Bind(Loopback);
-            _listener.Listen(128);
-            EndPoint = (IPEndPoint)_listener.LocalEndPoint!;
+            _listener = listener;
+            EndPoint = listener.LocalEndPoint;
             _accepting = AcceptAsync();
         }
 
         public IPEndPoint EndPoint { get; }
 
-        public static BlobService Start(long bytes) => new(bytes);
+        public static async Task<BlobService> StartAsync(long bytes) =>
+            new(bytes, await SystemNetwork.Instance.ListenTcpAsync(Loopback, 128).ConfigureAwait(false));
 
         private async Task AcceptAsync()
         {
@@ -348,31 +354,31 @@ public static class PeerBenchmark
                     }
                 }
             }
-            catch (Exception e) when (e is OperationCanceledException or SocketException or ObjectDisposedException)
+            catch (Exception e) when (e is OperationCanceledException or NetworkException or ObjectDisposedException)
             {
             }
         }
 
-        private async Task ServeAsync(Socket client)
+        private async Task ServeAsync(IStreamConnection client)
         {
-            using var _ = client;
+            await using var _ = client.ConfigureAwait(false);
             try
             {
                 var left = _bytes;
                 while (left > 0)
                 {
                     var n = (int)Math.Min(left, _chunk.Length);
-                    await client.SendAsync(_chunk.AsMemory(0, n), _stop.Token).ConfigureAwait(false);
+                    await client.Stream.WriteAsync(_chunk.AsMemory(0, n), _stop.Token).ConfigureAwait(false);
                     left -= n;
                 }
 
-                client.Shutdown(SocketShutdown.Send);
+                client.ShutdownSend();
                 var sink = new byte[256];
-                while (await client.ReceiveAsync(sink, _stop.Token).ConfigureAwait(false) > 0)
+                while (await client.Stream.ReadAsync(sink, _stop.Token).ConfigureAwait(false) > 0)
                 {
                 }
             }
-            catch (Exception e) when (e is OperationCanceledException or SocketException or ObjectDisposedException)
+            catch (Exception e) when (e is OperationCanceledException or IOException or ObjectDisposedException)
             {
                 // a first-byte probe closes early
             }
@@ -381,7 +387,7 @@ public static class PeerBenchmark
         public async ValueTask DisposeAsync()
         {
             await _stop.CancelAsync().ConfigureAwait(false);
-            _listener.Dispose();
+            await _listener.DisposeAsync().ConfigureAwait(false);
             await _accepting.ConfigureAwait(false);
             Task[] clients;
             lock (_clients)
