@@ -74,6 +74,7 @@ public sealed partial class TraversalNode
         private int[] _birthdayPorts = [];
         private long _probeStarted;
         private int _probesDone;
+        private bool _hardPrimed;
         private int _disposed;
 
         public Attempt(TraversalNode node, NodeId peer, bool initiator, ConnectPlan plan, IceTransport transport,
@@ -387,63 +388,100 @@ public sealed partial class TraversalNode
         private bool BehindNat => _node.PublicEndPoint is { } pub &&
                                   !HostEndPoints(_node.LocalEndPoint).Exists(h => h.Address.Equals(pub.Address));
 
-        /// <summary>Before the checks, behind an endpoint-independent NAT: a datagram from the shared socket to each
-        /// of the peer's reflexive and predicted candidates, and to every port a birthday probe will aim at, that
-        /// opens this node's NAT toward it and dies before the peer's NAT. It is one Binding indication (a keepalive
-        /// the peer ignores should it arrive), built once: a thousand birthday ports must be primed well inside the
-        /// lead, also by a process that has just started. True when any was sent (the checks then wait
+        /// <summary>Before the checks, datagrams that open this node's NAT toward the peer and die before the peer's
+        /// NAT (one Binding indication, a keepalive the peer ignores should it arrive, built once). Behind an
+        /// endpoint-independent NAT: from the shared socket to each of the peer's reflexive and predicted candidates,
+        /// and to every port a birthday probe will aim at. On the hard side of birthday probing: from each of its
+        /// sockets to the easy side's endpoint, so that every mapping the probes must meet exists before the first
+        /// probe can reach this NAT. True when any was sent (the checks then wait
         /// <see cref="TraversalOptions.PrimeLead"/> longer).</summary>
         private async Task<bool> PrimeAsync(TraversalSession remote)
         {
-            // Behind a NAT that maps per destination the shared socket's datagram would take a fresh port the peer
-            // never learns (and, sequential, the one a prediction aims at): only a stable mapping is worth opening.
             var hops = PunchHopLimit;
-            if (hops == 0 || !_node.Profile.IsStable || _node._options.RelayOnly)
+            if (hops == 0 || _node._options.RelayOnly)
             {
                 return false;
             }
 
-            var targets = new List<IPEndPoint>();
-            foreach (var c in remote.Candidates)
-            {
-                // A peer behind this node's own NAT is reached by hairpin, not across the internet: no prime.
-                if (c.Type == IceCandidateType.ServerReflexive && !c.EndPoint.Address.Equals(_node.PublicEndPoint?.Address))
-                {
-                    targets.Add(c.EndPoint);
-                }
-            }
-
-            if (remote.Predicted is { } p)
-            {
-                targets.Add(p);
-            }
-
-            // The easy side of birthday probing opens every port it will probe at once: a hard-side punch that
-            // hits one then finds its way in, where it would otherwise leave the entry that moves this side's
-            // mapping for exactly that port.
-            if (_target is { } hard)
-            {
-                foreach (var port in _birthdayPorts)
-                {
-                    targets.Add(new IPEndPoint(hard.Address, port));
-                }
-            }
-
+            var began = Time.GetTimestamp();
             var prime = IceMessages.Indication(StunTransactionId.NewRandom());
-            var sent = false;
-            foreach (var target in targets)
+            var sent = 0;
+            if (Plan.Role == HardNatRole.BirthdayHard && _target is { } easy)
             {
-                try
+                // A Linux NAT (conntrack) picks a new mapping's random port among the ports no entry uses, and an
+                // easy-side probe that arrived first left an entry for the port it aimed at: a mapping made after a
+                // probe avoids exactly the ports probed so far, and the probes that remain have fewer to meet (one
+                // run in ten missed). Made before any probe, every mapping is among the ports the probes draw from.
+                foreach (var socket in _hard)
                 {
-                    sent |= await _node._send.SendToAsync(prime, target, hops) > 0;
+                    if (socket is IHopLimitDatagramSocket limited && await SendPrimeAsync(limited, prime, easy, hops))
+                    {
+                        sent++;
+                    }
                 }
-                catch (NetworkException)
+
+                _hardPrimed = _hard.Count > 0 && sent == _hard.Count;
+            }
+
+            // Behind a NAT that maps per destination the shared socket's datagram would take a fresh port the peer
+            // never learns (and, sequential, the one a prediction aims at): only a stable mapping is worth opening.
+            if (_node.Profile.IsStable)
+            {
+                var targets = new List<IPEndPoint>();
+                foreach (var c in remote.Candidates)
                 {
-                    // one destination the system refuses does not stop the others
+                    // A peer behind this node's own NAT is reached by hairpin, not across the internet: no prime.
+                    if (c.Type == IceCandidateType.ServerReflexive && !c.EndPoint.Address.Equals(_node.PublicEndPoint?.Address))
+                    {
+                        targets.Add(c.EndPoint);
+                    }
+                }
+
+                if (remote.Predicted is { } p)
+                {
+                    targets.Add(p);
+                }
+
+                // The easy side of birthday probing opens every port it will probe at once: a hard-side punch that
+                // hits one then finds its way in, where it would otherwise leave the entry that moves this side's
+                // mapping for exactly that port.
+                if (Plan.Role == HardNatRole.BirthdayEasy && _target is { } hard)
+                {
+                    foreach (var port in _birthdayPorts)
+                    {
+                        targets.Add(new IPEndPoint(hard.Address, port));
+                    }
+                }
+
+                foreach (var target in targets)
+                {
+                    if (await SendPrimeAsync(_node._send, prime, target, hops))
+                    {
+                        sent++;
+                    }
                 }
             }
 
-            return sent;
+            if (sent > 0)
+            {
+                LogPrimed(_node._logger, Peer, sent, Time.GetElapsedTime(began).TotalMilliseconds);
+            }
+
+            return sent > 0;
+        }
+
+        private static async Task<bool> SendPrimeAsync(IHopLimitDatagramSocket socket, ReadOnlyMemory<byte> prime,
+            IPEndPoint target, byte hops)
+        {
+            try
+            {
+                return await socket.SendToAsync(prime, target, hops) > 0;
+            }
+            catch (NetworkException)
+            {
+                // one destination the system refuses does not stop the others
+                return false;
+            }
         }
 
         private bool RemoteHasPortMapping()
@@ -486,8 +524,15 @@ public sealed partial class TraversalNode
                         finished = _probesDone >= PredictionProbes;
                         break;
                     case HardNatRole.BirthdayHard:
-                        var total = _hardIndex.Count * BirthdayHardRounds;
-                        var upTo = Math.Min(total, allowed);
+                        // Primed mappings need no punch: the easy side's probes meet them, and the answer leaves
+                        // through the probed port. A punch that reached the easy side's Linux NAT before its prime
+                        // toward that port left an entry that moves the prime (and every probe after it) to another
+                        // port, losing exactly the hit it carried; so when primed, the punches wait until the probes
+                        // are done and only stand in for lost ones.
+                        var punchFrom = _hardPrimed ? Plan.ProbeDuration : TimeSpan.Zero;
+                        var total = elapsed < punchFrom ? 0 : _hardIndex.Count * BirthdayHardRounds;
+                        var upTo = Math.Min(total,
+                            (int)Math.Min(int.MaxValue, (elapsed - punchFrom).TotalSeconds * Plan.ProbesPerSecond) + 1);
                         if (upTo > _probesDone)
                         {
                             var from = _probesDone;
@@ -503,7 +548,7 @@ public sealed partial class TraversalNode
                             });
                         }
 
-                        finished = _probesDone >= total;
+                        finished = total > 0 && _probesDone >= total;
                         break;
                     case HardNatRole.BirthdayEasy:
                         var limit = Math.Min(_birthdayPorts.Length, allowed);

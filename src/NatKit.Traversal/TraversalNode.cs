@@ -483,6 +483,9 @@ public sealed partial class TraversalNode : IAsyncDisposable
     [LoggerMessage(Level = LogLevel.Debug, Message = "{Peer}: {Role} plan {Plan}")]
     private static partial void LogPlan(ILogger logger, NodeId peer, string role, ConnectPlan plan);
 
+    [LoggerMessage(Level = LogLevel.Debug, Message = "{Peer}: primed {Count} endpoints in {Milliseconds:0.#} ms")]
+    private static partial void LogPrimed(ILogger logger, NodeId peer, int count, double milliseconds);
+
     [LoggerMessage(Level = LogLevel.Information, Message = "{Peer}: signaling again after {Error}")]
     private static partial void LogSignalingRetry(ILogger logger, NodeId peer, string error);
 

@@ -115,6 +115,12 @@ public sealed partial class PeerCommandTests : IDisposable
             $"--control {F("none.sock")}: no control socket at {F("none.sock")} (is `natkit peer run` running?).");
         Natkit.AssertRefused(await Natkit.RunAsync("peer", "status", "--name", "nk-test-no-such-node"),
             "--name nk-test-no-such-node: no control socket at ");
+        Natkit.AssertRefused(await Natkit.RunAsync("peer", "status", "--control", F("none.sock"), "--interval", "2"),
+            "--interval 2: only with --watch.");
+        Natkit.AssertRefused(await Natkit.RunAsync("peer", "status", "--control", F("none.sock"), "--watch", "--interval", "0"),
+            "--interval 0: must be 0.1 to 3600 seconds.");
+        Natkit.AssertRefused(await Natkit.RunAsync("peer", "status", "--control", F("none.sock"), "--watch"),
+            $"--control {F("none.sock")}: no control socket at {F("none.sock")} (is `natkit peer run` running?).");
     }
 
     /// <summary>A rendezvous and two nodes as processes on loopback: alice forwards a port to the service bob
@@ -159,12 +165,27 @@ public sealed partial class PeerCommandTests : IDisposable
         Assert.Contains($"control {F("alice.sock")}", nodeA.Output, StringComparison.Ordinal);
         var forward = Natkit.PortAfter(nodeA.Output, "forward 127.0.0.1:");
 
+        // --watch --json: a whole status array per line, asked again every --interval: the first shows no pipe, a
+        // later one the pipe the client below opens; Ctrl+C ends it with exit 0
+        await using var watching = await Natkit.StartAsync("\"record\":\"node\"", "peer", "status", "--control", F("alice.sock"), "--json", "--watch", "--interval", "0.2");
+        Assert.DoesNotContain("\"record\":\"pipe\"", watching.Output, StringComparison.Ordinal);
+
         using var client = new TcpClient();
         await client.ConnectAsync(IPAddress.Loopback, forward);
         var stream = client.GetStream();
         var got = new byte[payload.Length];
         await stream.ReadExactlyAsync(got);
         Assert.Equal(payload, got);
+
+        await watching.WaitForOutputAsync("\"record\":\"pipe\"", Natkit.Deadline);
+        Assert.Equal(0, await Natkit.StopAsync(watching, Natkit.SigInt));
+        var lines = watching.Output.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.True(lines.Length >= 2, watching.Output);
+        foreach (var line in lines)
+        {
+            using var snapshot = JsonDocument.Parse(line);
+            Assert.Equal(alice, snapshot.RootElement.EnumerateArray().Single(r => r.GetProperty("record").GetString() == "node").GetProperty("id").GetString());
+        }
 
         var (code, output, errors) = await Natkit.RunAsync("peer", "status", "--control", F("alice.sock"), "--json");
         Assert.True(code == 0, output + errors);

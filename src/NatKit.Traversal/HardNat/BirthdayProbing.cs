@@ -2,17 +2,18 @@ namespace NatKit.Traversal.HardNat;
 
 /// <summary>
 /// What the hard-NAT methods may spend: probes per second and in total (the easy side's random probes, or the
-/// predicted ports tried), and how many sockets the hard side opens for birthday probing. Tailscale's numbers are
-/// the defaults: 256 sockets and 1,024 probes give about 98% over a 64,512-port range and 99.97% over the
-/// 32,768-port range most random allocators use.
+/// predicted ports tried), and how many sockets the hard side opens for birthday probing. The defaults, 256 sockets
+/// and 2,048 probes, meet with probability 99.97% over the 64,512 ports (1024-65535) Linux's <c>masquerade
+/// random</c> and NatKit's symmetric preset draw from, and 99.99999% over 32768-65535 (Tailscale's 1,024 probes give
+/// 98.3% over 1024-65535: one connection in 60 would fall back to the relay). At 500 a second they take 4.1 s.
 /// </summary>
 public sealed record ProbeBudget
 {
     /// <summary>Probes sent per second at most (each is one small datagram).</summary>
-    public int PerSecond { get; init; } = 250;
+    public int PerSecond { get; init; } = 500;
 
     /// <summary>Probes in all, per connection attempt.</summary>
-    public int Total { get; init; } = 1024;
+    public int Total { get; init; } = 2048;
 
     /// <summary>Sockets the hard (random-port) side opens, each creating one mapping toward the easy side.</summary>
     public int HardSideSockets { get; init; } = 256;

@@ -47,6 +47,10 @@ public sealed record ConnectPlan(HardNatRole Role, int Sockets, int Probes, int 
     /// <summary>How long the budget's birthday probing takes at its rate, the window a relay must not pre-empt.</summary>
     public TimeSpan BirthdayWindow { get; init; }
 
+    /// <summary>How long the easy side's probes take at the budget's rate (<see cref="BirthdayWindow"/> less its
+    /// second of slack).</summary>
+    public TimeSpan ProbeDuration { get; init; }
+
     /// <summary>How long prediction gets before the relay may be nominated (its probes repeat every 100 ms).</summary>
     public static readonly TimeSpan PredictionWindow = TimeSpan.FromSeconds(3);
 
@@ -56,13 +60,15 @@ public sealed record ConnectPlan(HardNatRole Role, int Sockets, int Probes, int 
         ArgumentNullException.ThrowIfNull(local);
         ArgumentNullException.ThrowIfNull(remote);
         ArgumentNullException.ThrowIfNull(budget);
-        var window = TimeSpan.FromSeconds((double)budget.Total / budget.PerSecond) + TimeSpan.FromSeconds(1);
+        var probing = TimeSpan.FromSeconds((double)budget.Total / budget.PerSecond);
+        var window = probing + TimeSpan.FromSeconds(1);
         var peer = OneSide(remote, local, budget);
         return OneSide(local, remote, budget) with
         {
             PeerRole = peer.Role,
             PeerSockets = peer.Sockets,
             BirthdayWindow = window,
+            ProbeDuration = probing,
         };
     }
 

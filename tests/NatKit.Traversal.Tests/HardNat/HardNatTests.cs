@@ -217,6 +217,22 @@ public class BirthdayProbingTests
         Assert.Equal(0.1, BirthdayProbing.SuccessProbability(10, 100, 1), 9);
     }
 
+    /// <summary>Linux's <c>masquerade random</c> (and the symmetric preset) draws from 1024-65535: the default budget
+    /// must meet it at least 999 times in 1000, within the window the relay waits for.</summary>
+    [Fact]
+    public void DefaultBudget_MeetsARandomNatOverTheWholePortRange_999TimesIn1000()
+    {
+        var budget = new ProbeBudget();
+        Assert.True(BirthdayProbing.SuccessProbability(budget.HardSideSockets, 65535 - 1024 + 1, budget.Total) >= 0.999);
+        var plan = ConnectPlan.For(
+            new NatProfile(NatMapping.EndpointIndependent, PortAllocation.Fixed, null, 0, 0),
+            new NatProfile(NatMapping.AddressAndPortDependent, PortAllocation.Random, null, 0, 0),
+            budget);
+        Assert.Equal(HardNatRole.BirthdayEasy, plan.Role);
+        Assert.Equal(TimeSpan.FromSeconds((double)budget.Total / budget.PerSecond), plan.ProbeDuration);
+        Assert.Equal(plan.ProbeDuration + TimeSpan.FromSeconds(1), plan.BirthdayWindow);
+    }
+
     [Fact]
     public void SuccessProbability_AgreesWithSimulation()
     {
@@ -261,6 +277,6 @@ public class BirthdayProbingTests
             StringComparison.Ordinal);
         Assert.Contains("HardSideSockets", Assert.Throws<ArgumentException>(() => new ProbeBudget { HardSideSockets = 5000 }.Validated()).Message,
             StringComparison.Ordinal);
-        Assert.Equal(1024, new ProbeBudget().Validated().Total);
+        Assert.Equal(2048, new ProbeBudget().Validated().Total);
     }
 }
