@@ -27,6 +27,12 @@ public sealed record ChildProcessOptions
     /// once, so a program that reads it sees end of file instead of waiting.</summary>
     public bool KeepStandardInput { get; init; }
 
+    /// <summary>Give the program this process's own standard input, output and error (an interactive command the
+    /// user runs through NatKit, such as `natkit lab netns exec`): nothing is collected, so <see
+    /// cref="ChildProcess.Output"/> and <see cref="ChildProcess.Errors"/> stay empty and
+    /// <see cref="ChildProcess.WaitForOutputAsync"/> never matches.</summary>
+    public bool UseThisTerminal { get; init; }
+
     /// <summary>Also stop the program (its whole tree) when this process gets SIGINT or SIGTERM or exits, before
     /// its own clean-up can run: for long-running peers of a command a user may interrupt.</summary>
     public bool StopWithThisProcess { get; init; }
@@ -141,9 +147,9 @@ public sealed partial class ChildProcess : IAsyncDisposable
         var info = new ProcessStartInfo(Which(program) ?? program)
         {
             UseShellExecute = false,
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            RedirectStandardInput = true,
+            RedirectStandardOutput = !options.UseThisTerminal,
+            RedirectStandardError = !options.UseThisTerminal,
+            RedirectStandardInput = !options.UseThisTerminal,
         };
         foreach (var a in arguments)
         {
@@ -191,11 +197,19 @@ public sealed partial class ChildProcess : IAsyncDisposable
             throw new IOException($"cannot start {name}: {e.Message}", e);
         }
 
-        process.BeginOutputReadLine();
-        process.BeginErrorReadLine();
-        if (!options.KeepStandardInput)
+        if (options.UseThisTerminal)
         {
-            process.StandardInput.Close();
+            child._outputClosed.TrySetResult();
+            child._errorsClosed.TrySetResult();
+        }
+        else
+        {
+            process.BeginOutputReadLine();
+            process.BeginErrorReadLine();
+            if (!options.KeepStandardInput)
+            {
+                process.StandardInput.Close();
+            }
         }
 
         if (options.StopWithThisProcess)

@@ -23,6 +23,18 @@ public sealed class ChildProcessTests
     }
 
     [Fact]
+    public async Task UseThisTerminal_CollectsNothing_AndWaitForExitGivesTheExitCode()
+    {
+        // The program writes to this process's own output (the test runner's), not into Output/Errors.
+        await using var p = ChildProcess.Start("sh", ["-c", "echo to-the-terminal; exit 7"],
+            new ChildProcessOptions { UseThisTerminal = true });
+        using var cts = new CancellationTokenSource(Long);
+        Assert.Equal(7, await p.WaitForExitAsync(cts.Token));
+        Assert.Equal("", p.Output);
+        Assert.Equal("", p.Errors);
+    }
+
+    [Fact]
     public async Task WaitForOutput_ProgramEndsWithoutTheLine_ThrowsWithItsOutputAndExitCode()
     {
         await using var p = ChildProcess.Start("sh", ["-c", "echo 'bad config' >&2; exit 3"]);

@@ -1,5 +1,5 @@
 using System.CommandLine;
-using System.Diagnostics;
+using NatKit.Net;
 using NatKit.Linux;
 
 namespace NatKit.Cli.Commands;
@@ -16,17 +16,23 @@ internal sealed partial class LabNetnsCommands
         exec.SetAction(async (parse, ct) =>
         {
             var ns = await ResolveAsync(parse.GetValue(host)!, parse.GetValue(tag), ct).ConfigureAwait(false);
-            var info = new ProcessStartInfo("ip") { UseShellExecute = false };
-            foreach (var a in (string[])["netns", "exec", ns, .. parse.GetValue(command)!])
-            {
-                info.ArgumentList.Add(a);
-            }
-
-            using var process = Process.Start(info) ?? throw new CliException("cannot start ip netns exec");
-            await process.WaitForExitAsync(ct).ConfigureAwait(false);
-            return process.ExitCode;
+            // The user's terminal goes straight through; Ctrl+C reaches the command, which ends, and so does this.
+            await using var process = StartExec(["netns", "exec", ns, .. parse.GetValue(command)!]);
+            return await process.WaitForExitAsync(ct).ConfigureAwait(false);
         });
         return exec;
+    }
+
+    private static ChildProcess StartExec(string[] arguments)
+    {
+        try
+        {
+            return ChildProcess.Start("ip", arguments, new ChildProcessOptions { UseThisTerminal = true, Name = "ip netns exec" });
+        }
+        catch (IOException e)
+        {
+            throw new CliException(e.Message);
+        }
     }
 
     private static Command List()
