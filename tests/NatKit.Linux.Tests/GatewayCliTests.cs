@@ -117,7 +117,7 @@ public sealed class GatewayCliTests
             else
             {
                 Assert.Equal(2, code);
-                Assert.Contains("has no sch_netem: load it (modprobe sch_netem) or leave the impairments out (--no-impairments).",
+                Assert.Contains("has no sch_netem: load it (modprobe sch_netem) or leave the impairments out (natkit lab netns up --no-impairments).",
                     Flat(output + errors), StringComparison.Ordinal);
                 Assert.DoesNotContain(await NetworkNamespace.ListAsync(), n => n.StartsWith($"nk-{tag}-", StringComparison.Ordinal));
             }

@@ -145,10 +145,19 @@ public sealed class MinDataRateTests
     public async Task TrickledBody_OnceTheResponseHasBegun_ClosesTheConnection_OnTheRealClock()
     {
         await using var origin = await Origin.StartAsync(); // /echo answers while the body is still coming
+        // The response must have begun before the grace ends, or the proxy rightly answers 408 instead: a cold
+        // origin (Kestrel's first request, JIT, on a loaded machine) once stayed silent past a 1 s grace. So the echo
+        // path is warmed first, straight to the origin, and the grace is 2 s.
+        using (var warm = new HttpClient())
+        {
+            using var echoed = await warm.PostAsync($"http://127.0.0.1:{origin.Port}/echo", new ByteArrayContent("warm"u8.ToArray()));
+            Assert.Equal("warm", await echoed.Content.ReadAsStringAsync());
+        }
+
         await using var proxy = await ProxyServer.StartAsync(ProxyServerTests.TestOptions() with
         {
             MinRequestBodyDataRate = 100,
-            MinRequestBodyDataRateGracePeriod = TimeSpan.FromSeconds(1),
+            MinRequestBodyDataRateGracePeriod = TimeSpan.FromSeconds(2),
         }, SystemNetwork.Instance);
         await using var c = await RawClient.ConnectAsync(proxy.HttpEndPoint);
         await c.SendAsync($"POST http://127.0.0.1:{origin.Port}/echo HTTP/1.1\r\nHost: a\r\nContent-Length: 1000\r\n\r\nxx");

@@ -102,7 +102,7 @@ internal sealed class RendezvousCommands : IVerbGroup
             AnsiConsole.Write(table);
             AnsiConsole.MarkupLine("Ctrl+C stops");
             await CliServing.UntilStoppedAsync(Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance, reload: null, ct);
-            var atStop = server.ConnectionAttempts;
+            var atStop = server.BeginDrain(); // refusing before it says so: a client that reads the line gets 508
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"draining: {atStop} connection attempt(s) may finish within {drain.TotalSeconds:0.###} s; new ones are refused (508)"));
             var left = await server.DrainAsync(drain);

@@ -112,9 +112,10 @@ internal sealed partial class TunnelCommands : IVerbGroup
             Console.WriteLine($"natkit tunnel: serving {string.Join(", ", host.Urls)}; pool {options.Pool} (gateway {host.Server.Gateway}); NAT onto {host.Outside.Name} as {string.Join(",", options.ExternalAddresses)}; control {control}");
             await CliServing.UntilStoppedAsync(Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance, reload: null, ct);
             var atStop = host.Server.Stats.Connected;
+            var draining = host.Server.DrainAsync(drain); // refuses new sessions from its first step: before it says so
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"natkit tunnel: draining: {atStop} session(s) may run up to {drain.TotalSeconds:0.###} s; new sessions are refused"));
-            var left = await host.Server.DrainAsync(drain);
+            var left = await draining;
             await host.StopAsync(TimeSpan.FromSeconds(1)); // a goodbye to each session left, then the endpoint
             var s = host.Server.Stats;
             Console.WriteLine($"natkit tunnel: stopped; {left} session(s) cut, {Math.Max(0, atStop - left)} ended by their clients while draining; " +

@@ -205,6 +205,8 @@ public sealed class PeerNetworkLoopbackTests
         using var cts = Deadline();
         using var flood = CancellationTokenSource.CreateLinkedTokenSource(cts.Token);
         var target = peers.B.LocalEndPoint!;
+        long flooded = 0; // datagrams sent so far, read while the flood runs
+        var underWay = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var flooding = Task.Run(async () =>
         {
             using var udp = new UdpClient(new IPEndPoint(IPAddress.Loopback, 0));
@@ -243,11 +245,19 @@ public sealed class PeerNetworkLoopbackTests
 
                 await udp.SendAsync(datagram.AsMemory(0, length), target);
                 sent++;
+                Interlocked.Exchange(ref flooded, sent);
+                if (sent == 1000)
+                {
+                    underWay.TrySetResult();
+                }
             }
 
             return sent;
         });
 
+        // The pipe's transfer starts only once the flood is under way (a fast pipe could otherwise be done before
+        // the flood had sent much), and the flood goes on through all of it.
+        await underWay.Task.WaitAsync(cts.Token);
         var sent = RandomNumberGenerator.GetBytes(4_000_000);
         var back = new MemoryStream();
         try
@@ -262,6 +272,7 @@ public sealed class PeerNetworkLoopbackTests
             });
             await stream.CopyToAsync(back, cts.Token);
             await write;
+            Assert.False(flooding.IsCompleted, "the flood went on through the whole transfer");
         }
         finally
         {
@@ -269,6 +280,7 @@ public sealed class PeerNetworkLoopbackTests
         }
 
         Assert.True(await flooding > 1000, "the flood was sent");
+        Assert.True(Interlocked.Read(ref flooded) >= 1000);
         Assert.Equal(sent, back.ToArray());
     }
 
