@@ -87,7 +87,7 @@ internal sealed class GatewayCommands : IVerbGroup
                 TunLink.Parse(parse.GetValue(outside)!), config, offloads, tuning.Read(parse), ct).ConfigureAwait(false);
             // NAT-PMP/PCP on the inside when the policy offers them, announced to the LAN at start-up
             using var announcer = await GatewayPortMapping.ServeAsync(gw).ConfigureAwait(false);
-            await using var upnp = await UpnpGatewayService.ServeAsync(gw).ConfigureAwait(false); // UPnP IGD likewise
+            await using var upnp = await GatewayUpnp.ServeAsync(gw, w => Console.Error.WriteLine("natkit gateway: " + w)).ConfigureAwait(false); // UPnP IGD likewise
             await using var control = GatewayControl.Listen(gw, GatewayControl.PathFor(parse.GetValue(name)!));
             var (insideOffloads, outsideOffloads) = gw.Offloads;
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,

@@ -2,18 +2,18 @@ using System.Net.NetworkInformation;
 using NatKit.Linux;
 using NatKit.PortMapping.Upnp;
 
-namespace NatKit.Cli.Commands;
+namespace NatKit.Scenarios;
 
 /// <summary>UPnP IGD on <c>natkit gateway</c>'s inside, when its policy offers it (<c>ServeUpnp</c>): the gateway's own
 /// host on its inside address (<see cref="GatewayInsideStack"/>, a TUN in the gateway's namespace) runs the
 /// <see cref="UpnpServer"/>, whose actions reach the engine on the data-plane thread.</summary>
-internal static class UpnpGatewayService
+public static class GatewayUpnp
 {
     /// <summary>Starts the IGD; null when the policy does not offer UPnP, or when the gateway's network namespace has
     /// interfaces besides its loopback (the IGD's TUN would give that machine an interface and a route to the inside
     /// prefix it did not ask for: run the gateway in a namespace of its own, as `natkit lab netns` does). Dispose it
-    /// before the gateway.</summary>
-    internal static async Task<IAsyncDisposable?> ServeAsync(Gateway gateway)
+    /// before the gateway. <paramref name="warn"/> hears the one sentence that says why UPnP is not served.</summary>
+    public static async Task<IAsyncDisposable?> ServeAsync(Gateway gateway, Action<string>? warn = null)
     {
         if (!gateway.Engine.Policy.ServeUpnp)
         {
@@ -22,8 +22,8 @@ internal static class UpnpGatewayService
 
         if (!OwnNamespace())
         {
-            await Console.Error.WriteLineAsync("natkit gateway: UPnP not served: its network namespace has interfaces " +
-                                               "besides loopback (run the gateway in a namespace of its own)").ConfigureAwait(false);
+            warn?.Invoke("UPnP not served: its network namespace has interfaces besides loopback (run the gateway " +
+                         "in a namespace of its own)");
             return null;
         }
 
