@@ -36,7 +36,7 @@ public sealed class PrometheusEndpoint : IAsyncDisposable
         _listener.SetMeasurementEventCallback<int>((i, v, tags, _) => Record(i, v, tags));
         _listener.SetMeasurementEventCallback<double>((i, v, tags, _) => Record(i, v, tags));
         _listener.Start();
-        _loop = AcceptLoopAsync();
+        _loop = StreamAcceptLoop.RunAsync(http, AnswerAsync, stop: _stop.Token); // the servers' one accept loop
     }
 
     public IPEndPoint EndPoint => _http.LocalEndPoint;
@@ -139,62 +139,38 @@ public sealed class PrometheusEndpoint : IAsyncDisposable
     private static string Escape(string text) =>
         text.Replace("\\", "\\\\", StringComparison.Ordinal).Replace("\n", "\\n", StringComparison.Ordinal);
 
-    private async Task AcceptLoopAsync()
-    {
-        while (!_stop.IsCancellationRequested)
-        {
-            IStreamConnection connection;
-            try
-            {
-                connection = await _http.AcceptAsync(_stop.Token);
-            }
-            catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException or NetworkException)
-            {
-                return;
-            }
-
-            _ = AnswerAsync(connection);
-        }
-    }
-
-    /// <summary>One request per connection: GET /metrics gets the text, anything else 404.</summary>
+    /// <summary>One request per connection: GET /metrics gets the text, anything else 404. A scraper that goes
+    /// away ends it with a connection error, which the accept loop takes quietly.</summary>
     private async Task AnswerAsync(IStreamConnection connection)
     {
         await using (connection)
         {
-            try
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token);
+            timeout.CancelAfter(TimeSpan.FromSeconds(10));
+            var head = new StringBuilder();
+            var buffer = new byte[4096];
+            while (!head.ToString().Contains("\r\n\r\n", StringComparison.Ordinal) && head.Length < 16384)
             {
-                using var timeout = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token);
-                timeout.CancelAfter(TimeSpan.FromSeconds(10));
-                var head = new StringBuilder();
-                var buffer = new byte[4096];
-                while (!head.ToString().Contains("\r\n\r\n", StringComparison.Ordinal) && head.Length < 16384)
+                var n = await connection.Stream.ReadAsync(buffer, timeout.Token);
+                if (n == 0)
                 {
-                    var n = await connection.Stream.ReadAsync(buffer, timeout.Token);
-                    if (n == 0)
-                    {
-                        return;
-                    }
-
-                    head.Append(Encoding.ASCII.GetString(buffer, 0, n));
+                    return;
                 }
 
-                var requestLine = head.ToString().Split("\r\n")[0].Split(' ');
-                var ok = requestLine is [("GET" or "HEAD"), var path, _] && (path == "/metrics" || path.StartsWith("/metrics?", StringComparison.Ordinal));
-                var body = Encoding.UTF8.GetBytes(ok ? Render() : "not found: scrape /metrics\n");
-                var status = ok ? "200 OK" : "404 Not Found";
-                var contentType = ok ? "text/plain; version=0.0.4; charset=utf-8" : "text/plain; charset=utf-8";
-                var response = Encoding.ASCII.GetBytes(
-                    $"HTTP/1.1 {status}\r\nContent-Type: {contentType}\r\nContent-Length: {body.Length}\r\nConnection: close\r\n\r\n");
-                await connection.Stream.WriteAsync(response, timeout.Token);
-                if (requestLine[0] != "HEAD")
-                {
-                    await connection.Stream.WriteAsync(body, timeout.Token);
-                }
+                head.Append(Encoding.ASCII.GetString(buffer, 0, n));
             }
-            catch (Exception e) when (e is OperationCanceledException or IOException or NetworkException or ObjectDisposedException)
+
+            var requestLine = head.ToString().Split("\r\n")[0].Split(' ');
+            var ok = requestLine is [("GET" or "HEAD"), var path, _] && (path == "/metrics" || path.StartsWith("/metrics?", StringComparison.Ordinal));
+            var body = Encoding.UTF8.GetBytes(ok ? Render() : "not found: scrape /metrics\n");
+            var status = ok ? "200 OK" : "404 Not Found";
+            var contentType = ok ? "text/plain; version=0.0.4; charset=utf-8" : "text/plain; charset=utf-8";
+            var response = Encoding.ASCII.GetBytes(
+                $"HTTP/1.1 {status}\r\nContent-Type: {contentType}\r\nContent-Length: {body.Length}\r\nConnection: close\r\n\r\n");
+            await connection.Stream.WriteAsync(response, timeout.Token);
+            if (requestLine[0] != "HEAD")
             {
-                // a scraper that went away: nothing to answer
+                await connection.Stream.WriteAsync(body, timeout.Token);
             }
         }
     }
