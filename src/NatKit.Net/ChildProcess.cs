@@ -277,8 +277,10 @@ public sealed partial class ChildProcess : IAsyncDisposable
         try
         {
             var ended = Task.WhenAll(_outputClosed.Task, _errorsClosed.Task); // the process ended and all is read
-            var done = await Task.WhenAny(seen.Task, ended).WaitAsync(cancellationToken).ConfigureAwait(false);
-            if (done == seen.Task)
+            await Task.WhenAny(seen.Task, ended).WaitAsync(cancellationToken).ConfigureAwait(false);
+            // Both may be done: the last line and the end of the output come together, and their continuations run
+            // in either order. What was printed decides, not which wake-up came first.
+            if (seen.Task.IsCompletedSuccessfully)
             {
                 return await seen.Task.ConfigureAwait(false);
             }
@@ -288,6 +290,14 @@ public sealed partial class ChildProcess : IAsyncDisposable
             lock (_output)
             {
                 _waiters.Remove(waiter);
+            }
+        }
+
+        lock (_output)
+        {
+            if ((FindLine(_output, needle) ?? FindLine(_errors, needle)) is { } printed)
+            {
+                return printed;
             }
         }
 

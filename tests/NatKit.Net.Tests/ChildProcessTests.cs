@@ -126,6 +126,19 @@ public sealed class ChildProcessTests
     }
 
     [Fact]
+    public async Task WaitForOutput_TheLastLineBeforeTheExit_IsFoundEveryTime()
+    {
+        // The line and the end of the output arrive together and their wake-ups race; a fresh-clone run once saw
+        // "ended without printing 'got': got ping". Many short programs give the race many chances.
+        using var cts = new CancellationTokenSource(Long);
+        for (var i = 0; i < 60; i++)
+        {
+            await using var p = ChildProcess.Start("sh", ["-c", $"echo ready {i}"]);
+            Assert.Equal($"ready {i}", await p.WaitForOutputAsync("ready", cts.Token));
+        }
+    }
+
+    [Fact]
     public async Task WriteLine_ReachesAProgramReadingStandardInput()
     {
         await using var p = ChildProcess.Start("sh", ["-c", "read x; echo \"got $x\""], new ChildProcessOptions { KeepStandardInput = true });
