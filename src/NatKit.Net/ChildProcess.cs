@@ -277,13 +277,9 @@ public sealed partial class ChildProcess : IAsyncDisposable
         try
         {
             var ended = Task.WhenAll(_outputClosed.Task, _errorsClosed.Task); // the process ended and all is read
+            // Either wake-up may come first when the last line and the end of the output arrive together: what was
+            // printed decides (below), not which wake-up it was.
             await Task.WhenAny(seen.Task, ended).WaitAsync(cancellationToken).ConfigureAwait(false);
-            // Both may be done: the last line and the end of the output come together, and their continuations run
-            // in either order. What was printed decides, not which wake-up came first.
-            if (seen.Task.IsCompletedSuccessfully)
-            {
-                return await seen.Task.ConfigureAwait(false);
-            }
         }
         finally
         {

@@ -1,12 +1,8 @@
 using System.CommandLine;
 using System.Globalization;
 using System.Text.Json;
-using Microsoft.Extensions.Logging;
 using NatKit.Net;
-using NatKit.Traversal;
-using NatKit.Traversal.Identity;
 using NatKit.Traversal.Peer;
-using NatKit.Traversal.Rendezvous;
 using Spectre.Console;
 
 namespace NatKit.Cli.Commands;
