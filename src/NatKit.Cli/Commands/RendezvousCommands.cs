@@ -102,10 +102,11 @@ internal sealed class RendezvousCommands : IVerbGroup
             AnsiConsole.Write(table);
             AnsiConsole.MarkupLine("Ctrl+C stops");
             await CliServing.UntilStoppedAsync(Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance, reload: null, ct);
-            var atStop = server.BeginDrain(); // refusing before it says so: a client that reads the line gets 508
+            var atStop = server.ConnectionAttempts;
+            var draining = server.DrainAsync(drain); // refuses new attempts from its first step: before it says so
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"draining: {atStop} connection attempt(s) may finish within {drain.TotalSeconds:0.###} s; new ones are refused (508)"));
-            var left = await server.DrainAsync(drain);
+            var left = await draining;
             var m = server.Metrics;
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"stopped: {left} attempt(s) cut, {Math.Max(0, atStop - left)} finished while draining; datagrams {m.Datagrams}, " +

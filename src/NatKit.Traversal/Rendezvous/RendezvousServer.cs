@@ -306,27 +306,16 @@ public sealed partial class RendezvousServer : IAsyncDisposable
         }
     }
 
-    /// <summary>From now on new connection attempts are refused (508), before <see cref="DrainAsync"/> waits: a caller
-    /// that says "draining" says it after this. Returns the attempts in progress at this moment.</summary>
-    public int BeginDrain()
-    {
-        lock (_gate)
-        {
-            Handler.Draining = true;
-            return Handler.ConnectionAttempts;
-        }
-    }
-
     /// <summary>Drain: new connection attempts are refused (508, <see cref="RendezvousHandler.Draining"/>) while the
     /// ones in progress run to their Start or their timeout, for at most <paramref name="timeout"/>. Registrations
     /// and lookups are still answered meanwhile. Returns how many attempts (<see cref="ConnectionAttempts"/>) were still in progress then (disposing
     /// the server ends them).</summary>
     public async Task<int> DrainAsync(TimeSpan timeout)
     {
-        BeginDrain();
         var drained = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         lock (_gate)
         {
+            Handler.Draining = true; // before the first await: a caller may say "draining" once this returns a task
             _drained = drained;
             if (Handler.PendingConnections == 0)
             {
