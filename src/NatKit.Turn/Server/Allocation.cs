@@ -122,4 +122,9 @@ internal sealed class Allocation
 /// against its user's quota and the server's total like an allocation, and ends with the allocation that made
 /// it (<see cref="Owner"/>).
 /// </summary>
-internal sealed record Reservation(ulong Token, byte Family, int Port, string Username, Allocation Owner);
+internal sealed record Reservation(ulong Token, byte Family, int Port, string Username, Allocation Owner)
+{
+    /// <summary>What holds the port meanwhile (the edge's socket bound to it), so no other program can take it
+    /// before the claim: handed to the claiming allocation, disposed when the reservation is dropped.</summary>
+    public IDisposable? Hold { get; init; }
+}

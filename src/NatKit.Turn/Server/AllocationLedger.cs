@@ -297,6 +297,7 @@ internal sealed class AllocationLedger
             return;
         }
 
+        r.Hold?.Dispose(); // the port is free for the range again only once nothing holds it
         (r.Family == StunAddress.FamilyIPv6 ? _portsV6 : _portsV4)?.Release(r.Port);
         ReleaseSlotLocked(r.Username);
         if (ReferenceEquals(r.Owner.Reservation, r))

@@ -463,9 +463,10 @@ internal sealed class TurnRequestHandler
     }
 
     /// <summary>The edge has bound the relays (the ports are on the allocation, <paramref name="pairPort"/> kept
-    /// back for EVEN-PORT's R bit or 0; <paramref name="v6Failed"/>: the additional IPv6 relay could not be had):
-    /// the allocation is live from now, and this is the success response to send.</summary>
-    public byte[] CompleteAllocate(PendingAllocation pending, int pairPort, bool v6Failed)
+    /// back for EVEN-PORT's R bit or 0, held by <paramref name="pairHold"/> until claimed; <paramref name="v6Failed"/>:
+    /// the additional IPv6 relay could not be had): the allocation is live from now, and this is the success
+    /// response to send.</summary>
+    public byte[] CompleteAllocate(PendingAllocation pending, int pairPort, bool v6Failed, IDisposable? pairHold = null)
     {
         var request = pending.Request;
         var allocation = pending.Allocation;
@@ -484,8 +485,10 @@ internal sealed class TurnRequestHandler
         if (pairPort != 0)
         {
             newToken = BinaryPrimitives.ReadUInt64BigEndian(RandomNumberGenerator.GetBytes(8));
-            Ledger.Reserve(new Reservation(newToken.Value, request.Family, pairPort, allocation.Username, allocation),
-                _time.GetTimestamp() + Ticks(TurnLimits.ReservationLifetime));
+            Ledger.Reserve(new Reservation(newToken.Value, request.Family, pairPort, allocation.Username, allocation)
+            {
+                Hold = pairHold,
+            }, _time.GetTimestamp() + Ticks(TurnLimits.ReservationLifetime));
         }
 
         request.Response = Respond(request, request.Key, (ref StunMessageWriter w, TurnRequest q) =>

@@ -48,13 +48,15 @@ public sealed partial class TurnServer
     {
         var allocation = pending.Allocation;
         var registered = false;
+        IDatagramSocket? pairHold = null; // ours to close until the reservation holds it
         try
         {
             var pairPort = 0;
             var v6Failed = false;
             if (pending.Claimed is { } reservation)
             {
-                var socket = await BindAsync(reservation.Family, reservation.Port);
+                // The socket that has held the reserved port since the reservation was made (none in handler-only use).
+                var socket = reservation.Hold as IDatagramSocket ?? await BindAsync(reservation.Family, reservation.Port);
                 if (socket is null)
                 {
                     return _handler.AbandonAllocate(pending); // the port goes back with the allocation
@@ -64,7 +66,8 @@ public sealed partial class TurnServer
             }
             else
             {
-                var (socket, port, pair) = await BindRelayAsync(pending.Family, pending.EvenPort, pending.ReservePair);
+                var (socket, port, pair, hold) = await BindRelayAsync(pending.Family, pending.EvenPort, pending.ReservePair);
+                pairHold = hold;
                 if (socket is null)
                 {
                     return _handler.AbandonAllocate(pending);
@@ -74,9 +77,9 @@ public sealed partial class TurnServer
                 pairPort = pair;
                 if (pending.Additional)
                 {
-                    var (v6, v6Port, _) = _handler.Ledger.HasV6
+                    var (v6, v6Port, _, _) = _handler.Ledger.HasV6
                         ? await BindRelayAsync(StunAddress.FamilyIPv6, false, false)
-                        : (null, 0, 0);
+                        : (null, 0, 0, null);
                     if (v6 is null)
                     {
                         v6Failed = true;
@@ -88,7 +91,8 @@ public sealed partial class TurnServer
                 }
             }
 
-            var response = _handler.CompleteAllocate(pending, pairPort, v6Failed);
+            var response = _handler.CompleteAllocate(pending, pairPort, v6Failed, pairHold);
+            pairHold = null; // the reservation's now: closed when it is claimed by no one, or ends with this allocation
             if (link is StreamClientLink s)
             {
                 s.Watchdog.BeginLiveState();
@@ -114,6 +118,7 @@ public sealed partial class TurnServer
         }
         finally
         {
+            pairHold?.Dispose();
             if (!registered)
             {
                 _handler.Release(allocation); // done already when abandoned: it is idempotent
@@ -136,32 +141,49 @@ public sealed partial class TurnServer
         }
     }
 
-    /// <summary>Binds a relay socket on a random free port of the range (an even one for EVEN-PORT, with the next
-    /// kept back when <paramref name="reservePair"/>). Returns the socket, its port and the kept-back port (or 0).</summary>
-    private async ValueTask<(IDatagramSocket? Socket, int Port, int PairPort)> BindRelayAsync(byte family, bool even,
-        bool reservePair)
+    /// <summary>Binds a relay socket on a random free port of the range (an even one for EVEN-PORT). With
+    /// <paramref name="reservePair"/> the next port is bound too and returned as the hold that keeps it back, so no
+    /// other program can take it before the reservation is claimed. Returns the socket, its port, the kept-back
+    /// port (or 0) and its hold.</summary>
+    private async ValueTask<(IDatagramSocket? Socket, int Port, int PairPort, IDatagramSocket? PairHold)> BindRelayAsync(
+        byte family, bool even, bool reservePair)
     {
         for (var attempt = 0; attempt < 64; attempt++)
         {
             if (!_handler.Ledger.TryTakePort(family, even, reservePair, out var port))
             {
-                return (null, 0, 0);
+                return (null, 0, 0, null);
             }
 
             var socket = await BindAsync(family, port);
-            if (socket is not null)
+            if (socket is null)
             {
-                return (socket, port, reservePair ? port + 1 : 0);
+                // Another program holds it: leave it marked (it stays unavailable) and try another.
+                if (reservePair)
+                {
+                    _handler.Ledger.ReleasePort(family, port + 1);
+                }
+
+                continue;
             }
 
-            // Another program holds it: leave it marked (it stays unavailable) and try another.
-            if (reservePair)
+            if (!reservePair)
             {
-                _handler.Ledger.ReleasePort(family, port + 1);
+                return (socket, port, 0, null);
             }
+
+            var hold = await BindAsync(family, port + 1);
+            if (hold is not null)
+            {
+                return (socket, port, port + 1, hold);
+            }
+
+            // The pair's upper port is taken elsewhere: this even port is free again, the other stays marked.
+            await socket.DisposeAsync();
+            _handler.Ledger.ReleasePort(family, port);
         }
 
-        return (null, 0, 0);
+        return (null, 0, 0, null);
     }
 
     /// <summary>Binds the relay address of <paramref name="family"/> at <paramref name="port"/>; null when the

@@ -357,6 +357,51 @@ public class TurnServerTests
         Assert.Equal(508, e.Code); // a token is good once
     }
 
+    /// <summary>True when another program could bind UDP <paramref name="port"/> on the relay address now.</summary>
+    private static bool AnotherProgramCanBind(int port)
+    {
+        using var s = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
+        try
+        {
+            s.Bind(new IPEndPoint(IPAddress.Loopback, port));
+            return true;
+        }
+        catch (SocketException e) when (e.SocketErrorCode == SocketError.AddressAlreadyInUse)
+        {
+            return false;
+        }
+    }
+
+    [Fact]
+    public async Task Rfc8656_14_6_ReservedPort_IsHeldUntilClaimed_SoNoOtherProgramCanTakeIt()
+    {
+        // Only marking the port left it to any program's ephemeral bind: under load the claim then got 508
+        // (turnutils_uclient's RTCP allocation did, in a CI run).
+        await using var h = await TurnHarness.StartAsync();
+        var first = await h.ClientAsync(h.ClientOptions() with { EvenPort = true, ReservePair = true });
+        var reserved = first.RelayedEndPoint.Port + 1;
+        Assert.False(AnotherProgramCanBind(reserved));
+        var second = await h.ClientAsync(h.ClientOptions() with { ReservationToken = first.ReservationToken });
+        Assert.Equal(reserved, second.RelayedEndPoint.Port);
+
+        // The claimed socket relays: a peer's datagram reaches the second client through the held port.
+        var peer = await h.PeerAsync();
+        await second.CreatePermissionAsync(peer.LocalEndPoint.Address);
+        await peer.SendToAsync("held"u8.ToArray(), second.RelayedEndPoint);
+        Assert.Equal("held"u8.ToArray(), (await ReceiveAsync(second)).Data);
+
+        // An unclaimed reservation lets its port go when it expires, and when its allocation is deleted.
+        var third = await h.ClientAsync(h.ClientOptions() with { EvenPort = true, ReservePair = true });
+        Assert.False(AnotherProgramCanBind(third.RelayedEndPoint.Port + 1));
+        h.Time.Advance(TurnLimits.ReservationLifetime + TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(1));
+        Assert.Equal(0, h.Server.ReservationCount);
+        Assert.True(AnotherProgramCanBind(third.RelayedEndPoint.Port + 1));
+        var fourth = await h.ClientAsync(h.ClientOptions() with { EvenPort = true, ReservePair = true });
+        Assert.False(AnotherProgramCanBind(fourth.RelayedEndPoint.Port + 1));
+        await fourth.RefreshAsync(TimeSpan.Zero);
+        Assert.True(AnotherProgramCanBind(fourth.RelayedEndPoint.Port + 1));
+    }
+
     [Fact]
     public async Task Rfc8656_14_6_Reservation_CountsAgainstTheUserQuotaAndTheServerTotal_WhileItLives()
     {
