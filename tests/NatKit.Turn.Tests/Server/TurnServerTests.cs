@@ -358,15 +358,14 @@ public class TurnServerTests
     }
 
     /// <summary>True when another program could bind UDP <paramref name="port"/> on the relay address now.</summary>
-    private static bool AnotherProgramCanBind(int port)
+    private static async Task<bool> AnotherProgramCanBind(int port)
     {
-        using var s = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
         try
         {
-            s.Bind(new IPEndPoint(IPAddress.Loopback, port));
+            await using var s = await SystemNetwork.Instance.BindUdpAsync(new IPEndPoint(IPAddress.Loopback, port));
             return true;
         }
-        catch (SocketException e) when (e.SocketErrorCode == SocketError.AddressAlreadyInUse)
+        catch (NetworkException e) when (e.Error == SocketError.AddressAlreadyInUse)
         {
             return false;
         }
@@ -380,7 +379,7 @@ public class TurnServerTests
         await using var h = await TurnHarness.StartAsync();
         var first = await h.ClientAsync(h.ClientOptions() with { EvenPort = true, ReservePair = true });
         var reserved = first.RelayedEndPoint.Port + 1;
-        Assert.False(AnotherProgramCanBind(reserved));
+        Assert.False(await AnotherProgramCanBind(reserved));
         var second = await h.ClientAsync(h.ClientOptions() with { ReservationToken = first.ReservationToken });
         Assert.Equal(reserved, second.RelayedEndPoint.Port);
 
@@ -392,14 +391,14 @@ public class TurnServerTests
 
         // An unclaimed reservation lets its port go when it expires, and when its allocation is deleted.
         var third = await h.ClientAsync(h.ClientOptions() with { EvenPort = true, ReservePair = true });
-        Assert.False(AnotherProgramCanBind(third.RelayedEndPoint.Port + 1));
+        Assert.False(await AnotherProgramCanBind(third.RelayedEndPoint.Port + 1));
         h.Time.Advance(TurnLimits.ReservationLifetime + TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(1));
         Assert.Equal(0, h.Server.ReservationCount);
-        Assert.True(AnotherProgramCanBind(third.RelayedEndPoint.Port + 1));
+        Assert.True(await AnotherProgramCanBind(third.RelayedEndPoint.Port + 1));
         var fourth = await h.ClientAsync(h.ClientOptions() with { EvenPort = true, ReservePair = true });
-        Assert.False(AnotherProgramCanBind(fourth.RelayedEndPoint.Port + 1));
+        Assert.False(await AnotherProgramCanBind(fourth.RelayedEndPoint.Port + 1));
         await fourth.RefreshAsync(TimeSpan.Zero);
-        Assert.True(AnotherProgramCanBind(fourth.RelayedEndPoint.Port + 1));
+        Assert.True(await AnotherProgramCanBind(fourth.RelayedEndPoint.Port + 1));
     }
 
     [Fact]
