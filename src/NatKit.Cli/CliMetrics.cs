@@ -28,7 +28,15 @@ internal sealed class CliMetrics
     /// <summary>Starts the endpoint the flag asks for, or returns null without it.</summary>
     public async Task<PrometheusEndpoint?> StartAsync(ParseResult parse, CancellationToken ct)
     {
-        if (parse.GetValue(Listen) is not { } text)
+        ArgumentNullException.ThrowIfNull(parse);
+        return await StartAsync(parse.GetValue(Listen), ct);
+    }
+
+    /// <summary>Starts the endpoint at <paramref name="text"/> (the flag's value, or a config key's that stands in
+    /// for it), or returns null without one.</summary>
+    public static async Task<PrometheusEndpoint?> StartAsync(string? text, CancellationToken ct)
+    {
+        if (text is null)
         {
             return null;
         }

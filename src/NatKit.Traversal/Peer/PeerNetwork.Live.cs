@@ -62,24 +62,15 @@ public sealed partial class PeerNetwork
                 unmatched = [.. _forwardPorts];
             }
 
+            // the same forward keeps its port; a fixed listen endpoint given another target keeps its listener (port 0
+            // names no port: such a forward is the same one only when nothing else changed)
             var slots = new ForwardPort?[forward.Count];
             var changed = new List<int>();
-            var kept = 0;
+            var kept = Match(unmatched, forward, slots, (had, wanted) => had.Configured == wanted);
             for (var i = 0; i < forward.Count; i++)
             {
-                var at = unmatched.FindIndex(p => p.Configured.Listen.Equals(forward[i].Listen));
-                if (at < 0)
-                {
-                    continue;
-                }
-
-                slots[i] = unmatched[at];
-                unmatched.RemoveAt(at);
-                if (slots[i]!.Configured == forward[i])
-                {
-                    kept++;
-                }
-                else
+                if (slots[i] is null && forward[i].Listen.Port != 0 &&
+                    Match(unmatched, [forward[i]], slots.AsSpan(i, 1), (had, wanted) => had.Configured.Listen.Equals(wanted.Listen)) > 0)
                 {
                     changed.Add(i);
                 }
@@ -247,6 +238,26 @@ public sealed partial class PeerNetwork
         }
 
         return PipeCount;
+    }
+
+    /// <summary>Fills each empty slot with the first unmatched port that <paramref name="same"/> pairs with its
+    /// forward, taking it out of <paramref name="unmatched"/>; returns how many were filled.</summary>
+    private static int Match(List<ForwardPort> unmatched, IReadOnlyList<PortForward> forward, Span<ForwardPort?> slots,
+        Func<ForwardPort, PortForward, bool> same)
+    {
+        var filled = 0;
+        for (var i = 0; i < forward.Count; i++)
+        {
+            var at = slots[i] is null ? unmatched.FindIndex(p => same(p, forward[i])) : -1;
+            if (at >= 0)
+            {
+                slots[i] = unmatched[at];
+                unmatched.RemoveAt(at);
+                filled++;
+            }
+        }
+
+        return filled;
     }
 
     private long ClosedBytes(PathKind path, bool toPeer)
