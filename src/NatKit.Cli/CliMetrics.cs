@@ -33,15 +33,18 @@ internal sealed class CliMetrics
     }
 
     /// <summary>Starts the endpoint at <paramref name="text"/> (the flag's value, or a config key's that stands in
-    /// for it), or returns null without one.</summary>
-    public static async Task<PrometheusEndpoint?> StartAsync(string? text, CancellationToken ct)
+    /// for it), or returns null without one. A bad address is refused before this returns.</summary>
+    public static Task<PrometheusEndpoint?> StartAsync(string? text, CancellationToken ct)
     {
         if (text is null)
         {
-            return null;
+            return Task.FromResult<PrometheusEndpoint?>(null);
         }
 
         var endPoint = CliFlags.EndPoint(text, 9464, "--metrics-listen");
-        return await PrometheusEndpoint.StartAsync(SystemNetwork.Instance, endPoint, ct);
+        return StartAsync(endPoint, ct);
+
+        static async Task<PrometheusEndpoint?> StartAsync(IPEndPoint endPoint, CancellationToken ct) =>
+            await PrometheusEndpoint.StartAsync(SystemNetwork.Instance, endPoint, ct);
     }
 }
