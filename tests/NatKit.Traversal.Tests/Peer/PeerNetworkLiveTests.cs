@@ -1,0 +1,187 @@
+using System.Net;
+using System.Net.Sockets;
+using NatKit.Net;
+using NatKit.Traversal.Identity;
+using NatKit.Traversal.Peer;
+
+namespace NatKit.Traversal.Tests.Peer;
+
+/// <summary>What a running node changes without a restart (<see cref="PeerNetwork.ReconfigureAsync"/>,
+/// <see cref="PeerNetwork.DisconnectAsync"/>, <see cref="PeerTable.Replace"/>) and its drain, on loopback: the echo
+/// service answers only after the client's FIN, so a pipe stays open until the test ends it.</summary>
+public sealed class PeerNetworkLiveTests
+{
+    private static CancellationTokenSource Deadline() => new(TimeSpan.FromSeconds(90));
+
+    /// <summary>A client through A's forward with bytes written, once both ends of the pipe are in the tables.</summary>
+    private static async Task<TcpClient> OpenPipeAsync(LoopbackPeers peers, IPEndPoint forward, CancellationToken ct)
+    {
+        var opened = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var (beforeA, beforeB) = (peers.A.Pipes.Count, peers.B.Pipes.Count);
+        void Opened(PipeInfo _)
+        {
+            if (peers.A.Pipes.Count > beforeA && peers.B.Pipes.Count > beforeB)
+            {
+                opened.TrySetResult();
+            }
+        }
+
+        peers.A.PipeOpened += Opened;
+        peers.B.PipeOpened += Opened;
+        var client = new TcpClient();
+        await client.ConnectAsync(forward, ct);
+        await client.GetStream().WriteAsync(new byte[1000], ct);
+        await opened.Task.WaitAsync(ct);
+        peers.A.PipeOpened -= Opened;
+        peers.B.PipeOpened -= Opened;
+        return client;
+    }
+
+    /// <summary>True when the pipe's TCP end was closed (EOF or reset) by the node.</summary>
+    private static async Task<bool> ClosedAsync(TcpClient client, CancellationToken ct)
+    {
+        try
+        {
+            var buffer = new byte[4096];
+            while (await client.Client.ReceiveAsync(buffer, SocketFlags.None, ct) > 0)
+            {
+            }
+
+            return true;
+        }
+        catch (SocketException)
+        {
+            return true;
+        }
+    }
+
+    [Fact]
+    public async Task ReconfigureAsync_KeepsAnUnchangedForwardsPipe_OpensANewForward_AndClosesPipesOfAServiceNoLongerExposed()
+    {
+        await using var echo = TestService.Echo();
+        await using var peers = await LoopbackPeers.StartAsync(echo.EndPoint);
+        using var cts = Deadline();
+        var first = peers.A.Forwards[0];
+        using var kept = await OpenPipeAsync(peers, first.Listen, cts.Token);
+        var configured = new PortForward(LoopbackPeers.Any, peers.IdentityB.Id, "web");
+
+        var changes = await peers.A.ReconfigureAsync([], [configured, configured with { Service = "web2" }], cts.Token);
+        Assert.Equal(new PeerNetworkChanges(1, 0, 0, 1, 0), changes);
+        Assert.Equal(2, peers.A.Forwards.Count);
+        Assert.Equal(first, peers.A.Forwards[0]); // the same listener
+        Assert.Single(peers.A.Pipes);
+
+        // B exposes web2 instead of web: web's pipe closes; a pipe through A's new forward reaches web2
+        var closed = await peers.B.ReconfigureAsync([new ExposedService("web2", echo.EndPoint)], [], cts.Token);
+        Assert.Equal(1, closed.PipesClosed);
+        Assert.Equal("web2", Assert.Single(peers.B.Exposed).Name);
+        Assert.True(await ClosedAsync(kept, cts.Token));
+        using var second = await OpenPipeAsync(peers, peers.A.Forwards[1].Listen, cts.Token);
+
+        // A drops the web forward: its port refuses, web2's open pipe carries on to its end
+        changes = await peers.A.ReconfigureAsync([], [configured with { Service = "web2" }], cts.Token);
+        Assert.Equal((0, 1, 0, 1), (changes.ForwardsOpened, changes.ForwardsClosed, changes.ForwardsChanged, changes.ForwardsKept));
+        using var refused = new TcpClient();
+        var e = await Assert.ThrowsAsync<SocketException>(() => refused.ConnectAsync(first.Listen, cts.Token).AsTask());
+        Assert.Equal(SocketError.ConnectionRefused, e.SocketErrorCode);
+        var stream = second.GetStream();
+        second.Client.Shutdown(SocketShutdown.Send);
+        var back = new MemoryStream();
+        await stream.CopyToAsync(back, cts.Token);
+        Assert.Equal(1000, back.Length); // the echo's answer came through the pipe
+    }
+
+    [Fact]
+    public async Task ReconfigureAsync_WhenANewPortIsTaken_ChangesNothing()
+    {
+        await using var echo = TestService.Echo();
+        await using var peers = await LoopbackPeers.StartAsync(echo.EndPoint);
+        using var cts = Deadline();
+        using var busy = new TcpListener(IPAddress.Loopback, 0);
+        busy.Start();
+        var before = peers.A.Forwards;
+        using var kept = await OpenPipeAsync(peers, before[0].Listen, cts.Token);
+
+        var taken = new PortForward((IPEndPoint)busy.LocalEndpoint, peers.IdentityB.Id, "web");
+        await Assert.ThrowsAsync<NetworkException>(() =>
+            peers.A.ReconfigureAsync([new ExposedService("other", echo.EndPoint)], [taken], cts.Token));
+        await Assert.ThrowsAsync<ArgumentException>(() =>
+            peers.A.ReconfigureAsync([new ExposedService("", echo.EndPoint)], [], cts.Token));
+
+        Assert.Equal(before, peers.A.Forwards);
+        Assert.Empty(peers.A.Exposed);
+        Assert.Single(peers.A.Pipes);
+        using var again = await OpenPipeAsync(peers, before[0].Listen, cts.Token); // the listener still accepts
+        Assert.Equal(2, peers.A.Pipes.Count);
+    }
+
+    [Fact]
+    public async Task DisconnectAsync_ClosesThePeersPipesAndDropsItsLinks()
+    {
+        await using var echo = TestService.Echo();
+        await using var peers = await LoopbackPeers.StartAsync(echo.EndPoint);
+        using var cts = Deadline();
+        using var client = await OpenPipeAsync(peers, peers.Forward, cts.Token);
+        Assert.Single(peers.B.Links);
+
+        Assert.Equal(1, await peers.B.DisconnectAsync(peers.IdentityA.Id));
+        Assert.Empty(peers.B.Links);
+        Assert.True(await ClosedAsync(client, cts.Token));
+        Assert.Equal(0, await peers.B.DisconnectAsync(peers.IdentityA.Id));
+    }
+
+    [Fact]
+    public async Task DrainAsync_ClosesTheForwardedPorts_AndReturnsOnceTheOpenPipeEnds()
+    {
+        await using var echo = TestService.Echo();
+        await using var peers = await LoopbackPeers.StartAsync(echo.EndPoint);
+        using var cts = Deadline();
+        var forward = peers.Forward;
+        using var client = await OpenPipeAsync(peers, forward, cts.Token);
+
+        var draining = peers.A.DrainAsync(TimeSpan.FromMinutes(5), cts.Token);
+        using (var refused = new TcpClient())
+        {
+            var e = await Assert.ThrowsAsync<SocketException>(() => refused.ConnectAsync(forward, cts.Token).AsTask());
+            Assert.Equal(SocketError.ConnectionRefused, e.SocketErrorCode);
+        }
+
+        Assert.False(draining.IsCompleted);
+        client.Client.Shutdown(SocketShutdown.Send); // the echo answers and closes: the pipe ends
+        Assert.True(await ClosedAsync(client, cts.Token));
+        Assert.Equal(0, await draining.WaitAsync(cts.Token));
+    }
+
+    [Fact]
+    public async Task DrainAsync_WithNoTime_ReturnsTheOpenPipes_AndStopCutsThem()
+    {
+        await using var echo = TestService.Echo();
+        await using var peers = await LoopbackPeers.StartAsync(echo.EndPoint);
+        using var cts = Deadline();
+        using var client = await OpenPipeAsync(peers, peers.Forward, cts.Token);
+        Assert.Equal(1, await peers.A.DrainAsync(TimeSpan.Zero, cts.Token));
+        await peers.A.StopAsync();
+        Assert.True(await ClosedAsync(client, cts.Token));
+    }
+
+    [Fact]
+    public void PeerTable_Replace_KeepsWhatWasLearned_RemovesOnlyListedNodesThatLeft()
+    {
+        using var a = NodeIdentity.Create();
+        using var b = NodeIdentity.Create();
+        using var stranger = NodeIdentity.Create();
+        var table = new PeerTable([new PeerInfo(a.Id) { Name = "a" }, new PeerInfo(b.Id) { Name = "b" }]);
+        var seen = new IPEndPoint(IPAddress.Loopback, 4000);
+        table.Update(new PeerInfo(a.Id) { Name = "a", EndPoint = seen, Path = PathKind.Direct });
+        table.Update(new PeerInfo(stranger.Id)); // learned, never listed (a node that lets in strangers)
+
+        var removed = table.Replace([new PeerInfo(a.Id) { Name = "alice" }]);
+
+        Assert.Equal([b.Id], removed);
+        Assert.Null(table.Get(b.Id));
+        Assert.Equal(("alice", seen, PathKind.Direct), (table.Get(a.Id)!.Name, table.Get(a.Id)!.EndPoint, table.Get(a.Id)!.Path));
+        Assert.NotNull(table.Get(stranger.Id));
+        var host = table.CreateHost(a);
+        Assert.Equal(2, host.GetKnownNodes().Count);
+    }
+}
