@@ -16,24 +16,18 @@ public sealed class PeerNetworkLiveTests
     /// <summary>A client through A's forward with bytes written, once both ends of the pipe are in the tables.</summary>
     private static async Task<TcpClient> OpenPipeAsync(LoopbackPeers peers, IPEndPoint forward, CancellationToken ct)
     {
-        var opened = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        var (beforeA, beforeB) = (peers.A.Pipes.Count, peers.B.Pipes.Count);
-        void Opened(PipeInfo _)
-        {
-            if (peers.A.Pipes.Count > beforeA && peers.B.Pipes.Count > beforeB)
-            {
-                opened.TrySetResult();
-            }
-        }
-
-        peers.A.PipeOpened += Opened;
-        peers.B.PipeOpened += Opened;
+        var openedA = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var openedB = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        void OpenedA(PipeInfo _) => openedA.TrySetResult();
+        void OpenedB(PipeInfo _) => openedB.TrySetResult();
+        peers.A.PipeOpened += OpenedA;
+        peers.B.PipeOpened += OpenedB;
         var client = new TcpClient();
         await client.ConnectAsync(forward, ct);
         await client.GetStream().WriteAsync(new byte[1000], ct);
-        await opened.Task.WaitAsync(ct);
-        peers.A.PipeOpened -= Opened;
-        peers.B.PipeOpened -= Opened;
+        await Task.WhenAll(openedA.Task, openedB.Task).WaitAsync(ct);
+        peers.A.PipeOpened -= OpenedA;
+        peers.B.PipeOpened -= OpenedB;
         return client;
     }
 
@@ -124,10 +118,13 @@ public sealed class PeerNetworkLiveTests
         using var client = await OpenPipeAsync(peers, peers.Forward, cts.Token);
         Assert.Single(peers.B.Links);
 
+        var closed = new TaskCompletionSource<PipeInfo>(TaskCreationOptions.RunContinuationsAsynchronously);
+        peers.B.PipeClosed += p => closed.TrySetResult(p);
         Assert.Equal(1, await peers.B.DisconnectAsync(peers.IdentityA.Id));
         Assert.Empty(peers.B.Links);
         Assert.True(await ClosedAsync(client, cts.Token));
-        Assert.Equal(0, await peers.B.DisconnectAsync(peers.IdentityA.Id));
+        Assert.Equal(peers.IdentityA.Id, (await closed.Task.WaitAsync(cts.Token)).Peer);
+        Assert.Empty(peers.B.Pipes);
     }
 
     [Fact]
