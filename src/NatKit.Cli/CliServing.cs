@@ -75,3 +75,17 @@ internal sealed class CliServing
         }
     }
 }
+
+/// <summary>The operator flags a long-running verb takes together (`turn serve`, `proxy serve`, `peer run`):
+/// `--log-level`/`--log-format`, `--metrics-listen` and `--drain-timeout`.</summary>
+internal sealed record ServerFlags(CliLogging Logging, CliMetrics Metrics, CliServing Serving)
+{
+    public static ServerFlags AddTo(Command command)
+    {
+        var flags = new ServerFlags(new CliLogging(), new CliMetrics(), new CliServing());
+        flags.Logging.AddTo(command);
+        flags.Metrics.AddTo(command);
+        flags.Serving.AddTo(command);
+        return flags;
+    }
+}

@@ -32,12 +32,7 @@ internal sealed partial class PeerCommands
         {
             config, listen,
         };
-        var logging = new CliLogging();
-        logging.AddTo(cmd);
-        var metrics = new CliMetrics();
-        metrics.AddTo(cmd);
-        var serving = new CliServing();
-        serving.AddTo(cmd);
+        var (logging, metrics, serving) = ServerFlags.AddTo(cmd);
         cmd.SetAction(async (parse, ct) =>
         {
             var file = parse.GetValue(config)!;
