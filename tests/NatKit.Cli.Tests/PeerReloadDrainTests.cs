@@ -213,6 +213,46 @@ public sealed partial class PeerReloadDrainTests : IAsyncDisposable
         Assert.Single(Regex.Matches(alice.Output, "reloaded: "));
     }
 
+    /// <summary>Bob's config stops listing alice: her open pipe closes, and with known-peers-only her next one is
+    /// refused; listing her again lets her in.</summary>
+    [Fact]
+    public async Task Sighup_RemovingAPeer_ClosesItsPipes_AndRefusesItUntilListedAgain()
+    {
+        var bob = await StartBobAsync();
+        await WriteAliceAsync("listen: 127.0.0.1:0", ("127.0.0.1:0", "keep"));
+        var alice = await StartAsync(" ready;", "peer", "run", "--config", F("alice.yaml"));
+        var keep = ForwardPort(alice.Output, "keep");
+        using var open = await ConnectAsync(keep);
+        await AssertEchoesAsync(open, "before alice is forgotten\n");
+
+        var listed = await File.ReadAllTextAsync(F("bob.yaml"));
+        await File.WriteAllTextAsync(F("bob.yaml"), listed.Replace($"peers: [{{id: {_aliceId}, name: alice}}]", "peers: []", StringComparison.Ordinal));
+        bob.Signal(Natkit.SigHup);
+        await bob.WaitForOutputAsync("reloaded: 0 peer(s), 1 removed (1 of their pipe(s) closed)", Natkit.Deadline);
+        var buffer = new byte[64];
+        var stream = open.GetStream();
+        try
+        {
+            Assert.Equal(0, await stream.ReadAsync(buffer).AsTask().WaitAsync(Natkit.Deadline)); // the pipe's end
+        }
+        catch (IOException)
+        {
+        }
+
+        using (var refused = await ConnectAsync(keep)) // alice accepts locally, bob refuses the pipe
+        {
+            var refusedStream = refused.GetStream();
+            refused.Client.Shutdown(SocketShutdown.Send);
+            Assert.Equal(0, await refusedStream.ReadAsync(buffer).AsTask().WaitAsync(Natkit.Deadline));
+        }
+
+        await File.WriteAllTextAsync(F("bob.yaml"), listed);
+        bob.Signal(Natkit.SigHup);
+        await bob.WaitForOutputAsync("reloaded: 1 peer(s), 0 removed", Natkit.Deadline);
+        using var again = await ConnectAsync(keep);
+        await AssertEchoesAsync(again, "listed again\n");
+    }
+
     [Fact]
     public async Task Sigterm_DrainsAnOpenPipe_RefusesNewConnections_AndExits0WithTheSummary_FlagsWinOverConfigKeys()
     {
