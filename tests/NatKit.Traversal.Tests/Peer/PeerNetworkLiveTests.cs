@@ -13,6 +13,34 @@ public sealed class PeerNetworkLiveTests
 {
     private static CancellationTokenSource Deadline() => new(TimeSpan.FromSeconds(90));
 
+    /// <summary>Two nodes, the echo service, and one pipe open through A's forward; disposed in reverse.</summary>
+    private sealed class OnePipe : IAsyncDisposable
+    {
+        public required TestService Echo { get; init; }
+
+        public required LoopbackPeers Peers { get; init; }
+
+        public required CancellationTokenSource Cts { get; init; }
+
+        public required TcpClient Client { get; init; }
+
+        public static async Task<OnePipe> StartAsync()
+        {
+            var echo = TestService.Echo();
+            var peers = await LoopbackPeers.StartAsync(echo.EndPoint);
+            var cts = Deadline();
+            return new OnePipe { Echo = echo, Peers = peers, Cts = cts, Client = await OpenPipeAsync(peers, peers.Forward, cts.Token) };
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            Client.Dispose();
+            await Peers.DisposeAsync();
+            await Echo.DisposeAsync();
+            Cts.Dispose();
+        }
+    }
+
     /// <summary>A client through A's forward with bytes written, once both ends of the pipe are in the tables.</summary>
     private static async Task<TcpClient> OpenPipeAsync(LoopbackPeers peers, IPEndPoint forward, CancellationToken ct)
     {
@@ -52,11 +80,8 @@ public sealed class PeerNetworkLiveTests
     [Fact]
     public async Task ReconfigureAsync_KeepsAnUnchangedForwardsPipe_OpensANewForward_AndClosesPipesOfAServiceNoLongerExposed()
     {
-        await using var echo = TestService.Echo();
-        await using var peers = await LoopbackPeers.StartAsync(echo.EndPoint);
-        using var cts = Deadline();
-        var first = peers.A.Forwards[0];
-        using var kept = await OpenPipeAsync(peers, first.Listen, cts.Token);
+        await using var run = await OnePipe.StartAsync();
+        var (echo, peers, cts, kept, first) = (run.Echo, run.Peers, run.Cts, run.Client, run.Peers.A.Forwards[0]);
         var configured = new PortForward(LoopbackPeers.Any, peers.IdentityB.Id, "web");
 
         var changes = await peers.A.ReconfigureAsync([], [configured, configured with { Service = "web2" }], cts.Token);
@@ -88,13 +113,10 @@ public sealed class PeerNetworkLiveTests
     [Fact]
     public async Task ReconfigureAsync_WhenANewPortIsTaken_ChangesNothing()
     {
-        await using var echo = TestService.Echo();
-        await using var peers = await LoopbackPeers.StartAsync(echo.EndPoint);
-        using var cts = Deadline();
+        await using var run = await OnePipe.StartAsync();
+        var (echo, peers, cts, before) = (run.Echo, run.Peers, run.Cts, run.Peers.A.Forwards);
         using var busy = new TcpListener(IPAddress.Loopback, 0);
         busy.Start();
-        var before = peers.A.Forwards;
-        using var kept = await OpenPipeAsync(peers, before[0].Listen, cts.Token);
 
         var taken = new PortForward((IPEndPoint)busy.LocalEndpoint, peers.IdentityB.Id, "web");
         await Assert.ThrowsAsync<NetworkException>(() =>
@@ -112,10 +134,8 @@ public sealed class PeerNetworkLiveTests
     [Fact]
     public async Task DisconnectAsync_ClosesThePeersPipesAndDropsItsLinks()
     {
-        await using var echo = TestService.Echo();
-        await using var peers = await LoopbackPeers.StartAsync(echo.EndPoint);
-        using var cts = Deadline();
-        using var client = await OpenPipeAsync(peers, peers.Forward, cts.Token);
+        await using var run = await OnePipe.StartAsync();
+        var (peers, cts, client) = (run.Peers, run.Cts, run.Client);
         Assert.Single(peers.B.Links);
 
         var closed = new TaskCompletionSource<PipeInfo>(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -130,11 +150,8 @@ public sealed class PeerNetworkLiveTests
     [Fact]
     public async Task DrainAsync_ClosesTheForwardedPorts_AndReturnsOnceTheOpenPipeEnds()
     {
-        await using var echo = TestService.Echo();
-        await using var peers = await LoopbackPeers.StartAsync(echo.EndPoint);
-        using var cts = Deadline();
-        var forward = peers.Forward;
-        using var client = await OpenPipeAsync(peers, forward, cts.Token);
+        await using var run = await OnePipe.StartAsync();
+        var (peers, cts, client, forward) = (run.Peers, run.Cts, run.Client, run.Peers.Forward);
 
         var draining = peers.A.DrainAsync(TimeSpan.FromMinutes(5), cts.Token);
         using (var refused = new TcpClient())
@@ -152,10 +169,8 @@ public sealed class PeerNetworkLiveTests
     [Fact]
     public async Task DrainAsync_WithNoTime_ReturnsTheOpenPipes_AndStopCutsThem()
     {
-        await using var echo = TestService.Echo();
-        await using var peers = await LoopbackPeers.StartAsync(echo.EndPoint);
-        using var cts = Deadline();
-        using var client = await OpenPipeAsync(peers, peers.Forward, cts.Token);
+        await using var run = await OnePipe.StartAsync();
+        var (peers, cts, client) = (run.Peers, run.Cts, run.Client);
         Assert.Equal(1, await peers.A.DrainAsync(TimeSpan.Zero, cts.Token));
         await peers.A.StopAsync();
         Assert.True(await ClosedAsync(client, cts.Token));
