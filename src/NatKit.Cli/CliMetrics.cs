@@ -28,12 +28,23 @@ internal sealed class CliMetrics
     /// <summary>Starts the endpoint the flag asks for, or returns null without it.</summary>
     public async Task<PrometheusEndpoint?> StartAsync(ParseResult parse, CancellationToken ct)
     {
-        if (parse.GetValue(Listen) is not { } text)
+        ArgumentNullException.ThrowIfNull(parse);
+        return await StartAsync(parse.GetValue(Listen), ct);
+    }
+
+    /// <summary>Starts the endpoint at <paramref name="text"/> (the flag's value, or a config key's that stands in
+    /// for it), or returns null without one. A bad address is refused before this returns.</summary>
+    public static Task<PrometheusEndpoint?> StartAsync(string? text, CancellationToken ct)
+    {
+        if (text is null)
         {
-            return null;
+            return Task.FromResult<PrometheusEndpoint?>(null);
         }
 
         var endPoint = CliFlags.EndPoint(text, 9464, "--metrics-listen");
-        return await PrometheusEndpoint.StartAsync(SystemNetwork.Instance, endPoint, ct);
+        return StartAsync(endPoint, ct);
+
+        static async Task<PrometheusEndpoint?> StartAsync(IPEndPoint endPoint, CancellationToken ct) =>
+            await PrometheusEndpoint.StartAsync(SystemNetwork.Instance, endPoint, ct);
     }
 }

@@ -16,7 +16,7 @@ internal sealed class CliServing
 {
     public Option<double> DrainTimeout { get; } = new("--drain-timeout")
     {
-        Description = "Seconds SIGINT/SIGTERM lets open flows (proxy connections and tunnels, TURN allocations) finish " +
+        Description = "Seconds SIGINT/SIGTERM lets open flows (proxy connections and tunnels, TURN allocations, peer pipes) finish " +
                       "after it stops accepting; then the rest are cut (0: at once).",
         DefaultValueFactory = _ => 10,
     };
@@ -31,7 +31,12 @@ internal sealed class CliServing
     public TimeSpan Drain(ParseResult parse)
     {
         ArgumentNullException.ThrowIfNull(parse);
-        var seconds = parse.GetValue(DrainTimeout);
+        return Drain(parse.GetValue(DrainTimeout));
+    }
+
+    /// <summary>A number of seconds as `--drain-timeout`'s time, refused the same way.</summary>
+    public static TimeSpan Drain(double seconds)
+    {
         return double.IsFinite(seconds) && seconds is >= 0 and <= 86_400
             ? TimeSpan.FromSeconds(seconds)
             : throw new CliException(string.Create(CultureInfo.InvariantCulture,
@@ -68,5 +73,19 @@ internal sealed class CliServing
         {
             systemd.Notify(ServiceState.Stopping);
         }
+    }
+}
+
+/// <summary>The operator flags a long-running verb takes together (`turn serve`, `proxy serve`, `peer run`):
+/// `--log-level`/`--log-format`, `--metrics-listen` and `--drain-timeout`.</summary>
+internal sealed record ServerFlags(CliLogging Logging, CliMetrics Metrics, CliServing Serving)
+{
+    public static ServerFlags AddTo(Command command)
+    {
+        var flags = new ServerFlags(new CliLogging(), new CliMetrics(), new CliServing());
+        flags.Logging.AddTo(command);
+        flags.Metrics.AddTo(command);
+        flags.Serving.AddTo(command);
+        return flags;
     }
 }

@@ -125,12 +125,7 @@ internal sealed partial class ProxyCommands : IVerbGroup
             ? throw new CliException("--auth: expected USER:PASSWORD (the user name without ':').")
             : p.GetValue(auth);
 
-        var logging = new CliLogging();
-        logging.AddTo(cmd);
-        var metrics = new CliMetrics();
-        metrics.AddTo(cmd);
-        var serving = new CliServing();
-        serving.AddTo(cmd);
+        var (logging, metrics, serving) = ServerFlags.AddTo(cmd);
         cmd.SetAction(async (parse, ct) =>
         {
             serving.Drain(parse); // a bad --drain-timeout stops start-up, not the stop

@@ -65,12 +65,7 @@ internal sealed class TurnCommands : IVerbGroup
 
         PeerPolicy Policy(ParseResult p) => new(Rules(p.GetValue(allow), "--allow"), Rules(p.GetValue(deny), "--deny"));
 
-        var logging = new CliLogging();
-        logging.AddTo(cmd);
-        var metrics = new CliMetrics();
-        metrics.AddTo(cmd);
-        var serving = new CliServing();
-        serving.AddTo(cmd);
+        var (logging, metrics, serving) = ServerFlags.AddTo(cmd);
         cmd.SetAction(async (parse, ct) =>
         {
             using var loggers = logging.Create(parse);

@@ -59,6 +59,11 @@ public sealed record PeerConfig
     /// <summary>Let in only the known peers (on by default).</summary>
     public bool KnownPeersOnly { get; init; } = true;
 
+    /// <summary>The keys of the program that runs the node (log-level, log-format, metrics-listen, drain-timeout), as
+    /// text: the module does not read them; `natkit peer run` takes each as its flag of the same name, which wins when
+    /// given on the command line.</summary>
+    public IReadOnlyDictionary<string, string> ProgramKeys { get; init; } = new Dictionary<string, string>();
+
     /// <summary>The control socket `natkit peer status` asks; null: <see cref="DefaultControlPath"/> of the name.</summary>
     public string? Control { get; init; }
 

@@ -14,9 +14,13 @@ namespace NatKit.Traversal.Peer;
 /// </summary>
 public static class PeerConfigFile
 {
+    /// <summary>Keys the program running the node reads as its flags of the same names (<see cref="PeerConfig.ProgramKeys"/>).</summary>
+    public static readonly IReadOnlyList<string> ProgramKeys = ["log-level", "log-format", "metrics-listen", "drain-timeout"];
+
     /// <summary>The top-level keys.</summary>
     public static readonly IReadOnlyList<string> Keys =
-        ["key", "name", "listen", "rendezvous", "stun", "turn", "peers", "expose", "forward", "known-peers-only", "control"];
+        ["key", "name", "listen", "rendezvous", "stun", "turn", "peers", "expose", "forward", "known-peers-only", "control",
+         .. ProgramKeys];
 
     private static readonly string[] TurnKeys = ["server", "user", "password-file", "password-env"];
     private static readonly string[] PeerKeys = ["id", "name", "address"];
@@ -173,8 +177,18 @@ public static class PeerConfigFile
             }
         }
 
+        var program = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var programKey in ProgramKeys)
+        {
+            if (keys.TryGetValue(programKey, out var v))
+            {
+                program[programKey] = Scalar(v, programKey);
+            }
+        }
+
         return new PeerConfig
         {
+            ProgramKeys = program,
             Key = keys.TryGetValue("key", out var key) ? Scalar(key, "key") : PeerConfig.DefaultKeyPath(environment),
             Name = name,
             Listen = keys.TryGetValue("listen", out var l) ? EndPoint(l, "listen", PeerNetworkOptions.DefaultListen.Port) : PeerNetworkOptions.DefaultListen,

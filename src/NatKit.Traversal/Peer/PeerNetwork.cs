@@ -44,9 +44,12 @@ public sealed partial class PeerNetwork : IAsyncDisposable
     private readonly List<PeerLink> _links = [];
     private readonly Dictionary<NodeId, Task<PeerLink>> _dialing = [];
     private readonly HashSet<Task> _tasks = [];
-    private readonly List<IStreamListener> _listeners = [];
-    private readonly List<PortForward> _forwards = [];
+    private readonly List<ForwardPort> _forwardPorts = [];
     private readonly CancellationTokenSource _stop = new();
+    private readonly PeerNetworkMetrics _metrics;
+    private readonly long[] _closedBytes = new long[2 * (int)(PathKind.Relay + 1)];
+    private IReadOnlyList<ExposedService> _expose;
+    private TaskCompletionSource? _drained;
     private DatagramMultiplexer? _mux;
     private UtpSocket? _server;
     private TraversalNode? _traversal;
@@ -64,7 +67,9 @@ public sealed partial class PeerNetwork : IAsyncDisposable
         _network = network;
         _host = host;
         _options = options.Validate();
+        _expose = _options.Expose;
         _logger = host.Logger;
+        _metrics = new PeerNetworkMetrics(() => Pipes, () => Links, ClosedBytes);
     }
 
     private TimeProvider Time => _network.TimeProvider;
@@ -86,7 +91,7 @@ public sealed partial class PeerNetwork : IAsyncDisposable
         {
             lock (_gate)
             {
-                return [.. _forwards];
+                return _forwardPorts.ConvertAll(p => p.Bound!);
             }
         }
     }
@@ -149,7 +154,7 @@ public sealed partial class PeerNetwork : IAsyncDisposable
         var node = _traversal;
         return new PeerNetworkStatus(Id, _host.GetSelf().Name, LocalEndPoint ?? _options.Listen,
             GetPublicEndPoint(), node?.Profile.ToString() ?? "unknown", node?.Relay?.RelayedEndPoint, Links, Pipes,
-            Forwards, _options.Expose);
+            Forwards, Exposed);
     }
 
     /// <summary>
@@ -196,15 +201,7 @@ public sealed partial class PeerNetwork : IAsyncDisposable
 
             foreach (var f in _options.Forward)
             {
-                var listener = await _network.ListenTcpAsync(f.Listen, cancellationToken: cancellationToken);
-                var bound = f with { Listen = listener.LocalEndPoint };
-                lock (_gate)
-                {
-                    _listeners.Add(listener);
-                    _forwards.Add(bound);
-                }
-
-                Track(AcceptForwardsAsync(bound, listener));
+                AddForwardPort(await OpenForwardPortAsync(f, cancellationToken));
             }
         }
         catch
@@ -246,17 +243,18 @@ public sealed partial class PeerNetwork : IAsyncDisposable
             await StopCoreAsync();
         }
 
+        _metrics.Dispose();
+        _reconfiguring.Dispose();
         _stop.Dispose();
     }
 
     private async Task StopCoreAsync()
     {
-        List<IStreamListener> listeners;
+        ForwardPort[] ports;
         lock (_gate)
         {
             _state = State.Stopped;
-            listeners = [.. _listeners];
-            _listeners.Clear();
+            ports = [.. _forwardPorts];
         }
 
         if (!_stop.IsCancellationRequested)
@@ -266,9 +264,9 @@ public sealed partial class PeerNetwork : IAsyncDisposable
             _stop.Cancel();
         }
 
-        foreach (var l in listeners)
+        foreach (var p in ports)
         {
-            await l.DisposeAsync();
+            await p.CloseAsync();
         }
 
         if (_traversal is { } traversal)
@@ -320,7 +318,7 @@ public sealed partial class PeerNetwork : IAsyncDisposable
         {
             _pipes.Clear();
             _links.Clear();
-            _forwards.Clear();
+            _forwardPorts.Clear();
         }
 
         if (_mux is { } mux)
@@ -434,6 +432,7 @@ public sealed partial class PeerNetwork : IAsyncDisposable
         }
 
         Seen(connection);
+        _metrics.LinkOpened(connection.Path);
         LogLink(_logger, connection);
         Track(AcceptStreamsAsync(link.Utp, link));
         return link;
@@ -500,7 +499,18 @@ public sealed partial class PeerNetwork : IAsyncDisposable
         try
         {
             var traversal = _traversal ?? throw new ObjectDisposedException(nameof(PeerNetwork));
-            var connection = await _host.ConnectToPeer(peer, traversal.ConnectAsync, _stop.Token);
+            PeerConnection connection;
+            try
+            {
+                connection = await _host.ConnectToPeer(peer, traversal.ConnectAsync, _stop.Token);
+            }
+            catch (Exception e) when (e is TraversalException or RendezvousException or NetworkException)
+            {
+                _metrics.Traversal(null);
+                throw;
+            }
+
+            _metrics.Traversal(connection.Path);
             return await AddLinkAsync(connection);
         }
         finally
@@ -568,6 +578,10 @@ public sealed partial class PeerNetwork : IAsyncDisposable
             {
                 (status, reason) = (PipeStatus.TooManyPipes, $"{_options.MaxPipes} pipes open");
             }
+            else if (status == PipeStatus.Ok && Draining)
+            {
+                (status, reason) = (PipeStatus.TooManyPipes, "the node is stopping");
+            }
             else if (status != PipeStatus.Ok)
             {
                 reason = "bad request";
@@ -612,7 +626,7 @@ public sealed partial class PeerNetwork : IAsyncDisposable
 
     private ExposedService? FindService(string name)
     {
-        foreach (var e in _options.Expose)
+        foreach (var e in Exposed)
         {
             if (e.Name == name)
             {
@@ -711,26 +725,38 @@ public sealed partial class PeerNetwork : IAsyncDisposable
         }
     }
 
-    private async Task AcceptForwardsAsync(PortForward forward, IStreamListener listener)
+    private async Task AcceptForwardsAsync(ForwardPort port)
     {
         while (true)
         {
             IStreamConnection connection;
             try
             {
-                connection = await listener.AcceptAsync(_stop.Token);
+                connection = await port.Listener.AcceptAsync(_stop.Token);
             }
             catch (Exception e) when (e is ObjectDisposedException or OperationCanceledException or NetworkException)
             {
                 return;
             }
 
-            Track(ForwardAsync(forward, connection));
+            Track(ForwardAsync(port, connection));
         }
     }
 
-    private async Task ForwardAsync(PortForward forward, IStreamConnection tcp)
+    private async Task ForwardAsync(ForwardPort port, IStreamConnection tcp)
     {
+        PortForward? forward;
+        lock (_gate)
+        {
+            forward = port.Bound;
+        }
+
+        if (forward is null)
+        {
+            await tcp.DisposeAsync(); // removed by a reconfiguration as this connection arrived
+            return;
+        }
+
         SocketPipe pipe;
         try
         {
@@ -744,7 +770,22 @@ public sealed partial class PeerNetwork : IAsyncDisposable
             return;
         }
 
+        bool held;
+        lock (_gate)
+        {
+            held = port.Hold(pipe.Id, forward);
+        }
+
+        if (!held)
+        {
+            await pipe.CloseAsync(); // the forward was removed or changed while this pipe was being opened
+        }
+
         await RunPipeAsync(pipe);
+        lock (_gate)
+        {
+            port.Release(pipe.Id);
+        }
     }
 
     // -----------------------------------------------------------------------------------------------------------
@@ -782,14 +823,23 @@ public sealed partial class PeerNetwork : IAsyncDisposable
     private async Task RunPipeAsync(SocketPipe pipe)
     {
         LogPipeOpened(_logger, pipe.Id, pipe.Kind, pipe.Peer, pipe.Service, pipe.Path);
-        PipeOpened?.Invoke(pipe.Snapshot());
+        var opened = pipe.Snapshot();
+        PipeOpened?.Invoke(opened);
+        _metrics.PipeOpened(opened);
         await pipe.RunAsync(_options.PipeBufferSize);
+        var done = pipe.Snapshot();
         lock (_gate)
         {
             _pipes.Remove(pipe.Id);
+            _closedBytes[2 * (int)done.Path] += done.BytesToPeer;
+            _closedBytes[(2 * (int)done.Path) + 1] += done.BytesFromPeer;
+            if (_drained is { } drained && _pipes.Count == 0)
+            {
+                drained.TrySetResult();
+            }
         }
 
-        var done = pipe.Snapshot();
+        _metrics.PipeClosed(done);
         LogPipeClosed(_logger, done.Id, done.BytesToPeer, done.BytesFromPeer, pipe.Transport);
         PipeClosed?.Invoke(done);
     }

@@ -57,42 +57,101 @@ public sealed class PeerNetworkHost
 
     public ILogger Logger { get; init; } = NullLogger.Instance;
 
-    /// <summary>A host over an in-memory list of known nodes (what `natkit peer run` builds from its config).</summary>
+    /// <summary>A host over an in-memory list of known nodes (a <see cref="PeerTable"/>).</summary>
     public static PeerNetworkHost InMemory(NodeIdentity identity, IEnumerable<PeerInfo> known, string? name = null,
-        ILogger? logger = null)
+        ILogger? logger = null) => new PeerTable(known).CreateHost(identity, name, logger);
+}
+
+/// <summary>
+/// The known nodes as an in-memory table, what `natkit peer run` keeps from its config: a host made by
+/// <see cref="CreateHost"/> reads and updates it, and <see cref="Replace"/> puts a new list in while the node runs
+/// (a reload), keeping what was learned of the nodes that stay.
+/// </summary>
+public sealed class PeerTable
+{
+    private readonly Lock _gate = new();
+    private readonly Dictionary<NodeId, PeerInfo> _table = [];
+    private readonly HashSet<NodeId> _listed = [];
+
+    public PeerTable(IEnumerable<PeerInfo> known)
     {
-        ArgumentNullException.ThrowIfNull(identity);
+        _ = Replace(known);
+    }
+
+    /// <summary>Every node in the table: the listed ones and those the module learned of (when it lets in nodes
+    /// that are not listed).</summary>
+    public IReadOnlyCollection<PeerInfo> Known
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return [.. _table.Values];
+            }
+        }
+    }
+
+    public PeerInfo? Get(NodeId id)
+    {
+        lock (_gate)
+        {
+            return _table.GetValueOrDefault(id);
+        }
+    }
+
+    public void Update(PeerInfo peer)
+    {
+        ArgumentNullException.ThrowIfNull(peer);
+        lock (_gate)
+        {
+            _table[peer.Id] = peer;
+        }
+    }
+
+    /// <summary>Lists <paramref name="known"/> instead of the nodes listed before: a node that stays keeps what was
+    /// learned of it (endpoint, path, last seen) and takes its new name; a node listed before and not now leaves the
+    /// table. Returns the nodes that left (a node whose key changed has a new id: its old id leaves).</summary>
+    public IReadOnlyList<NodeId> Replace(IEnumerable<PeerInfo> known)
+    {
         ArgumentNullException.ThrowIfNull(known);
-        var table = new Dictionary<NodeId, PeerInfo>();
+        var now = new Dictionary<NodeId, PeerInfo>();
         foreach (var p in known)
         {
-            table[p.Id] = p;
+            now[p.Id] = p;
         }
 
-        var gate = new Lock();
+        lock (_gate)
+        {
+            var removed = new List<NodeId>();
+            foreach (var id in _listed)
+            {
+                if (!now.ContainsKey(id))
+                {
+                    removed.Add(id);
+                    _table.Remove(id);
+                }
+            }
+
+            foreach (var (id, p) in now)
+            {
+                _table[id] = _table.TryGetValue(id, out var seen) ? seen with { Name = p.Name } : p;
+            }
+
+            _listed.Clear();
+            _listed.UnionWith(now.Keys);
+            return removed;
+        }
+    }
+
+    /// <summary>A host over this table.</summary>
+    public PeerNetworkHost CreateHost(NodeIdentity identity, string? name = null, ILogger? logger = null)
+    {
+        ArgumentNullException.ThrowIfNull(identity);
         return new PeerNetworkHost
         {
-            GetKnownNodes = () =>
-            {
-                lock (gate)
-                {
-                    return [.. table.Values];
-                }
-            },
-            GetPeer = id =>
-            {
-                lock (gate)
-                {
-                    return table.GetValueOrDefault(id);
-                }
-            },
-            UpdatePeer = p =>
-            {
-                lock (gate)
-                {
-                    table[p.Id] = p;
-                }
-            },
+            GetKnownNodes = () => Known,
+            GetPeer = Get,
+            UpdatePeer = Update,
             GetSelf = () => new PeerInfo(identity.Id) { Name = name },
             GetPrivateKey = () => identity,
             Logger = logger ?? NullLogger.Instance,
