@@ -58,6 +58,8 @@ internal sealed class UtpConnection
     private ushort _recoverySeq;
     private uint _replyMicro;
     private bool _writeShutdown;
+    private bool _corked;
+    private long _corkDeadline;
     private bool _finSent;
     private bool _finAcked;
     private int _synRetries;
@@ -755,6 +757,11 @@ internal sealed class UtpConnection
             }
 
             var n = Math.Min(available, _mss);
+            if (n < _mss && _corked && !_writeShutdown && now < _corkDeadline)
+            {
+                break; // corked: a short packet waits for the rest of the burst (Uncork, or a tick at most)
+            }
+
             if (!WindowAllows(n))
             {
                 break;
@@ -1007,8 +1014,32 @@ internal sealed class UtpConnection
     public int Write(ReadOnlySpan<byte> source, long now)
     {
         var n = _sendQueue.Write(source);
+        if (_corked)
+        {
+            _corkDeadline = now + Micros(_options.TickInterval);
+        }
+
         TrySend(now);
         return n;
+    }
+
+    /// <summary>Until <see cref="Uncork"/>, new data leaves only in full-size packets: a short remainder waits for
+    /// the next write, at most one <see cref="UtpOptions.TickInterval"/> after the last one (the tick sends it), and
+    /// never past a shutdown (the FIN follows everything queued).</summary>
+    public void Cork(long now)
+    {
+        _corked = true;
+        _corkDeadline = now + Micros(_options.TickInterval);
+    }
+
+    /// <summary>Ends <see cref="Cork"/>: what was held back leaves now, as far as the windows allow.</summary>
+    public void Uncork(long now)
+    {
+        if (_corked)
+        {
+            _corked = false;
+            TrySend(now);
+        }
     }
 
     public void ShutdownWrite(long now)
