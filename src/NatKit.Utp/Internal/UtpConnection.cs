@@ -394,8 +394,10 @@ internal sealed class UtpConnection
             acks = 0;
         }
 
+        // A duplicate ACK acknowledges nothing new and does not open the window (RFC 5681's definition): a STATE
+        // that only says the reader freed buffer space (a window update) is no sign of a lost packet.
         if (_curWindowPackets > 0 && acks == 0 && type == UtpPacketType.State &&
-            h.AckNumber == (ushort)(oldest - 1))
+            h.AckNumber == (ushort)(oldest - 1) && h.WindowSize <= _peerWindow)
         {
             _dupAcks++;
         }

@@ -5,11 +5,12 @@ using NatKit.Net;
 namespace NatKit.Utp.Tests;
 
 /// <summary>
-/// The probe timeout (nothing acknowledged for about two round trips) in the lab, on its virtual clock: a peer that
-/// is only slow (its process not scheduled for a while, everything still queued for it) costs one probe packet, not
-/// a resent flight and a halved window; a tail that is really lost is still repaired well before the RTO.
+/// What the sender takes for a lost packet, in the lab, on its virtual clock. The probe timeout (nothing acknowledged
+/// for about two round trips): a peer that is only slow (its process not scheduled for a while, everything still
+/// queued for it) costs one probe packet, not a resent flight and a halved window; a tail that is really lost is
+/// still repaired well before the RTO. Duplicate ACKs: a window update is not one.
 /// </summary>
-public sealed class ProbeTimeoutTests
+public sealed class LossDetectionTests
 {
     private const int BobPort = 6881;
 
@@ -97,6 +98,50 @@ public sealed class ProbeTimeoutTests
         Assert.Equal(TestData.Sha256(data), TestData.Sha256(got));
         Assert.True(elapsed < UtpOptions.Default.MinRetransmitTimeout,
             $"a lost tail is repaired by the probes, not the RTO: {elapsed}");
+    }
+
+    [Fact]
+    public void WindowUpdates_FromAReaderCatchingUp_AreNotDuplicateAcks_NoPacketIsResent()
+    {
+        var (lab, alice, bob) = Topology(seed: 14);
+        var options = new UtpOptions { Random = lab.Random, ReceiveBufferSize = 64 * 1024 };
+        var data = TestData.Generate(1_000_000, 5);
+
+        var (resent, got) = lab.Run(async () =>
+        {
+            await using var a = await UtpSocket.BindAsync(alice, new IPEndPoint(alice.Address, 0), options);
+            await using var b = await UtpSocket.BindAsync(bob, new IPEndPoint(bob.Address, BobPort), options);
+            var accept = b.AcceptAsync();
+            await using var client = await a.ConnectAsync(new IPEndPoint(bob.Address, BobPort));
+            await using var server = await accept;
+            var writing = TestData.WriteChunkedAsync(client, data, 64 * 1024, CancellationToken.None);
+            using var received = new MemoryStream();
+            var buffer = new byte[4096];
+            while (true)
+            {
+                // A reader that pauses and then catches up in small reads: each quarter of the window it frees is
+                // a window update carrying the same ack_nr while the sender's next packets are on their way.
+                await Task.Delay(TimeSpan.FromMilliseconds(30), lab.TimeProvider);
+                int n;
+                do
+                {
+                    n = await server.ReadAsync(buffer);
+                    received.Write(buffer, 0, n);
+                }
+                while (n == buffer.Length && received.Length < data.Length);
+
+                if (received.Length >= data.Length)
+                {
+                    break;
+                }
+            }
+
+            await writing;
+            return (client.Statistics.Retransmissions, received.ToArray());
+        });
+
+        Assert.Equal(TestData.Sha256(data), TestData.Sha256(got));
+        Assert.Equal(0, resent); // a lossless link: anything resent was a window update taken for a duplicate ACK
     }
 
     /// <summary>A socket whose owner stops reading it for a while (its process not scheduled): what arrives
