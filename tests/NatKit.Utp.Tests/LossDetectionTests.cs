@@ -25,6 +25,29 @@ public sealed class LossDetectionTests
         return (lab, alice, bob);
     }
 
+    private static async Task<Pair> ConnectAsync(VirtualNetwork lab, LabHost alice, LabHost bob, UtpOptions options,
+        IDatagramSocket? bobSocket = null)
+    {
+        var a = await UtpSocket.BindAsync(alice, new IPEndPoint(alice.Address, 0), options);
+        var b = bobSocket is null
+            ? await UtpSocket.BindAsync(bob, new IPEndPoint(bob.Address, BobPort), options)
+            : new UtpSocket(bobSocket, lab.TimeProvider, options);
+        var accept = b.AcceptAsync();
+        var client = await a.ConnectAsync(new IPEndPoint(bob.Address, BobPort));
+        return new Pair(a, b, client, await accept);
+    }
+
+    private sealed record Pair(UtpSocket A, UtpSocket B, UtpStream Client, UtpStream Server) : IAsyncDisposable
+    {
+        public async ValueTask DisposeAsync()
+        {
+            await Client.DisposeAsync();
+            await Server.DisposeAsync();
+            await A.DisposeAsync();
+            await B.DisposeAsync();
+        }
+    }
+
     [Fact]
     public void APeerThatStallsPastTheProbeTime_CostsOneProbe_NotTheFlight()
     {
@@ -36,11 +59,8 @@ public sealed class LossDetectionTests
         var (resent, got, stalled) = lab.Run(async () =>
         {
             var bobSocket = new StallingSocket(await bob.BindUdpAsync(new IPEndPoint(bob.Address, BobPort)), lab);
-            await using var a = await UtpSocket.BindAsync(alice, new IPEndPoint(alice.Address, 0), options);
-            await using var b = new UtpSocket(bobSocket, lab.TimeProvider, options);
-            var accept = b.AcceptAsync();
-            await using var client = await a.ConnectAsync(new IPEndPoint(bob.Address, BobPort));
-            await using var server = await accept;
+            await using var pair = await ConnectAsync(lab, alice, bob, options, bobSocket);
+            var (client, server) = (pair.Client, pair.Server);
             var reading = TestData.ReadToEndAsync(server, CancellationToken.None);
             await client.WriteAsync(warm);
             await client.FlushAsync(); // the RTT is known (20 ms), the window open
@@ -71,11 +91,8 @@ public sealed class LossDetectionTests
 
         var (elapsed, got) = lab.Run(async () =>
         {
-            await using var a = await UtpSocket.BindAsync(alice, new IPEndPoint(alice.Address, 0), options);
-            await using var b = await UtpSocket.BindAsync(bob, new IPEndPoint(bob.Address, BobPort), options);
-            var accept = b.AcceptAsync();
-            await using var client = await a.ConnectAsync(new IPEndPoint(bob.Address, BobPort));
-            await using var server = await accept;
+            await using var pair = await ConnectAsync(lab, alice, bob, options);
+            var (client, server) = (pair.Client, pair.Server);
             await client.WriteAsync(TestData.Generate(200_000, 4));
             var buffer = new byte[200_000];
             var read = 0;
@@ -109,11 +126,8 @@ public sealed class LossDetectionTests
 
         var (resent, got) = lab.Run(async () =>
         {
-            await using var a = await UtpSocket.BindAsync(alice, new IPEndPoint(alice.Address, 0), options);
-            await using var b = await UtpSocket.BindAsync(bob, new IPEndPoint(bob.Address, BobPort), options);
-            var accept = b.AcceptAsync();
-            await using var client = await a.ConnectAsync(new IPEndPoint(bob.Address, BobPort));
-            await using var server = await accept;
+            await using var pair = await ConnectAsync(lab, alice, bob, options);
+            var (client, server) = (pair.Client, pair.Server);
             var writing = TestData.WriteChunkedAsync(client, data, 64 * 1024, CancellationToken.None);
             using var received = new MemoryStream();
             var buffer = new byte[4096];
