@@ -624,10 +624,26 @@ public sealed class UtpSocket : IAsyncDisposable, IDisposable, IDatagramReceiver
                     return;
                 }
 
+                c.Uncork(Now()); // a flush sends everything
                 wait = c.FlushSignal.WaitAsync(ct);
             }
 
             await wait;
+        }
+    }
+
+    internal void Cork(UtpConnection c, bool corked)
+    {
+        lock (Gate)
+        {
+            if (corked)
+            {
+                c.Cork(Now());
+            }
+            else
+            {
+                c.Uncork(Now());
+            }
         }
     }
 

@@ -78,6 +78,29 @@ public sealed class UtpStream : Stream
 
     public override void Flush() => FlushAsync(CancellationToken.None).GetAwaiter().GetResult();
 
+    /// <summary>
+    /// Coalesces the writes that follow into full-size datagrams (like TCP_CORK): until <see cref="Uncork"/>, bytes
+    /// that would leave in a packet shorter than the connection's datagram size wait for the next write. Bounded: a
+    /// short remainder leaves one <see cref="UtpOptions.TickInterval"/> after the last write at most, and at once on
+    /// <see cref="Uncork"/>, <see cref="FlushAsync(CancellationToken)"/>, <see cref="ShutdownWrite"/> or disposal. For
+    /// a writer that knows where its bursts end (a pipe copying one read's worth through TLS, whose 16 KiB records
+    /// would otherwise go out one datagram each): cork, write the burst, uncork.
+    /// </summary>
+    public void Cork()
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        _socket.Cork(_connection, corked: true);
+    }
+
+    /// <summary>Ends <see cref="Cork"/>: the bytes held back leave now (as far as the windows allow).</summary>
+    public void Uncork()
+    {
+        if (!_disposed)
+        {
+            _socket.Cork(_connection, corked: false);
+        }
+    }
+
     /// <summary>Half-close: a FIN follows the data already written; reading goes on until the peer's FIN.</summary>
     public void ShutdownWrite()
     {

@@ -106,7 +106,19 @@ internal sealed class SocketPipe
                     return;
                 }
 
-                await destination.WriteAsync(buffer.AsMemory(0, n));
+                if (toPeer)
+                {
+                    // One read's worth is one burst: TLS writes it as 16 KiB records, uTP sends them in full
+                    // datagrams and the remainder when the burst ends, not one short datagram per record.
+                    _utp.Cork();
+                    await destination.WriteAsync(buffer.AsMemory(0, n));
+                    _utp.Uncork();
+                }
+                else
+                {
+                    await destination.WriteAsync(buffer.AsMemory(0, n));
+                }
+
                 Interlocked.Add(ref toPeer ? ref _toPeer : ref _fromPeer, n);
             }
         }

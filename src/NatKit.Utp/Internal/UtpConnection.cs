@@ -58,11 +58,15 @@ internal sealed class UtpConnection
     private ushort _recoverySeq;
     private uint _replyMicro;
     private bool _writeShutdown;
+    private bool _corked;
+    private long _corkDeadline;
     private bool _finSent;
     private bool _finAcked;
     private int _synRetries;
     private long _lastProgress;
-    private bool _probeFired;
+    private int _probes; // probe timeouts since the last progress: 1 resent the oldest packet, 2 the whole flight
+    private bool _probing;
+    private ushort _probeSeq;
 
     // receive side
     private ushort _ackNr;
@@ -390,8 +394,10 @@ internal sealed class UtpConnection
             acks = 0;
         }
 
+        // A duplicate ACK acknowledges nothing new and does not open the window (RFC 5681's definition): a STATE
+        // that only says the reader freed buffer space (a window update) is no sign of a lost packet.
         if (_curWindowPackets > 0 && acks == 0 && type == UtpPacketType.State &&
-            h.AckNumber == (ushort)(oldest - 1))
+            h.AckNumber == (ushort)(oldest - 1) && h.WindowSize <= _peerWindow)
         {
             _dupAcks++;
         }
@@ -487,6 +493,19 @@ internal sealed class UtpConnection
             }
         }
 
+        if (_probing && acks > 0)
+        {
+            // The probe's ACK: the peer has exactly up to the probed packet, so what it does not acknowledge
+            // selectively of the rest of the flight, sent a probe time ago, is lost too (a peer that was only slow
+            // would have acknowledged more than the one; selectively acknowledged packets stay as they are).
+            _probing = false;
+            if (h.AckNumber == _probeSeq && _curWindowPackets > 0)
+            {
+                lost = true;
+                MarkOutstandingLost();
+            }
+        }
+
         if (_dupAcks >= DuplicateAcksBeforeResend && _curWindowPackets > 0)
         {
             ref var slot = ref _out[oldest & _mask];
@@ -526,7 +545,7 @@ internal sealed class UtpConnection
         if (progress)
         {
             _lastProgress = now;
-            _probeFired = false;
+            _probes = 0;
             _rto = _haveRtt ? Math.Clamp(_rtt + 4 * _rttVar, _minRto, _maxRto) : _rto;
             _rtoDeadline = _curWindowPackets > 0 ? now + _rto : 0;
         }
@@ -755,6 +774,11 @@ internal sealed class UtpConnection
             }
 
             var n = Math.Min(available, _mss);
+            if (n < _mss && _corked && !_writeShutdown && now < _corkDeadline)
+            {
+                break; // corked: a short packet waits for the rest of the burst (Uncork, or a tick at most)
+            }
+
             if (!WindowAllows(n))
             {
                 break;
@@ -900,8 +924,8 @@ internal sealed class UtpConnection
         {
             OnTimeout(now);
         }
-        else if (_curWindowPackets > 0 && !_probeFired && _haveRtt &&
-                 now - _lastProgress >= Math.Max(2 * _rtt + 4 * _rttVar, 10_000))
+        else if (_curWindowPackets > 0 && _probes < 2 && _haveRtt &&
+                 now - _lastProgress >= (_probes + 1) * Math.Max(2 * _rtt + 4 * _rttVar, 10_000))
         {
             OnProbeTimeout(now);
         }
@@ -935,16 +959,41 @@ internal sealed class UtpConnection
     }
 
     /// <summary>
-    /// Nothing acknowledged for about two round trips while packets are outstanding: the tail of a burst was lost,
-    /// so no later packet will produce the selective ACKs that trigger a fast retransmit. Rather than idle until
-    /// the 500 ms RTO (which also collapses the window to one packet), treat it as one loss event: halve the window
-    /// and resend what is unacknowledged. Once per stretch without progress; a second silence is a real timeout.
+    /// Nothing acknowledged for about two round trips while packets are outstanding: either the tail of a burst was
+    /// lost, so no later packet will produce the selective ACKs that trigger a fast retransmit, or the peer is slow
+    /// to read (a busy machine: its process not scheduled for a tick) and everything is still on its way. Rather than
+    /// idle until the 500 ms RTO, probe (RFC 8985's tail loss probe): send the oldest unacknowledged packet again, and
+    /// change nothing else, so a slow peer costs one duplicate, not a resent flight and a halved window. Its ACK is
+    /// progress (the probe repaired the loss, or the peer caught up) and re-arms the probe for what may still be
+    /// missing. No progress a second probe time later: one loss event, the window halves and the whole flight is
+    /// resent. A third silence is a real timeout.
     /// </summary>
     private void OnProbeTimeout(long now)
     {
-        _probeFired = true;
-        OnLoss();
-        MarkOutstandingLost();
+        _probes++;
+        if (_probes >= 2)
+        {
+            OnLoss();
+            MarkOutstandingLost();
+            return;
+        }
+
+        var oldest = (ushort)(_seqNr - _curWindowPackets);
+        for (var i = 0; i < _curWindowPackets; i++)
+        {
+            ref var slot = ref _out[(ushort)(oldest + i) & _mask];
+            if (slot.Transmissions == 0 || slot.Acked || slot.NeedResend)
+            {
+                continue;
+            }
+
+            Retransmissions++;
+            _owner.RetransmissionsTotal++;
+            _probing = true;
+            _probeSeq = (ushort)(oldest + i);
+            Transmit(ref slot, now);
+            return;
+        }
     }
 
     private void MarkOutstandingLost()
@@ -1007,8 +1056,32 @@ internal sealed class UtpConnection
     public int Write(ReadOnlySpan<byte> source, long now)
     {
         var n = _sendQueue.Write(source);
+        if (_corked)
+        {
+            _corkDeadline = now + Micros(_options.TickInterval);
+        }
+
         TrySend(now);
         return n;
+    }
+
+    /// <summary>Until <see cref="Uncork"/>, new data leaves only in full-size packets: a short remainder waits for
+    /// the next write, at most one <see cref="UtpOptions.TickInterval"/> after the last one (the tick sends it), and
+    /// never past a shutdown (the FIN follows everything queued).</summary>
+    public void Cork(long now)
+    {
+        _corked = true;
+        _corkDeadline = now + Micros(_options.TickInterval);
+    }
+
+    /// <summary>Ends <see cref="Cork"/>: what was held back leaves now, as far as the windows allow.</summary>
+    public void Uncork(long now)
+    {
+        if (_corked)
+        {
+            _corked = false;
+            TrySend(now);
+        }
     }
 
     public void ShutdownWrite(long now)
