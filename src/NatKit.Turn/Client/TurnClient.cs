@@ -150,9 +150,7 @@ public sealed class TurnClient : IAsyncDisposable, IDatagramReceiver
     private readonly ConcurrentDictionary<IPAddress, byte> _permissions = new();
     private readonly CancellationTokenSource _stop = new();
     private readonly Lock _authGate = new();
-    private readonly Lock _pushGate = new(); // a relayed datagram is queued or pushed, never both (see Deliver)
-    private IDatagramReceiver? _push;
-    private TaskCompletionSource? _pushEnded;
+    private readonly DatagramPush _push = new(); // Socket's push: a relayed datagram is queued or pushed, never both
     private Task? _receiveLoop;
     private Task? _keepAlive;
     private string? _realm;
@@ -790,7 +788,7 @@ public sealed class TurnClient : IAsyncDisposable, IDatagramReceiver
         }
 
         _received.Complete();
-        EndPush(null);
+        _push.End();
         _transactions.Dispose();
     }
 
@@ -834,66 +832,18 @@ public sealed class TurnClient : IAsyncDisposable, IDatagramReceiver
     void IDatagramReceiver.OnClosed()
     {
         _received.Complete();
-        EndPush(null);
+        _push.End();
     }
 
-    private void Drained()
-    {
-        if (Volatile.Read(ref _push) is not null)
-        {
-            lock (_pushGate)
-            {
-                _push?.OnDrained();
-            }
-        }
-    }
+    private void Drained() => _push.Drained();
 
     /// <summary><see cref="TurnRelaySocket"/>'s push (<see cref="IPushDatagramSocket"/>): from now on each relayed
     /// datagram goes to <paramref name="receiver"/> inline, on the thread that unwrapped it (the shared socket's
     /// loop), after those queued before; no copy into a queue, no hand-off to a reader.</summary>
     internal Task PushToAsync(IDatagramReceiver receiver, CancellationToken cancellationToken)
     {
-        ArgumentNullException.ThrowIfNull(receiver);
-        var ended = new TaskCompletionSource(); // completed where the push ends: no hop (a lab's loop stays on it)
-        lock (_pushGate)
-        {
-            ObjectDisposedException.ThrowIf(_stop.IsCancellationRequested || _received.IsCompleted, this);
-            if (_push is not null)
-            {
-                throw new InvalidOperationException("the relayed datagrams are pushed to another receiver already");
-            }
-
-            _received.DrainTo(receiver);
-            _push = receiver;
-            _pushEnded = ended;
-        }
-
-        if (cancellationToken.CanBeCanceled)
-        {
-            cancellationToken.UnsafeRegister(static s =>
-            {
-                var (client, ended) = ((TurnClient, TaskCompletionSource))s!;
-                client.EndPush(ended);
-            }, (this, ended));
-        }
-
-        return ended.Task;
-    }
-
-    /// <summary>Stops pushing to the receiver <paramref name="ended"/> belongs to (null: whichever it is).</summary>
-    private void EndPush(TaskCompletionSource? ended)
-    {
-        lock (_pushGate)
-        {
-            if (ended is null || ReferenceEquals(_pushEnded, ended))
-            {
-                ended ??= _pushEnded;
-                _push = null;
-                _pushEnded = null;
-            }
-        }
-
-        ended?.TrySetResult();
+        ObjectDisposedException.ThrowIf(_stop.IsCancellationRequested || _received.IsCompleted, this);
+        return _push.Start(receiver, r => _received.DrainTo(r), cancellationToken);
     }
 
     private static IOException ConnectionClosed() => new("connection to the TURN server closed");
@@ -928,21 +878,10 @@ public sealed class TurnClient : IAsyncDisposable, IDatagramReceiver
         }
     }
 
-    /// <summary>A relayed datagram to the receiver pushed to, else to the queue. Under one lock, so a datagram that
-    /// arrives while <see cref="PushToAsync"/> starts is neither lost in the queue nor pushed before older ones.</summary>
-    private void Deliver(ReadOnlySpan<byte> payload, IPEndPoint peer)
-    {
-        lock (_pushGate)
-        {
-            if (_push is { } push)
-            {
-                push.TryReceive(payload, peer);
-                return;
-            }
-
-            _received.TryWrite(payload, peer);
-        }
-    }
+    /// <summary>A relayed datagram to the receiver pushed to, else to the queue (<see cref="DatagramPush"/>: one
+    /// lock, so one that arrives while a push starts is neither stranded in the queue nor pushed before older ones).</summary>
+    private void Deliver(ReadOnlySpan<byte> payload, IPEndPoint peer) =>
+        _push.Deliver(payload, peer, _received, static (queue, d, source) => queue.TryWrite(d, source));
 
     // ---------------------------------------------------------------- keep-alive
 
@@ -1010,7 +949,7 @@ public sealed class TurnClient : IAsyncDisposable, IDatagramReceiver
 
         _stop.Cancel();
         _received.Complete();
-        EndPush(null);
+        _push.End();
         if (_multiplexer is not null)
         {
             _multiplexer.RemoveReceiver(this);
