@@ -261,19 +261,10 @@ public sealed class PeerNetworkLoopbackTests
         // the flood had sent much), and the flood goes on through all of it.
         await underWay.Task.WaitAsync(cts.Token);
         var sent = RandomNumberGenerator.GetBytes(4_000_000);
-        var back = new MemoryStream();
+        byte[] back;
         try
         {
-            using var client = new TcpClient();
-            await client.ConnectAsync(peers.Forward, cts.Token);
-            var stream = client.GetStream();
-            var write = Task.Run(async () =>
-            {
-                await stream.WriteAsync(sent, cts.Token);
-                client.Client.Shutdown(SocketShutdown.Send);
-            });
-            await stream.CopyToAsync(back, cts.Token);
-            await write;
+            back = await EchoThroughAsync(peers.Forward, sent, cts.Token);
             Assert.False(flooding.IsCompleted, "the flood went on through the whole transfer");
         }
         finally
@@ -282,7 +273,7 @@ public sealed class PeerNetworkLoopbackTests
         }
 
         Assert.True(await flooding > 1000, "the flood was sent");
-        Assert.Equal(sent, back.ToArray());
+        Assert.Equal(sent, back);
     }
 
     [Fact]
@@ -338,25 +329,29 @@ public sealed class PeerNetworkLoopbackTests
             tweak: o => o with { Traversal = o.Traversal with { Turn = credentials, RelayOnly = true } });
         using var cts = Deadline();
         var sent = RandomNumberGenerator.GetBytes(2_000_000);
-        var back = new MemoryStream();
-        using (var client = new TcpClient())
-        {
-            await client.ConnectAsync(peers.Forward, cts.Token);
-            var stream = client.GetStream();
-            var write = Task.Run(async () =>
-            {
-                await stream.WriteAsync(sent, cts.Token);
-                client.Client.Shutdown(SocketShutdown.Send);
-            });
-            await stream.CopyToAsync(back, cts.Token);
-            await write;
-        }
-
-        Assert.Equal(sent, back.ToArray());
+        Assert.Equal(sent, await EchoThroughAsync(peers.Forward, sent, cts.Token));
         Assert.Equal(PathKind.Relay, Assert.Single(peers.A.Links).Path);
         Assert.InRange(Interlocked.Read(ref largest), UtpOptions.Default.MaxDatagramSize + 1,
             TurnLimits.DefaultMaxRelayPayload);
         Assert.Equal(0, Interlocked.Read(ref tooLarge));
+    }
+
+    /// <summary>Sends <paramref name="sent"/> through a forwarded port to an echo service and half-closes; returns
+    /// what came back until the far end closed.</summary>
+    private static async Task<byte[]> EchoThroughAsync(IPEndPoint forward, byte[] sent, CancellationToken token)
+    {
+        var back = new MemoryStream();
+        using var client = new TcpClient();
+        await client.ConnectAsync(forward, token);
+        var stream = client.GetStream();
+        var write = Task.Run(async () =>
+        {
+            await stream.WriteAsync(sent, token);
+            client.Client.Shutdown(SocketShutdown.Send);
+        }, token);
+        await stream.CopyToAsync(back, token);
+        await write;
+        return back.ToArray();
     }
 
     [Fact]
