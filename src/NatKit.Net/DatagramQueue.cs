@@ -188,6 +188,36 @@ public sealed class DatagramQueue : IValueTaskSource<ReceivedDatagram>
         return new ValueTask<ReceivedDatagram>(this, version);
     }
 
+    /// <summary>Hands every datagram queued now to <paramref name="receiver"/>, oldest first, and releases their
+    /// buffers: for an owner that switches from queueing to pushing (<see cref="IPushDatagramSocket"/>), so what
+    /// arrived before the switch is not stranded. Returns how many were handed over.</summary>
+    public int DrainTo(IDatagramReceiver receiver)
+    {
+        ArgumentNullException.ThrowIfNull(receiver);
+        var count = 0;
+        while (true)
+        {
+            Item item;
+            lock (_gate)
+            {
+                if (!_items.TryDequeue(out item))
+                {
+                    return count;
+                }
+            }
+
+            try
+            {
+                receiver.TryReceive(item.Buffer.AsSpan(0, item.Length), item.Source);
+                count++;
+            }
+            finally
+            {
+                ArrayPool<byte>.Shared.Return(item.Buffer);
+            }
+        }
+    }
+
     /// <summary>Ends the queue: the waiting receive and every later one throw <see cref="ObjectDisposedException"/>;
     /// queued datagrams are released; later writes are refused. Idempotent.</summary>
     public void Complete()

@@ -333,31 +333,11 @@ public sealed partial class TraversalNode : IAsyncDisposable
         }
     }
 
-    /// <summary>What peers send through the relay goes to the connection it is for (relay socket index 1).</summary>
-    private async Task PumpRelayAsync(IDatagramSocket relay)
-    {
-        var buffer = new byte[DatagramMultiplexer.MaxDatagramSize];
-        while (true)
-        {
-            ReceivedDatagram d;
-            try
-            {
-                var pending = relay.ReceiveFromAsync(buffer);
-                if (!pending.IsCompleted)
-                {
-                    Drained();
-                }
-
-                d = await pending;
-            }
-            catch (Exception e) when (e is ObjectDisposedException or OperationCanceledException)
-            {
-                return;
-            }
-
-            Deliver(buffer.AsSpan(0, d.Length), d.RemoteEndPoint, RelaySocket);
-        }
-    }
+    /// <summary>What peers send through the relay goes to the connection it is for (relay socket index 1), pushed
+    /// inline from the shared socket's loop that unwrapped it (no queue, no second loop). No drain hook of its own:
+    /// the relay's datagrams arrive on the shared socket, whose drain already reaches every connection.</summary>
+    private Task PumpRelayAsync(IDatagramSocket relay) =>
+        ((IPushDatagramSocket)relay).PushToAsync(new Receiver((d, s) => Deliver(d, s, RelaySocket)), _stop.Token);
 
     private List<string> Registration()
     {

@@ -35,9 +35,7 @@ public sealed partial class IceTransport : IAsyncDisposable
     private readonly List<IceTransmit> _sending = [];
     private readonly List<IceEvent> _raising = [];
     private static readonly IPEndPoint Unspecified = new(IPAddress.Any, 0);
-    private readonly Lock _pushGate = new(); // one push at a time (the shared socket's loop and the relay's)
-    private IDatagramReceiver? _push;
-    private TaskCompletionSource? _pushEnded;
+    private readonly DatagramPush _push = new(); // DataSocket's push: one receiver, the queue's hand-over under its lock
     private TimeSpan _armedFor = TimeSpan.MaxValue;
     private IPEndPoint? _peerEndPoint;
     private bool _started;
@@ -188,8 +186,7 @@ public sealed partial class IceTransport : IAsyncDisposable
     public bool Deliver(ReadOnlySpan<byte> datagram, IPEndPoint source, int socket)
     {
         bool taken;
-        byte[]? data = null;
-        IDatagramReceiver? push = null;
+        var data = false;
         IPEndPoint? peer = null;
         lock (_gate)
         {
@@ -203,29 +200,17 @@ public sealed partial class IceTransport : IAsyncDisposable
             if (result == IceInputResult.NotStun && _agent.IsPeer(socket, source))
             {
                 taken = true;
-                push = _push;
+                data = true;
                 peer = _peerEndPoint;
-                if (push is null)
-                {
-                    data = ArrayPool<byte>.Shared.Rent(Math.Max(1, datagram.Length));
-                    datagram.CopyTo(data);
-                }
             }
         }
 
         // Outside the gate: the reader (inline, or the channel reader's continuation) is uTP, which takes its own lock
         // and sends through Route, which takes this gate; holding it here would order the two locks both ways and
         // deadlock with uTP's timer thread.
-        if (push is not null)
+        if (data)
         {
-            lock (_pushGate)
-            {
-                push.TryReceive(datagram, peer ?? Unspecified);
-            }
-        }
-        else if (data is not null && !_data.Writer.TryWrite(new Inbound(data, datagram.Length)))
-        {
-            ArrayPool<byte>.Shared.Return(data);
+            _push.Deliver(datagram, peer ?? Unspecified, this, static (t, d, _) => t.Enqueue(d));
         }
 
         Flush();
@@ -234,76 +219,42 @@ public sealed partial class IceTransport : IAsyncDisposable
 
     /// <summary>The socket the peer's datagrams arrive on has nothing more queued: a receiver pushed to
     /// (<see cref="IPushDatagramSocket"/>: uTP) flushes what it batched per burst (its delayed ACKs).</summary>
-    public void OnDrained()
+    public void OnDrained() => _push.Drained();
+
+    /// <summary>No receiver is pushed to: a pooled copy waits in the channel for <see cref="DataSocket"/>'s reader
+    /// (the oldest dropped when it is full).</summary>
+    private void Enqueue(ReadOnlySpan<byte> datagram)
     {
-        if (Volatile.Read(ref _push) is { } push)
+        var data = ArrayPool<byte>.Shared.Rent(Math.Max(1, datagram.Length));
+        datagram.CopyTo(data);
+        if (!_data.Writer.TryWrite(new Inbound(data, datagram.Length)))
         {
-            lock (_pushGate)
-            {
-                push.OnDrained();
-            }
+            ArrayPool<byte>.Shared.Return(data);
         }
     }
 
     /// <summary><see cref="IcePeerSocket"/>'s push: the peer's datagrams go to <paramref name="receiver"/> inline
     /// from <see cref="Deliver"/>, after those queued before.</summary>
-    internal Task PushToAsync(IDatagramReceiver receiver, CancellationToken cancellationToken)
-    {
-        ArgumentNullException.ThrowIfNull(receiver);
-        var ended = new TaskCompletionSource();
-        lock (_pushGate)
+    internal Task PushToAsync(IDatagramReceiver receiver, CancellationToken cancellationToken) =>
+        _push.Start(receiver, r =>
         {
             lock (_gate)
             {
                 ObjectDisposedException.ThrowIf(_disposed, this);
-                if (_push is not null)
-                {
-                    throw new InvalidOperationException("the peer's datagrams are pushed to another receiver already");
-                }
-
-                _push = receiver;
-                _pushEnded = ended;
             }
 
             while (_data.Reader.TryRead(out var queued))
             {
                 try
                 {
-                    receiver.TryReceive(queued.Buffer.AsSpan(0, queued.Length), PeerEndPoint ?? Unspecified);
+                    r.TryReceive(queued.Buffer.AsSpan(0, queued.Length), PeerEndPoint ?? Unspecified);
                 }
                 finally
                 {
                     ArrayPool<byte>.Shared.Return(queued.Buffer);
                 }
             }
-        }
-
-        if (cancellationToken.CanBeCanceled)
-        {
-            cancellationToken.UnsafeRegister(static s =>
-            {
-                var (transport, ended) = ((IceTransport, TaskCompletionSource))s!;
-                transport.EndPush(ended);
-            }, (this, ended));
-        }
-
-        return ended.Task;
-    }
-
-    private void EndPush(TaskCompletionSource? ended)
-    {
-        lock (_gate)
-        {
-            if (ended is null || ReferenceEquals(_pushEnded, ended))
-            {
-                ended ??= _pushEnded;
-                _push = null;
-                _pushEnded = null;
-            }
-        }
-
-        ended?.TrySetResult();
-    }
+        }, cancellationToken);
 
     public async ValueTask DisposeAsync()
     {
@@ -333,7 +284,7 @@ public sealed partial class IceTransport : IAsyncDisposable
             }
         }
 
-        EndPush(null);
+        _push.End();
         _data.Writer.TryComplete();
         while (_data.Reader.TryRead(out var left))
         {

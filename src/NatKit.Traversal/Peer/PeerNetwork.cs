@@ -410,9 +410,14 @@ public sealed partial class PeerNetwork : IAsyncDisposable
     {
         await BindRelayChannelAsync(connection);
 
-        // Through a relay the TURN server's payload cap (4096 bytes by default) bounds a datagram, wherever it runs:
-        // only a direct path to a loopback address gets the loopback's large datagrams.
-        var utpOptions = connection.Path == PathKind.Relay ? _options.Utp with { LoopbackMaxDatagramSize = 0 } : _options.Utp;
+        // Through a relay the TURN server's payload cap (4096 bytes by default) bounds a datagram: a relay on this
+        // host gets that much (uTP applies it only when the peer's end is loopback too), any other relay 1400 bytes.
+        var utpOptions = connection.Path != PathKind.Relay ? _options.Utp : _options.Utp with
+        {
+            LoopbackMaxDatagramSize = _options.Traversal.Turn is { } turn && IPAddress.IsLoopback(turn.Server.Address)
+                ? _options.RelayLoopbackMaxDatagramSize
+                : 0,
+        };
         var link = new PeerLink(connection, new UtpSocket(connection.Socket, Time, utpOptions, ownsSocket: false));
         link.Utp.Listen();
         bool stopped;

@@ -1,6 +1,7 @@
 using System.Net;
 using NatKit.Net;
 using NatKit.Traversal.Identity;
+using NatKit.Turn.Protocol;
 using NatKit.Utp;
 
 namespace NatKit.Traversal.Peer;
@@ -59,6 +60,15 @@ public sealed record PeerNetworkOptions
     /// <summary>uTP's knobs for every connection of the node.</summary>
     public UtpOptions Utp { get; init; } = DefaultUtp;
 
+    /// <summary>The largest uTP datagram on a relayed link whose every leg stays on this host: the TURN server is
+    /// on a loopback address and so is the peer's end (uTP's <see cref="UtpOptions.LoopbackMaxDatagramSize"/>
+    /// rule). The default is NatKit's TURN server's own cap (<see cref="TurnLimits.DefaultMaxRelayPayload"/>, 4096
+    /// bytes), about three times fewer datagrams through the relay than 1400-byte ones; set it to at most the
+    /// server's <c>MaxRelayPayload</c> (a larger datagram is dropped there), or 0 for
+    /// <see cref="UtpOptions.MaxDatagramSize"/>. A relay on any other address always keeps
+    /// <see cref="UtpOptions.MaxDatagramSize"/> (1400 bytes: what real paths carry).</summary>
+    public int RelayLoopbackMaxDatagramSize { get; init; } = TurnLimits.DefaultMaxRelayPayload;
+
     /// <summary>Kernel receive and send buffers asked for the node's UDP socket (SO_RCVBUF/SO_SNDBUF, where the network
     /// offers <see cref="ISocketBuffers"/>; the kernel caps them at net.core.rmem_max/wmem_max); 0 keeps the system's
     /// default. Every pipe's datagrams queue there while the process is busy: the default 208 KB holds a few
@@ -97,6 +107,13 @@ public sealed record PeerNetworkOptions
         {
             throw new ArgumentOutOfRangeException(nameof(SocketBufferSize), SocketBufferSize,
                 $"{nameof(SocketBufferSize)}: 0 (the system's default) or more");
+        }
+
+        if (RelayLoopbackMaxDatagramSize is not 0 and (< 150 or > 65507) ||
+            Utp.ReceiveBufferSize < 4 * RelayLoopbackMaxDatagramSize)
+        {
+            throw new ArgumentOutOfRangeException(nameof(RelayLoopbackMaxDatagramSize), RelayLoopbackMaxDatagramSize,
+                $"{nameof(RelayLoopbackMaxDatagramSize)}: 0, or 150 to 65507 bytes and at most a quarter of Utp.ReceiveBufferSize");
         }
 
         if (MaxPipes < 1)

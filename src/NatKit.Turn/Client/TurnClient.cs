@@ -150,6 +150,7 @@ public sealed class TurnClient : IAsyncDisposable, IDatagramReceiver
     private readonly ConcurrentDictionary<IPAddress, byte> _permissions = new();
     private readonly CancellationTokenSource _stop = new();
     private readonly Lock _authGate = new();
+    private readonly DatagramPush _push = new(); // Socket's push: a relayed datagram is queued or pushed, never both
     private Task? _receiveLoop;
     private Task? _keepAlive;
     private string? _realm;
@@ -195,7 +196,9 @@ public sealed class TurnClient : IAsyncDisposable, IDatagramReceiver
     /// a peer goes as ChannelData when a channel is bound to it, else as a Send indication (installing the peer's
     /// permission first if the client has none); a receive returns the next datagram from a peer. Its
     /// <see cref="IDatagramSocket.LocalEndPoint"/> is <see cref="RelayedEndPoint"/>. It shares its datagrams with
-    /// <see cref="ReceiveAsync"/> (one reader at a time); disposing it disposes the client.</summary>
+    /// <see cref="ReceiveAsync"/> (one reader at a time); disposing it disposes the client. It is an
+    /// <see cref="IPushDatagramSocket"/>: a reader that pushes (a <see cref="DatagramMultiplexer"/> over it, a
+    /// traversal node's relay path) gets each datagram inline from the loop that unwrapped it, with no queue.</summary>
     public IDatagramSocket Socket { get; }
 
     /// <summary>Relayed datagrams dropped because the reader fell behind (<see cref="TurnClientOptions.ReceiveQueueCapacity"/>)
@@ -768,6 +771,7 @@ public sealed class TurnClient : IAsyncDisposable, IDatagramReceiver
                     start += frame;
                 }
 
+                Drained(); // what this read brought is handed on: a pushed receiver flushes its batch
                 if (!StunFraming.TryGetFrameLength(buffer.AsSpan(start, filled - start), out _))
                 {
                     break; // framing lost
@@ -784,6 +788,7 @@ public sealed class TurnClient : IAsyncDisposable, IDatagramReceiver
         }
 
         _received.Complete();
+        _push.End();
         _transactions.Dispose();
     }
 
@@ -819,8 +824,27 @@ public sealed class TurnClient : IAsyncDisposable, IDatagramReceiver
     bool IDatagramReceiver.TryReceive(ReadOnlySpan<byte> datagram, IPEndPoint source) =>
         HandleInbound(datagram, source);
 
+    /// <summary>The socket underneath has nothing more queued: a receiver pushed to (uTP over the relay) flushes
+    /// what it batched per burst (its delayed ACKs), as it would on a socket of its own.</summary>
+    void IDatagramReceiver.OnDrained() => Drained();
+
     /// <summary>The shared socket closed: nothing more will be relayed.</summary>
-    void IDatagramReceiver.OnClosed() => _received.Complete();
+    void IDatagramReceiver.OnClosed()
+    {
+        _received.Complete();
+        _push.End();
+    }
+
+    private void Drained() => _push.Drained();
+
+    /// <summary><see cref="TurnRelaySocket"/>'s push (<see cref="IPushDatagramSocket"/>): from now on each relayed
+    /// datagram goes to <paramref name="receiver"/> inline, on the thread that unwrapped it (the shared socket's
+    /// loop), after those queued before; no copy into a queue, no hand-off to a reader.</summary>
+    internal Task PushToAsync(IDatagramReceiver receiver, CancellationToken cancellationToken)
+    {
+        ObjectDisposedException.ThrowIf(_stop.IsCancellationRequested || _received.IsCompleted, this);
+        return _push.Start(receiver, r => _received.DrainTo(r), cancellationToken);
+    }
 
     private static IOException ConnectionClosed() => new("connection to the TURN server closed");
 
@@ -854,7 +878,10 @@ public sealed class TurnClient : IAsyncDisposable, IDatagramReceiver
         }
     }
 
-    private void Deliver(ReadOnlySpan<byte> payload, IPEndPoint peer) => _received.TryWrite(payload, peer);
+    /// <summary>A relayed datagram to the receiver pushed to, else to the queue (<see cref="DatagramPush"/>: one
+    /// lock, so one that arrives while a push starts is neither stranded in the queue nor pushed before older ones).</summary>
+    private void Deliver(ReadOnlySpan<byte> payload, IPEndPoint peer) =>
+        _push.Deliver(payload, peer, _received, static (queue, d, source) => queue.TryWrite(d, source));
 
     // ---------------------------------------------------------------- keep-alive
 
@@ -922,6 +949,7 @@ public sealed class TurnClient : IAsyncDisposable, IDatagramReceiver
 
         _stop.Cancel();
         _received.Complete();
+        _push.End();
         if (_multiplexer is not null)
         {
             _multiplexer.RemoveReceiver(this);
@@ -999,7 +1027,7 @@ public sealed class TurnClient : IAsyncDisposable, IDatagramReceiver
 /// A TURN allocation as a datagram socket (<see cref="TurnClient.Socket"/>): sends reach a peer through the relay,
 /// receives return what peers sent to the relayed address. Its local endpoint is the relayed one.
 /// </summary>
-internal sealed class TurnRelaySocket(TurnClient client) : IDatagramSocket
+internal sealed class TurnRelaySocket(TurnClient client) : IPushDatagramSocket
 {
     private int _disposed;
 
@@ -1025,6 +1053,15 @@ internal sealed class TurnRelaySocket(TurnClient client) : IDatagramSocket
     {
         var got = await client.ReceiveAsync(buffer, cancellationToken);
         return new ReceivedDatagram(got.Length, got.Peer);
+    }
+
+    /// <summary>Pushes what peers relay to <paramref name="receiver"/> inline (see
+    /// <see cref="IPushDatagramSocket"/>): a <see cref="DatagramMultiplexer"/> over the allocation, or a traversal
+    /// node's relay path, takes each datagram from the loop that unwrapped it, with the socket's drains.</summary>
+    public Task PushToAsync(IDatagramReceiver receiver, CancellationToken cancellationToken)
+    {
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+        return client.PushToAsync(receiver, cancellationToken);
     }
 
     public void Dispose()

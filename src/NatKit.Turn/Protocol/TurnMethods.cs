@@ -64,6 +64,10 @@ public static class TurnLimits
     /// <summary>Section 14.9: how long a RESERVATION-TOKEN holds its port (about 30 seconds).</summary>
     public static readonly TimeSpan ReservationLifetime = TimeSpan.FromSeconds(30);
 
+    /// <summary>NatKit's TURN server's default cap on a relayed payload (<c>TurnServerOptions.MaxRelayPayload</c>),
+    /// in both directions: what a client may count on when it knows only that the relay is NatKit's.</summary>
+    public const int DefaultMaxRelayPayload = 4096;
+
     /// <summary>REQUESTED-TRANSPORT value for UDP (the IP protocol number).</summary>
     public const byte TransportUdp = 17;
 

@@ -193,7 +193,13 @@ public sealed partial class TurnServer
         var address = family == StunAddress.FamilyIPv6 ? _options.RelayAddressV6! : _options.RelayAddress;
         try
         {
-            return await _network.BindUdpAsync(new IPEndPoint(address, port));
+            var socket = await _network.BindUdpAsync(new IPEndPoint(address, port));
+            if (_options.RelaySocketBufferBytes > 0)
+            {
+                (socket as ISocketBuffers)?.TrySetBufferSizes(_options.RelaySocketBufferBytes, _options.RelaySocketBufferBytes);
+            }
+
+            return socket;
         }
         catch (NetworkException)
         {

@@ -76,7 +76,7 @@ public sealed record TurnServerOptions
     /// <summary>The largest payload relayed, in both directions: a datagram from a peer, and the DATA of a Send
     /// indication or ChannelData from a client; larger ones are dropped (natkit.turn.drops reason=too_large).
     /// Each allocation holds a receive buffer this size, so it sets the memory an allocation costs.</summary>
-    public int MaxRelayPayload { get; init; } = 4096;
+    public int MaxRelayPayload { get; init; } = TurnLimits.DefaultMaxRelayPayload;
 
     public string Software { get; init; } = "NatKit TURN";
 
@@ -101,6 +101,12 @@ public sealed record TurnServerOptions
     /// client's traffic (where the network offers <see cref="NatKit.Net.ISocketBuffers"/>; capped by the kernel).</summary>
     public int ListenSocketBufferBytes { get; init; } = 4 << 20;
 
+    /// <summary>Kernel receive and send buffer asked for on each relay socket (0: the system's default, 208 KB on
+    /// Linux). A peer's burst waits there until a poller thread relays it; the default held about 90 datagrams of
+    /// 1400 bytes, and a uTP window through the relay overflowed it whenever the relay threads were not scheduled
+    /// at once (loss, retransmission, a halved window). A cap, not a reservation: an idle relay holds nothing.</summary>
+    public int RelaySocketBufferBytes { get; init; } = 1 << 20;
+
     /// <summary>Stops start-up with one sentence naming the bad field.</summary>
     public void Validate()
     {
@@ -114,6 +120,11 @@ public sealed record TurnServerOptions
         if (TlsListen.Count > 0 && Certificate is null)
         {
             Fail("TlsListen needs a Certificate.");
+        }
+
+        if (RelaySocketBufferBytes < 0)
+        {
+            Fail($"RelaySocketBufferBytes ({RelaySocketBufferBytes}) must be 0 (the system's default) or more.");
         }
 
         if (MinPort < 1 || MaxPort > 65535 || MinPort > MaxPort)

@@ -91,4 +91,36 @@ public sealed class DatagramQueueTests
     [Fact]
     public void Capacity_MustBePositive() =>
         Assert.Throws<ArgumentOutOfRangeException>(() => new DatagramQueue(0));
+
+    [Fact]
+    public async Task DrainTo_HandsOverWhatIsQueued_OldestFirst_AndLeavesTheQueueEmpty()
+    {
+        var queue = new DatagramQueue(8);
+        var other = new IPEndPoint(IPAddress.Loopback, 10);
+        Assert.True(queue.TryWrite("one"u8, Peer));
+        Assert.True(queue.TryWrite("two"u8, other));
+        Assert.True(queue.TryWrite("three"u8, Peer));
+        var taken = new List<(string, IPEndPoint)>();
+        var receiver = new Recording(taken);
+
+        Assert.Equal(3, queue.DrainTo(receiver));
+        Assert.Equal([("one", Peer), ("two", other), ("three", Peer)], taken);
+        Assert.Equal(0, queue.Count);
+        Assert.Equal(0, queue.DrainTo(receiver));
+
+        // What comes after the drain is queued again for a receive, as before.
+        Assert.True(queue.TryWrite("four"u8, Peer));
+        var buffer = new byte[16];
+        var got = await queue.ReceiveAsync(buffer);
+        Assert.Equal("four", System.Text.Encoding.ASCII.GetString(buffer, 0, got.Length));
+    }
+
+    private sealed class Recording(List<(string, IPEndPoint)> taken) : IDatagramReceiver
+    {
+        public bool TryReceive(ReadOnlySpan<byte> datagram, IPEndPoint source)
+        {
+            taken.Add((System.Text.Encoding.ASCII.GetString(datagram), source));
+            return true;
+        }
+    }
 }

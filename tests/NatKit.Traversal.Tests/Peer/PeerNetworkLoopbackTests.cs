@@ -1,3 +1,4 @@
+using System.Diagnostics.Metrics;
 using System.Net;
 using System.Net.Security;
 using System.Net.Sockets;
@@ -6,6 +7,9 @@ using System.Security.Cryptography;
 using NatKit.Net;
 using NatKit.Traversal.Identity;
 using NatKit.Traversal.Peer;
+using NatKit.Turn.Policy;
+using NatKit.Turn.Protocol;
+using NatKit.Turn.Server;
 using NatKit.Utp;
 
 namespace NatKit.Traversal.Tests.Peer;
@@ -257,19 +261,10 @@ public sealed class PeerNetworkLoopbackTests
         // the flood had sent much), and the flood goes on through all of it.
         await underWay.Task.WaitAsync(cts.Token);
         var sent = RandomNumberGenerator.GetBytes(4_000_000);
-        var back = new MemoryStream();
+        byte[] back;
         try
         {
-            using var client = new TcpClient();
-            await client.ConnectAsync(peers.Forward, cts.Token);
-            var stream = client.GetStream();
-            var write = Task.Run(async () =>
-            {
-                await stream.WriteAsync(sent, cts.Token);
-                client.Client.Shutdown(SocketShutdown.Send);
-            });
-            await stream.CopyToAsync(back, cts.Token);
-            await write;
+            back = await EchoThroughAsync(peers.Forward, sent, cts.Token);
             Assert.False(flooding.IsCompleted, "the flood went on through the whole transfer");
         }
         finally
@@ -278,7 +273,85 @@ public sealed class PeerNetworkLoopbackTests
         }
 
         Assert.True(await flooding > 1000, "the flood was sent");
-        Assert.Equal(sent, back.ToArray());
+        Assert.Equal(sent, back);
+    }
+
+    [Fact]
+    public async Task ThroughATurnRelayOnLoopback_APipeCarriesBytesIntact_InDatagramsUpToTheServersPayloadCap()
+    {
+        await using var echo = TestService.Echo();
+        await using var turn = await TurnServer.StartAsync(SystemNetwork.Instance, new TurnServerOptions
+        {
+            UdpListen = [LoopbackPeers.Any],
+            RelayAddress = IPAddress.Loopback,
+            Users = new Dictionary<string, string> { ["t"] = "t-password" },
+            Policy = new PeerPolicy(allow: [PeerRule.Parse("127.0.0.0/8")]),
+            BandwidthBytesPerSecond = 0,
+        });
+
+        // The largest payload the server relays, and what it drops as too large (only this test's server relays more
+        // than 1400 bytes a datagram in this process: the other relays here carry uTP's default size).
+        var largest = 0L;
+        var tooLarge = 0L;
+        using var meters = new MeterListener();
+        meters.InstrumentPublished = (instrument, l) =>
+        {
+            if (instrument.Meter.Name == TurnMetrics.MeterName &&
+                instrument.Name is "natkit.turn.relay.bytes" or "natkit.turn.drops")
+            {
+                l.EnableMeasurementEvents(instrument);
+            }
+        };
+        meters.SetMeasurementEventCallback<long>((instrument, value, tags, _) =>
+        {
+            if (instrument.Name == "natkit.turn.drops")
+            {
+                foreach (var tag in tags)
+                {
+                    if (tag is { Key: "reason", Value: "too_large" })
+                    {
+                        Interlocked.Add(ref tooLarge, value);
+                    }
+                }
+
+                return;
+            }
+
+            for (var seen = Interlocked.Read(ref largest); value > seen; seen = Interlocked.Read(ref largest))
+            {
+                Interlocked.CompareExchange(ref largest, value, seen);
+            }
+        });
+        meters.Start();
+
+        var credentials = new TurnServerCredentials(turn.UdpEndPoints[0], "t", "t-password");
+        await using var peers = await LoopbackPeers.StartAsync(echo.EndPoint,
+            tweak: o => o with { Traversal = o.Traversal with { Turn = credentials, RelayOnly = true } });
+        using var cts = Deadline();
+        var sent = RandomNumberGenerator.GetBytes(2_000_000);
+        Assert.Equal(sent, await EchoThroughAsync(peers.Forward, sent, cts.Token));
+        Assert.Equal(PathKind.Relay, Assert.Single(peers.A.Links).Path);
+        Assert.InRange(Interlocked.Read(ref largest), UtpOptions.Default.MaxDatagramSize + 1,
+            TurnLimits.DefaultMaxRelayPayload);
+        Assert.Equal(0, Interlocked.Read(ref tooLarge));
+    }
+
+    /// <summary>Sends <paramref name="sent"/> through a forwarded port to an echo service and half-closes; returns
+    /// what came back until the far end closed.</summary>
+    private static async Task<byte[]> EchoThroughAsync(IPEndPoint forward, byte[] sent, CancellationToken token)
+    {
+        var back = new MemoryStream();
+        using var client = new TcpClient();
+        await client.ConnectAsync(forward, token);
+        var stream = client.GetStream();
+        var write = Task.Run(async () =>
+        {
+            await stream.WriteAsync(sent, token);
+            client.Client.Shutdown(SocketShutdown.Send);
+        }, token);
+        await stream.CopyToAsync(back, token);
+        await write;
+        return back.ToArray();
     }
 
     [Fact]
@@ -291,6 +364,13 @@ public sealed class PeerNetworkLoopbackTests
             Expose = [new ExposedService("", new IPEndPoint(IPAddress.Loopback, 80))],
         }.Validate());
         Assert.Contains("Expose", e.Message, StringComparison.Ordinal);
+        foreach (var size in new[] { 100, 70_000 }) // below a uTP header and payload, above a UDP datagram
+        {
+            var bad = new PeerNetworkOptions { Traversal = traversal, RelayLoopbackMaxDatagramSize = size };
+            Assert.Contains("RelayLoopbackMaxDatagramSize",
+                Assert.ThrowsAny<ArgumentException>(() => bad.Validate()).Message, StringComparison.Ordinal);
+        }
+
         Assert.Equal(PeerNetworkOptions.DefaultListen,
             new PeerNetworkOptions { Traversal = traversal }.Validate().Listen);
         Assert.Equal(1315, PeerNetworkOptions.DefaultListen.Port);

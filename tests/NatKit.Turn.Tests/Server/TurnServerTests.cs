@@ -763,6 +763,8 @@ public class TurnServerTests
         Assert.Contains("Users or a SharedSecret", e.Message, StringComparison.Ordinal);
         var e2 = Assert.Throws<ArgumentException>(() => new TurnServerOptions { SharedSecret = "x", MinPort = 5, MaxPort = 4 }.Validate());
         Assert.Contains("MinPort", e2.Message, StringComparison.Ordinal);
+        var e3 = Assert.Throws<ArgumentException>(() => new TurnServerOptions { SharedSecret = "x", RelaySocketBufferBytes = -1 }.Validate());
+        Assert.Contains("RelaySocketBufferBytes", e3.Message, StringComparison.Ordinal);
     }
 
     /// <summary>The first of <paramref name="count"/> consecutive UDP ports on loopback, even, that nothing holds

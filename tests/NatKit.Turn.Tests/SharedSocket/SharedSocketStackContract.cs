@@ -114,6 +114,80 @@ public abstract class SharedSocketStackContract
         });
     }
 
+    [Fact]
+    public void TheAllocationSocket_PushesRelayedDatagramsInline_InOrder_WithTheSocketsDrains_ThenQueuesAgain()
+    {
+        Run(async n =>
+        {
+            await using var turnServer = await TurnServer.StartAsync(n.Server, ServerOptions(n, ServerPort));
+            await using var peer = await n.Peer.BindUdpAsync(new IPEndPoint(n.PeerAddress, 0));
+            await using var mux = new DatagramMultiplexer(
+                await n.Client.BindUdpAsync(new IPEndPoint(n.ClientAddress, 0)));
+            using var table = new StunTransactions(mux, n.Client.TimeProvider);
+            await using var turn = await TurnClient.AllocateAsync(table,
+                new TurnClientOptions(turnServer.UdpEndPoints[0], "a", "pa") { KeepAlive = false });
+            await turn.BindChannelAsync(peer.LocalEndPoint); // ChannelData, the relay's fast path
+
+            // Before anyone pushes, a relayed datagram waits for a receive (the queue DrainTo empties into a push).
+            await peer.SendToAsync(new byte[] { 0 }, turn.RelayedEndPoint);
+            var buffer = new byte[64];
+            var before = await turn.Socket.ReceiveFromAsync(buffer);
+            Assert.Equal(peer.LocalEndPoint, before.RemoteEndPoint);
+
+            const int count = 20;
+            var pushed = Assert.IsAssignableFrom<IPushDatagramSocket>(turn.Socket);
+            var recorder = new PushRecorder(count);
+            using var stop = new CancellationTokenSource();
+            var pushing = pushed.PushToAsync(recorder, stop.Token);
+            await Assert.ThrowsAsync<InvalidOperationException>(() => pushed.PushToAsync(new PushRecorder(1), CancellationToken.None));
+            for (var i = 1; i <= count; i++)
+            {
+                await peer.SendToAsync(new[] { (byte)i, (byte)~i }, turn.RelayedEndPoint);
+            }
+
+            // Every datagram went to the receiver, in order, from the peer; then the socket's drain reached it too.
+            await recorder.DrainedAfterAll.Task;
+            Assert.Equal(Enumerable.Range(1, count).Select(i => (byte)i), recorder.Got.Select(g => g.First));
+            Assert.All(recorder.Got, g => Assert.Equal((byte)~g.First, g.Second));
+            Assert.All(recorder.Sources, s => Assert.Equal(peer.LocalEndPoint, s));
+
+            // Once the push ends, relayed datagrams are queued for a receive again.
+            stop.Cancel();
+            await pushing;
+            await peer.SendToAsync("after"u8.ToArray(), turn.RelayedEndPoint);
+            var after = await turn.Socket.ReceiveFromAsync(buffer);
+            Assert.Equal("after", System.Text.Encoding.UTF8.GetString(buffer, 0, after.Length));
+            Assert.Equal(count, recorder.Got.Count);
+            Assert.Equal(0, turn.ReceiveDropped);
+        });
+    }
+
+    /// <summary>A receiver pushed to: records what it is given; completes once it has <c>count</c> datagrams and
+    /// then sees a drain (continuations inline: in the lab they stay on its loop).</summary>
+    private sealed class PushRecorder(int count) : IDatagramReceiver
+    {
+        public List<(byte First, byte Second)> Got { get; } = [];
+
+        public List<IPEndPoint> Sources { get; } = [];
+
+        public TaskCompletionSource DrainedAfterAll { get; } = new();
+
+        public bool TryReceive(ReadOnlySpan<byte> datagram, IPEndPoint source)
+        {
+            Got.Add((datagram[0], datagram.Length > 1 ? datagram[1] : (byte)0));
+            Sources.Add(source);
+            return true;
+        }
+
+        public void OnDrained()
+        {
+            if (Got.Count >= count)
+            {
+                DrainedAfterAll.TrySetResult();
+            }
+        }
+    }
+
     /// <summary>One fuzz case: what the "server" throws at the shared socket while a Binding waits.</summary>
     public readonly record struct Junk(byte Kind, byte[] Bytes, ushort Cut);
 
