@@ -12,7 +12,9 @@ namespace NatKit.Cli.Tests;
 /// counts the pipes' bytes, and flags win over the config's keys. Real processes on loopback: a rendezvous, bob
 /// exposing services that all reach an echo server of the test, alice forwarding ports to them.</summary>
 [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
-public sealed partial class PeerReloadDrainTests : IAsyncDisposable
+// xunit 2 disposes a test class through IAsyncLifetime (never IAsyncDisposable): the processes and the directory
+// go when each test ends, also when it fails.
+public sealed partial class PeerReloadDrainTests : IAsyncLifetime
 {
     private readonly string _dir = Directory.CreateTempSubdirectory("natkit-peerreload-").FullName;
     private readonly TcpListener _echo = new(IPAddress.Loopback, 0);
@@ -29,7 +31,9 @@ public sealed partial class PeerReloadDrainTests : IAsyncDisposable
         _echoing = EchoAsync();
     }
 
-    public async ValueTask DisposeAsync()
+    public Task InitializeAsync() => Task.CompletedTask;
+
+    public async Task DisposeAsync()
     {
         foreach (var p in _processes)
         {
