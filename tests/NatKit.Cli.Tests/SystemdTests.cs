@@ -23,7 +23,30 @@ public sealed class SystemdTests : IDisposable
 
     [Theory]
     [MemberData(nameof(Servers))]
-    public async Task ReadyIsNotified_OnlyOnceThePortIsBound_AndStoppingOnSigterm(string transport, string before, string[] arguments)
+    public Task ReadyIsNotified_OnlyOnceThePortIsBound_AndStoppingOnSigterm(string transport, string before, string[] arguments) =>
+        AssertNotifiedAsync("Ctrl+C stops", transport, before, arguments);
+
+    /// <summary>`peer run` (deploy/natkit-peer.service is Type=notify too): READY=1 only once its node has started
+    /// (the UDP port it prints is bound), STOPPING=1 on SIGTERM.</summary>
+    [Fact]
+    public async Task PeerRun_IsReadyOnlyOnceItsUdpPortIsBound_AndStoppingOnSigterm()
+    {
+        var key = Path.Combine(_dir, "node.pem");
+        var init = await Natkit.RunAsync("peer", "init", "--key", key);
+        Assert.True(init.ExitCode == 0, init.Output + init.Errors);
+        await using var rendezvous = await Natkit.StartAsync("Ctrl+C stops", "rendezvous", "serve", "--listen", "127.0.0.1:0");
+        var config = Path.Combine(_dir, "node.yaml");
+        await File.WriteAllTextAsync(config, $"""
+            key: {key}
+            name: unit
+            listen: 127.0.0.1:0
+            rendezvous: 127.0.0.1:{Natkit.PortAfter(rendezvous.Output, "127.0.0.1:")}
+            control: {Path.Combine(_dir, "unit.sock")}
+            """);
+        await AssertNotifiedAsync(" ready;", "udp", " ready; udp 127.0.0.1:", ["peer", "run", "--config", config]);
+    }
+
+    private async Task AssertNotifiedAsync(string ready, string transport, string before, string[] arguments)
     {
         var path = Path.Combine(_dir, "notify");
         using var notify = new Socket(AddressFamily.Unix, SocketType.Dgram, ProtocolType.Unspecified);
@@ -32,10 +55,10 @@ public sealed class SystemdTests : IDisposable
         var buffer = new byte[4096];
         var first = notify.ReceiveAsync(buffer, SocketFlags.None, cts.Token).AsTask();
 
-        await using var server = await Natkit.StartAsync("Ctrl+C stops",
+        await using var server = await Natkit.StartAsync(ready,
             new Dictionary<string, string> { ["NOTIFY_SOCKET"] = path }, arguments);
-        var ready = Encoding.ASCII.GetString(buffer, 0, await first);
-        Assert.Contains("READY=1", ready, StringComparison.Ordinal);
+        var readyMessage = Encoding.ASCII.GetString(buffer, 0, await first);
+        Assert.Contains("READY=1", readyMessage, StringComparison.Ordinal);
 
         // READY=1 came: the port it names is bound (binding it again fails)
         var port = Natkit.PortAfter(server.Output, before);
