@@ -808,13 +808,13 @@ public sealed class TurnClient : IAsyncDisposable, IDatagramReceiver
 
         if (StunFraming.IsChannelData(datagram))
         {
-            Dispatch(datagram);
+            DispatchChannelData(datagram);
             return true;
         }
 
         if (DatagramShape.IsStun(datagram) && ((datagram[0] & 0x01) | (datagram[1] & 0x10)) == 0x10)
         {
-            Dispatch(datagram); // an indication (class bits 01)
+            DispatchIndication(datagram); // an indication (class bits 01)
             return true;
         }
 
@@ -848,33 +848,41 @@ public sealed class TurnClient : IAsyncDisposable, IDatagramReceiver
 
     private static IOException ConnectionClosed() => new("connection to the TURN server closed");
 
+    /// <summary>A frame from the stream: ChannelData or an indication.</summary>
     private void Dispatch(ReadOnlySpan<byte> data)
     {
         if (StunFraming.IsChannelData(data))
         {
-            var number = BinaryPrimitives.ReadUInt16BigEndian(data);
-            var length = BinaryPrimitives.ReadUInt16BigEndian(data[2..]);
-            if (length <= data.Length - 4 && _channelPeers.TryGetValue(number, out var peer))
-            {
-                Deliver(data.Slice(4, length), peer);
-            }
-
-            return;
+            DispatchChannelData(data);
         }
+        else
+        {
+            DispatchIndication(data);
+        }
+    }
 
+    private void DispatchChannelData(ReadOnlySpan<byte> data)
+    {
+        var number = BinaryPrimitives.ReadUInt16BigEndian(data);
+        var length = BinaryPrimitives.ReadUInt16BigEndian(data[2..]);
+        if (length <= data.Length - 4 && _channelPeers.TryGetValue(number, out var peer))
+        {
+            Deliver(data.Slice(4, length), peer);
+        }
+    }
+
+    private void DispatchIndication(ReadOnlySpan<byte> data)
+    {
         if (!StunMessageReader.TryParse(data, out var r))
         {
             return;
         }
 
-        if (r.Class == StunClass.Indication)
+        if (r.Class == StunClass.Indication && r.Method == TurnMethods.Data &&
+            r.TryGetXorAddress(TurnAttributeType.XorPeerAddress, out var from) &&
+            r.TryGet(TurnAttributeType.Data, out var payload))
         {
-            if (r.Method == TurnMethods.Data && r.TryGetXorAddress(TurnAttributeType.XorPeerAddress, out var from) &&
-                r.TryGet(TurnAttributeType.Data, out var payload))
-            {
-                Deliver(payload, from.ToEndPoint());
-            }
-
+            Deliver(payload, from.ToEndPoint());
         }
     }
 
