@@ -126,5 +126,5 @@ internal sealed record Reservation(ulong Token, byte Family, int Port, string Us
 {
     /// <summary>What holds the port meanwhile (the edge's socket bound to it), so no other program can take it
     /// before the claim: handed to the claiming allocation, disposed when the reservation is dropped.</summary>
-    public IDisposable? Hold { get; init; }
+    public IDatagramSocket? Hold { get; init; }
 }

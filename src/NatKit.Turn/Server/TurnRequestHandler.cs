@@ -466,7 +466,7 @@ internal sealed class TurnRequestHandler
     /// back for EVEN-PORT's R bit or 0, held by <paramref name="pairHold"/> until claimed; <paramref name="v6Failed"/>:
     /// the additional IPv6 relay could not be had): the allocation is live from now, and this is the success
     /// response to send.</summary>
-    public byte[] CompleteAllocate(PendingAllocation pending, int pairPort, bool v6Failed, IDisposable? pairHold = null)
+    public byte[] CompleteAllocate(PendingAllocation pending, int pairPort, bool v6Failed, IDatagramSocket? pairHold = null)
     {
         var request = pending.Request;
         var allocation = pending.Allocation;

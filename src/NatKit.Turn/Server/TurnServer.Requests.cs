@@ -56,7 +56,7 @@ public sealed partial class TurnServer
             if (pending.Claimed is { } reservation)
             {
                 // The socket that has held the reserved port since the reservation was made (none in handler-only use).
-                var socket = reservation.Hold as IDatagramSocket ?? await BindAsync(reservation.Family, reservation.Port);
+                var socket = reservation.Hold ?? await BindAsync(reservation.Family, reservation.Port);
                 if (socket is null)
                 {
                     return _handler.AbandonAllocate(pending); // the port goes back with the allocation
