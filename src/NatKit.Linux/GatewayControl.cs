@@ -42,6 +42,12 @@ public sealed class GatewayControl : IAsyncDisposable
     /// <summary>The control socket path for a gateway name.</summary>
     public static string PathFor(string name) => System.IO.Path.Combine(Directory, name + ".sock");
 
+    /// <summary>Where `natkit lab netns up` logs a gateway it starts (kept after `down`, for reading).</summary>
+    public static string LogPathFor(string name) => System.IO.Path.Combine(Directory, name + ".log");
+
+    /// <summary>Where `natkit lab netns up` writes the policy of a gateway it starts (removed by `down`).</summary>
+    public static string PolicyPathFor(string name) => System.IO.Path.Combine(Directory, name + ".policy.json");
+
     /// <summary>Listens on <paramref name="path"/> (a stale socket file from a crashed run is replaced).</summary>
     public static GatewayControl Listen(Gateway gateway, string path)
     {

@@ -194,8 +194,7 @@ public sealed class PortmapCommandTests
         {
             var (code, output, errors) = await Cli("lab", "netns", "down", "--tag", tag);
             Assert.True(code == 0, output + errors);
-            File.Delete(Path.Combine(GatewayControl.Directory, name + ".log"));
-            File.Delete(Path.Combine(GatewayControl.Directory, name + ".policy.json"));
+            File.Delete(GatewayControl.LogPathFor(name)); // `down` removed the policy; its log is kept for reading
         }
     }
 

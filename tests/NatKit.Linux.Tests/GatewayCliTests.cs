@@ -52,10 +52,9 @@ public sealed class GatewayCliTests
         }
 
         Assert.DoesNotContain(await NetworkNamespace.ListAsync(), n => n.StartsWith($"nk-{tag}-", StringComparison.Ordinal));
-        var log = await File.ReadAllTextAsync(Path.Combine(GatewayControl.Directory, $"nk-{tag}-g1.log"));
+        var log = await File.ReadAllTextAsync(GatewayControl.LogPathFor($"nk-{tag}-g1"));
         Assert.Contains("natkit gateway: stopped", log, StringComparison.Ordinal); // SIGTERM stopped it gracefully
-        File.Delete(Path.Combine(GatewayControl.Directory, $"nk-{tag}-g1.log"));
-        File.Delete(Path.Combine(GatewayControl.Directory, $"nk-{tag}-g1.policy.json"));
+        File.Delete(GatewayControl.LogPathFor($"nk-{tag}-g1")); // `down` removed the policy; its log is kept for reading
     }
 
     [Fact]

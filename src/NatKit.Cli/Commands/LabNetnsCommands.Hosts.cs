@@ -65,7 +65,7 @@ internal sealed partial class LabNetnsCommands
             foreach (var name in Directory.Exists(GatewayControl.Directory) ? removed : [])
             {
                 File.Delete(GatewayControl.PathFor(name));
-                File.Delete(Path.Combine(GatewayControl.Directory, name + ".policy.json")); // the log stays, for reading
+                File.Delete(GatewayControl.PolicyPathFor(name)); // the log stays, for reading
             }
 
             Console.WriteLine(removed.Count == 0 ? "nothing to remove" : "removed " + string.Join(' ', removed));

@@ -32,8 +32,8 @@ internal sealed partial class LabNetnsCommands : IVerbGroup
     {
         var name = gateway.Namespace;
         Directory.CreateDirectory(GatewayControl.Directory);
-        var log = Path.Combine(GatewayControl.Directory, name + ".log");
-        var policy = Path.Combine(GatewayControl.Directory, name + ".policy.json");
+        var log = GatewayControl.LogPathFor(name);
+        var policy = GatewayControl.PolicyPathFor(name);
         await File.WriteAllTextAsync(policy, NatPolicyFile.ToJson(gateway.Config.Policy), ct)
             .ConfigureAwait(false);
         var socket = GatewayControl.PathFor(name);
